@@ -1,0 +1,181 @@
+//! Plain data shared by every stage of the pipeline: what a probe measured
+//! ([`Sample`]) and what the host collectors read ([`host::HostSnapshot`]).
+//!
+//! This module depends on nothing else in the crate, does no IO and reads no
+//! clock: producers fill these types in, consumers (metrics, detection) read them.
+
+pub mod host;
+
+use std::fmt;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+
+/// The protocol a target is probed with; its `as_str()` is the `kind` label.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum ProbeKind {
+    /// HTTP or HTTPS request with phase timings.
+    Http,
+}
+
+impl ProbeKind {
+    /// The label value used in metrics and output.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ProbeKind::Http => "http",
+        }
+    }
+}
+
+impl fmt::Display for ProbeKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One timed step of a probe; its `as_str()` is the `phase` label.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Phase {
+    /// Name resolution.
+    Dns,
+    /// TCP connect to the chosen address.
+    Connect,
+    /// TLS handshake.
+    Tls,
+    /// Request sent until the first byte of the response head arrived.
+    FirstByte,
+    /// First response byte until the body was fully read.
+    Transfer,
+    /// The whole probe, from start to finish.
+    Total,
+}
+
+impl Phase {
+    /// Every phase, in dialogue order.
+    pub const ALL: [Phase; 6] = [
+        Phase::Dns,
+        Phase::Connect,
+        Phase::Tls,
+        Phase::FirstByte,
+        Phase::Transfer,
+        Phase::Total,
+    ];
+
+    /// The label value used in metrics and output.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Phase::Dns => "dns",
+            Phase::Connect => "connect",
+            Phase::Tls => "tls",
+            Phase::FirstByte => "first_byte",
+            Phase::Transfer => "transfer",
+            Phase::Total => "total",
+        }
+    }
+}
+
+impl fmt::Display for Phase {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Why a probe failed; its `as_str()` is the `reason` label.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum FailureReason {
+    /// The name did not resolve, or resolved to no usable address.
+    Dns,
+    /// The TCP connection was refused, reset or unreachable.
+    Connect,
+    /// The TLS handshake failed (including certificate verification).
+    Tls,
+    /// The probe did not finish within its timeout.
+    Timeout,
+    /// The server answered with a status code that is not expected.
+    Status,
+    /// The body did not match the expected pattern.
+    Body,
+    /// The server broke the protocol (malformed or oversized response, early close).
+    Protocol,
+}
+
+impl FailureReason {
+    /// The label value used in metrics and output.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FailureReason::Dns => "dns",
+            FailureReason::Connect => "connect",
+            FailureReason::Tls => "tls",
+            FailureReason::Timeout => "timeout",
+            FailureReason::Status => "status",
+            FailureReason::Body => "body",
+            FailureReason::Protocol => "protocol",
+        }
+    }
+}
+
+impl fmt::Display for FailureReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A failed probe: the reason label, the phase it failed in, and a message for humans.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Failure {
+    /// The `reason` label value.
+    pub reason: FailureReason,
+    /// The phase that was running when the probe failed.
+    pub phase: Phase,
+    /// A one-line explanation, free of secrets.
+    pub message: String,
+}
+
+/// TLS details of the connection a probe made.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct TlsInfo {
+    /// Negotiated protocol version, e.g. `TLSv1.3`.
+    pub version: String,
+    /// Negotiated cipher suite.
+    pub cipher: String,
+    /// Earliest `notAfter` of the presented chain, as Unix seconds.
+    pub earliest_expiry: Option<i64>,
+}
+
+/// Everything one probe run measured.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sample {
+    /// Target name (the `target` label).
+    pub target: String,
+    /// Probe kind (the `kind` label).
+    pub kind: ProbeKind,
+    /// Wall-clock time the probe started.
+    pub started_at: DateTime<Utc>,
+    /// Timed phases in the order they ran; `Total` is always last.
+    pub phases: Vec<(Phase, Duration)>,
+    /// `None` on success.
+    pub failure: Option<Failure>,
+    /// HTTP status code, where the probe got one.
+    pub status: Option<u16>,
+    /// TLS details, where the probe used TLS.
+    pub tls: Option<TlsInfo>,
+    /// How late the probe started against its schedule.
+    pub schedule_lag: Duration,
+}
+
+impl Sample {
+    /// Whether the probe succeeded.
+    pub fn success(&self) -> bool {
+        self.failure.is_none()
+    }
+
+    /// The duration of one phase, if it was measured.
+    pub fn phase(&self, phase: Phase) -> Option<Duration> {
+        self.phases.iter().find(|(p, _)| *p == phase).map(|(_, d)| *d)
+    }
+
+    /// The whole probe's duration.
+    pub fn total(&self) -> Duration {
+        self.phase(Phase::Total).unwrap_or_default()
+    }
+}
