@@ -161,6 +161,8 @@ pub struct Sample {
     pub tls: Option<TlsInfo>,
     /// How late the probe started against its schedule.
     pub schedule_lag: Duration,
+    /// Extra facts for the operator (final URL after redirects, ...).
+    pub notes: Vec<String>,
 }
 
 impl Sample {
@@ -171,7 +173,10 @@ impl Sample {
 
     /// The duration of one phase, if it was measured.
     pub fn phase(&self, phase: Phase) -> Option<Duration> {
-        self.phases.iter().find(|(p, _)| *p == phase).map(|(_, d)| *d)
+        self.phases
+            .iter()
+            .find(|(p, _)| *p == phase)
+            .map(|(_, d)| *d)
     }
 
     /// The whole probe's duration.

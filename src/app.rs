@@ -1,0 +1,348 @@
+//! The supervisor: turns a [`Config`] into running tasks, reloads on SIGHUP,
+//! and drains on shutdown. The only module that knows every other module.
+//!
+//! Task tree: one root [`CancellationToken`] with a child per target and one
+//! for host collection; every task is tracked so shutdown can wait for them
+//! (bounded by [`SHUTDOWN_GRACE`]).
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use tokio::net::TcpListener;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::clock::{self, Clock};
+use crate::config::{self, Config, Target};
+use crate::health::Health;
+use crate::metrics::server::{self, ServerState};
+use crate::metrics::Metrics;
+use crate::probe::{self, Prober};
+use crate::report;
+use crate::sample::Sample;
+use crate::schedule;
+use crate::service::signals::{Control, Signals};
+use crate::service::systemd;
+
+/// How long shutdown waits for tasks to finish.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(4);
+/// Capacity of the sample channel between probes and the recorder.
+const SAMPLE_QUEUE: usize = 1024;
+
+/// Where the configuration comes from.
+#[derive(Debug, Clone)]
+pub enum ConfigSource {
+    /// A file named with `--config`: it must exist.
+    Explicit(PathBuf),
+    /// No `--config`: the default path if it exists, else the built-in default.
+    Default,
+}
+
+impl ConfigSource {
+    /// Loads the configuration this source names.
+    pub fn load(&self) -> anyhow::Result<Config> {
+        match self {
+            ConfigSource::Explicit(path) => Ok(config::load(path)?),
+            ConfigSource::Default => {
+                let path = Path::new(config::DEFAULT_CONFIG_PATH);
+                if path.exists() {
+                    Ok(config::load(path)?)
+                } else {
+                    Ok(Config::builtin())
+                }
+            }
+        }
+    }
+}
+
+/// The running agent.
+struct Agent {
+    config: Config,
+    metrics: Arc<Metrics>,
+    health: Arc<Health>,
+    clock: Arc<dyn Clock>,
+    samples: mpsc::Sender<Sample>,
+    root: CancellationToken,
+    tracker: TaskTracker,
+    targets: HashMap<String, (Target, CancellationToken)>,
+}
+
+impl Agent {
+    fn start_target(&mut self, target: &Target) {
+        let token = self.root.child_token();
+        match schedule::spawn_target(
+            target,
+            self.samples.clone(),
+            token.clone(),
+            &self.tracker,
+            &self.health,
+            self.clock.clone(),
+        ) {
+            Ok(()) => {
+                self.targets
+                    .insert(target.name.clone(), (target.clone(), token));
+            }
+            Err(e) => {
+                tracing::error!(target = %target.name, error = %e, "cannot start target");
+            }
+        }
+    }
+
+    fn stop_target(&mut self, name: &str) {
+        if let Some((target, token)) = self.targets.remove(name) {
+            token.cancel();
+            self.metrics.probe.remove_target(name, target.kind());
+        }
+    }
+
+    /// Applies a new configuration: unchanged targets keep running (and keep
+    /// their state); changed ones restart; removed ones stop and lose their series.
+    fn apply(&mut self, new: Config) {
+        if new.agent.listen != self.config.agent.listen {
+            tracing::warn!(
+                old = %self.config.agent.listen,
+                new = %new.agent.listen,
+                "agent.listen changed; restart the agent to move the listener"
+            );
+        }
+        let names: Vec<String> = self.targets.keys().cloned().collect();
+        for name in names {
+            let keep = new
+                .target(&name)
+                .is_some_and(|t| Some(t) == self.targets.get(&name).map(|(old, _)| old));
+            if !keep {
+                self.stop_target(&name);
+            }
+        }
+        for target in &new.targets {
+            if !self.targets.contains_key(&target.name) {
+                self.start_target(target);
+            }
+        }
+        self.metrics.agent.targets.set(self.targets.len() as i64);
+        self.config = new;
+    }
+
+    fn status_line(&self) -> String {
+        format!(
+            "probing {} target(s), metrics on {}",
+            self.targets.len(),
+            self.config.agent.listen
+        )
+    }
+}
+
+/// Runs the daemon until SIGTERM or SIGINT.
+pub async fn run(source: ConfigSource) -> anyhow::Result<()> {
+    let mut signals = Signals::install().context("cannot install signal handlers")?;
+    let config = source.load()?;
+    crate::service::logging::init(&config.agent.log_level);
+    match (&source, &config.source) {
+        (ConfigSource::Default, None) => tracing::info!(
+            path = config::DEFAULT_CONFIG_PATH,
+            "no configuration file; running on the built-in default (host load only)"
+        ),
+        (_, Some(path)) => tracing::info!(path = %path.display(), "configuration loaded"),
+        _ => {}
+    }
+
+    let metrics =
+        Arc::new(Metrics::new(&config.agent.instance).context("cannot register metrics")?);
+    let listener = TcpListener::bind(config.agent.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.agent.listen))?;
+    let health = Health::new();
+    let root = CancellationToken::new();
+    let tracker = TaskTracker::new();
+
+    let server_state = Arc::new(ServerState {
+        metrics: metrics.clone(),
+        health: health.clone(),
+    });
+    tracker.spawn(server::serve(listener, server_state, root.child_token()));
+
+    let (tx, rx) = mpsc::channel(SAMPLE_QUEUE);
+    tracker.spawn(record_samples(rx, metrics.clone()));
+
+    let mut agent = Agent {
+        config: config.clone(),
+        metrics: metrics.clone(),
+        health: health.clone(),
+        clock: clock::system(),
+        samples: tx,
+        root: root.clone(),
+        tracker: tracker.clone(),
+        targets: HashMap::new(),
+    };
+    for target in &config.targets {
+        agent.start_target(target);
+    }
+    metrics.agent.targets.set(agent.targets.len() as i64);
+    mark_reload(&metrics, true);
+
+    if let Some(period) = systemd::watchdog_interval() {
+        tracker.spawn(feed_watchdog(period, health.clone(), root.child_token()));
+    }
+    tracing::info!(
+        listen = %config.agent.listen,
+        instance = %config.agent.instance,
+        targets = agent.targets.len(),
+        "mailpulse started"
+    );
+    systemd::ready(&agent.status_line());
+
+    loop {
+        match signals.next().await {
+            Control::Shutdown => break,
+            Control::Reload => {
+                systemd::reloading();
+                match source.load() {
+                    Ok(new) => {
+                        agent.apply(new);
+                        mark_reload(&metrics, true);
+                        tracing::info!(targets = agent.targets.len(), "configuration reloaded");
+                        systemd::ready(&agent.status_line());
+                    }
+                    Err(e) => {
+                        metrics.agent.reload_success.set(0);
+                        tracing::error!(error = %format!("{e:#}"), "configuration rejected; keeping the running one");
+                        systemd::ready(&format!("{}; last reload rejected", agent.status_line()));
+                    }
+                }
+            }
+        }
+    }
+
+    tracing::info!("shutting down");
+    systemd::stopping();
+    root.cancel();
+    drop(agent);
+    tracker.close();
+    if tokio::time::timeout(SHUTDOWN_GRACE, tracker.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!("some tasks did not stop within the grace period");
+    }
+    Ok(())
+}
+
+fn mark_reload(metrics: &Metrics, ok: bool) {
+    metrics.agent.reload_success.set(i64::from(ok));
+    if ok {
+        metrics
+            .agent
+            .reload_timestamp
+            .set(chrono::Utc::now().timestamp_millis() as f64 / 1000.0);
+    }
+}
+
+/// Records every sample and logs each target's transitions between success and failure.
+async fn record_samples(mut rx: mpsc::Receiver<Sample>, metrics: Arc<Metrics>) {
+    let mut last_ok: HashMap<String, bool> = HashMap::new();
+    while let Some(sample) = rx.recv().await {
+        metrics.probe.record(&sample);
+        let ok = sample.success();
+        let was_ok = last_ok.insert(sample.target.clone(), ok);
+        match (&sample.failure, was_ok) {
+            (Some(f), None | Some(true)) => tracing::warn!(
+                target = %sample.target,
+                kind = %sample.kind,
+                reason = %f.reason,
+                phase = %f.phase,
+                "probe failed: {}", f.message
+            ),
+            (None, Some(false)) => tracing::info!(
+                target = %sample.target,
+                kind = %sample.kind,
+                "probe succeeded again"
+            ),
+            _ => {}
+        }
+    }
+}
+
+/// Sends WATCHDOG=1 at half the watchdog period, only while every loop is live.
+async fn feed_watchdog(period: Duration, health: Arc<Health>, token: CancellationToken) {
+    let mut ticker = tokio::time::interval(period / 2);
+    let mut was_stale = false;
+    loop {
+        tokio::select! {
+            _ = token.cancelled() => break,
+            _ = ticker.tick() => {}
+        }
+        match health.check() {
+            Ok(()) => {
+                systemd::watchdog();
+                was_stale = false;
+            }
+            Err(stale) => {
+                if !was_stale {
+                    tracing::error!(stale = %stale.join(", "), "loops stopped making progress; withholding the watchdog");
+                    systemd::status(&format!("stalled: {}", stale.join(", ")));
+                }
+                was_stale = true;
+            }
+        }
+    }
+}
+
+/// `mailpulse probe`: probes the chosen targets once, concurrently, and
+/// prints the results in configuration order. Returns whether all succeeded.
+pub async fn probe_once(path: &Path, names: &[String], json: bool) -> anyhow::Result<bool> {
+    let config = config::load(path)?;
+    for name in names {
+        if config.target(name).is_none() {
+            let known: Vec<&str> = config.targets.iter().map(|t| t.name.as_str()).collect();
+            anyhow::bail!(
+                "no target named {name:?} in {} (targets: {})",
+                path.display(),
+                if known.is_empty() {
+                    "none".to_string()
+                } else {
+                    known.join(", ")
+                }
+            );
+        }
+    }
+    let chosen: Vec<&Target> = config
+        .targets
+        .iter()
+        .filter(|t| names.is_empty() || names.contains(&t.name))
+        .collect();
+    if chosen.is_empty() {
+        anyhow::bail!("{} defines no targets", path.display());
+    }
+    let mut tasks = tokio::task::JoinSet::new();
+    for (i, target) in chosen.iter().enumerate() {
+        let prober = Prober::new(target).with_context(|| format!("target {:?}", target.name))?;
+        tasks.spawn(async move {
+            (
+                i,
+                probe::run(&prober, chrono::Utc::now(), Duration::ZERO).await,
+            )
+        });
+    }
+    let mut samples: Vec<(usize, Sample)> = tasks.join_all().await;
+    samples.sort_by_key(|(i, _)| *i);
+    let all_ok = samples.iter().all(|(_, s)| s.success());
+    if json {
+        let list: Vec<_> = samples
+            .iter()
+            .map(|(_, s)| report::sample_json(s))
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&list)?);
+    } else {
+        let now = chrono::Utc::now();
+        let blocks: Vec<String> = samples
+            .iter()
+            .map(|(_, s)| report::sample_table(s, now))
+            .collect();
+        print!("{}", blocks.join("\n"));
+    }
+    Ok(all_ok)
+}

@@ -1,0 +1,50 @@
+//! Command-line interface: the subcommands, their flags and help text.
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+/// mailpulse: probes mail and web-access services step by step, collects host
+/// load, exports it all to Prometheus, and runs as a systemd service.
+#[derive(Debug, Parser)]
+#[command(name = "mailpulse", version, about, long_about = None, propagate_version = true)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the agent: probe every target on its interval, collect host load and
+    /// serve /metrics and /healthz until stopped. SIGHUP reloads the
+    /// configuration, SIGTERM or SIGINT stops cleanly.
+    Run {
+        /// Configuration file. Without it, /etc/mailpulse/mailpulse.toml is used
+        /// if it exists, else a built-in default (host load only, metrics on
+        /// 127.0.0.1:9717).
+        #[arg(short, long, value_name = "FILE")]
+        config: Option<PathBuf>,
+    },
+    /// Validate a configuration file and print a summary of it. Exits 0 when it
+    /// is valid, 1 with every error (file:line:column: key: problem) when not.
+    CheckConfig {
+        /// Configuration file to check.
+        #[arg(short, long, value_name = "FILE", default_value = crate::config::DEFAULT_CONFIG_PATH)]
+        config: PathBuf,
+    },
+    /// Probe targets once, now, and print every phase timing, so you can see
+    /// which step is slow. Exits 0 when every probe succeeded, 2 when one failed.
+    Probe {
+        /// Configuration file with the targets.
+        #[arg(short, long, value_name = "FILE", default_value = crate::config::DEFAULT_CONFIG_PATH)]
+        config: PathBuf,
+        /// Print JSON (one array of results) instead of tables.
+        #[arg(long)]
+        json: bool,
+        /// Targets to probe, by name (default: all).
+        #[arg(value_name = "TARGET")]
+        targets: Vec<String>,
+    },
+}

@@ -1,0 +1,18 @@
+//! mailpulse: a monitoring agent for mail and web-access servers.
+//!
+//! Data flows one way: `schedule` runs `probe`s that produce `sample::Sample`s,
+//! `collect` reads host load into `sample::host::HostSnapshot`s, and `metrics`
+//! exports both. `app` wires the pieces together; see `ARCHITECTURE.md`.
+#![forbid(unsafe_code)]
+
+pub mod app;
+pub mod cli;
+pub mod clock;
+pub mod config;
+pub mod health;
+pub mod metrics;
+pub mod probe;
+pub mod report;
+pub mod sample;
+pub mod schedule;
+pub mod service;

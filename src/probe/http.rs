@@ -1,0 +1,351 @@
+//! The HTTP(S) probe: one fresh connection per request, every phase timed on
+//! the real connection: `dns`, `connect`, `tls`, `first_byte` (request sent
+//! until the response head arrived) and `transfer` (reading the body).
+//!
+//! Redirects are followed up to the configured limit, each hop on a new
+//! connection, and their phases add up, as blackbox_exporter reports them.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use base64::Engine as _;
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::header::{HeaderName, HeaderValue};
+use hyper::{Method, Request, StatusCode};
+use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpStream;
+use url::{Host, Url};
+
+use crate::config::{HttpAuth, HttpSpec, IpFamily};
+use crate::sample::{FailureReason, Phase};
+
+use super::{tls, ProbeError, Recorder};
+
+/// The `User-Agent` every probe request carries.
+pub const USER_AGENT: &str = concat!("mailpulse/", env!("CARGO_PKG_VERSION"));
+
+/// An HTTP target prepared for probing.
+#[derive(Debug)]
+pub struct HttpProber {
+    spec: HttpSpec,
+    method: Method,
+    tls: Arc<rustls::ClientConfig>,
+    auth_header: Option<HeaderValue>,
+}
+
+/// A response head and body as read by the probe.
+struct Response {
+    status: StatusCode,
+    location: Option<String>,
+    body: Bytes,
+}
+
+impl HttpProber {
+    /// Prepares the TLS client and authentication header of a target.
+    pub fn new(spec: &HttpSpec) -> Result<HttpProber, ProbeError> {
+        let method = Method::from_bytes(spec.method.as_bytes())
+            .map_err(|_| ProbeError::new(FailureReason::Protocol, "invalid method"))?;
+        let auth_header = spec.auth.as_ref().map(|auth| {
+            let text = match auth {
+                HttpAuth::Basic { username, password } => {
+                    let raw = format!("{username}:{}", password.expose());
+                    format!(
+                        "Basic {}",
+                        base64::engine::general_purpose::STANDARD.encode(raw)
+                    )
+                }
+                HttpAuth::Bearer(token) => format!("Bearer {}", token.expose()),
+            };
+            let mut value = HeaderValue::from_str(&text).unwrap_or(HeaderValue::from_static(""));
+            value.set_sensitive(true);
+            value
+        });
+        Ok(HttpProber {
+            spec: spec.clone(),
+            method,
+            tls: tls::client_config(&spec.tls, &[b"http/1.1"])?,
+            auth_header,
+        })
+    }
+
+    /// Runs the probe, following redirects, and judges the final response.
+    pub async fn probe(&self, rec: &mut Recorder) -> Result<(), ProbeError> {
+        let mut url = self.spec.url.clone();
+        let mut method = self.method.clone();
+        let mut body = self.spec.body.clone();
+        let mut hops = 0;
+        loop {
+            let response = self.request(rec, &url, &method, body.as_deref()).await?;
+            rec.status = Some(response.status.as_u16());
+            if response.status.is_redirection() && hops < self.spec.max_redirects {
+                if let Some(location) = &response.location {
+                    let next = url.join(location).map_err(|e| {
+                        ProbeError::new(
+                            FailureReason::Protocol,
+                            format!("invalid redirect location {location:?}: {e}"),
+                        )
+                    })?;
+                    if !matches!(next.scheme(), "http" | "https") {
+                        return Err(ProbeError::new(
+                            FailureReason::Protocol,
+                            format!("redirect to unsupported scheme {:?}", next.scheme()),
+                        ));
+                    }
+                    // 303 always, and 301/302 after a POST, turn into a GET without body.
+                    if response.status == StatusCode::SEE_OTHER
+                        || (method == Method::POST && matches!(response.status.as_u16(), 301 | 302))
+                    {
+                        method = Method::GET;
+                        body = None;
+                    }
+                    url = next;
+                    hops += 1;
+                    continue;
+                }
+            }
+            if hops > 0 {
+                rec.notes
+                    .push(format!("followed {hops} redirect(s) to {url}"));
+            }
+            return self.judge(&response);
+        }
+    }
+
+    fn judge(&self, response: &Response) -> Result<(), ProbeError> {
+        let code = response.status.as_u16();
+        if !self.spec.expect_status.iter().any(|r| r.contains(code)) {
+            let expected: Vec<String> = self
+                .spec
+                .expect_status
+                .iter()
+                .map(|r| r.to_string())
+                .collect();
+            return Err(ProbeError::new(
+                FailureReason::Status,
+                format!("status {code}, expected {}", expected.join(" or ")),
+            ));
+        }
+        if self.spec.body_regex.is_some() || self.spec.body_not_regex.is_some() {
+            let text = String::from_utf8_lossy(&response.body);
+            if let Some(p) = &self.spec.body_regex {
+                if !p.0.is_match(&text) {
+                    return Err(ProbeError::new(
+                        FailureReason::Body,
+                        format!("body does not match /{}/", p.0.as_str()),
+                    ));
+                }
+            }
+            if let Some(p) = &self.spec.body_not_regex {
+                if p.0.is_match(&text) {
+                    return Err(ProbeError::new(
+                        FailureReason::Body,
+                        format!("body matches /{}/", p.0.as_str()),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// One request on a fresh connection.
+    async fn request(
+        &self,
+        rec: &mut Recorder,
+        url: &Url,
+        method: &Method,
+        body: Option<&str>,
+    ) -> Result<Response, ProbeError> {
+        let host = url
+            .host()
+            .ok_or_else(|| ProbeError::new(FailureReason::Dns, "url has no host"))?;
+        let port = url.port_or_known_default().unwrap_or(80);
+
+        rec.begin(Phase::Dns);
+        let addrs = resolve(&host, port, self.spec.ip_family).await?;
+
+        rec.begin(Phase::Connect);
+        let stream = connect(&addrs).await?;
+
+        let request = self.build_request(url, method, body)?;
+        if url.scheme() == "https" {
+            rec.begin(Phase::Tls);
+            let host_text = url.host_str().unwrap_or_default();
+            let name = tls::server_name(&self.spec.tls, host_text)?;
+            let connector = tokio_rustls::TlsConnector::from(self.tls.clone());
+            let tls_stream = connector
+                .connect(name, stream)
+                .await
+                .map_err(|e| tls::handshake_error(&e))?;
+            rec.tls = Some(tls::info(tls_stream.get_ref().1));
+            exchange(rec, tls_stream, request, self.spec.max_body_bytes).await
+        } else {
+            exchange(rec, stream, request, self.spec.max_body_bytes).await
+        }
+    }
+
+    fn build_request(
+        &self,
+        url: &Url,
+        method: &Method,
+        body: Option<&str>,
+    ) -> Result<Request<Full<Bytes>>, ProbeError> {
+        let mut target = url.path().to_string();
+        if let Some(q) = url.query() {
+            target.push('?');
+            target.push_str(q);
+        }
+        let host_header = match (url.host_str(), url.port()) {
+            (Some(h), Some(p)) => format!("{h}:{p}"),
+            (Some(h), None) => h.to_string(),
+            _ => String::new(),
+        };
+        let mut builder = Request::builder()
+            .method(method.clone())
+            .uri(target)
+            .header(hyper::header::HOST, host_header)
+            .header(hyper::header::USER_AGENT, USER_AGENT)
+            .header(hyper::header::ACCEPT, "*/*")
+            .header(hyper::header::CONNECTION, "close");
+        if let Some(auth) = &self.auth_header {
+            builder = builder.header(hyper::header::AUTHORIZATION, auth.clone());
+        }
+        let mut request = builder
+            .body(Full::new(Bytes::from(body.unwrap_or_default().to_string())))
+            .map_err(|e| {
+                ProbeError::new(FailureReason::Protocol, format!("invalid request: {e}"))
+            })?;
+        // Configured headers replace the defaults above (a `Host` override, say).
+        for (name, value) in &self.spec.headers {
+            if let (Ok(n), Ok(v)) = (
+                HeaderName::from_bytes(name.as_bytes()),
+                HeaderValue::from_str(value),
+            ) {
+                request.headers_mut().insert(n, v);
+            }
+        }
+        Ok(request)
+    }
+}
+
+/// Resolves `host` (a name or a literal address) into the addresses to try.
+async fn resolve(
+    host: &Host<&str>,
+    port: u16,
+    family: IpFamily,
+) -> Result<Vec<SocketAddr>, ProbeError> {
+    let all: Vec<SocketAddr> = match host {
+        Host::Ipv4(ip) => vec![SocketAddr::new((*ip).into(), port)],
+        Host::Ipv6(ip) => vec![SocketAddr::new((*ip).into(), port)],
+        Host::Domain(name) => tokio::net::lookup_host((*name, port))
+            .await
+            .map_err(|e| {
+                ProbeError::new(FailureReason::Dns, format!("cannot resolve {name}: {e}"))
+            })?
+            .collect(),
+    };
+    let wanted: Vec<SocketAddr> = all
+        .iter()
+        .copied()
+        .filter(|a| match family {
+            IpFamily::Any => true,
+            IpFamily::V4 => a.is_ipv4(),
+            IpFamily::V6 => a.is_ipv6(),
+        })
+        .collect();
+    if wanted.is_empty() {
+        return Err(ProbeError::new(
+            FailureReason::Dns,
+            format!("{host} has no {} address", family.as_str()),
+        ));
+    }
+    Ok(wanted)
+}
+
+/// Connects to the first address that accepts.
+pub async fn connect(addrs: &[SocketAddr]) -> Result<TcpStream, ProbeError> {
+    let mut last = None;
+    for addr in addrs {
+        match TcpStream::connect(addr).await {
+            Ok(stream) => {
+                // Probes send small requests and want them on the wire at once.
+                let _ = stream.set_nodelay(true);
+                return Ok(stream);
+            }
+            Err(e) => last = Some((addr, e)),
+        }
+    }
+    let (addr, e) = last.expect("resolve returns at least one address");
+    Err(ProbeError::new(
+        FailureReason::Connect,
+        format!("cannot connect to {addr}: {e}"),
+    ))
+}
+
+/// Sends one request and reads the response, timing `first_byte` and `transfer`.
+/// The connection is driven in this task (not spawned), so a probe cut off by
+/// its deadline leaves nothing running behind it.
+async fn exchange<S>(
+    rec: &mut Recorder,
+    io: S,
+    request: Request<Full<Bytes>>,
+    max_body: u64,
+) -> Result<Response, ProbeError>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let protocol =
+        |e: hyper::Error| ProbeError::new(FailureReason::Protocol, format!("http error: {e}"));
+    let (mut sender, conn) = hyper::client::conn::http1::Builder::new()
+        .max_buf_size(64 * 1024)
+        .handshake::<_, Full<Bytes>>(TokioIo::new(io))
+        .await
+        .map_err(protocol)?;
+    let mut conn = std::pin::pin!(conn);
+    let mut conn_done = false;
+
+    let work = async {
+        rec.begin(Phase::FirstByte);
+        let response = sender.send_request(request).await.map_err(protocol)?;
+        rec.begin(Phase::Transfer);
+        let status = response.status();
+        let location = response
+            .headers()
+            .get(hyper::header::LOCATION)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        let mut body = response.into_body();
+        let mut buf = Vec::new();
+        while let Some(frame) = body.frame().await {
+            let frame = frame.map_err(protocol)?;
+            if let Some(data) = frame.data_ref() {
+                if (buf.len() + data.len()) as u64 > max_body {
+                    return Err(ProbeError::new(
+                        FailureReason::Protocol,
+                        format!("body larger than max_body_bytes ({max_body})"),
+                    ));
+                }
+                buf.extend_from_slice(data);
+            }
+        }
+        rec.end();
+        Ok::<_, ProbeError>(Response {
+            status,
+            location,
+            body: Bytes::from(buf),
+        })
+    };
+    let mut work = std::pin::pin!(work);
+    loop {
+        tokio::select! {
+            result = &mut work => return result,
+            done = &mut conn, if !conn_done => {
+                conn_done = true;
+                if let Err(e) = done {
+                    return Err(protocol(e));
+                }
+            }
+        }
+    }
+}
