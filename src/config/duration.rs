@@ -81,7 +81,7 @@ pub fn format_duration(d: Duration) -> String {
             format!("{}us", d.as_micros())
         };
     }
-    if total_ms % 1000 != 0 {
+    if !total_ms.is_multiple_of(1000) {
         return if total_ms < 1000 {
             format!("{total_ms}ms")
         } else {
