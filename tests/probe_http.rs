@@ -1,0 +1,234 @@
+//! The HTTP probe against local servers, through the real binary
+//! (`mailpulse probe --json`) and through the library for TLS cases.
+
+mod support;
+
+use std::process::Command;
+use std::time::Duration;
+
+use serde_json::Value;
+use support::{write_file, HttpServer, Route};
+
+/// Runs `mailpulse probe --json` on a config and returns (exit code, results).
+fn probe_json(config: &std::path::Path) -> (i32, Vec<Value>) {
+    let out = Command::new(support::bin())
+        .args(["probe", "--json", "--config"])
+        .arg(config)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let list: Value = serde_json::from_str(&stdout)
+        .unwrap_or_else(|e| panic!("{e}: {stdout}\n{}", String::from_utf8_lossy(&out.stderr)));
+    (out.status.code().unwrap(), list.as_array().unwrap().clone())
+}
+
+fn http_target(name: &str, url: &str, extra: &str) -> String {
+    format!("[[target]]\nname = \"{name}\"\nkind = \"http\"\nurl = \"{url}\"\ninterval = \"10s\"\ntimeout = \"2s\"\n{extra}\n")
+}
+
+fn phase(result: &Value, phase: &str) -> f64 {
+    result["phases"][phase]
+        .as_f64()
+        .unwrap_or_else(|| panic!("no {phase} in {result}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn first_byte_matches_a_known_server_delay() {
+    let server = HttpServer::start().await;
+    server.route(
+        "/slow",
+        Route::ok("hello").delayed(Duration::from_millis(200)),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_file(
+        dir.path(),
+        "c.toml",
+        &http_target("slow", &server.url("/slow"), ""),
+    );
+    let (code, results) = tokio::task::spawn_blocking(move || probe_json(&cfg))
+        .await
+        .unwrap();
+    assert_eq!(code, 0, "{results:?}");
+    let r = &results[0];
+    assert_eq!(r["success"], true);
+    assert_eq!(r["status"], 200);
+    let fb = phase(r, "first_byte");
+    assert!((0.200..0.220).contains(&fb), "first_byte {fb}");
+    let total = phase(r, "total");
+    assert!(total >= fb, "total {total} < first_byte {fb}");
+    for p in ["dns", "connect", "transfer"] {
+        assert!(phase(r, p) < 0.05, "{p} {r}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_that_never_answers_times_out_at_the_timeout() {
+    let server = HttpServer::start().await;
+    server.route("/hang", Route::hang());
+    let dir = tempfile::tempdir().unwrap();
+    let text = http_target("hang", &server.url("/hang"), "")
+        .replace("timeout = \"2s\"", "timeout = \"300ms\"");
+    let cfg = write_file(dir.path(), "c.toml", &text);
+    let (code, results) = tokio::task::spawn_blocking(move || probe_json(&cfg))
+        .await
+        .unwrap();
+    assert_eq!(code, 2);
+    let r = &results[0];
+    assert_eq!(r["success"], false);
+    assert_eq!(r["reason"], "timeout");
+    assert_eq!(r["failed_phase"], "first_byte");
+    let total = phase(r, "total");
+    assert!((0.300..0.400).contains(&total), "total {total}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_status_and_body_mismatch_have_their_reasons() {
+    let server = HttpServer::start().await;
+    server.route("/down", Route::status(503));
+    server.route("/page", Route::ok("<html>maintenance</html>"));
+    server.route("/moved", Route::status(302).header("Location", "/page"));
+    let dir = tempfile::tempdir().unwrap();
+    let text = [
+        http_target("status", &server.url("/down"), ""),
+        http_target("body", &server.url("/page"), "body_regex = \"Outlook\""),
+        http_target(
+            "notbody",
+            &server.url("/page"),
+            "body_not_regex = \"maint\"",
+        ),
+        http_target("accept503", &server.url("/down"), "expect_status = [503]"),
+        http_target(
+            "redirect",
+            &server.url("/moved"),
+            "body_regex = \"maintenance\"",
+        ),
+        http_target(
+            "noredirect",
+            &server.url("/moved"),
+            "follow_redirects = false\nexpect_status = [\"3xx\"]",
+        ),
+    ]
+    .concat();
+    let cfg = write_file(dir.path(), "c.toml", &text);
+    let (code, results) = tokio::task::spawn_blocking(move || probe_json(&cfg))
+        .await
+        .unwrap();
+    assert_eq!(code, 2);
+    let by_name = |n: &str| results.iter().find(|r| r["target"] == n).unwrap().clone();
+    assert_eq!(by_name("status")["reason"], "status");
+    assert_eq!(by_name("status")["message"], "status 503, expected 2xx");
+    assert_eq!(by_name("body")["reason"], "body");
+    assert_eq!(by_name("notbody")["reason"], "body");
+    assert_eq!(by_name("accept503")["success"], true);
+    let redirect = by_name("redirect");
+    assert_eq!(redirect["success"], true, "{redirect}");
+    assert_eq!(redirect["status"], 200);
+    assert_eq!(by_name("noredirect")["success"], true);
+    assert_eq!(by_name("noredirect")["status"], 302);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connection_refused_is_a_connect_failure() {
+    let port = support::free_port();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_file(
+        dir.path(),
+        "c.toml",
+        &http_target("closed", &format!("http://127.0.0.1:{port}/"), ""),
+    );
+    let (code, results) = tokio::task::spawn_blocking(move || probe_json(&cfg))
+        .await
+        .unwrap();
+    assert_eq!(code, 2);
+    assert_eq!(results[0]["reason"], "connect");
+    assert_eq!(results[0]["failed_phase"], "connect");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_table_output_names_the_slow_phase() {
+    let server = HttpServer::start().await;
+    server.route("/slow", Route::ok("x").delayed(Duration::from_millis(50)));
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_file(
+        dir.path(),
+        "c.toml",
+        &http_target("owa", &server.url("/slow"), ""),
+    );
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new(support::bin())
+            .args(["probe", "--config"])
+            .arg(&cfg)
+            .arg("owa")
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(text.starts_with("owa (http): ok, status 200\n"), "{text}");
+    let line = text
+        .lines()
+        .find(|l| l.trim_start().starts_with("first_byte"))
+        .unwrap();
+    assert!(line.ends_with("<- slowest"), "{text}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unknown_target_name_is_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_file(
+        dir.path(),
+        "c.toml",
+        &http_target("owa", "http://127.0.0.1:9/", ""),
+    );
+    let out = Command::new(support::bin())
+        .args(["probe", "--config"])
+        .arg(&cfg)
+        .arg("ews")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("no target named \"ews\"") && err.contains("targets: owa"),
+        "{err}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn headers_and_basic_auth_are_sent_without_leaking_the_password() {
+    let server = HttpServer::start().await;
+    server.route("/owa/healthcheck.htm", Route::ok("200 OK"));
+    let dir = tempfile::tempdir().unwrap();
+    write_file(dir.path(), "pw", "s3cr3t-pw\n");
+    let extra = "username = \"probe\"\npassword_file = \"pw\"\nheaders = { \"X-Probe\" = \"yes\" }";
+    let cfg = write_file(
+        dir.path(),
+        "c.toml",
+        &http_target("owa", &server.url("/owa/healthcheck.htm"), extra),
+    );
+    let cfg2 = cfg.clone();
+    let (code, results) = tokio::task::spawn_blocking(move || probe_json(&cfg2))
+        .await
+        .unwrap();
+    assert_eq!(code, 0, "{results:?}");
+    let head = server.requests.lock().unwrap()[0].clone();
+    // base64("probe:s3cr3t-pw")
+    assert!(
+        head.contains("authorization: Basic cHJvYmU6czNjcjN0LXB3\r\n"),
+        "{head}"
+    );
+    assert!(head.contains("x-probe: yes\r\n"), "{head}");
+    assert!(head.contains("user-agent: mailpulse/"), "{head}");
+    let summary = Command::new(support::bin())
+        .args(["check-config", "--config"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&summary.stdout);
+    assert!(
+        text.contains("(with auth)") && !text.contains("s3cr3t"),
+        "{text}"
+    );
+}

@@ -1,0 +1,293 @@
+//! Test support: in-process servers on 127.0.0.1:0 with controllable
+//! behaviour, the real `mailpulse` binary started as a child process, and a
+//! small scrape matcher.
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::io::Write as _;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+/// Path of the binary under test.
+pub fn bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_mailpulse"))
+}
+
+/// What a fake HTTP server does for one path.
+#[derive(Clone, Debug)]
+pub struct Route {
+    /// Delay before the response head is written.
+    pub delay: Duration,
+    /// Status code.
+    pub status: u16,
+    /// Extra headers.
+    pub headers: Vec<(String, String)>,
+    /// Body.
+    pub body: String,
+    /// Never answer at all (hold the connection open).
+    pub hang: bool,
+}
+
+impl Route {
+    /// 200 with a body.
+    pub fn ok(body: &str) -> Route {
+        Route {
+            delay: Duration::ZERO,
+            status: 200,
+            headers: Vec::new(),
+            body: body.to_string(),
+            hang: false,
+        }
+    }
+
+    /// A status code with an empty body.
+    pub fn status(code: u16) -> Route {
+        Route {
+            status: code,
+            ..Route::ok("")
+        }
+    }
+
+    /// Answers after `delay`.
+    pub fn delayed(mut self, delay: Duration) -> Route {
+        self.delay = delay;
+        self
+    }
+
+    /// Adds a header.
+    pub fn header(mut self, name: &str, value: &str) -> Route {
+        self.headers.push((name.into(), value.into()));
+        self
+    }
+
+    /// Reads the request and never answers.
+    pub fn hang() -> Route {
+        Route {
+            hang: true,
+            ..Route::ok("")
+        }
+    }
+}
+
+/// A fake HTTP/1.1 server whose routes can be changed while it runs.
+#[derive(Clone)]
+pub struct HttpServer {
+    /// Where it listens.
+    pub addr: SocketAddr,
+    routes: Arc<Mutex<HashMap<String, Route>>>,
+    /// Request heads received, in order.
+    pub requests: Arc<Mutex<Vec<String>>>,
+}
+
+impl HttpServer {
+    /// Starts a server with no routes (every path answers 404).
+    pub async fn start() -> HttpServer {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let server = HttpServer {
+            addr: listener.local_addr().unwrap(),
+            routes: Arc::default(),
+            requests: Arc::default(),
+        };
+        let s = server.clone();
+        tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    break;
+                };
+                let s = s.clone();
+                tokio::spawn(async move { s.handle(stream).await });
+            }
+        });
+        server
+    }
+
+    /// Sets what `path` answers.
+    pub fn route(&self, path: &str, route: Route) -> &Self {
+        self.routes.lock().unwrap().insert(path.to_string(), route);
+        self
+    }
+
+    /// `http://127.0.0.1:port/path`
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    async fn handle(&self, mut stream: TcpStream) {
+        let mut head = Vec::new();
+        let mut buf = [0u8; 4096];
+        while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => head.extend_from_slice(&buf[..n]),
+            }
+        }
+        let head = String::from_utf8_lossy(&head).to_string();
+        self.requests.lock().unwrap().push(head.clone());
+        let path = head.split_whitespace().nth(1).unwrap_or("/").to_string();
+        let path = path.split('?').next().unwrap_or("/").to_string();
+        let route = self.routes.lock().unwrap().get(&path).cloned();
+        let route = route.unwrap_or_else(|| Route::status(404));
+        if route.hang {
+            tokio::time::sleep(Duration::from_secs(3600)).await;
+            return;
+        }
+        tokio::time::sleep(route.delay).await;
+        let mut response = format!(
+            "HTTP/1.1 {} X\r\nContent-Length: {}\r\nConnection: close\r\n",
+            route.status,
+            route.body.len()
+        );
+        for (k, v) in &route.headers {
+            response.push_str(&format!("{k}: {v}\r\n"));
+        }
+        response.push_str("\r\n");
+        response.push_str(&route.body);
+        let _ = stream.write_all(response.as_bytes()).await;
+        let _ = stream.shutdown().await;
+    }
+}
+
+/// A free port on 127.0.0.1 (bound and released; good enough for tests).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Writes `text` to `dir/name` and returns the path.
+pub fn write_file(dir: &Path, name: &str, text: &str) -> PathBuf {
+    let path = dir.join(name);
+    let mut f = std::fs::File::create(&path).unwrap();
+    f.write_all(text.as_bytes()).unwrap();
+    path
+}
+
+/// The agent binary running as a child process.
+pub struct Agent {
+    /// The child.
+    pub child: Child,
+    /// Its metrics address.
+    pub addr: SocketAddr,
+    /// Where its stderr goes.
+    pub log: PathBuf,
+}
+
+impl Agent {
+    /// Starts `mailpulse run --config FILE` with extra environment and waits
+    /// until `/healthz` answers.
+    pub async fn start(config: &Path, addr: SocketAddr, env: &[(&str, &str)]) -> Agent {
+        let log = config.with_extension("log");
+        let mut cmd = Command::new(bin());
+        cmd.arg("run")
+            .arg("--config")
+            .arg(config)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .env("RUST_LOG", "debug");
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let child = cmd.spawn().unwrap();
+        let agent = Agent { child, addr, log };
+        agent
+            .wait_until(
+                || async { get(addr, "/healthz").await.is_some() },
+                "listening",
+            )
+            .await;
+        agent
+    }
+
+    /// Waits (up to 15 s) until `cond` holds, polling every 20 ms.
+    pub async fn wait_until<F, Fut>(&self, mut cond: F, what: &str)
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = bool>,
+    {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+        while !cond().await {
+            if tokio::time::Instant::now() > deadline {
+                panic!(
+                    "timed out waiting for {what}; agent log:\n{}",
+                    self.log_text()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// The agent's stderr so far.
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Scrapes `/metrics`.
+    pub async fn scrape(&self) -> String {
+        get(self.addr, "/metrics").await.unwrap_or_default().1
+    }
+
+    /// Sends a signal to the agent.
+    pub fn signal(&self, sig: &str) {
+        let status = Command::new("kill")
+            .arg(format!("-{sig}"))
+            .arg(self.child.id().to_string())
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A minimal HTTP GET; returns the status and body.
+pub async fn get(addr: SocketAddr, path: &str) -> Option<(u16, String)> {
+    let mut stream = TcpStream::connect(addr).await.ok()?;
+    let req = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    stream.write_all(req.as_bytes()).await.ok()?;
+    let mut out = Vec::new();
+    stream.read_to_end(&mut out).await.ok()?;
+    let text = String::from_utf8_lossy(&out).to_string();
+    let (head, body) = text.split_once("\r\n\r\n")?;
+    let status = head.split_whitespace().nth(1)?.parse().ok()?;
+    Some((status, body.to_string()))
+}
+
+/// The value of the sample `name{labels}` in a scrape, where the labels given
+/// are a subset of the series' labels.
+pub fn metric(scrape: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    scrape
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .find_map(|line| {
+            let (series, value) = line.rsplit_once(' ')?;
+            let (n, rest) = match series.split_once('{') {
+                Some((n, rest)) => (n, rest.trim_end_matches('}')),
+                None => (series, ""),
+            };
+            if n != name {
+                return None;
+            }
+            let all_match = labels
+                .iter()
+                .all(|(k, v)| rest.split(',').any(|pair| pair == format!("{k}=\"{v}\"")));
+            if all_match {
+                value.parse().ok()
+            } else {
+                None
+            }
+        })
+}
