@@ -155,6 +155,7 @@ pub async fn run(source: ConfigSource) -> anyhow::Result<()> {
     let listener = TcpListener::bind(config.agent.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.agent.listen))?;
+    mark_reload(&metrics, true);
     let health = Health::new();
     let root = CancellationToken::new();
     let tracker = TaskTracker::new();
@@ -182,7 +183,6 @@ pub async fn run(source: ConfigSource) -> anyhow::Result<()> {
         agent.start_target(target);
     }
     metrics.agent.targets.set(agent.targets.len() as i64);
-    mark_reload(&metrics, true);
 
     if let Some(period) = systemd::watchdog_interval() {
         tracker.spawn(feed_watchdog(period, health.clone(), root.child_token()));

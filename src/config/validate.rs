@@ -117,7 +117,10 @@ impl<'a> Checker<'a> {
         });
     }
 
-    fn finish<T>(self, value: T) -> Result<T, ConfigErrors> {
+    fn finish<T>(mut self, value: T) -> Result<T, ConfigErrors> {
+        // Report in file order, so the first line printed is the first to fix.
+        self.errors
+            .sort_by_key(|e| e.position.unwrap_or((usize::MAX, usize::MAX)));
         if self.errors.is_empty() {
             Ok(value)
         } else {

@@ -1,0 +1,103 @@
+//! A real scrape of a running agent passes `promtool check metrics` with no
+//! output, and carries the contract's metric families.
+
+mod support;
+
+use std::io::Write as _;
+use std::process::{Command, Stdio};
+
+use support::{metric, write_file, Agent, HttpServer, Route};
+
+fn promtool() -> Option<std::path::PathBuf> {
+    let path = std::path::PathBuf::from("/usr/bin/promtool");
+    if path.exists() {
+        Some(path)
+    } else if std::env::var_os("CI").is_some() {
+        panic!("promtool is required in CI (.ci/install-deps installs the prometheus package)");
+    } else {
+        eprintln!("skipping: promtool not installed (run .ci/install-deps)");
+        None
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_real_scrape_passes_promtool_and_has_the_contract_families() {
+    let server = HttpServer::start().await;
+    server
+        .route("/ok", Route::ok("ok"))
+        .route("/down", Route::status(500));
+    let dir = tempfile::tempdir().unwrap();
+    let port = support::free_port();
+    let text = format!(
+        "[agent]\nlisten = \"127.0.0.1:{port}\"\n[host]\ninterval = \"1s\"\nprocesses = [\"mailpulse\"]\n\
+         [[target]]\nname = \"ok\"\nkind = \"http\"\nurl = \"{}\"\ninterval = \"200ms\"\ntimeout = \"150ms\"\n\
+         [[target]]\nname = \"down\"\nkind = \"http\"\nurl = \"{}\"\ninterval = \"200ms\"\ntimeout = \"150ms\"\n",
+        server.url("/ok"),
+        server.url("/down")
+    );
+    let cfg = write_file(dir.path(), "c.toml", &text);
+    let agent = Agent::start(&cfg, ([127, 0, 0, 1], port).into(), &[]).await;
+    agent
+        .wait_until(
+            || async {
+                let s = agent.scrape().await;
+                metric(
+                    &s,
+                    "mailpulse_probe_failures_total",
+                    &[("target", "down"), ("reason", "status")],
+                )
+                .is_some()
+                    && metric(&s, "mailpulse_probe_success", &[("target", "ok")]) == Some(1.0)
+            },
+            "both targets probed",
+        )
+        .await;
+    let scrape = agent.scrape().await;
+    for family in [
+        "mailpulse_probe_success",
+        "mailpulse_probe_duration_seconds_bucket",
+        "mailpulse_probe_last_duration_seconds",
+        "mailpulse_probe_failures_total",
+        "mailpulse_probe_schedule_lag_seconds_bucket",
+        "mailpulse_build_info",
+        "process_resident_memory_bytes",
+    ] {
+        assert!(
+            scrape.lines().any(|l| l.starts_with(family)),
+            "{family} missing:\n{scrape}"
+        );
+    }
+    assert_eq!(
+        metric(
+            &scrape,
+            "mailpulse_probe_success",
+            &[("target", "down"), ("kind", "http")]
+        ),
+        Some(0.0)
+    );
+
+    let Some(promtool) = promtool() else { return };
+    let mut child = Command::new(promtool)
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(scrape.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let report = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success() && report.trim().is_empty(),
+        "promtool: {report}"
+    );
+}
