@@ -23,7 +23,10 @@ fn src() -> PathBuf {
 }
 
 fn rel(path: &Path) -> String {
-    path.strip_prefix(src()).unwrap().to_string_lossy().replace('\\', "/")
+    path.strip_prefix(src())
+        .unwrap()
+        .to_string_lossy()
+        .replace('\\', "/")
 }
 
 #[test]
@@ -33,7 +36,10 @@ fn every_source_file_opens_with_a_module_doc() {
         .filter(|p| !std::fs::read_to_string(p).unwrap().starts_with("//!"))
         .map(|p| rel(&p))
         .collect();
-    assert!(missing.is_empty(), "files without a //! module doc: {missing:?}");
+    assert!(
+        missing.is_empty(),
+        "files without a //! module doc: {missing:?}"
+    );
 }
 
 /// Modules under `prefix` must not mention any of `forbidden` (as `crate::X`).
@@ -47,7 +53,11 @@ fn check_boundary(prefix: &str, forbidden: &[&str], violations: &mut Vec<String>
         for (i, line) in text.lines().enumerate() {
             for f in forbidden {
                 if line.contains(f) {
-                    violations.push(format!("src/{name}:{}: {} must not use {f}", i + 1, prefix.trim_end_matches('/')));
+                    violations.push(format!(
+                        "src/{name}:{}: {} must not use {f}",
+                        i + 1,
+                        prefix.trim_end_matches('/')
+                    ));
                 }
             }
         }
@@ -58,12 +68,53 @@ fn check_boundary(prefix: &str, forbidden: &[&str], violations: &mut Vec<String>
 fn architecture_invariants_hold() {
     let mut v = Vec::new();
     // Probes and collectors never touch metrics, detection or alerts.
-    check_boundary("probe/", &["crate::metrics", "crate::detect", "crate::alert", "crate::incident", "crate::app"], &mut v);
-    check_boundary("collect/", &["crate::metrics", "crate::probe", "crate::detect", "crate::alert", "crate::app"], &mut v);
+    check_boundary(
+        "probe/",
+        &[
+            "crate::metrics",
+            "crate::detect",
+            "crate::alert",
+            "crate::incident",
+            "crate::app",
+        ],
+        &mut v,
+    );
+    check_boundary(
+        "collect/",
+        &[
+            "crate::metrics",
+            "crate::probe",
+            "crate::detect",
+            "crate::alert",
+            "crate::app",
+        ],
+        &mut v,
+    );
     // Metrics record what they are given; they never probe or decide.
-    check_boundary("metrics/", &["crate::probe", "crate::detect", "crate::alert", "crate::app", "crate::schedule"], &mut v);
+    check_boundary(
+        "metrics/",
+        &[
+            "crate::probe",
+            "crate::detect",
+            "crate::alert",
+            "crate::app",
+            "crate::schedule",
+        ],
+        &mut v,
+    );
     // Detection is pure: no IO, no clock, no runtime.
-    check_boundary("detect/", &["tokio", "std::fs", "std::net", "Utc::now", "crate::app", "crate::metrics"], &mut v);
+    check_boundary(
+        "detect/",
+        &[
+            "tokio",
+            "std::fs",
+            "std::net",
+            "Utc::now",
+            "crate::app",
+            "crate::metrics",
+        ],
+        &mut v,
+    );
     // The sample types depend on nothing.
     check_boundary("sample/", &["use crate::"], &mut v);
     // Nothing but main.rs depends on the supervisor.
@@ -77,7 +128,9 @@ fn architecture_invariants_hold() {
             v.push(format!("src/{name}: only main.rs may depend on app"));
         }
         if !name.starts_with("config/") && text.contains("raw::") {
-            v.push(format!("src/{name}: raw configuration types stay inside config/"));
+            v.push(format!(
+                "src/{name}: raw configuration types stay inside config/"
+            ));
         }
     }
     assert!(v.is_empty(), "{}", v.join("\n"));
