@@ -7,4 +7,5 @@
 #![forbid(unsafe_code)]
 
 pub mod collect;
+pub mod metrics;
 pub mod sample;
