@@ -17,8 +17,9 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::clock::{self, Clock};
-use crate::config::{self, Config, Target};
-use crate::health::Health;
+use crate::collect::{CollectOptions, HostCollector};
+use crate::config::{self, Config, HostConfig, Target};
+use crate::health::{Health, Heartbeat};
 use crate::metrics::server::{self, ServerState};
 use crate::metrics::Metrics;
 use crate::probe::{self, Prober};
@@ -69,9 +70,33 @@ struct Agent {
     root: CancellationToken,
     tracker: TaskTracker,
     targets: HashMap<String, (Target, CancellationToken)>,
+    host: Option<CancellationToken>,
 }
 
 impl Agent {
+    /// Starts host collection if the configuration enables it.
+    fn start_host(&mut self, host: &HostConfig) {
+        if !host.enabled {
+            return;
+        }
+        let token = self.root.child_token();
+        let opts = CollectOptions {
+            proc_root: host.proc_root.clone(),
+            processes: host.processes.clone(),
+            exclude_filesystems: host.exclude_filesystems.clone(),
+            exclude_interfaces: host.exclude_interfaces.clone(),
+        };
+        let heartbeat = self.health.register("host collection", host.interval);
+        self.tracker.spawn(collect_host(
+            HostCollector::new(opts),
+            host.interval,
+            self.metrics.clone(),
+            token.clone(),
+            heartbeat,
+        ));
+        self.host = Some(token);
+    }
+
     fn start_target(&mut self, target: &Target) {
         let token = self.root.child_token();
         match schedule::spawn_target(
@@ -108,6 +133,12 @@ impl Agent {
                 new = %new.agent.listen,
                 "agent.listen changed; restart the agent to move the listener"
             );
+        }
+        if new.host != self.config.host {
+            if let Some(token) = self.host.take() {
+                token.cancel();
+            }
+            self.start_host(&new.host);
         }
         let names: Vec<String> = self.targets.keys().cloned().collect();
         for name in names {
@@ -178,7 +209,9 @@ pub async fn run(source: ConfigSource) -> anyhow::Result<()> {
         root: root.clone(),
         tracker: tracker.clone(),
         targets: HashMap::new(),
+        host: None,
     };
+    agent.start_host(&config.host);
     for target in &config.targets {
         agent.start_target(target);
     }
@@ -263,6 +296,45 @@ async fn record_samples(mut rx: mpsc::Receiver<Sample>, metrics: Arc<Metrics>) {
             ),
             _ => {}
         }
+    }
+}
+
+/// Collects host load every `interval` on the blocking pool (procfs reads
+/// block) and records it.
+async fn collect_host(
+    collector: HostCollector,
+    interval: Duration,
+    metrics: Arc<Metrics>,
+    token: CancellationToken,
+    heartbeat: Heartbeat,
+) {
+    let mut collector = Some(collector);
+    let mut ticker = tokio::time::interval(interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    loop {
+        tokio::select! {
+            _ = token.cancelled() => break,
+            _ = ticker.tick() => {}
+        }
+        heartbeat.beat();
+        let Some(mut c) = collector.take() else { break };
+        let job = tokio::task::spawn_blocking(move || {
+            let snapshot = c.collect();
+            (c, snapshot)
+        });
+        let (c, snapshot) = tokio::select! {
+            _ = token.cancelled() => break,
+            done = job => match done {
+                Ok(pair) => pair,
+                Err(e) => {
+                    tracing::error!(error = %e, "host collection panicked; stopping it");
+                    break;
+                }
+            },
+        };
+        metrics.host.record(&snapshot);
+        collector = Some(c);
+        heartbeat.beat();
     }
 }
 

@@ -1,13 +1,16 @@
 //! mailpulse: a monitoring agent for mail and web-access servers.
 //!
-//! Data flows one way: `schedule` runs `probe`s that produce `sample::Sample`s,
-//! `collect` reads host load into `sample::host::HostSnapshot`s, and `metrics`
-//! exports both. `app` wires the pieces together; see `ARCHITECTURE.md`.
+//! The crate is a library with a thin binary on top, so integration tests drive
+//! the same code the agent runs. Data flows one way: `schedule` runs `probe`s
+//! that produce [`sample::Sample`]s, `collect` reads host load into
+//! [`sample::host::HostSnapshot`]s, and `metrics` exports both. `app` wires the
+//! pieces together; see `ARCHITECTURE.md`.
 #![forbid(unsafe_code)]
 
 pub mod app;
 pub mod cli;
 pub mod clock;
+pub mod collect;
 pub mod config;
 pub mod health;
 pub mod metrics;

@@ -7,6 +7,7 @@
 //! never probes, collects or decides anything.
 
 pub mod agent;
+pub mod host;
 pub mod probe;
 pub mod server;
 
@@ -25,6 +26,8 @@ pub struct Metrics {
     pub probe: probe::ProbeMetrics,
     /// The agent's own health.
     pub agent: agent::AgentMetrics,
+    /// Host load.
+    pub host: host::HostMetrics,
 }
 
 impl Metrics {
@@ -33,10 +36,12 @@ impl Metrics {
         let registry = Registry::new();
         let probe = probe::ProbeMetrics::register(&registry)?;
         let agent = agent::AgentMetrics::register(&registry, instance)?;
+        let host = host::HostMetrics::register(&registry)?;
         Ok(Metrics {
             registry,
             probe,
             agent,
+            host,
         })
     }
 
