@@ -7,6 +7,7 @@
 //! pieces together; see `ARCHITECTURE.md`.
 #![forbid(unsafe_code)]
 
+pub mod alert;
 pub mod app;
 pub mod cli;
 pub mod clock;
@@ -19,3 +20,4 @@ pub mod report;
 pub mod sample;
 pub mod schedule;
 pub mod service;
+pub mod store;

@@ -6,6 +6,7 @@
 //! Every error names the file, line, column and key path. Downstream code never
 //! sees an `Option` that means "not set": defaults are applied here.
 
+pub mod alerting;
 pub mod duration;
 mod raw;
 pub mod secret;

@@ -7,6 +7,7 @@
 //! never probes, collects or decides anything.
 
 pub mod agent;
+pub mod alert;
 pub mod host;
 pub mod probe;
 pub mod server;

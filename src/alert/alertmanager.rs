@@ -1,0 +1,232 @@
+//! `kind = "alertmanager"`: pushes alerts to a real Alertmanager's API v2
+//! (`POST /api/v2/alerts`, an array of `{labels, annotations, startsAt,
+//! endsAt, generatorURL}`), so fleets get its grouping, inhibition, silences
+//! and HA. For an HA pair configure one receiver per Alertmanager.
+//!
+//! Alertmanager forgets an alert whose `endsAt` passes, so, like Prometheus,
+//! this receiver keeps re-posting open alerts: a firing alert is sent with
+//! `endsAt = now + 4 × resend_interval` and re-sent every `resend_interval`;
+//! a resolved one is re-sent with its real end for [`RESOLVED_RESEND`] (an
+//! Alertmanager restarted meanwhile still learns it ended). What is open lives
+//! in the store (per-receiver state), so re-posting survives our restarts.
+//! Labels are the identity, so re-posts never duplicate a notification.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+
+use super::http::{authorization, HttpClient};
+use super::{blocking, render};
+use super::{AlertEvent, AlertStatus, BoxFuture, DeliveryError, Receiver, ReceiverContext};
+use crate::clock::Clock;
+use crate::config::alerting::{AlertmanagerSpec, ReceiverConfig};
+use crate::store::{outbox, Store};
+
+/// How long a resolved alert keeps being re-posted.
+pub const RESOLVED_RESEND: Duration = Duration::from_secs(5 * 60);
+/// `endsAt` of a firing alert is this many resend intervals ahead, so two
+/// lost re-posts do not resolve it (Prometheus' rule).
+const ENDS_AT_INTERVALS: u32 = 4;
+
+/// What the receiver remembers per incident, in the store.
+#[derive(Debug, Serialize, Deserialize)]
+struct Active {
+    event: AlertEvent,
+    last_sent: DateTime<Utc>,
+    /// Set once resolved: re-post until then, then forget.
+    resend_until: Option<DateTime<Utc>>,
+}
+
+/// An Alertmanager receiver.
+pub struct AlertmanagerReceiver {
+    name: String,
+    endpoint: url::Url,
+    auth: Option<String>,
+    resend: Duration,
+    generator_url: String,
+    client: HttpClient,
+    store: Store,
+    clock: std::sync::Arc<dyn Clock>,
+}
+
+impl AlertmanagerReceiver {
+    /// Builds the receiver from its configuration.
+    pub fn new(
+        config: &ReceiverConfig,
+        spec: &AlertmanagerSpec,
+        ctx: &ReceiverContext,
+    ) -> Result<Self, String> {
+        let mut endpoint = spec.url.clone();
+        endpoint
+            .path_segments_mut()
+            .map_err(|_| "url cannot be a base".to_string())?
+            .pop_if_empty()
+            .extend(["api", "v2", "alerts"]);
+        Ok(AlertmanagerReceiver {
+            name: config.name.clone(),
+            endpoint,
+            auth: authorization(&spec.auth),
+            resend: spec.resend_interval,
+            generator_url: ctx.external_url.clone().unwrap_or_default(),
+            client: HttpClient::new(&config.tls, config.timeout)?,
+            store: ctx.store.clone(),
+            clock: ctx.clock.clone(),
+        })
+    }
+
+    async fn post(&self, e: &AlertEvent, now: DateTime<Utc>) -> Result<(), DeliveryError> {
+        let body = Value::Array(vec![alert(e, now, self.resend, &self.generator_url)]);
+        let headers: Vec<(&str, String)> = self
+            .auth
+            .iter()
+            .map(|a| ("authorization", a.clone()))
+            .collect();
+        self.client
+            .post_json(&self.endpoint, &headers, &body)
+            .await?;
+        Ok(())
+    }
+
+    async fn remember(&self, active: Active) {
+        let bytes = serde_json::to_vec(&active).unwrap_or_default();
+        let (name, key) = (self.name.clone(), active.event.incident_key.clone());
+        if let Err(e) = blocking(&self.store, move |s| {
+            outbox::put_state(s, &name, &key, &bytes)
+        })
+        .await
+        {
+            tracing::error!(receiver = %self.name, error = %e, "cannot record an active Alertmanager alert");
+        }
+    }
+}
+
+/// One API v2 alert. Firing: `endsAt` a few resend intervals ahead; resolved:
+/// the recovery time.
+pub fn alert(e: &AlertEvent, now: DateTime<Utc>, resend: Duration, generator_url: &str) -> Value {
+    let ends_at = match e.status {
+        AlertStatus::Firing => {
+            now + chrono::Duration::from_std(resend * ENDS_AT_INTERVALS)
+                .unwrap_or(chrono::Duration::minutes(4))
+        }
+        AlertStatus::Resolved => e.recovered_at.unwrap_or(now).min(now),
+    };
+    let mut v = json!({
+        "labels": render::labels(e),
+        "annotations": render::annotations(e),
+        "startsAt": render::rfc3339(e.started_at),
+        "endsAt": render::rfc3339(ends_at),
+    });
+    if !generator_url.is_empty() {
+        v["generatorURL"] = json!(generator_url);
+    }
+    v
+}
+
+impl Receiver for AlertmanagerReceiver {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn kind(&self) -> &'static str {
+        "alertmanager"
+    }
+
+    fn stateful(&self) -> bool {
+        true
+    }
+
+    fn send<'a>(&'a self, event: &'a AlertEvent) -> BoxFuture<'a, Result<(), DeliveryError>> {
+        Box::pin(async move {
+            let now = self.clock.now();
+            self.post(event, now).await?;
+            if !event.test {
+                let resend_until = (event.status == AlertStatus::Resolved)
+                    .then(|| now + chrono::Duration::from_std(RESOLVED_RESEND).unwrap_or_default());
+                self.remember(Active {
+                    event: event.clone(),
+                    last_sent: now,
+                    resend_until,
+                })
+                .await;
+            }
+            Ok(())
+        })
+    }
+
+    fn refresh(&self, now: DateTime<Utc>) -> BoxFuture<'_, ()> {
+        Box::pin(async move {
+            let name = self.name.clone();
+            let states = match blocking(&self.store, move |s| outbox::states(s, &name)).await {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::error!(receiver = %self.name, error = %e, "cannot read active Alertmanager alerts");
+                    return;
+                }
+            };
+            let resend = chrono::Duration::from_std(self.resend).unwrap_or_default();
+            for (key, bytes) in states {
+                let Ok(active) = serde_json::from_slice::<Active>(&bytes) else {
+                    continue;
+                };
+                let (name, k) = (self.name.clone(), key.clone());
+                if active.resend_until.is_some_and(|t| t <= now) {
+                    let _ =
+                        blocking(&self.store, move |s| outbox::remove_state(s, &name, &k)).await;
+                    continue;
+                }
+                if active.last_sent + resend > now {
+                    continue;
+                }
+                // A newer message for this incident waits in the outbox (e.g. its
+                // resolve): re-posting the old state now could undo it.
+                let pending = blocking(&self.store, move |s| outbox::pending_for(s, &name, &k))
+                    .await
+                    .unwrap_or(true);
+                if pending {
+                    continue;
+                }
+                match self.post(&active.event, now).await {
+                    Ok(()) => {
+                        self.remember(Active {
+                            last_sent: now,
+                            ..active
+                        })
+                        .await
+                    }
+                    Err(e) => {
+                        tracing::debug!(receiver = %self.name, incident = %key, error = %e, "alert re-post failed; next interval retries")
+                    }
+                }
+            }
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::alert::tests::sample_event;
+
+    #[test]
+    fn firing_ends_four_intervals_ahead_and_resolved_at_recovery() {
+        let mut e = sample_event();
+        let now = e.detected_at;
+        let a = alert(&e, now, Duration::from_secs(60), "http://x/");
+        assert_eq!(a["startsAt"], "2026-12-05T02:14:05Z");
+        assert_eq!(a["endsAt"], "2026-12-05T02:19:06Z");
+        assert_eq!(a["generatorURL"], "http://x/");
+        assert_eq!(a["labels"]["alertname"], "MailpulseSlow");
+        e.status = AlertStatus::Resolved;
+        e.recovered_at = Some(e.started_at + chrono::Duration::seconds(603));
+        let r = alert(
+            &e,
+            now + chrono::Duration::hours(1),
+            Duration::from_secs(60),
+            "",
+        );
+        assert_eq!(r["endsAt"], "2026-12-05T02:24:08Z");
+        assert!(r.get("generatorURL").is_none());
+    }
+}

@@ -1,0 +1,414 @@
+//! The small HTTP client every HTTP receiver shares: one request per
+//! connection (hyper 1 over TCP, or rustls with the ring provider), a
+//! per-request deadline, a capped response body, and the classification of
+//! answers into delivered / retriable / permanent (Alertmanager's rule: 2xx
+//! delivered; 5xx, 408 and 429 retriable, honouring `Retry-After`; other
+//! codes permanent; network errors and timeouts retriable).
+//!
+//! No pooling: alerts are rare, and a fresh connection per attempt means a
+//! dead peer is never hidden by a stale socket. The connection is driven
+//! inside the request's own future, so a cancelled attempt leaves nothing
+//! running. Request bodies and headers are never logged (they may carry keys).
+
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::header::{HeaderMap, HeaderName, HeaderValue};
+use hyper::Method;
+use hyper_util::rt::TokioIo;
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
+use tokio::net::TcpStream;
+
+use super::DeliveryError;
+use crate::config::alerting::ReceiverTls;
+
+/// Response bodies are read up to this size (enough for any error message).
+pub const MAX_RESPONSE_BYTES: usize = 64 * 1024;
+/// At most this much of a response body is quoted in an error message.
+const QUOTED_BODY_CHARS: usize = 200;
+
+/// An HTTP answer.
+#[derive(Debug, Clone)]
+pub struct Response {
+    /// Status code.
+    pub status: u16,
+    /// Response headers.
+    pub headers: HeaderMap,
+    /// Body, decoded lossily as UTF-8.
+    pub body: String,
+}
+
+/// A client for one receiver: its TLS settings and timeout.
+#[derive(Clone)]
+pub struct HttpClient {
+    tls: Arc<ClientConfig>,
+    timeout: Duration,
+}
+
+impl std::fmt::Debug for HttpClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "HttpClient(timeout {:?})", self.timeout)
+    }
+}
+
+impl HttpClient {
+    /// A client with the receiver's TLS settings and per-request timeout.
+    pub fn new(tls: &ReceiverTls, timeout: Duration) -> Result<HttpClient, String> {
+        Ok(HttpClient {
+            tls: tls_config(tls, &[b"http/1.1"])?,
+            timeout,
+        })
+    }
+
+    /// Posts JSON and classifies the answer.
+    pub async fn post_json(
+        &self,
+        url: &url::Url,
+        headers: &[(&str, String)],
+        body: &serde_json::Value,
+    ) -> Result<Response, DeliveryError> {
+        self.send_json(Method::POST, url, headers, body).await
+    }
+
+    /// Sends JSON with any method and classifies the answer.
+    pub async fn send_json(
+        &self,
+        method: Method,
+        url: &url::Url,
+        headers: &[(&str, String)],
+        body: &serde_json::Value,
+    ) -> Result<Response, DeliveryError> {
+        let body = serde_json::to_vec(body)
+            .map_err(|e| DeliveryError::permanent(format!("cannot encode payload: {e}")))?;
+        let mut all: Vec<(&str, String)> = vec![("content-type", "application/json".into())];
+        all.extend(headers.iter().cloned());
+        classify(self.request(method, url, &all, body).await?)
+    }
+
+    /// Sends one request and returns whatever the server answered; only
+    /// failures to get an answer are errors (retriable).
+    pub async fn request(
+        &self,
+        method: Method,
+        url: &url::Url,
+        headers: &[(&str, String)],
+        body: Vec<u8>,
+    ) -> Result<Response, DeliveryError> {
+        match tokio::time::timeout(self.timeout, self.exchange(method, url, headers, body)).await {
+            Ok(r) => r,
+            Err(_) => Err(DeliveryError::retriable(format!(
+                "no answer from {} within {}",
+                origin(url),
+                crate::config::HumanDuration(self.timeout)
+            ))),
+        }
+    }
+
+    async fn exchange(
+        &self,
+        method: Method,
+        url: &url::Url,
+        headers: &[(&str, String)],
+        body: Vec<u8>,
+    ) -> Result<Response, DeliveryError> {
+        let host = url
+            .host_str()
+            .ok_or_else(|| DeliveryError::permanent("url has no host"))?;
+        let port = url
+            .port_or_known_default()
+            .ok_or_else(|| DeliveryError::permanent("url has no port"))?;
+        let net = |what: &str, e: &dyn std::fmt::Display| {
+            DeliveryError::retriable(format!("{what} {}: {e}", origin(url)))
+        };
+        let connect_host = host.trim_start_matches('[').trim_end_matches(']');
+        let tcp = TcpStream::connect((connect_host, port))
+            .await
+            .map_err(|e| net("cannot connect to", &e))?;
+        let _ = tcp.set_nodelay(true);
+        let mut path = url.path().to_string();
+        if let Some(q) = url.query() {
+            path.push('?');
+            path.push_str(q);
+        }
+        let authority = match url.port() {
+            Some(p) => format!("{host}:{p}"),
+            None => host.to_string(),
+        };
+        let mut builder = hyper::Request::builder()
+            .method(method)
+            .uri(path)
+            .header(hyper::header::HOST, authority)
+            .header(
+                hyper::header::USER_AGENT,
+                concat!("mailpulse/", env!("CARGO_PKG_VERSION")),
+            );
+        for (k, v) in headers {
+            let name = HeaderName::from_bytes(k.as_bytes())
+                .map_err(|e| DeliveryError::permanent(format!("invalid header name: {e}")))?;
+            let value = HeaderValue::from_str(v)
+                .map_err(|_| DeliveryError::permanent(format!("invalid value of header {k}")))?;
+            builder = builder.header(name, value);
+        }
+        let request = builder
+            .body(Full::new(Bytes::from(body)))
+            .map_err(|e| DeliveryError::permanent(format!("invalid request: {e}")))?;
+        if url.scheme() == "https" {
+            let name = ServerName::try_from(connect_host.to_string())
+                .map_err(|_| DeliveryError::permanent(format!("invalid TLS name {host:?}")))?;
+            let tls = tokio_rustls::TlsConnector::from(self.tls.clone())
+                .connect(name, tcp)
+                .await
+                .map_err(|e| net("TLS handshake with", &e))?;
+            roundtrip(TokioIo::new(tls), request, url).await
+        } else {
+            roundtrip(TokioIo::new(tcp), request, url).await
+        }
+    }
+}
+
+async fn roundtrip<T>(
+    io: T,
+    request: hyper::Request<Full<Bytes>>,
+    url: &url::Url,
+) -> Result<Response, DeliveryError>
+where
+    T: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+{
+    let net = |what: &str, e: &dyn std::fmt::Display| {
+        DeliveryError::retriable(format!("{what} {}: {e}", origin(url)))
+    };
+    let (mut sender, conn) = hyper::client::conn::http1::handshake::<_, Full<Bytes>>(io)
+        .await
+        .map_err(|e| net("HTTP handshake with", &e))?;
+    let exchange = async {
+        let response = sender
+            .send_request(request)
+            .await
+            .map_err(|e| net("request to", &e))?;
+        let (parts, body) = response.into_parts();
+        let bytes = Limited::new(body, MAX_RESPONSE_BYTES)
+            .collect()
+            .await
+            .map(|c| c.to_bytes())
+            // A body too long or cut short still leaves the status to judge by.
+            .unwrap_or_default();
+        Ok(Response {
+            status: parts.status.as_u16(),
+            headers: parts.headers,
+            body: String::from_utf8_lossy(&bytes).into_owned(),
+        })
+    };
+    let mut conn = std::pin::pin!(conn);
+    let mut exchange = std::pin::pin!(exchange);
+    tokio::select! {
+        r = &mut exchange => r,
+        c = &mut conn => match c {
+            Ok(()) => exchange.await,
+            Err(e) => Err(net("connection to", &e)),
+        },
+    }
+}
+
+/// Judges an answer: 2xx is delivered; 5xx, 408 and 429 are retriable (with
+/// `Retry-After` when given); anything else is permanent.
+pub fn classify(r: Response) -> Result<Response, DeliveryError> {
+    match r.status {
+        200..=299 => Ok(r),
+        408 | 429 | 500..=599 => Err(DeliveryError::Retriable {
+            message: status_message(&r),
+            retry_after: retry_after(&r.headers),
+        }),
+        _ => Err(DeliveryError::permanent(status_message(&r))),
+    }
+}
+
+fn status_message(r: &Response) -> String {
+    let body: String = r.body.trim().chars().take(QUOTED_BODY_CHARS).collect();
+    if body.is_empty() {
+        format!("HTTP {}", r.status)
+    } else {
+        format!("HTTP {}: {body}", r.status)
+    }
+}
+
+/// The delay a `Retry-After` header asks for: seconds, or an HTTP date.
+pub fn retry_after(headers: &HeaderMap) -> Option<Duration> {
+    let value = headers
+        .get(hyper::header::RETRY_AFTER)?
+        .to_str()
+        .ok()?
+        .trim();
+    if let Ok(secs) = value.parse::<u64>() {
+        return Some(Duration::from_secs(secs));
+    }
+    let when = httpdate::parse_http_date(value).ok()?;
+    // An HTTP date is absolute; compare it with the system clock, as the
+    // server that wrote it did.
+    Some(
+        when.duration_since(std::time::SystemTime::now())
+            .unwrap_or_default(),
+    )
+}
+
+/// `scheme://host:port` of a URL, for messages (paths may hold secrets, as
+/// Slack and Teams webhook URLs do).
+pub fn origin(url: &url::Url) -> String {
+    match (url.host_str(), url.port_or_known_default()) {
+        (Some(h), Some(p)) => format!("{}://{h}:{p}", url.scheme()),
+        _ => url.scheme().to_string(),
+    }
+}
+
+/// The crypto provider of every TLS client here: ring, the only one linked.
+fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+/// System roots, loaded once per process.
+fn system_roots() -> &'static [CertificateDer<'static>] {
+    static ROOTS: OnceLock<Vec<CertificateDer<'static>>> = OnceLock::new();
+    ROOTS.get_or_init(|| rustls_native_certs::load_native_certs().certs)
+}
+
+/// A rustls client configuration from a receiver's TLS settings.
+pub fn tls_config(tls: &ReceiverTls, alpn: &[&[u8]]) -> Result<Arc<ClientConfig>, String> {
+    let builder = ClientConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| format!("tls setup: {e}"))?;
+    let mut config = if tls.insecure_skip_verify {
+        builder
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(AcceptAny(provider())))
+            .with_no_client_auth()
+    } else {
+        let mut roots = RootCertStore::empty();
+        roots.add_parsable_certificates(system_roots().iter().cloned());
+        for cert in &tls.ca_certs {
+            roots
+                .add(cert.clone())
+                .map_err(|e| format!("tls setup: {e}"))?;
+        }
+        builder.with_root_certificates(roots).with_no_client_auth()
+    };
+    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    Ok(Arc::new(config))
+}
+
+/// `tls_insecure_skip_verify`: accepts any certificate, still checking signatures.
+#[derive(Debug)]
+struct AcceptAny(Arc<rustls::crypto::CryptoProvider>);
+
+impl ServerCertVerifier for AcceptAny {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+/// `Authorization` header value of a receiver's auth, if any.
+pub fn authorization(auth: &crate::config::alerting::ReceiverAuth) -> Option<String> {
+    use crate::config::alerting::ReceiverAuth;
+    use base64::Engine as _;
+    match auth {
+        ReceiverAuth::None => None,
+        ReceiverAuth::Bearer(t) => Some(format!("Bearer {}", t.expose().trim())),
+        ReceiverAuth::Basic { username, password } => Some(format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD
+                .encode(format!("{username}:{}", password.expose()))
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn response(status: u16, retry: Option<&str>) -> Response {
+        let mut headers = HeaderMap::new();
+        if let Some(r) = retry {
+            headers.insert(
+                hyper::header::RETRY_AFTER,
+                HeaderValue::from_str(r).unwrap(),
+            );
+        }
+        Response {
+            status,
+            headers,
+            body: "nope".into(),
+        }
+    }
+
+    #[test]
+    fn classification_follows_alertmanager() {
+        assert!(classify(response(202, None)).is_ok());
+        let check = |status: u16, retriable: bool| {
+            let e = classify(response(status, None)).unwrap_err();
+            assert_eq!(e.is_retriable(), retriable, "{status}");
+            assert_eq!(e.to_string(), format!("HTTP {status}: nope"));
+        };
+        check(500, true);
+        check(503, true);
+        check(429, true);
+        check(408, true);
+        check(400, false);
+        check(401, false);
+        check(404, false);
+        let e = classify(response(429, Some("7"))).unwrap_err();
+        assert_eq!(
+            e,
+            DeliveryError::Retriable {
+                message: "HTTP 429: nope".into(),
+                retry_after: Some(Duration::from_secs(7))
+            }
+        );
+    }
+
+    #[test]
+    fn origin_hides_paths() {
+        let u = url::Url::parse("https://hooks.slack.com/services/T0/B0/secret").unwrap();
+        assert_eq!(origin(&u), "https://hooks.slack.com:443");
+    }
+}

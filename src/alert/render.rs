@@ -1,0 +1,517 @@
+//! Message text: what a paged human reads in five seconds, and the incident
+//! record as labels, annotations and facts every receiver shares.
+//!
+//! Pure functions of an [`AlertEvent`]: no IO, no clock, no configuration
+//! beyond what the event carries. Receivers shape these strings into their
+//! payloads; they never compose sentences of their own, so every channel says
+//! the same thing.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use chrono::{DateTime, SecondsFormat, Utc};
+
+use super::{AlertEvent, AlertStatus, HostLoad};
+
+/// The `alertname` label: one name per incident kind.
+pub fn alertname(e: &AlertEvent) -> String {
+    if e.test {
+        return "MailpulseTest".into();
+    }
+    let mut kind = e.incident_kind.clone();
+    if let Some(first) = kind.get_mut(0..1) {
+        first.make_ascii_uppercase();
+    }
+    format!("Mailpulse{kind}")
+}
+
+/// A short headline: `owa slow`, `owa recovered`, `TEST: owa slow`.
+pub fn title(e: &AlertEvent) -> String {
+    let core = match e.status {
+        AlertStatus::Firing if e.reminder => format!("{} still {}", e.target, e.incident_kind),
+        AlertStatus::Firing => format!("{} {}", e.target, e.incident_kind),
+        AlertStatus::Resolved => format!("{} recovered", e.target),
+    };
+    if e.test {
+        format!("TEST: {core}")
+    } else {
+        core
+    }
+}
+
+/// The one-sentence summary, e.g. `owa slow since 02:14:05Z: latency 3.8 s
+/// against a 180 ms baseline (21x), CPU 97%, 4,120 TCP established` or
+/// `owa recovered at 02:24:08Z after 10m 3s (detected 61 s after onset, peak 6.2 s)`.
+pub fn summary(e: &AlertEvent) -> String {
+    let text = match e.status {
+        AlertStatus::Firing => firing_sentence(e),
+        AlertStatus::Resolved => recovery_sentence(e),
+    };
+    if e.test {
+        format!("[TEST] {text} (test notification from mailpulse test-alert; no action needed)")
+    } else {
+        text
+    }
+}
+
+fn firing_sentence(e: &AlertEvent) -> String {
+    let still = if e.reminder { "still " } else { "" };
+    let mut s = format!(
+        "{} {still}{} since {}",
+        e.target,
+        e.incident_kind,
+        clock_time(e.started_at)
+    );
+    let mut details = Vec::new();
+    if e.incident_kind == "down" {
+        details.push(count_word(e.failed_count, "failed probe"));
+        if let Some(err) = &e.last_error {
+            details.push(format!("last error: {err}"));
+        }
+    } else if let Some(current) = e.current_latency_seconds.or(e.peak_latency_seconds) {
+        let mut d = format!("latency {}", latency(current));
+        if let Some(base) = e.baseline_latency_seconds {
+            d.push_str(&format!(" against a {} baseline", latency(base)));
+            if let Some(r) = ratio(current, base) {
+                d.push_str(&format!(" ({r})"));
+            }
+        }
+        details.push(d);
+    }
+    if let Some(h) = &e.host {
+        if let Some(cpu) = h.cpu_ratio {
+            details.push(format!("CPU {:.0}%", cpu * 100.0));
+        }
+        if let Some(tcp) = h.tcp_established {
+            details.push(format!("{} TCP established", thousands(tcp)));
+        }
+    }
+    if !details.is_empty() {
+        s.push_str(": ");
+        s.push_str(&details.join(", "));
+    }
+    s
+}
+
+fn recovery_sentence(e: &AlertEvent) -> String {
+    let mut s = match e.recovered_at {
+        Some(at) => format!(
+            "{} recovered at {} after {}",
+            e.target,
+            clock_time(at),
+            human_duration(span(e.started_at, at))
+        ),
+        None => format!("{} recovered", e.target),
+    };
+    let mut details = vec![format!(
+        "detected {} after onset",
+        short_duration(span(e.started_at, e.detected_at))
+    )];
+    if e.incident_kind == "down" {
+        details.push(count_word(e.failed_count, "failed probe"));
+    } else if let Some(peak) = e.peak_latency_seconds {
+        details.push(format!("peak {}", latency(peak)));
+    }
+    s.push_str(&format!(" ({})", details.join(", ")));
+    s
+}
+
+/// Several lines with every detail of the incident, for bodies and descriptions.
+pub fn description(e: &AlertEvent) -> String {
+    let mut lines = vec![summary(e), String::new()];
+    for (name, value) in facts(e) {
+        lines.push(format!("{name}: {value}"));
+    }
+    lines.join("\n")
+}
+
+/// The incident record as `(name, value)` pairs, in reading order, for chat
+/// fields, card fact sets and e-mail bodies.
+pub fn facts(e: &AlertEvent) -> Vec<(&'static str, String)> {
+    let mut f = vec![
+        ("Target", format!("{} ({})", e.target, e.probe_kind)),
+        ("Instance", e.instance.clone()),
+        ("Severity", e.severity.clone()),
+        ("Started", rfc3339(e.started_at)),
+        (
+            "Detected",
+            format!(
+                "{} ({} after onset)",
+                rfc3339(e.detected_at),
+                short_duration(span(e.started_at, e.detected_at))
+            ),
+        ),
+    ];
+    if let Some(at) = e.recovered_at {
+        f.push(("Recovered", rfc3339(at)));
+        f.push(("Duration", human_duration(span(e.started_at, at))));
+    }
+    if let Some(v) = e.current_latency_seconds {
+        f.push(("Latency now", latency(v)));
+    }
+    if let Some(v) = e.peak_latency_seconds {
+        f.push(("Peak latency", latency(v)));
+    }
+    if let Some(v) = e.baseline_latency_seconds {
+        f.push(("Baseline", latency(v)));
+    }
+    if let Some(p) = &e.worst_phase {
+        f.push(("Worst phase", p.clone()));
+    }
+    f.push((
+        "Probes",
+        format!("{} slow, {} failed", e.slow_count, e.failed_count),
+    ));
+    if let Some(err) = &e.last_error {
+        f.push(("Last error", err.clone()));
+    }
+    if let Some(h) = &e.host {
+        let line = host_line(h);
+        if !line.is_empty() {
+            f.push(("Host", line));
+        }
+    }
+    f.push(("Incident", e.incident_key.clone()));
+    f
+}
+
+/// The labels of the alert (its identity in Alertmanager): `alertname`,
+/// `target`, `kind` (the probe kind), `instance`, `severity`.
+pub fn labels(e: &AlertEvent) -> BTreeMap<String, String> {
+    BTreeMap::from([
+        ("alertname".to_string(), alertname(e)),
+        ("target".to_string(), e.target.clone()),
+        ("kind".to_string(), e.probe_kind.clone()),
+        ("instance".to_string(), e.instance.clone()),
+        ("severity".to_string(), e.severity.clone()),
+    ])
+}
+
+/// The annotations: the incident record as strings. Absent values are left out.
+pub fn annotations(e: &AlertEvent) -> BTreeMap<String, String> {
+    let mut a = BTreeMap::new();
+    let mut put = |k: &str, v: String| {
+        a.insert(k.to_string(), v);
+    };
+    put("summary", summary(e));
+    put("description", description(e));
+    put("incident_key", e.incident_key.clone());
+    put("incident_kind", e.incident_kind.clone());
+    put("started_at", rfc3339(e.started_at));
+    put("detected_at", rfc3339(e.detected_at));
+    put(
+        "time_to_detect_seconds",
+        seconds(span(e.started_at, e.detected_at)),
+    );
+    if let Some(at) = e.recovered_at {
+        let d = span(e.started_at, at);
+        put("recovered_at", rfc3339(at));
+        put("duration_seconds", seconds(d));
+        put("duration", human_duration(d));
+    }
+    if let Some(v) = e.peak_latency_seconds {
+        put("peak_latency_seconds", number(v));
+    }
+    if let Some(v) = e.baseline_latency_seconds {
+        put("baseline_latency_seconds", number(v));
+    }
+    if let Some(v) = e.current_latency_seconds {
+        put("current_latency_seconds", number(v));
+    }
+    if let Some(p) = &e.worst_phase {
+        put("worst_phase", p.clone());
+    }
+    put("slow_count", e.slow_count.to_string());
+    put("failed_count", e.failed_count.to_string());
+    if let Some(err) = &e.last_error {
+        put("last_error", err.clone());
+    }
+    if let Some(h) = &e.host {
+        let line = host_line(h);
+        if !line.is_empty() {
+            put("host_load", line);
+        }
+    }
+    if e.reminder {
+        put("reminder", "true".into());
+    }
+    if e.test {
+        put("test", "true".into());
+    }
+    a
+}
+
+/// A host-load snapshot in a few words: `CPU 97%, load 12.3, 1.2 GiB memory
+/// available, 4,120 TCP established`.
+pub fn host_line(h: &HostLoad) -> String {
+    let mut parts = Vec::new();
+    if let Some(cpu) = h.cpu_ratio {
+        parts.push(format!("CPU {:.0}%", cpu * 100.0));
+    }
+    if let Some(l) = h.load1 {
+        parts.push(format!("load {l:.1}"));
+    }
+    if let Some(m) = h.memory_available_bytes {
+        parts.push(format!("{} memory available", bytes(m)));
+    }
+    if let Some(t) = h.tcp_established {
+        parts.push(format!("{} TCP established", thousands(t)));
+    }
+    parts.join(", ")
+}
+
+/// The time of day in UTC, `02:14:05Z`.
+pub fn clock_time(t: DateTime<Utc>) -> String {
+    t.format("%H:%M:%SZ").to_string()
+}
+
+/// RFC 3339 in UTC with a `Z` and no fraction when whole.
+pub fn rfc3339(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::AutoSi, true)
+}
+
+/// A human duration to the second: `10m 3s`, `1h 5s`, `2d 3h`; `0s` when
+/// below a second.
+pub fn human_duration(d: Duration) -> String {
+    let mut secs = d.as_secs();
+    if secs == 0 {
+        return "0s".into();
+    }
+    let mut parts = Vec::new();
+    for (unit, size) in [("d", 86400), ("h", 3600), ("m", 60), ("s", 1)] {
+        if secs >= size {
+            parts.push(format!("{}{unit}", secs / size));
+            secs %= size;
+        }
+    }
+    parts.join(" ")
+}
+
+/// Short spans in plain seconds (`61 s`), longer ones as [`human_duration`].
+pub fn short_duration(d: Duration) -> String {
+    if d < Duration::from_secs(100) {
+        format!("{} s", d.as_secs_f64().round() as u64)
+    } else {
+        human_duration(d)
+    }
+}
+
+/// A latency for humans: `180 ms`, `3.8 s`, `1.5 ms`, `450 µs`.
+pub fn latency(seconds: f64) -> String {
+    if seconds >= 100.0 {
+        format!("{seconds:.0} s")
+    } else if seconds >= 1.0 {
+        format!("{seconds:.1} s")
+    } else if seconds >= 0.01 {
+        format!("{:.0} ms", seconds * 1e3)
+    } else if seconds >= 0.001 {
+        format!("{:.1} ms", seconds * 1e3)
+    } else {
+        format!("{:.0} µs", seconds * 1e6)
+    }
+}
+
+/// How many times `value` is `base`: `21x`, `2.5x`; `None` without a base.
+pub fn ratio(value: f64, base: f64) -> Option<String> {
+    if base <= 0.0 || !value.is_finite() || !base.is_finite() {
+        return None;
+    }
+    let r = value / base;
+    Some(if r >= 10.0 {
+        format!("{r:.0}x")
+    } else {
+        format!("{r:.1}x")
+    })
+}
+
+/// `4120` as `4,120`.
+pub fn thousands(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// Bytes in binary units with one decimal: `1.2 GiB`.
+pub fn bytes(n: u64) -> String {
+    let units = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = n as f64;
+    let mut unit = 0;
+    while v >= 1024.0 && unit < units.len() - 1 {
+        v /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", units[unit])
+    }
+}
+
+fn count_word(n: u64, word: &str) -> String {
+    if n == 1 {
+        format!("1 {word}")
+    } else {
+        format!("{} {word}s", thousands(n))
+    }
+}
+
+/// The non-negative time from `a` to `b`.
+pub fn span(a: DateTime<Utc>, b: DateTime<Utc>) -> Duration {
+    (b - a).to_std().unwrap_or_default()
+}
+
+/// Whole seconds as an integer, fractions to the millisecond: `603`, `0.25`.
+fn seconds(d: Duration) -> String {
+    if d.subsec_millis() == 0 {
+        d.as_secs().to_string()
+    } else {
+        number(d.as_secs_f64())
+    }
+}
+
+/// A float without noise: `6.2`, `0.18`, `3`.
+fn number(v: f64) -> String {
+    let s = format!("{v:.6}");
+    let s = s.trim_end_matches('0').trim_end_matches('.');
+    s.to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::alert::tests::sample_event;
+
+    fn at(text: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(text)
+            .unwrap()
+            .with_timezone(&Utc)
+    }
+
+    #[test]
+    fn the_sentences_of_the_issue() {
+        let mut e = sample_event();
+        assert_eq!(
+            summary(&e),
+            "owa slow since 02:14:05Z: latency 3.8 s against a 180 ms baseline (21x), CPU 97%, 4,120 TCP established"
+        );
+        e.status = AlertStatus::Resolved;
+        e.recovered_at = Some(at("2026-12-05T02:24:08Z"));
+        assert_eq!(
+            summary(&e),
+            "owa recovered at 02:24:08Z after 10m 3s (detected 61 s after onset, peak 6.2 s)"
+        );
+        assert_eq!(title(&e), "owa recovered");
+    }
+
+    #[test]
+    fn down_reminder_and_test() {
+        let mut e = sample_event();
+        e.incident_kind = "down".into();
+        e.failed_count = 5;
+        e.last_error = Some("connection refused".into());
+        e.host = None;
+        assert_eq!(
+            summary(&e),
+            "owa down since 02:14:05Z: 5 failed probes, last error: connection refused"
+        );
+        assert_eq!(alertname(&e), "MailpulseDown");
+        e.reminder = true;
+        assert_eq!(title(&e), "owa still down");
+        assert!(summary(&e).starts_with("owa still down since 02:14:05Z"));
+        e.reminder = false;
+        e.test = true;
+        assert_eq!(alertname(&e), "MailpulseTest");
+        assert_eq!(
+            summary(&e),
+            "[TEST] owa down since 02:14:05Z: 5 failed probes, last error: connection refused (test notification from mailpulse test-alert; no action needed)"
+        );
+    }
+
+    #[test]
+    fn the_description_lists_every_fact() {
+        let mut e = sample_event();
+        e.status = AlertStatus::Resolved;
+        e.recovered_at = Some(at("2026-12-05T02:24:08Z"));
+        let expect = "\
+owa recovered at 02:24:08Z after 10m 3s (detected 61 s after onset, peak 6.2 s)
+
+Target: owa (http)
+Instance: cas01
+Severity: critical
+Started: 2026-12-05T02:14:05Z
+Detected: 2026-12-05T02:15:06Z (61 s after onset)
+Recovered: 2026-12-05T02:24:08Z
+Duration: 10m 3s
+Latency now: 3.8 s
+Peak latency: 6.2 s
+Baseline: 180 ms
+Worst phase: first_byte
+Probes: 12 slow, 0 failed
+Host: CPU 97%, load 12.3, 1.2 GiB memory available, 4,120 TCP established
+Incident: 3f2a9c0d11e4b7a2";
+        assert_eq!(description(&e), expect);
+    }
+
+    #[test]
+    fn annotations_carry_the_record_as_strings() {
+        let mut e = sample_event();
+        e.status = AlertStatus::Resolved;
+        e.recovered_at = Some(at("2026-12-05T02:24:08Z"));
+        let a = annotations(&e);
+        let get = |k: &str| a.get(k).map(String::as_str);
+        assert_eq!(get("started_at"), Some("2026-12-05T02:14:05Z"));
+        assert_eq!(get("detected_at"), Some("2026-12-05T02:15:06Z"));
+        assert_eq!(get("recovered_at"), Some("2026-12-05T02:24:08Z"));
+        assert_eq!(get("duration_seconds"), Some("603"));
+        assert_eq!(get("duration"), Some("10m 3s"));
+        assert_eq!(get("time_to_detect_seconds"), Some("61"));
+        assert_eq!(get("peak_latency_seconds"), Some("6.2"));
+        assert_eq!(get("baseline_latency_seconds"), Some("0.18"));
+        assert_eq!(get("worst_phase"), Some("first_byte"));
+        assert_eq!(
+            get("host_load"),
+            Some("CPU 97%, load 12.3, 1.2 GiB memory available, 4,120 TCP established")
+        );
+        assert_eq!(get("last_error"), None);
+        let l = labels(&e);
+        assert_eq!(
+            l.keys().collect::<Vec<_>>(),
+            ["alertname", "instance", "kind", "severity", "target"]
+        );
+        assert_eq!(l["alertname"], "MailpulseSlow");
+        assert_eq!(l["kind"], "http");
+    }
+
+    #[test]
+    fn number_formats() {
+        let check =
+            |secs: u64, expect: &str| assert_eq!(human_duration(Duration::from_secs(secs)), expect);
+        check(0, "0s");
+        check(59, "59s");
+        check(603, "10m 3s");
+        check(3605, "1h 5s");
+        check(93784, "1d 2h 3m 4s");
+        assert_eq!(short_duration(Duration::from_secs(61)), "61 s");
+        assert_eq!(short_duration(Duration::from_secs(600)), "10m");
+        let check = |v: f64, expect: &str| assert_eq!(latency(v), expect);
+        check(3.8, "3.8 s");
+        check(0.18, "180 ms");
+        check(0.0015, "1.5 ms");
+        check(0.00045, "450 µs");
+        check(250.0, "250 s");
+        assert_eq!(ratio(3.8, 0.18).as_deref(), Some("21x"));
+        assert_eq!(ratio(0.45, 0.18).as_deref(), Some("2.5x"));
+        assert_eq!(ratio(1.0, 0.0), None);
+        assert_eq!(thousands(4120), "4,120");
+        assert_eq!(thousands(999), "999");
+        assert_eq!(thousands(1_234_567), "1,234,567");
+        assert_eq!(bytes(1_288_490_189), "1.2 GiB");
+        assert_eq!(bytes(512), "512 B");
+    }
+}

@@ -1,0 +1,138 @@
+//! Alert delivery metric families: notification outcomes per receiver, the
+//! outbox backlog, and how long receivers take to answer.
+//!
+//! This module only defines and records; the delivery loop in `alert` decides
+//! what happened and calls the functions here.
+
+use prometheus::{Gauge, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry};
+
+use super::register;
+
+/// Buckets for receiver request durations, 10 ms to 30 s.
+const DELIVERY_BUCKETS: &[f64] = &[0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0];
+
+/// The outcome of one delivery attempt or of a whole notification; its
+/// `as_str()` is the `result` label.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NotificationResult {
+    /// The receiver accepted the notification.
+    Delivered,
+    /// The attempt failed in a way worth retrying; it will be.
+    Retried,
+    /// The receiver refused it for good (e.g. HTTP 400); it was dropped.
+    Failed,
+    /// It stayed undelivered past `max_age` and was given up.
+    Expired,
+}
+
+impl NotificationResult {
+    /// Every result, for pre-creating series.
+    pub const ALL: [NotificationResult; 4] = [
+        NotificationResult::Delivered,
+        NotificationResult::Retried,
+        NotificationResult::Failed,
+        NotificationResult::Expired,
+    ];
+
+    /// The label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NotificationResult::Delivered => "delivered",
+            NotificationResult::Retried => "retried",
+            NotificationResult::Failed => "failed",
+            NotificationResult::Expired => "expired",
+        }
+    }
+}
+
+/// Families fed by alert delivery.
+#[derive(Clone)]
+pub struct AlertMetrics {
+    notifications: IntCounterVec,
+    duration: HistogramVec,
+    /// Notifications waiting in the outbox.
+    pub outbox_pending: IntGauge,
+    /// Age of the oldest waiting notification, 0 when none waits.
+    pub outbox_oldest_age: Gauge,
+    /// Incidents whose page is held by a maintenance window or silence.
+    pub held: IntGauge,
+}
+
+impl AlertMetrics {
+    /// Registers the alert families on `reg`.
+    pub fn register(reg: &Registry) -> prometheus::Result<Self> {
+        Ok(AlertMetrics {
+            notifications: register(
+                reg,
+                IntCounterVec::new(
+                    Opts::new(
+                        "mailpulse_notifications_total",
+                        "Notification outcomes per receiver: delivered, retried (one failed attempt), failed (refused for good) or expired (given up after max_age).",
+                    ),
+                    &["receiver", "result"],
+                )?,
+            )?,
+            duration: register(
+                reg,
+                HistogramVec::new(
+                    HistogramOpts::new(
+                        "mailpulse_notification_duration_seconds",
+                        "Time receivers took to answer a delivery attempt, successful or not.",
+                    )
+                    .buckets(DELIVERY_BUCKETS.to_vec()),
+                    &["receiver"],
+                )?,
+            )?,
+            outbox_pending: register(
+                reg,
+                IntGauge::new(
+                    "mailpulse_outbox_pending",
+                    "Notifications written to the outbox and not yet delivered, failed or expired.",
+                )?,
+            )?,
+            outbox_oldest_age: register(
+                reg,
+                Gauge::new(
+                    "mailpulse_outbox_oldest_pending_age_seconds",
+                    "Age of the oldest notification still waiting in the outbox; 0 when the outbox is empty.",
+                )?,
+            )?,
+            held: register(
+                reg,
+                IntGauge::new(
+                    "mailpulse_alerts_held",
+                    "Open incidents whose page is held by a maintenance window or silence.",
+                )?,
+            )?,
+        })
+    }
+
+    /// Creates the series of a receiver at zero, so rates work from the start.
+    pub fn add_receiver(&self, receiver: &str) {
+        for r in NotificationResult::ALL {
+            self.notifications
+                .with_label_values(&[receiver, r.as_str()]);
+        }
+    }
+
+    /// Counts one outcome.
+    pub fn record(&self, receiver: &str, result: NotificationResult) {
+        self.notifications
+            .with_label_values(&[receiver, result.as_str()])
+            .inc();
+    }
+
+    /// Records how long one attempt took.
+    pub fn observe_duration(&self, receiver: &str, seconds: f64) {
+        self.duration
+            .with_label_values(&[receiver])
+            .observe(seconds);
+    }
+
+    /// The count of one outcome (tests and status output).
+    pub fn count(&self, receiver: &str, result: NotificationResult) -> u64 {
+        self.notifications
+            .with_label_values(&[receiver, result.as_str()])
+            .get()
+    }
+}

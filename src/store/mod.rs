@@ -1,0 +1,280 @@
+//! The embedded state store: one redb file, `<state_dir>/mailpulse.redb`,
+//! shared by every part of the agent that must survive a restart (the alert
+//! outbox here; incident history later, in sibling modules).
+//!
+//! [`Store`] is a cheap handle (`Arc` inside) around the database. It owns
+//! opening, the schema-version key and the transaction helpers; each table's
+//! meaning belongs to its module (`outbox.rs`). Every write commits with
+//! redb's default `Immediate` durability (fsync before the commit returns), so
+//! what a caller was told is stored survives `kill -9` and power loss. The
+//! file is opened in redb's multi-writer mode so that short-lived commands
+//! (`mailpulse silence add`) can write while the daemon runs. This module
+//! knows nothing about alerts, probes or metrics.
+
+pub mod outbox;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use redb::{ConcurrencyMode, Database, ReadableDatabase, ReadableTable, TableDefinition};
+use tokio::sync::Notify;
+
+/// File name of the store inside the state directory.
+pub const FILE_NAME: &str = "mailpulse.redb";
+/// Schema version this build reads and writes. Bump it (and migrate) whenever
+/// a table's key or value encoding changes.
+pub const SCHEMA_VERSION: u64 = 1;
+
+/// Store-wide metadata: `schema_version` and counters.
+pub(crate) const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+
+/// An error of the state store. Messages name the file.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The file or its directory cannot be opened or created.
+    #[error("cannot open the state store {path}: {message}")]
+    Open {
+        /// The database file.
+        path: PathBuf,
+        /// What went wrong.
+        message: String,
+    },
+    /// The file was written by a build with another schema.
+    #[error(
+        "the state store {path} has schema version {found}, this build understands {expected}"
+    )]
+    Schema {
+        /// The database file.
+        path: PathBuf,
+        /// Version found in the file.
+        found: u64,
+        /// Version this build writes.
+        expected: u64,
+    },
+    /// A read or write failed.
+    #[error("state store {path}: {message}")]
+    Db {
+        /// The database file.
+        path: PathBuf,
+        /// What went wrong.
+        message: String,
+    },
+}
+
+/// A handle to the open store. Clones share the database.
+#[derive(Clone)]
+pub struct Store {
+    db: Arc<Database>,
+    path: Arc<PathBuf>,
+    changed: Arc<Notify>,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Store({})", self.path.display())
+    }
+}
+
+impl Store {
+    /// Opens (creating if needed) `<state_dir>/mailpulse.redb`, creating the
+    /// directory too.
+    pub fn open(state_dir: &Path) -> Result<Store, StoreError> {
+        let path = state_dir.join(FILE_NAME);
+        std::fs::create_dir_all(state_dir).map_err(|e| StoreError::Open {
+            path: path.clone(),
+            message: format!("cannot create {}: {e}", state_dir.display()),
+        })?;
+        Store::open_file(&path)
+    }
+
+    /// Opens (creating if needed) the store at exactly `path`.
+    pub fn open_file(path: &Path) -> Result<Store, StoreError> {
+        let open_err = |message: String| StoreError::Open {
+            path: path.to_path_buf(),
+            message,
+        };
+        let db = Database::builder()
+            .set_concurrency_mode(ConcurrencyMode::MultiWriter)
+            // The store is small; redb's 1 GiB default cache is far more than it needs.
+            .set_cache_size(16 * 1024 * 1024)
+            .create(path)
+            .map_err(|e| open_err(e.to_string()))?;
+        let store = Store {
+            db: Arc::new(db),
+            path: Arc::new(path.to_path_buf()),
+            changed: Arc::new(Notify::new()),
+        };
+        store.check_schema()?;
+        Ok(store)
+    }
+
+    /// A store held in memory only, for commands that need a store handle but
+    /// must not touch the daemon's file (and for tests).
+    pub fn in_memory() -> Result<Store, StoreError> {
+        let db = Database::builder()
+            .create_with_backend(redb::backends::InMemoryBackend::new())
+            .map_err(|e| StoreError::Open {
+                path: PathBuf::from("<memory>"),
+                message: e.to_string(),
+            })?;
+        let store = Store {
+            db: Arc::new(db),
+            path: Arc::new(PathBuf::from("<memory>")),
+            changed: Arc::new(Notify::new()),
+        };
+        store.check_schema()?;
+        Ok(store)
+    }
+
+    fn check_schema(&self) -> Result<(), StoreError> {
+        let found = self.write(|tx| {
+            let mut meta = tx.open_table(META)?;
+            let found = meta.get("schema_version")?.map(|v| v.value());
+            if found.is_none() {
+                meta.insert("schema_version", SCHEMA_VERSION)?;
+            }
+            Ok(found)
+        })?;
+        match found {
+            Some(v) if v != SCHEMA_VERSION => Err(StoreError::Schema {
+                path: self.path().to_path_buf(),
+                found: v,
+                expected: SCHEMA_VERSION,
+            }),
+            _ => Ok(()),
+        }
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The underlying database, for modules that add their own tables.
+    pub fn db(&self) -> &Database {
+        &self.db
+    }
+
+    /// Runs `f` in a write transaction and commits it (durably) if `f` succeeds.
+    /// Blocks while another write transaction, of this or another process, is open.
+    pub fn write<T>(
+        &self,
+        f: impl FnOnce(&redb::WriteTransaction) -> Result<T, redb::Error>,
+    ) -> Result<T, StoreError> {
+        let tx = self.db.begin_write().map_err(|e| self.err(e))?;
+        let value = f(&tx).map_err(|e| self.err(e))?;
+        tx.commit().map_err(|e| self.err(e))?;
+        self.changed.notify_waiters();
+        Ok(value)
+    }
+
+    /// Runs `f` in a read transaction (a consistent snapshot).
+    pub fn read<T>(
+        &self,
+        f: impl FnOnce(&redb::ReadTransaction) -> Result<T, redb::Error>,
+    ) -> Result<T, StoreError> {
+        let tx = self.db.begin_read().map_err(|e| self.err(e))?;
+        f(&tx).map_err(|e| self.err(e))
+    }
+
+    /// Resolves when a write transaction of this process commits next.
+    /// Writes of other processes are not signalled; poll for those.
+    pub fn changed(&self) -> tokio::sync::futures::Notified<'_> {
+        self.changed.notified()
+    }
+
+    /// Wraps a database error with the file's path.
+    pub fn err(&self, e: impl Into<redb::Error>) -> StoreError {
+        StoreError::Db {
+            path: self.path().to_path_buf(),
+            message: e.into().to_string(),
+        }
+    }
+
+    /// Reads a counter from the metadata table, incrementing it by one in the
+    /// same transaction; the first value is 1.
+    pub(crate) fn next_counter(
+        tx: &redb::WriteTransaction,
+        name: &str,
+    ) -> Result<u64, redb::Error> {
+        let mut meta = tx.open_table(META)?;
+        let next = meta.get(name)?.map(|v| v.value()).unwrap_or(0) + 1;
+        meta.insert(name, next)?;
+        Ok(next)
+    }
+}
+
+/// Opens `table` for reading, treating a table never written as empty.
+pub(crate) fn read_table<K: redb::Key + 'static, V: redb::Value + 'static>(
+    tx: &redb::ReadTransaction,
+    table: TableDefinition<K, V>,
+) -> Result<Option<redb::ReadOnlyTable<K, V>>, redb::Error> {
+    match tx.open_table(table) {
+        Ok(t) => Ok(Some(t)),
+        Err(redb::TableError::TableDoesNotExist(_)) => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn creates_the_directory_and_keeps_the_schema_version() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = dir.path().join("state");
+        let store = Store::open(&state).unwrap();
+        assert_eq!(store.path(), state.join(FILE_NAME));
+        drop(store);
+        // Reopening an existing file works and keeps the version.
+        let store = Store::open(&state).unwrap();
+        let v = store
+            .read(|tx| {
+                Ok(tx
+                    .open_table(META)?
+                    .get("schema_version")?
+                    .map(|v| v.value()))
+            })
+            .unwrap();
+        assert_eq!(v, Some(SCHEMA_VERSION));
+    }
+
+    #[test]
+    fn another_schema_is_refused_with_the_path() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        store
+            .write(|tx| {
+                tx.open_table(META)?.insert("schema_version", 99)?;
+                Ok(())
+            })
+            .unwrap();
+        drop(store);
+        let err = Store::open(dir.path()).unwrap_err().to_string();
+        let path = dir.path().join(FILE_NAME);
+        assert_eq!(
+            err,
+            format!(
+                "the state store {} has schema version 99, this build understands 1",
+                path.display()
+            )
+        );
+    }
+
+    #[test]
+    fn an_unreadable_file_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(FILE_NAME);
+        std::fs::write(
+            &path,
+            b"not a database, just some bytes that are long enough",
+        )
+        .unwrap();
+        let err = Store::open(dir.path()).unwrap_err().to_string();
+        assert!(
+            err.starts_with(&format!("cannot open the state store {}: ", path.display())),
+            "{err}"
+        );
+    }
+}

@@ -1,0 +1,653 @@
+//! The durable alert outbox and the small tables around it, in the state store.
+//!
+//! Every notification is written here (one entry per receiver) before any
+//! attempt to send it, and removed only once delivered, given up or expired,
+//! so a restart or `kill -9` loses nothing. Entries are keyed
+//! `(receiver, incident key, id)` with `id` from a store-wide counter, so a
+//! range scan yields each receiver's messages of one incident in the order
+//! they were written; only the first of such a group is ever handed out
+//! ([`due`]), which keeps "resolved" behind its "firing".
+//!
+//! Beside the queue: ad hoc silences, per-receiver idempotency state (such as a
+//! Grafana annotation id per incident), alerts held by a maintenance window,
+//! and the incidents alerting considers open (for reminders and start-up
+//! reconciliation). Payloads are opaque strings (JSON written by `alert`): this
+//! module stores and orders, it never interprets an alert or sends anything.
+
+use std::collections::HashSet;
+
+use chrono::{DateTime, Utc};
+use redb::{ReadableTable, TableDefinition};
+use serde::{Deserialize, Serialize};
+
+use super::{read_table, Store, StoreError};
+
+/// Queue entries: `(receiver, incident key, id)` → JSON [`EntryData`].
+const OUTBOX: TableDefinition<(&str, &str, u64), &[u8]> = TableDefinition::new("outbox");
+/// Silences: id → JSON [`Silence`].
+const SILENCES: TableDefinition<u64, &[u8]> = TableDefinition::new("silences");
+/// Per-receiver state: `(receiver, incident key)` → bytes the receiver chose.
+const RECEIVER_STATE: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("receiver_state");
+/// Alerts held by a maintenance window: incident key → payload.
+const HELD: TableDefinition<&str, &[u8]> = TableDefinition::new("held");
+/// Incidents paged and not yet resolved: incident key → JSON [`OpenRecord`].
+const OPEN: TableDefinition<&str, &[u8]> = TableDefinition::new("open_incidents");
+
+/// Counter names in the metadata table.
+const OUTBOX_COUNTER: &str = "outbox_next_id";
+const SILENCE_COUNTER: &str = "silence_next_id";
+
+/// One queued notification for one receiver.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OutboxEntry {
+    /// Store-wide increasing id; also the order of an incident's messages.
+    pub id: u64,
+    /// Receiver name.
+    pub receiver: String,
+    /// Incident the message belongs to.
+    pub incident_key: String,
+    /// The serialized alert.
+    pub payload: String,
+    /// Failed attempts so far.
+    pub attempts: u32,
+    /// Not to be tried before this.
+    pub next_attempt_at: DateTime<Utc>,
+    /// When it was enqueued.
+    pub created_at: DateTime<Utc>,
+    /// The last failure, for logs.
+    pub last_error: Option<String>,
+}
+
+/// The stored value of an entry (the key holds the rest).
+#[derive(Debug, Serialize, Deserialize)]
+struct EntryData {
+    payload: String,
+    attempts: u32,
+    next_attempt_at: DateTime<Utc>,
+    created_at: DateTime<Utc>,
+    #[serde(default)]
+    last_error: Option<String>,
+}
+
+impl OutboxEntry {
+    fn from_row(receiver: &str, incident: &str, id: u64, bytes: &[u8]) -> Option<OutboxEntry> {
+        let data: EntryData = serde_json::from_slice(bytes).ok()?;
+        Some(OutboxEntry {
+            id,
+            receiver: receiver.to_string(),
+            incident_key: incident.to_string(),
+            payload: data.payload,
+            attempts: data.attempts,
+            next_attempt_at: data.next_attempt_at,
+            created_at: data.created_at,
+            last_error: data.last_error,
+        })
+    }
+
+    fn data_bytes(&self) -> Vec<u8> {
+        encode(&EntryData {
+            payload: self.payload.clone(),
+            attempts: self.attempts,
+            next_attempt_at: self.next_attempt_at,
+            created_at: self.created_at,
+            last_error: self.last_error.clone(),
+        })
+    }
+
+    /// The `(receiver, incident)` group whose order this entry keeps.
+    pub fn group(&self) -> (String, String) {
+        (self.receiver.clone(), self.incident_key.clone())
+    }
+}
+
+fn encode<T: Serialize>(value: &T) -> Vec<u8> {
+    // Serializing plain structs of strings, numbers and timestamps cannot fail.
+    serde_json::to_vec(value).expect("outbox records serialize")
+}
+
+/// Appends a message for `receiver` inside a caller's write transaction, due
+/// now. Returns its id.
+pub fn push(
+    tx: &redb::WriteTransaction,
+    receiver: &str,
+    incident_key: &str,
+    payload: &str,
+    now: DateTime<Utc>,
+) -> Result<u64, redb::Error> {
+    let id = Store::next_counter(tx, OUTBOX_COUNTER)?;
+    let data = encode(&EntryData {
+        payload: payload.to_string(),
+        attempts: 0,
+        next_attempt_at: now,
+        created_at: now,
+        last_error: None,
+    });
+    tx.open_table(OUTBOX)?
+        .insert((receiver, incident_key, id), data.as_slice())?;
+    Ok(id)
+}
+
+/// Appends one message per receiver in one durable commit. Returns the ids.
+pub fn enqueue(
+    store: &Store,
+    receivers: &[&str],
+    incident_key: &str,
+    payload: &str,
+    now: DateTime<Utc>,
+) -> Result<Vec<u64>, StoreError> {
+    store.write(|tx| {
+        receivers
+            .iter()
+            .map(|r| push(tx, r, incident_key, payload, now))
+            .collect()
+    })
+}
+
+/// What [`due`] found.
+#[derive(Debug, Default)]
+pub struct Due {
+    /// Group heads whose time has come, oldest id first.
+    pub ready: Vec<OutboxEntry>,
+    /// The earliest time a waiting head becomes due.
+    pub next_at: Option<DateTime<Utc>>,
+}
+
+/// The first entry of every `(receiver, incident)` group not in `busy`, if
+/// due at `now`. Later entries of a group wait for its head, whatever their
+/// own time, so an incident's messages reach a receiver in order.
+pub fn due(
+    store: &Store,
+    now: DateTime<Utc>,
+    busy: &HashSet<(String, String)>,
+) -> Result<Due, StoreError> {
+    let rows = all_rows(store)?;
+    let mut out = Due::default();
+    let mut last_group: Option<(String, String)> = None;
+    for entry in rows {
+        let group = entry.group();
+        if last_group.as_ref() == Some(&group) {
+            continue;
+        }
+        last_group = Some(group.clone());
+        if busy.contains(&group) {
+            continue;
+        }
+        if entry.next_attempt_at <= now {
+            out.ready.push(entry);
+        } else {
+            out.next_at = Some(match out.next_at {
+                Some(t) => t.min(entry.next_attempt_at),
+                None => entry.next_attempt_at,
+            });
+        }
+    }
+    out.ready.sort_by_key(|e| e.id);
+    Ok(out)
+}
+
+/// Every entry, in key order (receiver, incident, id). Rows that cannot be
+/// decoded are skipped with a log line.
+pub fn all_rows(store: &Store) -> Result<Vec<OutboxEntry>, StoreError> {
+    let raw: Vec<(String, String, u64, Vec<u8>)> = store.read(|tx| {
+        let Some(t) = read_table(tx, OUTBOX)? else {
+            return Ok(Vec::new());
+        };
+        let mut rows = Vec::new();
+        for row in t.iter()? {
+            let (k, v) = row?;
+            let (r, i, id) = k.value();
+            rows.push((r.to_string(), i.to_string(), id, v.value().to_vec()));
+        }
+        Ok(rows)
+    })?;
+    Ok(raw
+        .into_iter()
+        .filter_map(|(r, i, id, bytes)| {
+            let entry = OutboxEntry::from_row(&r, &i, id, &bytes);
+            if entry.is_none() {
+                tracing::error!(receiver = %r, incident = %i, id, "undecodable outbox entry skipped");
+            }
+            entry
+        })
+        .collect())
+}
+
+/// Removes an entry (delivered, or given up). Returns whether it was there.
+pub fn remove(store: &Store, entry: &OutboxEntry) -> Result<bool, StoreError> {
+    store.write(|tx| {
+        let mut t = tx.open_table(OUTBOX)?;
+        let removed = t
+            .remove((
+                entry.receiver.as_str(),
+                entry.incident_key.as_str(),
+                entry.id,
+            ))?
+            .is_some();
+        Ok(removed)
+    })
+}
+
+/// Records a failed attempt: one more attempt, not before `next_at`.
+pub fn reschedule(
+    store: &Store,
+    entry: &OutboxEntry,
+    next_at: DateTime<Utc>,
+    error: &str,
+) -> Result<OutboxEntry, StoreError> {
+    let mut updated = entry.clone();
+    updated.attempts += 1;
+    updated.next_attempt_at = next_at;
+    updated.last_error = Some(error.to_string());
+    let bytes = updated.data_bytes();
+    store.write(|tx| {
+        let mut t = tx.open_table(OUTBOX)?;
+        let key = (
+            entry.receiver.as_str(),
+            entry.incident_key.as_str(),
+            entry.id,
+        );
+        // An entry removed meanwhile (e.g. expired) stays removed.
+        if t.get(key)?.is_some() {
+            t.insert(key, bytes.as_slice())?;
+        }
+        Ok(())
+    })?;
+    Ok(updated)
+}
+
+/// Removes and returns every entry created before `now - max_age`.
+pub fn expire(
+    store: &Store,
+    now: DateTime<Utc>,
+    max_age: std::time::Duration,
+) -> Result<Vec<OutboxEntry>, StoreError> {
+    let cutoff = now - chrono::Duration::from_std(max_age).unwrap_or(chrono::Duration::MAX);
+    let old: Vec<OutboxEntry> = all_rows(store)?
+        .into_iter()
+        .filter(|e| e.created_at < cutoff)
+        .collect();
+    if old.is_empty() {
+        return Ok(old);
+    }
+    store.write(|tx| {
+        let mut t = tx.open_table(OUTBOX)?;
+        for e in &old {
+            t.remove((e.receiver.as_str(), e.incident_key.as_str(), e.id))?;
+        }
+        Ok(())
+    })?;
+    Ok(old)
+}
+
+/// Size of the queue.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct OutboxStats {
+    /// Entries waiting.
+    pub pending: u64,
+    /// Creation time of the oldest waiting entry.
+    pub oldest_created_at: Option<DateTime<Utc>>,
+}
+
+/// Counts the waiting entries and finds the oldest.
+pub fn stats(store: &Store) -> Result<OutboxStats, StoreError> {
+    let rows = all_rows(store)?;
+    Ok(OutboxStats {
+        pending: rows.len() as u64,
+        oldest_created_at: rows.iter().map(|e| e.created_at).min(),
+    })
+}
+
+/// Whether `receiver` still has undelivered messages of `incident_key`.
+pub fn pending_for(store: &Store, receiver: &str, incident_key: &str) -> Result<bool, StoreError> {
+    store.read(|tx| {
+        let Some(t) = read_table(tx, OUTBOX)? else {
+            return Ok(false);
+        };
+        let mut range =
+            t.range((receiver, incident_key, 0)..=(receiver, incident_key, u64::MAX))?;
+        Ok(range.next().is_some())
+    })
+}
+
+// ---------------------------------------------------------------------------
+// Silences.
+// ---------------------------------------------------------------------------
+
+/// An ad hoc maintenance window, from `mailpulse silence add`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Silence {
+    /// Id for `silence remove`.
+    pub id: u64,
+    /// Target name pattern (`*` for every target).
+    pub target: String,
+    /// Start.
+    pub starts_at: DateTime<Utc>,
+    /// End (exclusive).
+    pub ends_at: DateTime<Utc>,
+    /// Why, for whoever looks later.
+    pub reason: String,
+    /// When it was added.
+    pub created_at: DateTime<Utc>,
+    /// Who added it (the login name), if known.
+    #[serde(default)]
+    pub created_by: Option<String>,
+}
+
+/// Stores a silence, assigning its id (the `id` given is ignored). Silences
+/// that ended more than a day ago are pruned in the same commit.
+pub fn add_silence(store: &Store, silence: &Silence) -> Result<u64, StoreError> {
+    let prune_before = silence.created_at - chrono::Duration::days(1);
+    let ended: Vec<u64> = silences(store)?
+        .into_iter()
+        .filter(|s| s.ends_at < prune_before)
+        .map(|s| s.id)
+        .collect();
+    store.write(|tx| {
+        let id = Store::next_counter(tx, SILENCE_COUNTER)?;
+        let mut s = silence.clone();
+        s.id = id;
+        let mut t = tx.open_table(SILENCES)?;
+        t.insert(id, encode(&s).as_slice())?;
+        for old in &ended {
+            t.remove(*old)?;
+        }
+        Ok(id)
+    })
+}
+
+/// Every stored silence, by id.
+pub fn silences(store: &Store) -> Result<Vec<Silence>, StoreError> {
+    let raw: Vec<Vec<u8>> = store.read(|tx| {
+        let Some(t) = read_table(tx, SILENCES)? else {
+            return Ok(Vec::new());
+        };
+        t.iter()?
+            .map(|row| row.map(|(_, v)| v.value().to_vec()).map_err(Into::into))
+            .collect()
+    })?;
+    Ok(raw
+        .iter()
+        .filter_map(|b| serde_json::from_slice(b).ok())
+        .collect())
+}
+
+/// Removes a silence. Returns whether it existed.
+pub fn remove_silence(store: &Store, id: u64) -> Result<bool, StoreError> {
+    store.write(|tx| Ok(tx.open_table(SILENCES)?.remove(id)?.is_some()))
+}
+
+// ---------------------------------------------------------------------------
+// Per-receiver state.
+// ---------------------------------------------------------------------------
+
+/// Stores `value` as `receiver`'s state for `incident_key`.
+pub fn put_state(
+    store: &Store,
+    receiver: &str,
+    incident_key: &str,
+    value: &[u8],
+) -> Result<(), StoreError> {
+    store.write(|tx| {
+        tx.open_table(RECEIVER_STATE)?
+            .insert((receiver, incident_key), value)?;
+        Ok(())
+    })
+}
+
+/// `receiver`'s state for `incident_key`, if any.
+pub fn get_state(
+    store: &Store,
+    receiver: &str,
+    incident_key: &str,
+) -> Result<Option<Vec<u8>>, StoreError> {
+    store.read(|tx| {
+        let Some(t) = read_table(tx, RECEIVER_STATE)? else {
+            return Ok(None);
+        };
+        Ok(t.get((receiver, incident_key))?.map(|v| v.value().to_vec()))
+    })
+}
+
+/// Forgets `receiver`'s state for `incident_key`.
+pub fn remove_state(store: &Store, receiver: &str, incident_key: &str) -> Result<(), StoreError> {
+    store.write(|tx| {
+        tx.open_table(RECEIVER_STATE)?
+            .remove((receiver, incident_key))?;
+        Ok(())
+    })
+}
+
+/// Every `(incident key, state)` of `receiver`.
+pub fn states(store: &Store, receiver: &str) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+    store.read(|tx| {
+        let Some(t) = read_table(tx, RECEIVER_STATE)? else {
+            return Ok(Vec::new());
+        };
+        let mut out = Vec::new();
+        for row in t.range((receiver, "")..)? {
+            let (k, v) = row?;
+            let (r, incident) = k.value();
+            if r != receiver {
+                break;
+            }
+            out.push((incident.to_string(), v.value().to_vec()));
+        }
+        Ok(out)
+    })
+}
+
+// ---------------------------------------------------------------------------
+// Held alerts and open incidents.
+// ---------------------------------------------------------------------------
+
+/// Holds `payload` (a firing alert) for `incident_key` until its window ends.
+pub fn hold(
+    tx: &redb::WriteTransaction,
+    incident_key: &str,
+    payload: &str,
+) -> Result<(), redb::Error> {
+    tx.open_table(HELD)?
+        .insert(incident_key, payload.as_bytes())?;
+    Ok(())
+}
+
+/// Removes and returns the held alert of `incident_key`.
+pub fn take_held(
+    tx: &redb::WriteTransaction,
+    incident_key: &str,
+) -> Result<Option<String>, redb::Error> {
+    let mut t = tx.open_table(HELD)?;
+    let value = t
+        .remove(incident_key)?
+        .map(|v| String::from_utf8_lossy(v.value()).into_owned());
+    Ok(value)
+}
+
+/// Every held `(incident key, payload)`.
+pub fn held(store: &Store) -> Result<Vec<(String, String)>, StoreError> {
+    store.read(|tx| {
+        let Some(t) = read_table(tx, HELD)? else {
+            return Ok(Vec::new());
+        };
+        let mut out = Vec::new();
+        for row in t.iter()? {
+            let (k, v) = row?;
+            out.push((
+                k.value().to_string(),
+                String::from_utf8_lossy(v.value()).into_owned(),
+            ));
+        }
+        Ok(out)
+    })
+}
+
+/// An incident alerting has paged and not yet resolved.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OpenRecord {
+    /// The incident.
+    pub incident_key: String,
+    /// Its latest firing alert.
+    pub payload: String,
+    /// When it was last paged (first page or reminder).
+    pub last_notified_at: DateTime<Utc>,
+}
+
+/// Records (or refreshes) an open incident.
+pub fn put_open(tx: &redb::WriteTransaction, record: &OpenRecord) -> Result<(), redb::Error> {
+    tx.open_table(OPEN)?
+        .insert(record.incident_key.as_str(), encode(record).as_slice())?;
+    Ok(())
+}
+
+/// Forgets an open incident (it was resolved).
+pub fn remove_open(tx: &redb::WriteTransaction, incident_key: &str) -> Result<(), redb::Error> {
+    tx.open_table(OPEN)?.remove(incident_key)?;
+    Ok(())
+}
+
+/// Every open incident.
+pub fn open_records(store: &Store) -> Result<Vec<OpenRecord>, StoreError> {
+    let raw: Vec<Vec<u8>> = store.read(|tx| {
+        let Some(t) = read_table(tx, OPEN)? else {
+            return Ok(Vec::new());
+        };
+        t.iter()?
+            .map(|row| row.map(|(_, v)| v.value().to_vec()).map_err(Into::into))
+            .collect()
+    })?;
+    Ok(raw
+        .iter()
+        .filter_map(|b| serde_json::from_slice(b).ok())
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn t(secs: i64) -> DateTime<Utc> {
+        DateTime::from_timestamp(1_800_000_000 + secs, 0).unwrap()
+    }
+
+    fn ids(entries: &[OutboxEntry]) -> Vec<u64> {
+        entries.iter().map(|e| e.id).collect()
+    }
+
+    #[test]
+    fn only_the_head_of_each_incident_is_due() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        enqueue(&store, &["a", "b"], "inc1", "firing", t(0)).unwrap(); // ids 1, 2
+        enqueue(&store, &["a", "b"], "inc1", "resolved", t(1)).unwrap(); // ids 3, 4
+        enqueue(&store, &["a"], "inc2", "firing", t(2)).unwrap(); // id 5
+        let due1 = due(&store, t(10), &HashSet::new()).unwrap();
+        assert_eq!(ids(&due1.ready), [1, 2, 5]);
+        assert_eq!(due1.ready[0].payload, "firing");
+
+        // A failing head blocks its group for that receiver only.
+        let first = &due1.ready[0];
+        reschedule(&store, first, t(100), "503").unwrap();
+        remove(&store, &due1.ready[1]).unwrap();
+        let due2 = due(&store, t(10), &HashSet::new()).unwrap();
+        assert_eq!(ids(&due2.ready), [4, 5]);
+        assert_eq!(due2.next_at, Some(t(100)));
+
+        // Busy groups are skipped entirely.
+        let busy = HashSet::from([("a".to_string(), "inc2".to_string())]);
+        assert_eq!(ids(&due(&store, t(10), &busy).unwrap().ready), [4]);
+
+        let later = due(&store, t(100), &HashSet::new()).unwrap();
+        assert_eq!(ids(&later.ready), [1, 4, 5]);
+        assert_eq!(later.ready[0].attempts, 1);
+        assert_eq!(later.ready[0].last_error.as_deref(), Some("503"));
+        assert!(pending_for(&store, "a", "inc1").unwrap());
+        assert!(!pending_for(&store, "b", "inc9").unwrap());
+    }
+
+    #[test]
+    fn entries_survive_reopening_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let store = Store::open(dir.path()).unwrap();
+            enqueue(&store, &["a"], "inc1", "firing", t(0)).unwrap();
+            enqueue(&store, &["a"], "inc1", "resolved", t(5)).unwrap();
+            put_state(&store, "gf", "inc1", b"42").unwrap();
+        }
+        let store = Store::open(dir.path()).unwrap();
+        let rows = all_rows(&store).unwrap();
+        assert_eq!(ids(&rows), [1, 2]);
+        assert_eq!(rows[1].payload, "resolved");
+        assert_eq!(get_state(&store, "gf", "inc1").unwrap().unwrap(), b"42");
+        // Ids keep increasing after a reopen, so order is kept across restarts.
+        enqueue(&store, &["a"], "inc1", "reminder", t(6)).unwrap();
+        assert_eq!(ids(&all_rows(&store).unwrap()), [1, 2, 3]);
+        assert_eq!(
+            stats(&store).unwrap(),
+            OutboxStats {
+                pending: 3,
+                oldest_created_at: Some(t(0))
+            }
+        );
+    }
+
+    #[test]
+    fn old_entries_expire() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        enqueue(&store, &["a"], "inc1", "old", t(0)).unwrap();
+        enqueue(&store, &["a"], "inc1", "new", t(3000)).unwrap();
+        let gone = expire(&store, t(3601), Duration::from_secs(3600)).unwrap();
+        assert_eq!(ids(&gone), [1]);
+        // The expired head no longer blocks the next message.
+        assert_eq!(
+            ids(&due(&store, t(3601), &HashSet::new()).unwrap().ready),
+            [2]
+        );
+    }
+
+    #[test]
+    fn silences_round_trip_and_prune() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let s = Silence {
+            id: 0,
+            target: "owa".into(),
+            starts_at: t(0),
+            ends_at: t(7200),
+            reason: "patching".into(),
+            created_at: t(0),
+            created_by: Some("ops".into()),
+        };
+        assert_eq!(add_silence(&store, &s).unwrap(), 1);
+        let later = Silence {
+            created_at: t(7200 + 86400 + 1),
+            ..s.clone()
+        };
+        assert_eq!(add_silence(&store, &later).unwrap(), 2);
+        let all = silences(&store).unwrap();
+        assert_eq!(
+            all.iter().map(|s| s.id).collect::<Vec<_>>(),
+            [2],
+            "first pruned"
+        );
+        assert!(remove_silence(&store, 2).unwrap());
+        assert!(!remove_silence(&store, 2).unwrap());
+    }
+
+    #[test]
+    fn receiver_state_is_per_receiver() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        put_state(&store, "a", "i1", b"1").unwrap();
+        put_state(&store, "a", "i2", b"2").unwrap();
+        put_state(&store, "ab", "i1", b"3").unwrap();
+        let a = states(&store, "a").unwrap();
+        assert_eq!(
+            a,
+            vec![("i1".into(), b"1".to_vec()), ("i2".into(), b"2".to_vec())]
+        );
+        remove_state(&store, "a", "i1").unwrap();
+        assert_eq!(get_state(&store, "a", "i1").unwrap(), None);
+    }
+}
