@@ -47,4 +47,10 @@ pub enum Command {
         #[arg(value_name = "TARGET")]
         targets: Vec<String>,
     },
+    /// Send a clearly marked test notification to one receiver, to check its
+    /// wiring. Exits 0 when the receiver accepted it, 1 when not.
+    TestAlert(crate::alert::cli::TestAlertArgs),
+    /// Hold pages during ad hoc maintenance: `silence add --target owa --for 2h
+    /// --reason "..."`, `silence list`, `silence remove ID`.
+    Silence(crate::alert::cli::SilenceArgs),
 }

@@ -52,6 +52,12 @@ fn main() -> ExitCode {
                     ExitCode::from(2)
                 }
             }),
+            Command::TestAlert(args) => mailpulse::alert::cli::test_alert(&args)
+                .await
+                .map(|()| ExitCode::SUCCESS),
+            Command::Silence(args) => mailpulse::alert::cli::silence(&args)
+                .await
+                .map(|()| ExitCode::SUCCESS),
         }
     });
     // Probe connections still open in the background must not delay exit.
