@@ -506,7 +506,10 @@ async fn grafana_draws_a_region_from_onset_to_recovery() {
     let p = got[1].json();
     assert_eq!(p["timeEnd"], at("2026-12-05T02:24:08Z").timestamp_millis());
     // The annotation id is forgotten once the region is closed.
-    assert_eq!(outbox::get_state(&h.store, "gf", "inc1").unwrap(), None);
+    eventually("annotation id forgotten", || {
+        outbox::get_state(&h.store, "gf", "inc1").unwrap().is_none()
+    })
+    .await;
     h.stop().await;
 }
 

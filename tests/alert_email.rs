@@ -1,0 +1,222 @@
+//! The `email` receiver against a real Postfix on 127.0.0.1 (submission with
+//! STARTTLS required and SASL AUTH through Dovecot), set up by
+//! `tests/alert/postfix.sh`: a firing and a resolved notification land in
+//! the recipient's maildir, in order, and a wrong password is a permanent
+//! error.
+//!
+//! Without Postfix (or root) the test skips with a message, unless `CI` is
+//! set, in which case it fails.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+use mailpulse::alert::{self, AlertEvent, AlertStatus, Alerting};
+use mailpulse::config::alerting::{validate, RawAlertingFile};
+use mailpulse::metrics::alert::AlertMetrics;
+use mailpulse::store::Store;
+use tokio_util::sync::CancellationToken;
+
+fn script() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/alert/postfix.sh")
+}
+
+/// The servers of `postfix.sh`, stopped (by recorded PID) on drop.
+struct Postfix {
+    prefix: PathBuf,
+    env: HashMap<String, String>,
+}
+
+impl Drop for Postfix {
+    fn drop(&mut self) {
+        let _ = Command::new("bash")
+            .arg(script())
+            .arg("stop")
+            .arg(&self.prefix)
+            .status();
+    }
+}
+
+fn start_postfix(prefix: &Path) -> Result<Postfix, String> {
+    if !Path::new("/usr/sbin/postfix").exists() || !Path::new("/usr/sbin/dovecot").exists() {
+        return Err("postfix or dovecot is missing (see .ci/install-deps)".into());
+    }
+    let out = Command::new("bash")
+        .arg(script())
+        .arg("start")
+        .arg(prefix)
+        .output()
+        .map_err(|e| format!("cannot run postfix.sh: {e}"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "postfix.sh failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    let env = std::fs::read_to_string(prefix.join("env"))
+        .map_err(|e| format!("no env file: {e}"))?
+        .lines()
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    Ok(Postfix {
+        prefix: prefix.to_path_buf(),
+        env,
+    })
+}
+
+fn event(key: &str) -> AlertEvent {
+    let now = Utc::now();
+    AlertEvent {
+        incident_key: key.into(),
+        status: AlertStatus::Firing,
+        reminder: false,
+        test: false,
+        instance: "cas01".into(),
+        target: "owa".into(),
+        probe_kind: "http".into(),
+        incident_kind: "slow".into(),
+        severity: "critical".into(),
+        started_at: now - chrono::Duration::seconds(603),
+        detected_at: now - chrono::Duration::seconds(542),
+        recovered_at: None,
+        peak_latency_seconds: Some(6.2),
+        baseline_latency_seconds: Some(0.18),
+        current_latency_seconds: Some(3.8),
+        worst_phase: Some("first_byte".into()),
+        slow_count: 12,
+        failed_count: 0,
+        last_error: None,
+        host: None,
+    }
+}
+
+fn receiver_toml(pf: &Postfix, password_file: &str) -> String {
+    format!(
+        r#"
+        [[receiver]]
+        name = "mail"
+        kind = "email"
+        smtp_address = "127.0.0.1:{}"
+        from = "mailpulse@agent.test"
+        to = ["ops@alert.test"]
+        username = "{}"
+        password_file = "{password_file}"
+        tls_ca_file = "{}"
+        hello = "agent.test"
+        "#,
+        pf.env["SUBMISSION_PORT"], pf.env["USER"], pf.env["CA_FILE"]
+    )
+}
+
+/// The messages in the maildir, oldest first.
+fn mailbox(dir: &Path) -> Vec<String> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir.join("new"))
+        .map(|rd| rd.filter_map(|e| e.ok().map(|e| e.path())).collect())
+        .unwrap_or_default();
+    // Maildir names start with the delivery time in seconds, then a sequence.
+    files.sort_by_key(|p| std::fs::metadata(p).and_then(|m| m.modified()).ok());
+    files
+        .iter()
+        .map(|p| std::fs::read_to_string(p).unwrap_or_default())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mail_reaches_a_real_postfix_over_starttls_with_auth() {
+    let dir = tempfile::tempdir().unwrap();
+    let pf = match start_postfix(&dir.path().join("mail")) {
+        Ok(pf) => pf,
+        Err(why) if std::env::var_os("CI").is_some() => panic!("{why}"),
+        Err(why) => {
+            eprintln!("skipping: {why}");
+            return;
+        }
+    };
+    let raw: RawAlertingFile =
+        toml::from_str(&receiver_toml(&pf, &pf.env["PASSWORD_FILE"])).unwrap();
+    let config = validate(raw, dir.path(), "agent.test").unwrap();
+    let store = Store::open(&dir.path().join("state")).unwrap();
+    let clock = mailpulse::clock::system();
+    let alerting = Arc::new(Alerting::new(config, &store, clock.clone()).unwrap());
+    let registry = prometheus::Registry::new();
+    let metrics = AlertMetrics::register(&registry).unwrap();
+    let token = CancellationToken::new();
+    let task = tokio::spawn(alert::run_delivery(
+        store.clone(),
+        alerting.clone(),
+        metrics.clone(),
+        token.clone(),
+        clock,
+    ));
+    let firing = event("e1");
+    let resolved = AlertEvent {
+        status: AlertStatus::Resolved,
+        recovered_at: Some(Utc::now()),
+        ..firing.clone()
+    };
+    alert::enqueue(&store, &alerting, &firing, Utc::now()).unwrap();
+    alert::enqueue(&store, &alerting, &resolved, Utc::now()).unwrap();
+
+    let maildir = PathBuf::from(&pf.env["MAILDIR"]);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while mailbox(&maildir).len() < 2 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "mail did not arrive; postfix log:\n{}",
+            std::fs::read_to_string(pf.prefix.join("postfix.log")).unwrap_or_default()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let mails = mailbox(&maildir);
+    assert_eq!(mails.len(), 2);
+    let first = &mails[0];
+    assert!(
+        first.contains("Subject: [mailpulse] owa slow (critical)"),
+        "{first}"
+    );
+    assert!(first.contains("X-Mailpulse-Status: firing"), "{first}");
+    assert!(first.contains("From: mailpulse@agent.test"));
+    assert!(first.contains("owa slow since "), "{first}");
+    assert!(first.contains("latency 3.8 s against a 180 ms baseline (21x)"));
+    // Postfix records that the submission was authenticated over TLS.
+    assert!(first.contains("ESMTPSA"), "{first}");
+    let second = &mails[1];
+    assert!(
+        second.contains("Subject: [mailpulse] owa recovered (critical)"),
+        "{second}"
+    );
+    assert!(
+        second.contains("after 10m 3s (detected 61 s after onset, peak 6.2 s)"),
+        "{second}"
+    );
+    assert_eq!(
+        metrics.count(
+            "mail",
+            mailpulse::metrics::alert::NotificationResult::Delivered
+        ),
+        2
+    );
+    token.cancel();
+    task.await.unwrap();
+
+    // A wrong password is refused for good, not retried forever.
+    let wrong = dir.path().join("wrong");
+    std::fs::write(&wrong, "not-the-password\n").unwrap();
+    let raw: RawAlertingFile =
+        toml::from_str(&receiver_toml(&pf, &wrong.display().to_string())).unwrap();
+    let config = validate(raw, dir.path(), "agent.test").unwrap();
+    let ctx = alert::ReceiverContext {
+        store: Store::in_memory().unwrap(),
+        clock: mailpulse::clock::system(),
+        external_url: None,
+    };
+    let receiver = alert::build_receiver(&config.receivers[0], &ctx).unwrap();
+    let err = receiver.send(&event("e2")).await.unwrap_err();
+    assert!(!err.is_retriable(), "{err}");
+    assert!(err.to_string().contains("535"), "{err}");
+}
