@@ -926,8 +926,10 @@ async fn a_failing_receiver_blocks_only_its_own_queue() {
         .lock()
         .unwrap()
         .extend((0..3).map(|_| DeliveryError::retriable("boom")));
-    let mut c = AlertingConfig::default();
-    c.max_backoff = Duration::from_millis(300);
+    let c = AlertingConfig {
+        max_backoff: Duration::from_millis(300),
+        ..AlertingConfig::default()
+    };
     let h = fakes(c, &[&slow, &fast]);
     h.enqueue(&firing("a", "owa"));
     h.enqueue(&resolved("a", "owa"));
@@ -1006,8 +1008,10 @@ async fn configured_windows_hold_pages_too() {
 async fn open_incidents_get_reminders_except_at_stateful_receivers() {
     let chat = Fake::new("chat", false);
     let pager = Fake::new("pager", true);
-    let mut c = AlertingConfig::default();
-    c.repeat_interval = Some(Duration::from_secs(1));
+    let c = AlertingConfig {
+        repeat_interval: Some(Duration::from_secs(1)),
+        ..AlertingConfig::default()
+    };
     let h = fakes(c, &[&chat, &pager]);
     h.enqueue(&firing("a", "owa"));
     eventually("two reminders", || {
