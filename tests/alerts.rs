@@ -672,7 +672,37 @@ async fn metrics_track_the_backlog() {
     assert!(
         scrape.contains("mailpulse_notifications_total{receiver=\"hook\",result=\"delivered\"} 2")
     );
+    promtool_check(&scrape);
     h.stop().await;
+}
+
+/// `promtool check metrics` on a scrape (naming and format lint), when installed.
+fn promtool_check(scrape: &str) {
+    use std::io::Write as _;
+    let Ok(mut child) = std::process::Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+    else {
+        assert!(std::env::var_os("CI").is_none(), "promtool is missing");
+        eprintln!("skipping promtool: not installed");
+        return;
+    };
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(scrape.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "promtool: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// The child half of `a_kill_9_mid_delivery_loses_and_duplicates_nothing`:
@@ -1031,5 +1061,45 @@ async fn open_incidents_get_reminders_except_at_stateful_receivers() {
     let count = chat.seen().len();
     tokio::time::sleep(Duration::from_millis(2500)).await;
     assert_eq!(chat.seen().len(), count, "no reminders after the resolve");
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn grafana_redraws_a_region_whose_annotation_was_deleted() {
+    let cap = Capture::start().await;
+    cap.script([
+        Reply::json(r#"{"message":"Annotation added","id":7}"#),
+        Reply::status(404),
+        Reply::json(r#"{"message":"Annotation added","id":8}"#),
+    ]);
+    let dir = tempfile::tempdir().unwrap();
+    let h = Harness::from_config(config(
+        &format!(
+            "[[receiver]]\nname = \"gf\"\nkind = \"grafana\"\nurl = \"{}\"\n",
+            cap.url("/")
+        ),
+        dir.path(),
+    ));
+    h.enqueue(&firing("inc2", "owa"));
+    h.enqueue(&resolved("inc2", "owa"));
+    cap.wait_accepted(2, WAIT).await;
+    let r = cap.requests();
+    let calls: Vec<(&str, &str, u16)> = r
+        .iter()
+        .map(|c| (c.method.as_str(), c.path.as_str(), c.answered))
+        .collect();
+    assert_eq!(
+        calls,
+        [
+            ("POST", "/api/annotations", 200),
+            ("PATCH", "/api/annotations/7", 404),
+            ("POST", "/api/annotations", 200)
+        ]
+    );
+    let region = r[2].json();
+    assert_eq!(
+        region["timeEnd"],
+        at("2026-12-05T02:24:08Z").timestamp_millis()
+    );
     h.stop().await;
 }

@@ -115,6 +115,29 @@ fn architecture_invariants_hold() {
         ],
         &mut v,
     );
+    // Message text is pure: no IO, no clock, no runtime.
+    check_boundary(
+        "alert/render.rs",
+        &["tokio", "std::fs", "std::net", "Utc::now", "crate::store"],
+        &mut v,
+    );
+    // The store keeps bytes; it knows nothing of alerts, probes or metrics.
+    check_boundary(
+        "store/",
+        &[
+            "crate::alert",
+            "crate::probe",
+            "crate::metrics",
+            "crate::app",
+        ],
+        &mut v,
+    );
+    // Alerting sends; it never probes or collects.
+    check_boundary(
+        "alert/",
+        &["crate::probe", "crate::collect", "crate::app"],
+        &mut v,
+    );
     // The sample types depend on nothing.
     check_boundary("sample/", &["use crate::"], &mut v);
     // Nothing but main.rs depends on the supervisor.

@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{bail, Context as _};
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, SubsecRound, Utc};
 use clap::{Args, Subcommand};
 
 use super::{build_receiver, render, AlertEvent, AlertStatus, HostLoad, ReceiverContext};
@@ -136,7 +136,7 @@ pub async fn test_alert(args: &TestAlertArgs) -> anyhow::Result<()> {
         external_url: file.alerting.external_url.clone(),
     };
     let receiver = build_receiver(rc, &ctx).map_err(anyhow::Error::msg)?;
-    let now = Utc::now();
+    let now = Utc::now().trunc_subsecs(0);
     let mut event = test_event(&file.instance, &file.alerting.default_severity, now);
     receiver
         .send(&event)
@@ -165,7 +165,8 @@ pub async fn silence(args: &SilenceArgs) -> anyhow::Result<()> {
     let file = load_alerting_part(&args.config).map_err(anyhow::Error::msg)?;
     let state_dir = file.state_dir.clone();
     let store = tokio::task::spawn_blocking(move || Store::open(&state_dir)).await??;
-    let now = Utc::now();
+    // Whole seconds: silences are listed and compared by humans.
+    let now = Utc::now().trunc_subsecs(0);
     match &args.command {
         SilenceCommand::Add {
             target,
@@ -176,7 +177,8 @@ pub async fn silence(args: &SilenceArgs) -> anyhow::Result<()> {
             let starts_at = match start {
                 Some(text) => DateTime::parse_from_rfc3339(text)
                     .with_context(|| format!("invalid --start {text:?} (expected RFC 3339)"))?
-                    .with_timezone(&Utc),
+                    .with_timezone(&Utc)
+                    .trunc_subsecs(0),
                 None => now,
             };
             if duration.is_zero() {

@@ -4,8 +4,9 @@
 //! tagged with target and kind); its id is kept in the store per incident;
 //! the recovery turns it into a region (`PATCH /api/annotations/{id}` with
 //! `timeEnd`). A recovery whose onset was never annotated posts the whole
-//! region at once. A firing event for an incident already annotated is not
-//! posted again.
+//! region at once, and so does one whose annotation was deleted meanwhile
+//! (the PATCH answers 404). A firing event for an incident already annotated
+//! is not posted again.
 
 use hyper::Method;
 use serde_json::{json, Value};
@@ -152,14 +153,33 @@ impl Receiver for GrafanaReceiver {
             match (event.status, existing) {
                 (AlertStatus::Firing, Some(_)) => Ok(()),
                 (AlertStatus::Resolved, Some(id)) => {
-                    self.client
+                    let patched = self
+                        .client
                         .send_json(
                             Method::PATCH,
                             &self.url(Some(id)),
                             &self.headers(),
                             &close_payload(event, &self.tags),
                         )
-                        .await?;
+                        .await;
+                    match patched {
+                        Ok(_) => {}
+                        // Someone deleted the annotation: draw the whole region anew.
+                        Err(DeliveryError::Permanent { message })
+                            if message.starts_with("HTTP 404") =>
+                        {
+                            let body = create_payload(
+                                event,
+                                &self.tags,
+                                self.dashboard_uid.as_deref(),
+                                self.panel_id,
+                            );
+                            self.client
+                                .post_json(&self.url(None), &self.headers(), &body)
+                                .await?;
+                        }
+                        Err(e) => return Err(e),
+                    }
                     let (name, k) = (self.name.clone(), key);
                     // Failing to forget the id only leaves a stale row behind.
                     let _ =

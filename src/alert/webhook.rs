@@ -14,8 +14,7 @@ use crate::config::alerting::{ReceiverConfig, WebhookSpec};
 /// The `endsAt` Alertmanager writes for alerts still firing (Go's zero time).
 pub const ZERO_TIME: &str = "0001-01-01T00:00:00Z";
 
-/// A webhook receiver.
-#[derive(Debug)]
+/// A webhook receiver. Not `Debug`: it holds the `Authorization` value.
 pub struct WebhookReceiver {
     name: String,
     url: url::Url,
