@@ -1438,8 +1438,18 @@ pub struct AlertingFile {
 pub fn load_alerting_part(path: &Path) -> Result<AlertingFile, String> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| format!("{}: cannot read configuration: {e}", path.display()))?;
-    let raw: RawAlertingFile =
-        toml::from_str(&text).map_err(|e| format!("{}: {}", path.display(), e.message()))?;
+    let raw: RawAlertingFile = toml::from_str(&text).map_err(|e| {
+        let at = e
+            .span()
+            .map(|s| {
+                let before = &text[..s.start.min(text.len())];
+                let line = before.matches('\n').count() + 1;
+                let col = before.rsplit('\n').next().unwrap_or("").chars().count() + 1;
+                format!(":{line}:{col}")
+            })
+            .unwrap_or_default();
+        format!("{}{at}: {}", path.display(), e.message().trim_end())
+    })?;
     let base = path.parent().unwrap_or(Path::new(""));
     let state_dir = raw
         .agent
