@@ -934,6 +934,13 @@ async fn no_routes_means_everyone_and_duplicates_are_ignored() {
     assert_eq!(h.enqueue(&firing("a", "owa")), Enqueued::Duplicate);
     h.enqueue(&resolved("a", "owa"));
     assert_eq!(h.enqueue(&resolved("a", "owa")), Enqueued::Duplicate);
+    // A reminder made just before the resolve must not reopen the incident.
+    let late_reminder = AlertEvent {
+        reminder: true,
+        ..firing("a", "owa")
+    };
+    assert_eq!(h.enqueue(&late_reminder), Enqueued::Duplicate);
+    assert!(alert::open_incidents(&h.store).unwrap().is_empty());
     eventually("both delivered", || {
         one.seen().len() == 2 && two.seen().len() == 2
     })

@@ -393,49 +393,80 @@ pub fn enqueue(
         let silences = outbox::silences(store)?;
         silenced_by(&alerting.config, &silences, &event.target, now)
     };
-    let open: HashSet<String> = outbox::open_records(store)?
-        .into_iter()
-        .map(|r| r.incident_key)
-        .collect();
-    let held: HashSet<String> = outbox::held(store)?.into_iter().map(|(k, _)| k).collect();
-    let key = event.incident_key.as_str();
     let payload = encode_event(event);
+    // Decide and write in one transaction, so a resolve racing with a
+    // reminder or a window's release can never reopen the incident.
+    let outcome = store.write(|tx| enqueue_tx(tx, alerting, event, &payload, hold, now))?;
+    let key = event.incident_key.as_str();
+    match &outcome {
+        Enqueued::Held(reason) if !event.reminder => {
+            tracing::info!(target = %event.target, incident = key, held_by = %reason, "page held by maintenance")
+        }
+        Enqueued::Suppressed => {
+            tracing::info!(target = %event.target, incident = key, "incident ended inside a maintenance window; nothing paged")
+        }
+        Enqueued::Unrouted => {
+            tracing::warn!(target = %event.target, incident = key, "alert matched no route; nothing sent")
+        }
+        _ => {}
+    }
+    Ok(outcome)
+}
+
+/// The decision of [`enqueue`], inside its write transaction.
+fn enqueue_tx(
+    tx: &redb::WriteTransaction,
+    alerting: &Alerting,
+    event: &AlertEvent,
+    payload: &str,
+    hold: Option<String>,
+    now: DateTime<Utc>,
+) -> Result<Enqueued, redb::Error> {
+    let key = event.incident_key.as_str();
+    let open = outbox::open_record(tx, key)?;
+    let held = outbox::is_held(tx, key)?;
     match event.status {
         AlertStatus::Firing if event.test => {}
-        AlertStatus::Firing if held.contains(key) => {
-            // Keep the latest details for when the window ends.
-            store.write(|tx| outbox::hold(tx, key, &payload))?;
-            return Ok(Enqueued::Held(hold.unwrap_or_else(|| "held".into())));
-        }
-        AlertStatus::Firing if !event.reminder && open.contains(key) => {
-            return Ok(Enqueued::Duplicate);
-        }
-        AlertStatus::Firing => {
+        AlertStatus::Firing if event.reminder => {
+            let Some(record) = open else {
+                // Resolved meanwhile: nothing to remind of.
+                return Ok(Enqueued::Duplicate);
+            };
             if let Some(reason) = hold {
-                if !event.reminder {
-                    store.write(|tx| outbox::hold(tx, key, &payload))?;
-                    tracing::info!(target = %event.target, incident = key, held_by = %reason, "page held by maintenance");
-                }
+                // Silenced: look again at the next interval rather than every tick.
+                outbox::put_open(
+                    tx,
+                    &OpenRecord {
+                        last_notified_at: now,
+                        ..record
+                    },
+                )?;
                 return Ok(Enqueued::Held(reason));
             }
         }
-        AlertStatus::Resolved => {
-            if held.contains(key) {
-                store.write(|tx| {
-                    outbox::take_held(tx, key)?;
-                    outbox::remove_open(tx, key)
-                })?;
-                tracing::info!(target = %event.target, incident = key, "incident ended inside a maintenance window; nothing paged");
-                return Ok(Enqueued::Suppressed);
-            }
-            if !event.test && !open.contains(key) {
-                return Ok(Enqueued::Duplicate);
+        AlertStatus::Firing if held => {
+            // Keep the latest details for when the window ends.
+            outbox::hold(tx, key, payload)?;
+            return Ok(Enqueued::Held(hold.unwrap_or_else(|| "held".into())));
+        }
+        AlertStatus::Firing if open.is_some() => return Ok(Enqueued::Duplicate),
+        AlertStatus::Firing => {
+            if let Some(reason) = hold {
+                outbox::hold(tx, key, payload)?;
+                return Ok(Enqueued::Held(reason));
             }
         }
+        AlertStatus::Resolved if event.test => {}
+        AlertStatus::Resolved if held => {
+            outbox::take_held(tx, key)?;
+            outbox::remove_open(tx, key)?;
+            return Ok(Enqueued::Suppressed);
+        }
+        AlertStatus::Resolved if open.is_none() => return Ok(Enqueued::Duplicate),
+        AlertStatus::Resolved => {}
     }
-    let names = store.write(|tx| route_and_push(tx, alerting, event, &payload, now))?;
+    let names = route_and_push(tx, alerting, event, payload, now)?;
     if names.is_empty() && event.status == AlertStatus::Firing {
-        tracing::warn!(target = %event.target, incident = key, "alert matched no route; nothing sent");
         return Ok(Enqueued::Unrouted);
     }
     Ok(Enqueued::Queued(names))
@@ -592,10 +623,10 @@ pub async fn run_delivery(
                 outbox::Due::default()
             }
         };
-        let mut next_at = due.next_at;
+        let next_at = due.next_at;
         for entry in due.ready {
             if tasks.len() >= MAX_IN_FLIGHT + refreshing.len() {
-                next_at = Some(now);
+                // At capacity: a finishing attempt wakes the loop.
                 break;
             }
             let Some(receiver) = alerting.receiver(&entry.receiver).cloned() else {
@@ -808,7 +839,10 @@ fn release_held(store: &Store, alerting: &Alerting, now: DateTime<Utc>) -> Resul
             continue;
         }
         let names = store.write(|tx| {
-            outbox::take_held(tx, &key)?;
+            // A resolve may have taken it meanwhile: then there is nothing to page.
+            if outbox::take_held(tx, &key)?.is_none() {
+                return Ok(Vec::new());
+            }
             route_and_push(tx, alerting, &event, &payload, now)
         })?;
         tracing::info!(target = %event.target, incident = %key, receivers = ?names, "maintenance ended with the incident open; paging now");
@@ -834,22 +868,9 @@ fn send_reminders(
             continue;
         };
         event.reminder = true;
-        match enqueue(store, alerting, &event, now)? {
-            Enqueued::Held(_) => {
-                // Silenced: try again at the next interval rather than every tick.
-                store.write(|tx| {
-                    outbox::put_open(
-                        tx,
-                        &OpenRecord {
-                            last_notified_at: now,
-                            ..record.clone()
-                        },
-                    )
-                })?;
-            }
-            other => {
-                tracing::info!(target = %event.target, incident = %event.incident_key, outcome = ?other, "reminder of an open incident")
-            }
+        let outcome = enqueue(store, alerting, &event, now)?;
+        if matches!(outcome, Enqueued::Queued(_)) {
+            tracing::info!(target = %event.target, incident = %event.incident_key, "reminder of an open incident");
         }
     }
     Ok(())

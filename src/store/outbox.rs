@@ -463,6 +463,11 @@ pub fn take_held(
     Ok(value)
 }
 
+/// Whether `incident_key` has a held alert.
+pub fn is_held(tx: &redb::WriteTransaction, incident_key: &str) -> Result<bool, redb::Error> {
+    Ok(tx.open_table(HELD)?.get(incident_key)?.is_some())
+}
+
 /// Every held `(incident key, payload)`.
 pub fn held(store: &Store) -> Result<Vec<(String, String)>, StoreError> {
     store.read(|tx| {
@@ -497,6 +502,16 @@ pub fn put_open(tx: &redb::WriteTransaction, record: &OpenRecord) -> Result<(), 
     tx.open_table(OPEN)?
         .insert(record.incident_key.as_str(), encode(record).as_slice())?;
     Ok(())
+}
+
+/// The open-incident record of `incident_key`, read inside a write transaction.
+pub fn open_record(
+    tx: &redb::WriteTransaction,
+    incident_key: &str,
+) -> Result<Option<OpenRecord>, redb::Error> {
+    let t = tx.open_table(OPEN)?;
+    let bytes = t.get(incident_key)?.map(|v| v.value().to_vec());
+    Ok(bytes.and_then(|b| serde_json::from_slice(&b).ok()))
 }
 
 /// Forgets an open incident (it was resolved).
