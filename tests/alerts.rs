@@ -16,6 +16,7 @@ use chrono::{DateTime, Utc};
 use mailpulse::alert::{
     self, AlertEvent, AlertStatus, Alerting, BoxFuture, DeliveryError, Enqueued, HostLoad, Receiver,
 };
+use mailpulse::clock::Clock as _;
 use mailpulse::config::alerting::{validate, AlertingConfig, RawAlertingFile};
 use mailpulse::metrics::alert::{AlertMetrics, NotificationResult};
 use mailpulse::store::{outbox, Store};
@@ -87,6 +88,15 @@ struct Harness {
 
 impl Harness {
     fn start(alerting: Alerting, store: Store, dir: Option<tempfile::TempDir>) -> Harness {
+        Harness::start_with_clock(alerting, store, dir, mailpulse::clock::system())
+    }
+
+    fn start_with_clock(
+        alerting: Alerting,
+        store: Store,
+        dir: Option<tempfile::TempDir>,
+        clock: Arc<dyn mailpulse::clock::Clock>,
+    ) -> Harness {
         let registry = prometheus::Registry::new();
         let metrics = AlertMetrics::register(&registry).unwrap();
         let alerting = Arc::new(alerting);
@@ -96,7 +106,7 @@ impl Harness {
             alerting.clone(),
             metrics.clone(),
             token.clone(),
-            mailpulse::clock::system(),
+            clock,
         ));
         Harness {
             store,
@@ -1108,5 +1118,51 @@ async fn grafana_redraws_a_region_whose_annotation_was_deleted() {
         region["timeEnd"],
         at("2026-12-05T02:24:08Z").timestamp_millis()
     );
+    h.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn backoff_grows_to_max_backoff_in_virtual_time() {
+    let clock = mailpulse::clock::TokioClock::starting_at(at("2026-12-05T00:00:00Z"));
+    let rx = Fake::new("rx", false);
+    rx.failures
+        .lock()
+        .unwrap()
+        .extend((0..8).map(|_| DeliveryError::retriable("503")));
+    let times = Arc::new(Mutex::new(Vec::new()));
+    let c = AlertingConfig {
+        max_backoff: Duration::from_secs(30),
+        ..AlertingConfig::default()
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let alerting = Alerting::with_receivers(c, vec![rx.clone() as Arc<dyn Receiver>]);
+    let h = Harness::start_with_clock(alerting, store, Some(dir), clock.clone());
+    let started = tokio::time::Instant::now();
+    alert::enqueue(&h.store, &h.alerting, &firing("a", "owa"), clock.now()).unwrap();
+    let t = times.clone();
+    let retried = || h.metrics.count("rx", NotificationResult::Retried);
+    let mut last = 0;
+    while rx.seen().is_empty() {
+        let n = retried();
+        if n != last {
+            t.lock().unwrap().push(tokio::time::Instant::now());
+            last = n;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(600),
+            "never delivered"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(retried(), 8);
+    let times = t.lock().unwrap().clone();
+    for pair in times.windows(2) {
+        let gap = pair[1] - pair[0];
+        // Full jitter under the cap (plus the polling step of this test).
+        assert!(gap <= Duration::from_millis(30_200), "gap {gap:?}");
+    }
+    // Eight failures took virtual, not real, time.
+    assert!(started.elapsed() > Duration::from_millis(800));
     h.stop().await;
 }
