@@ -20,7 +20,7 @@ use crate::clock::{self, Clock};
 use crate::collect::{CollectOptions, HostCollector};
 use crate::config::{self, Config, HostConfig, Target};
 use crate::health::{Health, Heartbeat};
-use crate::metrics::server::{self, ServerState};
+use crate::metrics::server::{self, ServerState, WebRuntime};
 use crate::metrics::Metrics;
 use crate::probe::{self, Prober};
 use crate::report;
@@ -191,11 +191,13 @@ pub async fn run(source: ConfigSource) -> anyhow::Result<()> {
     let root = CancellationToken::new();
     let tracker = TaskTracker::new();
 
-    let server_state = Arc::new(ServerState {
-        metrics: metrics.clone(),
-        health: health.clone(),
-    });
-    tracker.spawn(server::serve(listener, server_state, root.child_token()));
+    let web = WebRuntime::new(&config.agent.web).map_err(|e| anyhow::anyhow!("agent.web: {e}"))?;
+    let server_state = Arc::new(ServerState::new(metrics.clone(), health.clone(), web));
+    tracker.spawn(server::serve(
+        listener,
+        server_state.clone(),
+        root.child_token(),
+    ));
 
     let (tx, rx) = mpsc::channel(SAMPLE_QUEUE);
     tracker.spawn(record_samples(rx, metrics.clone()));
@@ -235,6 +237,14 @@ pub async fn run(source: ConfigSource) -> anyhow::Result<()> {
                 systemd::reloading();
                 match source.load() {
                     Ok(new) => {
+                        if new.agent.web != agent.config.agent.web {
+                            match WebRuntime::new(&new.agent.web) {
+                                Ok(web) => server_state.set_web(web),
+                                Err(e) => {
+                                    tracing::error!(error = %e, "agent.web rejected; keeping the running one")
+                                }
+                            }
+                        }
                         agent.apply(new);
                         mark_reload(&metrics, true);
                         tracing::info!(targets = agent.targets.len(), "configuration reloaded");

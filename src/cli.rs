@@ -47,4 +47,11 @@ pub enum Command {
         #[arg(value_name = "TARGET")]
         targets: Vec<String>,
     },
+    /// Read a password on standard input and print its bcrypt hash, for
+    /// `[agent.web] basic_auth_users`.
+    HashPassword {
+        /// bcrypt cost (4-31); each step doubles the work of every check.
+        #[arg(long, default_value_t = 10)]
+        cost: u32,
+    },
 }

@@ -7,6 +7,7 @@
 //! sees an `Option` that means "not set": defaults are applied here.
 
 pub mod duration;
+pub mod net;
 mod raw;
 pub mod secret;
 mod validate;
@@ -61,6 +62,29 @@ pub struct AgentConfig {
     pub state_dir: PathBuf,
     /// Log filter (`error`, `warn`, `info`, `debug`, `trace`, or a tracing filter).
     pub log_level: String,
+    /// Protection of the metrics endpoint.
+    pub web: WebConfig,
+}
+
+/// `[agent.web]`: TLS, basic authentication and client networks for the
+/// metrics endpoint, in the spirit of the Prometheus exporters' web config.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct WebConfig {
+    /// Serve HTTPS with this certificate, when set.
+    pub tls: Option<WebTls>,
+    /// User name to bcrypt hash; empty means no authentication.
+    pub basic_auth_users: Vec<(String, String)>,
+    /// Client networks allowed to connect; empty means everyone.
+    pub allowed_networks: Vec<net::IpNet>,
+}
+
+/// The metrics endpoint's TLS identity, already read and parsed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WebTls {
+    /// Server certificate chain and key.
+    pub identity: ClientIdentity,
+    /// When set, clients must present a certificate signed by one of these.
+    pub client_ca: Vec<CertificateDer<'static>>,
 }
 
 /// `[host]`: host load collection.
@@ -145,7 +169,8 @@ pub struct TlsOptions {
     pub server_name: Option<String>,
 }
 
-/// A client certificate chain and its private key. Formatting never shows the key.
+/// A certificate chain and its private key (a probe's client identity, or
+/// the metrics endpoint's server identity). Formatting never shows the key.
 pub struct ClientIdentity {
     /// Certificate chain, leaf first.
     pub chain: Vec<CertificateDer<'static>>,

@@ -33,6 +33,18 @@ pub struct RawAgent {
     pub instance: Option<String>,
     pub state_dir: Option<PathBuf>,
     pub log_level: Option<String>,
+    pub web: Option<RawWeb>,
+}
+
+/// `[agent.web]`: protection of the metrics endpoint.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawWeb {
+    pub tls_cert_file: Option<PathBuf>,
+    pub tls_key_file: Option<PathBuf>,
+    pub tls_client_ca_file: Option<PathBuf>,
+    pub basic_auth_users: Option<BTreeMap<String, String>>,
+    pub allowed_networks: Option<Vec<String>>,
 }
 
 /// `[host]`

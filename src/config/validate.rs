@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use toml::de::{DeTable, DeValue};
 use toml::Spanned;
 
-use super::raw::{RawConfig, RawStatus, RawTarget};
+use super::raw::{RawConfig, RawStatus, RawTarget, RawWeb};
 use super::*;
 
 /// One step of a key path.
@@ -184,6 +184,7 @@ fn unreachable_config() -> Config {
             instance: String::new(),
             state_dir: PathBuf::new(),
             log_level: String::new(),
+            web: WebConfig::default(),
         },
         host: HostConfig {
             enabled: false,
@@ -226,6 +227,7 @@ fn build(c: &mut Checker<'_>, raw: RawConfig, base: &Path, path: Option<&Path>) 
             format!("invalid log level {log_level:?} (expected error, warn, info, debug or trace)"),
         );
     }
+    let web = build_web(c, &agent_path.key("web"), base, raw.agent.web);
     let agent = AgentConfig {
         listen,
         instance,
@@ -235,6 +237,7 @@ fn build(c: &mut Checker<'_>, raw: RawConfig, base: &Path, path: Option<&Path>) 
             .map(|p| resolve(base, p))
             .unwrap_or_else(|| PathBuf::from(DEFAULT_STATE_DIR)),
         log_level,
+        web,
     };
 
     let host_path = root.key("host");
@@ -602,76 +605,90 @@ struct TlsKeys {
     server_name: Option<String>,
 }
 
-fn build_tls(c: &mut Checker<'_>, tp: &KeyPath, base: &Path, k: TlsKeys) -> TlsOptions {
+/// Reads a PEM file of certificates; `None` (with an error recorded) when
+/// unreadable or empty.
+fn load_certs(
+    c: &mut Checker<'_>,
+    key: &KeyPath,
+    base: &Path,
+    file: PathBuf,
+) -> Option<Vec<CertificateDer<'static>>> {
     use rustls_pki_types::pem::PemObject;
-    let mut ca_certs = Vec::new();
-    if let Some(file) = k.ca_file {
-        let file = resolve(base, file);
-        let key = tp.key("tls_ca_file");
-        match CertificateDer::pem_file_iter(&file).and_then(|it| it.collect::<Result<Vec<_>, _>>())
-        {
-            Ok(certs) if certs.is_empty() => {
-                c.error_at(&key, format!("no PEM certificate in {}", file.display()))
-            }
-            Ok(certs) => ca_certs = certs,
-            Err(e) => c.error_at(
-                &key,
+    let file = resolve(base, file);
+    match CertificateDer::pem_file_iter(&file).and_then(|it| it.collect::<Result<Vec<_>, _>>()) {
+        Ok(certs) if certs.is_empty() => {
+            c.error_at(key, format!("no PEM certificate in {}", file.display()));
+            None
+        }
+        Ok(certs) => Some(certs),
+        Err(e) => {
+            c.error_at(
+                key,
                 format!("cannot read certificates from {}: {e}", file.display()),
-            ),
+            );
+            None
         }
     }
-    let client_identity = match (k.cert_file, k.key_file) {
-        (Some(cert), Some(key)) => {
-            let cert = resolve(base, cert);
-            let key_path = resolve(base, key);
-            let chain = CertificateDer::pem_file_iter(&cert)
-                .and_then(|it| it.collect::<Result<Vec<_>, _>>());
-            let chain = match chain {
-                Ok(chain) if !chain.is_empty() => Some(chain),
-                Ok(_) => {
-                    c.error_at(
-                        &tp.key("tls_cert_file"),
-                        format!("no PEM certificate in {}", cert.display()),
-                    );
-                    None
-                }
-                Err(e) => {
-                    c.error_at(
-                        &tp.key("tls_cert_file"),
-                        format!("cannot read certificates from {}: {e}", cert.display()),
-                    );
-                    None
-                }
-            };
-            let key = match PrivateKeyDer::from_pem_file(&key_path) {
-                Ok(key) => Some(key),
-                Err(e) => {
-                    c.error_at(
-                        &tp.key("tls_key_file"),
-                        format!("cannot read a private key from {}: {e}", key_path.display()),
-                    );
-                    None
-                }
-            };
-            match (chain, key) {
-                (Some(chain), Some(key)) => Some(ClientIdentity {
-                    chain,
-                    key,
-                    key_path,
-                }),
-                _ => None,
-            }
+}
+
+/// Reads a certificate chain and its private key from PEM files.
+fn load_identity(
+    c: &mut Checker<'_>,
+    parent: &KeyPath,
+    (cert_key, key_key): (&str, &str),
+    base: &Path,
+    (cert, key): (PathBuf, PathBuf),
+) -> Option<ClientIdentity> {
+    use rustls_pki_types::pem::PemObject;
+    let chain = load_certs(c, &parent.key(cert_key), base, cert);
+    let key_path = resolve(base, key);
+    let key = match PrivateKeyDer::from_pem_file(&key_path) {
+        Ok(key) => Some(key),
+        Err(e) => {
+            c.error_at(
+                &parent.key(key_key),
+                format!("cannot read a private key from {}: {e}", key_path.display()),
+            );
+            None
         }
+    };
+    Some(ClientIdentity {
+        chain: chain?,
+        key: key?,
+        key_path,
+    })
+}
+
+/// Both files of a pair, or an error naming the missing one.
+fn pair(
+    c: &mut Checker<'_>,
+    parent: &KeyPath,
+    (a_key, b_key): (&str, &str),
+    a: Option<PathBuf>,
+    b: Option<PathBuf>,
+) -> Option<(PathBuf, PathBuf)> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some((a, b)),
         (Some(_), None) => {
-            c.error_at(&tp.key("tls_cert_file"), "needs tls_key_file");
+            c.error_at(&parent.key(a_key), format!("needs {b_key}"));
             None
         }
         (None, Some(_)) => {
-            c.error_at(&tp.key("tls_key_file"), "needs tls_cert_file");
+            c.error_at(&parent.key(b_key), format!("needs {a_key}"));
             None
         }
         (None, None) => None,
-    };
+    }
+}
+
+fn build_tls(c: &mut Checker<'_>, tp: &KeyPath, base: &Path, k: TlsKeys) -> TlsOptions {
+    let ca_certs = k
+        .ca_file
+        .and_then(|f| load_certs(c, &tp.key("tls_ca_file"), base, f))
+        .unwrap_or_default();
+    let keys = ("tls_cert_file", "tls_key_file");
+    let client_identity = pair(c, tp, keys, k.cert_file, k.key_file)
+        .and_then(|files| load_identity(c, tp, keys, base, files));
     if let Some(name) = &k.server_name {
         if rustls_pki_types::ServerName::try_from(name.as_str()).is_err() {
             c.error_at(
@@ -685,5 +702,61 @@ fn build_tls(c: &mut Checker<'_>, tp: &KeyPath, base: &Path, k: TlsKeys) -> TlsO
         client_identity,
         insecure_skip_verify: k.insecure.unwrap_or(false),
         server_name: k.server_name,
+    }
+}
+
+fn build_web(c: &mut Checker<'_>, wp: &KeyPath, base: &Path, raw: Option<RawWeb>) -> WebConfig {
+    let Some(raw) = raw else {
+        return WebConfig::default();
+    };
+    let keys = ("tls_cert_file", "tls_key_file");
+    let tls = pair(c, wp, keys, raw.tls_cert_file, raw.tls_key_file)
+        .and_then(|files| load_identity(c, wp, keys, base, files))
+        .map(|identity| WebTls {
+            identity,
+            client_ca: Vec::new(),
+        });
+    let tls = match (tls, raw.tls_client_ca_file) {
+        (Some(mut tls), Some(file)) => {
+            tls.client_ca =
+                load_certs(c, &wp.key("tls_client_ca_file"), base, file).unwrap_or_default();
+            Some(tls)
+        }
+        (None, Some(_)) => {
+            c.error_at(
+                &wp.key("tls_client_ca_file"),
+                "needs tls_cert_file and tls_key_file",
+            );
+            None
+        }
+        (tls, None) => tls,
+    };
+    let mut basic_auth_users = Vec::new();
+    for (user, hash) in raw.basic_auth_users.unwrap_or_default() {
+        if user.is_empty() || user.contains(':') {
+            c.error_at(
+                &wp.key("basic_auth_users"),
+                format!("invalid user name {user:?}"),
+            );
+        } else if hash.parse::<bcrypt::HashParts>().is_err() {
+            c.error_at(
+                &wp.key("basic_auth_users").key(&user),
+                "expected a bcrypt hash (\"$2b$...\"; make one with `mailpulse hash-password`)",
+            );
+        } else {
+            basic_auth_users.push((user, hash));
+        }
+    }
+    let mut allowed_networks = Vec::new();
+    for (i, text) in raw.allowed_networks.unwrap_or_default().iter().enumerate() {
+        match text.parse::<net::IpNet>() {
+            Ok(n) => allowed_networks.push(n),
+            Err(e) => c.error_at(&wp.key("allowed_networks").index(i), e),
+        }
+    }
+    WebConfig {
+        tls,
+        basic_auth_users,
+        allowed_networks,
     }
 }
