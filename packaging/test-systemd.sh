@@ -13,7 +13,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 CACHE=${MAILPULSE_NSPAWN_CACHE:-/var/cache/mailpulse-test}
-BASE="$CACHE/bookworm-root"
+BASE="$CACHE/bookworm-root-v2"
 TIMEOUT=${MAILPULSE_NSPAWN_TIMEOUT:-240}
 
 first=${1:-}
@@ -48,7 +48,7 @@ if [ ! -x "$BASE/lib/systemd/systemd" ]; then
   mkdir -p "$CACHE"
   rm -rf "$BASE.partial"
   echo "debootstrapping a minimal Debian 12 root into $BASE (once)"
-  debootstrap --variant=minbase --include=systemd,systemd-sysv,dbus bookworm "$BASE.partial" "$(mirror)" >/dev/null
+  debootstrap --variant=minbase --include=systemd,systemd-sysv,dbus,procps bookworm "$BASE.partial" "$(mirror)" >/dev/null
   mv "$BASE.partial" "$BASE"
 fi
 
