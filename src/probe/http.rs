@@ -47,7 +47,7 @@ impl HttpProber {
     pub fn new(spec: &HttpSpec) -> Result<HttpProber, ProbeError> {
         let method = Method::from_bytes(spec.method.as_bytes())
             .map_err(|_| ProbeError::new(FailureReason::Protocol, "invalid method"))?;
-        let auth_header = spec.auth.as_ref().map(|auth| {
+        let auth_header = spec.auth.as_ref().and_then(|auth| {
             let text = match auth {
                 HttpAuth::Basic { username, password } => {
                     let raw = format!("{username}:{}", password.expose());
@@ -57,10 +57,12 @@ impl HttpProber {
                     )
                 }
                 HttpAuth::Bearer(token) => format!("Bearer {}", token.expose()),
+                // NTLM is a handshake on the connection, not a fixed header.
+                HttpAuth::Ntlm { .. } => return None,
             };
             let mut value = HeaderValue::from_str(&text).unwrap_or(HeaderValue::from_static(""));
             value.set_sensitive(true);
-            value
+            Some(value)
         });
         Ok(HttpProber {
             spec: spec.clone(),
@@ -230,7 +232,7 @@ impl HttpProber {
 }
 
 /// Resolves `host` (a name or a literal address) into the addresses to try.
-async fn resolve(
+pub(super) async fn resolve(
     host: &Host<&str>,
     port: u16,
     family: IpFamily,
