@@ -170,7 +170,11 @@ pub fn config_summary(c: &Config) -> String {
                 m.imap.address,
                 m.imap.tls.as_str(),
                 m.imap.mailbox,
-                m.smtp.auth.as_ref().map(|c| c.username.as_str()).unwrap_or("")
+                m.smtp
+                    .auth
+                    .as_ref()
+                    .map(|c| c.username.as_str())
+                    .unwrap_or("")
             ),
         };
         let _ = writeln!(

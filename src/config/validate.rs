@@ -698,7 +698,10 @@ fn build_http(c: &mut Checker<'_>, tp: &KeyPath, t: RawTarget, base: &Path) -> O
         }
         (Some(username), Some(password), None) => Some(HttpAuth::Basic { username, password }),
         (Some(_), None, None) => {
-            c.error_at(&tp.key("username"), "needs password_file or password_credential");
+            c.error_at(
+                &tp.key("username"),
+                "needs password_file or password_credential",
+            );
             None
         }
         (None, Some(_), None) => {
@@ -906,9 +909,19 @@ fn parse_host_port(text: &str) -> Option<HostPort> {
 }
 
 /// The required `host:port` at `key`.
-fn address(c: &mut Checker<'_>, tp: &KeyPath, key: &str, kind: &str, text: Option<String>, example: &str) -> Option<HostPort> {
+fn address(
+    c: &mut Checker<'_>,
+    tp: &KeyPath,
+    key: &str,
+    kind: &str,
+    text: Option<String>,
+    example: &str,
+) -> Option<HostPort> {
     let Some(text) = text else {
-        c.error_at(tp, format!("missing field `{key}` (required for kind {kind:?})"));
+        c.error_at(
+            tp,
+            format!("missing field `{key}` (required for kind {kind:?})"),
+        );
         return None;
     };
     let parsed = parse_host_port(&text);
@@ -922,7 +935,14 @@ fn address(c: &mut Checker<'_>, tp: &KeyPath, key: &str, kind: &str, text: Optio
 }
 
 /// A TLS mode, defaulting from the port for mail protocols (see [`TlsMode`]).
-fn tls_mode(c: &mut Checker<'_>, tp: &KeyPath, key: &str, text: Option<String>, port: u16, mail: bool) -> TlsMode {
+fn tls_mode(
+    c: &mut Checker<'_>,
+    tp: &KeyPath,
+    key: &str,
+    text: Option<String>,
+    port: u16,
+    mail: bool,
+) -> TlsMode {
     let default = if mail {
         TlsMode::default_for_mail_port(port)
     } else {
@@ -939,7 +959,10 @@ fn tls_mode(c: &mut Checker<'_>, tp: &KeyPath, key: &str, text: Option<String>, 
             } else {
                 "\"none\" or \"implicit\""
             };
-            c.error_at(&tp.key(key), format!("invalid tls mode {other:?} (expected {expected})"));
+            c.error_at(
+                &tp.key(key),
+                format!("invalid tls mode {other:?} (expected {expected})"),
+            );
             default
         }
     }
@@ -951,7 +974,12 @@ fn is_single_line(text: &str) -> bool {
 }
 
 /// A mail address for `MAIL FROM`/`RCPT TO`: no spaces, brackets or line breaks.
-fn mail_address(c: &mut Checker<'_>, tp: &KeyPath, key: &str, text: Option<String>) -> Option<String> {
+fn mail_address(
+    c: &mut Checker<'_>,
+    tp: &KeyPath,
+    key: &str,
+    text: Option<String>,
+) -> Option<String> {
     let text = text?;
     let ok = !text.is_empty()
         && text.contains('@')
@@ -982,25 +1010,40 @@ fn mail_credentials(
     } else {
         "password_file"
     };
-    let password = read_password(c, tp, base, t.password_file.take(), t.password_credential.take())?;
+    let password = read_password(
+        c,
+        tp,
+        base,
+        t.password_file.take(),
+        t.password_credential.take(),
+    )?;
     let creds = match (t.username.take(), password) {
         (Some(username), Some(password)) => {
             if username.is_empty() || !is_single_line(&username) {
-                c.error_at(&tp.key("username"), "must be non-empty, without line breaks or NUL");
+                c.error_at(
+                    &tp.key("username"),
+                    "must be non-empty, without line breaks or NUL",
+                );
                 return Err(());
             }
             if !is_single_line(password.expose()) {
                 // Never show the value: only where it came from.
                 c.error_at(
                     &tp.key(password_key),
-                    format!("the secret in {} must be one line without NUL", password.path().display()),
+                    format!(
+                        "the secret in {} must be one line without NUL",
+                        password.path().display()
+                    ),
                 );
                 return Err(());
             }
             Credentials { username, password }
         }
         (Some(_), None) => {
-            c.error_at(&tp.key("username"), "needs password_file or password_credential");
+            c.error_at(
+                &tp.key("username"),
+                "needs password_file or password_credential",
+            );
             return Err(());
         }
         (None, Some(_)) => {
@@ -1031,7 +1074,14 @@ fn tls_keys(t: &mut RawTarget) -> TlsKeys {
 }
 
 fn build_tcp(c: &mut Checker<'_>, tp: &KeyPath, mut t: RawTarget, base: &Path) -> Option<TcpSpec> {
-    let address = address(c, tp, "address", "tcp", t.address.take(), "mail.example.org:25")?;
+    let address = address(
+        c,
+        tp,
+        "address",
+        "tcp",
+        t.address.take(),
+        "mail.example.org:25",
+    )?;
     let tls = tls_mode(c, tp, "tls", t.tls.take(), address.port, false);
     let ip_family = parse_ip_family(c, tp, t.ip_family.take());
     let tls_options = build_tls(c, tp, base, tls_keys(&mut t));
@@ -1089,8 +1139,20 @@ fn build_smtp_parts(
     })
 }
 
-fn build_smtp(c: &mut Checker<'_>, tp: &KeyPath, mut t: RawTarget, base: &Path) -> Option<SmtpSpec> {
-    let address = address(c, tp, "address", "smtp", t.address.take(), "mail.example.org:587")?;
+fn build_smtp(
+    c: &mut Checker<'_>,
+    tp: &KeyPath,
+    mut t: RawTarget,
+    base: &Path,
+) -> Option<SmtpSpec> {
+    let address = address(
+        c,
+        tp,
+        "address",
+        "smtp",
+        t.address.take(),
+        "mail.example.org:587",
+    )?;
     let tls = tls_mode(c, tp, "tls", t.tls.take(), address.port, true);
     let auth = mail_credentials(c, tp, base, &mut t, &[tls]).ok()?;
     if t.auth.is_some() && auth.is_none() {
@@ -1123,13 +1185,28 @@ fn imap_mechanism(c: &mut Checker<'_>, tp: &KeyPath, text: Option<String>) -> Im
 fn mailbox(c: &mut Checker<'_>, tp: &KeyPath, text: Option<String>) -> String {
     let name = text.unwrap_or_else(|| DEFAULT_MAILBOX.into());
     if name.is_empty() || !is_single_line(&name) {
-        c.error_at(&tp.key("mailbox"), "must be a non-empty mailbox name on one line");
+        c.error_at(
+            &tp.key("mailbox"),
+            "must be a non-empty mailbox name on one line",
+        );
     }
     name
 }
 
-fn build_imap(c: &mut Checker<'_>, tp: &KeyPath, mut t: RawTarget, base: &Path) -> Option<ImapSpec> {
-    let address = address(c, tp, "address", "imap", t.address.take(), "mail.example.org:993")?;
+fn build_imap(
+    c: &mut Checker<'_>,
+    tp: &KeyPath,
+    mut t: RawTarget,
+    base: &Path,
+) -> Option<ImapSpec> {
+    let address = address(
+        c,
+        tp,
+        "address",
+        "imap",
+        t.address.take(),
+        "mail.example.org:993",
+    )?;
     let tls = tls_mode(c, tp, "tls", t.tls.take(), address.port, true);
     let auth = mail_credentials(c, tp, base, &mut t, &[tls]).ok()?;
     if auth.is_none() {
@@ -1155,8 +1232,20 @@ fn build_imap(c: &mut Checker<'_>, tp: &KeyPath, mut t: RawTarget, base: &Path) 
     })
 }
 
-fn build_pop3(c: &mut Checker<'_>, tp: &KeyPath, mut t: RawTarget, base: &Path) -> Option<Pop3Spec> {
-    let address = address(c, tp, "address", "pop3", t.address.take(), "mail.example.org:995")?;
+fn build_pop3(
+    c: &mut Checker<'_>,
+    tp: &KeyPath,
+    mut t: RawTarget,
+    base: &Path,
+) -> Option<Pop3Spec> {
+    let address = address(
+        c,
+        tp,
+        "address",
+        "pop3",
+        t.address.take(),
+        "mail.example.org:995",
+    )?;
     let tls = tls_mode(c, tp, "tls", t.tls.take(), address.port, true);
     let auth = mail_credentials(c, tp, base, &mut t, &[tls]).ok()?;
     let ip_family = parse_ip_family(c, tp, t.ip_family.take());
@@ -1170,14 +1259,50 @@ fn build_pop3(c: &mut Checker<'_>, tp: &KeyPath, mut t: RawTarget, base: &Path) 
     })
 }
 
-fn build_mailflow(c: &mut Checker<'_>, tp: &KeyPath, mut t: RawTarget, base: &Path) -> Option<MailflowSpec> {
-    let smtp_address = address(c, tp, "smtp_address", "mailflow", t.smtp_address.take(), "mail.example.org:587");
-    let imap_address = address(c, tp, "imap_address", "mailflow", t.imap_address.take(), "mail.example.org:993");
+fn build_mailflow(
+    c: &mut Checker<'_>,
+    tp: &KeyPath,
+    mut t: RawTarget,
+    base: &Path,
+) -> Option<MailflowSpec> {
+    let smtp_address = address(
+        c,
+        tp,
+        "smtp_address",
+        "mailflow",
+        t.smtp_address.take(),
+        "mail.example.org:587",
+    );
+    let imap_address = address(
+        c,
+        tp,
+        "imap_address",
+        "mailflow",
+        t.imap_address.take(),
+        "mail.example.org:993",
+    );
     let (smtp_address, imap_address) = (smtp_address?, imap_address?);
-    let smtp_tls = tls_mode(c, tp, "smtp_tls", t.smtp_tls.take(), smtp_address.port, true);
-    let imap_tls = tls_mode(c, tp, "imap_tls", t.imap_tls.take(), imap_address.port, true);
+    let smtp_tls = tls_mode(
+        c,
+        tp,
+        "smtp_tls",
+        t.smtp_tls.take(),
+        smtp_address.port,
+        true,
+    );
+    let imap_tls = tls_mode(
+        c,
+        tp,
+        "imap_tls",
+        t.imap_tls.take(),
+        imap_address.port,
+        true,
+    );
     let Some(auth) = mail_credentials(c, tp, base, &mut t, &[smtp_tls, imap_tls]).ok()? else {
-        c.error_at(tp, "missing field `username` (kind \"mailflow\" needs username and password_file)");
+        c.error_at(
+            tp,
+            "missing field `username` (kind \"mailflow\" needs username and password_file)",
+        );
         return None;
     };
     // The probe account usually mails itself: both envelope addresses default
@@ -1208,7 +1333,16 @@ fn build_mailflow(c: &mut Checker<'_>, tp: &KeyPath, mut t: RawTarget, base: &Pa
         mechanism: ImapAuthMechanism::Login,
         mailbox,
     };
-    let smtp = build_smtp_parts(c, tp, &mut t, smtp_address, smtp_tls, Some(auth), tls_options, ip_family)?;
+    let smtp = build_smtp_parts(
+        c,
+        tp,
+        &mut t,
+        smtp_address,
+        smtp_tls,
+        Some(auth),
+        tls_options,
+        ip_family,
+    )?;
     if smtp.mail_from.is_none() || smtp.rcpt_to.is_none() {
         return None;
     }

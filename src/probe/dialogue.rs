@@ -84,7 +84,9 @@ impl Dialogue {
         };
         if mode == TlsMode::Implicit {
             rec.begin(Phase::Tls);
-            dialogue.upgrade(rec, &address.host, tls_config, tls_options).await?;
+            dialogue
+                .upgrade(rec, &address.host, tls_config, tls_options)
+                .await?;
         }
         Ok(dialogue)
     }
@@ -262,7 +264,10 @@ impl Dialogue {
     }
 }
 
-async fn write_all<W: tokio::io::AsyncWrite + Unpin>(w: &mut W, bytes: &[u8]) -> std::io::Result<()> {
+async fn write_all<W: tokio::io::AsyncWrite + Unpin>(
+    w: &mut W,
+    bytes: &[u8],
+) -> std::io::Result<()> {
     w.write_all(bytes).await?;
     w.flush().await
 }

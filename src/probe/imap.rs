@@ -115,7 +115,8 @@ impl Session {
             rec.notes.push(format!("banner: OK{}", d.shown(rest)));
             false
         } else if greeting.starts_with("* PREAUTH") {
-            rec.notes.push(format!("banner: {}", d.shown(&greeting[2..])));
+            rec.notes
+                .push(format!("banner: {}", d.shown(&greeting[2..])));
             true
         } else if let Some(rest) = greeting.strip_prefix("* BYE") {
             return Err(ProbeError::new(
@@ -246,7 +247,10 @@ impl Session {
                 if rest.len() >= 3 && rest[..3].eq_ignore_ascii_case("BYE") && name != "LOGOUT" {
                     return Err(ProbeError::new(
                         FailureReason::Reply,
-                        format!("server ended the session during {name}: {}", self.d.shown(rest)),
+                        format!(
+                            "server ended the session during {name}: {}",
+                            self.d.shown(rest)
+                        ),
                     ));
                 }
                 untagged.push(rest.to_string());
@@ -312,7 +316,12 @@ impl Session {
 
     /// Sends `LOGIN user password`, each as a quoted string where it can be
     /// one and as a synchronizing literal where it cannot (non-ASCII).
-    async fn send_login(&mut self, tag: &str, username: &str, password: &str) -> Result<(), ProbeError> {
+    async fn send_login(
+        &mut self,
+        tag: &str,
+        username: &str,
+        password: &str,
+    ) -> Result<(), ProbeError> {
         let shown = format!("{tag} LOGIN <user> <password>");
         let mut pending = format!("{tag} LOGIN ");
         for (i, value) in [username, password].into_iter().enumerate() {
@@ -333,7 +342,10 @@ impl Session {
 
     /// Waits for a `+` continuation request.
     async fn continuation(&mut self, tag: &str, name: &str) -> Result<(), ProbeError> {
-        let line = self.d.read_line(&format!("the {name} continuation")).await?;
+        let line = self
+            .d
+            .read_line(&format!("the {name} continuation"))
+            .await?;
         if line.starts_with('+') {
             return Ok(());
         }
@@ -437,8 +449,11 @@ impl Session {
         }
         let set: Vec<String> = uids.iter().map(u32::to_string).collect();
         let set = set.join(",");
-        self.expect_ok(&format!("UID STORE {set} +FLAGS.SILENT (\\Deleted)"), "STORE")
-            .await?;
+        self.expect_ok(
+            &format!("UID STORE {set} +FLAGS.SILENT (\\Deleted)"),
+            "STORE",
+        )
+        .await?;
         if self.has("UIDPLUS") {
             self.expect_ok(&format!("UID EXPUNGE {set}"), "EXPUNGE")
                 .await?;

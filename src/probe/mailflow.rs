@@ -189,7 +189,10 @@ impl MailflowProber {
 
 /// The probe message: plain text, tagged in a header and in the subject.
 fn message(from: &str, to: &str, tag: &str) -> String {
-    let domain = from.rsplit_once('@').map(|(_, d)| d).unwrap_or("mailpulse.invalid");
+    let domain = from
+        .rsplit_once('@')
+        .map(|(_, d)| d)
+        .unwrap_or("mailpulse.invalid");
     let id = tag.rsplit(':').next().unwrap_or(tag);
     format!(
         "From: <{from}>\n\
@@ -262,7 +265,10 @@ mod tests {
     #[test]
     fn the_message_carries_the_tag() {
         let m = message("a@example.org", "b@example.org", "mailpulse:t:123-abc");
-        assert!(m.contains("\nX-Mailpulse-Probe: mailpulse:t:123-abc\n"), "{m}");
+        assert!(
+            m.contains("\nX-Mailpulse-Probe: mailpulse:t:123-abc\n"),
+            "{m}"
+        );
         assert!(m.contains("Message-ID: <123-abc@example.org>"), "{m}");
     }
 }

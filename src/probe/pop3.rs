@@ -65,7 +65,10 @@ impl Pop3Prober {
         if spec.tls == TlsMode::StartTls {
             rec.begin(Phase::Starttls);
             // A server without CAPA may still know STLS: try it then.
-            if caps.as_ref().is_some_and(|c| !c.iter().any(|c| c == "STLS")) {
+            if caps
+                .as_ref()
+                .is_some_and(|c| !c.iter().any(|c| c == "STLS"))
+            {
                 return Err(ProbeError::new(
                     FailureReason::Tls,
                     "server does not offer STLS (set tls = \"none\" to probe without TLS)",
@@ -88,8 +91,11 @@ impl Pop3Prober {
                     format!("USER refused: -ERR {}", d.shown(&text)),
                 ));
             }
-            d.send_secret(&format!("PASS {}", creds.password.expose()), "PASS <password>")
-                .await?;
+            d.send_secret(
+                &format!("PASS {}", creds.password.expose()),
+                "PASS <password>",
+            )
+            .await?;
             if let Err(text) = status_line(&mut d, "the PASS reply").await? {
                 return Err(ProbeError::new(
                     FailureReason::Auth,

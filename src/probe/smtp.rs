@@ -164,7 +164,12 @@ impl Session {
     }
 
     /// Sends `line`, reads the reply and checks its code is one of `ok`.
-    pub async fn command(&mut self, line: &str, ok: &[u16], name: &str) -> Result<Reply, ProbeError> {
+    pub async fn command(
+        &mut self,
+        line: &str,
+        ok: &[u16],
+        name: &str,
+    ) -> Result<Reply, ProbeError> {
         self.d.send(line).await?;
         let reply = read_reply(&mut self.d, &format!("the {name} reply")).await?;
         if !ok.contains(&reply.code) {
@@ -337,7 +342,10 @@ pub async fn read_reply(d: &mut Dialogue, what: &str) -> Result<Reply, ProbeErro
 }
 
 fn refused(d: &Dialogue, what: &str, reply: &Reply) -> ProbeError {
-    ProbeError::new(FailureReason::Reply, format!("{what}: {}", reply.summary(d)))
+    ProbeError::new(
+        FailureReason::Reply,
+        format!("{what}: {}", reply.summary(d)),
+    )
 }
 
 /// An AUTH refusal: 535 and friends are the credentials; 4xx and the rest
