@@ -190,12 +190,22 @@ CONF
 # --- Start both in the foreground, in the background of this script --------
 postfix -c "$PF" check
 nohup postfix -c "$PF" start-fg > "$PREFIX/postfix.log" 2>&1 &
-POSTFIX_PID=$!
+POSTFIX_WRAPPER_PID=$!
 nohup dovecot -F -c "$DC/dovecot.conf" > "$PREFIX/dovecot.log" 2>&1 &
 DOVECOT_PID=$!
+# start-fg runs master(8) as a child of a shell: record the master itself,
+# which stops its own children on SIGTERM.
+POSTFIX_PID=""
+for _ in $(seq 1 100); do
+  POSTFIX_PID=$(tr -dc 0-9 < "$PREFIX/postfix-queue/pid/master.pid" 2>/dev/null || true)
+  [ -n "$POSTFIX_PID" ] && break
+  sleep 0.1
+done
+POSTFIX_PID=${POSTFIX_PID:-$POSTFIX_WRAPPER_PID}
 
 cat > "$PREFIX/env" <<ENV
 POSTFIX_PID=$POSTFIX_PID
+POSTFIX_WRAPPER_PID=$POSTFIX_WRAPPER_PID
 DOVECOT_PID=$DOVECOT_PID
 SMTP_PORT=$SMTP_PORT
 SUBMISSION_PORT=$SUBMISSION_PORT
