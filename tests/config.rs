@@ -24,6 +24,7 @@ fn check_config(path: &Path) -> (i32, String, String) {
     let out = Command::new(support::bin())
         .args(["check-config", "--config"])
         .arg(path)
+        .env_remove("CREDENTIALS_DIRECTORY")
         .output()
         .unwrap();
     (
