@@ -11,6 +11,7 @@ pub mod dialogue;
 pub mod http;
 pub mod imap;
 pub mod mailflow;
+pub mod ntlm;
 pub mod pop3;
 pub mod smtp;
 pub mod tcp;
