@@ -105,6 +105,9 @@ fn the_builtin_default_is_valid_and_collects_host_load_only() {
 fn the_examples_are_valid_with_their_credentials_in_place() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
     let mut checked = 0;
+    let names =
+        regex::Regex::new(r#"(?:password_credential = "|\$\{CREDENTIALS_DIRECTORY\}/)([\w.-]+)"#)
+            .unwrap();
     for entry in std::fs::read_dir(&dir).unwrap() {
         let path = entry.unwrap().path();
         if path.extension().and_then(|e| e.to_str()) != Some("toml") {
@@ -113,10 +116,6 @@ fn the_examples_are_valid_with_their_credentials_in_place() {
         // Stand in for systemd's credentials directory with the names the example uses.
         let text = std::fs::read_to_string(&path).unwrap();
         let creds = tempfile::tempdir().unwrap();
-        let names = regex::Regex::new(
-            r#"(?:password_credential = "|\$\{CREDENTIALS_DIRECTORY\}/)([\w.-]+)"#,
-        )
-        .unwrap();
         for name in names.captures_iter(&text) {
             support::write_file(creds.path(), &name[1], "example-password\n");
         }

@@ -83,6 +83,10 @@ fn start_servers() -> Option<Servers> {
     Some(Servers { env })
 }
 
+/// Held by the tests that deliver mail, so the mailbox count one of them
+/// checks is not disturbed by the others.
+static DELIVERING: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// The servers, started on first use; `None` means skip.
 fn servers() -> Option<&'static Servers> {
     static SERVERS: OnceLock<Option<Servers>> = OnceLock::new();
@@ -314,6 +318,19 @@ async fn tcp_with_tls_reads_the_certificate() {
 #[tokio::test]
 async fn the_mail_flow_round_trip_reports_delivery_and_leaves_nothing() {
     let Some(srv) = servers() else { return };
+    let _delivering = DELIVERING.lock().await;
+    let count = || async {
+        let keys = format!(
+            "address = \"{}\"\ntls = \"implicit\"\n{}",
+            srv.port("IMAPS_PORT"),
+            srv.account()
+        );
+        probe_one("imap", &keys)
+            .await
+            .messages
+            .expect("a message count")
+    };
+    let before = count().await;
     let keys = format!(
         "smtp_address = \"{}\"\nimap_address = \"{}\"\nimap_tls = \"implicit\"\n{}",
         srv.port("SUBMISSION_PORT"),
@@ -331,13 +348,8 @@ async fn the_mail_flow_round_trip_reports_delivery_and_leaves_nothing() {
         let delivery = s.phase(Phase::Delivery).unwrap();
         assert!(delivery < Duration::from_secs(5), "{delivery:?}");
     }
-    // Every probe message was deleted again. (No other test delivers mail.)
-    let keys = format!(
-        "address = \"{}\"\ntls = \"implicit\"\n{}",
-        srv.port("IMAPS_PORT"),
-        srv.account()
-    );
-    assert_eq!(probe_one("imap", &keys).await.messages, Some(0));
+    // Every probe message was deleted again.
+    assert_eq!(count().await, before);
 }
 
 #[tokio::test]
@@ -421,6 +433,7 @@ fn all_kinds_config(srv: &Servers, account: &str) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_binary_prints_the_dialogue_of_every_kind() {
     let Some(srv) = servers() else { return };
+    let _delivering = DELIVERING.lock().await;
     let dir = tempfile::tempdir().unwrap();
     let cfg = write_file(dir.path(), "c.toml", &all_kinds_config(srv, &srv.account()));
     let cfg2 = cfg.clone();
@@ -572,4 +585,92 @@ async fn a_password_from_a_secret_file_never_shows_even_when_auth_fails() {
             "the encoded password leaked:\n{out}"
         );
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_agent_exports_mail_phases_that_pass_promtool() {
+    let Some(srv) = servers() else { return };
+    let _delivering = DELIVERING.lock().await;
+    let dir = tempfile::tempdir().unwrap();
+    let port = support::free_port();
+    let mut text = format!("[agent]\nlisten = \"127.0.0.1:{port}\"\n[host]\nenabled = false\n");
+    text.push_str(&all_kinds_config(srv, &srv.account()).replace(
+        "timeout = \"8s\"",
+        "interval = \"2s\"\ntimeout = \"1500ms\"",
+    ));
+    let cfg = write_file(dir.path(), "c.toml", &text);
+    let agent = Agent::start(&cfg, ([127, 0, 0, 1], port).into(), &[]).await;
+    agent
+        .wait_until(
+            || async {
+                let s = agent.scrape().await;
+                ["submission", "imap", "pop3s", "flow"].iter().all(|t| {
+                    support::metric(&s, "mailpulse_probe_success", &[("target", t)]) == Some(1.0)
+                })
+            },
+            "every mail target succeeded",
+        )
+        .await;
+    let scrape = agent.scrape().await;
+    // A message the agent submitted just before it stops still arrives:
+    // let it land before other tests count the mailbox.
+    drop(agent);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    for (target, phase) in [
+        ("submission", "starttls"),
+        ("imap", "select"),
+        ("pop3s", "stat"),
+        ("flow", "delivery"),
+    ] {
+        let labels = [("target", target), ("phase", phase)];
+        assert!(
+            support::metric(&scrape, "mailpulse_probe_duration_seconds_count", &labels).is_some(),
+            "{target} {phase}"
+        );
+    }
+    assert!(support::metric(
+        &scrape,
+        "mailpulse_probe_mailbox_messages",
+        &[("target", "imap")]
+    )
+    .is_some());
+    assert!(
+        support::metric(
+            &scrape,
+            "mailpulse_tls_cert_expiry_timestamp_seconds",
+            &[("target", "submission")]
+        )
+        .is_some(),
+        "STARTTLS connections report their certificate too"
+    );
+    let promtool = std::path::Path::new("/usr/bin/promtool");
+    if !promtool.exists() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "promtool is required in CI"
+        );
+        eprintln!("skipping promtool: not installed");
+        return;
+    }
+    let mut child = Command::new(promtool)
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write as _;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(scrape.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success() && out.stdout.is_empty() && out.stderr.is_empty(),
+        "promtool: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

@@ -1093,17 +1093,28 @@ fn build_tcp(c: &mut Checker<'_>, tp: &KeyPath, mut t: RawTarget, base: &Path) -
     })
 }
 
+/// Where and how a mail probe connects.
+struct Endpoint {
+    address: HostPort,
+    tls: TlsMode,
+    ip_family: IpFamily,
+    tls_options: TlsOptions,
+}
+
 /// The parts of an SMTP spec shared by `smtp` and `mailflow`.
 fn build_smtp_parts(
     c: &mut Checker<'_>,
     tp: &KeyPath,
     t: &mut RawTarget,
-    address: HostPort,
-    tls: TlsMode,
+    endpoint: Endpoint,
     auth: Option<Credentials>,
-    tls_options: TlsOptions,
-    ip_family: IpFamily,
 ) -> Option<SmtpSpec> {
+    let Endpoint {
+        address,
+        tls,
+        ip_family,
+        tls_options,
+    } = endpoint;
     let helo_name = match t.helo_name.take() {
         Some(name) => {
             if name.is_empty() || name.chars().any(|ch| ch.is_whitespace() || ch.is_control()) {
@@ -1163,7 +1174,13 @@ fn build_smtp(
     }
     let ip_family = parse_ip_family(c, tp, t.ip_family.take());
     let tls_options = build_tls(c, tp, base, tls_keys(&mut t));
-    build_smtp_parts(c, tp, &mut t, address, tls, auth, tls_options, ip_family)
+    let endpoint = Endpoint {
+        address,
+        tls,
+        ip_family,
+        tls_options,
+    };
+    build_smtp_parts(c, tp, &mut t, endpoint, auth)
 }
 
 /// The IMAP `auth` key.
@@ -1333,16 +1350,13 @@ fn build_mailflow(
         mechanism: ImapAuthMechanism::Login,
         mailbox,
     };
-    let smtp = build_smtp_parts(
-        c,
-        tp,
-        &mut t,
-        smtp_address,
-        smtp_tls,
-        Some(auth),
-        tls_options,
+    let endpoint = Endpoint {
+        address: smtp_address,
+        tls: smtp_tls,
         ip_family,
-    )?;
+        tls_options,
+    };
+    let smtp = build_smtp_parts(c, tp, &mut t, endpoint, Some(auth))?;
     if smtp.mail_from.is_none() || smtp.rcpt_to.is_none() {
         return None;
     }

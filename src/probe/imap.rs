@@ -349,8 +349,8 @@ impl Session {
         if line.starts_with('+') {
             return Ok(());
         }
-        if line.starts_with(tag) {
-            let rest = line[tag.len()..].trim_start();
+        if let Some(rest) = line.strip_prefix(tag) {
+            let rest = rest.trim_start();
             let reason = if rest.starts_with("NO") {
                 FailureReason::Auth
             } else {
