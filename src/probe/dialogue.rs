@@ -99,11 +99,6 @@ impl Dialogue {
         }
     }
 
-    /// Whether the connection is already encrypted.
-    pub fn is_tls(&self) -> bool {
-        matches!(self.stream, Stream::Tls(_))
-    }
-
     /// Replaces the plaintext connection by a TLS one (the caller has begun
     /// phase `tls`). Fails if the server sent anything the client has not read
     /// yet: after a STARTTLS reply, that is injected plaintext.
