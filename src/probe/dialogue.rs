@@ -170,7 +170,14 @@ impl Dialogue {
     pub async fn read_line(&mut self, what: &str) -> Result<String, ProbeError> {
         loop {
             let pending = &self.buf[self.start..];
-            if let Some(i) = pending.iter().position(|b| *b == b'\n') {
+            let newline = pending.iter().position(|b| *b == b'\n');
+            if newline.unwrap_or(pending.len()) >= MAX_LINE {
+                return Err(ProbeError::new(
+                    FailureReason::Protocol,
+                    format!("line longer than {MAX_LINE} bytes in {what}"),
+                ));
+            }
+            if let Some(i) = newline {
                 self.consume(i + 1, what)?;
                 let mut line = &self.buf[self.start..self.start + i];
                 self.start += i + 1;
@@ -180,12 +187,6 @@ impl Dialogue {
                 let text = String::from_utf8_lossy(line).into_owned();
                 tracing::trace!(protocol = self.protocol, "< {}", self.shown(&text));
                 return Ok(text);
-            }
-            if pending.len() >= MAX_LINE {
-                return Err(ProbeError::new(
-                    FailureReason::Protocol,
-                    format!("line longer than {MAX_LINE} bytes in {what}"),
-                ));
             }
             if self.response_bytes + pending.len() > MAX_RESPONSE {
                 return Err(too_long(what));
@@ -361,6 +362,16 @@ mod tests {
         server.write_all(&vec![b'a'; MAX_LINE + 10]).await.unwrap();
         let e = d.read_line("the banner").await.unwrap_err();
         assert_eq!(e.reason, FailureReason::Protocol);
+        assert_eq!(e.message, "line longer than 8192 bytes in the banner");
+    }
+
+    #[tokio::test]
+    async fn a_complete_but_oversized_line_is_refused_too() {
+        let (mut d, mut server) = pair().await;
+        let mut line = vec![b'a'; MAX_LINE + 100];
+        line.extend_from_slice(b"\r\n");
+        server.write_all(&line).await.unwrap();
+        let e = d.read_line("the banner").await.unwrap_err();
         assert_eq!(e.message, "line longer than 8192 bytes in the banner");
     }
 
