@@ -18,7 +18,11 @@ fn promtool() -> Option<PathBuf> {
 
 fn run(promtool: &Path, args: &[&str]) {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("dashboards/prometheus");
-    let out = Command::new(promtool).args(args).current_dir(&dir).output().unwrap();
+    let out = Command::new(promtool)
+        .args(args)
+        .current_dir(&dir)
+        .output()
+        .unwrap();
     assert!(
         out.status.success(),
         "promtool {args:?}:\n{}{}",

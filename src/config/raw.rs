@@ -89,7 +89,24 @@ pub struct RawTarget {
     pub max_body_bytes: Option<u64>,
     pub username: Option<String>,
     pub password_file: Option<PathBuf>,
+    pub password_credential: Option<String>,
     pub bearer_token_file: Option<PathBuf>,
+    pub auth: Option<String>,
+
+    // tcp, smtp, imap, pop3
+    pub address: Option<String>,
+    pub tls: Option<String>,
+    // smtp, mailflow
+    pub helo_name: Option<String>,
+    pub mail_from: Option<String>,
+    pub rcpt_to: Option<String>,
+    // imap, mailflow
+    pub mailbox: Option<String>,
+    // mailflow
+    pub smtp_address: Option<String>,
+    pub smtp_tls: Option<String>,
+    pub imap_address: Option<String>,
+    pub imap_tls: Option<String>,
 
     // connection options shared by kinds
     pub ip_family: Option<String>,
@@ -122,7 +139,19 @@ impl RawTarget {
             max_body_bytes,
             username,
             password_file,
+            password_credential,
             bearer_token_file,
+            auth,
+            address,
+            tls,
+            helo_name,
+            mail_from,
+            rcpt_to,
+            mailbox,
+            smtp_address,
+            smtp_tls,
+            imap_address,
+            imap_tls,
             ip_family,
             tls_ca_file,
             tls_cert_file,
