@@ -2,13 +2,15 @@
 //!
 //! Data flows one way: `schedule` runs `probe`s that produce `sample::Sample`s,
 //! `collect` reads host load into `sample::host::HostSnapshot`s, and `metrics`
-//! exports both. `app` wires the pieces together; see `ARCHITECTURE.md`.
+//! exports both. `detect` turns probe results into incidents. `app` wires the
+//! pieces together; see `ARCHITECTURE.md`.
 #![forbid(unsafe_code)]
 
 pub mod app;
 pub mod cli;
 pub mod clock;
 pub mod config;
+pub mod detect;
 pub mod health;
 pub mod metrics;
 pub mod probe;

@@ -9,6 +9,7 @@
 pub mod duration;
 mod raw;
 pub mod secret;
+pub mod slowdown;
 mod validate;
 
 use std::fmt;
