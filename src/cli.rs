@@ -47,4 +47,8 @@ pub enum Command {
         #[arg(value_name = "TARGET")]
         targets: Vec<String>,
     },
+    /// Run the slowdown detector over a recorded latency series (a CSV file
+    /// or a Prometheus range query), faster than real time, and print the
+    /// incidents it would have raised.
+    Replay(crate::replay::ReplayArgs),
 }

@@ -2,8 +2,9 @@
 //!
 //! Data flows one way: `schedule` runs `probe`s that produce `sample::Sample`s,
 //! `collect` reads host load into `sample::host::HostSnapshot`s, and `metrics`
-//! exports both. `detect` turns probe results into incidents. `app` wires the
-//! pieces together; see `ARCHITECTURE.md`.
+//! exports both. `detect` turns probe results into incidents, and `replay`
+//! runs it over recorded series. `app` wires the pieces together; see
+//! `ARCHITECTURE.md`.
 #![forbid(unsafe_code)]
 
 pub mod app;
@@ -14,6 +15,7 @@ pub mod detect;
 pub mod health;
 pub mod metrics;
 pub mod probe;
+pub mod replay;
 pub mod report;
 pub mod sample;
 pub mod schedule;

@@ -52,6 +52,9 @@ fn main() -> ExitCode {
                     ExitCode::from(2)
                 }
             }),
+            Command::Replay(args) => mailpulse::replay::run(&args)
+                .await
+                .map(|()| ExitCode::SUCCESS),
         }
     });
     // Probe connections still open in the background must not delay exit.
