@@ -21,25 +21,34 @@
 //!
 //! # Opening: persistence in time and in samples
 //!
-//! A bad sample while no incident is open starts a *pending run*. The run
-//! survives healthy samples as long as they do not outnumber its bad ones
-//! (so a degradation where some probes still get through fast is one run,
-//! while isolated spikes on a healthy target die out at once). It becomes an
+//! A bad sample while no incident is open starts a *pending run*. A lone bad
+//! sample followed by a healthy one is a spike and ends the run, so a run's
+//! onset is the first of two consecutive bad samples (an unrelated spike just
+//! before a slowdown does not pull its `started_at` early). After that the run
+//! survives healthy samples as long as they do not outnumber its bad ones (so
+//! a degradation where some probes still get through fast is one run, while
+//! isolated spikes on a healthy target die out at once). It becomes an
 //! incident when its bad samples span at least `for` **and** number at least
 //! [`MIN_RUN_SAMPLES`]. The sample-count floor is what makes one set of
 //! defaults work at every cadence: at 1 s probes `for = 1m` needs ~61 bad
 //! samples; at 30 s it needs 3; with hourly data a single sample would
 //! already "span" an hour, which would turn every spike into an incident, so
 //! the floor asks for three bad hours. Spikes and two-sample bursts therefore
-//! never open an incident, at any cadence. `started_at` is the first bad
-//! sample of the run, `detected_at` the sample that confirmed it.
+//! never open an incident, at any cadence. On a spiky target the floor rises
+//! (up to eight samples) with the background rate of bad samples, so that a
+//! run is unlikely to be chance (see [`background`]). `started_at` is the
+//! first bad sample of the run, `detected_at` the sample that confirmed it.
 //!
 //! # Closing: hysteresis
 //!
 //! While an incident is open, a healthy sample starts a *recovery run*. It
-//! survives bad samples as long as they stay at most a quarter of it (an
-//! isolated spike after recovery should not keep an incident open forever on
-//! a noisy target), and it closes the incident once its healthy samples span
+//! survives at most one bad sample per [`RECOVERY_HEALTHY_PER_BAD`] healthy
+//! ones: short recovery runs must be clean (at 30 s probes `recover_for = 2m`
+//! is five samples, and five healthy samples in a row happen by chance in a
+//! degradation where 40% of probes still get through), while long ones
+//! tolerate isolated spikes (at 1 s probes, 120 samples on a noisy target
+//! would rarely all be clean, and the incident would never close). It closes
+//! the incident once its healthy samples span
 //! at least `recover_for` and number at least [`MIN_RUN_SAMPLES`], on a
 //! healthy sample. A dip shorter than `recover_for` inside a degradation is
 //! broken off by the next bad stretch and does not split the incident.
@@ -73,6 +82,7 @@
 //! itself. Timestamps that go backwards (clock changes, repeated rows) are
 //! taken as the previous timestamp, so recorded times never decrease.
 
+pub mod background;
 pub mod baseline;
 pub mod cadence;
 #[cfg(test)]
@@ -86,12 +96,14 @@ use serde::{Deserialize, Serialize};
 
 use crate::sample::{Phase, Sample};
 
+pub use background::Background;
 pub use baseline::Baseline;
 pub use cadence::Cadence;
 
 /// Bad (or healthy) samples a run needs, besides its duration, before it
-/// opens (or closes) an incident.
-pub const MIN_RUN_SAMPLES: u32 = 3;
+/// opens (or closes) an incident; a spiky target needs more bad ones
+/// ([`Background::required_bad_samples`]).
+pub const MIN_RUN_SAMPLES: u32 = background::MIN_BAD_SAMPLES;
 
 /// The baseline forgets with this time constant: about the last half hour
 /// dominates it, long enough to ride out a burst of slow-but-healthy samples,
@@ -105,9 +117,8 @@ pub const BASELINE_MIN_TIME_CONSTANT_SAMPLES: f64 = 12.0;
 /// Silences longer than this many typical intervals are gaps.
 pub const MAX_GAP_INTERVALS: u32 = 3;
 
-/// A recovery run is broken when more than `1 / RECOVERY_BAD_SHARE` of its
-/// samples are bad.
-pub const RECOVERY_BAD_SHARE: u32 = 4;
+/// A recovery run tolerates one bad sample per this many healthy ones.
+pub const RECOVERY_HEALTHY_PER_BAD: u32 = 8;
 
 /// Relative tolerance of the `factor` comparison, for floating-point rounding.
 const FACTOR_TOLERANCE: f64 = 1e-9;
@@ -398,10 +409,10 @@ impl Run {
         self.last_at = at;
     }
 
-    /// Whether the matching samples persisted for `span` and [`MIN_RUN_SAMPLES`].
-    fn holds(&self, span: Duration) -> bool {
+    /// Whether the matching samples persisted for `span` and number `samples`.
+    fn holds(&self, span: Duration, samples: u32) -> bool {
         let covered = (self.last_at - self.first_at).to_std().unwrap_or_default();
-        self.matching >= MIN_RUN_SAMPLES && covered >= span
+        self.matching >= samples && covered >= span
     }
 }
 
@@ -430,6 +441,8 @@ pub struct Detector {
     settings: SlowdownSettings,
     baseline: Baseline,
     cadence: Cadence,
+    /// The rate of bad samples that did not become incidents.
+    background: Background,
     /// The (effective) time of the latest observation.
     last_at: Option<DateTime<Utc>>,
     /// The bad run that may become an incident, while none is open.
@@ -449,6 +462,7 @@ impl Detector {
             settings,
             baseline: Baseline::default(),
             cadence: Cadence::default(),
+            background: Background::default(),
             last_at: None,
             pending: None,
             incident: None,
@@ -490,6 +504,12 @@ impl Detector {
     /// The open incident, if any.
     pub fn open_incident(&self) -> Option<&Incident> {
         self.incident.as_ref()
+    }
+
+    /// The rates of bad and of failed samples outside incidents (that did
+    /// not open one).
+    pub fn background(&self) -> &Background {
+        &self.background
     }
 
     /// When the bad run that may open an incident started, if one is pending.
@@ -536,7 +556,7 @@ impl Detector {
             if interval > self.max_gap() {
                 // Nothing is known about the silence: runs in progress cannot
                 // be said to have persisted through it.
-                self.pending = None;
+                self.drop_pending();
                 self.recovery = None;
                 self.down_run = None;
             }
@@ -561,6 +581,31 @@ impl Detector {
         1.0 - (-1.0 / samples).exp()
     }
 
+    /// Drops the pending run; its samples did not open an incident, so they
+    /// count towards the background rate.
+    fn drop_pending(&mut self) {
+        if let Some(p) = self.pending.take() {
+            for _ in 0..p.draft.slow_count {
+                self.record_background(Verdict::Slow);
+            }
+            for _ in 0..p.draft.failed_count {
+                self.record_background(Verdict::Failed);
+            }
+            for _ in 0..p.run.other {
+                self.record_background(Verdict::Healthy);
+            }
+        }
+    }
+
+    /// Counts a sample outside incidents towards the background rates, once
+    /// slowness can be judged at all.
+    fn record_background(&mut self, verdict: Verdict) {
+        if self.baseline.value().is_some() || self.settings.threshold.is_some() {
+            self.background
+                .record(verdict == Verdict::Slow, verdict == Verdict::Failed);
+        }
+    }
+
     fn observe_outside_incident(
         &mut self,
         at: DateTime<Utc>,
@@ -568,11 +613,15 @@ impl Detector {
         verdict: Verdict,
     ) -> Option<DetectEvent> {
         if verdict == Verdict::Healthy {
-            if let Some(p) = &mut self.pending {
-                p.run.other += 1;
-                if p.run.other > p.run.matching {
-                    self.pending = None;
+            match &mut self.pending {
+                Some(p) => {
+                    p.run.other += 1;
+                    // A lone bad sample is a spike, not an onset.
+                    if p.run.matching < 2 || p.run.other > p.run.matching {
+                        self.drop_pending();
+                    }
                 }
+                None => self.record_background(Verdict::Healthy),
             }
             // Frozen while a run is pending, so a slowdown's onset (or its
             // fast samples) cannot drag the baseline along.
@@ -596,12 +645,14 @@ impl Detector {
             }),
         };
         pending.draft.record(obs, verdict);
-        if !pending.run.holds(self.settings.for_) {
+        let mostly_failures = pending.draft.failed_count >= pending.draft.slow_count;
+        let required = self.background.required_bad_samples(mostly_failures);
+        if !pending.run.holds(self.settings.for_, required) {
             return None;
         }
         let Pending { mut draft, .. } = self.pending.take()?;
         draft.detected_at = at;
-        draft.kind = if draft.failed_count >= draft.slow_count {
+        draft.kind = if mostly_failures {
             IncidentKind::Down
         } else {
             IncidentKind::Slow
@@ -628,7 +679,7 @@ impl Detector {
                 }
                 None => self.recovery.insert(Run::new(at)),
             };
-            if !recovery.holds(self.settings.recover_for) {
+            if !recovery.holds(self.settings.recover_for, MIN_RUN_SAMPLES) {
                 return None;
             }
             incident.recovered_at = Some(recovery.first_at);
@@ -641,7 +692,7 @@ impl Detector {
         incident.record(obs, verdict);
         if let Some(r) = &mut self.recovery {
             r.other += 1;
-            if r.other * RECOVERY_BAD_SHARE > r.matching + r.other {
+            if r.other * RECOVERY_HEALTHY_PER_BAD > r.matching {
                 self.recovery = None;
             }
         }
@@ -659,7 +710,10 @@ impl Detector {
             }
             None => self.down_run.insert(Run::new(at)),
         };
-        if !down.holds(self.settings.for_) {
+        if !down.holds(
+            self.settings.for_,
+            self.background.required_bad_samples(true),
+        ) {
             return None;
         }
         incident.kind = IncidentKind::Down;

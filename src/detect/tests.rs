@@ -212,6 +212,51 @@ fn a_dip_as_long_as_recover_for_splits_it() {
 }
 
 #[test]
+fn a_spiky_target_needs_more_bad_samples_but_failures_do_not() {
+    // 30 s probes: `for = 1m` is three samples, but one probe in fourteen
+    // is a spike on this target, so three slow probes in a row could be chance.
+    let mut s = Series::every(30);
+    s.ok(WARM, 200);
+    for _ in 0..200 {
+        s.ok(1, 2000).ok(13, 200);
+    }
+    s.ok(4, 2000).ok(20, 200);
+    let (incidents, _, d) = run_with(SlowdownSettings::default(), &s.obs);
+    assert_eq!(incidents, vec![]);
+    assert_eq!(d.background().required_bad_samples(false), 5);
+    // A sustained slowdown still opens, on its fifth sample.
+    let start = s.now();
+    s.ok(20, 2000).ok(20, 200);
+    let incidents = run(&s.obs);
+    assert_eq!(incidents.len(), 1);
+    assert_eq!(incidents[0].started_at, start);
+    assert_eq!(
+        incidents[0].detected_at,
+        start + Duration::from_secs(4 * 30)
+    );
+    // Three failures in a row are not chance on a target that never fails.
+    let start = s.now();
+    s.fail(3).ok(20, 200);
+    let incidents = run(&s.obs);
+    assert_eq!(incidents.len(), 2);
+    assert_eq!(incidents[1].kind, IncidentKind::Down);
+    assert_eq!(incidents[1].detected_at, start + Duration::from_secs(60));
+}
+
+#[test]
+fn a_spike_just_before_an_onset_is_not_its_start() {
+    for step in [10, 3600] {
+        let mut s = Series::every(step);
+        s.ok(WARM, 200).ok(1, 4000).ok(1, 200);
+        let start = s.now();
+        s.ok(20, 4000).ok(40, 200);
+        let incidents = run(&s.obs);
+        assert_eq!(incidents.len(), 1, "step {step}s");
+        assert_eq!(incidents[0].started_at, start, "step {step}s");
+    }
+}
+
+#[test]
 fn an_intermittent_degradation_is_one_incident() {
     // Two slow probes out of three for ten minutes at 10 s.
     let mut s = Series::every(10);
@@ -231,10 +276,20 @@ fn isolated_spikes_after_recovery_do_not_hold_an_incident_open() {
     let mut s = Series::every(10);
     s.ok(WARM, 200).ok(30, 4000);
     let recovered = s.now();
-    s.ok(5, 200).ok(1, 4000).ok(10, 200).ok(1, 4000).ok(40, 200);
+    s.ok(10, 200)
+        .ok(1, 4000)
+        .ok(10, 200)
+        .ok(1, 4000)
+        .ok(40, 200);
     let incidents = run(&s.obs);
     assert_eq!(incidents.len(), 1);
     assert_eq!(incidents[0].recovered_at, Some(recovered));
+    // A spike early in a recovery run restarts it: short runs must be clean.
+    let mut s = Series::every(10);
+    s.ok(WARM, 200).ok(30, 4000).ok(5, 200).ok(1, 4000);
+    let recovered = s.now();
+    s.ok(40, 200);
+    assert_eq!(run(&s.obs)[0].recovered_at, Some(recovered));
 }
 
 #[test]
