@@ -3,7 +3,7 @@
 //! open and close with hysteresis, and records when they started, were
 //! detected and recovered.
 //!
-//! This module is pure: no IO, no clock reads, no tokio. Every decision is a
+//! This module is pure: no IO, no clock reads, no async runtime. Every decision is a
 //! function of the observations and their timestamps, so the agent and
 //! `mailpulse replay` run the very same code, and the state can be persisted
 //! (it is `serde`) and restored after a restart, continuing an open incident
