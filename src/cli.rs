@@ -54,4 +54,8 @@ pub enum Command {
         #[arg(long, default_value_t = 10)]
         cost: u32,
     },
+    /// Run the slowdown detector over a recorded latency series (a CSV file
+    /// or a Prometheus range query), faster than real time, and print the
+    /// incidents it would have raised.
+    Replay(crate::replay::ReplayArgs),
 }

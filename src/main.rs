@@ -53,6 +53,9 @@ fn main() -> ExitCode {
                 }
             }),
             Command::HashPassword { cost } => hash_password(cost).map(|()| ExitCode::SUCCESS),
+            Command::Replay(args) => mailpulse::replay::run(&args)
+                .await
+                .map(|()| ExitCode::SUCCESS),
         }
     });
     // Probe connections still open in the background must not delay exit.

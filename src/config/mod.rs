@@ -10,6 +10,7 @@ pub mod duration;
 pub mod net;
 mod raw;
 pub mod secret;
+pub mod slowdown;
 mod validate;
 
 use std::fmt;
