@@ -20,7 +20,7 @@ use crate::clock::{self, Clock};
 use crate::collect::{CollectOptions, HostCollector};
 use crate::config::{self, Config, HostConfig, Target};
 use crate::health::{Health, Heartbeat};
-use crate::metrics::server::{self, ServerState};
+use crate::metrics::server::{self, ServerState, WebRuntime};
 use crate::metrics::Metrics;
 use crate::probe::{self, Prober};
 use crate::report;
@@ -191,11 +191,13 @@ pub async fn run(source: ConfigSource) -> anyhow::Result<()> {
     let root = CancellationToken::new();
     let tracker = TaskTracker::new();
 
-    let server_state = Arc::new(ServerState {
-        metrics: metrics.clone(),
-        health: health.clone(),
-    });
-    tracker.spawn(server::serve(listener, server_state, root.child_token()));
+    let web = WebRuntime::new(&config.agent.web).map_err(|e| anyhow::anyhow!("agent.web: {e}"))?;
+    let server_state = Arc::new(ServerState::new(metrics.clone(), health.clone(), web));
+    tracker.spawn(server::serve(
+        listener,
+        server_state.clone(),
+        root.child_token(),
+    ));
 
     let (tx, rx) = mpsc::channel(SAMPLE_QUEUE);
     tracker.spawn(record_samples(rx, metrics.clone()));
@@ -235,6 +237,14 @@ pub async fn run(source: ConfigSource) -> anyhow::Result<()> {
                 systemd::reloading();
                 match source.load() {
                     Ok(new) => {
+                        if new.agent.web != agent.config.agent.web {
+                            match WebRuntime::new(&new.agent.web) {
+                                Ok(web) => server_state.set_web(web),
+                                Err(e) => {
+                                    tracing::error!(error = %e, "agent.web rejected; keeping the running one")
+                                }
+                            }
+                        }
                         agent.apply(new);
                         mark_reload(&metrics, true);
                         tracing::info!(targets = agent.targets.len(), "configuration reloaded");
@@ -338,8 +348,25 @@ async fn collect_host(
     }
 }
 
-/// Sends WATCHDOG=1 at half the watchdog period, only while every loop is live.
+/// Sends WATCHDOG=1 at half the watchdog period, only while every loop is
+/// live: a wedged scheduler stops the pings and systemd restarts the agent.
 async fn feed_watchdog(period: Duration, health: Arc<Health>, token: CancellationToken) {
+    watchdog_loop(period, &health, &token, systemd::watchdog, |stale| {
+        tracing::error!(stale = %stale.join(", "), "loops stopped making progress; withholding the watchdog");
+        systemd::status(&format!("stalled: {}", stale.join(", ")));
+    })
+    .await;
+}
+
+/// The watchdog loop with its effects injected: `ping` when all loops are
+/// live, `stalled` once when some stop (and again after they recover and stall anew).
+async fn watchdog_loop(
+    period: Duration,
+    health: &Health,
+    token: &CancellationToken,
+    mut ping: impl FnMut(),
+    mut stalled: impl FnMut(&[String]),
+) {
     let mut ticker = tokio::time::interval(period / 2);
     let mut was_stale = false;
     loop {
@@ -349,13 +376,12 @@ async fn feed_watchdog(period: Duration, health: Arc<Health>, token: Cancellatio
         }
         match health.check() {
             Ok(()) => {
-                systemd::watchdog();
+                ping();
                 was_stale = false;
             }
             Err(stale) => {
                 if !was_stale {
-                    tracing::error!(stale = %stale.join(", "), "loops stopped making progress; withholding the watchdog");
-                    systemd::status(&format!("stalled: {}", stale.join(", ")));
+                    stalled(&stale);
                 }
                 was_stale = true;
             }
@@ -417,4 +443,60 @@ pub async fn probe_once(path: &Path, names: &[String], json: bool) -> anyhow::Re
         print!("{}", blocks.join("\n"));
     }
     Ok(all_ok)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    #[tokio::test(start_paused = true)]
+    async fn the_watchdog_stops_while_a_loop_is_wedged() {
+        let health = Health::new();
+        let token = CancellationToken::new();
+        let pings = Arc::new(AtomicUsize::new(0));
+        let stalls = Arc::new(AtomicUsize::new(0));
+        // A loop allowed 1 s (+ slack) between beats, which beats for a while, then wedges.
+        let beat = health.register("target owa", Duration::from_secs(1));
+        let task = {
+            let (health, token, pings, stalls) =
+                (health.clone(), token.clone(), pings.clone(), stalls.clone());
+            tokio::spawn(async move {
+                watchdog_loop(
+                    Duration::from_secs(2),
+                    &health,
+                    &token,
+                    || {
+                        pings.fetch_add(1, Ordering::SeqCst);
+                    },
+                    |_| {
+                        stalls.fetch_add(1, Ordering::SeqCst);
+                    },
+                )
+                .await
+            })
+        };
+        for _ in 0..20 {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            beat.beat();
+        }
+        let live_pings = pings.load(Ordering::SeqCst);
+        assert!(
+            live_pings >= 19,
+            "pinged {live_pings} times in 20 s at a 1 s cadence"
+        );
+        assert_eq!(stalls.load(Ordering::SeqCst), 0);
+        // Wedge: no more beats. After the allowance the pings stop for good.
+        tokio::time::sleep(crate::health::SLACK + Duration::from_secs(3)).await;
+        let at_stall = pings.load(Ordering::SeqCst);
+        tokio::time::sleep(Duration::from_secs(60)).await;
+        assert_eq!(
+            pings.load(Ordering::SeqCst),
+            at_stall,
+            "pinged while wedged"
+        );
+        assert_eq!(stalls.load(Ordering::SeqCst), 1);
+        token.cancel();
+        task.await.unwrap();
+    }
 }

@@ -47,6 +47,17 @@ pub enum Command {
         #[arg(value_name = "TARGET")]
         targets: Vec<String>,
     },
+    /// Read a password on standard input and print its bcrypt hash, for
+    /// `[agent.web] basic_auth_users`.
+    HashPassword {
+        /// bcrypt cost (4-31); each step doubles the work of every check.
+        #[arg(long, default_value_t = 10)]
+        cost: u32,
+    },
+    /// Run the slowdown detector over a recorded latency series (a CSV file
+    /// or a Prometheus range query), faster than real time, and print the
+    /// incidents it would have raised.
+    Replay(crate::replay::ReplayArgs),
     /// Send a clearly marked test notification to one receiver, to check its
     /// wiring. Exits 0 when the receiver accepted it, 1 when not.
     TestAlert(crate::alert::cli::TestAlertArgs),

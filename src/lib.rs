@@ -3,8 +3,9 @@
 //! The crate is a library with a thin binary on top, so integration tests drive
 //! the same code the agent runs. Data flows one way: `schedule` runs `probe`s
 //! that produce [`sample::Sample`]s, `collect` reads host load into
-//! [`sample::host::HostSnapshot`]s, and `metrics` exports both. `app` wires the
-//! pieces together; see `ARCHITECTURE.md`.
+//! [`sample::host::HostSnapshot`]s, and `metrics` exports both. `detect` turns
+//! probe results into incidents, and `replay` runs it over recorded series.
+//! `app` wires the pieces together; see `ARCHITECTURE.md`.
 #![forbid(unsafe_code)]
 
 pub mod alert;
@@ -13,9 +14,11 @@ pub mod cli;
 pub mod clock;
 pub mod collect;
 pub mod config;
+pub mod detect;
 pub mod health;
 pub mod metrics;
 pub mod probe;
+pub mod replay;
 pub mod report;
 pub mod sample;
 pub mod schedule;

@@ -52,6 +52,10 @@ fn main() -> ExitCode {
                     ExitCode::from(2)
                 }
             }),
+            Command::HashPassword { cost } => hash_password(cost).map(|()| ExitCode::SUCCESS),
+            Command::Replay(args) => mailpulse::replay::run(&args)
+                .await
+                .map(|()| ExitCode::SUCCESS),
             Command::TestAlert(args) => mailpulse::alert::cli::test_alert(&args)
                 .await
                 .map(|()| ExitCode::SUCCESS),
@@ -69,4 +73,16 @@ fn main() -> ExitCode {
             ExitCode::from(1)
         }
     }
+}
+
+/// `mailpulse hash-password`: one line from stdin (without its newline) to a bcrypt hash.
+fn hash_password(cost: u32) -> anyhow::Result<()> {
+    let mut line = String::new();
+    std::io::stdin().read_line(&mut line)?;
+    let password = line.trim_end_matches(['\n', '\r']);
+    if password.is_empty() {
+        anyhow::bail!("empty password on standard input");
+    }
+    println!("{}", bcrypt::hash(password, cost)?);
+    Ok(())
 }

@@ -7,7 +7,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
 
-use crate::config::{Config, HumanDuration, ProbeSpec};
+use crate::config::{Config, HttpAuth, HumanDuration, ProbeSpec};
 use crate::sample::{Phase, Sample};
 
 /// Formats a duration in milliseconds with a precision that suits its size.
@@ -96,6 +96,7 @@ pub fn sample_json(s: &Sample) -> Value {
                 .map(|d| d.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)),
         })),
         "notes": s.notes,
+        "messages": s.messages,
     })
 }
 
@@ -130,15 +131,55 @@ pub fn config_summary(c: &Config) -> String {
         let what = match &t.spec {
             ProbeSpec::Http(h) => {
                 let mut w = format!("{} {}", h.method, h.url);
-                if h.auth.is_some() {
-                    w.push_str(" (with auth)");
+                match h.auth {
+                    Some(HttpAuth::Ntlm { .. }) => w.push_str(" (with NTLM auth)"),
+                    Some(_) => w.push_str(" (with auth)"),
+                    None => {}
                 }
                 w
             }
+            ProbeSpec::Tcp(s) => format!("{} tls {}", s.address, s.tls.as_str()),
+            ProbeSpec::Smtp(s) => {
+                let mut w = format!("{} tls {}", s.address, s.tls.as_str());
+                if let Some(c) = &s.auth {
+                    let _ = write!(w, ", auth as {:?}", c.username);
+                }
+                if let Some(to) = &s.rcpt_to {
+                    let _ = write!(w, ", checks RCPT TO <{to}>");
+                }
+                w
+            }
+            ProbeSpec::Imap(s) => {
+                let mut w = format!("{} tls {}", s.address, s.tls.as_str());
+                if let Some(c) = &s.auth {
+                    let _ = write!(w, ", login as {:?}, select {:?}", c.username, s.mailbox);
+                }
+                w
+            }
+            ProbeSpec::Pop3(s) => {
+                let mut w = format!("{} tls {}", s.address, s.tls.as_str());
+                if let Some(c) = &s.auth {
+                    let _ = write!(w, ", login as {:?}", c.username);
+                }
+                w
+            }
+            ProbeSpec::Mailflow(m) => format!(
+                "smtp {} (tls {}) -> imap {} (tls {}) {:?}, as {:?}",
+                m.smtp.address,
+                m.smtp.tls.as_str(),
+                m.imap.address,
+                m.imap.tls.as_str(),
+                m.imap.mailbox,
+                m.smtp
+                    .auth
+                    .as_ref()
+                    .map(|c| c.username.as_str())
+                    .unwrap_or("")
+            ),
         };
         let _ = writeln!(
             out,
-            "  {:<16} {:<6} every {:<6} timeout {:<6} {}",
+            "  {:<16} {:<8} every {:<6} timeout {:<6} {}",
             t.name,
             t.kind().as_str(),
             HumanDuration(t.interval).to_string(),

@@ -24,6 +24,7 @@ fn check_config(path: &Path) -> (i32, String, String) {
     let out = Command::new(support::bin())
         .args(["check-config", "--config"])
         .arg(path)
+        .env_remove("CREDENTIALS_DIRECTORY")
         .output()
         .unwrap();
     (
@@ -98,4 +99,45 @@ fn the_builtin_default_is_valid_and_collects_host_load_only() {
     assert!(c.host.enabled);
     assert!(c.targets.is_empty());
     assert!(!c.agent.instance.is_empty());
+}
+
+#[test]
+fn the_examples_are_valid_with_their_credentials_in_place() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
+    let mut checked = 0;
+    let names =
+        regex::Regex::new(r#"(?:password_credential = "|\$\{CREDENTIALS_DIRECTORY\}/)([\w.-]+)"#)
+            .unwrap();
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().and_then(|e| e.to_str()) != Some("toml") {
+            continue;
+        }
+        // Stand in for systemd's credentials directory with the names the example uses.
+        let text = std::fs::read_to_string(&path).unwrap();
+        let creds = tempfile::tempdir().unwrap();
+        for name in names.captures_iter(&text) {
+            support::write_file(creds.path(), &name[1], "example-password\n");
+        }
+        let out = Command::new(support::bin())
+            .args(["check-config", "--config"])
+            .arg(&path)
+            .env("CREDENTIALS_DIRECTORY", creds.path())
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success() && stdout.contains(": valid\n"),
+            "{}: {}{}",
+            path.display(),
+            stdout,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(!stdout.contains("example-password"), "{stdout}");
+        checked += 1;
+    }
+    assert!(
+        checked >= 2,
+        "examples/mail.toml and examples/exchange.toml"
+    );
 }

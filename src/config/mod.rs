@@ -8,8 +8,10 @@
 
 pub mod alerting;
 pub mod duration;
+pub mod net;
 mod raw;
 pub mod secret;
+pub mod slowdown;
 mod validate;
 
 use std::fmt;
@@ -37,6 +39,12 @@ pub const DEFAULT_TARGET_TIMEOUT: Duration = Duration::from_secs(10);
 pub const DEFAULT_MAX_BODY_BYTES: u64 = 1024 * 1024;
 /// Default number of redirects an HTTP probe follows.
 pub const DEFAULT_MAX_REDIRECTS: u32 = 10;
+/// Default mailbox an IMAP probe selects and a mail flow probe watches.
+pub const DEFAULT_MAILBOX: &str = "INBOX";
+/// The environment variable systemd sets to the directory of a unit's
+/// credentials (`LoadCredential=`); `password_credential` names a file there,
+/// and `${CREDENTIALS_DIRECTORY}` inside a `*_file` path expands to it.
+pub const CREDENTIALS_DIRECTORY: &str = "CREDENTIALS_DIRECTORY";
 
 /// The validated configuration.
 #[derive(Debug, Clone, PartialEq)]
@@ -62,6 +70,29 @@ pub struct AgentConfig {
     pub state_dir: PathBuf,
     /// Log filter (`error`, `warn`, `info`, `debug`, `trace`, or a tracing filter).
     pub log_level: String,
+    /// Protection of the metrics endpoint.
+    pub web: WebConfig,
+}
+
+/// `[agent.web]`: TLS, basic authentication and client networks for the
+/// metrics endpoint, in the spirit of the Prometheus exporters' web config.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct WebConfig {
+    /// Serve HTTPS with this certificate, when set.
+    pub tls: Option<WebTls>,
+    /// User name to bcrypt hash; empty means no authentication.
+    pub basic_auth_users: Vec<(String, String)>,
+    /// Client networks allowed to connect; empty means everyone.
+    pub allowed_networks: Vec<net::IpNet>,
+}
+
+/// The metrics endpoint's TLS identity, already read and parsed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WebTls {
+    /// Server certificate chain and key.
+    pub identity: ClientIdentity,
+    /// When set, clients must present a certificate signed by one of these.
+    pub client_ca: Vec<CertificateDer<'static>>,
 }
 
 /// `[host]`: host load collection.
@@ -97,8 +128,14 @@ pub struct Target {
 impl Target {
     /// The probe kind of this target.
     pub fn kind(&self) -> crate::sample::ProbeKind {
+        use crate::sample::ProbeKind;
         match self.spec {
-            ProbeSpec::Http(_) => crate::sample::ProbeKind::Http,
+            ProbeSpec::Http(_) => ProbeKind::Http,
+            ProbeSpec::Tcp(_) => ProbeKind::Tcp,
+            ProbeSpec::Smtp(_) => ProbeKind::Smtp,
+            ProbeSpec::Imap(_) => ProbeKind::Imap,
+            ProbeSpec::Pop3(_) => ProbeKind::Pop3,
+            ProbeSpec::Mailflow(_) => ProbeKind::Mailflow,
         }
     }
 }
@@ -108,6 +145,16 @@ impl Target {
 pub enum ProbeSpec {
     /// `kind = "http"`
     Http(HttpSpec),
+    /// `kind = "tcp"`
+    Tcp(TcpSpec),
+    /// `kind = "smtp"`
+    Smtp(SmtpSpec),
+    /// `kind = "imap"`
+    Imap(ImapSpec),
+    /// `kind = "pop3"`
+    Pop3(Pop3Spec),
+    /// `kind = "mailflow"`
+    Mailflow(MailflowSpec),
 }
 
 /// Which address family a probe may connect over.
@@ -146,7 +193,8 @@ pub struct TlsOptions {
     pub server_name: Option<String>,
 }
 
-/// A client certificate chain and its private key. Formatting never shows the key.
+/// A certificate chain and its private key (a probe's client identity, or
+/// the metrics endpoint's server identity). Formatting never shows the key.
 pub struct ClientIdentity {
     /// Certificate chain, leaf first.
     pub chain: Vec<CertificateDer<'static>>,
@@ -233,6 +281,16 @@ pub enum HttpAuth {
     },
     /// `Authorization: Bearer` from `bearer_token_file`.
     Bearer(Secret),
+    /// NTLMv2 (`auth = "ntlm"`) from `username` (`DOMAIN\\user` or
+    /// `user@domain`) and `password_file`, on one kept-alive connection.
+    Ntlm {
+        /// NT domain; empty when the user name carries none.
+        domain: String,
+        /// User name without the domain.
+        username: String,
+        /// Password.
+        password: Secret,
+    },
 }
 
 /// `kind = "http"` settings.
@@ -262,6 +320,170 @@ pub struct HttpSpec {
     pub ip_family: IpFamily,
     /// TLS settings (used for https URLs).
     pub tls: TlsOptions,
+}
+
+/// A `host:port` address, as written in `address = "mail.example.org:587"`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostPort {
+    /// Host name or literal address (IPv6 without brackets).
+    pub host: String,
+    /// TCP port.
+    pub port: u16,
+}
+
+impl fmt::Display for HostPort {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.host.contains(':') {
+            write!(f, "[{}]:{}", self.host, self.port)
+        } else {
+            write!(f, "{}:{}", self.host, self.port)
+        }
+    }
+}
+
+/// How a mail or TCP probe uses TLS (`tls = "..."`).
+///
+/// The default follows the port: 465, 993 and 995 are implicit TLS (RFC 8314);
+/// any other SMTP, IMAP or POP3 port *requires* STARTTLS, so a server that
+/// stops offering it fails the probe instead of being silently probed in
+/// plaintext. Plaintext must be asked for with `tls = "none"`. For `tcp` the
+/// default is `none`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TlsMode {
+    /// Plaintext only.
+    None,
+    /// Plaintext greeting, then STARTTLS (SMTP, IMAP) or STLS (POP3), required.
+    StartTls,
+    /// TLS from the first byte.
+    Implicit,
+}
+
+impl TlsMode {
+    /// The configuration spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TlsMode::None => "none",
+            TlsMode::StartTls => "starttls",
+            TlsMode::Implicit => "implicit",
+        }
+    }
+
+    /// The default for a mail protocol on `port`.
+    pub fn default_for_mail_port(port: u16) -> TlsMode {
+        match port {
+            465 | 993 | 995 => TlsMode::Implicit,
+            _ => TlsMode::StartTls,
+        }
+    }
+}
+
+/// A user name and password for a mail server.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Credentials {
+    /// User name (login).
+    pub username: String,
+    /// Password, from `password_file` or `password_credential`.
+    pub password: Secret,
+}
+
+/// The SASL mechanism an SMTP probe authenticates with (`auth = "..."`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SmtpAuthMechanism {
+    /// `AUTH PLAIN` with an initial response (RFC 4616).
+    #[default]
+    Plain,
+    /// `AUTH LOGIN` (user name and password as two base64 challenges).
+    Login,
+}
+
+/// How an IMAP probe authenticates (`auth = "..."`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ImapAuthMechanism {
+    /// The `LOGIN` command.
+    #[default]
+    Login,
+    /// `AUTHENTICATE PLAIN` (with SASL-IR when the server offers it).
+    Plain,
+}
+
+/// `kind = "tcp"` settings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TcpSpec {
+    /// Where to connect.
+    pub address: HostPort,
+    /// `None` or `Implicit` (STARTTLS needs a protocol).
+    pub tls: TlsMode,
+    /// Address family.
+    pub ip_family: IpFamily,
+    /// TLS settings (used when `tls` is not `None`).
+    pub tls_options: TlsOptions,
+}
+
+/// `kind = "smtp"` settings (also the submission half of `mailflow`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct SmtpSpec {
+    /// Where to connect.
+    pub address: HostPort,
+    /// TLS mode.
+    pub tls: TlsMode,
+    /// Address family.
+    pub ip_family: IpFamily,
+    /// TLS settings.
+    pub tls_options: TlsOptions,
+    /// Name sent with `EHLO`; defaults to the host name.
+    pub helo_name: String,
+    /// Credentials for `AUTH`, if any.
+    pub auth: Option<Credentials>,
+    /// SASL mechanism for `AUTH`.
+    pub mechanism: SmtpAuthMechanism,
+    /// Envelope sender checked with `MAIL FROM` (no message is sent).
+    pub mail_from: Option<String>,
+    /// Recipient checked with `RCPT TO`; needs `mail_from`.
+    pub rcpt_to: Option<String>,
+}
+
+/// `kind = "imap"` settings (also the fetching half of `mailflow`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ImapSpec {
+    /// Where to connect.
+    pub address: HostPort,
+    /// TLS mode.
+    pub tls: TlsMode,
+    /// Address family.
+    pub ip_family: IpFamily,
+    /// TLS settings.
+    pub tls_options: TlsOptions,
+    /// Credentials; without them the probe ends after CAPABILITY/STARTTLS.
+    pub auth: Option<Credentials>,
+    /// How to log in.
+    pub mechanism: ImapAuthMechanism,
+    /// Mailbox selected after login.
+    pub mailbox: String,
+}
+
+/// `kind = "pop3"` settings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Pop3Spec {
+    /// Where to connect.
+    pub address: HostPort,
+    /// TLS mode.
+    pub tls: TlsMode,
+    /// Address family.
+    pub ip_family: IpFamily,
+    /// TLS settings.
+    pub tls_options: TlsOptions,
+    /// Credentials for `USER`/`PASS`; without them the probe ends after STLS.
+    pub auth: Option<Credentials>,
+}
+
+/// `kind = "mailflow"` settings: an SMTP submission with `mail_from`,
+/// `rcpt_to` and credentials set, and an IMAP session that can log in.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MailflowSpec {
+    /// The submission side (`smtp_address`, `smtp_tls`, ...).
+    pub smtp: SmtpSpec,
+    /// The mailbox side (`imap_address`, `imap_tls`, `mailbox`, ...).
+    pub imap: ImapSpec,
 }
 
 /// A configuration error with its position in the file.

@@ -33,6 +33,18 @@ pub struct RawAgent {
     pub instance: Option<String>,
     pub state_dir: Option<PathBuf>,
     pub log_level: Option<String>,
+    pub web: Option<RawWeb>,
+}
+
+/// `[agent.web]`: protection of the metrics endpoint.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawWeb {
+    pub tls_cert_file: Option<PathBuf>,
+    pub tls_key_file: Option<PathBuf>,
+    pub tls_client_ca_file: Option<PathBuf>,
+    pub basic_auth_users: Option<BTreeMap<String, String>>,
+    pub allowed_networks: Option<Vec<String>>,
 }
 
 /// `[host]`
@@ -77,7 +89,24 @@ pub struct RawTarget {
     pub max_body_bytes: Option<u64>,
     pub username: Option<String>,
     pub password_file: Option<PathBuf>,
+    pub password_credential: Option<String>,
     pub bearer_token_file: Option<PathBuf>,
+    pub auth: Option<String>,
+
+    // tcp, smtp, imap, pop3
+    pub address: Option<String>,
+    pub tls: Option<String>,
+    // smtp, mailflow
+    pub helo_name: Option<String>,
+    pub mail_from: Option<String>,
+    pub rcpt_to: Option<String>,
+    // imap, mailflow
+    pub mailbox: Option<String>,
+    // mailflow
+    pub smtp_address: Option<String>,
+    pub smtp_tls: Option<String>,
+    pub imap_address: Option<String>,
+    pub imap_tls: Option<String>,
 
     // connection options shared by kinds
     pub ip_family: Option<String>,
@@ -110,7 +139,19 @@ impl RawTarget {
             max_body_bytes,
             username,
             password_file,
+            password_credential,
             bearer_token_file,
+            auth,
+            address,
+            tls,
+            helo_name,
+            mail_from,
+            rcpt_to,
+            mailbox,
+            smtp_address,
+            smtp_tls,
+            imap_address,
+            imap_tls,
             ip_family,
             tls_ca_file,
             tls_cert_file,

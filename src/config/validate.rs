@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use toml::de::{DeTable, DeValue};
 use toml::Spanned;
 
-use super::raw::{RawConfig, RawStatus, RawTarget};
+use super::raw::{RawConfig, RawStatus, RawTarget, RawWeb};
 use super::*;
 
 /// One step of a key path.
@@ -184,6 +184,7 @@ fn unreachable_config() -> Config {
             instance: String::new(),
             state_dir: PathBuf::new(),
             log_level: String::new(),
+            web: WebConfig::default(),
         },
         host: HostConfig {
             enabled: false,
@@ -226,6 +227,7 @@ fn build(c: &mut Checker<'_>, raw: RawConfig, base: &Path, path: Option<&Path>) 
             format!("invalid log level {log_level:?} (expected error, warn, info, debug or trace)"),
         );
     }
+    let web = build_web(c, &agent_path.key("web"), base, raw.agent.web);
     let agent = AgentConfig {
         listen,
         instance,
@@ -235,6 +237,7 @@ fn build(c: &mut Checker<'_>, raw: RawConfig, base: &Path, path: Option<&Path>) 
             .map(|p| resolve(base, p))
             .unwrap_or_else(|| PathBuf::from(DEFAULT_STATE_DIR)),
         log_level,
+        web,
     };
 
     let host_path = root.key("host");
@@ -314,7 +317,94 @@ const HTTP_KEYS: &[&str] = &[
     "max_body_bytes",
     "username",
     "password_file",
+    "password_credential",
     "bearer_token_file",
+    "auth",
+    "ip_family",
+    "tls_ca_file",
+    "tls_cert_file",
+    "tls_key_file",
+    "tls_insecure_skip_verify",
+    "tls_server_name",
+];
+
+/// `tcp` keys.
+const TCP_KEYS: &[&str] = &[
+    "address",
+    "tls",
+    "ip_family",
+    "tls_ca_file",
+    "tls_cert_file",
+    "tls_key_file",
+    "tls_insecure_skip_verify",
+    "tls_server_name",
+];
+
+/// `smtp` keys.
+const SMTP_KEYS: &[&str] = &[
+    "address",
+    "tls",
+    "helo_name",
+    "username",
+    "password_file",
+    "password_credential",
+    "auth",
+    "mail_from",
+    "rcpt_to",
+    "ip_family",
+    "tls_ca_file",
+    "tls_cert_file",
+    "tls_key_file",
+    "tls_insecure_skip_verify",
+    "tls_server_name",
+];
+
+/// `imap` keys.
+const IMAP_KEYS: &[&str] = &[
+    "address",
+    "tls",
+    "username",
+    "password_file",
+    "password_credential",
+    "auth",
+    "mailbox",
+    "ip_family",
+    "tls_ca_file",
+    "tls_cert_file",
+    "tls_key_file",
+    "tls_insecure_skip_verify",
+    "tls_server_name",
+];
+
+/// `pop3` keys.
+const POP3_KEYS: &[&str] = &[
+    "address",
+    "tls",
+    "username",
+    "password_file",
+    "password_credential",
+    "ip_family",
+    "tls_ca_file",
+    "tls_cert_file",
+    "tls_key_file",
+    "tls_insecure_skip_verify",
+    "tls_server_name",
+];
+
+/// `mailflow` keys.
+const MAILFLOW_KEYS: &[&str] = &[
+    "smtp_address",
+    "smtp_tls",
+    "imap_address",
+    "imap_tls",
+    "helo_name",
+    "username",
+    "password_file",
+    "password_credential",
+    "auth",
+    "mail_from",
+    "rcpt_to",
+    "mailbox",
     "ip_family",
     "tls_ca_file",
     "tls_cert_file",
@@ -324,7 +414,14 @@ const HTTP_KEYS: &[&str] = &[
 ];
 
 /// Every kind, with the keys it accepts.
-const KINDS: &[(&str, &[&str])] = &[("http", HTTP_KEYS)];
+const KINDS: &[(&str, &[&str])] = &[
+    ("http", HTTP_KEYS),
+    ("tcp", TCP_KEYS),
+    ("smtp", SMTP_KEYS),
+    ("imap", IMAP_KEYS),
+    ("pop3", POP3_KEYS),
+    ("mailflow", MAILFLOW_KEYS),
+];
 
 fn build_target(c: &mut Checker<'_>, tp: &KeyPath, t: RawTarget, base: &Path) -> Option<Target> {
     let name = match &t.name {
@@ -392,6 +489,11 @@ fn build_target(c: &mut Checker<'_>, tp: &KeyPath, t: RawTarget, base: &Path) ->
     };
     let spec = match kind {
         "http" => ProbeSpec::Http(build_http(c, tp, t, base)?),
+        "tcp" => ProbeSpec::Tcp(build_tcp(c, tp, t, base)?),
+        "smtp" => ProbeSpec::Smtp(build_smtp(c, tp, t, base)?),
+        "imap" => ProbeSpec::Imap(build_imap(c, tp, t, base)?),
+        "pop3" => ProbeSpec::Pop3(build_pop3(c, tp, t, base)?),
+        "mailflow" => ProbeSpec::Mailflow(build_mailflow(c, tp, t, base)?),
         _ => unreachable!("kinds are checked above"),
     };
     if misplaced {
@@ -406,6 +508,13 @@ fn build_target(c: &mut Checker<'_>, tp: &KeyPath, t: RawTarget, base: &Path) ->
 }
 
 fn read_secret(c: &mut Checker<'_>, path: &KeyPath, base: &Path, file: PathBuf) -> Option<Secret> {
+    let file = match expand_credentials_dir(&file) {
+        Ok(f) => f,
+        Err(message) => {
+            c.error_at(path, message);
+            return None;
+        }
+    };
     let file = resolve(base, file);
     match Secret::from_file(&file) {
         Ok(s) => Some(s),
@@ -416,6 +525,56 @@ fn read_secret(c: &mut Checker<'_>, path: &KeyPath, base: &Path, file: PathBuf) 
             );
             None
         }
+    }
+}
+
+/// Expands `${CREDENTIALS_DIRECTORY}` in a secret path (systemd `LoadCredential=`).
+fn expand_credentials_dir(file: &Path) -> Result<PathBuf, String> {
+    let pattern = format!("${{{CREDENTIALS_DIRECTORY}}}");
+    let Some(text) = file.to_str().filter(|t| t.contains(&pattern)) else {
+        return Ok(file.to_path_buf());
+    };
+    match std::env::var(CREDENTIALS_DIRECTORY) {
+        Ok(dir) if !dir.is_empty() => Ok(PathBuf::from(text.replace(&pattern, &dir))),
+        _ => Err(format!(
+            "{pattern} is not set (systemd sets it for units with LoadCredential=)"
+        )),
+    }
+}
+
+/// The password of a target from `password_file` or `password_credential`
+/// (a file in `$CREDENTIALS_DIRECTORY`). `Err` means an error was reported.
+fn read_password(
+    c: &mut Checker<'_>,
+    tp: &KeyPath,
+    base: &Path,
+    file: Option<PathBuf>,
+    credential: Option<String>,
+) -> Result<Option<Secret>, ()> {
+    match (file, credential) {
+        (Some(_), Some(_)) => {
+            c.error_at(
+                &tp.key("password_credential"),
+                "cannot be combined with password_file",
+            );
+            Err(())
+        }
+        (Some(file), None) => read_secret(c, &tp.key("password_file"), base, file)
+            .map(Some)
+            .ok_or(()),
+        (None, Some(name)) => {
+            let key = tp.key("password_credential");
+            if name.is_empty() || name.contains('/') || name == "." || name == ".." {
+                c.error_at(
+                    &key,
+                    format!("invalid credential name {name:?} (expected a file name such as \"imap-probe\")"),
+                );
+                return Err(());
+            }
+            let file = PathBuf::from(format!("${{{CREDENTIALS_DIRECTORY}}}/{name}"));
+            read_secret(c, &key, base, file).map(Some).ok_or(())
+        }
+        (None, None) => Ok(None),
     }
 }
 
@@ -508,7 +667,23 @@ fn build_http(c: &mut Checker<'_>, tp: &KeyPath, t: RawTarget, base: &Path) -> O
     if max_body_bytes == 0 {
         c.error_at(&tp.key("max_body_bytes"), "must be greater than zero");
     }
-    let auth = match (t.username, t.password_file, t.bearer_token_file) {
+    let password_key = if t.password_credential.is_some() {
+        "password_credential"
+    } else {
+        "password_file"
+    };
+    let password = match read_password(c, tp, base, t.password_file, t.password_credential) {
+        Ok(p) => p,
+        Err(()) => return None,
+    };
+    let scheme = t.auth.as_deref().unwrap_or("basic");
+    if !matches!(scheme, "basic" | "ntlm") {
+        c.error_at(
+            &tp.key("auth"),
+            format!("invalid auth {scheme:?} for kind \"http\" (expected \"basic\" or \"ntlm\")"),
+        );
+    }
+    let auth = match (t.username, password, t.bearer_token_file) {
         (Some(_), _, Some(_)) | (_, Some(_), Some(_)) => {
             c.error_at(
                 &tp.key("bearer_token_file"),
@@ -516,14 +691,24 @@ fn build_http(c: &mut Checker<'_>, tp: &KeyPath, t: RawTarget, base: &Path) -> O
             );
             None
         }
-        (Some(username), Some(file), None) => read_secret(c, &tp.key("password_file"), base, file)
-            .map(|password| HttpAuth::Basic { username, password }),
+        (Some(username), Some(password), None) if scheme == "ntlm" => {
+            let (domain, user) = split_ntlm_user(&username);
+            Some(HttpAuth::Ntlm {
+                domain,
+                username: user,
+                password,
+            })
+        }
+        (Some(username), Some(password), None) => Some(HttpAuth::Basic { username, password }),
         (Some(_), None, None) => {
-            c.error_at(&tp.key("username"), "needs password_file");
+            c.error_at(
+                &tp.key("username"),
+                "needs password_file or password_credential",
+            );
             None
         }
         (None, Some(_), None) => {
-            c.error_at(&tp.key("password_file"), "needs username");
+            c.error_at(&tp.key(password_key), "needs username");
             None
         }
         (None, None, Some(file)) => {
@@ -531,6 +716,9 @@ fn build_http(c: &mut Checker<'_>, tp: &KeyPath, t: RawTarget, base: &Path) -> O
         }
         (None, None, None) => None,
     };
+    if t.auth.is_some() && !matches!(auth, Some(HttpAuth::Basic { .. } | HttpAuth::Ntlm { .. })) {
+        c.error_at(&tp.key("auth"), "needs username and password_file");
+    }
     let ip_family = parse_ip_family(c, tp, t.ip_family);
     let tls = build_tls(
         c,
@@ -602,76 +790,90 @@ struct TlsKeys {
     server_name: Option<String>,
 }
 
-fn build_tls(c: &mut Checker<'_>, tp: &KeyPath, base: &Path, k: TlsKeys) -> TlsOptions {
+/// Reads a PEM file of certificates; `None` (with an error recorded) when
+/// unreadable or empty.
+fn load_certs(
+    c: &mut Checker<'_>,
+    key: &KeyPath,
+    base: &Path,
+    file: PathBuf,
+) -> Option<Vec<CertificateDer<'static>>> {
     use rustls_pki_types::pem::PemObject;
-    let mut ca_certs = Vec::new();
-    if let Some(file) = k.ca_file {
-        let file = resolve(base, file);
-        let key = tp.key("tls_ca_file");
-        match CertificateDer::pem_file_iter(&file).and_then(|it| it.collect::<Result<Vec<_>, _>>())
-        {
-            Ok(certs) if certs.is_empty() => {
-                c.error_at(&key, format!("no PEM certificate in {}", file.display()))
-            }
-            Ok(certs) => ca_certs = certs,
-            Err(e) => c.error_at(
-                &key,
+    let file = resolve(base, file);
+    match CertificateDer::pem_file_iter(&file).and_then(|it| it.collect::<Result<Vec<_>, _>>()) {
+        Ok(certs) if certs.is_empty() => {
+            c.error_at(key, format!("no PEM certificate in {}", file.display()));
+            None
+        }
+        Ok(certs) => Some(certs),
+        Err(e) => {
+            c.error_at(
+                key,
                 format!("cannot read certificates from {}: {e}", file.display()),
-            ),
+            );
+            None
         }
     }
-    let client_identity = match (k.cert_file, k.key_file) {
-        (Some(cert), Some(key)) => {
-            let cert = resolve(base, cert);
-            let key_path = resolve(base, key);
-            let chain = CertificateDer::pem_file_iter(&cert)
-                .and_then(|it| it.collect::<Result<Vec<_>, _>>());
-            let chain = match chain {
-                Ok(chain) if !chain.is_empty() => Some(chain),
-                Ok(_) => {
-                    c.error_at(
-                        &tp.key("tls_cert_file"),
-                        format!("no PEM certificate in {}", cert.display()),
-                    );
-                    None
-                }
-                Err(e) => {
-                    c.error_at(
-                        &tp.key("tls_cert_file"),
-                        format!("cannot read certificates from {}: {e}", cert.display()),
-                    );
-                    None
-                }
-            };
-            let key = match PrivateKeyDer::from_pem_file(&key_path) {
-                Ok(key) => Some(key),
-                Err(e) => {
-                    c.error_at(
-                        &tp.key("tls_key_file"),
-                        format!("cannot read a private key from {}: {e}", key_path.display()),
-                    );
-                    None
-                }
-            };
-            match (chain, key) {
-                (Some(chain), Some(key)) => Some(ClientIdentity {
-                    chain,
-                    key,
-                    key_path,
-                }),
-                _ => None,
-            }
+}
+
+/// Reads a certificate chain and its private key from PEM files.
+fn load_identity(
+    c: &mut Checker<'_>,
+    parent: &KeyPath,
+    (cert_key, key_key): (&str, &str),
+    base: &Path,
+    (cert, key): (PathBuf, PathBuf),
+) -> Option<ClientIdentity> {
+    use rustls_pki_types::pem::PemObject;
+    let chain = load_certs(c, &parent.key(cert_key), base, cert);
+    let key_path = resolve(base, key);
+    let key = match PrivateKeyDer::from_pem_file(&key_path) {
+        Ok(key) => Some(key),
+        Err(e) => {
+            c.error_at(
+                &parent.key(key_key),
+                format!("cannot read a private key from {}: {e}", key_path.display()),
+            );
+            None
         }
+    };
+    Some(ClientIdentity {
+        chain: chain?,
+        key: key?,
+        key_path,
+    })
+}
+
+/// Both files of a pair, or an error naming the missing one.
+fn pair(
+    c: &mut Checker<'_>,
+    parent: &KeyPath,
+    (a_key, b_key): (&str, &str),
+    a: Option<PathBuf>,
+    b: Option<PathBuf>,
+) -> Option<(PathBuf, PathBuf)> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some((a, b)),
         (Some(_), None) => {
-            c.error_at(&tp.key("tls_cert_file"), "needs tls_key_file");
+            c.error_at(&parent.key(a_key), format!("needs {b_key}"));
             None
         }
         (None, Some(_)) => {
-            c.error_at(&tp.key("tls_key_file"), "needs tls_cert_file");
+            c.error_at(&parent.key(b_key), format!("needs {a_key}"));
             None
         }
         (None, None) => None,
-    };
+    }
+}
+
+fn build_tls(c: &mut Checker<'_>, tp: &KeyPath, base: &Path, k: TlsKeys) -> TlsOptions {
+    let ca_certs = k
+        .ca_file
+        .and_then(|f| load_certs(c, &tp.key("tls_ca_file"), base, f))
+        .unwrap_or_default();
+    let keys = ("tls_cert_file", "tls_key_file");
+    let client_identity = pair(c, tp, keys, k.cert_file, k.key_file)
+        .and_then(|files| load_identity(c, tp, keys, base, files));
     if let Some(name) = &k.server_name {
         if rustls_pki_types::ServerName::try_from(name.as_str()).is_err() {
             c.error_at(
@@ -686,4 +888,550 @@ fn build_tls(c: &mut Checker<'_>, tp: &KeyPath, base: &Path, k: TlsKeys) -> TlsO
         insecure_skip_verify: k.insecure.unwrap_or(false),
         server_name: k.server_name,
     }
+}
+
+fn build_web(c: &mut Checker<'_>, wp: &KeyPath, base: &Path, raw: Option<RawWeb>) -> WebConfig {
+    let Some(raw) = raw else {
+        return WebConfig::default();
+    };
+    let keys = ("tls_cert_file", "tls_key_file");
+    let tls = pair(c, wp, keys, raw.tls_cert_file, raw.tls_key_file)
+        .and_then(|files| load_identity(c, wp, keys, base, files))
+        .map(|identity| WebTls {
+            identity,
+            client_ca: Vec::new(),
+        });
+    let tls = match (tls, raw.tls_client_ca_file) {
+        (Some(mut tls), Some(file)) => {
+            tls.client_ca =
+                load_certs(c, &wp.key("tls_client_ca_file"), base, file).unwrap_or_default();
+            Some(tls)
+        }
+        (None, Some(_)) => {
+            c.error_at(
+                &wp.key("tls_client_ca_file"),
+                "needs tls_cert_file and tls_key_file",
+            );
+            None
+        }
+        (tls, None) => tls,
+    };
+    let mut basic_auth_users = Vec::new();
+    for (user, hash) in raw.basic_auth_users.unwrap_or_default() {
+        if user.is_empty() || user.contains(':') {
+            c.error_at(
+                &wp.key("basic_auth_users"),
+                format!("invalid user name {user:?}"),
+            );
+        } else if hash.parse::<bcrypt::HashParts>().is_err() {
+            c.error_at(
+                &wp.key("basic_auth_users").key(&user),
+                "expected a bcrypt hash (\"$2b$...\"; make one with `mailpulse hash-password`)",
+            );
+        } else {
+            basic_auth_users.push((user, hash));
+        }
+    }
+    let mut allowed_networks = Vec::new();
+    for (i, text) in raw.allowed_networks.unwrap_or_default().iter().enumerate() {
+        match text.parse::<net::IpNet>() {
+            Ok(n) => allowed_networks.push(n),
+            Err(e) => c.error_at(&wp.key("allowed_networks").index(i), e),
+        }
+    }
+    WebConfig {
+        tls,
+        basic_auth_users,
+        allowed_networks,
+    }
+}
+
+/// Splits `DOMAIN\\user` or `user@domain` into (domain, user) for NTLM.
+fn split_ntlm_user(text: &str) -> (String, String) {
+    if let Some((domain, user)) = text.split_once('\\') {
+        (domain.to_string(), user.to_string())
+    } else if let Some((user, domain)) = text.rsplit_once('@') {
+        (domain.to_string(), user.to_string())
+    } else {
+        (String::new(), text.to_string())
+    }
+}
+
+/// Parses `host:port` (`[v6]:port` for IPv6 literals); the port is required.
+fn parse_host_port(text: &str) -> Option<HostPort> {
+    let (host, port) = if let Some(rest) = text.strip_prefix('[') {
+        let (host, port) = rest.split_once("]:")?;
+        host.parse::<std::net::Ipv6Addr>().ok()?;
+        (host, port)
+    } else {
+        let (host, port) = text.rsplit_once(':')?;
+        if host.contains(':') {
+            return None;
+        }
+        (host, port)
+    };
+    let port: u16 = port.parse().ok().filter(|p| *p != 0)?;
+    let valid_host = !host.is_empty()
+        && host
+            .chars()
+            .all(|ch| ch.is_ascii_alphanumeric() || matches!(ch, '.' | '-' | '_' | ':'));
+    valid_host.then(|| HostPort {
+        host: host.to_string(),
+        port,
+    })
+}
+
+/// The required `host:port` at `key`.
+fn address(
+    c: &mut Checker<'_>,
+    tp: &KeyPath,
+    key: &str,
+    kind: &str,
+    text: Option<String>,
+    example: &str,
+) -> Option<HostPort> {
+    let Some(text) = text else {
+        c.error_at(
+            tp,
+            format!("missing field `{key}` (required for kind {kind:?})"),
+        );
+        return None;
+    };
+    let parsed = parse_host_port(&text);
+    if parsed.is_none() {
+        c.error_at(
+            &tp.key(key),
+            format!("invalid address {text:?} (expected host:port, e.g. \"{example}\")"),
+        );
+    }
+    parsed
+}
+
+/// A TLS mode, defaulting from the port for mail protocols (see [`TlsMode`]).
+fn tls_mode(
+    c: &mut Checker<'_>,
+    tp: &KeyPath,
+    key: &str,
+    text: Option<String>,
+    port: u16,
+    mail: bool,
+) -> TlsMode {
+    let default = if mail {
+        TlsMode::default_for_mail_port(port)
+    } else {
+        TlsMode::None
+    };
+    match text.as_deref() {
+        None => default,
+        Some("none") => TlsMode::None,
+        Some("implicit") => TlsMode::Implicit,
+        Some("starttls") if mail => TlsMode::StartTls,
+        Some(other) => {
+            let expected = if mail {
+                "\"none\", \"starttls\" or \"implicit\""
+            } else {
+                "\"none\" or \"implicit\""
+            };
+            c.error_at(
+                &tp.key(key),
+                format!("invalid tls mode {other:?} (expected {expected})"),
+            );
+            default
+        }
+    }
+}
+
+/// Whether `text` can be sent inside one protocol line without breaking it.
+fn is_single_line(text: &str) -> bool {
+    !text.chars().any(|ch| matches!(ch, '\r' | '\n' | '\0'))
+}
+
+/// A mail address for `MAIL FROM`/`RCPT TO`: no spaces, brackets or line breaks.
+fn mail_address(
+    c: &mut Checker<'_>,
+    tp: &KeyPath,
+    key: &str,
+    text: Option<String>,
+) -> Option<String> {
+    let text = text?;
+    let ok = !text.is_empty()
+        && text.contains('@')
+        && !text
+            .chars()
+            .any(|ch| ch.is_whitespace() || ch.is_control() || matches!(ch, '<' | '>'));
+    if !ok {
+        c.error_at(
+            &tp.key(key),
+            format!("invalid mail address {text:?} (expected local@domain)"),
+        );
+        return None;
+    }
+    Some(text)
+}
+
+/// The credentials of a mail target: both `username` and a password, or neither.
+/// `Err` means an error was reported.
+fn mail_credentials(
+    c: &mut Checker<'_>,
+    tp: &KeyPath,
+    base: &Path,
+    t: &mut RawTarget,
+    tls: &[TlsMode],
+) -> Result<Option<Credentials>, ()> {
+    let password_key = if t.password_credential.is_some() {
+        "password_credential"
+    } else {
+        "password_file"
+    };
+    let password = read_password(
+        c,
+        tp,
+        base,
+        t.password_file.take(),
+        t.password_credential.take(),
+    )?;
+    let creds = match (t.username.take(), password) {
+        (Some(username), Some(password)) => {
+            if username.is_empty() || !is_single_line(&username) {
+                c.error_at(
+                    &tp.key("username"),
+                    "must be non-empty, without line breaks or NUL",
+                );
+                return Err(());
+            }
+            if !is_single_line(password.expose()) {
+                // Never show the value: only where it came from.
+                c.error_at(
+                    &tp.key(password_key),
+                    format!(
+                        "the secret in {} must be one line without NUL",
+                        password.path().display()
+                    ),
+                );
+                return Err(());
+            }
+            Credentials { username, password }
+        }
+        (Some(_), None) => {
+            c.error_at(
+                &tp.key("username"),
+                "needs password_file or password_credential",
+            );
+            return Err(());
+        }
+        (None, Some(_)) => {
+            c.error_at(&tp.key(password_key), "needs username");
+            return Err(());
+        }
+        (None, None) => return Ok(None),
+    };
+    if tls.contains(&TlsMode::None) {
+        c.error_at(
+            &tp.key("username"),
+            "a password is never sent without TLS; use tls = \"starttls\" or \"implicit\"",
+        );
+        return Err(());
+    }
+    Ok(Some(creds))
+}
+
+/// The raw TLS keys of a target, taken out of it.
+fn tls_keys(t: &mut RawTarget) -> TlsKeys {
+    TlsKeys {
+        ca_file: t.tls_ca_file.take(),
+        cert_file: t.tls_cert_file.take(),
+        key_file: t.tls_key_file.take(),
+        insecure: t.tls_insecure_skip_verify.take(),
+        server_name: t.tls_server_name.take(),
+    }
+}
+
+fn build_tcp(c: &mut Checker<'_>, tp: &KeyPath, mut t: RawTarget, base: &Path) -> Option<TcpSpec> {
+    let address = address(
+        c,
+        tp,
+        "address",
+        "tcp",
+        t.address.take(),
+        "mail.example.org:25",
+    )?;
+    let tls = tls_mode(c, tp, "tls", t.tls.take(), address.port, false);
+    let ip_family = parse_ip_family(c, tp, t.ip_family.take());
+    let tls_options = build_tls(c, tp, base, tls_keys(&mut t));
+    Some(TcpSpec {
+        address,
+        tls,
+        ip_family,
+        tls_options,
+    })
+}
+
+/// Where and how a mail probe connects.
+struct Endpoint {
+    address: HostPort,
+    tls: TlsMode,
+    ip_family: IpFamily,
+    tls_options: TlsOptions,
+}
+
+/// The parts of an SMTP spec shared by `smtp` and `mailflow`.
+fn build_smtp_parts(
+    c: &mut Checker<'_>,
+    tp: &KeyPath,
+    t: &mut RawTarget,
+    endpoint: Endpoint,
+    auth: Option<Credentials>,
+) -> Option<SmtpSpec> {
+    let Endpoint {
+        address,
+        tls,
+        ip_family,
+        tls_options,
+    } = endpoint;
+    let helo_name = match t.helo_name.take() {
+        Some(name) => {
+            if name.is_empty() || name.chars().any(|ch| ch.is_whitespace() || ch.is_control()) {
+                c.error_at(&tp.key("helo_name"), format!("invalid helo_name {name:?}"));
+            }
+            name
+        }
+        None => hostname(),
+    };
+    let mechanism = match t.auth.take().as_deref() {
+        None | Some("plain") => SmtpAuthMechanism::Plain,
+        Some("login") => SmtpAuthMechanism::Login,
+        Some(other) => {
+            c.error_at(
+                &tp.key("auth"),
+                format!("invalid auth {other:?} (expected \"plain\" or \"login\")"),
+            );
+            SmtpAuthMechanism::Plain
+        }
+    };
+    let mail_from = mail_address(c, tp, "mail_from", t.mail_from.take());
+    let rcpt_to = mail_address(c, tp, "rcpt_to", t.rcpt_to.take());
+    Some(SmtpSpec {
+        address,
+        tls,
+        ip_family,
+        tls_options,
+        helo_name,
+        auth,
+        mechanism,
+        mail_from,
+        rcpt_to,
+    })
+}
+
+fn build_smtp(
+    c: &mut Checker<'_>,
+    tp: &KeyPath,
+    mut t: RawTarget,
+    base: &Path,
+) -> Option<SmtpSpec> {
+    let address = address(
+        c,
+        tp,
+        "address",
+        "smtp",
+        t.address.take(),
+        "mail.example.org:587",
+    )?;
+    let tls = tls_mode(c, tp, "tls", t.tls.take(), address.port, true);
+    let auth = mail_credentials(c, tp, base, &mut t, &[tls]).ok()?;
+    if t.auth.is_some() && auth.is_none() {
+        c.error_at(&tp.key("auth"), "needs username and password_file");
+    }
+    if t.rcpt_to.is_some() && t.mail_from.is_none() {
+        c.error_at(&tp.key("rcpt_to"), "needs mail_from");
+    }
+    let ip_family = parse_ip_family(c, tp, t.ip_family.take());
+    let tls_options = build_tls(c, tp, base, tls_keys(&mut t));
+    let endpoint = Endpoint {
+        address,
+        tls,
+        ip_family,
+        tls_options,
+    };
+    build_smtp_parts(c, tp, &mut t, endpoint, auth)
+}
+
+/// The IMAP `auth` key.
+fn imap_mechanism(c: &mut Checker<'_>, tp: &KeyPath, text: Option<String>) -> ImapAuthMechanism {
+    match text.as_deref() {
+        None | Some("login") => ImapAuthMechanism::Login,
+        Some("plain") => ImapAuthMechanism::Plain,
+        Some(other) => {
+            c.error_at(
+                &tp.key("auth"),
+                format!("invalid auth {other:?} (expected \"login\" or \"plain\")"),
+            );
+            ImapAuthMechanism::Login
+        }
+    }
+}
+
+/// The `mailbox` key.
+fn mailbox(c: &mut Checker<'_>, tp: &KeyPath, text: Option<String>) -> String {
+    let name = text.unwrap_or_else(|| DEFAULT_MAILBOX.into());
+    if name.is_empty() || !is_single_line(&name) {
+        c.error_at(
+            &tp.key("mailbox"),
+            "must be a non-empty mailbox name on one line",
+        );
+    }
+    name
+}
+
+fn build_imap(
+    c: &mut Checker<'_>,
+    tp: &KeyPath,
+    mut t: RawTarget,
+    base: &Path,
+) -> Option<ImapSpec> {
+    let address = address(
+        c,
+        tp,
+        "address",
+        "imap",
+        t.address.take(),
+        "mail.example.org:993",
+    )?;
+    let tls = tls_mode(c, tp, "tls", t.tls.take(), address.port, true);
+    let auth = mail_credentials(c, tp, base, &mut t, &[tls]).ok()?;
+    if auth.is_none() {
+        if t.auth.is_some() {
+            c.error_at(&tp.key("auth"), "needs username and password_file");
+        }
+        if t.mailbox.is_some() {
+            c.error_at(&tp.key("mailbox"), "needs username and password_file");
+        }
+    }
+    let mechanism = imap_mechanism(c, tp, t.auth.take());
+    let mailbox = mailbox(c, tp, t.mailbox.take());
+    let ip_family = parse_ip_family(c, tp, t.ip_family.take());
+    let tls_options = build_tls(c, tp, base, tls_keys(&mut t));
+    Some(ImapSpec {
+        address,
+        tls,
+        ip_family,
+        tls_options,
+        auth,
+        mechanism,
+        mailbox,
+    })
+}
+
+fn build_pop3(
+    c: &mut Checker<'_>,
+    tp: &KeyPath,
+    mut t: RawTarget,
+    base: &Path,
+) -> Option<Pop3Spec> {
+    let address = address(
+        c,
+        tp,
+        "address",
+        "pop3",
+        t.address.take(),
+        "mail.example.org:995",
+    )?;
+    let tls = tls_mode(c, tp, "tls", t.tls.take(), address.port, true);
+    let auth = mail_credentials(c, tp, base, &mut t, &[tls]).ok()?;
+    let ip_family = parse_ip_family(c, tp, t.ip_family.take());
+    let tls_options = build_tls(c, tp, base, tls_keys(&mut t));
+    Some(Pop3Spec {
+        address,
+        tls,
+        ip_family,
+        tls_options,
+        auth,
+    })
+}
+
+fn build_mailflow(
+    c: &mut Checker<'_>,
+    tp: &KeyPath,
+    mut t: RawTarget,
+    base: &Path,
+) -> Option<MailflowSpec> {
+    let smtp_address = address(
+        c,
+        tp,
+        "smtp_address",
+        "mailflow",
+        t.smtp_address.take(),
+        "mail.example.org:587",
+    );
+    let imap_address = address(
+        c,
+        tp,
+        "imap_address",
+        "mailflow",
+        t.imap_address.take(),
+        "mail.example.org:993",
+    );
+    let (smtp_address, imap_address) = (smtp_address?, imap_address?);
+    let smtp_tls = tls_mode(
+        c,
+        tp,
+        "smtp_tls",
+        t.smtp_tls.take(),
+        smtp_address.port,
+        true,
+    );
+    let imap_tls = tls_mode(
+        c,
+        tp,
+        "imap_tls",
+        t.imap_tls.take(),
+        imap_address.port,
+        true,
+    );
+    let Some(auth) = mail_credentials(c, tp, base, &mut t, &[smtp_tls, imap_tls]).ok()? else {
+        c.error_at(
+            tp,
+            "missing field `username` (kind \"mailflow\" needs username and password_file)",
+        );
+        return None;
+    };
+    // The probe account usually mails itself: both envelope addresses default
+    // to the user name when it is an address.
+    let default_address = auth.username.contains('@').then(|| auth.username.clone());
+    if t.mail_from.is_none() {
+        t.mail_from = default_address.clone();
+    }
+    if t.rcpt_to.is_none() {
+        t.rcpt_to = t.mail_from.clone().or(default_address);
+    }
+    if t.mail_from.is_none() || t.rcpt_to.is_none() {
+        c.error_at(
+            tp,
+            "missing field `mail_from` (needed when username is not a mail address)",
+        );
+        return None;
+    }
+    let mailbox = mailbox(c, tp, t.mailbox.take());
+    let ip_family = parse_ip_family(c, tp, t.ip_family.take());
+    let tls_options = build_tls(c, tp, base, tls_keys(&mut t));
+    let imap = ImapSpec {
+        address: imap_address,
+        tls: imap_tls,
+        ip_family,
+        tls_options: tls_options.clone(),
+        auth: Some(auth.clone()),
+        mechanism: ImapAuthMechanism::Login,
+        mailbox,
+    };
+    let endpoint = Endpoint {
+        address: smtp_address,
+        tls: smtp_tls,
+        ip_family,
+        tls_options,
+    };
+    let smtp = build_smtp_parts(c, tp, &mut t, endpoint, Some(auth))?;
+    if smtp.mail_from.is_none() || smtp.rcpt_to.is_none() {
+        return None;
+    }
+    Some(MailflowSpec { smtp, imap })
 }

@@ -17,11 +17,12 @@ pub struct ProbeMetrics {
     cert_expiry: GaugeVec,
     status_code: IntGaugeVec,
     tls_info: IntGaugeVec,
+    mailbox_messages: IntGaugeVec,
     schedule_lag: prometheus::Histogram,
 }
 
 /// All failure reasons, for removing a target's series.
-const REASONS: [FailureReason; 7] = [
+const REASONS: [FailureReason; 9] = [
     FailureReason::Dns,
     FailureReason::Connect,
     FailureReason::Tls,
@@ -29,6 +30,8 @@ const REASONS: [FailureReason; 7] = [
     FailureReason::Status,
     FailureReason::Body,
     FailureReason::Protocol,
+    FailureReason::Auth,
+    FailureReason::Reply,
 ];
 
 impl ProbeMetrics {
@@ -97,6 +100,16 @@ impl ProbeMetrics {
                     &["target", "version", "cipher"],
                 )?,
             )?,
+            mailbox_messages: register(
+                reg,
+                IntGaugeVec::new(
+                    Opts::new(
+                        "mailpulse_probe_mailbox_messages",
+                        "Messages in the mailbox the latest probe looked at (IMAP SELECT, POP3 STAT).",
+                    ),
+                    &["target"],
+                )?,
+            )?,
             schedule_lag: register(
                 reg,
                 prometheus::Histogram::with_opts(
@@ -145,6 +158,11 @@ impl ProbeMetrics {
             remove_other_label_sets(&self.tls_info, target, &current);
             self.tls_info.with_label_values(&current).set(1);
         }
+        if let Some(count) = s.messages {
+            self.mailbox_messages
+                .with_label_values(&[target])
+                .set(i64::try_from(count).unwrap_or(i64::MAX));
+        }
         self.schedule_lag.observe(s.schedule_lag.as_secs_f64());
     }
 
@@ -167,6 +185,7 @@ impl ProbeMetrics {
         }
         let _ = self.cert_expiry.remove_label_values(&[target]);
         let _ = self.status_code.remove_label_values(&[target]);
+        let _ = self.mailbox_messages.remove_label_values(&[target]);
         remove_other_label_sets(&self.tls_info, target, &[]);
     }
 }

@@ -1,24 +1,162 @@
 //! The HTTP listener: `/metrics` (Prometheus text format), `/healthz`
 //! (200 while every loop makes progress, 503 naming the stale ones) and a
 //! small index page. The listener is bound by the caller before READY=1.
+//!
+//! `[agent.web]` can require TLS (optionally with client certificates), HTTP
+//! basic authentication against bcrypt hashes, and restrict clients to listed
+//! networks. These settings can change on reload without rebinding.
 
+use std::collections::{HashMap, HashSet};
 use std::convert::Infallible;
-use std::sync::Arc;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
+use base64::Engine as _;
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
+use sha2::{Digest, Sha256};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use super::Metrics;
+use crate::config::net::IpNet;
+use crate::config::WebConfig;
 use crate::health::Health;
 
-/// How long a client may take to send its request head.
+/// How long a client may take to finish the TLS handshake and send its request head.
 pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// Successful credential checks remembered, so bcrypt's cost is paid once per client.
+const AUTH_CACHE_SIZE: usize = 1024;
+
+/// The endpoint's protection, rebuilt from `[agent.web]` on every (re)load.
+pub struct WebRuntime {
+    acceptor: Option<tokio_rustls::TlsAcceptor>,
+    users: HashMap<String, String>,
+    networks: Vec<IpNet>,
+    /// A hash checked for unknown users, so their answer takes as long as a known user's.
+    decoy: String,
+    /// Digests of (user, password, hash) that verified.
+    verified: Mutex<HashSet<[u8; 32]>>,
+}
+
+impl WebRuntime {
+    /// Builds the runtime form of `[agent.web]`.
+    pub fn new(web: &WebConfig) -> Result<WebRuntime, String> {
+        let acceptor = match &web.tls {
+            None => None,
+            Some(tls) => {
+                let provider = Arc::new(rustls::crypto::ring::default_provider());
+                let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
+                    .with_safe_default_protocol_versions()
+                    .map_err(|e| format!("tls setup: {e}"))?;
+                let builder = if tls.client_ca.is_empty() {
+                    builder.with_no_client_auth()
+                } else {
+                    let mut roots = rustls::RootCertStore::empty();
+                    for cert in &tls.client_ca {
+                        roots
+                            .add(cert.clone())
+                            .map_err(|e| format!("client CA: {e}"))?;
+                    }
+                    let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+                        Arc::new(roots),
+                        provider,
+                    )
+                    .build()
+                    .map_err(|e| format!("client CA: {e}"))?;
+                    builder.with_client_cert_verifier(verifier)
+                };
+                let mut config = builder
+                    .with_single_cert(tls.identity.chain.clone(), tls.identity.key.clone_key())
+                    .map_err(|e| format!("server certificate: {e}"))?;
+                config.alpn_protocols = vec![b"http/1.1".to_vec()];
+                Some(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
+            }
+        };
+        let decoy = if web.basic_auth_users.is_empty() {
+            String::new()
+        } else {
+            // Same cost as the configured hashes, so unknown users cannot be told apart by timing.
+            let cost = web
+                .basic_auth_users
+                .first()
+                .and_then(|(_, h)| h.parse::<bcrypt::HashParts>().ok())
+                .map(|p| p.get_cost())
+                .unwrap_or(bcrypt::DEFAULT_COST);
+            bcrypt::hash("mailpulse-decoy", cost).map_err(|e| format!("bcrypt: {e}"))?
+        };
+        Ok(WebRuntime {
+            acceptor,
+            users: web.basic_auth_users.iter().cloned().collect(),
+            networks: web.allowed_networks.clone(),
+            decoy,
+            verified: Mutex::new(HashSet::new()),
+        })
+    }
+
+    fn allows(&self, peer: SocketAddr) -> bool {
+        self.networks.is_empty() || self.networks.iter().any(|n| n.contains(peer.ip()))
+    }
+
+    /// Checks the request's basic credentials (bcrypt on the blocking pool).
+    async fn authorized(&self, req: &Request<Incoming>) -> bool {
+        if self.users.is_empty() {
+            return true;
+        }
+        let Some((user, password)) = basic_credentials(req) else {
+            return false;
+        };
+        let (hash, known) = match self.users.get(&user) {
+            Some(h) => (h.clone(), true),
+            None => (self.decoy.clone(), false),
+        };
+        let digest: [u8; 32] = Sha256::new()
+            .chain_update(user.as_bytes())
+            .chain_update([0])
+            .chain_update(password.as_bytes())
+            .chain_update([0])
+            .chain_update(hash.as_bytes())
+            .finalize()
+            .into();
+        if known && self.verified.lock().expect("auth cache").contains(&digest) {
+            return true;
+        }
+        let ok =
+            tokio::task::spawn_blocking(move || bcrypt::verify(password, &hash).unwrap_or(false))
+                .await
+                .unwrap_or(false);
+        if ok && known {
+            let mut cache = self.verified.lock().expect("auth cache");
+            if cache.len() >= AUTH_CACHE_SIZE {
+                cache.clear();
+            }
+            cache.insert(digest);
+        }
+        ok && known
+    }
+}
+
+fn basic_credentials(req: &Request<Incoming>) -> Option<(String, String)> {
+    let value = req
+        .headers()
+        .get(hyper::header::AUTHORIZATION)?
+        .to_str()
+        .ok()?;
+    let encoded = value
+        .strip_prefix("Basic ")
+        .or_else(|| value.strip_prefix("basic "))?;
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(encoded.trim())
+        .ok()?;
+    let text = String::from_utf8(decoded).ok()?;
+    let (user, password) = text.split_once(':')?;
+    Some((user.to_string(), password.to_string()))
+}
 
 /// What the handlers need.
 pub struct ServerState {
@@ -26,12 +164,30 @@ pub struct ServerState {
     pub metrics: Arc<Metrics>,
     /// Loop liveness, for `/healthz`.
     pub health: Arc<Health>,
+    /// The endpoint's protection; replaced on reload.
+    pub web: RwLock<Arc<WebRuntime>>,
+}
+
+impl ServerState {
+    /// State with the given protection.
+    pub fn new(metrics: Arc<Metrics>, health: Arc<Health>, web: WebRuntime) -> ServerState {
+        ServerState {
+            metrics,
+            health,
+            web: RwLock::new(Arc::new(web)),
+        }
+    }
+
+    /// Replaces the protection (after a reload).
+    pub fn set_web(&self, web: WebRuntime) {
+        *self.web.write().expect("web lock") = Arc::new(web);
+    }
 }
 
 /// Serves connections until `shutdown` is cancelled.
 pub async fn serve(listener: TcpListener, state: Arc<ServerState>, shutdown: CancellationToken) {
     loop {
-        let (stream, _) = tokio::select! {
+        let (stream, peer) = tokio::select! {
             _ = shutdown.cancelled() => break,
             accepted = listener.accept() => match accepted {
                 Ok(a) => a,
@@ -43,23 +199,52 @@ pub async fn serve(listener: TcpListener, state: Arc<ServerState>, shutdown: Can
                 }
             },
         };
+        let web = state.web.read().expect("web lock").clone();
+        if !web.allows(peer) {
+            tracing::debug!(%peer, "metrics client outside allowed_networks; closing");
+            continue;
+        }
         let state = state.clone();
         let shutdown = shutdown.clone();
         tokio::spawn(async move {
-            let service = hyper::service::service_fn(move |req| {
-                let state = state.clone();
-                async move { Ok::<_, Infallible>(handle(&state, &req)) }
-            });
-            let conn = hyper::server::conn::http1::Builder::new()
-                .timer(TokioTimer::new())
-                .header_read_timeout(HEADER_READ_TIMEOUT)
-                .serve_connection(TokioIo::new(stream), service);
+            let work = async {
+                match &web.acceptor {
+                    None => serve_connection(stream, state, web.clone()).await,
+                    Some(acceptor) => {
+                        let handshake =
+                            tokio::time::timeout(HEADER_READ_TIMEOUT, acceptor.accept(stream));
+                        match handshake.await {
+                            Ok(Ok(tls)) => serve_connection(tls, state, web.clone()).await,
+                            Ok(Err(e)) => {
+                                tracing::debug!(%peer, error = %e, "metrics tls handshake failed")
+                            }
+                            Err(_) => tracing::debug!(%peer, "metrics tls handshake timed out"),
+                        }
+                    }
+                }
+            };
             tokio::select! {
-                _ = conn => {}
+                _ = work => {}
                 _ = shutdown.cancelled() => {}
             }
         });
     }
+}
+
+async fn serve_connection<S>(io: S, state: Arc<ServerState>, web: Arc<WebRuntime>)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let service = hyper::service::service_fn(move |req| {
+        let state = state.clone();
+        let web = web.clone();
+        async move { Ok::<_, Infallible>(handle(&state, &web, req).await) }
+    });
+    let _ = hyper::server::conn::http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT)
+        .serve_connection(TokioIo::new(io), service)
+        .await;
 }
 
 fn text(
@@ -74,7 +259,19 @@ fn text(
         .expect("static response parts are valid")
 }
 
-fn handle(state: &ServerState, req: &Request<Incoming>) -> Response<Full<Bytes>> {
+async fn handle(
+    state: &ServerState,
+    web: &WebRuntime,
+    req: Request<Incoming>,
+) -> Response<Full<Bytes>> {
+    if !web.authorized(&req).await {
+        let mut r = text(StatusCode::UNAUTHORIZED, "text/plain", "unauthorized\n");
+        r.headers_mut().insert(
+            hyper::header::WWW_AUTHENTICATE,
+            hyper::header::HeaderValue::from_static("Basic realm=\"mailpulse\""),
+        );
+        return r;
+    }
     if req.method() != Method::GET && req.method() != Method::HEAD {
         return text(
             StatusCode::METHOD_NOT_ALLOWED,

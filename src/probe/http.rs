@@ -21,7 +21,7 @@ use url::{Host, Url};
 use crate::config::{HttpAuth, HttpSpec, IpFamily};
 use crate::sample::{FailureReason, Phase};
 
-use super::{tls, ProbeError, Recorder};
+use super::{ntlm, tls, ProbeError, Recorder};
 
 /// The `User-Agent` every probe request carries.
 pub const USER_AGENT: &str = concat!("mailpulse/", env!("CARGO_PKG_VERSION"));
@@ -47,7 +47,7 @@ impl HttpProber {
     pub fn new(spec: &HttpSpec) -> Result<HttpProber, ProbeError> {
         let method = Method::from_bytes(spec.method.as_bytes())
             .map_err(|_| ProbeError::new(FailureReason::Protocol, "invalid method"))?;
-        let auth_header = spec.auth.as_ref().map(|auth| {
+        let auth_header = spec.auth.as_ref().and_then(|auth| {
             let text = match auth {
                 HttpAuth::Basic { username, password } => {
                     let raw = format!("{username}:{}", password.expose());
@@ -57,10 +57,12 @@ impl HttpProber {
                     )
                 }
                 HttpAuth::Bearer(token) => format!("Bearer {}", token.expose()),
+                // NTLM is a handshake on the connection, not a fixed header.
+                HttpAuth::Ntlm { .. } => return None,
             };
             let mut value = HeaderValue::from_str(&text).unwrap_or(HeaderValue::from_static(""));
             value.set_sensitive(true);
-            value
+            Some(value)
         });
         Ok(HttpProber {
             spec: spec.clone(),
@@ -179,9 +181,32 @@ impl HttpProber {
                 .await
                 .map_err(|e| tls::handshake_error(&e))?;
             rec.tls = Some(tls::info(tls_stream.get_ref().1));
-            exchange(rec, tls_stream, request, self.spec.max_body_bytes).await
+            exchange(
+                rec,
+                tls_stream,
+                request,
+                self.spec.max_body_bytes,
+                self.ntlm(),
+            )
+            .await
         } else {
-            exchange(rec, stream, request, self.spec.max_body_bytes).await
+            exchange(rec, stream, request, self.spec.max_body_bytes, self.ntlm()).await
+        }
+    }
+
+    /// The NTLM identity, when the target authenticates with NTLM.
+    fn ntlm(&self) -> Option<ntlm::Identity<'_>> {
+        match &self.spec.auth {
+            Some(HttpAuth::Ntlm {
+                domain,
+                username,
+                password,
+            }) => Some(ntlm::Identity {
+                domain,
+                user: username,
+                password: password.expose(),
+            }),
+            _ => None,
         }
     }
 
@@ -230,7 +255,7 @@ impl HttpProber {
 }
 
 /// Resolves `host` (a name or a literal address) into the addresses to try.
-async fn resolve(
+pub(super) async fn resolve(
     host: &Host<&str>,
     port: u16,
     family: IpFamily,
@@ -284,6 +309,9 @@ pub async fn connect(addrs: &[SocketAddr]) -> Result<TcpStream, ProbeError> {
 }
 
 /// Sends one request and reads the response, timing `first_byte` and `transfer`.
+/// With an NTLM identity, the handshake comes first on the same connection
+/// (timed as `auth`): NEGOTIATE, the server's 401 CHALLENGE, then the request
+/// itself carrying the AUTHENTICATE message.
 /// The connection is driven in this task (not spawned), so a probe cut off by
 /// its deadline leaves nothing running behind it.
 async fn exchange<S>(
@@ -291,12 +319,11 @@ async fn exchange<S>(
     io: S,
     request: Request<Full<Bytes>>,
     max_body: u64,
+    ntlm_identity: Option<ntlm::Identity<'_>>,
 ) -> Result<Response, ProbeError>
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let protocol =
-        |e: hyper::Error| ProbeError::new(FailureReason::Protocol, format!("http error: {e}"));
     let (mut sender, conn) = hyper::client::conn::http1::Builder::new()
         .max_buf_size(64 * 1024)
         .handshake::<_, Full<Bytes>>(TokioIo::new(io))
@@ -306,35 +333,95 @@ where
     let mut conn_done = false;
 
     let work = async {
+        let mut request = request;
+        if let Some(id) = ntlm_identity {
+            rec.begin(Phase::Auth);
+            let mut negotiate = copy_request(&request);
+            negotiate.headers_mut().insert(
+                hyper::header::CONNECTION,
+                HeaderValue::from_static("keep-alive"),
+            );
+            negotiate.headers_mut().insert(
+                hyper::header::AUTHORIZATION,
+                ntlm_header(&ntlm::negotiate()),
+            );
+            let response = sender.send_request(negotiate).await.map_err(protocol)?;
+            if response.status() != StatusCode::UNAUTHORIZED {
+                // The server let us in without asking: judge this answer.
+                rec.notes
+                    .push("server answered without asking for NTLM".to_string());
+                rec.begin(Phase::Transfer);
+                return read_response(rec, response, max_body).await;
+            }
+            let challenge = response
+                .headers()
+                .get_all(hyper::header::WWW_AUTHENTICATE)
+                .iter()
+                .filter_map(|v| v.to_str().ok())
+                .find_map(|v| {
+                    let (scheme, token) = v.trim().split_once(' ')?;
+                    scheme
+                        .eq_ignore_ascii_case("NTLM")
+                        .then(|| token.trim().to_string())
+                });
+            let offered: Vec<String> = response
+                .headers()
+                .get_all(hyper::header::WWW_AUTHENTICATE)
+                .iter()
+                .filter_map(|v| v.to_str().ok())
+                .filter_map(|v| v.split_whitespace().next().map(str::to_string))
+                .collect();
+            read_body(response.into_body(), max_body).await?;
+            let Some(token) = challenge else {
+                return Err(ProbeError::new(
+                    FailureReason::Auth,
+                    format!(
+                        "server sent no NTLM challenge (offered: {})",
+                        if offered.is_empty() {
+                            "nothing".to_string()
+                        } else {
+                            offered.join(", ")
+                        }
+                    ),
+                ));
+            };
+            let bytes = base64::engine::general_purpose::STANDARD
+                .decode(token.as_bytes())
+                .map_err(|_| {
+                    ProbeError::new(FailureReason::Protocol, "NTLM challenge is not base64")
+                })?;
+            let challenge = ntlm::parse_challenge(&bytes)
+                .map_err(|e| ProbeError::new(FailureReason::Protocol, e))?;
+            let mut client_challenge = [0u8; 8];
+            tls::provider()
+                .secure_random
+                .fill(&mut client_challenge)
+                .map_err(|_| ProbeError::new(FailureReason::Auth, "no random numbers for NTLM"))?;
+            let message =
+                ntlm::authenticate(&challenge, id, &client_challenge, &ntlm::filetime_now());
+            sender.ready().await.map_err(|_| {
+                ProbeError::new(
+                    FailureReason::Protocol,
+                    "server closed the connection during the NTLM handshake",
+                )
+            })?;
+            request
+                .headers_mut()
+                .insert(hyper::header::AUTHORIZATION, ntlm_header(&message));
+        }
         rec.begin(Phase::FirstByte);
         let response = sender.send_request(request).await.map_err(protocol)?;
-        rec.begin(Phase::Transfer);
-        let status = response.status();
-        let location = response
-            .headers()
-            .get(hyper::header::LOCATION)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_string);
-        let mut body = response.into_body();
-        let mut buf = Vec::new();
-        while let Some(frame) = body.frame().await {
-            let frame = frame.map_err(protocol)?;
-            if let Some(data) = frame.data_ref() {
-                if (buf.len() + data.len()) as u64 > max_body {
-                    return Err(ProbeError::new(
-                        FailureReason::Protocol,
-                        format!("body larger than max_body_bytes ({max_body})"),
-                    ));
-                }
-                buf.extend_from_slice(data);
-            }
+        if ntlm_identity.is_some() && response.status() == StatusCode::UNAUTHORIZED {
+            // The verdict on the credentials: the probe fails in its auth step.
+            rec.begin(Phase::Auth);
+            rec.status = Some(401);
+            return Err(ProbeError::new(
+                FailureReason::Auth,
+                "NTLM authentication rejected (401 after AUTHENTICATE)",
+            ));
         }
-        rec.end();
-        Ok::<_, ProbeError>(Response {
-            status,
-            location,
-            body: Bytes::from(buf),
-        })
+        rec.begin(Phase::Transfer);
+        read_response(rec, response, max_body).await
     };
     let mut work = std::pin::pin!(work);
     loop {
@@ -348,4 +435,67 @@ where
             }
         }
     }
+}
+
+fn protocol(e: hyper::Error) -> ProbeError {
+    ProbeError::new(FailureReason::Protocol, format!("http error: {e}"))
+}
+
+/// `NTLM <base64>` as a sensitive header value.
+fn ntlm_header(message: &[u8]) -> HeaderValue {
+    let text = format!(
+        "NTLM {}",
+        base64::engine::general_purpose::STANDARD.encode(message)
+    );
+    let mut value = HeaderValue::from_str(&text).expect("base64 is a valid header value");
+    value.set_sensitive(true);
+    value
+}
+
+/// A copy of a request (hyper's requests are not `Clone`).
+fn copy_request(request: &Request<Full<Bytes>>) -> Request<Full<Bytes>> {
+    let mut copy = Request::new(request.body().clone());
+    *copy.method_mut() = request.method().clone();
+    *copy.uri_mut() = request.uri().clone();
+    *copy.headers_mut() = request.headers().clone();
+    copy
+}
+
+/// Reads the status, location and body of a response (phase `transfer` is running).
+async fn read_response(
+    rec: &mut Recorder,
+    response: hyper::Response<hyper::body::Incoming>,
+    max_body: u64,
+) -> Result<Response, ProbeError> {
+    let status = response.status();
+    let location = response
+        .headers()
+        .get(hyper::header::LOCATION)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    let body = read_body(response.into_body(), max_body).await?;
+    rec.end();
+    Ok(Response {
+        status,
+        location,
+        body,
+    })
+}
+
+/// Reads a whole body, failing past `max_body` bytes.
+async fn read_body(mut body: hyper::body::Incoming, max_body: u64) -> Result<Bytes, ProbeError> {
+    let mut buf = Vec::new();
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(protocol)?;
+        if let Some(data) = frame.data_ref() {
+            if (buf.len() + data.len()) as u64 > max_body {
+                return Err(ProbeError::new(
+                    FailureReason::Protocol,
+                    format!("body larger than max_body_bytes ({max_body})"),
+                ));
+            }
+            buf.extend_from_slice(data);
+        }
+    }
+    Ok(Bytes::from(buf))
 }

@@ -7,7 +7,14 @@
 //! timeout still reports the steps it finished and the one it was in.
 //! Probes never touch metrics, detection or alerts.
 
+pub mod dialogue;
 pub mod http;
+pub mod imap;
+pub mod mailflow;
+pub mod ntlm;
+pub mod pop3;
+pub mod smtp;
+pub mod tcp;
 pub mod tls;
 
 use std::time::Duration;
@@ -49,6 +56,8 @@ pub struct Recorder {
     pub tls: Option<TlsInfo>,
     /// Extra facts for the operator (final URL, message count, ...).
     pub notes: Vec<String>,
+    /// Messages in the mailbox the probe looked at (IMAP SELECT, POP3 STAT).
+    pub messages: Option<u64>,
 }
 
 impl Recorder {
@@ -59,6 +68,7 @@ impl Recorder {
             status: None,
             tls: None,
             notes: Vec::new(),
+            messages: None,
         }
     }
 
@@ -104,6 +114,11 @@ pub struct Prober {
 #[derive(Debug)]
 enum Inner {
     Http(http::HttpProber),
+    Tcp(tcp::TcpProber),
+    Smtp(smtp::SmtpProber),
+    Imap(imap::ImapProber),
+    Pop3(pop3::Pop3Prober),
+    Mailflow(mailflow::MailflowProber),
 }
 
 impl Prober {
@@ -111,6 +126,15 @@ impl Prober {
     pub fn new(target: &Target) -> Result<Prober, ProbeError> {
         let inner = match &target.spec {
             ProbeSpec::Http(spec) => Inner::Http(http::HttpProber::new(spec)?),
+            ProbeSpec::Tcp(spec) => Inner::Tcp(tcp::TcpProber::new(spec)?),
+            ProbeSpec::Smtp(spec) => Inner::Smtp(smtp::SmtpProber::new(spec)?),
+            ProbeSpec::Imap(spec) => Inner::Imap(imap::ImapProber::new(spec)?),
+            ProbeSpec::Pop3(spec) => Inner::Pop3(pop3::Pop3Prober::new(spec)?),
+            ProbeSpec::Mailflow(spec) => Inner::Mailflow(mailflow::MailflowProber::new(
+                spec,
+                &target.name,
+                target.timeout,
+            )?),
         };
         Ok(Prober {
             name: target.name.clone(),
@@ -136,6 +160,11 @@ pub async fn run(prober: &Prober, started_at: DateTime<Utc>, schedule_lag: Durat
         let work = async {
             match &prober.inner {
                 Inner::Http(p) => p.probe(&mut rec).await,
+                Inner::Tcp(p) => p.probe(&mut rec).await,
+                Inner::Smtp(p) => p.probe(&mut rec).await,
+                Inner::Imap(p) => p.probe(&mut rec).await,
+                Inner::Pop3(p) => p.probe(&mut rec).await,
+                Inner::Mailflow(p) => p.probe(&mut rec).await,
             }
         };
         tokio::time::timeout(prober.timeout, work).await
@@ -168,5 +197,6 @@ pub async fn run(prober: &Prober, started_at: DateTime<Utc>, schedule_lag: Durat
         tls: rec.tls,
         schedule_lag,
         notes: rec.notes,
+        messages: rec.messages,
     }
 }

@@ -16,6 +16,16 @@ use chrono::{DateTime, Utc};
 pub enum ProbeKind {
     /// HTTP or HTTPS request with phase timings.
     Http,
+    /// TCP connect, optionally with a TLS handshake.
+    Tcp,
+    /// An SMTP dialogue (banner, EHLO, STARTTLS, AUTH, envelope, QUIT).
+    Smtp,
+    /// An IMAP dialogue (greeting, CAPABILITY, STARTTLS, LOGIN, SELECT, LOGOUT).
+    Imap,
+    /// A POP3 dialogue (greeting, CAPA, STLS, USER/PASS, STAT, QUIT).
+    Pop3,
+    /// End to end: a tagged message submitted by SMTP and fetched over IMAP.
+    Mailflow,
 }
 
 impl ProbeKind {
@@ -23,6 +33,11 @@ impl ProbeKind {
     pub fn as_str(self) -> &'static str {
         match self {
             ProbeKind::Http => "http",
+            ProbeKind::Tcp => "tcp",
+            ProbeKind::Smtp => "smtp",
+            ProbeKind::Imap => "imap",
+            ProbeKind::Pop3 => "pop3",
+            ProbeKind::Mailflow => "mailflow",
         }
     }
 }
@@ -34,30 +49,81 @@ impl fmt::Display for ProbeKind {
 }
 
 /// One timed step of a probe; its `as_str()` is the `phase` label.
+///
+/// Mail dialogues share one vocabulary: a step that several protocols have
+/// (the greeting, STARTTLS, authentication, the goodbye) has one phase, so a
+/// dashboard can compare `auth` across SMTP, IMAP and POP3. Repeated steps
+/// (the EHLO after STARTTLS) add up into one phase.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Phase {
     /// Name resolution.
     Dns,
     /// TCP connect to the chosen address.
     Connect,
-    /// TLS handshake.
+    /// TLS handshake (implicit TLS, or after STARTTLS/STLS).
     Tls,
     /// Request sent until the first byte of the response head arrived.
     FirstByte,
     /// First response byte until the body was fully read.
     Transfer,
+    /// Waiting for the server's greeting (SMTP 220, IMAP `* OK`, POP3 `+OK`).
+    Banner,
+    /// SMTP `EHLO` (both before and after STARTTLS).
+    Ehlo,
+    /// IMAP `CAPABILITY` or POP3 `CAPA` (both before and after STARTTLS).
+    Capability,
+    /// The `STARTTLS`/`STLS` command and its reply (the handshake is `tls`).
+    Starttls,
+    /// Authentication: SMTP `AUTH`, IMAP `LOGIN`/`AUTHENTICATE`, POP3 `USER`/`PASS`,
+    /// or HTTP NTLM.
+    Auth,
+    /// SMTP `MAIL FROM`.
+    MailFrom,
+    /// SMTP `RCPT TO`.
+    RcptTo,
+    /// IMAP `SELECT` of the mailbox.
+    Select,
+    /// POP3 `STAT`.
+    Stat,
+    /// The goodbye: SMTP `RSET`/`QUIT`, IMAP `LOGOUT`, POP3 `QUIT`.
+    Quit,
+    /// Mail flow: opening the IMAP session that watches the mailbox.
+    Prepare,
+    /// Mail flow: the whole SMTP submission until the message was accepted.
+    Submit,
+    /// Mail flow: message accepted by SMTP until it was visible over IMAP.
+    Delivery,
+    /// Mail flow: fetching the delivered message to check its tag.
+    Fetch,
+    /// Mail flow: deleting the probe message (and leftovers of earlier runs).
+    Delete,
     /// The whole probe, from start to finish.
     Total,
 }
 
 impl Phase {
     /// Every phase, in dialogue order.
-    pub const ALL: [Phase; 6] = [
+    pub const ALL: [Phase; 21] = [
         Phase::Dns,
         Phase::Connect,
         Phase::Tls,
         Phase::FirstByte,
         Phase::Transfer,
+        Phase::Banner,
+        Phase::Ehlo,
+        Phase::Capability,
+        Phase::Starttls,
+        Phase::Auth,
+        Phase::MailFrom,
+        Phase::RcptTo,
+        Phase::Select,
+        Phase::Stat,
+        Phase::Quit,
+        Phase::Prepare,
+        Phase::Submit,
+        Phase::Delivery,
+        Phase::Fetch,
+        Phase::Delete,
         Phase::Total,
     ];
 
@@ -69,6 +135,21 @@ impl Phase {
             Phase::Tls => "tls",
             Phase::FirstByte => "first_byte",
             Phase::Transfer => "transfer",
+            Phase::Banner => "banner",
+            Phase::Ehlo => "ehlo",
+            Phase::Capability => "capability",
+            Phase::Starttls => "starttls",
+            Phase::Auth => "auth",
+            Phase::MailFrom => "mail_from",
+            Phase::RcptTo => "rcpt_to",
+            Phase::Select => "select",
+            Phase::Stat => "stat",
+            Phase::Quit => "quit",
+            Phase::Prepare => "prepare",
+            Phase::Submit => "submit",
+            Phase::Delivery => "delivery",
+            Phase::Fetch => "fetch",
+            Phase::Delete => "delete",
             Phase::Total => "total",
         }
     }
@@ -95,8 +176,15 @@ pub enum FailureReason {
     Status,
     /// The body did not match the expected pattern.
     Body,
-    /// The server broke the protocol (malformed or oversized response, early close).
+    /// The server broke the protocol (malformed or oversized response, early
+    /// close or reset in the middle of a dialogue, data injected after STARTTLS).
     Protocol,
+    /// The server rejected the credentials (SMTP 535, IMAP `NO` to `LOGIN`,
+    /// POP3 `-ERR` to `PASS`, HTTP 401 after NTLM), or offers no way to send them.
+    Auth,
+    /// The server answered a mail command with a refusal (SMTP 4xx/5xx, IMAP
+    /// `NO`/`BAD`/`BYE`, POP3 `-ERR`); the code is in the message, not the label.
+    Reply,
 }
 
 impl FailureReason {
@@ -110,6 +198,8 @@ impl FailureReason {
             FailureReason::Status => "status",
             FailureReason::Body => "body",
             FailureReason::Protocol => "protocol",
+            FailureReason::Auth => "auth",
+            FailureReason::Reply => "reply",
         }
     }
 }
@@ -163,6 +253,8 @@ pub struct Sample {
     pub schedule_lag: Duration,
     /// Extra facts for the operator (final URL after redirects, ...).
     pub notes: Vec<String>,
+    /// Messages in the mailbox the probe looked at (IMAP `SELECT`, POP3 `STAT`).
+    pub messages: Option<u64>,
 }
 
 impl Sample {

@@ -184,6 +184,19 @@ impl Agent {
     /// Starts `mailpulse run --config FILE` with extra environment and waits
     /// until `/healthz` answers.
     pub async fn start(config: &Path, addr: SocketAddr, env: &[(&str, &str)]) -> Agent {
+        let agent = Agent::spawn(config, addr, env).await;
+        agent
+            .wait_until(
+                || async { get(addr, "/healthz").await.is_some() },
+                "listening",
+            )
+            .await;
+        agent
+    }
+
+    /// Starts the agent and waits only until its port accepts connections
+    /// (for listeners that want TLS or credentials).
+    pub async fn spawn(config: &Path, addr: SocketAddr, env: &[(&str, &str)]) -> Agent {
         let log = config.with_extension("log");
         let mut cmd = Command::new(bin());
         cmd.arg("run")
@@ -200,8 +213,8 @@ impl Agent {
         let agent = Agent { child, addr, log };
         agent
             .wait_until(
-                || async { get(addr, "/healthz").await.is_some() },
-                "listening",
+                || async { TcpStream::connect(addr).await.is_ok() },
+                "port open",
             )
             .await;
         agent
@@ -255,8 +268,25 @@ impl Drop for Agent {
 
 /// A minimal HTTP GET; returns the status and body.
 pub async fn get(addr: SocketAddr, path: &str) -> Option<(u16, String)> {
-    let mut stream = TcpStream::connect(addr).await.ok()?;
-    let req = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    let stream = TcpStream::connect(addr).await.ok()?;
+    get_on(stream, addr, path, &[]).await
+}
+
+/// A minimal HTTP GET over an established stream (plain or TLS), with extra headers.
+pub async fn get_on<S>(
+    mut stream: S,
+    addr: SocketAddr,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> Option<(u16, String)>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    let mut req = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
     stream.write_all(req.as_bytes()).await.ok()?;
     let mut out = Vec::new();
     stream.read_to_end(&mut out).await.ok()?;

@@ -1,0 +1,730 @@
+//! Slowdown detection: one [`Detector`] per target turns a stream of
+//! [`Observation`]s (probe results with their timestamps) into incidents that
+//! open and close with hysteresis, and records when they started, were
+//! detected and recovered.
+//!
+//! This module is pure: no IO, no clock reads, no async runtime. Every decision is a
+//! function of the observations and their timestamps, so the agent and
+//! `mailpulse replay` run the very same code, and the state can be persisted
+//! (it is `serde`) and restored after a restart, continuing an open incident
+//! with its original start.
+//!
+//! # Classifying one sample
+//!
+//! A failed probe is *failed*. A successful one is *slow* when its latency is
+//! above the absolute `threshold` (if set), or when the baseline is warm and
+//! the latency is at least `factor` times the baseline *and* at least
+//! `min_delta` above it. "At least" rather than "above" so that a sustained
+//! step to exactly `factor` times the baseline counts (a tiny relative
+//! tolerance absorbs floating-point rounding). Everything else is *healthy*.
+//! Slow and failed samples are *bad*.
+//!
+//! # Opening: persistence in time and in samples
+//!
+//! A bad sample while no incident is open starts a *pending run*. A lone bad
+//! sample followed by a healthy one is a spike and ends the run, so a run's
+//! onset is the first of two consecutive bad samples (an unrelated spike just
+//! before a slowdown does not pull its `started_at` early). After that the run
+//! survives healthy samples as long as they do not outnumber its bad ones (so
+//! a degradation where some probes still get through fast is one run, while
+//! isolated spikes on a healthy target die out at once). It becomes an
+//! incident when its bad samples span at least `for` **and** number at least
+//! [`MIN_RUN_SAMPLES`]. The sample-count floor is what makes one set of
+//! defaults work at every cadence: at 1 s probes `for = 1m` needs ~61 bad
+//! samples; at 30 s it needs 3; with hourly data a single sample would
+//! already "span" an hour, which would turn every spike into an incident, so
+//! the floor asks for three bad hours. Spikes and two-sample bursts therefore
+//! never open an incident, at any cadence. On a spiky target the floor rises
+//! (up to eight samples) with the background rate of bad samples, so that a
+//! run is unlikely to be chance (see [`background`]). `started_at` is the
+//! first bad sample of the run, `detected_at` the sample that confirmed it.
+//!
+//! # Closing: hysteresis
+//!
+//! While an incident is open, a healthy sample starts a *recovery run*. It
+//! survives at most one bad sample per [`RECOVERY_HEALTHY_PER_BAD`] healthy
+//! ones: short recovery runs must be clean (at 30 s probes `recover_for = 2m`
+//! is five samples, and five healthy samples in a row happen by chance in a
+//! degradation where 40% of probes still get through), while long ones
+//! tolerate isolated spikes (at 1 s probes, 120 samples on a noisy target
+//! would rarely all be clean, and the incident would never close). It closes
+//! the incident once its healthy samples span at least `recover_for` and
+//! number at least [`MIN_RUN_SAMPLES`], on a healthy sample. A dip shorter
+//! than `recover_for` inside a degradation is broken off by the next bad
+//! stretch and does not split the incident. `recovered_at` is the first
+//! healthy sample of the run that closed it.
+//!
+//! # Kind
+//!
+//! An incident is `down` when failures are at least half of the bad samples
+//! of the run that opened it, otherwise `slow`. Such a failure-dominated run
+//! needs as many samples as the target's failure rate alone asks for, not its
+//! latency spikiness: three failed probes in a row are not chance on a target
+//! that rarely fails. A slow incident escalates to `down` when failures alone
+//! persist like such an opening run would (a majority of the samples, for
+//! `for`); a down incident stays down until it closes.
+//!
+//! # Baseline
+//!
+//! See [`baseline`]: the median of the first ten healthy samples, then a
+//! clamped EWMA of log-latency with a time constant of
+//! [`BASELINE_TIME_CONSTANT`] but never fewer than
+//! [`BASELINE_MIN_TIME_CONSTANT_SAMPLES`] samples. It learns only from
+//! healthy samples while no incident is open and no run is pending, so the
+//! onset of a slowdown cannot pollute it, and it is frozen during incidents.
+//! Until it is warm, only failures and the absolute threshold can open an
+//! incident.
+//!
+//! # Gaps and time
+//!
+//! When two observations are further apart than the maximum gap (three
+//! typical intervals, and at least `recover_for`), whatever the gap hid is
+//! unknown: a pending run and a recovery run are dropped, and an open
+//! incident stays open. A gap thus neither opens nor closes an incident by
+//! itself. Timestamps that go backwards (clock changes, repeated rows) are
+//! taken as the previous timestamp, so recorded times never decrease.
+//!
+//! `bench/detector-results.md` measures all of this on real and synthetic
+//! series, including where it misses.
+
+pub mod background;
+pub mod baseline;
+pub mod cadence;
+#[cfg(test)]
+mod tests;
+
+use std::fmt;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::sample::{Phase, Sample};
+
+pub use background::Background;
+pub use baseline::Baseline;
+pub use cadence::Cadence;
+
+/// Bad (or healthy) samples a run needs, besides its duration, before it
+/// opens (or closes) an incident; a spiky target needs more bad ones
+/// ([`Background::required_bad_samples`]).
+pub const MIN_RUN_SAMPLES: u32 = background::MIN_BAD_SAMPLES;
+
+/// The baseline forgets with this time constant: about the last half hour
+/// dominates it, long enough to ride out a burst of slow-but-healthy samples,
+/// short enough to follow a daily cycle closely.
+pub const BASELINE_TIME_CONSTANT: Duration = Duration::from_secs(30 * 60);
+
+/// The baseline's time constant is never shorter than this many samples, so
+/// with sparse data (hourly series) one sample cannot move it much.
+pub const BASELINE_MIN_TIME_CONSTANT_SAMPLES: f64 = 12.0;
+
+/// Silences longer than this many typical intervals are gaps.
+pub const MAX_GAP_INTERVALS: u32 = 3;
+
+/// A recovery run tolerates one bad sample per this many healthy ones.
+pub const RECOVERY_HEALTHY_PER_BAD: u32 = 8;
+
+/// Relative tolerance of the `factor` comparison, for floating-point rounding.
+const FACTOR_TOLERANCE: f64 = 1e-9;
+
+/// What makes a sample slow and how long things must persist; one set per
+/// target, resolved from `[slowdown]` and the target's override.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SlowdownSettings {
+    /// A sample is slow at `factor` times the baseline or more (with `min_delta`).
+    pub factor: f64,
+    /// ... and only when it is also at least this much above the baseline,
+    /// so that jitter on a 5 ms baseline is not an incident.
+    pub min_delta: Duration,
+    /// Bad samples must persist this long (and [`MIN_RUN_SAMPLES`]) to open an incident.
+    #[serde(rename = "for")]
+    pub for_: Duration,
+    /// Healthy samples must persist this long (and [`MIN_RUN_SAMPLES`]) to close it.
+    pub recover_for: Duration,
+    /// Optional absolute limit: any latency above it is slow, even before
+    /// the baseline is warm.
+    pub threshold: Option<Duration>,
+}
+
+impl Default for SlowdownSettings {
+    /// `factor = 3.0`, `min_delta = "100ms"`, `for = "1m"`,
+    /// `recover_for = "2m"`, no threshold.
+    fn default() -> Self {
+        SlowdownSettings {
+            factor: 3.0,
+            min_delta: Duration::from_millis(100),
+            for_: Duration::from_secs(60),
+            recover_for: Duration::from_secs(120),
+            threshold: None,
+        }
+    }
+}
+
+/// One probe result as the detector sees it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Observation {
+    /// When the probe ran.
+    pub at: DateTime<Utc>,
+    /// Its latency; `None` for a failed probe.
+    pub latency: Option<Duration>,
+    /// The phase that took longest (or the one a failure happened in), if known.
+    pub worst_phase: Option<String>,
+}
+
+impl Observation {
+    /// A successful probe.
+    pub fn ok(at: DateTime<Utc>, latency: Duration) -> Observation {
+        Observation {
+            at,
+            latency: Some(latency),
+            worst_phase: None,
+        }
+    }
+
+    /// A failed probe.
+    pub fn failed(at: DateTime<Utc>) -> Observation {
+        Observation {
+            at,
+            latency: None,
+            worst_phase: None,
+        }
+    }
+
+    /// The observation of a probe sample: its total duration when it
+    /// succeeded, and as worst phase the longest timed phase (or, for a
+    /// failure, the phase it failed in).
+    pub fn from_sample(sample: &Sample) -> Observation {
+        let worst_phase = match &sample.failure {
+            Some(f) => Some(f.phase),
+            None => sample
+                .phases
+                .iter()
+                .filter(|(p, _)| *p != Phase::Total)
+                .max_by_key(|(_, d)| *d)
+                .map(|(p, _)| *p),
+        };
+        Observation {
+            at: sample.started_at,
+            latency: sample.success().then(|| sample.total()),
+            worst_phase: worst_phase.map(|p| p.as_str().to_string()),
+        }
+    }
+}
+
+/// How one sample was judged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// Neither slow nor failed.
+    Healthy,
+    /// Slow against the baseline or the threshold.
+    Slow,
+    /// The probe failed.
+    Failed,
+}
+
+impl Verdict {
+    /// Whether the sample counts against the target.
+    pub fn is_bad(self) -> bool {
+        self != Verdict::Healthy
+    }
+}
+
+/// The state of a target as its detector sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum State {
+    /// No incident is open (a run may be pending).
+    Healthy,
+    /// A slow incident is open.
+    Degraded,
+    /// A down incident is open.
+    Down,
+}
+
+/// What kind of incident it is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum IncidentKind {
+    /// Probes succeed, but slowly.
+    Slow,
+    /// Probes fail.
+    Down,
+}
+
+impl IncidentKind {
+    /// The label value used in output: `slow` or `down`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            IncidentKind::Slow => "slow",
+            IncidentKind::Down => "down",
+        }
+    }
+}
+
+impl fmt::Display for IncidentKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One incident, open or closed, with its timings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Incident {
+    /// `slow` or `down`.
+    pub kind: IncidentKind,
+    /// The first bad sample of the run that opened it.
+    pub started_at: DateTime<Utc>,
+    /// The sample that confirmed it.
+    pub detected_at: DateTime<Utc>,
+    /// The first healthy sample of the run that closed it; `None` while open.
+    pub recovered_at: Option<DateTime<Utc>>,
+    /// The sample that confirmed the recovery; `None` while open.
+    pub closed_at: Option<DateTime<Utc>>,
+    /// The highest latency of a successful probe during the incident.
+    pub peak_latency: Option<Duration>,
+    /// The baseline when the opening run started; `None` if it was not warm.
+    pub baseline_at_onset: Option<Duration>,
+    /// The phase most often worst among the bad samples, if known.
+    pub worst_phase: Option<String>,
+    /// Slow samples from `started_at` until it closed.
+    pub slow_count: u32,
+    /// Failed samples from `started_at` until it closed.
+    pub failed_count: u32,
+    /// How often each phase was the worst of a bad sample, in first-seen order.
+    #[serde(default)]
+    phase_counts: Vec<(String, u32)>,
+}
+
+impl Incident {
+    /// A draft incident for a run starting at `at`.
+    fn draft(at: DateTime<Utc>, baseline: Option<Duration>) -> Incident {
+        Incident {
+            kind: IncidentKind::Slow,
+            started_at: at,
+            detected_at: at,
+            recovered_at: None,
+            closed_at: None,
+            peak_latency: None,
+            baseline_at_onset: baseline,
+            worst_phase: None,
+            slow_count: 0,
+            failed_count: 0,
+            phase_counts: Vec::new(),
+        }
+    }
+
+    /// Counts one bad sample.
+    fn record(&mut self, obs: &Observation, verdict: Verdict) {
+        match verdict {
+            Verdict::Healthy => return,
+            Verdict::Slow => self.slow_count += 1,
+            Verdict::Failed => self.failed_count += 1,
+        }
+        if let Some(latency) = obs.latency {
+            self.peak_latency = Some(self.peak_latency.map_or(latency, |p| p.max(latency)));
+        }
+        if let Some(phase) = &obs.worst_phase {
+            match self.phase_counts.iter_mut().find(|(p, _)| p == phase) {
+                Some((_, n)) => *n += 1,
+                None => self.phase_counts.push((phase.clone(), 1)),
+            }
+            // The first phase to reach the highest count wins ties.
+            let mut best: Option<&(String, u32)> = None;
+            for entry in &self.phase_counts {
+                if best.is_none_or(|b| entry.1 > b.1) {
+                    best = Some(entry);
+                }
+            }
+            self.worst_phase = best.map(|(p, _)| p.clone());
+        }
+    }
+
+    /// Whether it is still open.
+    pub fn is_open(&self) -> bool {
+        self.recovered_at.is_none()
+    }
+
+    /// `recovered_at - started_at` in seconds; `None` while open.
+    pub fn duration_seconds(&self) -> Option<f64> {
+        self.recovered_at
+            .map(|r| seconds_between(self.started_at, r))
+    }
+
+    /// `detected_at - started_at` in seconds.
+    pub fn time_to_detect_seconds(&self) -> f64 {
+        seconds_between(self.started_at, self.detected_at)
+    }
+}
+
+/// `to - from` in seconds, with microsecond precision.
+fn seconds_between(from: DateTime<Utc>, to: DateTime<Utc>) -> f64 {
+    let d = to - from;
+    match d.num_microseconds() {
+        Some(us) => us as f64 / 1e6,
+        None => d.num_milliseconds() as f64 / 1e3,
+    }
+}
+
+/// What an observation changed.
+#[derive(Debug, Clone, PartialEq)]
+pub enum DetectEvent {
+    /// An incident was confirmed (its `detected_at` is this observation).
+    Opened(Incident),
+    /// A slow incident became a down incident.
+    Escalated(Incident),
+    /// An incident recovered (its `closed_at` is this observation).
+    Closed(Incident),
+}
+
+impl DetectEvent {
+    /// The incident the event is about.
+    pub fn incident(&self) -> &Incident {
+        match self {
+            DetectEvent::Opened(i) | DetectEvent::Escalated(i) | DetectEvent::Closed(i) => i,
+        }
+    }
+}
+
+/// A run of samples of one kind (bad, healthy or failed) that tolerates a
+/// minority of the other kind.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct Run {
+    /// The first matching sample.
+    first_at: DateTime<Utc>,
+    /// The latest matching sample.
+    last_at: DateTime<Utc>,
+    /// Matching samples.
+    matching: u32,
+    /// Samples of the other kind seen since `first_at`.
+    other: u32,
+}
+
+impl Run {
+    fn new(at: DateTime<Utc>) -> Run {
+        Run {
+            first_at: at,
+            last_at: at,
+            matching: 1,
+            other: 0,
+        }
+    }
+
+    fn extend(&mut self, at: DateTime<Utc>) {
+        self.matching += 1;
+        self.last_at = at;
+    }
+
+    /// Whether the matching samples persisted for `span` and number `samples`.
+    fn holds(&self, span: Duration, samples: u32) -> bool {
+        let covered = (self.last_at - self.first_at).to_std().unwrap_or_default();
+        self.matching >= samples && covered >= span
+    }
+}
+
+/// Counts one sample of the other kind against `run` and drops the run when
+/// the other kind outnumbers it (a majority run).
+fn interrupt_majority(run: &mut Option<Run>) {
+    if let Some(r) = run {
+        r.other += 1;
+        if r.other > r.matching {
+            *run = None;
+        }
+    }
+}
+
+/// A pending run and the incident it would become.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct Pending {
+    run: Run,
+    draft: Incident,
+}
+
+/// The slowdown detector of one target. Feed it every probe result in order
+/// with [`Detector::observe`]; persist it with serde to survive restarts (the
+/// state is integers and timestamps except `settings.factor`; after
+/// restoring, apply the current configuration with [`Detector::set_settings`]).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Detector {
+    settings: SlowdownSettings,
+    baseline: Baseline,
+    cadence: Cadence,
+    /// The rate of bad samples that did not become incidents.
+    background: Background,
+    /// The (effective) time of the latest observation.
+    last_at: Option<DateTime<Utc>>,
+    /// The bad run that may become an incident, while none is open.
+    pending: Option<Pending>,
+    /// The open incident.
+    incident: Option<Incident>,
+    /// The healthy run that may close the open incident.
+    recovery: Option<Run>,
+    /// The failure run that may escalate an open slow incident.
+    down_run: Option<Run>,
+}
+
+impl Detector {
+    /// A detector with no history.
+    pub fn new(settings: SlowdownSettings) -> Detector {
+        Detector {
+            settings,
+            baseline: Baseline::default(),
+            cadence: Cadence::default(),
+            background: Background::default(),
+            last_at: None,
+            pending: None,
+            incident: None,
+            recovery: None,
+            down_run: None,
+        }
+    }
+
+    /// Replaces the settings (configuration reload); history, baseline and
+    /// any open incident are kept.
+    pub fn set_settings(&mut self, settings: SlowdownSettings) {
+        self.settings = settings;
+    }
+
+    /// The settings in use.
+    pub fn settings(&self) -> &SlowdownSettings {
+        &self.settings
+    }
+
+    /// The current state.
+    pub fn state(&self) -> State {
+        match &self.incident {
+            None => State::Healthy,
+            Some(i) if i.kind == IncidentKind::Down => State::Down,
+            Some(_) => State::Degraded,
+        }
+    }
+
+    /// The learned baseline, once warm.
+    pub fn baseline(&self) -> Option<Duration> {
+        self.baseline.value()
+    }
+
+    /// The typical interval between observations, once two were seen.
+    pub fn typical_interval(&self) -> Option<Duration> {
+        self.cadence.typical()
+    }
+
+    /// The open incident, if any.
+    pub fn open_incident(&self) -> Option<&Incident> {
+        self.incident.as_ref()
+    }
+
+    /// The rates of bad and of failed samples outside incidents (that did
+    /// not open one).
+    pub fn background(&self) -> &Background {
+        &self.background
+    }
+
+    /// When the bad run that may open an incident started, if one is pending.
+    pub fn pending_since(&self) -> Option<DateTime<Utc>> {
+        self.pending.as_ref().map(|p| p.run.first_at)
+    }
+
+    /// Silences longer than this are gaps: [`MAX_GAP_INTERVALS`] typical
+    /// intervals, and at least `recover_for`.
+    pub fn max_gap(&self) -> Duration {
+        let by_cadence = self
+            .cadence
+            .typical()
+            .map_or(Duration::ZERO, |t| t.saturating_mul(MAX_GAP_INTERVALS));
+        by_cadence.max(self.settings.recover_for)
+    }
+
+    /// How a sample with this latency (`None`: failed) would be judged now.
+    pub fn classify(&self, latency: Option<Duration>) -> Verdict {
+        let Some(latency) = latency else {
+            return Verdict::Failed;
+        };
+        if self.settings.threshold.is_some_and(|t| latency > t) {
+            return Verdict::Slow;
+        }
+        if let Some(base) = self.baseline.value() {
+            let ratio_line = base.as_secs_f64() * self.settings.factor * (1.0 - FACTOR_TOLERANCE);
+            let delta_line = base.saturating_add(self.settings.min_delta);
+            if latency.as_secs_f64() >= ratio_line && latency >= delta_line {
+                return Verdict::Slow;
+            }
+        }
+        Verdict::Healthy
+    }
+
+    /// Feeds one observation; returns what it changed, if anything.
+    pub fn observe(&mut self, obs: &Observation) -> Option<DetectEvent> {
+        let at = match self.last_at {
+            Some(last) if obs.at < last => last,
+            _ => obs.at,
+        };
+        if let Some(last) = self.last_at {
+            let interval = (at - last).to_std().unwrap_or_default();
+            if interval > self.max_gap() {
+                // Nothing is known about the silence: runs in progress cannot
+                // be said to have persisted through it.
+                self.drop_pending();
+                self.recovery = None;
+                self.down_run = None;
+            }
+            self.cadence.record(interval);
+        }
+        self.last_at = Some(at);
+        let verdict = self.classify(obs.latency);
+        if self.incident.is_some() {
+            self.observe_during_incident(at, obs, verdict)
+        } else {
+            self.observe_outside_incident(at, obs, verdict)
+        }
+    }
+
+    /// The per-sample weight of the baseline's moving average.
+    fn baseline_alpha(&self) -> f64 {
+        let samples = match self.cadence.typical() {
+            Some(t) if !t.is_zero() => (BASELINE_TIME_CONSTANT.as_secs_f64() / t.as_secs_f64())
+                .max(BASELINE_MIN_TIME_CONSTANT_SAMPLES),
+            _ => BASELINE_MIN_TIME_CONSTANT_SAMPLES,
+        };
+        1.0 - (-1.0 / samples).exp()
+    }
+
+    /// Drops the pending run; its samples did not open an incident, so they
+    /// count towards the background rate.
+    fn drop_pending(&mut self) {
+        if let Some(p) = self.pending.take() {
+            for _ in 0..p.draft.slow_count {
+                self.record_background(Verdict::Slow);
+            }
+            for _ in 0..p.draft.failed_count {
+                self.record_background(Verdict::Failed);
+            }
+            for _ in 0..p.run.other {
+                self.record_background(Verdict::Healthy);
+            }
+        }
+    }
+
+    /// Counts a sample outside incidents towards the background rates, once
+    /// slowness can be judged at all.
+    fn record_background(&mut self, verdict: Verdict) {
+        if self.baseline.value().is_some() || self.settings.threshold.is_some() {
+            self.background
+                .record(verdict == Verdict::Slow, verdict == Verdict::Failed);
+        }
+    }
+
+    fn observe_outside_incident(
+        &mut self,
+        at: DateTime<Utc>,
+        obs: &Observation,
+        verdict: Verdict,
+    ) -> Option<DetectEvent> {
+        if verdict == Verdict::Healthy {
+            match &mut self.pending {
+                Some(p) => {
+                    p.run.other += 1;
+                    // A lone bad sample is a spike, not an onset.
+                    if p.run.matching < 2 || p.run.other > p.run.matching {
+                        self.drop_pending();
+                    }
+                }
+                None => self.record_background(Verdict::Healthy),
+            }
+            // Frozen while a run is pending, so a slowdown's onset (or its
+            // fast samples) cannot drag the baseline along.
+            if self.pending.is_none() {
+                if let Some(latency) = obs.latency {
+                    let alpha = self.baseline_alpha();
+                    self.baseline.learn(latency, alpha);
+                }
+            }
+            return None;
+        }
+        let baseline = self.baseline.value();
+        let pending = match self.pending.as_mut() {
+            Some(p) => {
+                p.run.extend(at);
+                p
+            }
+            None => self.pending.insert(Pending {
+                run: Run::new(at),
+                draft: Incident::draft(at, baseline),
+            }),
+        };
+        pending.draft.record(obs, verdict);
+        let mostly_failures = pending.draft.failed_count >= pending.draft.slow_count;
+        let required = self.background.required_bad_samples(mostly_failures);
+        if !pending.run.holds(self.settings.for_, required) {
+            return None;
+        }
+        let Pending { mut draft, .. } = self.pending.take()?;
+        draft.detected_at = at;
+        draft.kind = if mostly_failures {
+            IncidentKind::Down
+        } else {
+            IncidentKind::Slow
+        };
+        self.recovery = None;
+        self.down_run = None;
+        self.incident = Some(draft.clone());
+        Some(DetectEvent::Opened(draft))
+    }
+
+    fn observe_during_incident(
+        &mut self,
+        at: DateTime<Utc>,
+        obs: &Observation,
+        verdict: Verdict,
+    ) -> Option<DetectEvent> {
+        let incident = self.incident.as_mut()?;
+        if verdict == Verdict::Healthy {
+            interrupt_majority(&mut self.down_run);
+            let recovery = match self.recovery.as_mut() {
+                Some(r) => {
+                    r.extend(at);
+                    r
+                }
+                None => self.recovery.insert(Run::new(at)),
+            };
+            if !recovery.holds(self.settings.recover_for, MIN_RUN_SAMPLES) {
+                return None;
+            }
+            incident.recovered_at = Some(recovery.first_at);
+            incident.closed_at = Some(at);
+            let closed = self.incident.take()?;
+            self.recovery = None;
+            self.down_run = None;
+            return Some(DetectEvent::Closed(closed));
+        }
+        incident.record(obs, verdict);
+        if let Some(r) = &mut self.recovery {
+            r.other += 1;
+            if r.other * RECOVERY_HEALTHY_PER_BAD > r.matching {
+                self.recovery = None;
+            }
+        }
+        if incident.kind == IncidentKind::Down {
+            return None;
+        }
+        if verdict != Verdict::Failed {
+            interrupt_majority(&mut self.down_run);
+            return None;
+        }
+        let down = match self.down_run.as_mut() {
+            Some(r) => {
+                r.extend(at);
+                r
+            }
+            None => self.down_run.insert(Run::new(at)),
+        };
+        if !down.holds(
+            self.settings.for_,
+            self.background.required_bad_samples(true),
+        ) {
+            return None;
+        }
+        incident.kind = IncidentKind::Down;
+        self.down_run = None;
+        Some(DetectEvent::Escalated(incident.clone()))
+    }
+}

@@ -1,0 +1,895 @@
+//! `mailpulse replay`: runs the slowdown detector ([`crate::detect`]) over a
+//! recorded latency series, faster than real time, and prints the incidents
+//! it would have raised, as JSON lines or a table.
+//!
+//! It owns the edges of that command: its flags, a strict CSV reader that
+//! names the line of every bad row, a Prometheus range-query client, and the
+//! output formats. It must not judge samples itself: every decision comes
+//! from the same [`Detector`] the agent runs, fed in file (or series) order.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{anyhow, bail, Context as _};
+use bytes::Bytes;
+use chrono::{DateTime, NaiveDateTime, SecondsFormat, Utc};
+use http_body_util::{BodyExt, Empty};
+use hyper_util::rt::TokioIo;
+use serde::{Deserialize, Serialize};
+
+use crate::config::duration::format_duration;
+use crate::config::slowdown::{self, RawSlowdown};
+use crate::detect::{DetectEvent, Detector, Incident, Observation, SlowdownSettings};
+
+/// How long a Prometheus range query may take, connection included.
+pub const PROMETHEUS_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The largest Prometheus answer read (a week of 1 s points is ~30 MB).
+pub const PROMETHEUS_MAX_BODY: usize = 256 * 1024 * 1024;
+
+/// The unit of the values in a series.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum ValueUnit {
+    /// Seconds.
+    #[default]
+    #[value(name = "s")]
+    Seconds,
+    /// Milliseconds.
+    #[value(name = "ms")]
+    Milliseconds,
+}
+
+impl ValueUnit {
+    /// Nanoseconds per unit.
+    fn nanos(self) -> f64 {
+        match self {
+            ValueUnit::Seconds => 1e9,
+            ValueUnit::Milliseconds => 1e6,
+        }
+    }
+
+    /// The name used in messages.
+    fn name(self) -> &'static str {
+        match self {
+            ValueUnit::Seconds => "seconds",
+            ValueUnit::Milliseconds => "milliseconds",
+        }
+    }
+}
+
+/// `mailpulse replay`: the flags.
+#[derive(Debug, Clone, clap::Args)]
+#[command(group(clap::ArgGroup::new("source").required(true).args(["csv", "prometheus"])))]
+pub struct ReplayArgs {
+    /// A CSV file with a header; the `timestamp` and `value` columns are read
+    /// (names matched regardless of case, other columns ignored). Timestamps
+    /// are Unix seconds, RFC 3339 or `YYYY-MM-DD HH:MM:SS` (UTC); an empty
+    /// value is a failed probe. Rows are taken in file order.
+    #[arg(long, value_name = "FILE")]
+    pub csv: Option<PathBuf>,
+    /// A Prometheus server (`http://host:9090`) to run a range query on; each
+    /// returned series is replayed separately. NaN values are failed probes.
+    #[arg(long, value_name = "URL", requires_all = ["query", "start", "end", "step"])]
+    pub prometheus: Option<String>,
+    /// The PromQL expression of the range query (its values are latencies).
+    #[arg(long, value_name = "PROMQL", requires = "prometheus")]
+    pub query: Option<String>,
+    /// Start of the range query (RFC 3339 or Unix seconds).
+    #[arg(long, value_name = "T", requires = "prometheus")]
+    pub start: Option<String>,
+    /// End of the range query (RFC 3339 or Unix seconds).
+    #[arg(long, value_name = "T", requires = "prometheus")]
+    pub end: Option<String>,
+    /// Resolution of the range query (`15s`, `1m`, or seconds).
+    #[arg(long, value_name = "S", requires = "prometheus")]
+    pub step: Option<String>,
+    /// Take the detector settings from this configuration's `[slowdown]`
+    /// table (and the `--target`'s override); built-in defaults without it.
+    #[arg(short, long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// The target name printed, and whose `[target.slowdown]` applies
+    /// (default: the CSV file's stem, or each Prometheus series' `target`
+    /// or `instance` label).
+    #[arg(long, value_name = "NAME")]
+    pub target: Option<String>,
+    /// Unit of the values.
+    #[arg(long, value_enum, value_name = "UNIT", default_value = "s")]
+    pub value_unit: ValueUnit,
+    /// The CSV column holding timestamps.
+    #[arg(long, value_name = "NAME", default_value = "timestamp")]
+    pub time_column: String,
+    /// The CSV column holding values.
+    #[arg(long, value_name = "NAME", default_value = "value")]
+    pub value_column: String,
+    /// Print one JSON object per incident per line instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// How to read a CSV series.
+#[derive(Debug, Clone)]
+pub struct CsvOptions {
+    /// The timestamp column, matched regardless of case.
+    pub time_column: String,
+    /// The value column, matched regardless of case.
+    pub value_column: String,
+    /// The unit of the values.
+    pub unit: ValueUnit,
+}
+
+impl Default for CsvOptions {
+    fn default() -> Self {
+        CsvOptions {
+            time_column: "timestamp".into(),
+            value_column: "value".into(),
+            unit: ValueUnit::Seconds,
+        }
+    }
+}
+
+/// One data row of a series.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Row {
+    /// The 1-based line it was read from (0 for series not read from a file).
+    pub line: usize,
+    /// Its timestamp.
+    pub at: DateTime<Utc>,
+    /// Its latency; `None` for a failed probe.
+    pub latency: Option<Duration>,
+}
+
+impl Row {
+    /// The detector's view of the row.
+    pub fn observation(&self) -> Observation {
+        Observation {
+            at: self.at,
+            latency: self.latency,
+            worst_phase: None,
+        }
+    }
+}
+
+/// A problem with one line of a CSV file.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("line {line}: {message}")]
+pub struct CsvError {
+    /// The 1-based line number.
+    pub line: usize,
+    /// What is wrong, lowercase, no trailing period.
+    pub message: String,
+}
+
+/// Reads a CSV series: a header line, then one row per line. Blank lines are
+/// skipped; any other line that cannot be read is an error naming it.
+pub fn read_csv(text: &str, options: &CsvOptions) -> Result<Vec<Row>, CsvError> {
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    let mut lines = text
+        .split('\n')
+        .map(|l| l.strip_suffix('\r').unwrap_or(l))
+        .enumerate()
+        .map(|(i, l)| (i + 1, l))
+        .filter(|(_, l)| !l.trim().is_empty());
+    let (header_line, header) = lines.next().ok_or(CsvError {
+        line: 1,
+        message: "no header line".into(),
+    })?;
+    let err = |line, message: String| CsvError { line, message };
+    let header = split_fields(header).map_err(|m| err(header_line, m))?;
+    let column = |name: &str| {
+        header
+            .iter()
+            .position(|h| h.trim().eq_ignore_ascii_case(name))
+            .ok_or_else(|| {
+                err(
+                    header_line,
+                    format!(
+                        "no column {name:?} in the header (columns: {})",
+                        header.join(", ")
+                    ),
+                )
+            })
+    };
+    let time_col = column(&options.time_column)?;
+    let value_col = column(&options.value_column)?;
+    let needed = time_col.max(value_col) + 1;
+    let mut rows = Vec::new();
+    for (line, text) in lines {
+        let fields = split_fields(text).map_err(|m| err(line, m))?;
+        if fields.len() < needed {
+            return Err(err(
+                line,
+                format!("expected at least {needed} fields, found {}", fields.len()),
+            ));
+        }
+        let at = parse_timestamp(fields[time_col].trim()).map_err(|m| err(line, m))?;
+        let latency =
+            parse_value(fields[value_col].trim(), options.unit).map_err(|m| err(line, m))?;
+        rows.push(Row { line, at, latency });
+    }
+    Ok(rows)
+}
+
+/// Splits one CSV line into fields: commas separate, double quotes enclose
+/// fields that contain commas, and `""` inside them is a quote.
+fn split_fields(line: &str) -> Result<Vec<String>, String> {
+    let mut fields = Vec::new();
+    let mut field = String::new();
+    let mut chars = line.chars().peekable();
+    let mut quoted = false;
+    let mut was_quoted = false;
+    while let Some(c) = chars.next() {
+        match (quoted, c) {
+            (true, '"') if chars.peek() == Some(&'"') => {
+                chars.next();
+                field.push('"');
+            }
+            (true, '"') => quoted = false,
+            (true, c) => field.push(c),
+            (false, '"') if field.trim().is_empty() && !was_quoted => {
+                field.clear();
+                quoted = true;
+                was_quoted = true;
+            }
+            (false, '"') => return Err("unexpected quote inside a field".into()),
+            (false, ',') => {
+                fields.push(std::mem::take(&mut field));
+                was_quoted = false;
+            }
+            (false, c) if was_quoted && !c.is_whitespace() => {
+                return Err("unexpected text after a quoted field".into())
+            }
+            (false, c) => field.push(c),
+        }
+    }
+    if quoted {
+        return Err("unterminated quoted field".into());
+    }
+    fields.push(field);
+    Ok(fields)
+}
+
+/// Parses a timestamp: Unix seconds (with an optional fraction), RFC 3339,
+/// or `YYYY-MM-DD HH:MM:SS` (optionally with a fraction) taken as UTC.
+pub fn parse_timestamp(text: &str) -> Result<DateTime<Utc>, String> {
+    let invalid = || {
+        format!(
+            "invalid timestamp {text:?} (expected Unix seconds, RFC 3339 or YYYY-MM-DD HH:MM:SS)"
+        )
+    };
+    if !text.is_empty() && text.chars().all(|c| c.is_ascii_digit() || c == '.') {
+        let (secs, fraction) = text.split_once('.').unwrap_or((text, ""));
+        if secs.is_empty() || text.ends_with('.') || fraction.contains('.') || fraction.len() > 9 {
+            return Err(invalid());
+        }
+        let secs: i64 = secs.parse().map_err(|_| invalid())?;
+        let nanos: u32 = if fraction.is_empty() {
+            0
+        } else {
+            format!("{fraction:0<9}").parse().map_err(|_| invalid())?
+        };
+        return DateTime::from_timestamp(secs, nanos).ok_or_else(invalid);
+    }
+    if let Ok(t) = DateTime::parse_from_rfc3339(text) {
+        return Ok(t.with_timezone(&Utc));
+    }
+    NaiveDateTime::parse_from_str(text, "%Y-%m-%d %H:%M:%S%.f")
+        .map(|t| t.and_utc())
+        .map_err(|_| invalid())
+}
+
+/// Parses a value in `unit`; empty is a failed probe.
+fn parse_value(text: &str, unit: ValueUnit) -> Result<Option<Duration>, String> {
+    if text.is_empty() {
+        return Ok(None);
+    }
+    let invalid = || {
+        format!(
+            "invalid value {text:?} (expected a latency in {}, or nothing for a failed probe)",
+            unit.name()
+        )
+    };
+    let v: f64 = text.parse().map_err(|_| invalid())?;
+    if !v.is_finite() {
+        return Err(invalid());
+    }
+    if v < 0.0 {
+        return Err(format!("negative latency {text:?}"));
+    }
+    latency_from(v, unit).ok_or_else(invalid).map(Some)
+}
+
+/// A latency from a non-negative number in `unit`, to the nanosecond.
+fn latency_from(value: f64, unit: ValueUnit) -> Option<Duration> {
+    let nanos = (value * unit.nanos()).round();
+    (nanos < 1e18).then(|| Duration::from_nanos(nanos as u64))
+}
+
+/// Runs a fresh detector over observations in order; returns every incident
+/// it raised, closed ones first in order and the one still open at the end
+/// last.
+pub fn replay_series(
+    settings: &SlowdownSettings,
+    observations: impl IntoIterator<Item = Observation>,
+) -> Vec<Incident> {
+    let mut detector = Detector::new(settings.clone());
+    let mut incidents = Vec::new();
+    for obs in observations {
+        if let Some(DetectEvent::Closed(incident)) = detector.observe(&obs) {
+            incidents.push(incident);
+        }
+    }
+    incidents.extend(detector.open_incident().cloned());
+    incidents
+}
+
+/// One incident as `replay --json` prints it: exactly these fields, times
+/// in RFC 3339 UTC, seconds rounded to the microsecond.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct IncidentLine {
+    /// The target (or series) name.
+    pub target: String,
+    /// `slow` or `down`.
+    pub kind: String,
+    /// The first bad sample of the run that opened it.
+    pub started_at: String,
+    /// The sample that confirmed it.
+    pub detected_at: String,
+    /// The first healthy sample of the run that closed it; null while open.
+    pub recovered_at: Option<String>,
+    /// `recovered_at - started_at`; null while open.
+    pub duration_seconds: Option<f64>,
+    /// `detected_at - started_at`.
+    pub time_to_detect_seconds: f64,
+    /// The highest latency seen; null if every probe failed.
+    pub peak_seconds: Option<f64>,
+    /// The baseline at onset; null if it was not warm yet.
+    pub baseline_seconds: Option<f64>,
+}
+
+impl IncidentLine {
+    /// The printed form of an incident of `target`.
+    pub fn new(target: &str, incident: &Incident) -> IncidentLine {
+        IncidentLine {
+            target: target.to_string(),
+            kind: incident.kind.as_str().to_string(),
+            started_at: rfc3339(incident.started_at),
+            detected_at: rfc3339(incident.detected_at),
+            recovered_at: incident.recovered_at.map(rfc3339),
+            duration_seconds: incident.duration_seconds().map(micro),
+            time_to_detect_seconds: micro(incident.time_to_detect_seconds()),
+            peak_seconds: incident.peak_latency.map(|d| micro(d.as_secs_f64())),
+            baseline_seconds: incident.baseline_at_onset.map(|d| micro(d.as_secs_f64())),
+        }
+    }
+}
+
+/// RFC 3339 in UTC with `Z`, with a fraction only when there is one.
+fn rfc3339(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::AutoSi, true)
+}
+
+/// Seconds rounded to the microsecond.
+fn micro(seconds: f64) -> f64 {
+    (seconds * 1e6).round() / 1e6
+}
+
+/// Renders incidents as a table for people.
+pub fn render_table(series: &[(String, usize, Vec<Incident>)]) -> String {
+    let mut out = String::new();
+    let header = [
+        "TARGET",
+        "KIND",
+        "STARTED",
+        "DETECTED AFTER",
+        "RECOVERED",
+        "DURATION",
+        "PEAK",
+        "BASELINE",
+    ];
+    let mut rows: Vec<[String; 8]> = Vec::new();
+    for (target, _, incidents) in series {
+        for i in incidents {
+            let secs = |s: f64| human(Duration::from_secs_f64(s.max(0.0)));
+            rows.push([
+                target.clone(),
+                i.kind.as_str().to_string(),
+                rfc3339(i.started_at),
+                secs(i.time_to_detect_seconds()),
+                i.recovered_at.map_or("open".into(), rfc3339),
+                i.duration_seconds().map_or("-".into(), secs),
+                i.peak_latency.map_or("-".into(), human),
+                i.baseline_at_onset.map_or("-".into(), human),
+            ]);
+        }
+    }
+    if !rows.is_empty() {
+        let mut widths = header.map(str::len);
+        for row in &rows {
+            for (w, cell) in widths.iter_mut().zip(row) {
+                *w = (*w).max(cell.len());
+            }
+        }
+        let mut line = |cells: &[&str]| {
+            let mut text = String::new();
+            for (k, (cell, w)) in cells.iter().zip(widths).enumerate() {
+                if k + 1 == cells.len() {
+                    text.push_str(cell);
+                } else {
+                    let _ = write!(text, "{cell:<w$}  ");
+                }
+            }
+            out.push_str(text.trim_end());
+            out.push('\n');
+        };
+        line(&header);
+        for row in &rows {
+            line(&row.each_ref().map(String::as_str));
+        }
+    }
+    for (target, samples, incidents) in series {
+        let open = incidents.iter().filter(|i| i.is_open()).count();
+        let _ = writeln!(
+            out,
+            "{target}: {} incident{} ({open} open) in {samples} sample{}",
+            incidents.len(),
+            if incidents.len() == 1 { "" } else { "s" },
+            if *samples == 1 { "" } else { "s" },
+        );
+    }
+    out
+}
+
+/// A duration for the table: `180ms`, `1.5s`, `2m`, `1h30m`; sub-second
+/// parts of durations of a minute or more are dropped.
+fn human(d: Duration) -> String {
+    if d < Duration::from_secs(1) {
+        let ms = d.as_secs_f64() * 1e3;
+        return format!("{ms:.3}")
+            .trim_end_matches('0')
+            .trim_end_matches('.')
+            .to_string()
+            + "ms";
+    }
+    if d < Duration::from_secs(60) {
+        let s = format!("{:.3}", d.as_secs_f64());
+        return s.trim_end_matches('0').trim_end_matches('.').to_string() + "s";
+    }
+    format_duration(Duration::from_secs(d.as_secs()))
+}
+
+/// The parts of a configuration file `replay` reads; other keys are ignored.
+#[derive(Debug, Default, Deserialize)]
+struct ReplayConfig {
+    slowdown: Option<RawSlowdown>,
+    #[serde(default)]
+    target: Vec<ReplayTarget>,
+}
+
+/// One `[[target]]`, as far as `replay` cares.
+#[derive(Debug, Deserialize)]
+struct ReplayTarget {
+    name: Option<String>,
+    slowdown: Option<RawSlowdown>,
+}
+
+/// A configuration file loaded for its slowdown settings.
+#[derive(Debug)]
+struct SettingsSource {
+    path: Option<PathBuf>,
+    config: ReplayConfig,
+}
+
+impl SettingsSource {
+    fn load(path: Option<&Path>) -> anyhow::Result<SettingsSource> {
+        let Some(path) = path else {
+            return Ok(SettingsSource {
+                path: None,
+                config: ReplayConfig::default(),
+            });
+        };
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read configuration {}", path.display()))?;
+        let config: ReplayConfig = toml::from_str(&text).map_err(|e| {
+            anyhow!(
+                "{}: invalid configuration: {}",
+                path.display(),
+                e.to_string().trim_end()
+            )
+        })?;
+        Ok(SettingsSource {
+            path: Some(path.to_path_buf()),
+            config,
+        })
+    }
+
+    /// The settings of `target`; with `must_exist`, a target the file does
+    /// not define is an error.
+    fn settings(&self, target: &str, must_exist: bool) -> anyhow::Result<SlowdownSettings> {
+        let found = self
+            .config
+            .target
+            .iter()
+            .position(|t| t.name.as_deref() == Some(target));
+        if let (None, true, Some(path)) = (found, must_exist, &self.path) {
+            bail!("target {target:?} is not defined in {}", path.display());
+        }
+        let per_target = found.and_then(|k| self.config.target[k].slowdown.as_ref());
+        slowdown::resolve(self.config.slowdown.as_ref(), per_target).map_err(|(key, message)| {
+            let key = match found {
+                Some(k) => key.replacen("target.", &format!("target[{k}]."), 1),
+                None => key,
+            };
+            let file = self
+                .path
+                .as_ref()
+                .map_or(String::new(), |p| format!("{}: ", p.display()));
+            anyhow!("{file}{key}: {message}")
+        })
+    }
+}
+
+/// Runs `mailpulse replay` and prints its results to stdout.
+pub async fn run(args: &ReplayArgs) -> anyhow::Result<()> {
+    let source = SettingsSource::load(args.config.as_deref())?;
+    let mut results: Vec<(String, usize, Vec<Incident>)> = Vec::new();
+    if let Some(path) = &args.csv {
+        let text = tokio::fs::read_to_string(path)
+            .await
+            .with_context(|| format!("cannot read {}", path.display()))?;
+        let options = CsvOptions {
+            time_column: args.time_column.clone(),
+            value_column: args.value_column.clone(),
+            unit: args.value_unit,
+        };
+        let rows = read_csv(&text, &options).map_err(|e| anyhow!("{}: {e}", path.display()))?;
+        let target = match &args.target {
+            Some(t) => t.clone(),
+            None => path
+                .file_stem()
+                .map_or("series".into(), |s| s.to_string_lossy().into_owned()),
+        };
+        let settings = source.settings(&target, args.target.is_some())?;
+        let incidents = replay_series(&settings, rows.iter().map(Row::observation));
+        results.push((target, rows.len(), incidents));
+    } else if let Some(url) = &args.prometheus {
+        let query = RangeQuery {
+            query: args.query.clone().unwrap_or_default(),
+            start: args.start.clone().unwrap_or_default(),
+            end: args.end.clone().unwrap_or_default(),
+            step: args.step.clone().unwrap_or_default(),
+        };
+        for (name, observations) in query_range(url, &query, args.value_unit).await? {
+            let settings = match &args.target {
+                Some(t) => source.settings(t, true)?,
+                None => source.settings(&name, false)?,
+            };
+            let count = observations.len();
+            results.push((name, count, replay_series(&settings, observations)));
+        }
+    }
+    let mut out = String::new();
+    if args.json {
+        for (target, _, incidents) in &results {
+            for incident in incidents {
+                out.push_str(&serde_json::to_string(&IncidentLine::new(
+                    target, incident,
+                ))?);
+                out.push('\n');
+            }
+        }
+    } else {
+        out = render_table(&results);
+    }
+    print!("{out}");
+    Ok(())
+}
+
+/// A Prometheus range query.
+#[derive(Debug, Clone)]
+pub struct RangeQuery {
+    /// PromQL.
+    pub query: String,
+    /// Start, as Prometheus accepts it.
+    pub start: String,
+    /// End, as Prometheus accepts it.
+    pub end: String,
+    /// Step, as Prometheus accepts it.
+    pub step: String,
+}
+
+/// Prometheus' answer to `/api/v1/query_range`.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct PromResponse {
+    status: String,
+    data: Option<PromData>,
+    error: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct PromData {
+    result_type: String,
+    result: Vec<PromSeries>,
+}
+
+#[derive(Debug, Deserialize)]
+struct PromSeries {
+    #[serde(default)]
+    metric: BTreeMap<String, String>,
+    #[serde(default)]
+    values: Vec<(f64, String)>,
+}
+
+/// Runs a range query against the Prometheus at `base` (plain http) and
+/// returns each series' name and observations, in the order returned.
+pub async fn query_range(
+    base: &str,
+    query: &RangeQuery,
+    unit: ValueUnit,
+) -> anyhow::Result<Vec<(String, Vec<Observation>)>> {
+    let mut url = url::Url::parse(base).with_context(|| format!("invalid URL {base:?}"))?;
+    if url.scheme() != "http" {
+        bail!("only http:// Prometheus URLs are supported, got {base:?}");
+    }
+    url.path_segments_mut()
+        .map_err(|()| anyhow!("invalid URL {base:?}"))?
+        .pop_if_empty()
+        .extend(["api", "v1", "query_range"]);
+    url.query_pairs_mut()
+        .append_pair("query", &query.query)
+        .append_pair("start", &query.start)
+        .append_pair("end", &query.end)
+        .append_pair("step", &query.step);
+    let body = tokio::time::timeout(PROMETHEUS_TIMEOUT, http_get(&url))
+        .await
+        .map_err(|_| {
+            anyhow!(
+                "prometheus did not answer within {}",
+                format_duration(PROMETHEUS_TIMEOUT)
+            )
+        })??;
+    parse_matrix(&body, unit)
+}
+
+/// GETs `url` over one plain HTTP/1.1 connection; returns the body of a
+/// 2xx answer or the body of an error answer as an error.
+async fn http_get(url: &url::Url) -> anyhow::Result<Bytes> {
+    let host = url.host_str().ok_or_else(|| anyhow!("no host in {url}"))?;
+    let port = url.port_or_known_default().unwrap_or(80);
+    let stream = tokio::net::TcpStream::connect((host.trim_matches(['[', ']']), port))
+        .await
+        .with_context(|| format!("cannot connect to {host}:{port}"))?;
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .context("http handshake with prometheus failed")?;
+    // The connection task ends when the response is read and the sender dropped.
+    tokio::spawn(conn);
+    let path = match url.query() {
+        Some(q) => format!("{}?{q}", url.path()),
+        None => url.path().to_string(),
+    };
+    let authority = match url.port() {
+        Some(p) => format!("{host}:{p}"),
+        None => host.to_string(),
+    };
+    let request = hyper::Request::get(path)
+        .header(hyper::header::HOST, authority)
+        .header(hyper::header::ACCEPT, "application/json")
+        .header(hyper::header::USER_AGENT, crate::probe::http::USER_AGENT)
+        .body(Empty::<Bytes>::new())?;
+    let response = sender
+        .send_request(request)
+        .await
+        .context("prometheus request failed")?;
+    let status = response.status();
+    let body = http_body_util::Limited::new(response.into_body(), PROMETHEUS_MAX_BODY)
+        .collect()
+        .await
+        .map_err(|e| anyhow!("cannot read the prometheus answer: {e}"))?
+        .to_bytes();
+    if !status.is_success() {
+        let detail = serde_json::from_slice::<PromResponse>(&body)
+            .ok()
+            .and_then(|r| r.error)
+            .unwrap_or_else(|| {
+                String::from_utf8_lossy(&body)
+                    .trim()
+                    .chars()
+                    .take(200)
+                    .collect()
+            });
+        bail!("prometheus answered {status}: {detail}");
+    }
+    Ok(body)
+}
+
+/// Parses a range-query answer into named series of observations; `NaN`
+/// and infinite values are failed probes.
+fn parse_matrix(body: &[u8], unit: ValueUnit) -> anyhow::Result<Vec<(String, Vec<Observation>)>> {
+    let response: PromResponse =
+        serde_json::from_slice(body).context("invalid prometheus answer")?;
+    if response.status != "success" {
+        bail!(
+            "prometheus query failed: {}",
+            response.error.unwrap_or(response.status)
+        );
+    }
+    let data = response
+        .data
+        .ok_or_else(|| anyhow!("prometheus answer has no data"))?;
+    if data.result_type != "matrix" {
+        bail!(
+            "prometheus answered a {}, expected a matrix",
+            data.result_type
+        );
+    }
+    let mut series = Vec::new();
+    for (k, s) in data.result.into_iter().enumerate() {
+        let name = series_name(&s.metric, k);
+        let mut observations = Vec::with_capacity(s.values.len());
+        for (t, v) in s.values {
+            let at = DateTime::from_timestamp_millis((t * 1000.0).round() as i64)
+                .ok_or_else(|| anyhow!("series {name}: invalid timestamp {t}"))?;
+            let value: f64 = v
+                .parse()
+                .map_err(|_| anyhow!("series {name}: invalid value {v:?} at {}", rfc3339(at)))?;
+            let latency = if value.is_finite() {
+                if value < 0.0 {
+                    bail!("series {name}: negative latency {v:?} at {}", rfc3339(at));
+                }
+                latency_from(value, unit)
+            } else {
+                None
+            };
+            observations.push(Observation {
+                at,
+                latency,
+                worst_phase: None,
+            });
+        }
+        series.push((name, observations));
+    }
+    Ok(series)
+}
+
+/// A series' name: its `target` label, else `instance`, else all its labels,
+/// else its position.
+fn series_name(labels: &BTreeMap<String, String>, index: usize) -> String {
+    for key in ["target", "instance"] {
+        if let Some(v) = labels.get(key) {
+            return v.clone();
+        }
+    }
+    if labels.is_empty() {
+        return format!("series-{}", index + 1);
+    }
+    let inner: Vec<String> = labels.iter().map(|(k, v)| format!("{k}={v:?}")).collect();
+    format!("{{{}}}", inner.join(","))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    fn at(s: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
+    }
+
+    #[test]
+    fn human_durations() {
+        let check = |d: Duration, s: &str| assert_eq!(human(d), s);
+        check(Duration::from_millis(180), "180ms");
+        check(Duration::from_micros(57_600), "57.6ms");
+        check(Duration::ZERO, "0ms");
+        check(Duration::from_millis(1500), "1.5s");
+        check(Duration::from_secs(60), "1m");
+        check(Duration::from_millis(5_400_500), "1h30m");
+    }
+
+    #[test]
+    fn timestamp_forms() {
+        let check = |text: &str, expect: Option<&str>| {
+            assert_eq!(parse_timestamp(text).ok(), expect.map(at), "{text}");
+        };
+        check("1709251200", Some("2024-03-01T00:00:00Z"));
+        check("1709251200.25", Some("2024-03-01T00:00:00.25Z"));
+        check("2024-03-01T00:00:00Z", Some("2024-03-01T00:00:00Z"));
+        check("2024-03-01T01:00:00+01:00", Some("2024-03-01T00:00:00Z"));
+        check("2024-03-01 00:00:00", Some("2024-03-01T00:00:00Z"));
+        check("2024-03-01 00:00:00.5", Some("2024-03-01T00:00:00.5Z"));
+        check("2024-03-01", None);
+        check("1709251200.", None);
+        check(".5", None);
+        check("-5", None);
+        check("yesterday", None);
+        check("", None);
+    }
+
+    #[test]
+    fn fields_and_quotes() {
+        let check = |line: &str, expect: Result<Vec<&str>, &str>| {
+            let expect = expect
+                .map(|v| v.into_iter().map(String::from).collect())
+                .map_err(String::from);
+            assert_eq!(split_fields(line), expect, "{line}");
+        };
+        check("a,b,,c", Ok(vec!["a", "b", "", "c"]));
+        check(
+            "\"2018-06-17T00:00:00Z\",83.3,0",
+            Ok(vec!["2018-06-17T00:00:00Z", "83.3", "0"]),
+        );
+        check("\"a,b\",\"say \"\"hi\"\"\"", Ok(vec!["a,b", "say \"hi\""]));
+        check("\"open", Err("unterminated quoted field"));
+        check("ab\"c", Err("unexpected quote inside a field"));
+        check("\"a\"b", Err("unexpected text after a quoted field"));
+    }
+
+    #[test]
+    fn reads_columns_by_name_and_reports_lines() {
+        let text = "TimeStamp,Value,Label\r\n\"2018-06-17T00:00:00Z\",83.5,0\r\n\r\n2018-06-17 01:00:00,,1\r\n";
+        let options = CsvOptions {
+            unit: ValueUnit::Milliseconds,
+            ..CsvOptions::default()
+        };
+        let rows = read_csv(text, &options).unwrap();
+        assert_eq!(
+            rows,
+            vec![
+                Row {
+                    line: 2,
+                    at: Utc.with_ymd_and_hms(2018, 6, 17, 0, 0, 0).unwrap(),
+                    latency: Some(Duration::from_micros(83_500)),
+                },
+                Row {
+                    line: 4,
+                    at: Utc.with_ymd_and_hms(2018, 6, 17, 1, 0, 0).unwrap(),
+                    latency: None,
+                },
+            ]
+        );
+        let bad = "timestamp,value\n1,0.1\n2,slow\n";
+        let err = read_csv(bad, &CsvOptions::default()).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "line 3: invalid value \"slow\" (expected a latency in seconds, or nothing for a failed probe)"
+        );
+        let err = read_csv("time,latency\n", &CsvOptions::default()).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "line 1: no column \"timestamp\" in the header (columns: time, latency)"
+        );
+        let err = read_csv("timestamp,value\n1\n", &CsvOptions::default()).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "line 2: expected at least 2 fields, found 1"
+        );
+        let err = read_csv("timestamp,value\n1,-2\n", &CsvOptions::default()).unwrap_err();
+        assert_eq!(err.to_string(), "line 2: negative latency \"-2\"");
+        let err = read_csv("", &CsvOptions::default()).unwrap_err();
+        assert_eq!(err.to_string(), "line 1: no header line");
+    }
+
+    #[test]
+    fn parses_a_prometheus_matrix() {
+        let body = br#"{"status":"success","data":{"resultType":"matrix","result":[
+            {"metric":{"instance":"a:9115","target":"web"},"values":[[1709251200,"0.2"],[1709251215.5,"NaN"]]},
+            {"metric":{"job":"x"},"values":[[1709251200,"0.3"]]},
+            {"metric":{},"values":[]}]}}"#;
+        let series = parse_matrix(body, ValueUnit::Seconds).unwrap();
+        let names: Vec<_> = series.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(names, ["web", "{job=\"x\"}", "series-3"]);
+        assert_eq!(series[0].1[0].latency, Some(Duration::from_millis(200)));
+        assert_eq!(series[0].1[1].latency, None);
+        assert_eq!(series[0].1[1].at, at("2024-03-01T00:00:15.5Z"));
+        let err = parse_matrix(
+            br#"{"status":"error","errorType":"bad_data","error":"parse error"}"#,
+            ValueUnit::Seconds,
+        )
+        .unwrap_err();
+        assert_eq!(err.to_string(), "prometheus query failed: parse error");
+    }
+}
