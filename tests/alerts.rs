@@ -942,6 +942,17 @@ async fn no_routes_means_everyone_and_duplicates_are_ignored() {
         Enqueued::Queued(vec!["one".into(), "two".into()])
     );
     assert_eq!(h.enqueue(&firing("a", "owa")), Enqueued::Duplicate);
+    // An escalation (slow to down) under the same key is news.
+    let down = AlertEvent {
+        incident_kind: "down".into(),
+        failed_count: 3,
+        ..firing("a", "owa")
+    };
+    assert_eq!(
+        h.enqueue(&down),
+        Enqueued::Queued(vec!["one".into(), "two".into()])
+    );
+    assert_eq!(h.enqueue(&down), Enqueued::Duplicate);
     h.enqueue(&resolved("a", "owa"));
     assert_eq!(h.enqueue(&resolved("a", "owa")), Enqueued::Duplicate);
     // A reminder made just before the resolve must not reopen the incident.
@@ -952,16 +963,18 @@ async fn no_routes_means_everyone_and_duplicates_are_ignored() {
     assert_eq!(h.enqueue(&late_reminder), Enqueued::Duplicate);
     assert!(alert::open_incidents(&h.store).unwrap().is_empty());
     eventually("both delivered", || {
-        one.seen().len() == 2 && two.seen().len() == 2
+        one.seen().len() == 3 && two.seen().len() == 3
     })
     .await;
     assert_eq!(
         one.seen(),
         [
             ("a".to_string(), AlertStatus::Firing, false),
+            ("a".to_string(), AlertStatus::Firing, false),
             ("a".to_string(), AlertStatus::Resolved, false)
         ]
     );
+    assert_eq!(one.seen.lock().unwrap()[1].incident_kind, "down");
     h.stop().await;
 }
 
