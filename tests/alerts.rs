@@ -795,8 +795,10 @@ async fn a_kill_9_mid_delivery_loses_and_duplicates_nothing() {
         .map(|e| e.incident_key)
         .collect();
     assert_eq!(open, ["a", "b"]);
-    alert::enqueue(&store, &alerting, &resolved("a", "owa"), Utc::now()).unwrap();
-    alert::enqueue(&store, &alerting, &resolved("b", "smtp"), Utc::now()).unwrap();
+    // Both recovered while the agent was down: reconciliation resolves them.
+    let recovered_at = at("2026-12-05T02:24:08Z");
+    let done = alert::reconcile(&store, &alerting, Utc::now(), |_| Some(recovered_at)).unwrap();
+    assert_eq!(done, ["a", "b"]);
     let h = Harness::start(alerting, store, None);
     cap.wait_accepted(4, WAIT).await;
     tokio::time::sleep(Duration::from_millis(300)).await;

@@ -624,6 +624,32 @@ pub fn open_incidents(store: &Store) -> Result<Vec<AlertEvent>, StoreError> {
         .collect())
 }
 
+/// Start-up reconciliation: for every incident alerting still considers open,
+/// `recovered` says whether it is over (`Some(recovery time)`) or still open
+/// (`None`); each one that is over gets its resolve enqueued. Returns the keys
+/// resolved. Call it once the incident state is loaded, before new events.
+pub fn reconcile(
+    store: &Store,
+    alerting: &Alerting,
+    now: DateTime<Utc>,
+    mut recovered: impl FnMut(&AlertEvent) -> Option<DateTime<Utc>>,
+) -> Result<Vec<String>, StoreError> {
+    let mut resolved = Vec::new();
+    for mut event in open_incidents(store)? {
+        let Some(at) = recovered(&event) else {
+            continue;
+        };
+        event.status = AlertStatus::Resolved;
+        event.reminder = false;
+        event.recovered_at = Some(at);
+        if let Enqueued::Queued(_) = enqueue(store, alerting, &event, now)? {
+            tracing::info!(target = %event.target, incident = %event.incident_key, "incident recovered while the agent was down; resolving");
+            resolved.push(event.incident_key);
+        }
+    }
+    Ok(resolved)
+}
+
 /// The delay before attempt `attempts + 1` after `attempts` failures: full
 /// jitter over an exponential ceiling (`BASE_BACKOFF * 2^(attempts-1)`,
 /// capped by `max_backoff`), at least [`MIN_RETRY_DELAY`], and at least the
