@@ -1032,6 +1032,13 @@ async fn silences_hold_pages_and_release_them_when_they_end() {
     // An incident that starts and ends inside the window pages nobody.
     assert!(matches!(h.enqueue(&firing("c", "owa")), Enqueued::Held(_)));
     assert_eq!(h.enqueue(&resolved("c", "owa")), Enqueued::Suppressed);
+    // One held across a restart and recovered meanwhile is dropped by reconciliation.
+    assert!(matches!(h.enqueue(&firing("d", "owa")), Enqueued::Held(_)));
+    let done = alert::reconcile(&h.store, &h.alerting, Utc::now(), |e| {
+        (e.incident_key == "d").then(Utc::now)
+    })
+    .unwrap();
+    assert_eq!(done, ["d"]);
     eventually("smtp paged", || rx.seen().len() == 1).await;
     tokio::time::sleep(Duration::from_millis(1500)).await;
     assert_eq!(rx.seen().len(), 1, "nothing for owa while silenced");

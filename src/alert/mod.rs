@@ -614,9 +614,8 @@ fn encode_event(e: &AlertEvent) -> String {
 }
 
 /// The incidents alerting has paged and not yet resolved, with their latest
-/// firing event. At start-up, the incident layer resolves those it no longer
-/// considers open (they recovered while the agent was down) by calling
-/// [`enqueue`] with a resolved event for each.
+/// firing event (pages held by a window are not included). At start-up,
+/// [`reconcile`] resolves those the incident layer no longer considers open.
 pub fn open_incidents(store: &Store) -> Result<Vec<AlertEvent>, StoreError> {
     Ok(outbox::open_records(store)?
         .into_iter()
@@ -624,9 +623,10 @@ pub fn open_incidents(store: &Store) -> Result<Vec<AlertEvent>, StoreError> {
         .collect())
 }
 
-/// Start-up reconciliation: for every incident alerting still considers open,
-/// `recovered` says whether it is over (`Some(recovery time)`) or still open
-/// (`None`); each one that is over gets its resolve enqueued. Returns the keys
+/// Start-up reconciliation: for every incident alerting still considers open
+/// (paged, or held by a window), `recovered` says whether it is over
+/// (`Some(recovery time)`) or still open (`None`); each one that is over gets
+/// its resolve enqueued (a held one is simply dropped). Returns the keys
 /// resolved. Call it once the incident state is loaded, before new events.
 pub fn reconcile(
     store: &Store,
@@ -635,16 +635,25 @@ pub fn reconcile(
     mut recovered: impl FnMut(&AlertEvent) -> Option<DateTime<Utc>>,
 ) -> Result<Vec<String>, StoreError> {
     let mut resolved = Vec::new();
-    for mut event in open_incidents(store)? {
+    // Incidents whose page a window still holds count too: left alone, one
+    // that recovered meanwhile would page when the window ends.
+    let held = outbox::held(store)?
+        .into_iter()
+        .filter_map(|(_, payload)| serde_json::from_str::<AlertEvent>(&payload).ok());
+    let candidates: Vec<AlertEvent> = open_incidents(store)?.into_iter().chain(held).collect();
+    for mut event in candidates {
         let Some(at) = recovered(&event) else {
             continue;
         };
         event.status = AlertStatus::Resolved;
         event.reminder = false;
         event.recovered_at = Some(at);
-        if let Enqueued::Queued(_) = enqueue(store, alerting, &event, now)? {
-            tracing::info!(target = %event.target, incident = %event.incident_key, "incident recovered while the agent was down; resolving");
-            resolved.push(event.incident_key);
+        match enqueue(store, alerting, &event, now)? {
+            Enqueued::Queued(_) | Enqueued::Suppressed => {
+                tracing::info!(target = %event.target, incident = %event.incident_key, "incident recovered while the agent was down; resolving");
+                resolved.push(event.incident_key);
+            }
+            _ => {}
         }
     }
     Ok(resolved)
