@@ -7,6 +7,7 @@
 //! never probes, collects or decides anything.
 
 pub mod agent;
+pub mod detect;
 pub mod host;
 pub mod probe;
 pub mod server;
@@ -28,6 +29,8 @@ pub struct Metrics {
     pub agent: agent::AgentMetrics,
     /// Host load.
     pub host: host::HostMetrics,
+    /// Detector state and incidents.
+    pub detect: detect::DetectMetrics,
 }
 
 impl Metrics {
@@ -37,11 +40,13 @@ impl Metrics {
         let probe = probe::ProbeMetrics::register(&registry)?;
         let agent = agent::AgentMetrics::register(&registry, instance)?;
         let host = host::HostMetrics::register(&registry)?;
+        let detect = detect::DetectMetrics::register(&registry)?;
         Ok(Metrics {
             registry,
             probe,
             agent,
             host,
+            detect,
         })
     }
 
