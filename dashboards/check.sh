@@ -4,8 +4,9 @@
 #     @grafana/schema with ts-json-schema-generator, validated with ajv), panel options and
 #     field config against their plugins' types, plus the project's lint rules;
 #   - every PromQL expression (panels, variables, annotations), $variables substituted, parsed
-#     and evaluated by a real Prometheus started here on 127.0.0.1 with an empty TSDB;
-#   - with --scrape FILE: every mailpulse_* metric name the dashboards use is in that scrape.
+#     and evaluated by a real Prometheus started here on 127.0.0.1 with a fresh TSDB;
+#   - with --scrape FILE: every mailpulse_* metric name the dashboards use is in that scrape,
+#     and the queries are evaluated again on series from it (Prometheus scrapes the file).
 #
 # Usage: dashboards/check.sh [--scrape FILE]
 #
@@ -41,7 +42,7 @@ while [ $# -gt 0 ]; do
       shift 2
       ;;
     -h | --help)
-      sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'
+      sed -n '2,/^# Exit status/p' "$0" | sed 's/^# \{0,1\}//'
       exit 0
       ;;
     *) die "unknown argument $1 (usage: check.sh [--scrape FILE])" ;;
@@ -88,6 +89,7 @@ if ! command -v prometheus >/dev/null; then
     apt-get install -y -qq --no-install-recommends prometheus >/dev/null || ok=0; }
   [ "$created_policy" = 1 ] && rm -f /usr/sbin/policy-rc.d
   [ "$ok" = 1 ] || die "apt-get install prometheus failed"
+  command -v prometheus >/dev/null || die "prometheus is still not on PATH after installing it"
 fi
 
 tmp="$(mktemp -d "${TMPDIR:-/tmp}/mailpulse-dashboards.XXXXXX")"
