@@ -1,7 +1,9 @@
 //! Detection metric families: each target's state and baseline, and the
 //! incidents it had. Records what the detector decided; decides nothing.
 
-use prometheus::{GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry};
+use prometheus::{
+    GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry,
+};
 
 use super::register;
 use crate::detect::{DetectEvent, IncidentKind, State};
@@ -94,7 +96,10 @@ impl DetectMetrics {
         self.degraded.with_label_values(&[target]).set(degraded);
         self.down.with_label_values(&[target]).set(down);
         match baseline {
-            Some(b) => self.baseline.with_label_values(&[target]).set(b.as_secs_f64()),
+            Some(b) => self
+                .baseline
+                .with_label_values(&[target])
+                .set(b.as_secs_f64()),
             None => {
                 let _ = self.baseline.remove_label_values(&[target]);
             }
@@ -105,7 +110,9 @@ impl DetectMetrics {
     pub fn record_event(&self, target: &str, event: &DetectEvent) {
         match event {
             DetectEvent::Opened(i) => {
-                self.incidents.with_label_values(&[target, i.kind.as_str()]).inc();
+                self.incidents
+                    .with_label_values(&[target, i.kind.as_str()])
+                    .inc();
             }
             // A slow incident that turned into a down one counts as a down incident too.
             DetectEvent::Escalated(_) => {
@@ -115,7 +122,9 @@ impl DetectMetrics {
             }
             DetectEvent::Closed(i) => {
                 if let Some(d) = i.duration_seconds() {
-                    self.duration.with_label_values(&[target, i.kind.as_str()]).observe(d);
+                    self.duration
+                        .with_label_values(&[target, i.kind.as_str()])
+                        .observe(d);
                     self.last_duration.with_label_values(&[target]).set(d);
                 }
             }
