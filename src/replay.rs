@@ -20,7 +20,6 @@ use hyper_util::rt::TokioIo;
 use serde::{Deserialize, Serialize};
 
 use crate::config::duration::format_duration;
-use crate::config::slowdown::{self, RawSlowdown};
 use crate::detect::{DetectEvent, Detector, Incident, Observation, SlowdownSettings};
 
 /// How long a Prometheus range query may take, connection included.
@@ -459,74 +458,40 @@ fn human(d: Duration) -> String {
     format_duration(Duration::from_secs(d.as_secs()))
 }
 
-/// The parts of a configuration file `replay` reads; other keys are ignored.
-#[derive(Debug, Default, Deserialize)]
-struct ReplayConfig {
-    slowdown: Option<RawSlowdown>,
-    #[serde(default)]
-    target: Vec<ReplayTarget>,
-}
-
-/// One `[[target]]`, as far as `replay` cares.
-#[derive(Debug, Deserialize)]
-struct ReplayTarget {
-    name: Option<String>,
-    slowdown: Option<RawSlowdown>,
-}
-
-/// A configuration file loaded for its slowdown settings.
+/// Where the detector settings come from: the agent's own configuration
+/// (loaded and validated by the same loader as `run`), or the defaults.
 #[derive(Debug)]
 struct SettingsSource {
-    path: Option<PathBuf>,
-    config: ReplayConfig,
+    config: Option<crate::config::Config>,
 }
 
 impl SettingsSource {
     fn load(path: Option<&Path>) -> anyhow::Result<SettingsSource> {
-        let Some(path) = path else {
-            return Ok(SettingsSource {
-                path: None,
-                config: ReplayConfig::default(),
-            });
+        let config = match path {
+            Some(path) => Some(crate::config::load(path)?),
+            None => None,
         };
-        let text = std::fs::read_to_string(path)
-            .with_context(|| format!("cannot read configuration {}", path.display()))?;
-        let config: ReplayConfig = toml::from_str(&text).map_err(|e| {
-            anyhow!(
-                "{}: invalid configuration: {}",
-                path.display(),
-                e.to_string().trim_end()
-            )
-        })?;
-        Ok(SettingsSource {
-            path: Some(path.to_path_buf()),
-            config,
-        })
+        Ok(SettingsSource { config })
     }
 
-    /// The settings of `target`; with `must_exist`, a target the file does
-    /// not define is an error.
+    /// The settings of `target`: its own when the configuration defines it,
+    /// else the configuration's `[slowdown]`; with `must_exist`, a target the
+    /// file does not define is an error.
     fn settings(&self, target: &str, must_exist: bool) -> anyhow::Result<SlowdownSettings> {
-        let found = self
-            .config
-            .target
-            .iter()
-            .position(|t| t.name.as_deref() == Some(target));
-        if let (None, true, Some(path)) = (found, must_exist, &self.path) {
-            bail!("target {target:?} is not defined in {}", path.display());
+        let Some(config) = &self.config else {
+            return Ok(SlowdownSettings::default());
+        };
+        match config.target(target) {
+            Some(t) => Ok(t.slowdown.clone()),
+            None if must_exist => {
+                let path = config
+                    .source
+                    .as_ref()
+                    .map_or(String::new(), |p| p.display().to_string());
+                bail!("target {target:?} is not defined in {path}")
+            }
+            None => Ok(config.slowdown.clone()),
         }
-        let per_target = found.and_then(|k| self.config.target[k].slowdown.as_ref());
-        slowdown::resolve(self.config.slowdown.as_ref(), per_target).map_err(|(key, message)| {
-            let key = match found {
-                Some(k) => key.replacen("target.", &format!("target[{k}]."), 1),
-                None => key,
-            };
-            let file = self
-                .path
-                .as_ref()
-                .map_or(String::new(), |p| format!("{}: ", p.display()));
-            anyhow!("{file}{key}: {message}")
-        })
     }
 }
 

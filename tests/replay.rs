@@ -252,14 +252,14 @@ fn settings_come_from_the_configuration() {
     let bad = write_file(
         dir.path(),
         "bad.toml",
-        "[[target]]\nname = \"web\"\n[target.slowdown]\nfactor = 1\n",
+        "[[target]]\nname = \"web\"\nkind = \"http\"\nurl = \"http://x/\"\n[target.slowdown]\nfactor = 1\n",
     );
     let out = replay(&["--csv", path_arg(&file), "--config", path_arg(&bad)]);
     assert_eq!(out.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
         stderr.ends_with(
-            "bad.toml: target[0].slowdown.factor: factor must be greater than 1 and at most 100, got 1\n"
+            "bad.toml:6:10: target[0].slowdown.factor: factor must be greater than 1 and at most 100, got 1\n"
         ),
         "{stderr}"
     );

@@ -95,7 +95,7 @@ fn architecture_invariants_hold() {
         "metrics/",
         &[
             "crate::probe",
-            "crate::detect",
+            "crate::detect::Detector",
             "crate::alert",
             "crate::app",
             "crate::schedule",

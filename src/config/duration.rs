@@ -85,9 +85,8 @@ pub fn format_duration(d: Duration) -> String {
         return if total_ms < 1000 {
             format!("{total_ms}ms")
         } else {
-            format!("{:.3}s", d.as_secs_f64())
-                .trim_end_matches('0')
-                .to_string()
+            let secs = format!("{:.3}", d.as_secs_f64());
+            format!("{}s", secs.trim_end_matches('0').trim_end_matches('.'))
         };
     }
     let mut secs = d.as_secs();
@@ -180,7 +179,9 @@ mod tests {
 
     #[test]
     fn formats_round_trip() {
-        for text in ["250ms", "10s", "2m", "1h30m", "1d", "0s", "1m5s"] {
+        for text in [
+            "250ms", "10s", "2m", "1h30m", "1d", "0s", "1m5s", "1.5s", "2.25s",
+        ] {
             let d = parse_duration(text).unwrap();
             assert_eq!(format_duration(d), text);
         }

@@ -55,6 +55,8 @@ pub struct Config {
     pub agent: AgentConfig,
     /// `[host]`
     pub host: HostConfig,
+    /// `[slowdown]`: the detector defaults every target starts from.
+    pub slowdown: crate::detect::SlowdownSettings,
     /// `[[target]]`, in file order, names unique.
     pub targets: Vec<Target>,
 }
@@ -121,6 +123,9 @@ pub struct Target {
     pub interval: Duration,
     /// Deadline of one probe, at most `interval`.
     pub timeout: Duration,
+    /// How the slowdown detector judges this target (`[slowdown]` merged
+    /// with the target's own `[target.slowdown]`).
+    pub slowdown: crate::detect::SlowdownSettings,
     /// What to probe and how.
     pub spec: ProbeSpec,
 }

@@ -21,6 +21,7 @@ pub struct RawConfig {
     pub agent: RawAgent,
     #[serde(default)]
     pub host: RawHost,
+    pub slowdown: Option<super::slowdown::RawSlowdown>,
     #[serde(default, rename = "target")]
     pub targets: Vec<RawTarget>,
 }
@@ -75,6 +76,7 @@ pub struct RawTarget {
     pub kind: Option<String>,
     pub interval: Option<HumanDuration>,
     pub timeout: Option<HumanDuration>,
+    pub slowdown: Option<super::slowdown::RawSlowdown>,
 
     // http
     pub url: Option<String>,

@@ -194,6 +194,7 @@ fn unreachable_config() -> Config {
             exclude_interfaces: Vec::new(),
             proc_root: PathBuf::new(),
         },
+        slowdown: crate::detect::SlowdownSettings::default(),
         targets: Vec::new(),
     }
 }
@@ -268,6 +269,13 @@ fn build(c: &mut Checker<'_>, raw: RawConfig, base: &Path, path: Option<&Path>) 
             .unwrap_or_else(|| PathBuf::from("/proc")),
     };
 
+    let slowdown = match slowdown::resolve(raw.slowdown.as_ref(), None) {
+        Ok(s) => s,
+        Err((key, message)) => {
+            c.error_at(&key_path(&root, &key), message);
+            crate::detect::SlowdownSettings::default()
+        }
+    };
     let mut targets = Vec::new();
     let mut seen: HashMap<String, usize> = HashMap::new();
     for (i, t) in raw.targets.into_iter().enumerate() {
@@ -282,7 +290,7 @@ fn build(c: &mut Checker<'_>, raw: RawConfig, base: &Path, path: Option<&Path>) 
                 seen.insert(name.clone(), i);
             }
         }
-        if let Some(target) = build_target(c, &tp, t, base) {
+        if let Some(target) = build_target(c, &tp, t, base, raw.slowdown.as_ref()) {
             targets.push(target);
         }
     }
@@ -291,6 +299,7 @@ fn build(c: &mut Checker<'_>, raw: RawConfig, base: &Path, path: Option<&Path>) 
         source: path.map(Path::to_path_buf),
         agent,
         host,
+        slowdown,
         targets,
     }
 }
@@ -423,7 +432,13 @@ const KINDS: &[(&str, &[&str])] = &[
     ("mailflow", MAILFLOW_KEYS),
 ];
 
-fn build_target(c: &mut Checker<'_>, tp: &KeyPath, t: RawTarget, base: &Path) -> Option<Target> {
+fn build_target(
+    c: &mut Checker<'_>,
+    tp: &KeyPath,
+    mut t: RawTarget,
+    base: &Path,
+    global_slowdown: Option<&slowdown::RawSlowdown>,
+) -> Option<Target> {
     let name = match &t.name {
         Some(n) if n.trim().is_empty() || n.chars().any(|ch| ch.is_control()) => {
             c.error_at(
@@ -487,6 +502,18 @@ fn build_target(c: &mut Checker<'_>, tp: &KeyPath, t: RawTarget, base: &Path) ->
         }
         None => DEFAULT_TARGET_TIMEOUT.min(interval),
     };
+    let slowdown = match slowdown::resolve(global_slowdown, t.slowdown.take().as_ref()) {
+        Ok(s) => s,
+        Err((key, message)) => {
+            // Errors in the global table are reported once, by `build`.
+            if let Some(rest) = key.strip_prefix("target.") {
+                c.error_at(&key_path(tp, rest), message);
+            }
+            crate::detect::SlowdownSettings::default()
+        }
+    };
+    let kind = kind.to_string();
+    let kind = kind.as_str();
     let spec = match kind {
         "http" => ProbeSpec::Http(build_http(c, tp, t, base)?),
         "tcp" => ProbeSpec::Tcp(build_tcp(c, tp, t, base)?),
@@ -503,8 +530,14 @@ fn build_target(c: &mut Checker<'_>, tp: &KeyPath, t: RawTarget, base: &Path) ->
         name,
         interval,
         timeout,
+        slowdown,
         spec,
     })
+}
+
+/// `parent` extended by a dotted path such as `slowdown.factor`.
+fn key_path(parent: &KeyPath, dotted: &str) -> KeyPath {
+    dotted.split('.').fold(parent.clone(), |p, k| p.key(k))
 }
 
 fn read_secret(c: &mut Checker<'_>, path: &KeyPath, base: &Path, file: PathBuf) -> Option<Secret> {

@@ -8,6 +8,7 @@
 
 pub mod agent;
 pub mod alert;
+pub mod detect;
 pub mod host;
 pub mod probe;
 pub mod server;
@@ -29,6 +30,8 @@ pub struct Metrics {
     pub agent: agent::AgentMetrics,
     /// Host load.
     pub host: host::HostMetrics,
+    /// Detector state and incidents.
+    pub detect: detect::DetectMetrics,
 }
 
 impl Metrics {
@@ -38,11 +41,13 @@ impl Metrics {
         let probe = probe::ProbeMetrics::register(&registry)?;
         let agent = agent::AgentMetrics::register(&registry, instance)?;
         let host = host::HostMetrics::register(&registry)?;
+        let detect = detect::DetectMetrics::register(&registry)?;
         Ok(Metrics {
             registry,
             probe,
             agent,
             host,
+            detect,
         })
     }
 
