@@ -118,6 +118,7 @@ impl Agent {
             self.clock.clone(),
         ) {
             Ok(()) => {
+                self.metrics.probe.add_target(&target.name, target.kind());
                 self.metrics.detect.add_target(&target.name);
                 self.targets
                     .insert(target.name.clone(), (target.clone(), token));

@@ -4,9 +4,13 @@
 //!
 //! The script needs node and npm (it installs its pinned npm packages itself) and prometheus
 //! (it installs the Debian package when it runs as root). In CI a missing node or npm is a
-//! failure; elsewhere the test is skipped with a message. The live-scrape variant
-//! (`check.sh --scrape FILE`) is not run here yet: detection and alert metrics do not exist
-//! until those features are merged.
+//! failure; elsewhere the test is skipped with a message. The check runs with a live scrape
+//! (`check.sh --scrape FILE`) of a real agent that has been through an incident, with an
+//! HTTPS target and a receiver, so every `mailpulse_*` metric a panel names must exist.
+
+#[path = "alert/capture.rs"]
+mod capture;
+mod support;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -44,8 +48,129 @@ fn missing_tools() -> Option<String> {
     None
 }
 
-#[test]
-fn dashboards_pass_their_checks() {
+/// Serves HTTPS with a throwaway self-signed certificate, answering 200.
+async fn https_server() -> std::net::SocketAddr {
+    use std::sync::Arc;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = rcgen::CertificateParams::new(vec!["localhost".to_string()])
+        .unwrap()
+        .self_signed(&key)
+        .unwrap();
+    let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(
+        vec![cert.der().clone()],
+        rustls::pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into()),
+    )
+    .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                let Ok(mut tls) = acceptor.accept(stream).await else {
+                    return;
+                };
+                let mut buf = vec![0u8; 4096];
+                let _ = tls.read(&mut buf).await;
+                let _ = tls
+                    .write_all(
+                        b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok",
+                    )
+                    .await;
+                let _ = tls.shutdown().await;
+            });
+        }
+    });
+    addr
+}
+
+/// A scrape of an agent that has been through a slow incident, with an HTTPS
+/// target, host collection and a webhook receiver.
+async fn live_scrape(dir: &Path) -> String {
+    use std::time::Duration;
+    use support::{metric, write_file, Agent, HttpServer, Route};
+    let server = HttpServer::start().await;
+    server.route("/owa", Route::ok("ok"));
+    let tls = https_server().await;
+    let hook = capture::Capture::start().await;
+    let port = support::free_port();
+    let cfg = write_file(
+        dir,
+        "agent.toml",
+        &format!(
+            "[agent]\nlisten = \"127.0.0.1:{port}\"\nstate_dir = \"{}\"\n[host]\ninterval = \"1s\"\nprocesses = [\"mailpulse\"]\n\
+             [slowdown]\nfactor = 3.0\nmin_delta = \"50ms\"\nfor = \"500ms\"\nrecover_for = \"1s\"\n\
+             [[target]]\nname = \"owa\"\nkind = \"http\"\nurl = \"{}\"\ninterval = \"100ms\"\ntimeout = \"90ms\"\n\
+             [[target]]\nname = \"owa-tls\"\nkind = \"http\"\nurl = \"https://localhost:{}/\"\ninterval = \"1s\"\n\
+             tls_insecure_skip_verify = true\nip_family = \"ipv4\"\n\
+             [[receiver]]\nname = \"hook\"\nkind = \"webhook\"\nurl = \"{}\"\n",
+            dir.join("state").display(),
+            server.url("/owa"),
+            tls.port(),
+            hook.url("/hook"),
+        ),
+    );
+    let agent = Agent::start(&cfg, ([127, 0, 0, 1], port).into(), &[]).await;
+    let has = |name: &'static str, labels: &'static [(&'static str, &'static str)]| {
+        let agent = &agent;
+        async move { metric(&agent.scrape().await, name, labels).is_some() }
+    };
+    agent
+        .wait_until(
+            || has("mailpulse_target_baseline_seconds", &[("target", "owa")]),
+            "a baseline",
+        )
+        .await;
+    server.route("/owa", Route::ok("ok").delayed(Duration::from_millis(60)));
+    agent
+        .wait_until(
+            || async {
+                metric(
+                    &agent.scrape().await,
+                    "mailpulse_target_degraded",
+                    &[("target", "owa")],
+                ) == Some(1.0)
+            },
+            "an incident",
+        )
+        .await;
+    server.route("/owa", Route::ok("ok"));
+    agent
+        .wait_until(
+            || {
+                has(
+                    "mailpulse_last_incident_duration_seconds",
+                    &[("target", "owa")],
+                )
+            },
+            "the incident to close",
+        )
+        .await;
+    agent
+        .wait_until(
+            || {
+                has(
+                    "mailpulse_tls_cert_expiry_timestamp_seconds",
+                    &[("target", "owa-tls")],
+                )
+            },
+            "the tls target",
+        )
+        .await;
+    hook.wait_accepted(2, Duration::from_secs(15)).await;
+    agent.scrape().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dashboards_pass_their_checks_against_a_live_scrape() {
     if let Some(why) = missing_tools() {
         if std::env::var_os("CI").is_some() {
             panic!("dashboards/check.sh cannot run in CI: {why}");
@@ -53,15 +178,21 @@ fn dashboards_pass_their_checks() {
         eprintln!("skipping: {why} (dashboards/check.sh needs node 20+, npm and prometheus)");
         return;
     }
+    let dir = tempfile::tempdir().unwrap();
+    let scrape = live_scrape(dir.path()).await;
+    let scrape_file = dir.path().join("scrape.txt");
+    std::fs::write(&scrape_file, scrape).unwrap();
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     let out = Command::new("bash")
         .arg(root.join("dashboards/check.sh"))
+        .arg("--scrape")
+        .arg(&scrape_file)
         .current_dir(&root)
         .output()
         .expect("run bash dashboards/check.sh");
     assert!(
         out.status.success(),
-        "dashboards/check.sh failed ({}):\n{}{}",
+        "dashboards/check.sh --scrape failed ({}):\n{}{}",
         out.status,
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)

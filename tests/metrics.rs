@@ -46,13 +46,22 @@ async fn a_real_scrape_passes_promtool_and_has_the_contract_families() {
                     "mailpulse_probe_failures_total",
                     &[("target", "down"), ("reason", "status")],
                 )
-                .is_some()
+                .is_some_and(|v| v >= 1.0)
                     && metric(&s, "mailpulse_probe_success", &[("target", "ok")]) == Some(1.0)
             },
             "both targets probed",
         )
         .await;
     let scrape = agent.scrape().await;
+    // Failure counters exist from the start, at zero, for every reason.
+    assert_eq!(
+        metric(
+            &scrape,
+            "mailpulse_probe_failures_total",
+            &[("target", "ok"), ("reason", "timeout")]
+        ),
+        Some(0.0)
+    );
     for family in [
         "mailpulse_probe_success",
         "mailpulse_probe_duration_seconds_bucket",

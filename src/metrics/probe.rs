@@ -166,6 +166,15 @@ impl ProbeMetrics {
         self.schedule_lag.observe(s.schedule_lag.as_secs_f64());
     }
 
+    /// Creates a configured target's failure counters at zero, one per
+    /// reason, so that `rate()` and `increase()` see its first failure.
+    pub fn add_target(&self, target: &str, kind: ProbeKind) {
+        for reason in REASONS {
+            self.failures
+                .with_label_values(&[target, kind.as_str(), reason.as_str()]);
+        }
+    }
+
     /// Removes every series of a target that is no longer configured.
     pub fn remove_target(&self, target: &str, kind: ProbeKind) {
         let kind = kind.as_str();
