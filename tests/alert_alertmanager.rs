@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use chrono::Utc;
 use mailpulse::alert::{self, AlertEvent, AlertStatus, Alerting, Enqueued};
-use mailpulse::config::alerting::{validate, RawAlertingFile};
+use mailpulse::config::alerting::parse;
 use mailpulse::metrics::alert::AlertMetrics;
 use mailpulse::store::Store;
 use serde_json::Value;
@@ -124,12 +124,15 @@ async fn a_real_alertmanager_sees_the_incident_open_and_then_resolved() {
             return;
         }
     };
-    let raw: RawAlertingFile = toml::from_str(&format!(
-        "[alerting]\nexternal_url = \"http://agent.test:9717/\"\n[[receiver]]\nname = \"am\"\nkind = \"alertmanager\"\nurl = \"http://{}\"\nresend_interval = \"1s\"\n",
-        am.addr
-    ))
+    let config = parse(
+        &format!(
+            "[alerting]\nexternal_url = \"http://agent.test:9717/\"\n[[receiver]]\nname = \"am\"\nkind = \"alertmanager\"\nurl = \"http://{}\"\nresend_interval = \"1s\"\n",
+            am.addr
+        ),
+        dir.path(),
+        "agent.test",
+    )
     .unwrap();
-    let config = validate(raw, dir.path(), "agent.test").unwrap();
     let store = Store::open(&dir.path().join("state")).unwrap();
     let clock = mailpulse::clock::system();
     let alerting = Arc::new(Alerting::new(config, &store, clock.clone()).unwrap());

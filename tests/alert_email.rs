@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use chrono::Utc;
 use mailpulse::alert::{self, AlertEvent, AlertStatus, Alerting};
-use mailpulse::config::alerting::{validate, RawAlertingFile};
+use mailpulse::config::alerting::parse;
 use mailpulse::metrics::alert::AlertMetrics;
 use mailpulse::store::Store;
 use tokio_util::sync::CancellationToken;
@@ -137,9 +137,12 @@ async fn mail_reaches_a_real_postfix_over_starttls_with_auth() {
             return;
         }
     };
-    let raw: RawAlertingFile =
-        toml::from_str(&receiver_toml(&pf, &pf.env["PASSWORD_FILE"])).unwrap();
-    let config = validate(raw, dir.path(), "agent.test").unwrap();
+    let config = parse(
+        &receiver_toml(&pf, &pf.env["PASSWORD_FILE"]),
+        dir.path(),
+        "agent.test",
+    )
+    .unwrap();
     let store = Store::open(&dir.path().join("state")).unwrap();
     let clock = mailpulse::clock::system();
     let alerting = Arc::new(Alerting::new(config, &store, clock.clone()).unwrap());
@@ -207,9 +210,12 @@ async fn mail_reaches_a_real_postfix_over_starttls_with_auth() {
     // A wrong password is refused for good, not retried forever.
     let wrong = dir.path().join("wrong");
     std::fs::write(&wrong, "not-the-password\n").unwrap();
-    let raw: RawAlertingFile =
-        toml::from_str(&receiver_toml(&pf, &wrong.display().to_string())).unwrap();
-    let config = validate(raw, dir.path(), "agent.test").unwrap();
+    let config = parse(
+        &receiver_toml(&pf, &wrong.display().to_string()),
+        dir.path(),
+        "agent.test",
+    )
+    .unwrap();
     let ctx = alert::ReceiverContext {
         store: Store::in_memory().unwrap(),
         clock: mailpulse::clock::system(),

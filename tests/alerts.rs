@@ -17,7 +17,7 @@ use mailpulse::alert::{
     self, AlertEvent, AlertStatus, Alerting, BoxFuture, DeliveryError, Enqueued, HostLoad, Receiver,
 };
 use mailpulse::clock::Clock as _;
-use mailpulse::config::alerting::{validate, AlertingConfig, RawAlertingFile};
+use mailpulse::config::alerting::{parse, AlertingConfig};
 use mailpulse::metrics::alert::{AlertMetrics, NotificationResult};
 use mailpulse::store::{outbox, Store};
 use serde_json::{json, Value};
@@ -26,8 +26,7 @@ use tokio_util::sync::CancellationToken;
 const WAIT: Duration = Duration::from_secs(20);
 
 fn config(text: &str, dir: &Path) -> AlertingConfig {
-    let raw: RawAlertingFile = toml::from_str(text).unwrap();
-    validate(raw, dir, "agent.test").unwrap_or_else(|e| panic!("{e:?}"))
+    parse(text, dir, "agent.test").unwrap_or_else(|e| panic!("{e:?}"))
 }
 
 fn at(text: &str) -> DateTime<Utc> {
