@@ -1,7 +1,7 @@
 //! Alert delivery configuration: the `[alerting]` table, `[[receiver]]`,
 //! `[[route]]` and `[[maintenance]]`, as the user writes them (the `Raw*`
 //! serde mirrors, `deny_unknown_fields`) and as the agent runs on them
-//! ([`AlertingConfig`], built by [`validate`]).
+//! ([`AlertingConfig`], built by [`parse`], or by `validate` inside the loader).
 //!
 //! Receivers are one flat table for every kind (like targets) so unknown keys
 //! keep their position; which keys a kind accepts is checked here and a key of
