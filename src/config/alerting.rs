@@ -18,7 +18,7 @@ use chrono::{DateTime, Datelike, NaiveTime, TimeZone, Utc, Weekday};
 use serde::Deserialize;
 
 use super::duration::parse_duration;
-use super::{HumanDuration, Secret};
+use super::{HumanDuration, Secret, TlsOptions};
 
 /// Default cap on the delay between two delivery attempts.
 pub const DEFAULT_MAX_BACKOFF: Duration = Duration::from_secs(60);
@@ -287,8 +287,9 @@ pub struct ReceiverConfig {
     pub timeout: Duration,
     /// Whether recoveries are sent.
     pub send_resolved: bool,
-    /// TLS settings for HTTPS endpoints and SMTP.
-    pub tls: ReceiverTls,
+    /// TLS settings for HTTPS endpoints and SMTP (CA certificates and
+    /// `tls_insecure_skip_verify`; no client identity).
+    pub tls: TlsOptions,
     /// Kind-specific settings.
     pub spec: ReceiverSpec,
 }
@@ -307,15 +308,6 @@ impl ReceiverConfig {
             ReceiverSpec::Grafana(_) => "grafana",
         }
     }
-}
-
-/// TLS settings of a receiver, with the CA file already read.
-#[derive(Debug, Clone, PartialEq, Default)]
-pub struct ReceiverTls {
-    /// Extra trusted CA certificates (PEM), besides the system roots.
-    pub ca_certs: Vec<rustls_pki_types::CertificateDer<'static>>,
-    /// Accept any certificate.
-    pub insecure_skip_verify: bool,
 }
 
 /// Kind-specific receiver settings.
@@ -1242,12 +1234,12 @@ fn build_tls(
     base: &Path,
     ca_file: Option<PathBuf>,
     insecure: Option<bool>,
-) -> Option<ReceiverTls> {
+) -> Option<TlsOptions> {
     use rustls_pki_types::pem::PemObject;
     use rustls_pki_types::CertificateDer;
-    let mut tls = ReceiverTls {
-        ca_certs: Vec::new(),
+    let mut tls = TlsOptions {
         insecure_skip_verify: insecure.unwrap_or(false),
+        ..TlsOptions::default()
     };
     if let Some(file) = ca_file {
         let file = resolve(base, file);
