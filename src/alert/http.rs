@@ -269,6 +269,13 @@ pub fn tls_config(tls: &TlsOptions, alpn: &[&[u8]]) -> Result<Arc<ClientConfig>,
     crate::probe::tls::client_config(tls, alpn).map_err(|e| e.to_string())
 }
 
+/// A URL that is itself the secret (Slack and Teams webhooks). The error
+/// names the file it came from, never the value.
+pub fn secret_url(secret: &crate::config::Secret) -> Result<url::Url, String> {
+    url::Url::parse(secret.expose().trim())
+        .map_err(|_| format!("{} does not hold a valid URL", secret.path().display()))
+}
+
 /// `Authorization` header value of a receiver's auth, if any.
 pub fn authorization(auth: &crate::config::alerting::ReceiverAuth) -> Option<String> {
     use crate::config::alerting::ReceiverAuth;
