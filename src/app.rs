@@ -7,7 +7,7 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use anyhow::Context as _;
@@ -16,18 +16,22 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::alert::{self, Alerting, HostLoad};
 use crate::clock::{self, Clock};
 use crate::collect::{CollectOptions, HostCollector};
 use crate::config::{self, Config, HostConfig, Target};
 use crate::health::{Health, Heartbeat};
+use crate::incident::Incidents;
 use crate::metrics::server::{self, ServerState, WebRuntime};
 use crate::metrics::Metrics;
+use crate::pipeline::{self, Pipeline};
 use crate::probe::{self, Prober};
 use crate::report;
 use crate::sample::Sample;
 use crate::schedule;
 use crate::service::signals::{Control, Signals};
 use crate::service::systemd;
+use crate::store::Store;
 
 /// How long shutdown waits for tasks to finish.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(4);
@@ -71,6 +75,11 @@ struct Agent {
     tracker: TaskTracker,
     targets: HashMap<String, (Target, CancellationToken)>,
     host: Option<CancellationToken>,
+    host_load: Arc<RwLock<Option<HostLoad>>>,
+    store: Store,
+    incidents: Arc<Mutex<Incidents>>,
+    alerting: Arc<RwLock<Arc<Alerting>>>,
+    delivery: Option<(CancellationToken, tokio::task::JoinHandle<()>)>,
 }
 
 impl Agent {
@@ -91,6 +100,7 @@ impl Agent {
             HostCollector::new(opts),
             host.interval,
             self.metrics.clone(),
+            self.host_load.clone(),
             token.clone(),
             heartbeat,
         ));
@@ -108,6 +118,7 @@ impl Agent {
             self.clock.clone(),
         ) {
             Ok(()) => {
+                self.metrics.detect.add_target(&target.name);
                 self.targets
                     .insert(target.name.clone(), (target.clone(), token));
             }
@@ -121,7 +132,30 @@ impl Agent {
         if let Some((target, token)) = self.targets.remove(name) {
             token.cancel();
             self.metrics.probe.remove_target(name, target.kind());
+            self.metrics.detect.remove_target(name);
         }
+    }
+
+    /// Starts the delivery loop on the current alerting configuration, after
+    /// the previous loop (if any) has drained, so no two loops send at once.
+    fn start_delivery(&mut self) {
+        let previous = self.delivery.take();
+        let token = self.root.child_token();
+        let alerting = self.alerting.read().expect("alerting lock").clone();
+        let (store, metrics, clock) = (
+            self.store.clone(),
+            self.metrics.alert.clone(),
+            self.clock.clone(),
+        );
+        let child = token.clone();
+        let handle = self.tracker.spawn(async move {
+            if let Some((old_token, old)) = previous {
+                old_token.cancel();
+                let _ = old.await;
+            }
+            alert::run_delivery(store, alerting, metrics, child, clock).await;
+        });
+        self.delivery = Some((token, handle));
     }
 
     /// Applies a new configuration: unchanged targets keep running (and keep
@@ -140,6 +174,21 @@ impl Agent {
             }
             self.start_host(&new.host);
         }
+        if new.alerting != self.config.alerting {
+            match Alerting::new(new.alerting.clone(), &self.store, self.clock.clone()) {
+                Ok(a) => {
+                    *self.alerting.write().expect("alerting lock") = Arc::new(a);
+                    self.start_delivery();
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "alerting configuration rejected; keeping the running one")
+                }
+            }
+        }
+        self.incidents
+            .lock()
+            .expect("incidents lock")
+            .configure(&new.targets);
         let names: Vec<String> = self.targets.keys().cloned().collect();
         for name in names {
             let keep = new
@@ -199,20 +248,67 @@ pub async fn run(source: ConfigSource) -> anyhow::Result<()> {
         root.child_token(),
     ));
 
+    let clock = clock::system();
+    let store = open_store(&config, &metrics);
+    let incidents = match Incidents::load(Some(store.clone()), &config.targets) {
+        Ok(i) => i,
+        Err(e) => {
+            metrics.agent.store_errors.inc();
+            tracing::error!(error = %e, "cannot restore detector state; starting fresh");
+            Incidents::load(None, &config.targets).expect("no store, no error")
+        }
+    };
+    let alerting = Alerting::new(config.alerting.clone(), &store, clock.clone())
+        .map_err(|e| anyhow::anyhow!("alerting: {e}"))?;
+    let kinds: HashMap<String, String> = config
+        .targets
+        .iter()
+        .map(|t| (t.name.clone(), t.kind().as_str().to_string()))
+        .collect();
+    if let Err(e) = pipeline::reconcile(
+        &store,
+        &alerting,
+        &incidents,
+        &config.agent.instance,
+        &kinds,
+        clock.now(),
+    ) {
+        metrics.agent.store_errors.inc();
+        tracing::error!(error = %e, "cannot reconcile alerts with incidents");
+    }
+    let incidents = Arc::new(Mutex::new(incidents));
+    let alerting = Arc::new(RwLock::new(Arc::new(alerting)));
+    let host_load = Arc::new(RwLock::new(None));
+
     let (tx, rx) = mpsc::channel(SAMPLE_QUEUE);
-    tracker.spawn(record_samples(rx, metrics.clone()));
+    let flow = Pipeline {
+        metrics: metrics.clone(),
+        incidents: incidents.clone(),
+        alerting: alerting.clone(),
+        store: store.clone(),
+        instance: config.agent.instance.clone(),
+        host_load: host_load.clone(),
+        clock: clock.clone(),
+    };
+    tracker.spawn(flow.run(rx));
 
     let mut agent = Agent {
         config: config.clone(),
         metrics: metrics.clone(),
         health: health.clone(),
-        clock: clock::system(),
+        clock,
         samples: tx,
         root: root.clone(),
         tracker: tracker.clone(),
         targets: HashMap::new(),
         host: None,
+        host_load,
+        store,
+        incidents,
+        alerting,
+        delivery: None,
     };
+    agent.start_delivery();
     agent.start_host(&config.host);
     for target in &config.targets {
         agent.start_target(target);
@@ -284,27 +380,23 @@ fn mark_reload(metrics: &Metrics, ok: bool) {
     }
 }
 
-/// Records every sample and logs each target's transitions between success and failure.
-async fn record_samples(mut rx: mpsc::Receiver<Sample>, metrics: Arc<Metrics>) {
-    let mut last_ok: HashMap<String, bool> = HashMap::new();
-    while let Some(sample) = rx.recv().await {
-        metrics.probe.record(&sample);
-        let ok = sample.success();
-        let was_ok = last_ok.insert(sample.target.clone(), ok);
-        match (&sample.failure, was_ok) {
-            (Some(f), None | Some(true)) => tracing::warn!(
-                target = %sample.target,
-                kind = %sample.kind,
-                reason = %f.reason,
-                phase = %f.phase,
-                "probe failed: {}", f.message
-            ),
-            (None, Some(false)) => tracing::info!(
-                target = %sample.target,
-                kind = %sample.kind,
-                "probe succeeded again"
-            ),
-            _ => {}
+/// Opens the state store in `state_dir`; when that fails, says so loudly and
+/// falls back to a memory store, so probing, detection and alerting go on
+/// (without surviving a restart).
+fn open_store(config: &Config, metrics: &Metrics) -> Store {
+    match Store::open(&config.agent.state_dir) {
+        Ok(s) => {
+            metrics.agent.store_durable.set(1);
+            s
+        }
+        Err(e) => {
+            metrics.agent.store_errors.inc();
+            metrics.agent.store_durable.set(0);
+            tracing::error!(
+                error = %e,
+                "cannot open the state store; incidents and queued alerts will NOT survive a restart"
+            );
+            Store::in_memory().expect("a memory store opens")
         }
     }
 }
@@ -315,6 +407,7 @@ async fn collect_host(
     collector: HostCollector,
     interval: Duration,
     metrics: Arc<Metrics>,
+    host_load: Arc<RwLock<Option<HostLoad>>>,
     token: CancellationToken,
     heartbeat: Heartbeat,
 ) {
@@ -343,6 +436,7 @@ async fn collect_host(
             },
         };
         metrics.host.record(&snapshot);
+        *host_load.write().expect("host load lock") = Some(pipeline::host_load(&snapshot));
         collector = Some(c);
         heartbeat.beat();
     }
@@ -443,6 +537,37 @@ pub async fn probe_once(path: &Path, names: &[String], json: bool) -> anyhow::Re
         print!("{}", blocks.join("\n"));
     }
     Ok(all_ok)
+}
+
+/// `mailpulse incidents`: the recorded incident history, newest first.
+pub fn show_incidents(
+    source: &ConfigSource,
+    target: Option<&str>,
+    limit: usize,
+    json: bool,
+) -> anyhow::Result<()> {
+    let config = source.load()?;
+    let dir = &config.agent.state_dir;
+    let records = if crate::store::incidents::database_exists(dir) {
+        let store = Store::open(dir)?;
+        crate::store::incidents::history(&store, crate::store::incidents::MAX_HISTORY as usize)?
+            .into_iter()
+            .filter(|r| target.is_none_or(|t| r.target == t))
+            .take(limit)
+            .collect()
+    } else {
+        Vec::new()
+    };
+    if json {
+        for r in &records {
+            println!("{}", report::incident_json(r));
+        }
+    } else if records.is_empty() {
+        println!("no incidents recorded in {}", dir.display());
+    } else {
+        print!("{}", report::incident_table(&records));
+    }
+    Ok(())
 }
 
 #[cfg(test)]

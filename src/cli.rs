@@ -58,6 +58,25 @@ pub enum Command {
     /// or a Prometheus range query), faster than real time, and print the
     /// incidents it would have raised.
     Replay(crate::replay::ReplayArgs),
+    /// Show the incidents the agent recorded, newest first: when each began
+    /// (the first bad sample), when it was detected, when it recovered, how
+    /// long it lasted and how bad it got. Reads the state store; works while
+    /// the daemon runs.
+    Incidents {
+        /// Configuration file (for `[agent] state_dir`). Without it,
+        /// /etc/mailpulse/mailpulse.toml if it exists, else the built-in default.
+        #[arg(short, long, value_name = "FILE")]
+        config: Option<PathBuf>,
+        /// Print one JSON object per incident per line instead of a table.
+        #[arg(long)]
+        json: bool,
+        /// Only this target's incidents.
+        #[arg(long, value_name = "NAME")]
+        target: Option<String>,
+        /// At most this many incidents.
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+    },
     /// Send a clearly marked test notification to one receiver, to check its
     /// wiring. Exits 0 when the receiver accepted it, 1 when not.
     TestAlert(crate::alert::cli::TestAlertArgs),

@@ -53,6 +53,19 @@ fn main() -> ExitCode {
                 }
             }),
             Command::HashPassword { cost } => hash_password(cost).map(|()| ExitCode::SUCCESS),
+            Command::Incidents {
+                config,
+                json,
+                target,
+                limit,
+            } => {
+                let source = match config {
+                    Some(path) => ConfigSource::Explicit(path),
+                    None => ConfigSource::Default,
+                };
+                app::show_incidents(&source, target.as_deref(), limit, json)
+                    .map(|()| ExitCode::SUCCESS)
+            }
             Command::Replay(args) => mailpulse::replay::run(&args)
                 .await
                 .map(|()| ExitCode::SUCCESS),

@@ -189,3 +189,75 @@ pub fn config_summary(c: &Config) -> String {
     }
     out
 }
+
+/// One recorded incident as a JSON object: the nine fields of `replay`
+/// followed by the worst phase and the slow and failed probe counts.
+pub fn incident_json(r: &crate::store::incidents::IncidentRecord) -> Value {
+    let mut v = serde_json::to_value(crate::replay::IncidentLine::new(&r.target, &r.incident))
+        .expect("incident lines serialize");
+    if let Value::Object(map) = &mut v {
+        map.insert("worst_phase".into(), json!(r.incident.worst_phase));
+        map.insert("slow_count".into(), json!(r.incident.slow_count));
+        map.insert("failed_count".into(), json!(r.incident.failed_count));
+    }
+    v
+}
+
+/// Recorded incidents as a table for people, newest first.
+pub fn incident_table(records: &[crate::store::incidents::IncidentRecord]) -> String {
+    let header = [
+        "TARGET",
+        "KIND",
+        "STARTED",
+        "DETECTED",
+        "RECOVERED",
+        "DURATION",
+        "PEAK",
+        "BASELINE",
+        "WORST PHASE",
+        "SLOW",
+        "FAILED",
+    ];
+    let time = |t: DateTime<Utc>| t.format("%Y-%m-%d %H:%M:%SZ").to_string();
+    let secs = |s: f64| crate::alert::render::human_duration(Duration::from_secs_f64(s.max(0.0)));
+    let rows: Vec<Vec<String>> = records
+        .iter()
+        .map(|r| {
+            let i = &r.incident;
+            vec![
+                r.target.clone(),
+                i.kind.as_str().to_string(),
+                time(i.started_at),
+                format!("+{}", secs(i.time_to_detect_seconds())),
+                i.recovered_at.map_or("open".to_string(), time),
+                i.duration_seconds().map_or("-".to_string(), secs),
+                i.peak_latency.map_or("-".to_string(), millis),
+                i.baseline_at_onset.map_or("-".to_string(), millis),
+                i.worst_phase.clone().unwrap_or_else(|| "-".into()),
+                i.slow_count.to_string(),
+                i.failed_count.to_string(),
+            ]
+        })
+        .collect();
+    let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
+    for row in &rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let mut out = String::new();
+    let mut line = |cells: Vec<&str>| {
+        let text: Vec<String> = cells
+            .iter()
+            .zip(&widths)
+            .map(|(c, w)| format!("{c:<w$}"))
+            .collect();
+        out.push_str(text.join("  ").trim_end());
+        out.push('\n');
+    };
+    line(header.to_vec());
+    for row in &rows {
+        line(row.iter().map(String::as_str).collect());
+    }
+    out
+}

@@ -59,6 +59,8 @@ pub struct Config {
     pub slowdown: crate::detect::SlowdownSettings,
     /// `[[target]]`, in file order, names unique.
     pub targets: Vec<Target>,
+    /// `[alerting]`, `[[receiver]]`, `[[route]]` and `[[maintenance]]`.
+    pub alerting: alerting::AlertingConfig,
 }
 
 /// `[agent]`: the daemon itself.

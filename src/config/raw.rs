@@ -24,6 +24,14 @@ pub struct RawConfig {
     pub slowdown: Option<super::slowdown::RawSlowdown>,
     #[serde(default, rename = "target")]
     pub targets: Vec<RawTarget>,
+    #[serde(default)]
+    pub alerting: super::alerting::RawAlerting,
+    #[serde(default, rename = "receiver")]
+    pub receivers: Vec<super::alerting::RawReceiver>,
+    #[serde(default, rename = "route")]
+    pub routes: Vec<super::alerting::RawRoute>,
+    #[serde(default)]
+    pub maintenance: Vec<super::alerting::RawMaintenance>,
 }
 
 /// `[agent]`

@@ -196,7 +196,29 @@ fn unreachable_config() -> Config {
         },
         slowdown: crate::detect::SlowdownSettings::default(),
         targets: Vec::new(),
+        alerting: alerting::AlertingConfig::default(),
     }
+}
+
+/// A key path written as text (`receiver[0].url`) as segments.
+fn parse_key_path(text: &str) -> KeyPath {
+    let mut path = KeyPath::default();
+    for part in text.split('.') {
+        let (name, mut rest) = match part.find('[') {
+            Some(i) => (&part[..i], &part[i..]),
+            None => (part, ""),
+        };
+        if !name.is_empty() {
+            path = path.key(name);
+        }
+        while let Some(close) = rest.find(']') {
+            if let Ok(n) = rest[1..close].parse::<usize>() {
+                path = path.index(n);
+            }
+            rest = &rest[close + 1..];
+        }
+    }
+    path
 }
 
 fn build(c: &mut Checker<'_>, raw: RawConfig, base: &Path, path: Option<&Path>) -> Config {
@@ -276,6 +298,22 @@ fn build(c: &mut Checker<'_>, raw: RawConfig, base: &Path, path: Option<&Path>) 
             crate::detect::SlowdownSettings::default()
         }
     };
+    let alerting_raw = alerting::RawAlertingFile {
+        agent: alerting::RawAgentPart::default(),
+        alerting: raw.alerting,
+        receivers: raw.receivers,
+        routes: raw.routes,
+        maintenance: raw.maintenance,
+    };
+    let alerting = match alerting::validate(alerting_raw, base, &hostname()) {
+        Ok(a) => a,
+        Err(errors) => {
+            for (key, message) in errors {
+                c.error_at(&parse_key_path(&key), message);
+            }
+            alerting::AlertingConfig::default()
+        }
+    };
     let mut targets = Vec::new();
     let mut seen: HashMap<String, usize> = HashMap::new();
     for (i, t) in raw.targets.into_iter().enumerate() {
@@ -295,12 +333,21 @@ fn build(c: &mut Checker<'_>, raw: RawConfig, base: &Path, path: Option<&Path>) 
         }
     }
 
+    for name in alerting.severity.keys() {
+        if !targets.iter().any(|t: &Target| &t.name == name) && !seen.contains_key(name) {
+            c.error_at(
+                &root.key("alerting").key("severity").key(name),
+                format!("no target named {name:?}"),
+            );
+        }
+    }
     Config {
         source: path.map(Path::to_path_buf),
         agent,
         host,
         slowdown,
         targets,
+        alerting,
     }
 }
 

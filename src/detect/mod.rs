@@ -484,6 +484,11 @@ impl Detector {
         self.settings = settings;
     }
 
+    /// When the latest observation was made, if any.
+    pub fn last_observation_at(&self) -> Option<DateTime<Utc>> {
+        self.last_at
+    }
+
     /// The settings in use.
     pub fn settings(&self) -> &SlowdownSettings {
         &self.settings

@@ -1,7 +1,7 @@
 //! The agent's own health: build information, configuration reloads, and the
 //! standard `process_*` metrics of this process.
 
-use prometheus::{Gauge, IntGauge, IntGaugeVec, Opts, Registry};
+use prometheus::{Gauge, IntCounter, IntGauge, IntGaugeVec, Opts, Registry};
 
 use super::register;
 
@@ -14,6 +14,10 @@ pub struct AgentMetrics {
     pub reload_timestamp: Gauge,
     /// Number of configured targets.
     pub targets: IntGauge,
+    /// Failed reads and writes of the state store.
+    pub store_errors: IntCounter,
+    /// 1 while the state store is a durable file, 0 when the agent fell back to memory.
+    pub store_durable: IntGauge,
 }
 
 impl AgentMetrics {
@@ -53,6 +57,20 @@ impl AgentMetrics {
             targets: register(
                 reg,
                 IntGauge::new("mailpulse_targets", "Number of configured probe targets.")?,
+            )?,
+            store_errors: register(
+                reg,
+                IntCounter::new(
+                    "mailpulse_state_store_errors_total",
+                    "Failed reads and writes of the state store (incidents, alert outbox).",
+                )?,
+            )?,
+            store_durable: register(
+                reg,
+                IntGauge::new(
+                    "mailpulse_state_store_durable",
+                    "1 while state is kept in the store file; 0 when the agent runs on a memory store because the file could not be opened.",
+                )?,
             )?,
         })
     }

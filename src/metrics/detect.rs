@@ -131,6 +131,14 @@ impl DetectMetrics {
         }
     }
 
+    /// Creates a configured target's incident counters at zero, so that
+    /// `increase()` sees its first incident.
+    pub fn add_target(&self, target: &str) {
+        for kind in [IncidentKind::Slow, IncidentKind::Down] {
+            self.incidents.with_label_values(&[target, kind.as_str()]);
+        }
+    }
+
     /// Removes every series of a target that is no longer configured.
     pub fn remove_target(&self, target: &str) {
         let _ = self.degraded.remove_label_values(&[target]);

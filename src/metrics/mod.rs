@@ -32,6 +32,8 @@ pub struct Metrics {
     pub host: host::HostMetrics,
     /// Detector state and incidents.
     pub detect: detect::DetectMetrics,
+    /// Alert delivery and the outbox.
+    pub alert: alert::AlertMetrics,
 }
 
 impl Metrics {
@@ -42,12 +44,14 @@ impl Metrics {
         let agent = agent::AgentMetrics::register(&registry, instance)?;
         let host = host::HostMetrics::register(&registry)?;
         let detect = detect::DetectMetrics::register(&registry)?;
+        let alert = alert::AlertMetrics::register(&registry)?;
         Ok(Metrics {
             registry,
             probe,
             agent,
             host,
             detect,
+            alert,
         })
     }
 

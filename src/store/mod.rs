@@ -11,6 +11,7 @@
 //! (`mailpulse silence add`) can write while the daemon runs. This module
 //! knows nothing about alerts, probes or metrics.
 
+pub mod incidents;
 pub mod outbox;
 
 use std::path::{Path, PathBuf};

@@ -3,6 +3,8 @@
 //! small scrape matcher.
 #![allow(dead_code)]
 
+pub mod alertmanager;
+
 use std::collections::HashMap;
 use std::io::Write as _;
 use std::net::SocketAddr;

@@ -1,0 +1,186 @@
+//! Incidents: one slowdown detector per target, fed with every probe result,
+//! and kept durable in the state store.
+//!
+//! A detector's state is saved whenever an incident opens, escalates or
+//! closes (at once, in the same step), whenever a bad run starts or ends (so
+//! a restart keeps an incident's original start), and otherwise at most once
+//! a minute (so the learned baseline survives restarts too). Routine saves
+//! are batched into one transaction per [`Incidents::flush`]. On start-up
+//! the stored detectors are restored, so an incident open before a restart,
+//! even a `kill -9`, continues rather than opening anew; the detector treats
+//! the downtime as a data gap, which neither opens nor closes anything.
+//!
+//! When the store fails (disk full, unreadable file), detection keeps
+//! running in memory and the failure is logged and counted by the caller.
+
+use std::collections::{HashMap, HashSet};
+
+use chrono::{DateTime, Duration as WallDuration, Utc};
+
+use crate::config::Target;
+use crate::detect::{DetectEvent, Detector, Observation};
+use crate::sample::Sample;
+use crate::store::incidents::{self as table, Batch};
+use crate::store::{Store, StoreError};
+
+/// Longest time a detector's state goes unsaved while nothing notable happens.
+const SAVE_EVERY_SECONDS: i64 = 60;
+
+/// One target's detector and what was last saved of it.
+#[derive(Debug)]
+struct Tracked {
+    detector: Detector,
+    saved_at: Option<DateTime<Utc>>,
+    saved_pending: Option<DateTime<Utc>>,
+    dirty: bool,
+}
+
+/// Every target's detector.
+#[derive(Debug)]
+pub struct Incidents {
+    store: Option<Store>,
+    tracked: HashMap<String, Tracked>,
+    /// States restored from the store that no configured target claimed yet.
+    restored: HashMap<String, Detector>,
+}
+
+impl Incidents {
+    /// Restores the stored detectors (if any) and configures `targets`.
+    pub fn load(store: Option<Store>, targets: &[Target]) -> Result<Incidents, StoreError> {
+        let restored = match &store {
+            Some(s) => table::load_detectors(s)?,
+            None => HashMap::new(),
+        };
+        let mut incidents = Incidents {
+            store,
+            tracked: HashMap::new(),
+            restored,
+        };
+        incidents.configure(targets);
+        Ok(incidents)
+    }
+
+    /// Follows a (re)loaded configuration: new targets get a detector (their
+    /// stored one if there is one), changed settings apply to the running
+    /// detector, removed targets are dropped.
+    pub fn configure(&mut self, targets: &[Target]) {
+        let names: HashSet<&str> = targets.iter().map(|t| t.name.as_str()).collect();
+        self.tracked.retain(|name, _| names.contains(name.as_str()));
+        for t in targets {
+            match self.tracked.get_mut(&t.name) {
+                Some(tracked) => {
+                    if tracked.detector.settings() != &t.slowdown {
+                        tracked.detector.set_settings(t.slowdown.clone());
+                        tracked.dirty = true;
+                    }
+                }
+                None => {
+                    let (detector, restored) = match self.restored.remove(&t.name) {
+                        Some(mut d) => {
+                            d.set_settings(t.slowdown.clone());
+                            if let Some(i) = d.open_incident() {
+                                tracing::info!(
+                                    target = %t.name,
+                                    kind = %i.kind,
+                                    started_at = %i.started_at,
+                                    "continuing an incident open before the restart"
+                                );
+                            }
+                            (d, true)
+                        }
+                        None => (Detector::new(t.slowdown.clone()), false),
+                    };
+                    let pending = detector.pending_since();
+                    self.tracked.insert(
+                        t.name.clone(),
+                        Tracked {
+                            detector,
+                            saved_at: None,
+                            saved_pending: pending,
+                            dirty: !restored,
+                        },
+                    );
+                }
+            }
+        }
+    }
+
+    /// Feeds one probe result to its target's detector. Returns what changed;
+    /// an event is saved (with the detector) before this returns, and the
+    /// second value reports a failure to save it (the event stands regardless).
+    pub fn observe(&mut self, sample: &Sample) -> (Option<DetectEvent>, Option<StoreError>) {
+        let Some(tracked) = self.tracked.get_mut(&sample.target) else {
+            return (None, None);
+        };
+        let observation = Observation::from_sample(sample);
+        let event = tracked.detector.observe(&observation);
+        let pending = tracked.detector.pending_since();
+        if pending != tracked.saved_pending {
+            tracked.dirty = true;
+        }
+        let stale = tracked
+            .saved_at
+            .is_none_or(|at| observation.at - at >= WallDuration::seconds(SAVE_EVERY_SECONDS));
+        if stale {
+            tracked.dirty = true;
+        }
+        if let (Some(e), Some(store)) = (&event, &self.store) {
+            let batch = Batch {
+                detectors: vec![(sample.target.as_str(), &tracked.detector)],
+                incidents: vec![(sample.target.as_str(), e.incident())],
+            };
+            if let Err(err) = table::save(store, &batch) {
+                return (event, Some(err));
+            }
+            tracked.dirty = false;
+            tracked.saved_at = Some(observation.at);
+            tracked.saved_pending = pending;
+        }
+        (event, None)
+    }
+
+    /// Saves every detector changed since the last save, in one transaction.
+    pub fn flush(&mut self) -> Result<usize, StoreError> {
+        let Some(store) = &self.store else {
+            return Ok(0);
+        };
+        let mut names: Vec<&String> = self
+            .tracked
+            .iter()
+            .filter(|(_, t)| t.dirty)
+            .map(|(n, _)| n)
+            .collect();
+        if names.is_empty() {
+            return Ok(0);
+        }
+        names.sort();
+        let batch = Batch {
+            detectors: names
+                .iter()
+                .map(|n| (n.as_str(), &self.tracked[*n].detector))
+                .collect(),
+            incidents: Vec::new(),
+        };
+        table::save(store, &batch)?;
+        let count = names.len();
+        let names: Vec<String> = names.into_iter().cloned().collect();
+        for n in names {
+            if let Some(t) = self.tracked.get_mut(&n) {
+                t.dirty = false;
+                t.saved_pending = t.detector.pending_since();
+                t.saved_at = t.detector.last_observation_at();
+            }
+        }
+        Ok(count)
+    }
+
+    /// The detector of a target.
+    pub fn detector(&self, target: &str) -> Option<&Detector> {
+        self.tracked.get(target).map(|t| &t.detector)
+    }
+
+    /// Every target's detector.
+    pub fn detectors(&self) -> impl Iterator<Item = (&str, &Detector)> {
+        self.tracked.iter().map(|(n, t)| (n.as_str(), &t.detector))
+    }
+}

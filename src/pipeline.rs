@@ -1,0 +1,239 @@
+//! The sample pipeline: every probe result, in order, is recorded in the
+//! metrics, fed to its target's slowdown detector, and, when an incident
+//! opens, escalates or closes, turned into an alert in the durable outbox.
+//!
+//! One task owns this flow, so events of a target are handled in the order
+//! its samples arrived. The incident is saved before its alert is queued;
+//! [`reconcile`] repairs the one gap a crash can leave between the two.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use tokio::sync::mpsc;
+
+use crate::alert::{self, AlertEvent, Alerting, HostLoad, IncidentContext};
+use crate::clock::Clock;
+use crate::detect::DetectEvent;
+use crate::incident::Incidents;
+use crate::metrics::Metrics;
+use crate::sample::host::{HostSnapshot, TcpState};
+use crate::sample::{Phase, Sample};
+use crate::store::{incidents as history, Store};
+
+/// How often detector states changed since the last save are written.
+pub const FLUSH_INTERVAL: Duration = Duration::from_secs(1);
+
+/// What the pipeline needs; shared with the supervisor, which swaps the
+/// alerting configuration and reconfigures incidents on reload.
+pub struct Pipeline {
+    /// Where everything is exported.
+    pub metrics: Arc<Metrics>,
+    /// Every target's detector.
+    pub incidents: Arc<Mutex<Incidents>>,
+    /// Receivers, routes and windows in force.
+    pub alerting: Arc<RwLock<Arc<Alerting>>>,
+    /// The durable store of incidents and the outbox.
+    pub store: Store,
+    /// This agent's instance name.
+    pub instance: String,
+    /// The latest host load, for alert texts.
+    pub host_load: Arc<RwLock<Option<HostLoad>>>,
+    /// Wall-clock time.
+    pub clock: Arc<dyn Clock>,
+}
+
+/// The short host-load summary alerts carry.
+pub fn host_load(s: &HostSnapshot) -> HostLoad {
+    HostLoad {
+        cpu_ratio: s.cpu.as_ref().map(|c| c.usage_ratio),
+        load1: s.load.as_ref().map(|l| l.load1),
+        memory_available_bytes: s.memory.as_ref().map(|m| m.available_bytes),
+        tcp_established: s.tcp.as_ref().map(|t| t.get(TcpState::Established)),
+    }
+}
+
+impl Pipeline {
+    /// Runs until every sender of `rx` is gone, then saves what is unsaved.
+    pub async fn run(self, mut rx: mpsc::Receiver<Sample>) {
+        let mut last_ok: HashMap<String, bool> = HashMap::new();
+        let mut flush = tokio::time::interval(FLUSH_INTERVAL);
+        flush.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                sample = rx.recv() => match sample {
+                    Some(s) => {
+                        log_transition(&mut last_ok, &s);
+                        self.handle(&s);
+                    }
+                    None => break,
+                },
+                _ = flush.tick() => self.flush(),
+            }
+        }
+        self.flush();
+    }
+
+    fn flush(&self) {
+        let result = {
+            let mut incidents = self.incidents.lock().expect("incidents lock");
+            tokio::task::block_in_place(|| incidents.flush())
+        };
+        if let Err(e) = result {
+            self.metrics.agent.store_errors.inc();
+            tracing::error!(error = %e, "cannot save detector state");
+        }
+    }
+
+    /// Records one sample and acts on what its detector decided.
+    pub fn handle(&self, sample: &Sample) {
+        self.metrics.probe.record(sample);
+        let (event, state, baseline) = {
+            let mut incidents = self.incidents.lock().expect("incidents lock");
+            let (event, error) = tokio::task::block_in_place(|| incidents.observe(sample));
+            if let Some(err) = error {
+                self.metrics.agent.store_errors.inc();
+                tracing::error!(target = %sample.target, error = %err, "cannot save an incident; alerting anyway");
+            }
+            let Some(d) = incidents.detector(&sample.target) else {
+                return;
+            };
+            (event, d.state(), d.baseline())
+        };
+        self.metrics
+            .detect
+            .record_state(&sample.target, state, baseline);
+        let Some(event) = event else { return };
+        self.metrics.detect.record_event(&sample.target, &event);
+        let incident = event.incident();
+        match &event {
+            DetectEvent::Opened(i) => tracing::warn!(
+                target = %sample.target, kind = %i.kind, started_at = %i.started_at,
+                "incident opened"
+            ),
+            DetectEvent::Escalated(i) => tracing::warn!(
+                target = %sample.target, started_at = %i.started_at,
+                "incident escalated to down"
+            ),
+            DetectEvent::Closed(i) => tracing::info!(
+                target = %sample.target, kind = %i.kind,
+                duration_seconds = i.duration_seconds().unwrap_or_default(),
+                "incident closed"
+            ),
+        }
+        let alerting = self.alerting.read().expect("alerting lock").clone();
+        let ctx = IncidentContext {
+            instance: self.instance.clone(),
+            target: sample.target.clone(),
+            probe_kind: sample.kind.as_str().to_string(),
+            severity: alerting.config.severity_for(&sample.target).to_string(),
+            current_latency_seconds: sample
+                .success()
+                .then(|| sample.phase(Phase::Total).map(|d| d.as_secs_f64()))
+                .flatten(),
+            last_error: sample
+                .failure
+                .as_ref()
+                .map(|f| format!("{}: {}", f.reason, f.message)),
+            host: self.host_load.read().expect("host load lock").clone(),
+        };
+        let alert = AlertEvent::from_incident(incident, ctx);
+        let now = self.clock.now();
+        if let Err(e) =
+            tokio::task::block_in_place(|| alert::enqueue(&self.store, &alerting, &alert, now))
+        {
+            self.metrics.agent.store_errors.inc();
+            tracing::error!(target = %sample.target, error = %e, "cannot queue an alert");
+        }
+    }
+}
+
+/// Logs each target's transitions between success and failure.
+fn log_transition(last_ok: &mut HashMap<String, bool>, sample: &Sample) {
+    let ok = sample.success();
+    let was_ok = last_ok.insert(sample.target.clone(), ok);
+    match (&sample.failure, was_ok) {
+        (Some(f), None | Some(true)) => tracing::warn!(
+            target = %sample.target,
+            kind = %sample.kind,
+            reason = %f.reason,
+            phase = %f.phase,
+            "probe failed: {}", f.message
+        ),
+        (None, Some(false)) => tracing::info!(
+            target = %sample.target,
+            kind = %sample.kind,
+            "probe succeeded again"
+        ),
+        _ => {}
+    }
+}
+
+/// Start-up repair of the gap a crash can leave between saving an incident
+/// and queuing its alert, in both directions:
+/// - an alert still firing whose incident is no longer open (it closed, or
+///   its target is gone) gets its resolve, at the recorded recovery time;
+/// - an incident open in its detector whose alert never made it to the
+///   outbox gets its firing alert.
+pub fn reconcile(
+    store: &Store,
+    alerting: &Alerting,
+    incidents: &Incidents,
+    instance: &str,
+    kinds: &HashMap<String, String>,
+    now: DateTime<Utc>,
+) -> Result<(), crate::store::StoreError> {
+    let recorded = history::history(store, history::MAX_HISTORY as usize)?;
+    let mut known: Vec<String> = alert::open_incidents(store)?
+        .into_iter()
+        .map(|e| e.incident_key)
+        .collect();
+    known.extend(
+        crate::store::outbox::held(store)?
+            .into_iter()
+            .filter_map(|(_, payload)| serde_json::from_str::<AlertEvent>(&payload).ok())
+            .map(|e| e.incident_key),
+    );
+    alert::reconcile(store, alerting, now, |event| {
+        let still_open = incidents
+            .detector(&event.target)
+            .and_then(|d| d.open_incident())
+            .is_some_and(|i| i.started_at == event.started_at);
+        if still_open {
+            return None;
+        }
+        let recovered = recorded
+            .iter()
+            .find(|r| r.target == event.target && r.incident.started_at == event.started_at)
+            .and_then(|r| r.incident.recovered_at);
+        Some(recovered.unwrap_or(now))
+    })?;
+    for (target, detector) in incidents.detectors() {
+        let Some(incident) = detector.open_incident() else {
+            continue;
+        };
+        let probe_kind = kinds.get(target).cloned().unwrap_or_default();
+        let key = alert::incident_key(instance, target, &probe_kind, incident.started_at);
+        if known.contains(&key) {
+            continue;
+        }
+        let ctx = IncidentContext {
+            instance: instance.to_string(),
+            target: target.to_string(),
+            probe_kind,
+            severity: alerting.config.severity_for(target).to_string(),
+            current_latency_seconds: None,
+            last_error: None,
+            host: None,
+        };
+        tracing::info!(target, started_at = %incident.started_at, "queuing the alert of an incident opened before the restart");
+        alert::enqueue(
+            store,
+            alerting,
+            &AlertEvent::from_incident(incident, ctx),
+            now,
+        )?;
+    }
+    Ok(())
+}

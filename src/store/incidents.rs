@@ -1,0 +1,154 @@
+//! Incident tables in the state store: each target's detector state (so a
+//! restart, even after `kill -9`, continues an open incident with its
+//! original start) and the incident history behind `mailpulse incidents`.
+//!
+//! Values are JSON, keyed by target name (detectors) and by start time plus
+//! target (history, so a range scan in reverse is newest first). This module
+//! stores and loads; it does not decide anything about incidents.
+
+use std::collections::HashMap;
+
+use redb::{ReadableTable, ReadableTableMetadata, TableDefinition};
+use serde::{Deserialize, Serialize};
+
+use super::{Store, StoreError};
+use crate::detect::{Detector, Incident};
+
+/// Detector state per target: `target -> JSON(Detector)`.
+const DETECTORS: TableDefinition<&str, &[u8]> = TableDefinition::new("detectors");
+/// Incident history: `(started_at in microseconds, target) -> JSON(IncidentRecord)`.
+const INCIDENTS: TableDefinition<(i64, &str), &[u8]> = TableDefinition::new("incidents");
+
+/// Incidents kept in the history; the oldest beyond this are dropped.
+pub const MAX_HISTORY: u64 = 10_000;
+
+/// One incident of one target, as stored.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct IncidentRecord {
+    /// The target's name.
+    pub target: String,
+    /// The incident with its timings.
+    pub incident: Incident,
+}
+
+fn json_err(e: serde_json::Error) -> redb::Error {
+    redb::Error::Corrupted(format!("invalid stored value: {e}"))
+}
+
+/// What to write in one transaction.
+#[derive(Debug, Default)]
+pub struct Batch<'a> {
+    /// Detector states to save.
+    pub detectors: Vec<(&'a str, &'a Detector)>,
+    /// Incidents to insert or update.
+    pub incidents: Vec<(&'a str, &'a Incident)>,
+}
+
+impl Batch<'_> {
+    /// Whether there is nothing to write.
+    pub fn is_empty(&self) -> bool {
+        self.detectors.is_empty() && self.incidents.is_empty()
+    }
+}
+
+/// Writes a batch of detector states and incidents in one durable transaction.
+pub fn save(store: &Store, batch: &Batch<'_>) -> Result<(), StoreError> {
+    if batch.is_empty() {
+        return Ok(());
+    }
+    store.write(|tx| {
+        {
+            let mut table = tx.open_table(DETECTORS)?;
+            for (target, detector) in &batch.detectors {
+                let json = serde_json::to_vec(detector).map_err(json_err)?;
+                table.insert(*target, json.as_slice())?;
+            }
+        }
+        let mut table = tx.open_table(INCIDENTS)?;
+        for (target, incident) in &batch.incidents {
+            let record = IncidentRecord {
+                target: target.to_string(),
+                incident: (*incident).clone(),
+            };
+            let json = serde_json::to_vec(&record).map_err(json_err)?;
+            let key = incident.started_at.timestamp_micros();
+            table.insert((key, *target), json.as_slice())?;
+        }
+        // Keep the history bounded: drop the oldest beyond MAX_HISTORY.
+        let excess = table.len()?.saturating_sub(MAX_HISTORY);
+        for _ in 0..excess {
+            if table.pop_first()?.is_none() {
+                break;
+            }
+        }
+        Ok(())
+    })
+}
+
+/// Every stored detector state, by target. Unreadable entries are skipped
+/// (and reported), so one bad value never stops the agent.
+pub fn load_detectors(store: &Store) -> Result<HashMap<String, Detector>, StoreError> {
+    store.read(|tx| {
+        let mut out = HashMap::new();
+        let table = match tx.open_table(DETECTORS) {
+            Ok(t) => t,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(out),
+            Err(e) => return Err(e.into()),
+        };
+        for entry in table.iter()? {
+            let (k, v) = entry?;
+            match serde_json::from_slice::<Detector>(v.value()) {
+                Ok(d) => {
+                    out.insert(k.value().to_string(), d);
+                }
+                Err(e) => tracing::warn!(target = k.value(), error = %e, "ignoring a stored detector state"),
+            }
+        }
+        Ok(out)
+    })
+}
+
+/// Removes the stored detector state of targets not in `keep`.
+pub fn forget_detectors_except(store: &Store, keep: &[&str]) -> Result<(), StoreError> {
+    store.write(|tx| {
+        let mut table = tx.open_table(DETECTORS)?;
+        let stale: Vec<String> = table
+            .iter()?
+            .filter_map(|e| e.ok())
+            .map(|(k, _)| k.value().to_string())
+            .filter(|k| !keep.contains(&k.as_str()))
+            .collect();
+        for k in stale {
+            table.remove(k.as_str())?;
+        }
+        Ok(())
+    })
+}
+
+/// The incident history, newest first, at most `limit` entries.
+pub fn history(store: &Store, limit: usize) -> Result<Vec<IncidentRecord>, StoreError> {
+    store.read(|tx| {
+        let table = match tx.open_table(INCIDENTS) {
+            Ok(t) => t,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
+            Err(e) => return Err(e.into()),
+        };
+        let mut out = Vec::new();
+        for entry in table.iter()?.rev() {
+            let (_, v) = entry?;
+            if let Ok(record) = serde_json::from_slice::<IncidentRecord>(v.value()) {
+                out.push(record);
+            }
+            if out.len() >= limit {
+                break;
+            }
+        }
+        Ok(out)
+    })
+}
+
+/// Opens the store read-only in spirit: callers only read. Kept here so the
+/// CLI does not need to know the file layout.
+pub fn database_exists(state_dir: &std::path::Path) -> bool {
+    state_dir.join(super::FILE_NAME).exists()
+}
