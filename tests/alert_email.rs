@@ -1,8 +1,8 @@
 //! The `email` receiver against a real Postfix on 127.0.0.1 (submission with
-//! STARTTLS required and SASL AUTH through Dovecot), set up by
-//! `tests/alert/postfix.sh`: a firing and a resolved notification land in
-//! the recipient's maildir, in order, and a wrong password is a permanent
-//! error.
+//! STARTTLS required and SASL AUTH through Dovecot; implicit TLS on the
+//! smtps port), set up by the mail probes' `tests/mail/setup.sh` in a private
+//! prefix: a firing and a resolved notification land in the recipient's
+//! maildir, in order, and a wrong password is a permanent error.
 //!
 //! Without Postfix (or root) the test skips with a message, unless `CI` is
 //! set, in which case it fails.
@@ -15,16 +15,18 @@ use std::time::Duration;
 
 use chrono::Utc;
 use mailpulse::alert::{self, AlertEvent, AlertStatus, Alerting};
-use mailpulse::config::alerting::{validate, RawAlertingFile};
+use mailpulse::config::alerting::parse;
 use mailpulse::metrics::alert::AlertMetrics;
 use mailpulse::store::Store;
 use tokio_util::sync::CancellationToken;
 
-fn script() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/alert/postfix.sh")
+fn script(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/mail")
+        .join(name)
 }
 
-/// The servers of `postfix.sh`, stopped (by recorded PID) on drop.
+/// The servers of `setup.sh`, stopped (by recorded PID) on drop.
 struct Postfix {
     prefix: PathBuf,
     env: HashMap<String, String>,
@@ -33,26 +35,23 @@ struct Postfix {
 impl Drop for Postfix {
     fn drop(&mut self) {
         let _ = Command::new("bash")
-            .arg(script())
-            .arg("stop")
+            .arg(script("stop.sh"))
             .arg(&self.prefix)
             .status();
     }
 }
 
 fn start_postfix(prefix: &Path) -> Result<Postfix, String> {
-    if !Path::new("/usr/sbin/postfix").exists() || !Path::new("/usr/sbin/dovecot").exists() {
-        return Err("postfix or dovecot is missing (see .ci/install-deps)".into());
-    }
     let out = Command::new("bash")
-        .arg(script())
-        .arg("start")
+        .arg(script("setup.sh"))
         .arg(prefix)
+        // Its watcher stops the servers should this process die first.
+        .env("MAILPULSE_MAIL_OWNER_PID", std::process::id().to_string())
         .output()
-        .map_err(|e| format!("cannot run postfix.sh: {e}"))?;
+        .map_err(|e| format!("cannot run setup.sh: {e}"))?;
     if !out.status.success() {
         return Err(format!(
-            "postfix.sh failed: {}{}",
+            "cannot start Postfix and Dovecot (run .ci/install-deps as root): {}{}",
             String::from_utf8_lossy(&out.stdout),
             String::from_utf8_lossy(&out.stderr)
         ));
@@ -95,22 +94,51 @@ fn event(key: &str) -> AlertEvent {
     }
 }
 
-fn receiver_toml(pf: &Postfix, password_file: &str) -> String {
+/// The receiver: `port_key` names the port in the env file, `tls` its mode.
+fn receiver_toml(pf: &Postfix, port_key: &str, tls: &str, password_file: &str) -> String {
     format!(
         r#"
         [[receiver]]
         name = "mail"
         kind = "email"
         smtp_address = "127.0.0.1:{}"
+        tls = "{tls}"
         from = "mailpulse@agent.test"
-        to = ["ops@alert.test"]
+        to = ["{}"]
         username = "{}"
         password_file = "{password_file}"
         tls_ca_file = "{}"
         hello = "agent.test"
         "#,
-        pf.env["SUBMISSION_PORT"], pf.env["USER"], pf.env["CA_FILE"]
+        pf.env[port_key], pf.env["MAIL_USER"], pf.env["MAIL_USER"], pf.env["CA_FILE"]
     )
+}
+
+/// Where mail for the test user lands (setup.sh's virtual mailbox map).
+fn maildir(pf: &Postfix) -> PathBuf {
+    let user = &pf.env["MAIL_USER"];
+    let (local, domain) = user.split_once('@').unwrap();
+    pf.prefix
+        .join("mail")
+        .join(domain)
+        .join(local)
+        .join("Maildir")
+}
+
+async fn wait_for_mail(pf: &Postfix, n: usize) -> Vec<String> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let mails = mailbox(&maildir(pf));
+        if mails.len() >= n {
+            return mails;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "mail did not arrive; postfix log:\n{}",
+            std::fs::read_to_string(pf.prefix.join("postfix.log")).unwrap_or_default()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 /// The messages in the maildir, oldest first.
@@ -129,7 +157,7 @@ fn mailbox(dir: &Path) -> Vec<String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mail_reaches_a_real_postfix_over_starttls_with_auth() {
     let dir = tempfile::tempdir().unwrap();
-    let pf = match start_postfix(&dir.path().join("mail")) {
+    let pf = match start_postfix(&dir.path().join("servers")) {
         Ok(pf) => pf,
         Err(why) if std::env::var_os("CI").is_some() => panic!("{why}"),
         Err(why) => {
@@ -137,9 +165,12 @@ async fn mail_reaches_a_real_postfix_over_starttls_with_auth() {
             return;
         }
     };
-    let raw: RawAlertingFile =
-        toml::from_str(&receiver_toml(&pf, &pf.env["PASSWORD_FILE"])).unwrap();
-    let config = validate(raw, dir.path(), "agent.test").unwrap();
+    let config = parse(
+        &receiver_toml(&pf, "SUBMISSION_PORT", "starttls", &pf.env["PASSWORD_FILE"]),
+        dir.path(),
+        "agent.test",
+    )
+    .unwrap();
     let store = Store::open(&dir.path().join("state")).unwrap();
     let clock = mailpulse::clock::system();
     let alerting = Arc::new(Alerting::new(config, &store, clock.clone()).unwrap());
@@ -162,17 +193,8 @@ async fn mail_reaches_a_real_postfix_over_starttls_with_auth() {
     alert::enqueue(&store, &alerting, &firing, Utc::now()).unwrap();
     alert::enqueue(&store, &alerting, &resolved, Utc::now()).unwrap();
 
-    let maildir = PathBuf::from(&pf.env["MAILDIR"]);
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    while mailbox(&maildir).len() < 2 {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "mail did not arrive; postfix log:\n{}",
-            std::fs::read_to_string(pf.prefix.join("postfix.log")).unwrap_or_default()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let mails = mailbox(&maildir);
+    let mails = wait_for_mail(&pf, 2).await;
+
     assert_eq!(mails.len(), 2);
     let first = &mails[0];
     assert!(
@@ -207,9 +229,17 @@ async fn mail_reaches_a_real_postfix_over_starttls_with_auth() {
     // A wrong password is refused for good, not retried forever.
     let wrong = dir.path().join("wrong");
     std::fs::write(&wrong, "not-the-password\n").unwrap();
-    let raw: RawAlertingFile =
-        toml::from_str(&receiver_toml(&pf, &wrong.display().to_string())).unwrap();
-    let config = validate(raw, dir.path(), "agent.test").unwrap();
+    let config = parse(
+        &receiver_toml(
+            &pf,
+            "SUBMISSION_PORT",
+            "starttls",
+            &wrong.display().to_string(),
+        ),
+        dir.path(),
+        "agent.test",
+    )
+    .unwrap();
     let ctx = alert::ReceiverContext {
         store: Store::in_memory().unwrap(),
         clock: mailpulse::clock::system(),
@@ -219,4 +249,20 @@ async fn mail_reaches_a_real_postfix_over_starttls_with_auth() {
     let err = receiver.send(&event("e2")).await.unwrap_err();
     assert!(!err.is_retriable(), "{err}");
     assert!(err.to_string().contains("535"), "{err}");
+
+    // Implicit TLS (port 465 style) works too.
+    let config = parse(
+        &receiver_toml(&pf, "SMTPS_PORT", "tls", &pf.env["PASSWORD_FILE"]),
+        dir.path(),
+        "agent.test",
+    )
+    .unwrap();
+    let receiver = alert::build_receiver(&config.receivers[0], &ctx).unwrap();
+    receiver.send(&event("e3")).await.unwrap();
+    let mails = wait_for_mail(&pf, 3).await;
+    assert!(
+        mails[2].contains("X-Mailpulse-Incident: e3"),
+        "{}",
+        mails[2]
+    );
 }

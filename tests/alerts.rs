@@ -17,7 +17,7 @@ use mailpulse::alert::{
     self, AlertEvent, AlertStatus, Alerting, BoxFuture, DeliveryError, Enqueued, HostLoad, Receiver,
 };
 use mailpulse::clock::Clock as _;
-use mailpulse::config::alerting::{validate, AlertingConfig, RawAlertingFile};
+use mailpulse::config::alerting::{parse, AlertingConfig};
 use mailpulse::metrics::alert::{AlertMetrics, NotificationResult};
 use mailpulse::store::{outbox, Store};
 use serde_json::{json, Value};
@@ -26,8 +26,7 @@ use tokio_util::sync::CancellationToken;
 const WAIT: Duration = Duration::from_secs(20);
 
 fn config(text: &str, dir: &Path) -> AlertingConfig {
-    let raw: RawAlertingFile = toml::from_str(text).unwrap();
-    validate(raw, dir, "agent.test").unwrap_or_else(|e| panic!("{e:?}"))
+    parse(text, dir, "agent.test").unwrap_or_else(|e| panic!("{e:?}"))
 }
 
 fn at(text: &str) -> DateTime<Utc> {
@@ -1187,4 +1186,124 @@ async fn backoff_grows_to_max_backoff_in_virtual_time() {
     // Eight failures took virtual, not real, time.
     assert!(started.elapsed() > Duration::from_millis(800));
     h.stop().await;
+}
+
+// ---------------------------------------------------------------------------
+// The commands, through the binary.
+// ---------------------------------------------------------------------------
+
+fn mailpulse(args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_mailpulse"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_alert_sends_a_marked_notification_and_reports_failures() {
+    let cap = Capture::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("mailpulse.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[agent]\nstate_dir = \"state\"\ninstance = \"cas01\"\n[[receiver]]\nname = \"hook\"\nkind = \"webhook\"\nurl = \"{}\"\n[[receiver]]\nname = \"pd\"\nkind = \"pagerduty\"\nurl = \"{}\"\nrouting_key_file = \"{}\"\n[[receiver]]\nname = \"dead\"\nkind = \"webhook\"\nurl = \"http://127.0.0.1:9/\"\ntimeout = \"1s\"\n",
+            cap.url("/hook"),
+            cap.url("/pd"),
+            secret(dir.path(), "pd.key", "K3Y")
+        ),
+    )
+    .unwrap();
+    let c = config.to_str().unwrap();
+    let out = mailpulse(&["test-alert", "--receiver", "hook", "--config", c]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.starts_with(
+            "sent a test notification to hook (webhook): [TEST] test-alert slow since"
+        ),
+        "{stdout}"
+    );
+    let hook = &cap.requests()[0];
+    let body = hook.json();
+    assert_eq!(body["alerts"][0]["labels"]["alertname"], "MailpulseTest");
+    assert_eq!(body["alerts"][0]["labels"]["instance"], "cas01");
+    assert_eq!(body["alerts"][0]["annotations"]["test"], "true");
+    // PagerDuty keeps an open alert: the test one is resolved right away.
+    let out = mailpulse(&["test-alert", "--receiver", "pd", "--config", c]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let pd: Vec<Value> = cap.requests()[1..].iter().map(|r| r.json()).collect();
+    assert_eq!(pd[0]["event_action"], "trigger");
+    assert_eq!(pd[0]["payload"]["severity"], "info");
+    assert_eq!(pd[1]["event_action"], "resolve");
+    assert_eq!(pd[0]["dedup_key"], pd[1]["dedup_key"]);
+    assert!(pd[0]["dedup_key"]
+        .as_str()
+        .unwrap()
+        .starts_with("mailpulse-test-"));
+    // A dead receiver: exit 1 with the reason.
+    let out = mailpulse(&["test-alert", "--receiver", "dead", "--config", c]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(
+            "test notification to dead (webhook) failed: cannot connect to http://127.0.0.1:9"
+        ),
+        "{stderr}"
+    );
+    // Test notifications leave the daemon's store alone.
+    assert!(!dir.path().join("state").exists());
+}
+
+#[test]
+fn silence_add_list_remove() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("mailpulse.toml");
+    std::fs::write(&config, "[agent]\nstate_dir = \"state\"\n").unwrap();
+    let c = config.to_str().unwrap();
+    let out = mailpulse(&[
+        "silence",
+        "add",
+        "--target",
+        "owa",
+        "--for",
+        "2h",
+        "--reason",
+        "patching CAS",
+        "--config",
+        c,
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("silence 1 added: owa until "));
+    let out = mailpulse(&["silence", "list", "--config", c]);
+    let list = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        list.contains(" owa ") && list.contains("active") && list.contains("patching CAS"),
+        "{list}"
+    );
+    // The daemon reads the same store.
+    let store = Store::open(&dir.path().join("state")).unwrap();
+    assert_eq!(outbox::silences(&store).unwrap()[0].target, "owa");
+    drop(store);
+    let out = mailpulse(&["silence", "remove", "1", "--config", c]);
+    assert!(out.status.success());
+    let out = mailpulse(&["silence", "remove", "1", "--config", c]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no silence with id 1"));
+    let out = mailpulse(&[
+        "silence", "add", "--for", "5 min", "--reason", "x", "--config", c,
+    ]);
+    assert_eq!(out.status.code(), Some(2), "clap rejects a bad duration");
 }

@@ -363,8 +363,8 @@ impl Receiver for EmailReceiver {
 mod tests {
     use super::*;
     use crate::alert::tests::sample_event;
-    use crate::config::alerting::ReceiverTls;
     use crate::config::Secret;
+    use crate::config::TlsOptions;
     use tokio::io::AsyncReadExt;
     use tokio::net::TcpListener;
 
@@ -384,7 +384,7 @@ mod tests {
         EmailReceiver {
             name: "mail".into(),
             spec,
-            tls: super::super::http::tls_config(&ReceiverTls::default(), &[]).unwrap(),
+            tls: super::super::http::tls_config(&TlsOptions::default(), &[]).unwrap(),
             timeout: std::time::Duration::from_secs(5),
             clock: crate::clock::system(),
         }

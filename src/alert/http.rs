@@ -10,7 +10,7 @@
 //! inside the request's own future, so a cancelled attempt leaves nothing
 //! running. Request bodies and headers are never logged (they may carry keys).
 
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -18,13 +18,12 @@ use http_body_util::{BodyExt, Full, Limited};
 use hyper::header::{HeaderMap, HeaderName, HeaderValue};
 use hyper::Method;
 use hyper_util::rt::TokioIo;
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
+use rustls::pki_types::ServerName;
+use rustls::ClientConfig;
 use tokio::net::TcpStream;
 
 use super::DeliveryError;
-use crate::config::alerting::ReceiverTls;
+use crate::config::TlsOptions;
 
 /// Response bodies are read up to this size (enough for any error message).
 pub const MAX_RESPONSE_BYTES: usize = 64 * 1024;
@@ -57,7 +56,7 @@ impl std::fmt::Debug for HttpClient {
 
 impl HttpClient {
     /// A client with the receiver's TLS settings and per-request timeout.
-    pub fn new(tls: &ReceiverTls, timeout: Duration) -> Result<HttpClient, String> {
+    pub fn new(tls: &TlsOptions, timeout: Duration) -> Result<HttpClient, String> {
         Ok(HttpClient {
             tls: tls_config(tls, &[b"http/1.1"])?,
             timeout,
@@ -263,88 +262,18 @@ pub fn origin(url: &url::Url) -> String {
     }
 }
 
-/// The crypto provider of every TLS client here: ring, the only one linked.
-fn provider() -> Arc<rustls::crypto::CryptoProvider> {
-    Arc::new(rustls::crypto::ring::default_provider())
+/// A rustls client configuration from a receiver's TLS settings: the same
+/// setup as the probes' (ring provider, system roots plus `tls_ca_file`,
+/// optional `tls_insecure_skip_verify`).
+pub fn tls_config(tls: &TlsOptions, alpn: &[&[u8]]) -> Result<Arc<ClientConfig>, String> {
+    crate::probe::tls::client_config(tls, alpn).map_err(|e| e.to_string())
 }
 
-/// System roots, loaded once per process.
-fn system_roots() -> &'static [CertificateDer<'static>] {
-    static ROOTS: OnceLock<Vec<CertificateDer<'static>>> = OnceLock::new();
-    ROOTS.get_or_init(|| rustls_native_certs::load_native_certs().certs)
-}
-
-/// A rustls client configuration from a receiver's TLS settings.
-pub fn tls_config(tls: &ReceiverTls, alpn: &[&[u8]]) -> Result<Arc<ClientConfig>, String> {
-    let builder = ClientConfig::builder_with_provider(provider())
-        .with_safe_default_protocol_versions()
-        .map_err(|e| format!("tls setup: {e}"))?;
-    let mut config = if tls.insecure_skip_verify {
-        builder
-            .dangerous()
-            .with_custom_certificate_verifier(Arc::new(AcceptAny(provider())))
-            .with_no_client_auth()
-    } else {
-        let mut roots = RootCertStore::empty();
-        roots.add_parsable_certificates(system_roots().iter().cloned());
-        for cert in &tls.ca_certs {
-            roots
-                .add(cert.clone())
-                .map_err(|e| format!("tls setup: {e}"))?;
-        }
-        builder.with_root_certificates(roots).with_no_client_auth()
-    };
-    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
-    Ok(Arc::new(config))
-}
-
-/// `tls_insecure_skip_verify`: accepts any certificate, still checking signatures.
-#[derive(Debug)]
-struct AcceptAny(Arc<rustls::crypto::CryptoProvider>);
-
-impl ServerCertVerifier for AcceptAny {
-    fn verify_server_cert(
-        &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.signature_verification_algorithms.supported_schemes()
-    }
+/// A URL that is itself the secret (Slack and Teams webhooks). The error
+/// names the file it came from, never the value.
+pub fn secret_url(secret: &crate::config::Secret) -> Result<url::Url, String> {
+    url::Url::parse(secret.expose().trim())
+        .map_err(|_| format!("{} does not hold a valid URL", secret.path().display()))
 }
 
 /// `Authorization` header value of a receiver's auth, if any.

@@ -31,8 +31,7 @@ pub struct SlackReceiver {
 impl SlackReceiver {
     /// Builds the receiver from its configuration.
     pub fn new(config: &ReceiverConfig, spec: &ChatSpec) -> Result<Self, String> {
-        let url = url::Url::parse(spec.url.expose().trim())
-            .map_err(|_| format!("{} does not hold a valid URL", spec.url.path().display()))?;
+        let url = super::http::secret_url(&spec.url)?;
         Ok(SlackReceiver {
             name: config.name.clone(),
             url,

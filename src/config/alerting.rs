@@ -1,7 +1,7 @@
 //! Alert delivery configuration: the `[alerting]` table, `[[receiver]]`,
 //! `[[route]]` and `[[maintenance]]`, as the user writes them (the `Raw*`
 //! serde mirrors, `deny_unknown_fields`) and as the agent runs on them
-//! ([`AlertingConfig`], built by [`validate`]).
+//! ([`AlertingConfig`], built by [`parse`], or by `validate` inside the loader).
 //!
 //! Receivers are one flat table for every kind (like targets) so unknown keys
 //! keep their position; which keys a kind accepts is checked here and a key of
@@ -18,7 +18,7 @@ use chrono::{DateTime, Datelike, NaiveTime, TimeZone, Utc, Weekday};
 use serde::Deserialize;
 
 use super::duration::parse_duration;
-use super::{HumanDuration, Secret};
+use super::{HumanDuration, Secret, TlsOptions};
 
 /// Default cap on the delay between two delivery attempts.
 pub const DEFAULT_MAX_BACKOFF: Duration = Duration::from_secs(60);
@@ -47,7 +47,7 @@ pub const SEVERITIES: &[&str] = &["critical", "error", "warning", "info"];
 /// ignored here (the main loader rejects them), so this can also read just the
 /// alerting part of a full file.
 #[derive(Debug, Default, Deserialize)]
-pub struct RawAlertingFile {
+pub(crate) struct RawAlertingFile {
     /// `[agent]`, only the keys alert commands need.
     #[serde(default)]
     pub agent: RawAgentPart,
@@ -68,7 +68,7 @@ pub struct RawAlertingFile {
 /// The `[agent]` keys the alert commands read (`state_dir`, `instance`); the
 /// rest of the table is the main loader's.
 #[derive(Debug, Default, Deserialize)]
-pub struct RawAgentPart {
+pub(crate) struct RawAgentPart {
     /// Directory of the state store.
     pub state_dir: Option<PathBuf>,
     /// The instance name alerts carry.
@@ -78,7 +78,7 @@ pub struct RawAgentPart {
 /// `[alerting]`: delivery behaviour shared by every receiver.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RawAlerting {
+pub(crate) struct RawAlerting {
     /// Cap on the retry delay (default 60s).
     pub max_backoff: Option<HumanDuration>,
     /// Give up on a notification this old (default 24h).
@@ -96,7 +96,7 @@ pub struct RawAlerting {
 /// `[[receiver]]`, the union of every kind's keys.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RawReceiver {
+pub(crate) struct RawReceiver {
     /// Unique name, used by routes and `test-alert --receiver`.
     pub name: Option<String>,
     /// `webhook`, `alertmanager`, `pagerduty`, `opsgenie`, `slack`, `teams`, `email`, `grafana`.
@@ -183,7 +183,7 @@ impl RawReceiver {
 /// `[[route]]`: which receivers an alert goes to.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RawRoute {
+pub(crate) struct RawRoute {
     /// Target name pattern (`*` and `?` wildcards); default any.
     pub target: Option<String>,
     /// Probe kind (`http`, `smtp`, ...); default any.
@@ -202,7 +202,7 @@ pub struct RawRoute {
 /// `[[maintenance]]`: a window in which paging is held.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RawMaintenance {
+pub(crate) struct RawMaintenance {
     /// A name for messages and `silence list`.
     pub name: Option<String>,
     /// Target name patterns; default every target.
@@ -287,8 +287,9 @@ pub struct ReceiverConfig {
     pub timeout: Duration,
     /// Whether recoveries are sent.
     pub send_resolved: bool,
-    /// TLS settings for HTTPS endpoints and SMTP.
-    pub tls: ReceiverTls,
+    /// TLS settings for HTTPS endpoints and SMTP (CA certificates and
+    /// `tls_insecure_skip_verify`; no client identity).
+    pub tls: TlsOptions,
     /// Kind-specific settings.
     pub spec: ReceiverSpec,
 }
@@ -307,15 +308,6 @@ impl ReceiverConfig {
             ReceiverSpec::Grafana(_) => "grafana",
         }
     }
-}
-
-/// TLS settings of a receiver, with the CA file already read.
-#[derive(Debug, Clone, PartialEq, Default)]
-pub struct ReceiverTls {
-    /// Extra trusted CA certificates (PEM), besides the system roots.
-    pub ca_certs: Vec<rustls_pki_types::CertificateDer<'static>>,
-    /// Accept any certificate.
-    pub insecure_skip_verify: bool,
 }
 
 /// Kind-specific receiver settings.
@@ -687,7 +679,7 @@ impl Errors {
 /// Turns the raw alerting tables into an [`AlertingConfig`], reporting every
 /// problem. Relative `*_file` paths are resolved against `base_dir` (the
 /// configuration file's directory); `hostname` is the default EHLO name.
-pub fn validate(
+pub(crate) fn validate(
     raw: RawAlertingFile,
     base_dir: &Path,
     hostname: &str,
@@ -1242,12 +1234,12 @@ fn build_tls(
     base: &Path,
     ca_file: Option<PathBuf>,
     insecure: Option<bool>,
-) -> Option<ReceiverTls> {
+) -> Option<TlsOptions> {
     use rustls_pki_types::pem::PemObject;
     use rustls_pki_types::CertificateDer;
-    let mut tls = ReceiverTls {
-        ca_certs: Vec::new(),
+    let mut tls = TlsOptions {
         insecure_skip_verify: insecure.unwrap_or(false),
+        ..TlsOptions::default()
     };
     if let Some(file) = ca_file {
         let file = resolve(base, file);
@@ -1420,6 +1412,29 @@ fn parse_clock(e: &mut Errors, key: String, text: &str) -> Option<NaiveTime> {
     }
 }
 
+/// Parses and validates alerting tables from TOML text (other top-level
+/// tables are ignored). TOML syntax errors come back with an empty key and
+/// `line:col: ` before the message.
+pub fn parse(text: &str, base_dir: &Path, hostname: &str) -> Result<AlertingConfig, Vec<KeyError>> {
+    let raw: RawAlertingFile =
+        toml::from_str(text).map_err(|e| vec![(String::new(), toml_message(text, &e))])?;
+    validate(raw, base_dir, hostname)
+}
+
+/// A TOML error as `line:col: message`.
+fn toml_message(text: &str, e: &toml::de::Error) -> String {
+    let at = e
+        .span()
+        .map(|s| {
+            let before = &text[..s.start.min(text.len())];
+            let line = before.matches('\n').count() + 1;
+            let col = before.rsplit('\n').next().unwrap_or("").chars().count() + 1;
+            format!("{line}:{col}: ")
+        })
+        .unwrap_or_default();
+    format!("{at}{}", e.message().trim_end())
+}
+
 /// What the alert commands (`test-alert`, `silence`) need from a file: the
 /// state directory, the instance name and the alerting configuration. Other
 /// tables are ignored; the daemon's loader validates the whole file.
@@ -1438,18 +1453,8 @@ pub struct AlertingFile {
 pub fn load_alerting_part(path: &Path) -> Result<AlertingFile, String> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| format!("{}: cannot read configuration: {e}", path.display()))?;
-    let raw: RawAlertingFile = toml::from_str(&text).map_err(|e| {
-        let at = e
-            .span()
-            .map(|s| {
-                let before = &text[..s.start.min(text.len())];
-                let line = before.matches('\n').count() + 1;
-                let col = before.rsplit('\n').next().unwrap_or("").chars().count() + 1;
-                format!(":{line}:{col}")
-            })
-            .unwrap_or_default();
-        format!("{}{at}: {}", path.display(), e.message().trim_end())
-    })?;
+    let raw: RawAlertingFile = toml::from_str(&text)
+        .map_err(|e| format!("{}:{}", path.display(), toml_message(&text, &e)))?;
     let base = path.parent().unwrap_or(Path::new(""));
     let state_dir = raw
         .agent
