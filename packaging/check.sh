@@ -53,5 +53,7 @@ case "$score" in
 esac
 
 echo "== the package under a real systemd"
-cargo deb --no-build --deb-revision 2 -o target/mailpulse-upgrade.deb >/dev/null
-bash packaging/test-systemd.sh "$deb" target/mailpulse-upgrade.deb
+# cargo-deb clears old packages when it builds one, so keep the first aside.
+cp "$deb" "$unit_dir/first.deb"
+cargo deb --no-build --deb-revision 2 -o "$unit_dir/second.deb" >/dev/null
+bash packaging/test-systemd.sh "$unit_dir/first.deb" "$unit_dir/second.deb"

@@ -566,7 +566,7 @@ async fn a_password_from_a_secret_file_never_shows_even_when_auth_fails() {
                             "mailpulse_probe_failures_total",
                             &[("target", t), ("reason", "auth")],
                         )
-                        .is_some()
+                        .is_some_and(|n| n >= 1.0)
                     })
             },
             "every target failed at auth",
