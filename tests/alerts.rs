@@ -5,6 +5,7 @@
 
 #[path = "alert/capture.rs"]
 mod capture;
+mod support;
 
 use std::collections::VecDeque;
 use std::path::Path;
@@ -681,37 +682,8 @@ async fn metrics_track_the_backlog() {
     assert!(
         scrape.contains("mailpulse_notifications_total{receiver=\"hook\",result=\"delivered\"} 2")
     );
-    promtool_check(&scrape);
+    support::promtool_check(&scrape);
     h.stop().await;
-}
-
-/// `promtool check metrics` on a scrape (naming and format lint), when installed.
-fn promtool_check(scrape: &str) {
-    use std::io::Write as _;
-    let Ok(mut child) = std::process::Command::new("promtool")
-        .args(["check", "metrics"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-    else {
-        assert!(std::env::var_os("CI").is_none(), "promtool is missing");
-        eprintln!("skipping promtool: not installed");
-        return;
-    };
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(scrape.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "promtool: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
 }
 
 /// The child half of `a_kill_9_mid_delivery_loses_and_duplicates_nothing`:

@@ -3,22 +3,7 @@
 
 mod support;
 
-use std::io::Write as _;
-use std::process::{Command, Stdio};
-
 use support::{metric, write_file, Agent, HttpServer, Route};
-
-fn promtool() -> Option<std::path::PathBuf> {
-    let path = std::path::PathBuf::from("/usr/bin/promtool");
-    if path.exists() {
-        Some(path)
-    } else if std::env::var_os("CI").is_some() {
-        panic!("promtool is required in CI (.ci/install-deps installs the prometheus package)");
-    } else {
-        eprintln!("skipping: promtool not installed (run .ci/install-deps)");
-        None
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_real_scrape_passes_promtool_and_has_the_contract_families() {
@@ -85,28 +70,5 @@ async fn a_real_scrape_passes_promtool_and_has_the_contract_families() {
         Some(0.0)
     );
 
-    let Some(promtool) = promtool() else { return };
-    let mut child = Command::new(promtool)
-        .args(["check", "metrics"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(scrape.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    let report = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(
-        out.status.success() && report.trim().is_empty(),
-        "promtool: {report}"
-    );
+    support::promtool_check(&scrape);
 }

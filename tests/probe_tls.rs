@@ -3,14 +3,13 @@
 
 mod support;
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use mailpulse::config;
 use mailpulse::probe::{self, Prober};
 use mailpulse::sample::{FailureReason, Phase};
 use rcgen::{CertificateParams, DnType, KeyPair};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpListener;
 
 /// A CA, a server certificate for `localhost` signed by it, and its notAfter.
@@ -46,39 +45,7 @@ fn pki() -> Pki {
 
 /// Serves HTTPS on 127.0.0.1:0, answering every request with 200.
 async fn tls_server(pki: &Pki) -> std::net::SocketAddr {
-    let config = rustls::ServerConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .unwrap()
-    .with_no_client_auth()
-    .with_single_cert(pki.chain.clone(), pki.key.clone_key())
-    .unwrap();
-    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        loop {
-            let Ok((stream, _)) = listener.accept().await else {
-                break;
-            };
-            let acceptor = acceptor.clone();
-            tokio::spawn(async move {
-                let Ok(mut tls) = acceptor.accept(stream).await else {
-                    return;
-                };
-                let mut buf = vec![0u8; 4096];
-                let _ = tls.read(&mut buf).await;
-                let _ = tls
-                    .write_all(
-                        b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok",
-                    )
-                    .await;
-                let _ = tls.shutdown().await;
-            });
-        }
-    });
-    addr
+    support::https_server(pki.chain.clone(), pki.key.clone_key()).await
 }
 
 async fn probe_with(extra: &str, port: u16, dir: &std::path::Path) -> mailpulse::sample::Sample {

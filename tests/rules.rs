@@ -1,20 +1,10 @@
 //! The shipped Prometheus rules are valid and pass their unit tests
 //! (`promtool check rules` and `promtool test rules`).
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+mod support;
 
-fn promtool() -> Option<PathBuf> {
-    let path = PathBuf::from("/usr/bin/promtool");
-    if path.exists() {
-        Some(path)
-    } else if std::env::var_os("CI").is_some() {
-        panic!("promtool is required in CI (.ci/install-deps installs the prometheus package)");
-    } else {
-        eprintln!("skipping: promtool not installed (run .ci/install-deps)");
-        None
-    }
-}
+use std::path::Path;
+use std::process::Command;
 
 fn run(promtool: &Path, args: &[&str]) {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("dashboards/prometheus");
@@ -33,7 +23,9 @@ fn run(promtool: &Path, args: &[&str]) {
 
 #[test]
 fn rules_are_valid_and_pass_their_unit_tests() {
-    let Some(promtool) = promtool() else { return };
+    let Some(promtool) = support::promtool() else {
+        return;
+    };
     run(&promtool, &["check", "rules", "mailpulse-rules.yml"]);
     run(&promtool, &["test", "rules", "mailpulse-rules.test.yml"]);
 }
