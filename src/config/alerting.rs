@@ -1461,7 +1461,7 @@ pub fn load_alerting_part(path: &Path) -> Result<AlertingFile, String> {
         .state_dir
         .clone()
         .map(|p| resolve(base, p))
-        .unwrap_or_else(|| PathBuf::from(super::DEFAULT_STATE_DIR));
+        .unwrap_or_else(super::default_state_dir);
     let hostname = super::hostname();
     let instance = raw
         .agent

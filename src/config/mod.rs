@@ -27,8 +27,39 @@ pub use secret::Secret;
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/mailpulse/mailpulse.toml";
 /// The metrics listener of the built-in default configuration.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:9717";
-/// Default state directory (incident history, alert outbox).
+/// State directory of a system service (incident history, alert outbox).
 pub const DEFAULT_STATE_DIR: &str = "/var/lib/mailpulse";
+
+/// The state directory when `[agent] state_dir` is not set: systemd's
+/// `$STATE_DIRECTORY` when it provides one, [`DEFAULT_STATE_DIR`] for root,
+/// and `$XDG_STATE_HOME/mailpulse` (or `~/.local/state/mailpulse`) for anyone
+/// else, so the agent started by hand as a normal user keeps its state too.
+pub fn default_state_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("STATE_DIRECTORY").filter(|d| !d.is_empty()) {
+        // systemd may pass several, separated by colons; the first is ours.
+        let dir = dir.to_string_lossy().split(':').next().unwrap_or_default().to_string();
+        return PathBuf::from(dir);
+    }
+    let root = std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("Uid:"))
+                .and_then(|ids| ids.split_whitespace().nth(1).map(|euid| euid == "0"))
+        })
+        .unwrap_or(true);
+    if root {
+        return PathBuf::from(DEFAULT_STATE_DIR);
+    }
+    let base = std::env::var_os("XDG_STATE_HOME")
+        .filter(|d| !d.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/state")));
+    match base {
+        Some(b) => b.join("mailpulse"),
+        None => PathBuf::from(DEFAULT_STATE_DIR),
+    }
+}
 /// Default host collection interval.
 pub const DEFAULT_HOST_INTERVAL: Duration = Duration::from_secs(15);
 /// Default probe interval of a target.

@@ -258,7 +258,7 @@ fn build(c: &mut Checker<'_>, raw: RawConfig, base: &Path, path: Option<&Path>) 
             .agent
             .state_dir
             .map(|p| resolve(base, p))
-            .unwrap_or_else(|| PathBuf::from(DEFAULT_STATE_DIR)),
+            .unwrap_or_else(default_state_dir),
         log_level,
         web,
     };
