@@ -475,6 +475,39 @@ impl Session {
     }
 }
 
+/// The client side of a session against a scripted server (fuzzing):
+/// greeting, CAPABILITY, SELECT, SEARCH, FETCH and LOGOUT, each reading
+/// whatever the script holds, stopping at the first error.
+pub(super) async fn fuzz_session(mut d: Dialogue) {
+    if read_response_line(&mut d, "the greeting").await.is_err() {
+        return;
+    }
+    let mut session = Session {
+        d,
+        caps: Vec::new(),
+        next_tag: 1,
+        authenticated: false,
+    };
+    if session.capability().await.is_err() {
+        return;
+    }
+    let _ = session.has("UIDPLUS");
+    if session.select("INBOX").await.is_err() {
+        return;
+    }
+    let Ok(uids) = session.search_header("X-Mailpulse-Probe", "1").await else {
+        return;
+    };
+    if session
+        .fetch_header(uids.first().copied().unwrap_or(1), "X-Mailpulse-Probe")
+        .await
+        .is_err()
+    {
+        return;
+    }
+    let _ = session.logout().await;
+}
+
 /// Reads one response line with its literals: `{n}` at the end of a line is
 /// followed by n bytes and the rest of the line, all joined into one string.
 async fn read_response_line(d: &mut Dialogue, what: &str) -> Result<String, ProbeError> {
