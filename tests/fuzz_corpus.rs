@@ -60,3 +60,15 @@ fn a_well_formed_session_reads_to_its_end() {
     fuzzing::imap(b"* OK hi\r\n* CAPABILITY IMAP4rev1\r\nmp1 OK done\r\n");
     fuzzing::pop3(b"+OK hi\r\n+OK\r\nUSER\r\n.\r\n");
 }
+
+/// Found by `imap_response` (fuzz/README.md): an untagged response whose
+/// first characters are not ASCII (`* F\xc5LAGS`, lossily decoded to a
+/// three-byte U+FFFD) made the `* BYE` check slice inside a character and
+/// panic, which ended the target's probe task for good.
+#[test]
+fn regression_imap_untagged_non_ascii_at_byte_3_does_not_panic() {
+    fuzzing::imap(b"* OK hi\r\n* F\xc5LAGS (\\Seen)\r\nmp1 OK done\r\n");
+    fuzzing::imap(
+        b"* OK hi\r\n* CAPABILITY IMAP4rev1\r\nmp1 OK done\r\n* \xd5 RECENT\r\nmp2 OK\r\n",
+    );
+}

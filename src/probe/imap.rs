@@ -244,7 +244,14 @@ impl Session {
                 });
             }
             if let Some(rest) = line.strip_prefix("* ") {
-                if rest.len() >= 3 && rest[..3].eq_ignore_ascii_case("BYE") && name != "LOGOUT" {
+                // Bytes, not a str slice: server text is lossily decoded, so
+                // byte 3 may fall inside a multi-byte character (found by
+                // fuzzing; it panicked the probe and stopped the target).
+                let bye = rest
+                    .as_bytes()
+                    .get(..3)
+                    .is_some_and(|w| w.eq_ignore_ascii_case(b"BYE"));
+                if bye && name != "LOGOUT" {
                     return Err(ProbeError::new(
                         FailureReason::Reply,
                         format!(
