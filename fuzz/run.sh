@@ -12,6 +12,9 @@
 set -euo pipefail
 
 cd "$(dirname "$0")"
+# Builds go to fuzz/target whatever the caller's CARGO_TARGET_DIR: the
+# sanitizer flags would otherwise rebuild (and churn) the main target dir.
+export CARGO_TARGET_DIR="$PWD/target"
 SECONDS_EACH="${1:-60}"
 shift || true
 TARGETS=("$@")
