@@ -89,6 +89,11 @@ impl Pipeline {
     /// Records one sample and acts on what its detector decided.
     pub fn handle(&self, sample: &Sample) {
         self.metrics.probe.record(sample);
+        // A store that failed (disk full) shows as not durable until it reopens.
+        self.metrics
+            .agent
+            .store_durable
+            .set(i64::from(self.store.is_durable()));
         let (event, state, baseline) = {
             let mut incidents = self.incidents.lock().expect("incidents lock");
             let (event, error) = tokio::task::block_in_place(|| incidents.observe(sample));

@@ -16,7 +16,7 @@ pub struct AgentMetrics {
     pub targets: IntGauge,
     /// Failed reads and writes of the state store.
     pub store_errors: IntCounter,
-    /// 1 while the state store is a durable file, 0 when the agent fell back to memory.
+    /// 1 while the state store is a durable file, 0 when the agent fell back to memory or the file is failing.
     pub store_durable: IntGauge,
 }
 
@@ -69,7 +69,7 @@ impl AgentMetrics {
                 reg,
                 IntGauge::new(
                     "mailpulse_state_store_durable",
-                    "1 while state is kept in the store file; 0 when the agent runs on a memory store because the file could not be opened.",
+                    "1 while state is kept in the store file; 0 when the agent runs on a memory store because the file could not be opened, or while the file fails (disk full) until it is reopened.",
                 )?,
             )?,
         })

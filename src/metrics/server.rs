@@ -21,6 +21,7 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use sha2::{Digest, Sha256};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::Metrics;
@@ -166,6 +167,9 @@ pub struct ServerState {
     pub health: Arc<Health>,
     /// The endpoint's protection; replaced on reload.
     pub web: RwLock<Arc<WebRuntime>>,
+    /// The latest rendering of `/metrics` and when it began; the lock also
+    /// makes renders take turns (see [`ServerState::scrape`]).
+    last_scrape: tokio::sync::Mutex<Option<(Instant, Bytes)>>,
 }
 
 impl ServerState {
@@ -175,7 +179,34 @@ impl ServerState {
             metrics,
             health,
             web: RwLock::new(Arc::new(web)),
+            last_scrape: tokio::sync::Mutex::new(None),
         }
+    }
+
+    /// The `/metrics` body. Rendering gathers every family and reads
+    /// `/proc/self` for the process collector (its open descriptors too, which
+    /// a scrape flood multiplies), so it runs on the blocking pool, one
+    /// render at a time, never on the workers that drive the probes. A scrape
+    /// that waited while another render ran reuses the next one that began
+    /// after it arrived: it is as fresh as a render of its own, and a burst of
+    /// concurrent scrapes costs about two renders instead of one each.
+    pub async fn scrape(&self) -> Bytes {
+        let arrived = Instant::now();
+        let mut last = self.last_scrape.lock().await;
+        if let Some((began, body)) = &*last {
+            if *began >= arrived {
+                return body.clone();
+            }
+        }
+        let began = Instant::now();
+        let metrics = self.metrics.clone();
+        // The encoder does not panic; if it ever did, the scrape is empty.
+        let body = tokio::task::spawn_blocking(move || metrics.encode())
+            .await
+            .map(Bytes::from)
+            .unwrap_or_default();
+        *last = Some((began, body.clone()));
+        body
     }
 
     /// Replaces the protection (after a reload).
@@ -283,7 +314,7 @@ async fn handle(
         "/metrics" => text(
             StatusCode::OK,
             "text/plain; version=0.0.4; charset=utf-8",
-            state.metrics.encode(),
+            state.scrape().await,
         ),
         "/healthz" => match state.health.check() {
             Ok(()) => text(StatusCode::OK, "text/plain", "ok\n"),

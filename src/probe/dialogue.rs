@@ -39,6 +39,10 @@ enum Stream {
     Tls(Box<TlsStream<TcpStream>>),
     /// Only while an upgrade is in progress or after it failed.
     Gone,
+    /// No socket: the server's bytes were given up front, what is sent is
+    /// dropped, and the end of the bytes is the server closing. For fuzzing
+    /// the protocol parsers ([`super::fuzzing`]) without a network.
+    Scripted,
 }
 
 /// One line-protocol session with a server.
@@ -89,6 +93,19 @@ impl Dialogue {
                 .await?;
         }
         Ok(dialogue)
+    }
+
+    /// A dialogue with no socket whose server says exactly `bytes` and then
+    /// closes; every send succeeds and is discarded. Its futures never wait.
+    pub(super) fn scripted(protocol: &'static str, bytes: &[u8]) -> Dialogue {
+        Dialogue {
+            stream: Stream::Scripted,
+            buf: bytes.to_vec(),
+            start: 0,
+            response_bytes: 0,
+            hidden: Vec::new(),
+            protocol,
+        }
     }
 
     /// Registers a value (a password, its encodings) that must never be
@@ -160,6 +177,7 @@ impl Dialogue {
         let result = match &mut self.stream {
             Stream::Plain(s) => write_all(s, bytes).await,
             Stream::Tls(s) => write_all(s.as_mut(), bytes).await,
+            Stream::Scripted => Ok(()),
             Stream::Gone => Err(std::io::ErrorKind::NotConnected.into()),
         };
         result.map_err(|e| io_error(&e, "sending a command"))
@@ -228,6 +246,7 @@ impl Dialogue {
         let n = match &mut self.stream {
             Stream::Plain(s) => s.read(&mut chunk).await,
             Stream::Tls(s) => s.read(&mut chunk).await,
+            Stream::Scripted => Ok(0),
             Stream::Gone => Err(std::io::ErrorKind::NotConnected.into()),
         }
         .map_err(|e| io_error(&e, &format!("waiting for {what}")))?;

@@ -244,7 +244,14 @@ impl Session {
                 });
             }
             if let Some(rest) = line.strip_prefix("* ") {
-                if rest.len() >= 3 && rest[..3].eq_ignore_ascii_case("BYE") && name != "LOGOUT" {
+                // Bytes, not a str slice: server text is lossily decoded, so
+                // byte 3 may fall inside a multi-byte character (found by
+                // fuzzing; it panicked the probe and stopped the target).
+                let bye = rest
+                    .as_bytes()
+                    .get(..3)
+                    .is_some_and(|w| w.eq_ignore_ascii_case(b"BYE"));
+                if bye && name != "LOGOUT" {
                     return Err(ProbeError::new(
                         FailureReason::Reply,
                         format!(
@@ -473,6 +480,39 @@ impl Session {
             Err(e) => Err(e),
         }
     }
+}
+
+/// The client side of a session against a scripted server (fuzzing):
+/// greeting, CAPABILITY, SELECT, SEARCH, FETCH and LOGOUT, each reading
+/// whatever the script holds, stopping at the first error.
+pub(super) async fn fuzz_session(mut d: Dialogue) {
+    if read_response_line(&mut d, "the greeting").await.is_err() {
+        return;
+    }
+    let mut session = Session {
+        d,
+        caps: Vec::new(),
+        next_tag: 1,
+        authenticated: false,
+    };
+    if session.capability().await.is_err() {
+        return;
+    }
+    let _ = session.has("UIDPLUS");
+    if session.select("INBOX").await.is_err() {
+        return;
+    }
+    let Ok(uids) = session.search_header("X-Mailpulse-Probe", "1").await else {
+        return;
+    };
+    if session
+        .fetch_header(uids.first().copied().unwrap_or(1), "X-Mailpulse-Probe")
+        .await
+        .is_err()
+    {
+        return;
+    }
+    let _ = session.logout().await;
 }
 
 /// Reads one response line with its literals: `{n}` at the end of a line is

@@ -17,6 +17,9 @@ pub mod smtp;
 pub mod tcp;
 pub mod tls;
 
+#[doc(hidden)]
+pub mod fuzzing;
+
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};

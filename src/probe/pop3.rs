@@ -133,6 +133,26 @@ impl Pop3Prober {
     }
 }
 
+/// The client side of a session against a scripted server (fuzzing):
+/// greeting, CAPA, USER/PASS, STAT and QUIT, stopping at the first error.
+pub(super) async fn fuzz_session(mut d: Dialogue) {
+    if status_line(&mut d, "the greeting").await.is_err() {
+        return;
+    }
+    if capa(&mut d).await.is_err() {
+        return;
+    }
+    for what in ["the USER reply", "the PASS reply"] {
+        if status_line(&mut d, what).await.is_err() {
+            return;
+        }
+    }
+    if let Ok(text) = expect_ok(&mut d, "STAT", "STAT").await {
+        let _ = text.split_whitespace().next().map(str::parse::<u64>);
+    }
+    let _ = status_line(&mut d, "the QUIT reply").await;
+}
+
 /// Reads a `+OK text` (Ok) or `-ERR text` (Err) line.
 async fn status_line(d: &mut Dialogue, what: &str) -> Result<Result<String, String>, ProbeError> {
     let line = d.read_line(what).await?;

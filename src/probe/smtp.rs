@@ -303,6 +303,25 @@ impl Session {
     }
 }
 
+/// The client side of a session against a scripted server (fuzzing): banner,
+/// EHLO and its extensions, then every further reply until the script ends.
+pub(super) async fn fuzz_session(d: Dialogue) {
+    let mut session = Session {
+        d,
+        extensions: Vec::new(),
+    };
+    if read_reply(&mut session.d, "the banner").await.is_err() {
+        return;
+    }
+    if session.ehlo("fuzz.invalid").await.is_err() {
+        return;
+    }
+    let _ = session.has("STARTTLS");
+    while let Ok(reply) = read_reply(&mut session.d, "a reply").await {
+        let _ = reply.summary(&session.d);
+    }
+}
+
 /// Registers the forms of the credentials that could appear on the wire.
 fn hide_credentials(d: &mut Dialogue, username: &str, password: &str) {
     let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s.as_bytes());

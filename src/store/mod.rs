@@ -10,12 +10,20 @@
 //! file is opened in redb's multi-writer mode so that short-lived commands
 //! (`mailpulse silence add`) can write while the daemon runs. This module
 //! knows nothing about alerts, probes or metrics.
+//!
+//! A failed write (disk full, quota, an I/O error) poisons a redb database:
+//! every later transaction fails with "previous I/O error" until it is
+//! reopened. [`Store`] therefore reopens the file (redb repairs it from its
+//! last durable commit) before the next transaction after such an error, at
+//! most once per [`REOPEN_INTERVAL`], so the agent resumes storing by itself
+//! once space returns.
 
 pub mod incidents;
 pub mod outbox;
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
 
 use redb::{ConcurrencyMode, Database, ReadableDatabase, ReadableTable, TableDefinition};
 use tokio::sync::Notify;
@@ -25,6 +33,10 @@ pub const FILE_NAME: &str = "mailpulse.redb";
 /// Schema version this build reads and writes. Bump it (and migrate) whenever
 /// a table's key or value encoding changes.
 pub const SCHEMA_VERSION: u64 = 1;
+
+/// Least time between two attempts to reopen a store that failed with an
+/// I/O error: each attempt reads (and may repair) the whole file.
+pub const REOPEN_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Store-wide metadata: `schema_version` and counters.
 pub(crate) const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
@@ -52,6 +64,14 @@ pub enum StoreError {
         /// Version this build writes.
         expected: u64,
     },
+    /// The file failed earlier and could not be reopened yet.
+    #[error("state store {path} is unavailable since an I/O error: {message}")]
+    Unavailable {
+        /// The database file.
+        path: PathBuf,
+        /// Why the last reopen failed.
+        message: String,
+    },
     /// A read or write failed.
     #[error("state store {path}: {message}")]
     Db {
@@ -65,9 +85,25 @@ pub enum StoreError {
 /// A handle to the open store. Clones share the database.
 #[derive(Clone)]
 pub struct Store {
-    db: Arc<Database>,
+    /// `None` while a file that failed could not be reopened.
+    db: Arc<RwLock<Option<Database>>>,
     path: Arc<PathBuf>,
     changed: Arc<Notify>,
+    /// Set by an I/O error; cleared by a successful reopen.
+    failed: Arc<Mutex<Failed>>,
+    /// Whether the database is a file that can be reopened.
+    file: bool,
+}
+
+/// The I/O failure state of a file store.
+#[derive(Default)]
+struct Failed {
+    /// An I/O error happened and the database has not been reopened since.
+    pending: bool,
+    /// When a reopen was last tried.
+    last_try: Option<tokio::time::Instant>,
+    /// Why the last reopen failed.
+    message: String,
 }
 
 impl std::fmt::Debug for Store {
@@ -90,20 +126,16 @@ impl Store {
 
     /// Opens (creating if needed) the store at exactly `path`.
     pub fn open_file(path: &Path) -> Result<Store, StoreError> {
-        let open_err = |message: String| StoreError::Open {
+        let db = open_database(path).map_err(|message| StoreError::Open {
             path: path.to_path_buf(),
             message,
-        };
-        let db = Database::builder()
-            .set_concurrency_mode(ConcurrencyMode::MultiWriter)
-            // The store is small; redb's 1 GiB default cache is far more than it needs.
-            .set_cache_size(16 * 1024 * 1024)
-            .create(path)
-            .map_err(|e| open_err(e.to_string()))?;
+        })?;
         let store = Store {
-            db: Arc::new(db),
+            db: Arc::new(RwLock::new(Some(db))),
             path: Arc::new(path.to_path_buf()),
             changed: Arc::new(Notify::new()),
+            failed: Arc::default(),
+            file: true,
         };
         store.check_schema()?;
         Ok(store)
@@ -119,9 +151,11 @@ impl Store {
                 message: e.to_string(),
             })?;
         let store = Store {
-            db: Arc::new(db),
+            db: Arc::new(RwLock::new(Some(db))),
             path: Arc::new(PathBuf::from("<memory>")),
             changed: Arc::new(Notify::new()),
+            failed: Arc::default(),
+            file: false,
         };
         store.check_schema()?;
         Ok(store)
@@ -151,20 +185,19 @@ impl Store {
         &self.path
     }
 
-    /// The underlying database, for modules that add their own tables.
-    pub fn db(&self) -> &Database {
-        &self.db
-    }
-
     /// Runs `f` in a write transaction and commits it (durably) if `f` succeeds.
     /// Blocks while another write transaction, of this or another process, is open.
     pub fn write<T>(
         &self,
         f: impl FnOnce(&redb::WriteTransaction) -> Result<T, redb::Error>,
     ) -> Result<T, StoreError> {
-        let tx = self.db.begin_write().map_err(|e| self.err(e))?;
+        self.reopen_if_failed();
+        let guard = self.db.read().unwrap_or_else(|p| p.into_inner());
+        let db = guard.as_ref().ok_or_else(|| self.unavailable())?;
+        let tx = db.begin_write().map_err(|e| self.err(e))?;
         let value = f(&tx).map_err(|e| self.err(e))?;
         tx.commit().map_err(|e| self.err(e))?;
+        drop(guard);
         self.changed.notify_waiters();
         Ok(value)
     }
@@ -174,8 +207,80 @@ impl Store {
         &self,
         f: impl FnOnce(&redb::ReadTransaction) -> Result<T, redb::Error>,
     ) -> Result<T, StoreError> {
-        let tx = self.db.begin_read().map_err(|e| self.err(e))?;
+        self.reopen_if_failed();
+        let guard = self.db.read().unwrap_or_else(|p| p.into_inner());
+        let db = guard.as_ref().ok_or_else(|| self.unavailable())?;
+        let tx = db.begin_read().map_err(|e| self.err(e))?;
         f(&tx).map_err(|e| self.err(e))
+    }
+
+    /// Whether the store is failing: an I/O error happened and reopening
+    /// the file has not succeeded since.
+    pub fn is_failing(&self) -> bool {
+        self.failed
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .pending
+    }
+
+    /// Whether what is written now survives a restart: a file store that is
+    /// not failing.
+    pub fn is_durable(&self) -> bool {
+        self.file && !self.is_failing()
+    }
+
+    /// After an I/O error, closes and reopens the file (at most once per
+    /// [`REOPEN_INTERVAL`]); redb refuses every transaction until then.
+    fn reopen_if_failed(&self) {
+        {
+            let mut failed = self.failed.lock().unwrap_or_else(|p| p.into_inner());
+            if !failed.pending || !self.file {
+                return;
+            }
+            let now = tokio::time::Instant::now();
+            if failed
+                .last_try
+                .is_some_and(|at| now.duration_since(at) < REOPEN_INTERVAL)
+            {
+                return;
+            }
+            failed.last_try = Some(now);
+        }
+        // Not holding `failed` here: a transaction in flight may need it to
+        // report its error. The write lock waits for every transaction of this
+        // process to end, so the old database is dropped (and its file lock
+        // released) before the file is opened again.
+        let mut db = self.db.write().unwrap_or_else(|p| p.into_inner());
+        *db = None;
+        let result = open_database(&self.path);
+        let mut failed = self.failed.lock().unwrap_or_else(|p| p.into_inner());
+        match result {
+            Ok(reopened) => {
+                *db = Some(reopened);
+                failed.pending = false;
+                failed.message.clear();
+                tracing::warn!(
+                    path = %self.path.display(),
+                    "state store reopened after an I/O error; storing again"
+                );
+            }
+            Err(message) => {
+                tracing::error!(
+                    path = %self.path.display(),
+                    error = %message,
+                    "state store still unavailable"
+                );
+                failed.message = message;
+            }
+        }
+    }
+
+    fn unavailable(&self) -> StoreError {
+        let failed = self.failed.lock().unwrap_or_else(|p| p.into_inner());
+        StoreError::Unavailable {
+            path: self.path().to_path_buf(),
+            message: failed.message.clone(),
+        }
     }
 
     /// Resolves when a write transaction of this process commits next.
@@ -184,11 +289,19 @@ impl Store {
         self.changed.notified()
     }
 
-    /// Wraps a database error with the file's path.
+    /// Wraps a database error with the file's path. An I/O error marks the
+    /// store for a reopen before its next transaction.
     pub fn err(&self, e: impl Into<redb::Error>) -> StoreError {
+        let e = e.into();
+        if matches!(e, redb::Error::Io(_) | redb::Error::PreviousIo) {
+            self.failed
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .pending = true;
+        }
         StoreError::Db {
             path: self.path().to_path_buf(),
-            message: e.into().to_string(),
+            message: e.to_string(),
         }
     }
 
@@ -203,6 +316,16 @@ impl Store {
         meta.insert(name, next)?;
         Ok(next)
     }
+}
+
+/// Opens (creating if needed) the redb file at `path` in multi-writer mode.
+fn open_database(path: &Path) -> Result<Database, String> {
+    Database::builder()
+        .set_concurrency_mode(ConcurrencyMode::MultiWriter)
+        // The store is small; redb's 1 GiB default cache is far more than it needs.
+        .set_cache_size(16 * 1024 * 1024)
+        .create(path)
+        .map_err(|e| e.to_string())
 }
 
 /// Opens `table` for reading, treating a table never written as empty.

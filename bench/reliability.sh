@@ -1,0 +1,37 @@
+#!/bin/sh
+# Reliability runs that take longer than the default `cargo test`: the kill -9
+# loop, the full-minute scrape flood and a longer hostile fleet. Each is a test
+# against the real binary on 127.0.0.1 only, bounded in count and time, and
+# stops by itself; the figures are printed (see bench/RELIABILITY.md).
+#
+# Usage: bench/reliability.sh [kill9|flood|hostile|all]
+#   MAILPULSE_KILLS   kills in the kill -9 loop (default 50)
+#   MAILPULSE_SEED    seed of the kill moments and receiver 503s (default random)
+#   MAILPULSE_FLOOD_SECS    flood length in seconds (default here 60)
+#   MAILPULSE_HOSTILE_SECS  hostile fleet length in seconds (default here 60)
+set -eu
+repo=$(cd "$(dirname "$0")/.." && pwd)
+cd "$repo"
+what=${1:-all}
+
+run() {
+    cargo test --quiet --test "$1" -- --nocapture 2>&1 |
+        grep -E '^(kill9|scrape flood|hostile fleet):|test result|panicked|FAILED' || true
+}
+
+case "$what" in
+kill9 | all)
+    MAILPULSE_KILLS=${MAILPULSE_KILLS:-50} cargo test --quiet --test kill9 -- --ignored --nocapture 2>&1 |
+        grep -E '^kill9:|test result|panicked|FAILED|pages that' || true
+    ;;
+esac
+case "$what" in
+flood | all)
+    MAILPULSE_FLOOD_SECS=${MAILPULSE_FLOOD_SECS:-60} run scrape_flood
+    ;;
+esac
+case "$what" in
+hostile | all)
+    MAILPULSE_HOSTILE_SECS=${MAILPULSE_HOSTILE_SECS:-60} run hostile_fleet
+    ;;
+esac
