@@ -37,7 +37,12 @@ pub const DEFAULT_STATE_DIR: &str = "/var/lib/mailpulse";
 pub fn default_state_dir() -> PathBuf {
     if let Some(dir) = std::env::var_os("STATE_DIRECTORY").filter(|d| !d.is_empty()) {
         // systemd may pass several, separated by colons; the first is ours.
-        let dir = dir.to_string_lossy().split(':').next().unwrap_or_default().to_string();
+        let dir = dir
+            .to_string_lossy()
+            .split(':')
+            .next()
+            .unwrap_or_default()
+            .to_string();
         return PathBuf::from(dir);
     }
     let root = std::fs::read_to_string("/proc/self/status")
