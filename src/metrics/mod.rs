@@ -12,8 +12,11 @@ pub mod detect;
 pub mod host;
 pub mod probe;
 pub mod server;
+pub mod text;
 
-use prometheus::{Encoder, Registry, TextEncoder};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use prometheus::Registry;
 
 /// Histogram buckets for latencies from 0.5 ms to 30 s.
 pub const LATENCY_BUCKETS: &[f64] = &[
@@ -34,6 +37,8 @@ pub struct Metrics {
     pub detect: detect::DetectMetrics,
     /// Alert delivery and the outbox.
     pub alert: alert::AlertMetrics,
+    /// Size of the last page, so the next one is written without regrowing.
+    last_size: AtomicUsize,
 }
 
 impl Metrics {
@@ -52,14 +57,16 @@ impl Metrics {
             host,
             detect,
             alert,
+            last_size: AtomicUsize::new(16 * 1024),
         })
     }
 
     /// The registry in the Prometheus text format (version 0.0.4).
     pub fn encode(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(16 * 1024);
-        // Encoding into a Vec cannot fail for the text format.
-        let _ = TextEncoder::new().encode(&self.registry.gather(), &mut out);
+        let families = self.registry.gather();
+        let mut out = Vec::with_capacity(self.last_size.load(Ordering::Relaxed) + 4096);
+        text::encode(&families, &mut out);
+        self.last_size.store(out.len(), Ordering::Relaxed);
         out
     }
 }
