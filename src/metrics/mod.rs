@@ -9,6 +9,7 @@
 pub mod agent;
 pub mod alert;
 pub mod detect;
+pub mod histogram;
 pub mod host;
 pub mod probe;
 pub mod server;
@@ -65,7 +66,12 @@ impl Metrics {
     pub fn encode(&self) -> Vec<u8> {
         let families = self.registry.gather();
         let mut out = Vec::with_capacity(self.last_size.load(Ordering::Relaxed) + 4096);
-        text::encode(&families, &mut out);
+        // The registry's families come sorted by name; the phase histograms
+        // (kept outside it) go in their place among them.
+        let split = families.partition_point(|f| f.name() < self.probe.duration.name());
+        text::encode(&families[..split], &mut out);
+        self.probe.duration.encode(&mut out);
+        text::encode(&families[split..], &mut out);
         self.last_size.store(out.len(), Ordering::Relaxed);
         out
     }
