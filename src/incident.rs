@@ -109,13 +109,24 @@ impl Incidents {
     /// an event is saved (with the detector) before this returns, and the
     /// second value reports a failure to save it (the event stands regardless).
     pub fn observe(&mut self, sample: &Sample) -> (Option<DetectEvent>, Option<StoreError>) {
-        let Some(tracked) = self.tracked.get_mut(&sample.target) else {
-            return (None, None);
+        let event = self.detect(sample);
+        let error = match &event {
+            Some(e) => self.save_event(&sample.target, e).err(),
+            None => None,
         };
+        (event, error)
+    }
+
+    /// The in-memory half of [`Incidents::observe`]: feeds the detector and
+    /// notes what needs saving, without any IO. An event it returns must be
+    /// passed to [`Incidents::save_event`]. The pipeline calls the halves
+    /// apart so that only the rare sample with an event leaves the async
+    /// worker for the store.
+    pub fn detect(&mut self, sample: &Sample) -> Option<DetectEvent> {
+        let tracked = self.tracked.get_mut(&sample.target)?;
         let observation = Observation::from_sample(sample);
         let event = tracked.detector.observe(&observation);
-        let pending = tracked.detector.pending_since();
-        if pending != tracked.saved_pending {
+        if tracked.detector.pending_since() != tracked.saved_pending {
             tracked.dirty = true;
         }
         let stale = tracked
@@ -124,19 +135,29 @@ impl Incidents {
         if stale {
             tracked.dirty = true;
         }
-        if let (Some(e), Some(store)) = (&event, &self.store) {
-            let batch = Batch {
-                detectors: vec![(sample.target.as_str(), &tracked.detector)],
-                incidents: vec![(sample.target.as_str(), e.incident())],
-            };
-            if let Err(err) = table::save(store, &batch) {
-                return (event, Some(err));
-            }
-            tracked.dirty = false;
-            tracked.saved_at = Some(observation.at);
-            tracked.saved_pending = pending;
-        }
-        (event, None)
+        event
+    }
+
+    /// Saves an event [`Incidents::detect`] returned, with its detector, in
+    /// one transaction (blocking IO).
+    pub fn save_event(&mut self, target: &str, event: &DetectEvent) -> Result<(), StoreError> {
+        let (Some(tracked), Some(store)) = (self.tracked.get_mut(target), &self.store) else {
+            return Ok(());
+        };
+        let batch = Batch {
+            detectors: vec![(target, &tracked.detector)],
+            incidents: vec![(target, event.incident())],
+        };
+        table::save(store, &batch)?;
+        tracked.dirty = false;
+        tracked.saved_at = tracked.detector.last_observation_at();
+        tracked.saved_pending = tracked.detector.pending_since();
+        Ok(())
+    }
+
+    /// Whether [`Incidents::flush`] has anything to write.
+    pub fn has_unsaved(&self) -> bool {
+        self.store.is_some() && self.tracked.values().any(|t| t.dirty)
     }
 
     /// Saves every detector changed since the last save, in one transaction.

@@ -78,6 +78,9 @@ impl Pipeline {
     fn flush(&self) {
         let result = {
             let mut incidents = self.incidents.lock().expect("incidents lock");
+            if !incidents.has_unsaved() {
+                return;
+            }
             tokio::task::block_in_place(|| incidents.flush())
         };
         if let Err(e) = result {
@@ -96,7 +99,13 @@ impl Pipeline {
             .set(i64::from(self.store.is_durable()));
         let (event, state, baseline) = {
             let mut incidents = self.incidents.lock().expect("incidents lock");
-            let (event, error) = tokio::task::block_in_place(|| incidents.observe(sample));
+            // Only a sample that opens, escalates or closes an incident writes
+            // to the store; the rest stay on this worker (block_in_place hands
+            // the worker to another thread, which costs more than detection).
+            let event = incidents.detect(sample);
+            let error = event.as_ref().and_then(|e| {
+                tokio::task::block_in_place(|| incidents.save_event(&sample.target, e)).err()
+            });
             if let Some(err) = error {
                 self.metrics.agent.store_errors.inc();
                 tracing::error!(target = %sample.target, error = %err, "cannot save an incident; alerting anyway");

@@ -118,3 +118,31 @@ async fn garbage_instead_of_tls_is_a_tls_failure() {
     let s = probe_with("ip_family = \"ipv4\"", port, dir.path()).await;
     assert_eq!(s.failure.unwrap().reason, FailureReason::Tls);
 }
+
+/// A plain-HTTP target builds its TLS client only when a redirect leads to
+/// https; the handshake then runs (and, without the test CA, fails in `tls`).
+#[tokio::test]
+async fn a_redirect_from_http_to_https_builds_the_tls_client_on_the_way() {
+    let pki = pki();
+    let addr = tls_server(&pki).await;
+    let plain = support::HttpServer::start().await;
+    plain.route(
+        "/owa",
+        support::Route::status(302).header(
+            "Location",
+            &format!("https://localhost:{}/owa/", addr.port()),
+        ),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let text = format!(
+        "[[target]]\nname = \"owa\"\nkind = \"http\"\nurl = \"{}\"\ntimeout = \"3s\"\nip_family = \"ipv4\"\n",
+        plain.url("/owa")
+    );
+    let path = support::write_file(dir.path(), "c.toml", &text);
+    let cfg = config::load(&path).unwrap();
+    let prober = Prober::new(&cfg.targets[0]).unwrap();
+    let s = probe::run(&prober, chrono::Utc::now(), Duration::ZERO).await;
+    let f = s.failure.expect("the test CA is not trusted");
+    assert_eq!(f.reason, FailureReason::Tls, "{}", f.message);
+    assert!(f.message.contains("certificate"), "{}", f.message);
+}

@@ -1,17 +1,17 @@
 //! Probe metric families and how a [`Sample`] is recorded into them.
 
-use prometheus::{
-    GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry,
-};
+use prometheus::{GaugeVec, HistogramOpts, IntCounterVec, IntGaugeVec, Opts, Registry};
 
+use super::histogram::PhaseHistograms;
 use super::{register, LATENCY_BUCKETS};
 use crate::sample::{FailureReason, Phase, ProbeKind, Sample};
 
 /// Families fed by probe results.
-#[derive(Clone)]
 pub struct ProbeMetrics {
     success: IntGaugeVec,
-    duration: HistogramVec,
+    /// `mailpulse_probe_duration_seconds`: outside the registry, written by
+    /// [`super::Metrics::encode`] (see [`super::histogram`] for why).
+    pub(crate) duration: PhaseHistograms,
     last_duration: GaugeVec,
     failures: IntCounterVec,
     cert_expiry: GaugeVec,
@@ -45,17 +45,11 @@ impl ProbeMetrics {
                     &["target", "kind"],
                 )?,
             )?,
-            duration: register(
-                reg,
-                HistogramVec::new(
-                    HistogramOpts::new(
-                        "mailpulse_probe_duration_seconds",
-                        "Duration of each phase of successful probes.",
-                    )
-                    .buckets(LATENCY_BUCKETS.to_vec()),
-                    &["target", "kind", "phase"],
-                )?,
-            )?,
+            duration: PhaseHistograms::new(
+                "mailpulse_probe_duration_seconds",
+                "Duration of each phase of successful probes.",
+                LATENCY_BUCKETS,
+            ),
             last_duration: register(
                 reg,
                 GaugeVec::new(
@@ -131,12 +125,13 @@ impl ProbeMetrics {
             .with_label_values(&[target, kind])
             .set(i64::from(s.success()));
         for (phase, d) in &s.phases {
-            let secs = d.as_secs_f64();
             let labels = [target, kind, phase.as_str()];
-            self.last_duration.with_label_values(&labels).set(secs);
-            if s.success() {
-                self.duration.with_label_values(&labels).observe(secs);
-            }
+            self.last_duration
+                .with_label_values(&labels)
+                .set(d.as_secs_f64());
+        }
+        if s.success() {
+            self.duration.observe(target, s.kind, &s.phases);
         }
         if let Some(f) = &s.failure {
             self.failures
@@ -179,10 +174,8 @@ impl ProbeMetrics {
     pub fn remove_target(&self, target: &str, kind: ProbeKind) {
         let kind = kind.as_str();
         let _ = self.success.remove_label_values(&[target, kind]);
+        self.duration.remove_target(target);
         for phase in Phase::ALL {
-            let _ = self
-                .duration
-                .remove_label_values(&[target, kind, phase.as_str()]);
             let _ = self
                 .last_duration
                 .remove_label_values(&[target, kind, phase.as_str()]);

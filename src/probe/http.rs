@@ -6,7 +6,7 @@
 //! connection, and their phases add up, as blackbox_exporter reports them.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use base64::Engine as _;
 use bytes::Bytes;
@@ -18,7 +18,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use url::{Host, Url};
 
-use crate::config::{HttpAuth, HttpSpec, IpFamily};
+use crate::config::{HttpAuth, HttpSpec, IpFamily, TlsOptions};
 use crate::sample::{FailureReason, Phase};
 
 use super::{ntlm, tls, ProbeError, Recorder};
@@ -31,7 +31,11 @@ pub const USER_AGENT: &str = concat!("mailpulse/", env!("CARGO_PKG_VERSION"));
 pub struct HttpProber {
     spec: HttpSpec,
     method: Method,
-    tls: Arc<rustls::ClientConfig>,
+    /// Built when the first `https` request needs it: at once for an `https`
+    /// URL or explicit TLS settings (so their errors show at start-up), else
+    /// on the first redirect to `https`. Plain-HTTP targets never pay for a
+    /// TLS client (its configuration and trust store cost several KiB each).
+    tls: OnceLock<Arc<rustls::ClientConfig>>,
     auth_header: Option<HeaderValue>,
 }
 
@@ -64,12 +68,31 @@ impl HttpProber {
             value.set_sensitive(true);
             Some(value)
         });
-        Ok(HttpProber {
+        let prober = HttpProber {
             spec: spec.clone(),
             method,
-            tls: tls::client_config(&spec.tls, &[b"http/1.1"])?,
+            tls: OnceLock::new(),
             auth_header,
-        })
+        };
+        if spec.url.scheme() == "https" || spec.tls != TlsOptions::default() {
+            prober.tls_config()?;
+        }
+        Ok(prober)
+    }
+
+    /// The TLS client of this target, built on first use.
+    fn tls_config(&self) -> Result<Arc<rustls::ClientConfig>, ProbeError> {
+        if let Some(config) = self.tls.get() {
+            return Ok(config.clone());
+        }
+        let config = tls::client_config(&self.spec.tls, &[b"http/1.1"])?;
+        Ok(self.tls.get_or_init(|| config).clone())
+    }
+
+    /// Whether the TLS client has been built (tests).
+    #[cfg(test)]
+    fn has_tls_config(&self) -> bool {
+        self.tls.get().is_some()
     }
 
     /// Runs the probe, following redirects, and judges the final response.
@@ -175,7 +198,7 @@ impl HttpProber {
             rec.begin(Phase::Tls);
             let host_text = url.host_str().unwrap_or_default();
             let name = tls::server_name(&self.spec.tls, host_text)?;
-            let connector = tokio_rustls::TlsConnector::from(self.tls.clone());
+            let connector = tokio_rustls::TlsConnector::from(self.tls_config()?);
             let tls_stream = connector
                 .connect(name, stream)
                 .await
@@ -498,4 +521,31 @@ async fn read_body(mut body: hyper::body::Incoming, max_body: u64) -> Result<Byt
         }
     }
     Ok(Bytes::from(buf))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{self, ProbeSpec};
+
+    fn prober(url: &str, extra: &str) -> HttpProber {
+        let text = format!("[[target]]\nname = \"t\"\nkind = \"http\"\nurl = \"{url}\"\n{extra}");
+        let target = config::parse(&text, None).unwrap().targets.remove(0);
+        let ProbeSpec::Http(spec) = &target.spec else {
+            panic!("not an http target")
+        };
+        HttpProber::new(spec).unwrap()
+    }
+
+    #[test]
+    fn plain_http_targets_build_their_tls_client_only_when_needed() {
+        let plain = prober("http://127.0.0.1/", "");
+        assert!(!plain.has_tls_config());
+        // A redirect to https builds it on the way.
+        plain.tls_config().unwrap();
+        assert!(plain.has_tls_config());
+        assert!(prober("https://127.0.0.1/", "").has_tls_config());
+        let explicit = prober("http://127.0.0.1/", "tls_insecure_skip_verify = true\n");
+        assert!(explicit.has_tls_config());
+    }
 }

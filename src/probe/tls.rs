@@ -16,21 +16,46 @@ use crate::sample::{FailureReason, TlsInfo};
 
 use super::ProbeError;
 
-/// The crypto provider every TLS client here uses.
+/// The crypto provider every TLS client here uses, built once and shared.
 pub fn provider() -> Arc<rustls::crypto::CryptoProvider> {
-    Arc::new(rustls::crypto::ring::default_provider())
+    static PROVIDER: OnceLock<Arc<rustls::crypto::CryptoProvider>> = OnceLock::new();
+    PROVIDER
+        .get_or_init(|| Arc::new(rustls::crypto::ring::default_provider()))
+        .clone()
 }
 
-/// System root certificates, loaded once. Unreadable entries are skipped.
-fn system_roots() -> &'static [CertificateDer<'static>] {
-    static ROOTS: OnceLock<Vec<CertificateDer<'static>>> = OnceLock::new();
-    ROOTS.get_or_init(|| {
-        let result = rustls_native_certs::load_native_certs();
-        if let Some(e) = result.errors.first() {
-            tracing::debug!(error = %e, "some system certificates could not be loaded");
-        }
-        result.certs
-    })
+/// The system trust store, read and parsed once and shared by every target
+/// that adds no CA of its own. Unreadable or unparsable entries are skipped.
+///
+/// Parsed trust anchors take about 100 KiB for a Debian store, so one copy
+/// per target grew the agent by that much per target (200 MB at 2,000).
+fn system_roots() -> Arc<RootCertStore> {
+    static ROOTS: OnceLock<Arc<RootCertStore>> = OnceLock::new();
+    ROOTS
+        .get_or_init(|| {
+            let result = rustls_native_certs::load_native_certs();
+            if let Some(e) = result.errors.first() {
+                tracing::debug!(error = %e, "some system certificates could not be loaded");
+            }
+            let mut roots = RootCertStore::empty();
+            roots.add_parsable_certificates(result.certs);
+            Arc::new(roots)
+        })
+        .clone()
+}
+
+/// The trust store of a target: the shared system store, or a copy of it
+/// with the target's own CAs added.
+fn roots_for(extra: &[CertificateDer<'static>]) -> Result<Arc<RootCertStore>, rustls::Error> {
+    let system = system_roots();
+    if extra.is_empty() {
+        return Ok(system);
+    }
+    let mut roots = (*system).clone();
+    for cert in extra {
+        roots.add(cert.clone())?;
+    }
+    Ok(Arc::new(roots))
 }
 
 /// Builds a client configuration offering `alpn` protocols.
@@ -44,12 +69,7 @@ pub fn client_config(opts: &TlsOptions, alpn: &[&[u8]]) -> Result<Arc<ClientConf
             .dangerous()
             .with_custom_certificate_verifier(Arc::new(AcceptAnyCertificate(provider())))
     } else {
-        let mut roots = RootCertStore::empty();
-        roots.add_parsable_certificates(system_roots().iter().cloned());
-        for cert in &opts.ca_certs {
-            roots.add(cert.clone()).map_err(tls_err)?;
-        }
-        builder.with_root_certificates(roots)
+        builder.with_root_certificates(roots_for(&opts.ca_certs).map_err(tls_err)?)
     };
     let mut config = match &opts.client_identity {
         Some(id) => builder
@@ -161,5 +181,28 @@ impl ServerCertVerifier for AcceptAnyCertificate {
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
         self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn targets_without_own_cas_share_one_parsed_system_store() {
+        let a = roots_for(&[]).unwrap();
+        let b = roots_for(&[]).unwrap();
+        assert!(Arc::ptr_eq(&a, &b));
+        assert!(Arc::ptr_eq(&provider(), &provider()));
+    }
+
+    #[test]
+    fn own_cas_extend_a_copy_of_the_system_store() {
+        let ca = rcgen::generate_simple_self_signed(vec!["ca.test".into()]).unwrap();
+        let der = ca.cert.der().clone();
+        let system = roots_for(&[]).unwrap();
+        let own = roots_for(&[der]).unwrap();
+        assert_eq!(own.len(), system.len() + 1);
+        assert_eq!(roots_for(&[]).unwrap().len(), system.len());
     }
 }
