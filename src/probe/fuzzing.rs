@@ -2,7 +2,7 @@
 //! driven by arbitrary server bytes, with no socket and no runtime.
 //!
 //! Each function runs the client side of one protocol against a scripted
-//! server ([`Dialogue::scripted`]) that says exactly the given bytes and then
+//! server (`Dialogue::scripted`) that says exactly the given bytes and then
 //! closes. Sends are discarded, so the futures never wait and are polled once.
 //! Not part of the supported API; nothing in the agent calls this module.
 
