@@ -132,7 +132,10 @@ fn first_byte_follows_nginx_server_side_delay() {
         let fb = r["phases"]["first_byte"].as_f64().unwrap();
         // nginx's timers have millisecond resolution and may fire a hair
         // before the delay as measured from the client (0.29997 s for 0.3).
-        assert!(fb >= secs - 0.001 && fb < secs + 0.02, "{name}: first_byte {fb}");
+        assert!(
+            fb >= secs - 0.001 && fb < secs + 0.02,
+            "{name}: first_byte {fb}"
+        );
     }
     let down = get("down");
     assert_eq!(down["reason"], "status");
