@@ -283,7 +283,7 @@ async fn handle(
         "/metrics" => text(
             StatusCode::OK,
             "text/plain; version=0.0.4; charset=utf-8",
-            state.metrics.encode(),
+            state.metrics.page(),
         ),
         "/healthz" => match state.health.check() {
             Ok(()) => text(StatusCode::OK, "text/plain", "ok\n"),
