@@ -201,9 +201,8 @@ impl ServerState {
         let began = Instant::now();
         let metrics = self.metrics.clone();
         // The encoder does not panic; if it ever did, the scrape is empty.
-        let body = tokio::task::spawn_blocking(move || metrics.encode())
+        let body = tokio::task::spawn_blocking(move || metrics.page())
             .await
-            .map(Bytes::from)
             .unwrap_or_default();
         *last = Some((began, body.clone()));
         body

@@ -65,13 +65,13 @@ impl Plan {
         Plan {
             mode: "full",
             side_warmup: 60,
-            side_window: 600,
+            side_window: 480,
             scrapes: 1000,
-            accuracy_samples: 200,
+            accuracy_samples: 150,
             scale_targets: vec![0, 10, 100, 500, 1000, 2000],
-            scale_warmup: 20,
-            scale_window: 120,
-            steady_seconds: 1200,
+            scale_warmup: 15,
+            scale_window: 90,
+            steady_seconds: 900,
             steady_every: 5,
         }
     }

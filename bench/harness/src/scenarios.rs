@@ -510,28 +510,34 @@ struct Paired {
     truth_fb: f64,
 }
 
+/// A paired result and the path it was for.
+type PairedAt = (String, Paired);
+
 /// An agent's report before pairing: path, when it was seen, total, first byte.
 type Observation = (String, u128, f64, f64);
 
-pub fn accuracy(env: &Env) -> io::Result<Section> {
-    let plan = &env.plan;
-    let realtime = chrt_works();
-    let (_server, sport) = start_target(env, true)?;
-    let targets: Vec<MpTarget> = DELAYS_MS
-        .iter()
-        .map(|d| MpTarget {
-            name: format!("acc-{d}"),
-            url: format!("http://127.0.0.1:{sport}/acc/mp/{d}"),
-            interval: "2s",
-            timeout: Some("1900ms"),
-        })
-        .collect();
-    let (mut mp, mport) = start_mailpulse(env, "mailpulse-accuracy", "15s", &targets)?;
-    let (mut bb, bport) = start_blackbox(env)?;
-
-    let seconds = plan.accuracy_samples as u64 * ACCURACY_INTERVAL.as_secs() + 40;
-    let mut hogs = start_hogs(env, seconds + 20)?;
-    thread::sleep(Duration::from_secs(4));
+/// One measuring phase of the accuracy run: `n` probes per delay and agent,
+/// with or without the CPU hog. Returns the paired results of mailpulse and
+/// of blackbox_exporter.
+#[allow(clippy::too_many_arguments)]
+fn accuracy_phase(
+    env: &Env,
+    n: usize,
+    hog: bool,
+    sport: u16,
+    mport: u16,
+    bport: u16,
+    mp: &mut Proc,
+    bb: &mut Proc,
+) -> io::Result<(Vec<PairedAt>, Vec<PairedAt>)> {
+    let seconds = n as u64 * ACCURACY_INTERVAL.as_secs() + 40;
+    let mut hogs = if hog {
+        let h = start_hogs(env, seconds + 20)?;
+        thread::sleep(Duration::from_secs(4));
+        h
+    } else {
+        Vec::new()
+    };
     let measure_from = now_us();
 
     // mailpulse: poll /metrics and note each new latest probe.
@@ -571,7 +577,6 @@ pub fn accuracy(env: &Env) -> io::Result<Section> {
 
     // blackbox_exporter: one thread per delay, a /probe every interval.
     let bb_obs: Arc<Mutex<Vec<Observation>>> = Arc::default();
-    let n = plan.accuracy_samples;
     let bb_threads: Vec<_> = DELAYS_MS
         .iter()
         .map(|&d| {
@@ -627,21 +632,59 @@ pub fn accuracy(env: &Env) -> io::Result<Section> {
     }
     bb.check_alive()?;
     let log = crate::server::parse_log(&Client::new(local(sport)).get("/_log")?.text());
-    mp.stop();
-    bb.stop();
 
     let mp_pairs = pair(&mp_obs.lock().expect("obs"), &log);
     let bb_pairs = pair(&bb_obs.lock().expect("obs"), &log);
+    Ok((mp_pairs, bb_pairs))
+}
+
+pub fn accuracy(env: &Env) -> io::Result<Section> {
+    let plan = &env.plan;
+    let realtime = chrt_works();
+    let (_server, sport) = start_target(env, true)?;
+    let targets: Vec<MpTarget> = DELAYS_MS
+        .iter()
+        .map(|d| MpTarget {
+            name: format!("acc-{d}"),
+            url: format!("http://127.0.0.1:{sport}/acc/mp/{d}"),
+            interval: "2s",
+            timeout: Some("1900ms"),
+        })
+        .collect();
+    let (mut mp, mport) = start_mailpulse(env, "mailpulse-accuracy", "15s", &targets)?;
+    let (mut bb, bport) = start_blackbox(env)?;
+
+    let idle_n = (plan.accuracy_samples / 4).max(10);
+    let idle = accuracy_phase(env, idle_n, false, sport, mport, bport, &mut mp, &mut bb)?;
+    let loaded = accuracy_phase(
+        env,
+        plan.accuracy_samples,
+        true,
+        sport,
+        mport,
+        bport,
+        &mut mp,
+        &mut bb,
+    )?;
+    mp.stop();
+    bb.stop();
 
     let mut body = String::new();
     let _ = writeln!(body, "The probe target is the harness's own server on 127.0.0.1, {} so the CPU hog does not disturb the reference. For each delay it sleeps that long before answering and records, with its own monotonic clock, when it accepted the connection, when it had read the request head and when it wrote the response (head and body in one write). **Truth**: `first_byte` = response written minus request read; `total` = response written minus connection accepted. Both are slightly *shorter* than what a perfect client sees (they leave out the loopback transit, the connect handshake and the request write, together well under 0.1 ms here), so a perfect agent shows a small positive error.\n", if realtime { "run at real-time priority (`chrt -f 20`)" } else { "at normal priority (chrt was not usable)" });
     let _ = writeln!(body, "Both agents probe each delay every 2 s under the same load: {} busy-loop processes (one per core, normal priority, started 4 s before measuring, each stopping by itself and killed by PID at the end) keep both cores saturated. mailpulse runs as the daemon (4 targets, interval 2 s, timeout 1.9 s); its reports are read from `mailpulse_probe_last_duration_seconds` polled every 200 ms. blackbox_exporter is driven through `/probe`; its `total` is the sum of `probe_http_duration_seconds` phases and its `first_byte` the `processing` phase. Each report is paired with the server's record of the same request (same path, the last one finished before the report was seen). Errors are reported minus truth; the targets apply to their absolute value.\n", env.cores);
-    let _ = writeln!(body, "| agent | delay | probes | `first_byte` error median / p99 (ms) | `total` error median / p99 (ms) | signed median fb / total (ms) |");
-    let _ = writeln!(body, "|---|---:|---:|---:|---:|---:|");
+    let _ = writeln!(body, "First a control phase without the hog ({idle_n} probes per delay and agent), then the measured phase under the hog ({} per delay and agent). The verdict is on the loaded phase.\n", plan.accuracy_samples);
+    let _ = writeln!(body, "| load | agent | delay | probes | `first_byte` error median / p99 (ms) | `total` error median / p99 (ms) | signed median fb / total (ms) |");
+    let _ = writeln!(body, "|---|---|---:|---:|---:|---:|---:|");
     let mut mp_ok = true;
     let mut worst = (0.0f64, 0.0f64);
     let mut bb_worst = (0.0f64, 0.0f64);
-    for (agent, pairs) in [("mailpulse", &mp_pairs), ("blackbox_exporter", &bb_pairs)] {
+    let runs = [
+        ("idle", "mailpulse", &idle.0),
+        ("idle", "blackbox_exporter", &idle.1),
+        ("2-core hog", "mailpulse", &loaded.0),
+        ("2-core hog", "blackbox_exporter", &loaded.1),
+    ];
+    for (load, agent, pairs) in runs {
         for d in DELAYS_MS {
             let p: Vec<Paired> = pairs
                 .iter()
@@ -660,7 +703,7 @@ pub fn accuracy(env: &Env) -> io::Result<Section> {
             );
             let _ = writeln!(
                 body,
-                "| {agent} | {d} ms | {} | {} / {} | {} / {} | {} / {} |",
+                "| {load} | {agent} | {d} ms | {} | {} / {} | {} / {} | {} / {} |",
                 p.len(),
                 ms(m_fb),
                 ms(p_fb),
@@ -671,6 +714,9 @@ pub fn accuracy(env: &Env) -> io::Result<Section> {
             );
             let med = m_fb.max(m_t);
             let p99 = p_fb.max(p_t);
+            if load == "idle" {
+                continue;
+            }
             if agent == "mailpulse" {
                 if p.is_empty() || med > 0.001 || p99 > 0.002 {
                     mp_ok = false;
@@ -681,7 +727,7 @@ pub fn accuracy(env: &Env) -> io::Result<Section> {
             }
         }
     }
-    let all_mp: Vec<Paired> = mp_pairs.iter().map(|(_, p)| *p).collect();
+    let all_mp: Vec<Paired> = loaded.0.iter().map(|(_, p)| *p).collect();
     save_tsv(
         env,
         "accuracy-mailpulse",
