@@ -198,6 +198,9 @@ impl ServerState {
                 return body.clone();
             }
         }
+        // The stale page goes first, so its buffer can come back for this
+        // render (a page kept here would hold a second page-sized buffer).
+        *last = None;
         let began = Instant::now();
         let metrics = self.metrics.clone();
         // The encoder does not panic; if it ever did, the scrape is empty.
@@ -333,5 +336,27 @@ async fn handle(
             ),
         ),
         _ => text(StatusCode::NOT_FOUND, "text/plain", "not found\n"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn consecutive_scrapes_reuse_one_page_buffer() {
+        let metrics = Arc::new(Metrics::new("test").unwrap());
+        let web = WebRuntime::new(&WebConfig::default()).unwrap();
+        let state = ServerState::new(metrics, Health::new(), web);
+        let first = state.scrape().await;
+        let ptr = first.as_ptr();
+        // The HTTP layer has sent and dropped the response.
+        drop(first);
+        let second = state.scrape().await;
+        assert_eq!(
+            second.as_ptr(),
+            ptr,
+            "the second render wrote into the first page's buffer"
+        );
     }
 }
