@@ -14,6 +14,7 @@ pub mod mailflow;
 pub mod ntlm;
 pub mod pop3;
 pub mod smtp;
+pub mod stamped;
 pub mod tcp;
 pub mod tls;
 
