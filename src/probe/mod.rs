@@ -199,6 +199,8 @@ enum Inner {
 impl Prober {
     /// Prepares a target; fails only if its TLS settings cannot be turned into a client.
     pub fn new(target: &Target) -> Result<Prober, ProbeError> {
+        // Long before the first probe reads anything.
+        stamped::keep_stamping();
         let inner = match &target.spec {
             ProbeSpec::Http(spec) => Inner::Http(http::HttpProber::new(spec)?),
             ProbeSpec::Tcp(spec) => Inner::Tcp(tcp::TcpProber::new(spec)?),

@@ -9,6 +9,12 @@
 //! ends a phase that finished by reading a reply at that instant instead of
 //! at the moment the probe got around to it.
 //!
+//! The kernel switches stamping on and off for the whole machine, lazily
+//! (from a work queue) when the first socket asks and the last one stops: a
+//! probe's first packets could miss it. [`keep_stamping`], called when a
+//! target is prepared, holds it on for the life of the process, at the cost
+//! of reading the clock once per packet received.
+//!
 //! The kernel stamps with the wall clock; it is turned into a monotonic
 //! [`Instant`] at read time by subtracting its age. Where stamps are not
 //! available (another OS, the option refused, a packet that came before the
@@ -52,18 +58,35 @@ pub struct StampedTcp {
     /// Control message buffer for `recvmsg`, when the kernel stamps packets.
     #[cfg(target_os = "linux")]
     cmsg: Option<Vec<u8>>,
+    /// Reads that carried a kernel stamp.
+    stamped_reads: u64,
+}
+
+/// Keeps the kernel stamping received packets from now on, for the life of
+/// the process (see the module documentation). Cheap to call again.
+pub fn keep_stamping() {
+    #[cfg(target_os = "linux")]
+    linux::keep_stamping();
 }
 
 impl StampedTcp {
     /// Wraps a connected stream, asking the kernel to stamp what it receives;
     /// if it refuses, reads are timed when they complete.
     pub fn new(inner: TcpStream, arrivals: Arrivals) -> StampedTcp {
+        keep_stamping();
         StampedTcp {
             #[cfg(target_os = "linux")]
             cmsg: linux::enable(&inner).then(|| nix::cmsg_space!(nix::sys::time::TimeSpec)),
             inner,
             arrivals,
+            stamped_reads: 0,
         }
+    }
+
+    /// How many reads so far carried the kernel's stamp (the others were
+    /// timed when they completed).
+    pub fn stamped_reads(&self) -> u64 {
+        self.stamped_reads
     }
 
     /// The TCP stream underneath.
@@ -95,6 +118,7 @@ impl AsyncRead for StampedTcp {
         if let Some(cmsg) = &mut this.cmsg {
             let (n, stamp) = std::task::ready!(linux::poll_recv(&this.inner, cx, buf, cmsg))?;
             buf.advance(n);
+            this.stamped_reads += u64::from(stamp.is_some());
             this.arrivals.record(arrival(stamp));
             return Poll::Ready(Ok(()));
         }
@@ -137,13 +161,35 @@ impl AsyncWrite for StampedTcp {
 #[cfg(target_os = "linux")]
 mod linux {
     use std::io;
-    use std::os::fd::AsRawFd;
+    use std::os::fd::{AsRawFd, OwnedFd};
+    use std::sync::OnceLock;
     use std::task::{ready, Context, Poll};
     use std::time::Duration;
 
-    use nix::sys::socket::{recvmsg, setsockopt, sockopt, ControlMessageOwned, MsgFlags};
+    use nix::sys::socket::{
+        recvmsg, setsockopt, socket, sockopt, AddressFamily, ControlMessageOwned, MsgFlags,
+        SockFlag, SockType,
+    };
     use tokio::io::{Interest, ReadBuf};
     use tokio::net::TcpStream;
+
+    /// A socket that asked for stamps and is never closed, so the kernel
+    /// never switches them off; `None` if it could not be made.
+    static KEEPER: OnceLock<Option<OwnedFd>> = OnceLock::new();
+
+    pub(super) fn keep_stamping() {
+        KEEPER.get_or_init(|| {
+            let fd = socket(
+                AddressFamily::Inet,
+                SockType::Datagram,
+                SockFlag::SOCK_CLOEXEC,
+                None,
+            )
+            .ok()?;
+            setsockopt(&fd, sockopt::ReceiveTimestampns, &true).ok()?;
+            Some(fd)
+        });
+    }
 
     /// Asks the kernel for software receive stamps; whether it agreed.
     pub(super) fn enable(stream: &TcpStream) -> bool {
@@ -203,11 +249,26 @@ mod tests {
         (StampedTcp::new(client, arrivals.clone()), server)
     }
 
+    /// Waits (bounded) until the kernel stamps this connection's packets: it
+    /// switches stamping on from a work queue, soon after it was first asked.
+    async fn warm_up(client: &mut StampedTcp, server: &mut TcpStream) {
+        for _ in 0..500 {
+            server.write_all(b".").await.unwrap();
+            client.read_exact(&mut [0u8; 1]).await.unwrap();
+            if client.stamped_reads() > 0 {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        panic!("the kernel does not stamp received packets");
+    }
+
     #[tokio::test]
     async fn a_late_read_reports_when_the_data_arrived() {
         let arrivals = Arrivals::default();
         let (mut client, mut server) = pair(&arrivals).await;
         assert_eq!(arrivals.last(), None);
+        warm_up(&mut client, &mut server).await;
         let written = Instant::now();
         server.write_all(b"hello").await.unwrap();
         // The reader is kept away from the socket: this pause is the
