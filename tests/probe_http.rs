@@ -232,3 +232,72 @@ async fn headers_and_basic_auth_are_sent_without_leaking_the_password() {
         "{text}"
     );
 }
+
+/// Probe accuracy under CPU load: the probe's only thread is kept busy while
+/// the response arrives (as a CPU hog delays its wake-up), yet `first_byte`
+/// and `total` are the server's timing, not the late read's.
+#[test]
+fn first_byte_is_when_the_response_arrived_not_when_the_probe_woke() {
+    use std::io::{Read, Write};
+    use tokio::time::Instant;
+
+    const DELAY: Duration = Duration::from_millis(20);
+    const BLOCK: Duration = Duration::from_millis(60);
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (block, blocked) = tokio::sync::oneshot::channel::<()>();
+    let (busy, is_busy) = std::sync::mpsc::channel::<()>();
+    // The server: answers after DELAY, but only once the probe's runtime is
+    // busy; returns its own measure of the wait (request read to response written).
+    let server = std::thread::spawn(move || {
+        let (mut stream, _) = listener.accept().unwrap();
+        let mut head = Vec::new();
+        let mut buf = [0u8; 1024];
+        while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+            let n = stream.read(&mut buf).unwrap();
+            assert!(n > 0, "no request");
+            head.extend_from_slice(&buf[..n]);
+        }
+        let request_read = Instant::now();
+        std::thread::sleep(DELAY);
+        block.send(()).unwrap();
+        is_busy.recv().unwrap();
+        let written = Instant::now();
+        stream
+            .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok")
+            .unwrap();
+        written - request_read
+    });
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let sample = runtime.block_on(async move {
+        tokio::spawn(async move {
+            if blocked.await.is_ok() {
+                busy.send(()).unwrap();
+                // The runtime's only thread, and so the probe, is held here
+                // while the response comes in.
+                std::thread::sleep(BLOCK);
+            }
+        });
+        let text = http_target("late", &format!("http://{addr}/"), "");
+        let cfg = mailpulse::config::parse(&text, None).unwrap();
+        let prober = mailpulse::probe::Prober::new(&cfg.targets[0]).unwrap();
+        mailpulse::probe::run(&prober, chrono::Utc::now(), Duration::ZERO).await
+    });
+    let truth = server.join().unwrap();
+    assert!(sample.success(), "{sample:?}");
+    let fb = sample.phase(mailpulse::sample::Phase::FirstByte).unwrap();
+    let total = sample.phase(mailpulse::sample::Phase::Total).unwrap();
+    // Without kernel stamps both would be about BLOCK too long.
+    let slack = Duration::from_millis(15);
+    assert!(
+        fb + Duration::from_millis(1) >= truth && fb < truth + slack,
+        "first_byte {fb:?}, server's wait {truth:?}"
+    );
+    assert!(
+        total >= fb && total < fb + slack,
+        "total {total:?}, first_byte {fb:?}"
+    );
+}

@@ -16,12 +16,12 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 use tokio_rustls::client::TlsStream;
 
 use crate::config::{HostPort, IpFamily, TlsMode, TlsOptions};
 use crate::sample::{FailureReason, Phase};
 
+use super::stamped::StampedTcp;
 use super::{tls, ProbeError, Recorder};
 
 /// Longest line accepted from a server, terminator included.
@@ -35,8 +35,8 @@ const MAX_QUOTE: usize = 200;
 
 /// The connection: plaintext until a TLS handshake replaces it.
 enum Stream {
-    Plain(TcpStream),
-    Tls(Box<TlsStream<TcpStream>>),
+    Plain(StampedTcp),
+    Tls(Box<TlsStream<StampedTcp>>),
     /// Only while an upgrade is in progress or after it failed.
     Gone,
     /// No socket: the server's bytes were given up front, what is sent is
@@ -317,12 +317,13 @@ fn io_error(e: &std::io::Error, doing: &str) -> ProbeError {
     ProbeError::new(FailureReason::Protocol, message)
 }
 
-/// Resolves `address` (phase `dns`) and connects (phase `connect`).
+/// Resolves `address` (phase `dns`) and connects (phase `connect`); the
+/// connection's reads feed `rec`'s arrivals.
 pub async fn connect(
     rec: &mut Recorder,
     address: &HostPort,
     family: IpFamily,
-) -> Result<TcpStream, ProbeError> {
+) -> Result<StampedTcp, ProbeError> {
     rec.begin(Phase::Dns);
     let host = if address.host.contains(':') {
         url::Host::parse(&format!("[{}]", address.host))
@@ -342,12 +343,14 @@ pub async fn connect(
     };
     let addrs: Vec<SocketAddr> = super::http::resolve(&host, address.port, family).await?;
     rec.begin(Phase::Connect);
-    super::http::connect(&addrs).await
+    let stream = super::http::connect(&addrs).await?;
+    Ok(StampedTcp::new(stream, rec.arrivals()))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tokio::net::TcpStream;
 
     /// A dialogue over a loopback connection whose server side is returned.
     async fn pair() -> (Dialogue, TcpStream) {
@@ -356,7 +359,7 @@ mod tests {
         let client = TcpStream::connect(addr).await.unwrap();
         let (server, _) = listener.accept().await.unwrap();
         let d = Dialogue {
-            stream: Stream::Plain(client),
+            stream: Stream::Plain(StampedTcp::new(client, Default::default())),
             buf: Vec::new(),
             start: 0,
             response_bytes: 0,

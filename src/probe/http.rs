@@ -21,6 +21,7 @@ use url::{Host, Url};
 use crate::config::{HttpAuth, HttpSpec, IpFamily, TlsOptions};
 use crate::sample::{FailureReason, Phase};
 
+use super::stamped::StampedTcp;
 use super::{ntlm, tls, ProbeError, Recorder};
 
 /// The `User-Agent` every probe request carries.
@@ -191,7 +192,7 @@ impl HttpProber {
         let addrs = resolve(&host, port, self.spec.ip_family).await?;
 
         rec.begin(Phase::Connect);
-        let stream = connect(&addrs).await?;
+        let stream = StampedTcp::new(connect(&addrs).await?, rec.arrivals());
 
         let request = self.build_request(url, method, body)?;
         if url.scheme() == "https" {
@@ -331,7 +332,8 @@ pub async fn connect(addrs: &[SocketAddr]) -> Result<TcpStream, ProbeError> {
     ))
 }
 
-/// Sends one request and reads the response, timing `first_byte` and `transfer`.
+/// Sends one request and reads the response, timing `first_byte` (until the
+/// head arrived) and `transfer` (from there until the body's end arrived).
 /// With an NTLM identity, the handshake comes first on the same connection
 /// (timed as `auth`): NEGOTIATE, the server's 401 CHALLENGE, then the request
 /// itself carrying the AUTHENTICATE message.
@@ -373,7 +375,7 @@ where
                 // The server let us in without asking: judge this answer.
                 rec.notes
                     .push("server answered without asking for NTLM".to_string());
-                rec.begin(Phase::Transfer);
+                rec.continue_after_read(Phase::Transfer);
                 return read_response(rec, response, max_body).await;
             }
             let challenge = response
@@ -432,18 +434,24 @@ where
                 .headers_mut()
                 .insert(hyper::header::AUTHORIZATION, ntlm_header(&message));
         }
-        rec.begin(Phase::FirstByte);
+        // After NTLM, `auth` ended with the challenge's arrival; computing
+        // the answer counts in `total` only.
+        if ntlm_identity.is_some() {
+            rec.begin_after_read(Phase::FirstByte);
+        } else {
+            rec.begin(Phase::FirstByte);
+        }
         let response = sender.send_request(request).await.map_err(protocol)?;
         if ntlm_identity.is_some() && response.status() == StatusCode::UNAUTHORIZED {
             // The verdict on the credentials: the probe fails in its auth step.
-            rec.begin(Phase::Auth);
+            rec.begin_after_read(Phase::Auth);
             rec.status = Some(401);
             return Err(ProbeError::new(
                 FailureReason::Auth,
                 "NTLM authentication rejected (401 after AUTHENTICATE)",
             ));
         }
-        rec.begin(Phase::Transfer);
+        rec.continue_after_read(Phase::Transfer);
         read_response(rec, response, max_body).await
     };
     let mut work = std::pin::pin!(work);
@@ -484,7 +492,8 @@ fn copy_request(request: &Request<Full<Bytes>>) -> Request<Full<Bytes>> {
     copy
 }
 
-/// Reads the status, location and body of a response (phase `transfer` is running).
+/// Reads the status, location and body of a response (phase `transfer` is
+/// running; it ends when the body's last bytes arrived).
 async fn read_response(
     rec: &mut Recorder,
     response: hyper::Response<hyper::body::Incoming>,
@@ -497,7 +506,7 @@ async fn read_response(
         .and_then(|v| v.to_str().ok())
         .map(str::to_string);
     let body = read_body(response.into_body(), max_body).await?;
-    rec.end();
+    rec.end_after_read();
     Ok(Response {
         status,
         location,

@@ -40,14 +40,16 @@ impl ImapProber {
     pub async fn probe(&self, rec: &mut Recorder) -> Result<(), ProbeError> {
         let mut session = Session::open(rec, &self.spec, &self.tls).await?;
         if session.authenticated {
-            rec.begin(Phase::Select);
+            rec.begin_after_read(Phase::Select);
             let count = session.select(&self.spec.mailbox).await?;
             rec.messages = Some(count);
             rec.notes
                 .push(format!("mailbox {}: {count} message(s)", self.spec.mailbox));
         }
-        rec.begin(Phase::Quit);
-        session.logout().await
+        rec.begin_after_read(Phase::Quit);
+        session.logout().await?;
+        rec.end_after_read();
+        Ok(())
     }
 }
 
@@ -136,11 +138,11 @@ impl Session {
             next_tag: 1,
             authenticated: preauth,
         };
-        rec.begin(Phase::Capability);
+        rec.begin_after_read(Phase::Capability);
         session.capability().await?;
 
         if spec.tls == TlsMode::StartTls {
-            rec.begin(Phase::Starttls);
+            rec.begin_after_read(Phase::Starttls);
             if !session.has("STARTTLS") {
                 return Err(ProbeError::new(
                     FailureReason::Tls,
@@ -148,7 +150,7 @@ impl Session {
                 ));
             }
             session.expect_ok("STARTTLS", "STARTTLS").await?;
-            rec.begin(Phase::Tls);
+            rec.begin_after_read(Phase::Tls);
             session
                 .d
                 .upgrade(rec, &spec.address.host, tls_config, &spec.tls_options)
@@ -159,7 +161,7 @@ impl Session {
         }
 
         if let (Some(creds), false) = (&spec.auth, session.authenticated) {
-            rec.begin(Phase::Auth);
+            rec.begin_after_read(Phase::Auth);
             session
                 .login(spec.mechanism, &creds.username, creds.password.expose())
                 .await?;

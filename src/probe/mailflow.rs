@@ -79,26 +79,27 @@ impl MailflowProber {
         let tag = format!("{}{}", self.prefix, unique_id());
 
         rec.begin(Phase::Prepare);
-        let mut sub = Recorder::new();
+        let mut sub = rec.child();
         let mut mailbox = imap::Session::open(&mut sub, &self.spec.imap, &self.imap_tls)
             .await
             .map_err(|e| inner("imap", &sub, e))?;
-        sub.begin(Phase::Select);
+        sub.begin_after_read(Phase::Select);
         mailbox
             .select(&self.spec.imap.mailbox)
             .await
             .map_err(|e| inner("imap", &sub, e))?;
         keep_earliest(rec, sub.tls.take());
 
-        rec.begin(Phase::Submit);
-        let mut sub = Recorder::new();
+        rec.begin_after_read(Phase::Submit);
+        let mut sub = rec.child();
         let accepted = self
             .submit(&mut sub, &tag)
             .await
             .map_err(|e| inner("smtp", &sub, e))?;
         keep_earliest(rec, sub.tls.take());
 
-        rec.begin(Phase::Delivery);
+        // Delivery starts the moment the acceptance arrived.
+        rec.continue_after_read(Phase::Delivery);
         let (session, reply) = accepted;
         session.quit_without_waiting().await;
         rec.notes.push(format!("submitted: {reply}"));
@@ -106,7 +107,7 @@ impl MailflowProber {
             .wait_for_delivery(&mut mailbox, &tag, deadline - reserve)
             .await?;
 
-        rec.begin(Phase::Fetch);
+        rec.begin_after_read(Phase::Fetch);
         let value = mailbox.fetch_header(uid, TAG_HEADER).await?;
         if value != tag {
             return Err(ProbeError::new(
@@ -115,7 +116,7 @@ impl MailflowProber {
             ));
         }
 
-        rec.begin(Phase::Delete);
+        rec.begin_after_read(Phase::Delete);
         // Earlier runs' messages that came too late for their own cleanup.
         let mut doomed: Vec<u32> = mailbox
             .search_header(TAG_HEADER, &self.prefix)
@@ -132,8 +133,10 @@ impl MailflowProber {
         doomed.push(uid);
         mailbox.delete(&doomed).await?;
 
-        rec.begin(Phase::Quit);
-        mailbox.logout().await
+        rec.begin_after_read(Phase::Quit);
+        mailbox.logout().await?;
+        rec.end_after_read();
+        Ok(())
     }
 
     /// The SMTP submission; returns the open session and the acceptance reply.
@@ -146,11 +149,11 @@ impl MailflowProber {
         let from = spec.mail_from.as_deref().unwrap_or_default();
         let to = spec.rcpt_to.as_deref().unwrap_or_default();
         let mut session = smtp::Session::open(rec, spec, &self.smtp_tls).await?;
-        rec.begin(Phase::MailFrom);
+        rec.begin_after_read(Phase::MailFrom);
         session.mail_from(from).await?;
-        rec.begin(Phase::RcptTo);
+        rec.begin_after_read(Phase::RcptTo);
         session.rcpt_to(to).await?;
-        rec.begin(Phase::Submit);
+        rec.begin_after_read(Phase::Submit);
         let reply = session.data(&message(from, to, tag)).await?;
         let text = reply.lines.first().cloned().unwrap_or_default();
         let shown = session.shown(&format!("{} {text}", reply.code));

@@ -5,6 +5,8 @@
 //! [`Sample`]. The deadline belongs to `run`, not to the protocol code: a
 //! protocol records its steps in a [`Recorder`], so a probe cut off by its
 //! timeout still reports the steps it finished and the one it was in.
+//! A step that ends by reading the server's reply ends when the reply arrived,
+//! as the kernel stamped it ([`stamped`]), not when the probe woke up to read it.
 //! Probes never touch metrics, detection or alerts.
 
 pub mod dialogue;
@@ -14,6 +16,7 @@ pub mod mailflow;
 pub mod ntlm;
 pub mod pop3;
 pub mod smtp;
+pub mod stamped;
 pub mod tcp;
 pub mod tls;
 
@@ -27,6 +30,8 @@ use tokio::time::Instant;
 
 use crate::config::{ProbeSpec, Target};
 use crate::sample::{Failure, FailureReason, Phase, ProbeKind, Sample, TlsInfo};
+
+use self::stamped::Arrivals;
 
 /// Why a protocol step failed, mapped 1:1 to the `reason` label.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -49,10 +54,21 @@ impl ProbeError {
 }
 
 /// Collects the timed steps of one probe run.
+///
+/// A phase starts when the probe starts it ([`begin`](Self::begin)). It ends
+/// either now, or, when what ended it was reading the server's reply, at
+/// that reply's arrival on the probe's connections ([`Arrivals`], fed by
+/// [`StampedTcp`](stamped::StampedTcp)): the `_after_read` methods. So the
+/// delay between a reply's arrival and the probe running again counts in no
+/// phase but `total`, which spans the start of the run to the end of its last
+/// phase.
 #[derive(Debug)]
 pub struct Recorder {
     phases: Vec<(Phase, Duration)>,
     current: Option<(Phase, Instant)>,
+    /// When the last phase ended.
+    ended: Option<Instant>,
+    arrivals: Arrivals,
     /// HTTP status of the final response, when one arrived.
     pub status: Option<u16>,
     /// TLS details of the (last) TLS connection.
@@ -68,6 +84,8 @@ impl Recorder {
         Recorder {
             phases: Vec::with_capacity(8),
             current: None,
+            ended: None,
+            arrivals: Arrivals::default(),
             status: None,
             tls: None,
             notes: Vec::new(),
@@ -75,17 +93,71 @@ impl Recorder {
         }
     }
 
+    /// A recorder for a sub-dialogue of this probe: its own phases, the same
+    /// arrivals (its connections may outlive it and end phases of this one).
+    fn child(&self) -> Self {
+        Recorder {
+            arrivals: self.arrivals.clone(),
+            ..Recorder::new()
+        }
+    }
+
+    /// The arrivals cell to give every connection of this probe.
+    pub fn arrivals(&self) -> Arrivals {
+        self.arrivals.clone()
+    }
+
     /// Starts timing `phase`, ending the phase in progress, if any.
     pub fn begin(&mut self, phase: Phase) {
-        self.end();
+        let now = Instant::now();
+        self.end_at(now);
+        self.current = Some((phase, now));
+    }
+
+    /// Like [`begin`](Self::begin), for a phase in progress that ended with
+    /// reading the server's reply: it ends when the reply arrived.
+    pub fn begin_after_read(&mut self, phase: Phase) {
+        let end = self.read_end();
+        self.end_at(end);
         self.current = Some((phase, Instant::now()));
+    }
+
+    /// Ends the phase in progress when the reply just read arrived and starts
+    /// `phase` at that instant: for a phase that goes on reading what came
+    /// with that reply (`transfer` after the response head).
+    pub fn continue_after_read(&mut self, phase: Phase) {
+        let at = self.read_end();
+        self.end_at(at);
+        self.current = Some((phase, at));
     }
 
     /// Ends the phase in progress and records its duration. Repeated phases
     /// (one per redirect hop, say) add up.
     pub fn end(&mut self) {
+        self.end_at(Instant::now());
+    }
+
+    /// Ends the phase in progress when the reply just read arrived.
+    pub fn end_after_read(&mut self) {
+        let end = self.read_end();
+        self.end_at(end);
+    }
+
+    /// When the phase in progress ended, if it ended by reading: the arrival
+    /// of the last read, kept within the phase (never before its start, for
+    /// data that was waiting when it began; never after now).
+    fn read_end(&self) -> Instant {
+        let now = Instant::now();
+        match (self.current, self.arrivals.last()) {
+            (Some((_, since)), Some(at)) => at.clamp(since, now),
+            _ => now,
+        }
+    }
+
+    fn end_at(&mut self, at: Instant) {
         if let Some((phase, since)) = self.current.take() {
-            self.add(phase, since.elapsed());
+            self.add(phase, at.saturating_duration_since(since));
+            self.ended = Some(at);
         }
     }
 
@@ -127,6 +199,8 @@ enum Inner {
 impl Prober {
     /// Prepares a target; fails only if its TLS settings cannot be turned into a client.
     pub fn new(target: &Target) -> Result<Prober, ProbeError> {
+        // Long before the first probe reads anything.
+        stamped::keep_stamping();
         let inner = match &target.spec {
             ProbeSpec::Http(spec) => Inner::Http(http::HttpProber::new(spec)?),
             ProbeSpec::Tcp(spec) => Inner::Tcp(tcp::TcpProber::new(spec)?),
@@ -188,8 +262,15 @@ pub async fn run(prober: &Prober, started_at: DateTime<Utc>, schedule_lag: Durat
             ),
         }),
     };
+    // `total` ends with the last phase (at a reply's arrival, say), or now
+    // for a probe cut off by its deadline.
     rec.end();
-    rec.add(Phase::Total, start.elapsed());
+    let timed_out = matches!(&failure, Some(f) if f.reason == FailureReason::Timeout);
+    let end = match rec.ended {
+        Some(end) if !timed_out => end,
+        _ => Instant::now(),
+    };
+    rec.add(Phase::Total, end.saturating_duration_since(start));
     Sample {
         target: prober.name.clone(),
         kind: prober.kind,
@@ -201,5 +282,68 @@ pub async fn run(prober: &Prober, started_at: DateTime<Utc>, schedule_lag: Durat
         schedule_lag,
         notes: rec.notes,
         messages: rec.messages,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MS: Duration = Duration::from_millis(1);
+
+    #[tokio::test(start_paused = true)]
+    async fn a_phase_ended_by_a_read_ends_when_the_reply_arrived() {
+        let mut rec = Recorder::new();
+        rec.begin(Phase::Connect);
+        tokio::time::advance(2 * MS).await;
+        rec.begin(Phase::FirstByte);
+        tokio::time::advance(10 * MS).await;
+        rec.arrivals.record(Instant::now());
+        // The probe runs again 5 ms after the arrival.
+        tokio::time::advance(5 * MS).await;
+        rec.continue_after_read(Phase::Transfer);
+        tokio::time::advance(3 * MS).await;
+        rec.end_after_read();
+        assert_eq!(
+            rec.phases,
+            vec![
+                (Phase::Connect, 2 * MS),
+                (Phase::FirstByte, 10 * MS),
+                (Phase::Transfer, Duration::ZERO),
+            ]
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_next_phase_starts_when_the_probe_runs_again() {
+        let mut rec = Recorder::new();
+        rec.begin(Phase::Banner);
+        tokio::time::advance(4 * MS).await;
+        rec.arrivals.record(Instant::now());
+        tokio::time::advance(5 * MS).await;
+        rec.begin_after_read(Phase::Ehlo);
+        tokio::time::advance(MS).await;
+        rec.arrivals.record(Instant::now());
+        tokio::time::advance(MS).await;
+        rec.end_after_read();
+        assert_eq!(rec.phases, vec![(Phase::Banner, 4 * MS), (Phase::Ehlo, MS)]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn arrivals_are_kept_within_the_phase() {
+        let mut rec = Recorder::new();
+        // Data that was waiting before the phase began ends it at once.
+        rec.arrivals.record(Instant::now());
+        tokio::time::advance(3 * MS).await;
+        rec.begin(Phase::Banner);
+        tokio::time::advance(2 * MS).await;
+        rec.begin_after_read(Phase::Ehlo);
+        // No read at all: now.
+        let mut fresh = Recorder::new();
+        fresh.begin(Phase::Quit);
+        tokio::time::advance(2 * MS).await;
+        fresh.end_after_read();
+        assert_eq!(rec.phases, vec![(Phase::Banner, Duration::ZERO)]);
+        assert_eq!(fresh.phases, vec![(Phase::Quit, 2 * MS)]);
     }
 }

@@ -59,11 +59,11 @@ impl Pop3Prober {
             }
         }
 
-        rec.begin(Phase::Capability);
+        rec.begin_after_read(Phase::Capability);
         let caps = capa(&mut d).await?;
 
         if spec.tls == TlsMode::StartTls {
-            rec.begin(Phase::Starttls);
+            rec.begin_after_read(Phase::Starttls);
             // A server without CAPA may still know STLS: try it then.
             if caps
                 .as_ref()
@@ -75,7 +75,7 @@ impl Pop3Prober {
                 ));
             }
             expect_ok(&mut d, "STLS", "STLS").await?;
-            rec.begin(Phase::Tls);
+            rec.begin_after_read(Phase::Tls);
             d.upgrade(rec, &spec.address.host, &self.tls, &spec.tls_options)
                 .await?;
             rec.begin(Phase::Capability);
@@ -83,7 +83,7 @@ impl Pop3Prober {
         }
 
         if let Some(creds) = &spec.auth {
-            rec.begin(Phase::Auth);
+            rec.begin_after_read(Phase::Auth);
             d.send(&format!("USER {}", creds.username)).await?;
             if let Err(text) = status_line(&mut d, "the USER reply").await? {
                 return Err(ProbeError::new(
@@ -103,7 +103,7 @@ impl Pop3Prober {
                 ));
             }
 
-            rec.begin(Phase::Stat);
+            rec.begin_after_read(Phase::Stat);
             let text = expect_ok(&mut d, "STAT", "STAT").await?;
             let count = text
                 .split_whitespace()
@@ -119,9 +119,9 @@ impl Pop3Prober {
             rec.notes.push(format!("maildrop: {count} message(s)"));
         }
 
-        rec.begin(Phase::Quit);
+        rec.begin_after_read(Phase::Quit);
         d.send("QUIT").await?;
-        match status_line(&mut d, "the QUIT reply").await {
+        let quit = match status_line(&mut d, "the QUIT reply").await {
             Ok(Ok(_)) => Ok(()),
             Ok(Err(text)) => Err(ProbeError::new(
                 FailureReason::Reply,
@@ -129,7 +129,10 @@ impl Pop3Prober {
             )),
             Err(e) if e.message.starts_with("connection closed") => Ok(()),
             Err(e) => Err(e),
-        }
+        };
+        quit?;
+        rec.end_after_read();
+        Ok(())
     }
 }
 

@@ -38,19 +38,21 @@ impl SmtpProber {
     pub async fn probe(&self, rec: &mut Recorder) -> Result<(), ProbeError> {
         let mut session = Session::open(rec, &self.spec, &self.tls).await?;
         if let Some(from) = &self.spec.mail_from {
-            rec.begin(Phase::MailFrom);
+            rec.begin_after_read(Phase::MailFrom);
             session.mail_from(from).await?;
             if let Some(to) = &self.spec.rcpt_to {
-                rec.begin(Phase::RcptTo);
+                rec.begin_after_read(Phase::RcptTo);
                 session.rcpt_to(to).await?;
             }
         }
-        rec.begin(Phase::Quit);
+        rec.begin_after_read(Phase::Quit);
         if self.spec.mail_from.is_some() {
             // Nothing is sent: the transaction is abandoned before DATA.
             session.command("RSET", &[250], "RSET").await?;
         }
-        session.quit().await
+        session.quit().await?;
+        rec.end_after_read();
+        Ok(())
     }
 }
 
@@ -112,11 +114,11 @@ impl Session {
             d,
             extensions: Vec::new(),
         };
-        rec.begin(Phase::Ehlo);
+        rec.begin_after_read(Phase::Ehlo);
         session.ehlo(&spec.helo_name).await?;
 
         if spec.tls == TlsMode::StartTls {
-            rec.begin(Phase::Starttls);
+            rec.begin_after_read(Phase::Starttls);
             if !session.has("STARTTLS") {
                 return Err(ProbeError::new(
                     FailureReason::Tls,
@@ -124,7 +126,7 @@ impl Session {
                 ));
             }
             session.command("STARTTLS", &[220], "STARTTLS").await?;
-            rec.begin(Phase::Tls);
+            rec.begin_after_read(Phase::Tls);
             session
                 .d
                 .upgrade(rec, &spec.address.host, tls_config, &spec.tls_options)
@@ -135,7 +137,7 @@ impl Session {
         }
 
         if let Some(creds) = &spec.auth {
-            rec.begin(Phase::Auth);
+            rec.begin_after_read(Phase::Auth);
             session
                 .authenticate(spec.mechanism, &creds.username, creds.password.expose())
                 .await?;
