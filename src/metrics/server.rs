@@ -170,12 +170,55 @@ pub struct ServerState {
     /// The latest rendering of `/metrics` and when it began; the lock also
     /// makes renders take turns (see [`ServerState::scrape`]).
     last_scrape: tokio::sync::Mutex<Option<(Instant, Bytes)>>,
+    /// Asks the render thread for a page.
+    renderer: Renderer,
+}
+
+/// The thread that renders `/metrics` pages, one at a time. One long-lived
+/// thread rather than the blocking pool: each new thread that allocates gets
+/// an allocator arena of its own, and a page's worth of garbage left in every
+/// such arena stayed resident (about 2 MiB at 50 targets). The thread ends
+/// when its `Renderer` is dropped.
+struct Renderer {
+    requests: std::sync::mpsc::Sender<tokio::sync::oneshot::Sender<Bytes>>,
+}
+
+impl Renderer {
+    fn start(metrics: Arc<Metrics>) -> Renderer {
+        let (requests, rx) = std::sync::mpsc::channel::<tokio::sync::oneshot::Sender<Bytes>>();
+        let spawned = std::thread::Builder::new()
+            .name("mailpulse-metrics".into())
+            .spawn(move || {
+                while let Ok(reply) = rx.recv() {
+                    // The encoder does not panic; if it ever did, that scrape
+                    // is empty and the thread goes on.
+                    let page =
+                        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| metrics.page()))
+                            .unwrap_or_default();
+                    let _ = reply.send(page);
+                }
+            });
+        if let Err(e) = spawned {
+            // Without the thread every scrape is empty; say why once.
+            tracing::error!(error = %e, "cannot start the metrics render thread");
+        }
+        Renderer { requests }
+    }
+
+    async fn page(&self) -> Bytes {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        if self.requests.send(tx).is_err() {
+            return Bytes::new();
+        }
+        rx.await.unwrap_or_default()
+    }
 }
 
 impl ServerState {
     /// State with the given protection.
     pub fn new(metrics: Arc<Metrics>, health: Arc<Health>, web: WebRuntime) -> ServerState {
         ServerState {
+            renderer: Renderer::start(metrics.clone()),
             metrics,
             health,
             web: RwLock::new(Arc::new(web)),
@@ -185,7 +228,7 @@ impl ServerState {
 
     /// The `/metrics` body. Rendering gathers every family and reads
     /// `/proc/self` for the process collector (its open descriptors too, which
-    /// a scrape flood multiplies), so it runs on the blocking pool, one
+    /// a scrape flood multiplies), so it runs on the render thread, one
     /// render at a time, never on the workers that drive the probes. A scrape
     /// that waited while another render ran reuses the next one that began
     /// after it arrived: it is as fresh as a render of its own, and a burst of
@@ -202,11 +245,7 @@ impl ServerState {
         // render (a page kept here would hold a second page-sized buffer).
         *last = None;
         let began = Instant::now();
-        let metrics = self.metrics.clone();
-        // The encoder does not panic; if it ever did, the scrape is empty.
-        let body = tokio::task::spawn_blocking(move || metrics.page())
-            .await
-            .unwrap_or_default();
+        let body = self.renderer.page().await;
         *last = Some((began, body.clone()));
         body
     }
