@@ -316,6 +316,7 @@ pub async fn run(source: ConfigSource) -> anyhow::Result<()> {
     }
     metrics.agent.targets.set(agent.targets.len() as i64);
 
+    tracker.spawn(crate::service::trim::run(root.child_token()));
     if let Some(period) = systemd::watchdog_interval() {
         tracker.spawn(feed_watchdog(period, health.clone(), root.child_token()));
     }

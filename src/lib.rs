@@ -6,7 +6,7 @@
 //! [`sample::host::HostSnapshot`]s, and `metrics` exports both. `detect` turns
 //! probe results into incidents, and `replay` runs it over recorded series.
 //! `app` wires the pieces together; see `ARCHITECTURE.md`.
-#![forbid(unsafe_code)]
+#![deny(unsafe_code)]
 
 pub mod alert;
 pub mod app;

@@ -164,3 +164,37 @@ fn architecture_invariants_hold() {
     }
     assert!(v.is_empty(), "{}", v.join("\n"));
 }
+
+/// No merge-conflict markers in tracked text (a merge once committed some
+/// into README.md and ARCHITECTURE.md), and `unsafe` only where allowed.
+#[test]
+fn no_conflict_markers_and_unsafe_only_in_trim() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut files: Vec<PathBuf> = sources(&src());
+    files.extend(sources(&root.join("tests")));
+    for name in [
+        "README.md",
+        "ARCHITECTURE.md",
+        "Cargo.toml",
+        "bench/README.md",
+    ] {
+        files.push(root.join(name));
+    }
+    let mut bad = Vec::new();
+    for path in &files {
+        let text = std::fs::read_to_string(path).unwrap();
+        for (i, line) in text.lines().enumerate() {
+            if ["<<<<<<< ", ">>>>>>> "].iter().any(|m| line.starts_with(m)) || line == "=======" {
+                bad.push(format!("{}:{}: conflict marker", path.display(), i + 1));
+            }
+        }
+    }
+    for path in sources(&src()) {
+        let name = rel(&path);
+        let text = std::fs::read_to_string(&path).unwrap();
+        if name != "service/trim.rs" && text.contains("allow(unsafe_code)") {
+            bad.push(format!("src/{name}: allows unsafe code"));
+        }
+    }
+    assert!(bad.is_empty(), "{bad:#?}");
+}

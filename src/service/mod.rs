@@ -1,6 +1,8 @@
-//! Living as a service: signals, systemd notifications and logging.
+//! Living as a service: signals, systemd notifications, logging, and
+//! returning start-up's code pages.
 //! Used only by `app` and `main`.
 
 pub mod logging;
 pub mod signals;
 pub mod systemd;
+pub mod trim;
