@@ -13,6 +13,7 @@ pub mod histogram;
 pub mod host;
 pub mod probe;
 pub mod server;
+pub mod targets;
 pub mod text;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -98,12 +99,29 @@ impl Metrics {
 
     fn write_page(&self, out: &mut Vec<u8>) {
         let families = self.registry.gather();
-        // The registry's families come sorted by name; the phase histograms
-        // (kept outside it) go in their place among them.
-        let split = families.partition_point(|f| f.name() < self.probe.duration.name());
-        text::encode(&families[..split], out);
-        self.probe.duration.encode(out);
-        text::encode(&families[split..], out);
+        // The families kept outside the registry, sorted by name like the
+        // registry's, go in their places among them.
+        let mut outside: Vec<&'static str> = targets::TargetFamilies::names()
+            .chain([self.probe.duration.name()])
+            .collect();
+        outside.sort_unstable();
+        let mut outside = outside.into_iter().peekable();
+        let write_outside = |out: &mut Vec<u8>, name: &'static str| {
+            if name == self.probe.duration.name() {
+                self.probe.duration.encode(out);
+            } else {
+                self.probe.targets.encode(name, out);
+            }
+        };
+        for family in families.iter() {
+            while let Some(name) = outside.next_if(|n| *n < family.name()) {
+                write_outside(out, name);
+            }
+            text::encode(std::slice::from_ref(family), out);
+        }
+        for name in outside {
+            write_outside(out, name);
+        }
         self.last_size.store(out.len(), Ordering::Relaxed);
     }
 }
@@ -142,6 +160,47 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Families from the registry and from outside it interleave by name,
+    /// each once, as the registry alone listed them.
+    #[test]
+    fn families_are_listed_once_each_sorted_by_name() {
+        use crate::sample::{Phase, ProbeKind, Sample};
+        let m = Metrics::new("test").unwrap();
+        m.probe.add_target("owa", ProbeKind::Http);
+        m.probe.record(&Sample {
+            target: "owa".into(),
+            kind: ProbeKind::Http,
+            started_at: chrono::DateTime::UNIX_EPOCH,
+            phases: vec![(Phase::Total, std::time::Duration::from_millis(3))],
+            failure: None,
+            status: Some(200),
+            tls: None,
+            schedule_lag: std::time::Duration::ZERO,
+            notes: Vec::new(),
+            messages: None,
+        });
+        let page = String::from_utf8(m.encode()).unwrap();
+        let names: Vec<&str> = page
+            .lines()
+            .filter_map(|l| l.strip_prefix("# TYPE "))
+            .map(|l| l.split(' ').next().unwrap())
+            .collect();
+        let mut sorted = names.clone();
+        sorted.sort_unstable();
+        sorted.dedup();
+        assert_eq!(names, sorted);
+        for family in [
+            "mailpulse_probe_duration_seconds",
+            "mailpulse_probe_failures_total",
+            "mailpulse_probe_http_status_code",
+            "mailpulse_probe_last_duration_seconds",
+            "mailpulse_probe_schedule_lag_seconds",
+            "mailpulse_probe_success",
+        ] {
+            assert!(names.contains(&family), "{family} missing: {names:?}");
+        }
+    }
 
     #[test]
     fn a_page_is_the_encoding_and_its_buffer_is_reused() {
