@@ -316,7 +316,9 @@ pub async fn run(source: ConfigSource) -> anyhow::Result<()> {
     }
     metrics.agent.targets.set(agent.targets.len() as i64);
 
-    tracker.spawn(crate::service::trim::run(root.child_token()));
+    if let Some(every) = config.agent.memory_trim {
+        tracker.spawn(crate::service::trim::run(every, root.child_token()));
+    }
     if let Some(period) = systemd::watchdog_interval() {
         tracker.spawn(feed_watchdog(period, health.clone(), root.child_token()));
     }

@@ -67,6 +67,9 @@ pub fn default_state_dir() -> PathBuf {
 }
 /// Default host collection interval.
 pub const DEFAULT_HOST_INTERVAL: Duration = Duration::from_secs(15);
+
+/// Default `agent.memory_trim`: how often unused code and heap pages go back.
+pub const DEFAULT_MEMORY_TRIM: Duration = Duration::from_secs(600);
 /// Default probe interval of a target.
 pub const DEFAULT_TARGET_INTERVAL: Duration = Duration::from_secs(30);
 /// Default probe timeout of a target (capped at its interval).
@@ -110,6 +113,9 @@ pub struct AgentConfig {
     pub state_dir: PathBuf,
     /// Log filter (`error`, `warn`, `info`, `debug`, `trace`, or a tracing filter).
     pub log_level: String,
+    /// How often to give back unused code and heap pages
+    /// (`service::trim`); `None` is off.
+    pub memory_trim: Option<Duration>,
     /// Protection of the metrics endpoint.
     pub web: WebConfig,
 }

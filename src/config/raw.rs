@@ -42,6 +42,7 @@ pub struct RawAgent {
     pub instance: Option<String>,
     pub state_dir: Option<PathBuf>,
     pub log_level: Option<String>,
+    pub memory_trim: Option<HumanDuration>,
     pub web: Option<RawWeb>,
 }
 

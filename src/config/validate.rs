@@ -184,6 +184,7 @@ fn unreachable_config() -> Config {
             instance: String::new(),
             state_dir: PathBuf::new(),
             log_level: String::new(),
+            memory_trim: Some(DEFAULT_MEMORY_TRIM),
             web: WebConfig::default(),
         },
         host: HostConfig {
@@ -250,6 +251,18 @@ fn build(c: &mut Checker<'_>, raw: RawConfig, base: &Path, path: Option<&Path>) 
             format!("invalid log level {log_level:?} (expected error, warn, info, debug or trace)"),
         );
     }
+    let memory_trim = match raw.agent.memory_trim.map(HumanDuration::get) {
+        None => Some(DEFAULT_MEMORY_TRIM),
+        Some(d) if d.is_zero() => None,
+        Some(d) if d < Duration::from_secs(60) => {
+            c.error_at(
+                &agent_path.key("memory_trim"),
+                "must be 0s (off) or at least 1m",
+            );
+            None
+        }
+        Some(d) => Some(d),
+    };
     let web = build_web(c, &agent_path.key("web"), base, raw.agent.web);
     let agent = AgentConfig {
         listen,
@@ -260,6 +273,7 @@ fn build(c: &mut Checker<'_>, raw: RawConfig, base: &Path, path: Option<&Path>) 
             .map(|p| resolve(base, p))
             .unwrap_or_else(default_state_dir),
         log_level,
+        memory_trim,
         web,
     };
 

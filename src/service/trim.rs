@@ -25,14 +25,10 @@ use tokio_util::sync::CancellationToken;
 /// every target, the first host collection and the first scrapes.
 pub const FIRST_TRIM: Duration = Duration::from_secs(30);
 
-/// How often the trim repeats, for code that rarer events (a reload, an
-/// incident, an alert delivery) brought in with its neighbours.
-pub const TRIM_EVERY: Duration = Duration::from_secs(600);
-
-/// Trims [`FIRST_TRIM`] after start-up and then every [`TRIM_EVERY`], until
-/// `token` is cancelled. A failure is logged once and ends the task; the
-/// agent runs on untrimmed.
-pub async fn run(token: CancellationToken) {
+/// Trims [`FIRST_TRIM`] after start-up and then every `every`
+/// (`agent.memory_trim`), until `token` is cancelled. A failure is logged
+/// once and ends the task; the agent runs on untrimmed.
+pub async fn run(every: Duration, token: CancellationToken) {
     let mut wait = FIRST_TRIM;
     loop {
         tokio::select! {
@@ -50,7 +46,7 @@ pub async fn run(token: CancellationToken) {
                 return;
             }
         }
-        wait = TRIM_EVERY;
+        wait = every;
     }
 }
 
