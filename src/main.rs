@@ -10,6 +10,7 @@ use mailpulse::cli::{Cli, Command};
 use mailpulse::config;
 
 fn main() -> ExitCode {
+    mailpulse::service::trim::limit_allocator_arenas();
     let cli = Cli::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
