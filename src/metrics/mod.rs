@@ -105,23 +105,18 @@ impl Metrics {
             .chain([self.probe.duration.name()])
             .collect();
         outside.sort_unstable();
-        let mut outside = outside.into_iter().peekable();
-        let write_outside = |out: &mut Vec<u8>, name: &'static str| {
+        let mut rest = &families[..];
+        for name in outside {
+            let split = rest.partition_point(|f| f.name() < name);
+            text::encode(&rest[..split], out);
+            rest = &rest[split..];
             if name == self.probe.duration.name() {
                 self.probe.duration.encode(out);
             } else {
                 self.probe.targets.encode(name, out);
             }
-        };
-        for family in families.iter() {
-            while let Some(name) = outside.next_if(|n| *n < family.name()) {
-                write_outside(out, name);
-            }
-            text::encode(std::slice::from_ref(family), out);
         }
-        for name in outside {
-            write_outside(out, name);
-        }
+        text::encode(rest, out);
         self.last_size.store(out.len(), Ordering::Relaxed);
     }
 }
@@ -206,7 +201,16 @@ mod tests {
     fn a_page_is_the_encoding_and_its_buffer_is_reused() {
         let m = Metrics::new("test").unwrap();
         let page = m.page();
-        assert_eq!(page.as_ref(), m.encode().as_slice());
+        // The process collector's samples (resident memory, CPU) move
+        // between two renders; everything else must be the same bytes.
+        let stable = |b: &[u8]| -> String {
+            String::from_utf8_lossy(b)
+                .lines()
+                .filter(|l| !l.starts_with("process_"))
+                .collect::<Vec<_>>()
+                .join("\n")
+        };
+        assert_eq!(stable(page.as_ref()), stable(&m.encode()));
         let first = page.as_ptr();
         drop(page);
         let again = m.page();
@@ -218,6 +222,6 @@ mod tests {
         // While a page is out, the next one gets a buffer of its own.
         let other = m.page();
         assert_ne!(other.as_ptr(), again.as_ptr());
-        assert_eq!(other, again);
+        assert_eq!(stable(&other), stable(&again));
     }
 }
