@@ -130,9 +130,9 @@ impl Agent {
     }
 
     fn stop_target(&mut self, name: &str) {
-        if let Some((target, token)) = self.targets.remove(name) {
+        if let Some((_, token)) = self.targets.remove(name) {
             token.cancel();
-            self.metrics.probe.remove_target(name, target.kind());
+            self.metrics.probe.remove_target(name);
             self.metrics.detect.remove_target(name);
         }
     }

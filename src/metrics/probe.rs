@@ -60,7 +60,7 @@ impl ProbeMetrics {
     }
 
     /// Removes every series of a target that is no longer configured.
-    pub fn remove_target(&self, target: &str, _kind: ProbeKind) {
+    pub fn remove_target(&self, target: &str) {
         self.targets.remove_target(target);
         self.duration.remove_target(target);
     }

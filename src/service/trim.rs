@@ -72,8 +72,9 @@ struct Candidate {
 }
 
 /// Unmaps the resident pages of the program's and libraries' read-only,
-/// file-backed mappings that hold no private (written) page, and disables
-/// fault-around on them. Linux only; elsewhere it does nothing.
+/// file-backed mappings that hold no private (written) page, marks them for
+/// random access (no read-ahead on later faults), and returns glibc's free
+/// heap pages. Linux only; elsewhere it does nothing.
 pub fn trim() -> io::Result<Trimmed> {
     let smaps = fs::read_to_string("/proc/self/smaps")?;
     let exe = fs::read_link("/proc/self/exe")
@@ -96,43 +97,34 @@ pub fn trim() -> io::Result<Trimmed> {
 /// a mapping that has any is left alone entirely. A mapping that is not
 /// writable cannot gain one while we look.
 fn candidates(smaps: &str, exe: Option<&str>) -> Vec<Candidate> {
-    let mut out = Vec::new();
-    let mut current: Option<(Candidate, bool)> = None;
-    let mut anonymous_seen = false;
-    let mut flush = |current: &mut Option<(Candidate, bool)>, anon: bool| {
-        if let Some((c, eligible)) = current.take() {
-            if eligible && !anon && c.end > c.start {
-                out.push(c);
-            }
-        }
-    };
+    // Every mapping: the candidate, whether its kind qualifies, and whether
+    // it has anonymous pages (known only from the lines after its header).
+    let mut mappings: Vec<(Candidate, bool, bool)> = Vec::new();
     for line in smaps.lines() {
-        if let Some(header) = mapping_header(line) {
-            flush(&mut current, anonymous_seen);
-            anonymous_seen = false;
-            let (start, end, perms, path) = header;
+        if let Some((start, end, perms, path)) = mapping_header(line) {
             let code_file = path.starts_with('/')
                 && (Some(path) == exe || path.contains(".so"))
                 && !path.ends_with(" (deleted)");
             let eligible = code_file && perms.as_bytes().get(1) == Some(&b'-');
-            current = Some((
-                Candidate {
-                    start,
-                    end,
-                    resident: 0,
-                },
-                eligible,
-            ));
-        } else if let Some((c, _)) = current.as_mut() {
+            let c = Candidate {
+                start,
+                end,
+                resident: 0,
+            };
+            mappings.push((c, eligible, false));
+        } else if let Some((c, _, anonymous)) = mappings.last_mut() {
             if let Some(kb) = field_kb(line, "Rss:") {
                 c.resident = kb * 1024;
             } else if let Some(kb) = field_kb(line, "Anonymous:") {
-                anonymous_seen |= kb > 0;
+                *anonymous |= kb > 0;
             }
         }
     }
-    flush(&mut current, anonymous_seen);
-    out
+    mappings
+        .into_iter()
+        .filter(|(c, eligible, anonymous)| *eligible && !*anonymous && c.end > c.start)
+        .map(|(c, _, _)| c)
+        .collect()
 }
 
 /// `start-end perms offset dev inode path` -> (start, end, perms, path).
