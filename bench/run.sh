@@ -5,10 +5,12 @@
 # bench/RESULTS.md. Everything binds 127.0.0.1, every load is bounded and stops
 # by itself, and every process is stopped by the PID it was started with.
 #
-# Usage: bench/run.sh [--quick] [--only side,accuracy,scale,steady]
+# Usage: bench/run.sh [--quick] [--only side,accuracy,scale,steady] [--steady-seconds N]
 #   --quick   about 5 minutes, for smoke runs (default: the full run, ~45 minutes)
 #   --only    run only these scenarios; the other sections of RESULTS.md are
 #             kept from earlier runs on this machine (bench/out/)
+#   --steady-seconds N  length of the steady run (full: 900; a whole accelerated
+#             day at 10x is 8640)
 # Environment: CARGO_TARGET_DIR as usual (default: target/).
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)

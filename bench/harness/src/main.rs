@@ -94,7 +94,7 @@ fn main() -> ExitCode {
         }
         Some("compose") => report::compose(&out_dir(&args), &results_file(&args)).map_err(|e| e.to_string()),
         Some("run") => run(&args),
-        _ => Err("usage: mailpulse-bench run --mailpulse BIN [--quick] [--only side,accuracy,scale,steady] [--out DIR] [--results FILE]".into()),
+        _ => Err("usage: mailpulse-bench run --mailpulse BIN [--quick] [--only side,accuracy,scale,steady] [--steady-seconds N] [--out DIR] [--results FILE]".into()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -122,11 +122,18 @@ fn results_file(args: &[String]) -> PathBuf {
 
 fn run(args: &[String]) -> Result<(), String> {
     let mailpulse = flag(args, "--mailpulse").ok_or("--mailpulse BIN is required")?;
-    let plan = if args.iter().any(|a| a == "--quick") {
+    let mut plan = if args.iter().any(|a| a == "--quick") {
         Plan::quick()
     } else {
         Plan::full()
     };
+    if let Some(s) = flag(args, "--steady-seconds") {
+        plan.steady_seconds = s
+            .parse()
+            .map_err(|_| format!("--steady-seconds {s:?}: not a whole number of seconds"))?;
+        // About a thousand samples whatever the length.
+        plan.steady_every = plan.steady_every.max(plan.steady_seconds / 1000);
+    }
     let only: Vec<String> = flag(args, "--only")
         .map(|s| s.split(',').map(str::to_string).collect())
         .unwrap_or_else(|| SCENARIOS.iter().map(|s| s.to_string()).collect());
