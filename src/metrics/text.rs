@@ -192,14 +192,39 @@ pub(crate) fn float(v: f64, out: &mut Vec<u8>) {
         out.extend_from_slice(if v > 0.0 { b"+Inf" } else { b"-Inf" });
     } else if v.fract() == 0.0 && v.abs() < INTEGER_FAST_PATH && !(v == 0.0 && v.is_sign_negative())
     {
-        let _ = write!(out, "{}", v as i64);
+        if v < 0.0 {
+            out.push(b'-');
+        }
+        uint(v.abs() as u64, out);
     } else {
         let _ = write!(out, "{v}");
     }
 }
 
+/// An unsigned integer in decimal, as `Display` writes it, without the
+/// formatting machinery (most of a page's values are bucket counts).
+pub(crate) fn uint(mut v: u64, out: &mut Vec<u8>) {
+    let mut digits = [0u8; 20];
+    let mut i = digits.len();
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (v % 10) as u8;
+        v /= 10;
+        if v == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[i..]);
+}
+
 /// Escapes backslash and newline, and `"` inside label values.
 fn escape(s: &str, quote: bool, out: &mut Vec<u8>) {
+    let special = |b: &u8| *b == b'\\' || *b == b'\n' || (quote && *b == b'"');
+    // Nearly every value has nothing to escape: one copy.
+    if !s.as_bytes().iter().any(special) {
+        out.extend_from_slice(s.as_bytes());
+        return;
+    }
     for &b in s.as_bytes() {
         match b {
             b'\\' => out.extend_from_slice(b"\\\\"),
@@ -267,6 +292,20 @@ mod tests {
         tiny.set(-1.5e-9);
 
         assert_eq!(ours(&reg), crate_encoding(&reg));
+    }
+
+    #[test]
+    fn integers_are_written_as_display_writes_them() {
+        for v in [0, 1, 9, 10, 99, 100, 12_345, u64::from(u32::MAX), u64::MAX] {
+            let mut out = Vec::new();
+            uint(v, &mut out);
+            assert_eq!(String::from_utf8(out).unwrap(), v.to_string());
+        }
+        for v in [0.0, 1.0, -1.0, -42.0, 7e14, -7e14, 1e15, 2.5, -0.0] {
+            let mut out = Vec::new();
+            float(v, &mut out);
+            assert_eq!(String::from_utf8(out).unwrap(), v.to_string(), "{v}");
+        }
     }
 
     #[test]
