@@ -1,11 +1,20 @@
 //! Detection metric families: each target's state and baseline, and the
 //! incidents it had. Records what the detector decided; decides nothing.
+//!
+//! The per-target families (`mailpulse_target_degraded`, `_down`,
+//! `_baseline_seconds`, `mailpulse_incidents_total` and
+//! `mailpulse_last_incident_duration_seconds`) are kept outside the
+//! `prometheus` registry, like the probe families: every probe updates them,
+//! and through the registry every scrape copied each series and its labels.
+//! Their text is the crate's, byte for byte (see the tests). The incident
+//! duration histogram, which only closed incidents feed, stays in the registry.
 
-use prometheus::{
-    GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry,
-};
+use std::sync::Arc;
+
+use prometheus::{HistogramOpts, HistogramVec, Registry};
 
 use super::register;
+use super::table::{lock, write_rows, FamilyDef, SeriesTable};
 use crate::detect::{DetectEvent, IncidentKind, State};
 
 /// Buckets for incident durations, 30 s to a day.
@@ -13,45 +22,81 @@ const INCIDENT_BUCKETS: &[f64] = &[
     30.0, 60.0, 120.0, 300.0, 600.0, 900.0, 1800.0, 3600.0, 7200.0, 14400.0, 43200.0, 86400.0,
 ];
 
+/// Incident kinds in the order of their `kind` labels, and of their counters' slots.
+const KINDS: [IncidentKind; 2] = [IncidentKind::Down, IncidentKind::Slow];
+
+/// One target's series; `None` is a series that does not exist (yet).
+#[derive(Debug, Default)]
+struct Series {
+    degraded: Option<bool>,
+    down: Option<bool>,
+    baseline: Option<f64>,
+    /// Incidents opened, by slot of [`KINDS`].
+    incidents: [Option<u64>; KINDS.len()],
+    last_duration: Option<f64>,
+}
+
+/// The families kept here.
+#[derive(Debug, Clone, Copy)]
+enum Family {
+    Incidents,
+    LastDuration,
+    Baseline,
+    Degraded,
+    Down,
+}
+
+/// The families, in the order the page lists them (by name).
+const FAMILIES: [FamilyDef<Family>; 5] = [
+    FamilyDef {
+        family: Family::Incidents,
+        name: "mailpulse_incidents_total",
+        help: "Incidents opened, by kind (slow or down).",
+        kind: "counter",
+        labels: &["kind", "target"],
+    },
+    FamilyDef {
+        family: Family::LastDuration,
+        name: "mailpulse_last_incident_duration_seconds",
+        help: "Duration of the target's most recent closed incident.",
+        kind: "gauge",
+        labels: &["target"],
+    },
+    FamilyDef {
+        family: Family::Baseline,
+        name: "mailpulse_target_baseline_seconds",
+        help: "The latency the detector learned as normal for the target.",
+        kind: "gauge",
+        labels: &["target"],
+    },
+    FamilyDef {
+        family: Family::Degraded,
+        name: "mailpulse_target_degraded",
+        help: "1 while the target has an open incident (slow or down).",
+        kind: "gauge",
+        labels: &["target"],
+    },
+    FamilyDef {
+        family: Family::Down,
+        name: "mailpulse_target_down",
+        help: "1 while the target has an open down incident.",
+        kind: "gauge",
+        labels: &["target"],
+    },
+];
+
 /// Families fed by the detector.
 #[derive(Clone)]
 pub struct DetectMetrics {
-    degraded: IntGaugeVec,
-    down: IntGaugeVec,
-    incidents: IntCounterVec,
     duration: HistogramVec,
-    last_duration: GaugeVec,
-    baseline: GaugeVec,
+    targets: Arc<SeriesTable<Series>>,
 }
 
 impl DetectMetrics {
-    /// Registers the detection families on `reg`.
+    /// Registers the incident duration histogram on `reg`; the other
+    /// families are written by [`DetectMetrics::encode`].
     pub fn register(reg: &Registry) -> prometheus::Result<Self> {
         Ok(DetectMetrics {
-            degraded: register(
-                reg,
-                IntGaugeVec::new(
-                    Opts::new(
-                        "mailpulse_target_degraded",
-                        "1 while the target has an open incident (slow or down).",
-                    ),
-                    &["target"],
-                )?,
-            )?,
-            down: register(
-                reg,
-                IntGaugeVec::new(
-                    Opts::new("mailpulse_target_down", "1 while the target has an open down incident."),
-                    &["target"],
-                )?,
-            )?,
-            incidents: register(
-                reg,
-                IntCounterVec::new(
-                    Opts::new("mailpulse_incidents_total", "Incidents opened, by kind (slow or down)."),
-                    &["target", "kind"],
-                )?,
-            )?,
             duration: register(
                 reg,
                 HistogramVec::new(
@@ -63,69 +108,48 @@ impl DetectMetrics {
                     &["target", "kind"],
                 )?,
             )?,
-            last_duration: register(
-                reg,
-                GaugeVec::new(
-                    Opts::new(
-                        "mailpulse_last_incident_duration_seconds",
-                        "Duration of the target's most recent closed incident.",
-                    ),
-                    &["target"],
-                )?,
-            )?,
-            baseline: register(
-                reg,
-                GaugeVec::new(
-                    Opts::new(
-                        "mailpulse_target_baseline_seconds",
-                        "The latency the detector learned as normal for the target.",
-                    ),
-                    &["target"],
-                )?,
-            )?,
+            targets: Arc::default(),
         })
+    }
+
+    /// The names of the families kept outside the registry, sorted.
+    pub fn names() -> impl Iterator<Item = &'static str> {
+        FAMILIES.iter().map(|f| f.name)
     }
 
     /// Sets the target's state and baseline after an observation.
     pub fn record_state(&self, target: &str, state: State, baseline: Option<std::time::Duration>) {
         let (degraded, down) = match state {
-            State::Healthy => (0, 0),
-            State::Degraded => (1, 0),
-            State::Down => (1, 1),
+            State::Healthy => (false, false),
+            State::Degraded => (true, false),
+            State::Down => (true, true),
         };
-        self.degraded.with_label_values(&[target]).set(degraded);
-        self.down.with_label_values(&[target]).set(down);
-        match baseline {
-            Some(b) => self
-                .baseline
-                .with_label_values(&[target])
-                .set(b.as_secs_f64()),
-            None => {
-                let _ = self.baseline.remove_label_values(&[target]);
-            }
-        }
+        self.targets.with(target, Series::default, |s| {
+            s.degraded = Some(degraded);
+            s.down = Some(down);
+            s.baseline = baseline.map(|b| b.as_secs_f64());
+        });
     }
 
     /// Counts an event: an opened incident, or a closed one's duration.
     pub fn record_event(&self, target: &str, event: &DetectEvent) {
+        let opened = |kind: IncidentKind| {
+            self.targets.with(target, Series::default, |s| {
+                let slot = &mut s.incidents[kind_slot(kind)];
+                *slot = Some(slot.unwrap_or(0) + 1);
+            });
+        };
         match event {
-            DetectEvent::Opened(i) => {
-                self.incidents
-                    .with_label_values(&[target, i.kind.as_str()])
-                    .inc();
-            }
+            DetectEvent::Opened(i) => opened(i.kind),
             // A slow incident that turned into a down one counts as a down incident too.
-            DetectEvent::Escalated(_) => {
-                self.incidents
-                    .with_label_values(&[target, IncidentKind::Down.as_str()])
-                    .inc();
-            }
+            DetectEvent::Escalated(_) => opened(IncidentKind::Down),
             DetectEvent::Closed(i) => {
                 if let Some(d) = i.duration_seconds() {
                     self.duration
                         .with_label_values(&[target, i.kind.as_str()])
                         .observe(d);
-                    self.last_duration.with_label_values(&[target]).set(d);
+                    self.targets
+                        .with(target, Series::default, |s| s.last_duration = Some(d));
                 }
             }
         }
@@ -134,20 +158,252 @@ impl DetectMetrics {
     /// Creates a configured target's incident counters at zero, so that
     /// `increase()` sees its first incident.
     pub fn add_target(&self, target: &str) {
-        for kind in [IncidentKind::Slow, IncidentKind::Down] {
-            self.incidents.with_label_values(&[target, kind.as_str()]);
-        }
+        self.targets.with(target, Series::default, |s| {
+            for slot in &mut s.incidents {
+                slot.get_or_insert(0);
+            }
+        });
     }
 
     /// Removes every series of a target that is no longer configured.
     pub fn remove_target(&self, target: &str) {
-        let _ = self.degraded.remove_label_values(&[target]);
-        let _ = self.down.remove_label_values(&[target]);
-        let _ = self.last_duration.remove_label_values(&[target]);
-        let _ = self.baseline.remove_label_values(&[target]);
-        for kind in [IncidentKind::Slow, IncidentKind::Down] {
-            let _ = self.incidents.remove_label_values(&[target, kind.as_str()]);
+        self.targets.remove(target);
+        for kind in KINDS {
             let _ = self.duration.remove_label_values(&[target, kind.as_str()]);
         }
+    }
+
+    /// Writes the family `name` (one of [`DetectMetrics::names`]) in the
+    /// text format; nothing when it has no series, as the registry does.
+    pub fn encode(&self, name: &str, out: &mut Vec<u8>) {
+        let Some(def) = FAMILIES.iter().find(|f| f.name == name) else {
+            return;
+        };
+        let map = self.targets.sorted();
+        let flag = |b: bool| f64::from(u8::from(b));
+        // Label values in label-name order, and the value; targets come sorted.
+        let mut rows: Vec<([&str; 2], f64)> = Vec::new();
+        match def.family {
+            // By kind, then target.
+            Family::Incidents => {
+                for (slot, kind) in KINDS.iter().enumerate() {
+                    for (target, s) in map.iter() {
+                        if let Some(n) = lock(s).incidents[slot] {
+                            rows.push(([kind.as_str(), target], n as f64));
+                        }
+                    }
+                }
+            }
+            _ => {
+                for (target, s) in map.iter() {
+                    let s = lock(s);
+                    let value = match def.family {
+                        Family::LastDuration => s.last_duration,
+                        Family::Baseline => s.baseline,
+                        Family::Degraded => s.degraded.map(flag),
+                        Family::Down => s.down.map(flag),
+                        Family::Incidents => None,
+                    };
+                    if let Some(v) = value {
+                        rows.push(([target, ""], v));
+                    }
+                }
+            }
+        }
+        write_rows(def, rows, out);
+    }
+}
+
+/// The slot of an incident kind in [`KINDS`].
+fn kind_slot(kind: IncidentKind) -> usize {
+    match kind {
+        IncidentKind::Down => 0,
+        IncidentKind::Slow => 1,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use prometheus::{GaugeVec, IntCounterVec, IntGaugeVec, Opts, Registry};
+
+    use super::*;
+    use crate::detect::Incident;
+    use crate::metrics::text;
+
+    /// The families as they were through the `prometheus` registry: the oracle.
+    struct Oracle {
+        reg: Registry,
+        degraded: IntGaugeVec,
+        down: IntGaugeVec,
+        incidents: IntCounterVec,
+        last: GaugeVec,
+        baseline: GaugeVec,
+    }
+
+    impl Oracle {
+        fn new() -> Oracle {
+            let reg = Registry::new();
+            let opts = |n: &str| Opts::new(n, FAMILIES.iter().find(|f| f.name == n).unwrap().help);
+            let target = &["target"];
+            let oracle = Oracle {
+                degraded: IntGaugeVec::new(opts("mailpulse_target_degraded"), target).unwrap(),
+                down: IntGaugeVec::new(opts("mailpulse_target_down"), target).unwrap(),
+                incidents: IntCounterVec::new(
+                    opts("mailpulse_incidents_total"),
+                    &["target", "kind"],
+                )
+                .unwrap(),
+                last: GaugeVec::new(opts("mailpulse_last_incident_duration_seconds"), target)
+                    .unwrap(),
+                baseline: GaugeVec::new(opts("mailpulse_target_baseline_seconds"), target).unwrap(),
+                reg,
+            };
+            oracle
+                .reg
+                .register(Box::new(oracle.degraded.clone()))
+                .unwrap();
+            oracle.reg.register(Box::new(oracle.down.clone())).unwrap();
+            oracle
+                .reg
+                .register(Box::new(oracle.incidents.clone()))
+                .unwrap();
+            oracle.reg.register(Box::new(oracle.last.clone())).unwrap();
+            oracle
+                .reg
+                .register(Box::new(oracle.baseline.clone()))
+                .unwrap();
+            oracle
+        }
+
+        fn text(&self) -> String {
+            let mut out = Vec::new();
+            text::encode(&self.reg.gather(), &mut out);
+            String::from_utf8(out).unwrap()
+        }
+    }
+
+    fn ours(m: &DetectMetrics) -> String {
+        let mut out = Vec::new();
+        for name in DetectMetrics::names() {
+            m.encode(name, &mut out);
+        }
+        String::from_utf8(out).unwrap()
+    }
+
+    fn incident(kind: IncidentKind, seconds: Option<i64>) -> Incident {
+        let start = chrono::DateTime::UNIX_EPOCH;
+        let end = seconds.map(|s| start + chrono::Duration::seconds(s));
+        serde_json::from_value(serde_json::json!({
+            "kind": kind,
+            "started_at": start,
+            "detected_at": start,
+            "recovered_at": end,
+            "closed_at": end,
+            "peak_latency": null,
+            "baseline_at_onset": null,
+            "worst_phase": null,
+            "slow_count": 0,
+            "failed_count": 0,
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn writes_what_the_registry_wrote() {
+        let oracle = Oracle::new();
+        let reg = Registry::new();
+        let m = DetectMetrics::register(&reg).unwrap();
+        for t in ["owa", "ews \"2\"", "a-imap"] {
+            m.add_target(t);
+            for kind in KINDS {
+                oracle.incidents.with_label_values(&[t, kind.as_str()]);
+            }
+        }
+        let states = [
+            ("owa", State::Degraded, Some(0.184)),
+            ("ews \"2\"", State::Down, None),
+            ("a-imap", State::Healthy, Some(0.0095)),
+            ("zimbra", State::Healthy, Some(1.5)),
+        ];
+        for (t, state, baseline) in states {
+            m.record_state(t, state, baseline.map(Duration::from_secs_f64));
+            let (degraded, down) = match state {
+                State::Healthy => (0, 0),
+                State::Degraded => (1, 0),
+                State::Down => (1, 1),
+            };
+            oracle.degraded.with_label_values(&[t]).set(degraded);
+            oracle.down.with_label_values(&[t]).set(down);
+            if let Some(b) = baseline {
+                oracle.baseline.with_label_values(&[t]).set(b);
+            }
+        }
+        let events = [
+            (
+                "owa",
+                DetectEvent::Opened(incident(IncidentKind::Slow, None)),
+            ),
+            (
+                "ews \"2\"",
+                DetectEvent::Opened(incident(IncidentKind::Slow, None)),
+            ),
+            (
+                "ews \"2\"",
+                DetectEvent::Escalated(incident(IncidentKind::Down, None)),
+            ),
+            (
+                "a-imap",
+                DetectEvent::Closed(incident(IncidentKind::Slow, Some(610))),
+            ),
+            (
+                "zimbra",
+                DetectEvent::Opened(incident(IncidentKind::Down, None)),
+            ),
+        ];
+        for (t, event) in &events {
+            m.record_event(t, event);
+            match event {
+                DetectEvent::Opened(i) => oracle
+                    .incidents
+                    .with_label_values(&[t, i.kind.as_str()])
+                    .inc(),
+                DetectEvent::Escalated(_) => oracle.incidents.with_label_values(&[t, "down"]).inc(),
+                DetectEvent::Closed(i) => oracle
+                    .last
+                    .with_label_values(&[t])
+                    .set(i.duration_seconds().unwrap()),
+            }
+        }
+        assert_eq!(ours(&m), oracle.text());
+        // The closed incident's duration went to the registry's histogram.
+        assert!(reg
+            .gather()
+            .iter()
+            .any(|f| f.name() == "mailpulse_incident_duration_seconds"));
+
+        // A baseline that is no longer known disappears; a removed target's series too.
+        m.record_state("owa", State::Healthy, None);
+        let _ = oracle.baseline.remove_label_values(&["owa"]);
+        oracle.degraded.with_label_values(&["owa"]).set(0);
+        m.remove_target("ews \"2\"");
+        for v in [&oracle.degraded, &oracle.down] {
+            let _ = v.remove_label_values(&["ews \"2\""]);
+        }
+        for kind in KINDS {
+            let _ = oracle
+                .incidents
+                .remove_label_values(&["ews \"2\"", kind.as_str()]);
+        }
+        assert_eq!(ours(&m), oracle.text());
+    }
+
+    #[test]
+    fn kind_slots_follow_the_label_order() {
+        for (i, k) in KINDS.iter().enumerate() {
+            assert_eq!(kind_slot(*k), i);
+        }
+        assert!(KINDS.windows(2).all(|w| w[0].as_str() < w[1].as_str()));
     }
 }

@@ -11,11 +11,11 @@
 //!
 //! Like the rest of `metrics`, this records what it is given and decides nothing.
 
-use std::collections::HashMap;
-use std::sync::{Mutex, PoisonError, RwLock};
+use std::sync::Mutex;
 use std::time::Duration;
 
-use super::text;
+use super::table::{lock, SeriesTable};
+use super::{order, text};
 use crate::sample::{Phase, ProbeKind};
 
 /// Bucket counts of one series (not cumulative), their sum and count.
@@ -39,7 +39,7 @@ pub struct PhaseHistograms {
     name: &'static str,
     help: &'static str,
     bounds: &'static [f64],
-    targets: RwLock<HashMap<String, Mutex<TargetSeries>>>,
+    targets: SeriesTable<TargetSeries>,
 }
 
 impl PhaseHistograms {
@@ -49,7 +49,7 @@ impl PhaseHistograms {
             name,
             help,
             bounds,
-            targets: RwLock::new(HashMap::new()),
+            targets: SeriesTable::default(),
         }
     }
 
@@ -60,29 +60,12 @@ impl PhaseHistograms {
 
     /// Observes each `(phase, duration)` of one probe of `target`.
     pub fn observe(&self, target: &str, kind: ProbeKind, phases: &[(Phase, Duration)]) {
-        {
-            let map = self.targets.read().unwrap_or_else(PoisonError::into_inner);
-            if let Some(series) = map.get(target) {
-                self.add(
-                    &mut series.lock().unwrap_or_else(PoisonError::into_inner),
-                    kind,
-                    phases,
-                );
-                return;
-            }
-        }
-        let mut map = self.targets.write().unwrap_or_else(PoisonError::into_inner);
-        let series = map.entry(target.to_string()).or_insert_with(|| {
-            Mutex::new(TargetSeries {
-                kind,
-                phases: vec![None; Phase::ALL.len()],
-            })
-        });
-        self.add(
-            series.get_mut().unwrap_or_else(PoisonError::into_inner),
+        let new = || TargetSeries {
             kind,
-            phases,
-        );
+            phases: vec![None; Phase::ALL.len()],
+        };
+        self.targets
+            .with(target, new, |series| self.add(series, kind, phases));
     }
 
     fn add(&self, series: &mut TargetSeries, kind: ProbeKind, phases: &[(Phase, Duration)]) {
@@ -111,50 +94,57 @@ impl PhaseHistograms {
 
     /// Removes every series of `target`.
     pub fn remove_target(&self, target: &str) {
-        self.targets
-            .write()
-            .unwrap_or_else(PoisonError::into_inner)
-            .remove(target);
+        self.targets.remove(target);
     }
 
     /// Writes the family in the text format; nothing when it has no series
     /// (as the registry leaves out empty families).
     pub fn encode(&self, out: &mut Vec<u8>) {
-        let map = self.targets.read().unwrap_or_else(PoisonError::into_inner);
-        // (kind, phase, target, series lock, phase slot), in the registry's
-        // order: by label values in label-name order.
-        let mut rows: Vec<(&str, &str, &str, &Mutex<TargetSeries>, usize)> = Vec::new();
+        let map = self.targets.sorted();
+        // ((kind rank, phase rank), (kind, target), series lock, phase slot).
+        // The map keeps targets sorted, and a stable sort on kind and phase
+        // keeps them so: the registry's order (by label values in label-name
+        // order) without comparing target names.
+        type Row<'a> = ((u8, u8), (&'a str, &'a str), &'a Mutex<TargetSeries>, usize);
+        let mut rows: Vec<Row> = Vec::new();
         for (target, series) in map.iter() {
-            let s = series.lock().unwrap_or_else(PoisonError::into_inner);
+            let s = lock(series);
             for (i, slot) in s.phases.iter().enumerate() {
                 if slot.is_some() {
-                    rows.push((s.kind.as_str(), Phase::ALL[i].as_str(), target, series, i));
+                    let (k, p) = (order::kind(s.kind), order::phase(Phase::ALL[i]));
+                    rows.push(((k, p), (s.kind.as_str(), target), series, i));
                 }
             }
         }
         if rows.is_empty() {
             return;
         }
-        rows.sort_unstable_by(|a, b| (a.0, a.1, a.2).cmp(&(b.0, b.1, b.2)));
+        rows.sort_by_key(|r| r.0);
+        // Each bound with the end of its line's labels, so that a bucket line
+        // is three copies and a count: prefix, bound, count.
         let bounds: Vec<Vec<u8>> = self
             .bounds
             .iter()
             .map(|b| {
-                let mut t = Vec::with_capacity(8);
+                let mut t = Vec::with_capacity(12);
                 text::float(*b, &mut t);
+                t.extend_from_slice(b"\"} ");
                 t
             })
+            .chain([b"+Inf\"} ".to_vec()])
             .collect();
+        let name = self.name.as_bytes();
         text::family_head(out, self.name, self.help, "histogram");
         let mut labels = Vec::with_capacity(128);
+        let mut prefix = Vec::with_capacity(192);
         let mut snapshot = Counts {
             buckets: vec![0; self.bounds.len()],
             sum: 0.0,
             count: 0,
         };
-        for (kind, phase, target, series, slot) in rows {
+        for (_, (kind, target), series, slot) in rows {
             {
-                let s = series.lock().unwrap_or_else(PoisonError::into_inner);
+                let s = lock(series);
                 // The target may have changed kind since the rows were listed.
                 let Some(c) = s.phases[slot].as_ref().filter(|_| s.kind.as_str() == kind) else {
                     continue;
@@ -166,39 +156,33 @@ impl PhaseHistograms {
             labels.clear();
             text::label_pair(&mut labels, "kind", kind);
             labels.push(b',');
-            text::label_pair(&mut labels, "phase", phase);
+            text::label_pair(&mut labels, "phase", Phase::ALL[slot].as_str());
             labels.push(b',');
             text::label_pair(&mut labels, "target", target);
-            let mut cumulative = 0;
-            for (b, bound) in snapshot.buckets.iter().zip(&bounds) {
-                cumulative += b;
-                text::line(
-                    out,
-                    self.name.as_bytes(),
-                    b"_bucket",
-                    &labels,
-                    Some(bound),
-                    cumulative as f64,
-                );
+            prefix.clear();
+            prefix.extend_from_slice(name);
+            prefix.extend_from_slice(b"_bucket{");
+            prefix.extend_from_slice(&labels);
+            prefix.extend_from_slice(b",le=\"");
+            // Counts stay far below 2^53, where they are exact as the f64s the
+            // crate writes.
+            let cumulative = snapshot.buckets.iter().scan(0, |sum, b| {
+                *sum += b;
+                Some(*sum)
+            });
+            for (n, bound) in cumulative.chain([snapshot.count]).zip(&bounds) {
+                out.extend_from_slice(&prefix);
+                out.extend_from_slice(bound);
+                text::uint(n, out);
+                out.push(b'\n');
             }
-            let count = snapshot.count as f64;
-            text::line(
-                out,
-                self.name.as_bytes(),
-                b"_bucket",
-                &labels,
-                Some(b"+Inf"),
-                count,
-            );
-            text::line(
-                out,
-                self.name.as_bytes(),
-                b"_sum",
-                &labels,
-                None,
-                snapshot.sum,
-            );
-            text::line(out, self.name.as_bytes(), b"_count", &labels, None, count);
+            text::line(out, name, b"_sum", &labels, None, snapshot.sum);
+            out.extend_from_slice(name);
+            out.extend_from_slice(b"_count{");
+            out.extend_from_slice(&labels);
+            out.extend_from_slice(b"} ");
+            text::uint(snapshot.count, out);
+            out.push(b'\n');
         }
     }
 }

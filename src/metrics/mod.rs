@@ -11,8 +11,10 @@ pub mod alert;
 pub mod detect;
 pub mod histogram;
 pub mod host;
+mod order;
 pub mod probe;
 pub mod server;
+mod table;
 pub mod targets;
 pub mod text;
 
@@ -101,19 +103,26 @@ impl Metrics {
         let families = self.registry.gather();
         // The families kept outside the registry, sorted by name like the
         // registry's, go in their places among them.
-        let mut outside: Vec<&'static str> = targets::TargetFamilies::names()
-            .chain([self.probe.duration.name()])
+        enum Outside {
+            Targets,
+            Detect,
+            Histograms,
+        }
+        let mut outside: Vec<(&'static str, Outside)> = targets::TargetFamilies::names()
+            .map(|n| (n, Outside::Targets))
+            .chain(detect::DetectMetrics::names().map(|n| (n, Outside::Detect)))
+            .chain([(self.probe.duration.name(), Outside::Histograms)])
             .collect();
-        outside.sort_unstable();
+        outside.sort_unstable_by_key(|o| o.0);
         let mut rest = &families[..];
-        for name in outside {
+        for (name, owner) in outside {
             let split = rest.partition_point(|f| f.name() < name);
             text::encode(&rest[..split], out);
             rest = &rest[split..];
-            if name == self.probe.duration.name() {
-                self.probe.duration.encode(out);
-            } else {
-                self.probe.targets.encode(name, out);
+            match owner {
+                Outside::Targets => self.probe.targets.encode(name, out),
+                Outside::Detect => self.detect.encode(name, out),
+                Outside::Histograms => self.probe.duration.encode(out),
             }
         }
         text::encode(rest, out);

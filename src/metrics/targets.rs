@@ -13,10 +13,8 @@
 //!
 //! Like the rest of `metrics`, this records what it is given and decides nothing.
 
-use std::collections::HashMap;
-use std::sync::{Mutex, PoisonError, RwLock};
-
-use super::text;
+use super::order;
+use super::table::{lock, write_rows, FamilyDef, SeriesTable};
 use crate::sample::{FailureReason, Phase, ProbeKind, Sample};
 
 /// All failure reasons, in the order of their slots.
@@ -74,49 +72,76 @@ impl Series {
     }
 }
 
+/// The families kept here.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Family {
+    Failures,
+    HttpStatus,
+    LastDuration,
+    Mailbox,
+    Success,
+    TlsInfo,
+    CertExpiry,
+}
+
 /// The families, in the order the page lists them (by name).
-const FAMILIES: [(&str, &str, &str); 7] = [
-    (
-        "mailpulse_probe_failures_total",
-        "Failed probes by reason.",
-        "counter",
-    ),
-    (
-        "mailpulse_probe_http_status_code",
-        "HTTP status code of the latest probe's final response.",
-        "gauge",
-    ),
-    (
-        "mailpulse_probe_last_duration_seconds",
-        "Duration of each phase of the latest probe, failed or not.",
-        "gauge",
-    ),
-    (
-        "mailpulse_probe_mailbox_messages",
-        "Messages in the mailbox the latest probe looked at (IMAP SELECT, POP3 STAT).",
-        "gauge",
-    ),
-    (
-        "mailpulse_probe_success",
-        "Whether the latest probe of the target succeeded (1) or failed (0).",
-        "gauge",
-    ),
-    (
-        "mailpulse_probe_tls_info",
-        "TLS version and cipher of the latest probe's connection.",
-        "gauge",
-    ),
-    (
-        "mailpulse_tls_cert_expiry_timestamp_seconds",
-        "Earliest notAfter of the certificate chain the target presented, as a Unix timestamp.",
-        "gauge",
-    ),
+const FAMILIES: [FamilyDef<Family>; 7] = [
+    FamilyDef {
+        family: Family::Failures,
+        name: "mailpulse_probe_failures_total",
+        help: "Failed probes by reason.",
+        kind: "counter",
+        labels: &["kind", "reason", "target"],
+    },
+    FamilyDef {
+        family: Family::HttpStatus,
+        name: "mailpulse_probe_http_status_code",
+        help: "HTTP status code of the latest probe's final response.",
+        kind: "gauge",
+        labels: &["target"],
+    },
+    FamilyDef {
+        family: Family::LastDuration,
+        name: "mailpulse_probe_last_duration_seconds",
+        help: "Duration of each phase of the latest probe, failed or not.",
+        kind: "gauge",
+        labels: &["kind", "phase", "target"],
+    },
+    FamilyDef {
+        family: Family::Mailbox,
+        name: "mailpulse_probe_mailbox_messages",
+        help: "Messages in the mailbox the latest probe looked at (IMAP SELECT, POP3 STAT).",
+        kind: "gauge",
+        labels: &["target"],
+    },
+    FamilyDef {
+        family: Family::Success,
+        name: "mailpulse_probe_success",
+        help: "Whether the latest probe of the target succeeded (1) or failed (0).",
+        kind: "gauge",
+        labels: &["kind", "target"],
+    },
+    FamilyDef {
+        family: Family::TlsInfo,
+        name: "mailpulse_probe_tls_info",
+        help: "TLS version and cipher of the latest probe's connection.",
+        kind: "gauge",
+        labels: &["cipher", "target", "version"],
+    },
+    FamilyDef {
+        family: Family::CertExpiry,
+        name: "mailpulse_tls_cert_expiry_timestamp_seconds",
+        help:
+            "Earliest notAfter of the certificate chain the target presented, as a Unix timestamp.",
+        kind: "gauge",
+        labels: &["target"],
+    },
 ];
 
 /// The per-target probe families.
 #[derive(Debug, Default)]
 pub struct TargetFamilies {
-    targets: RwLock<HashMap<String, Mutex<Series>>>,
+    targets: SeriesTable<Series>,
 }
 
 impl TargetFamilies {
@@ -127,27 +152,19 @@ impl TargetFamilies {
 
     /// The names of the families, sorted.
     pub fn names() -> impl Iterator<Item = &'static str> {
-        FAMILIES.iter().map(|f| f.0)
+        FAMILIES.iter().map(|f| f.name)
     }
 
     /// Runs `f` on `target`'s series, creating it for `kind` if needed.
     fn with(&self, target: &str, kind: ProbeKind, f: impl FnOnce(&mut Series)) {
-        {
-            let map = self.targets.read().unwrap_or_else(PoisonError::into_inner);
-            if let Some(s) = map.get(target) {
-                let mut s = s.lock().unwrap_or_else(PoisonError::into_inner);
+        self.targets.with(
+            target,
+            || Series::new(kind),
+            |s| {
                 s.set_kind(kind);
-                f(&mut s);
-                return;
-            }
-        }
-        let mut map = self.targets.write().unwrap_or_else(PoisonError::into_inner);
-        let s = map
-            .entry(target.to_string())
-            .or_insert_with(|| Mutex::new(Series::new(kind)));
-        let s = s.get_mut().unwrap_or_else(PoisonError::into_inner);
-        s.set_kind(kind);
-        f(s);
+                f(s);
+            },
+        );
     }
 
     /// Records one probe result.
@@ -194,100 +211,79 @@ impl TargetFamilies {
 
     /// Removes every series of a target that is no longer configured.
     pub fn remove_target(&self, target: &str) {
-        self.targets
-            .write()
-            .unwrap_or_else(PoisonError::into_inner)
-            .remove(target);
+        self.targets.remove(target);
     }
 
     /// Writes the family `name` (one of [`TargetFamilies::names`]) in the
     /// text format; nothing when it has no series, as the registry does.
     pub fn encode(&self, name: &str, out: &mut Vec<u8>) {
-        let Some(&(name, help, kind)) = FAMILIES.iter().find(|f| f.0 == name) else {
+        let Some(def) = FAMILIES.iter().find(|f| f.name == name) else {
             return;
         };
-        let map = self.targets.read().unwrap_or_else(PoisonError::into_inner);
+        let map = self.targets.sorted();
         // TLS version and cipher live under each target's lock: copied out.
         let mut tls: Vec<(String, &str, String)> = Vec::new();
-        // Label values in label-name order (unused slots empty), and the value.
-        let mut rows: Vec<([&str; 3], f64)> = Vec::new();
+        // The sort key (ranks of the label values before `target`), the label
+        // values in label-name order (unused slots empty), and the value. The
+        // map lists targets sorted, and the stable sort keeps them so.
+        let mut rows: Vec<((u8, u8), [&str; 3], f64)> = Vec::new();
         for (target, s) in map.iter() {
             let target = target.as_str();
-            let s = s.lock().unwrap_or_else(PoisonError::into_inner);
-            let k = s.kind.as_str();
-            match name {
-                "mailpulse_probe_failures_total" => {
-                    for (i, n) in s.failures.iter().enumerate() {
+            let s = lock(s);
+            let (k, kr) = (s.kind.as_str(), order::kind(s.kind));
+            match def.family {
+                Family::Failures => {
+                    for (r, n) in REASONS.iter().zip(s.failures) {
                         if let Some(n) = n {
-                            rows.push(([k, REASONS[i].as_str(), target], *n as f64));
+                            let key = (kr, order::reason(*r));
+                            rows.push((key, [k, r.as_str(), target], n as f64));
                         }
                     }
                 }
-                "mailpulse_probe_http_status_code" => {
+                Family::HttpStatus => {
                     if let Some(code) = s.status {
-                        rows.push(([target, "", ""], f64::from(code)));
+                        rows.push(((0, 0), [target, "", ""], f64::from(code)));
                     }
                 }
-                "mailpulse_probe_last_duration_seconds" => {
-                    for (i, v) in s.last.iter().enumerate() {
+                Family::LastDuration => {
+                    for (p, v) in Phase::ALL.iter().zip(s.last) {
                         if let Some(v) = v {
-                            rows.push(([k, Phase::ALL[i].as_str(), target], *v));
+                            let key = (kr, order::phase(*p));
+                            rows.push((key, [k, p.as_str(), target], v));
                         }
                     }
                 }
-                "mailpulse_probe_mailbox_messages" => {
+                Family::Mailbox => {
                     if let Some(n) = s.messages {
                         // As the crate's integer gauge held it.
                         let n = i64::try_from(n).unwrap_or(i64::MAX) as f64;
-                        rows.push(([target, "", ""], n));
+                        rows.push(((0, 0), [target, "", ""], n));
                     }
                 }
-                "mailpulse_probe_success" => {
+                Family::Success => {
                     if let Some(ok) = s.success {
-                        rows.push(([k, target, ""], f64::from(u8::from(ok))));
+                        rows.push(((kr, 0), [k, target, ""], f64::from(u8::from(ok))));
                     }
                 }
-                "mailpulse_probe_tls_info" => {
+                Family::TlsInfo => {
                     if let Some((version, cipher)) = &s.tls {
                         tls.push((cipher.clone(), target, version.clone()));
                     }
                 }
-                "mailpulse_tls_cert_expiry_timestamp_seconds" => {
+                Family::CertExpiry => {
                     if let Some(t) = s.cert_expiry {
-                        rows.push(([target, "", ""], t));
+                        rows.push(((0, 0), [target, "", ""], t));
                     }
                 }
-                _ => {}
             }
         }
-        rows.extend(
-            tls.iter().map(|(cipher, target, version)| {
-                ([cipher.as_str(), *target, version.as_str()], 1.0)
-            }),
-        );
-        if rows.is_empty() {
-            return;
-        }
-        rows.sort_unstable_by(|a, b| a.0.cmp(&b.0));
-        let label_names: &[&str] = match name {
-            "mailpulse_probe_failures_total" => &["kind", "reason", "target"],
-            "mailpulse_probe_last_duration_seconds" => &["kind", "phase", "target"],
-            "mailpulse_probe_success" => &["kind", "target"],
-            "mailpulse_probe_tls_info" => &["cipher", "target", "version"],
-            _ => &["target"],
-        };
-        text::family_head(out, name, help, kind);
-        let mut labels = Vec::with_capacity(128);
-        for (values, v) in rows {
-            labels.clear();
-            for (i, (n, value)) in label_names.iter().zip(values).enumerate() {
-                if i > 0 {
-                    labels.push(b',');
-                }
-                text::label_pair(&mut labels, n, value);
-            }
-            text::line(out, name.as_bytes(), b"", &labels, None, v);
-        }
+        // Ordered by cipher, then target (one series per target).
+        tls.sort_by(|a, b| a.0.cmp(&b.0));
+        rows.extend(tls.iter().map(|(cipher, target, version)| {
+            ((0, 0), [cipher.as_str(), *target, version.as_str()], 1.0)
+        }));
+        rows.sort_by_key(|r| r.0);
+        write_rows(def, rows.into_iter().map(|(_, values, v)| (values, v)), out);
     }
 }
 
@@ -306,6 +302,7 @@ mod tests {
     use prometheus::{GaugeVec, IntCounterVec, IntGaugeVec, Opts, Registry};
 
     use super::*;
+    use crate::metrics::text;
     use crate::sample::{Failure, TlsInfo};
 
     /// The families as they were through the `prometheus` registry: the oracle.
@@ -323,7 +320,7 @@ mod tests {
     impl Oracle {
         fn new() -> Oracle {
             let reg = Registry::new();
-            let help = |n: &str| FAMILIES.iter().find(|f| f.0 == n).unwrap().1;
+            let help = |n: &str| FAMILIES.iter().find(|f| f.name == n).unwrap().help;
             let opts = |n: &str| Opts::new(n, help(n));
             macro_rules! reg {
                 ($t:ty, $n:expr, $l:expr) => {{
@@ -446,11 +443,18 @@ mod tests {
         let mut ews = sample("ews \"2\"", ProbeKind::Http, 31_000.0);
         ews.failure = Some(failure(FailureReason::Timeout));
         ews.status = Some(503);
+        // A second TLS target whose cipher sorts first though its name sorts last.
+        let mut zimbra = sample("zimbra", ProbeKind::Http, 12.0);
+        zimbra.tls = Some(TlsInfo {
+            version: "TLSv1.2".into(),
+            cipher: "TLS12_ECDHE_RSA_WITH_AES_128_GCM_SHA256".into(),
+            earliest_expiry: Some(1_700_000_000),
+        });
         let mut imap = sample("a-imap", ProbeKind::Imap, 9.5);
         imap.messages = Some(42);
         let mut imap_failed = imap.clone();
         imap_failed.failure = Some(failure(FailureReason::Auth));
-        for s in [&owa, &ews, &imap, &ews, &imap_failed] {
+        for s in [&owa, &ews, &imap, &ews, &imap_failed, &zimbra] {
             oracle.record(s);
             ours_.record(s);
         }
