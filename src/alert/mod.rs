@@ -736,8 +736,11 @@ pub async fn run_delivery(
                 if refreshing.insert(r.name().to_string()) {
                     let r = r.clone();
                     tasks.spawn(async move {
-                        r.refresh(now).await;
-                        Done::Refresh(r.name().to_string())
+                        let name = r.name().to_string();
+                        if let Err(why) = contained(async move { r.refresh(now).await }).await {
+                            tracing::error!(receiver = %name, error = %why, "receiver refresh failed");
+                        }
+                        Done::Refresh(name)
                     });
                 }
             }
@@ -773,7 +776,16 @@ pub async fn run_delivery(
                 + ATTEMPT_MARGIN;
             let metrics = metrics.clone();
             tasks.spawn(async move {
-                let result = attempt(receiver.as_ref(), &entry, deadline, &metrics).await;
+                let sent = entry.clone();
+                let result = contained(async move {
+                    attempt(receiver.as_ref(), &sent, deadline, &metrics).await
+                })
+                .await
+                // A bug in a receiver: retried with backoff like any failure,
+                // so the group keeps its order and nothing is lost.
+                .unwrap_or_else(|why| {
+                    Err(DeliveryError::retriable(format!("receiver failed: {why}")))
+                });
                 Done::Attempt { entry, result }
             });
         }
@@ -816,6 +828,33 @@ pub async fn run_delivery(
     }
 }
 
+/// Runs `work` as a task of its own, so that a panic in it (a bug in a
+/// receiver) comes back here as an error with its message instead of ending
+/// the task that holds the outbox entry. The task is aborted if the caller is.
+async fn contained<T: Send + 'static>(
+    work: impl std::future::Future<Output = T> + Send + 'static,
+) -> Result<T, String> {
+    struct AbortOnDrop(tokio::task::AbortHandle);
+    impl Drop for AbortOnDrop {
+        fn drop(&mut self) {
+            self.0.abort();
+        }
+    }
+    let task = tokio::spawn(work);
+    let _guard = AbortOnDrop(task.abort_handle());
+    task.await.map_err(|e| {
+        if !e.is_panic() {
+            return "cancelled".to_string();
+        }
+        let payload = e.into_panic();
+        payload
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| payload.downcast_ref::<String>().cloned())
+            .map_or_else(|| "panicked".to_string(), |m| format!("panicked: {m}"))
+    })
+}
+
 /// One attempt: decodes the payload and sends it under a deadline.
 async fn attempt(
     receiver: &dyn Receiver,
@@ -850,8 +889,9 @@ async fn finish(
     let done = match done {
         Ok(d) => d,
         Err(e) => {
-            // A panicking receiver: its group stays busy until restart rather
-            // than being sent out of order.
+            // A receiver's panic is caught inside its task (`contained`).
+            // Should the task itself fail, its group stays busy until restart
+            // rather than being sent out of order.
             tracing::error!(error = %e, "alert delivery task failed");
             return;
         }

@@ -1,0 +1,156 @@
+//! A receiver with a bug: it panics on some notifications and in its
+//! periodic refresh. The panic is retried like any failure: the notification
+//! arrives once it stops panicking, its group keeps its order, other groups
+//! are not held up, and refreshes go on.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use mailpulse::alert::{
+    self, AlertEvent, AlertStatus, Alerting, BoxFuture, DeliveryError, Receiver,
+};
+use mailpulse::clock::{Clock as _, TokioClock};
+use mailpulse::config::alerting::AlertingConfig;
+use mailpulse::metrics::alert::AlertMetrics;
+use mailpulse::store::{outbox, Store};
+use tokio_util::sync::CancellationToken;
+
+/// Panics on the first `panics` attempts for incident `a`, and in every refresh.
+struct Buggy {
+    panics: u64,
+    attempts_a: AtomicU64,
+    refreshes: AtomicU64,
+    seen: Mutex<Vec<(String, AlertStatus)>>,
+}
+
+impl Receiver for Buggy {
+    fn name(&self) -> &str {
+        "hook"
+    }
+
+    fn kind(&self) -> &'static str {
+        "webhook"
+    }
+
+    fn send<'a>(&'a self, e: &'a AlertEvent) -> BoxFuture<'a, Result<(), DeliveryError>> {
+        Box::pin(async move {
+            if e.incident_key == "a"
+                && self.attempts_a.fetch_add(1, Ordering::Relaxed) < self.panics
+            {
+                panic!("a receiver bug");
+            }
+            self.seen
+                .lock()
+                .unwrap()
+                .push((e.incident_key.clone(), e.status));
+            Ok(())
+        })
+    }
+
+    fn refresh(&self, _now: DateTime<Utc>) -> BoxFuture<'_, ()> {
+        Box::pin(async move {
+            self.refreshes.fetch_add(1, Ordering::Relaxed);
+            panic!("a refresh bug");
+        })
+    }
+}
+
+fn event(key: &str, status: AlertStatus, started: DateTime<Utc>) -> AlertEvent {
+    AlertEvent {
+        incident_key: key.into(),
+        status,
+        reminder: false,
+        test: false,
+        instance: "cas01".into(),
+        target: format!("target-{key}"),
+        probe_kind: "http".into(),
+        incident_kind: "down".into(),
+        severity: "critical".into(),
+        started_at: started,
+        detected_at: started,
+        recovered_at: (status == AlertStatus::Resolved).then_some(started),
+        peak_latency_seconds: None,
+        baseline_latency_seconds: None,
+        current_latency_seconds: None,
+        worst_phase: None,
+        slow_count: 0,
+        failed_count: 3,
+        last_error: Some("connection refused".into()),
+        host: None,
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_panicking_receiver_is_retried_in_order_and_holds_up_nothing_else() {
+    let clock = TokioClock::starting_at("2026-12-05T00:00:00Z".parse().unwrap());
+    let rx = Arc::new(Buggy {
+        panics: 3,
+        attempts_a: AtomicU64::new(0),
+        refreshes: AtomicU64::new(0),
+        seen: Mutex::default(),
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let alerting = Arc::new(Alerting::with_receivers(
+        AlertingConfig::default(),
+        vec![rx.clone() as Arc<dyn Receiver>],
+    ));
+    let registry = prometheus::Registry::new();
+    let metrics = AlertMetrics::register(&registry).unwrap();
+    let token = CancellationToken::new();
+    let task = tokio::spawn(alert::run_delivery(
+        store.clone(),
+        alerting.clone(),
+        metrics,
+        token.clone(),
+        clock.clone(),
+    ));
+
+    let now = clock.now();
+    for e in [
+        event("a", AlertStatus::Firing, now),
+        event("b", AlertStatus::Firing, now),
+        event("a", AlertStatus::Resolved, now),
+    ] {
+        alert::enqueue(&store, &alerting, &e, clock.now()).unwrap();
+    }
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(600);
+    while rx.seen.lock().unwrap().len() < 3 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "not delivered: {:?}",
+            rx.seen.lock().unwrap()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // Anything extra would arrive now.
+    tokio::time::sleep(Duration::from_secs(120)).await;
+
+    let seen = rx.seen.lock().unwrap().clone();
+    assert_eq!(
+        seen,
+        vec![
+            ("b".to_string(), AlertStatus::Firing),
+            ("a".to_string(), AlertStatus::Firing),
+            ("a".to_string(), AlertStatus::Resolved),
+        ],
+        "b is not held up by a, and a keeps its order"
+    );
+    assert_eq!(
+        rx.attempts_a.load(Ordering::Relaxed),
+        3 + 2,
+        "each of a's sent once it worked"
+    );
+    assert_eq!(outbox::stats(&store).unwrap().pending, 0);
+    // Refresh runs every housekeeping interval, panic or not.
+    let refreshes = rx.refreshes.load(Ordering::Relaxed);
+    assert!(
+        refreshes >= 100,
+        "refresh stopped after a panic: {refreshes}"
+    );
+    assert!(!task.is_finished(), "the delivery loop ended");
+    token.cancel();
+    task.await.unwrap();
+}
