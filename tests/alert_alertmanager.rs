@@ -7,17 +7,15 @@
 
 mod support;
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
-use mailpulse::alert::{self, AlertEvent, AlertStatus, Alerting, Enqueued};
+use mailpulse::alert::{self, AlertEvent, Alerting, Enqueued};
 use mailpulse::config::alerting::parse;
-use mailpulse::metrics::alert::AlertMetrics;
 use mailpulse::store::Store;
 use serde_json::Value;
 use support::alertmanager::Alertmanager;
-use tokio_util::sync::CancellationToken;
+use support::delivery::{self, Delivery};
 
 /// Polls `cond` (up to 20 s) until it yields a value.
 async fn wait_for<F, Fut>(what: &str, am: &Alertmanager, mut cond: F) -> Value
@@ -55,45 +53,16 @@ async fn a_real_alertmanager_sees_the_incident_open_and_then_resolved() {
     )
     .unwrap();
     let store = Store::open(&dir.path().join("state")).unwrap();
-    let clock = mailpulse::clock::system();
-    let alerting = Arc::new(Alerting::new(config, &store, clock.clone()).unwrap());
-    let registry = prometheus::Registry::new();
-    let token = CancellationToken::new();
-    let task = tokio::spawn(alert::run_delivery(
-        store.clone(),
-        alerting.clone(),
-        AlertMetrics::register(&registry).unwrap(),
-        token.clone(),
-        clock,
-    ));
+    let alerting = Alerting::new(config, &store, mailpulse::clock::system()).unwrap();
+    let d = Delivery::start(alerting, store, None);
 
-    let now = Utc::now();
     let firing = AlertEvent {
-        incident_key: "9a1b".into(),
-        status: AlertStatus::Firing,
-        reminder: false,
-        test: false,
-        instance: "cas01".into(),
         target: "owa".into(),
-        probe_kind: "http".into(),
-        incident_kind: "slow".into(),
-        severity: "critical".into(),
-        started_at: now - chrono::Duration::seconds(90),
-        detected_at: now - chrono::Duration::seconds(30),
-        recovered_at: None,
-        peak_latency_seconds: Some(6.2),
-        baseline_latency_seconds: Some(0.18),
-        current_latency_seconds: Some(3.8),
-        worst_phase: Some("first_byte".into()),
+        detected_at: Utc::now() - chrono::Duration::seconds(30),
         slow_count: 3,
-        failed_count: 0,
-        last_error: None,
-        host: None,
+        ..delivery::slow("9a1b", Utc::now() - chrono::Duration::seconds(90))
     };
-    assert_eq!(
-        alert::enqueue(&store, &alerting, &firing, Utc::now()).unwrap(),
-        Enqueued::Queued(vec!["am".into()])
-    );
+    assert_eq!(d.enqueue(&firing), Enqueued::Queued(vec!["am".into()]));
     let active = wait_for("the alert to be active", &am, || am.alert("owa")).await;
     assert_eq!(active["status"]["state"], "active", "{active:#}");
     assert_eq!(active["labels"]["alertname"], "MailpulseSlow");
@@ -119,12 +88,10 @@ async fn a_real_alertmanager_sees_the_incident_open_and_then_resolved() {
     })
     .await;
 
-    let resolved = AlertEvent {
-        status: AlertStatus::Resolved,
-        recovered_at: Some(Utc::now() - chrono::Duration::seconds(1)),
-        ..firing.clone()
-    };
-    alert::enqueue(&store, &alerting, &resolved, Utc::now()).unwrap();
+    d.enqueue(&delivery::resolved_at(
+        &firing,
+        Utc::now() - chrono::Duration::seconds(1),
+    ));
     // Alertmanager lists only unresolved alerts: a resolved one drops out.
     wait_for("the alert to be resolved", &am, || async {
         match am.alert("owa").await {
@@ -133,6 +100,5 @@ async fn a_real_alertmanager_sees_the_incident_open_and_then_resolved() {
         }
     })
     .await;
-    token.cancel();
-    task.await.unwrap();
+    d.stop().await;
 }

@@ -7,18 +7,18 @@
 //! Without Postfix (or root) the test skips with a message, unless `CI` is
 //! set, in which case it fails.
 
+mod support;
+
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
-use mailpulse::alert::{self, AlertEvent, AlertStatus, Alerting};
+use mailpulse::alert::{self, AlertEvent, Alerting};
 use mailpulse::config::alerting::parse;
-use mailpulse::metrics::alert::AlertMetrics;
 use mailpulse::store::Store;
-use tokio_util::sync::CancellationToken;
+use support::delivery::{self, Delivery};
 
 fn script(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -68,29 +68,11 @@ fn start_postfix(prefix: &Path) -> Result<Postfix, String> {
     })
 }
 
+/// The example incident on `owa`, started 603 s ago.
 fn event(key: &str) -> AlertEvent {
-    let now = Utc::now();
     AlertEvent {
-        incident_key: key.into(),
-        status: AlertStatus::Firing,
-        reminder: false,
-        test: false,
-        instance: "cas01".into(),
         target: "owa".into(),
-        probe_kind: "http".into(),
-        incident_kind: "slow".into(),
-        severity: "critical".into(),
-        started_at: now - chrono::Duration::seconds(603),
-        detected_at: now - chrono::Duration::seconds(542),
-        recovered_at: None,
-        peak_latency_seconds: Some(6.2),
-        baseline_latency_seconds: Some(0.18),
-        current_latency_seconds: Some(3.8),
-        worst_phase: Some("first_byte".into()),
-        slow_count: 12,
-        failed_count: 0,
-        last_error: None,
-        host: None,
+        ..delivery::slow(key, Utc::now() - chrono::Duration::seconds(603))
     }
 }
 
@@ -172,26 +154,11 @@ async fn mail_reaches_a_real_postfix_over_starttls_with_auth() {
     )
     .unwrap();
     let store = Store::open(&dir.path().join("state")).unwrap();
-    let clock = mailpulse::clock::system();
-    let alerting = Arc::new(Alerting::new(config, &store, clock.clone()).unwrap());
-    let registry = prometheus::Registry::new();
-    let metrics = AlertMetrics::register(&registry).unwrap();
-    let token = CancellationToken::new();
-    let task = tokio::spawn(alert::run_delivery(
-        store.clone(),
-        alerting.clone(),
-        metrics.clone(),
-        token.clone(),
-        clock,
-    ));
+    let alerting = Alerting::new(config, &store, mailpulse::clock::system()).unwrap();
+    let d = Delivery::start(alerting, store, None);
     let firing = event("e1");
-    let resolved = AlertEvent {
-        status: AlertStatus::Resolved,
-        recovered_at: Some(Utc::now()),
-        ..firing.clone()
-    };
-    alert::enqueue(&store, &alerting, &firing, Utc::now()).unwrap();
-    alert::enqueue(&store, &alerting, &resolved, Utc::now()).unwrap();
+    d.enqueue(&firing);
+    d.enqueue(&delivery::resolved_at(&firing, Utc::now()));
 
     let mails = wait_for_mail(&pf, 2).await;
 
@@ -217,14 +184,13 @@ async fn mail_reaches_a_real_postfix_over_starttls_with_auth() {
         "{second}"
     );
     assert_eq!(
-        metrics.count(
+        d.metrics.count(
             "mail",
             mailpulse::metrics::alert::NotificationResult::Delivered
         ),
         2
     );
-    token.cancel();
-    task.await.unwrap();
+    d.stop().await;
 
     // A wrong password is refused for good, not retried forever.
     let wrong = dir.path().join("wrong");

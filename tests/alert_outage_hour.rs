@@ -4,20 +4,19 @@
 //! firing before its resolved, none expired, the outbox empty, and the
 //! retries during the hour were paced by the backoff (no hot loop).
 
+mod support;
+
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use mailpulse::alert::{
-    self, AlertEvent, AlertStatus, Alerting, BoxFuture, DeliveryError, Receiver,
-};
+use mailpulse::alert::{AlertEvent, AlertStatus, BoxFuture, DeliveryError, Receiver};
 use mailpulse::clock::{Clock as _, TokioClock};
 use mailpulse::config::alerting::AlertingConfig;
-use mailpulse::metrics::alert::AlertMetrics;
-use mailpulse::store::{outbox, Store};
-use tokio_util::sync::CancellationToken;
+use mailpulse::store::outbox;
+use support::delivery::{self, Delivery};
 
 /// How long the receiver is down, in virtual time.
 const OUTAGE: Duration = Duration::from_secs(3600);
@@ -63,29 +62,12 @@ impl Receiver for Flaky {
     }
 }
 
+/// Incident `key` of this test, firing or resolved.
 fn event(key: &str, status: AlertStatus, started: DateTime<Utc>) -> AlertEvent {
-    AlertEvent {
-        incident_key: key.into(),
-        status,
-        reminder: false,
-        test: false,
-        instance: "cas01".into(),
-        target: format!("target-{key}"),
-        probe_kind: "http".into(),
-        incident_kind: "slow".into(),
-        severity: "critical".into(),
-        started_at: started,
-        detected_at: started + chrono::Duration::seconds(30),
-        recovered_at: (status == AlertStatus::Resolved)
-            .then(|| started + chrono::Duration::minutes(3)),
-        peak_latency_seconds: Some(2.0),
-        baseline_latency_seconds: Some(0.1),
-        current_latency_seconds: Some(1.0),
-        worst_phase: Some("first_byte".into()),
-        slow_count: 5,
-        failed_count: 0,
-        last_error: None,
-        host: None,
+    let e = delivery::slow(key, started);
+    match status {
+        AlertStatus::Firing => e,
+        AlertStatus::Resolved => delivery::resolved_at(&e, started + chrono::Duration::minutes(3)),
     }
 }
 
@@ -97,22 +79,11 @@ async fn a_receiver_down_for_an_hour_gets_every_notification_once_in_order() {
         attempts: AtomicU64::new(0),
         seen: Mutex::default(),
     });
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(dir.path()).unwrap();
-    let alerting = Arc::new(Alerting::with_receivers(
+    let d = Delivery::with_receivers(
         AlertingConfig::default(),
         vec![rx.clone() as Arc<dyn Receiver>],
-    ));
-    let registry = prometheus::Registry::new();
-    let metrics = AlertMetrics::register(&registry).unwrap();
-    let token = CancellationToken::new();
-    let task = tokio::spawn(alert::run_delivery(
-        store.clone(),
-        alerting.clone(),
-        metrics,
-        token.clone(),
         clock.clone(),
-    ));
+    );
 
     // Through the hour: an incident opens every ten minutes and closes
     // six minutes later, all while the receiver is down.
@@ -123,7 +94,7 @@ async fn a_receiver_down_for_an_hour_gets_every_notification_once_in_order() {
         if tick.is_multiple_of(5) {
             let key = format!("i{:02}", tick / 5);
             let e = event(&key, AlertStatus::Firing, clock.now());
-            alert::enqueue(&store, &alerting, &e, clock.now()).unwrap();
+            d.enqueue(&e);
             open.push((key, e.started_at, tick));
         }
         open.retain(|(key, started, opened)| {
@@ -131,14 +102,14 @@ async fn a_receiver_down_for_an_hour_gets_every_notification_once_in_order() {
                 return true;
             }
             let e = event(key, AlertStatus::Resolved, *started);
-            alert::enqueue(&store, &alerting, &e, clock.now()).unwrap();
+            d.enqueue(&e);
             false
         });
         tokio::time::sleep(step).await;
     }
     for (key, started, _) in open.drain(..) {
         let e = event(&key, AlertStatus::Resolved, started);
-        alert::enqueue(&store, &alerting, &e, clock.now()).unwrap();
+        d.enqueue(&e);
     }
     assert!(start.elapsed() >= OUTAGE);
     assert!(rx.seen.lock().unwrap().is_empty());
@@ -171,7 +142,7 @@ async fn a_receiver_down_for_an_hour_gets_every_notification_once_in_order() {
             "incident {key}: {seen:?}"
         );
     }
-    assert_eq!(outbox::stats(&store).unwrap().pending, 0);
+    assert_eq!(outbox::stats(&d.store).unwrap().pending, 0);
     // Paced by the backoff (full jitter, capped at a minute by default): a
     // hot loop would make thousands of attempts per notification.
     let per_head = attempts_in_outage as f64 / INCIDENTS as f64;
@@ -182,6 +153,5 @@ async fn a_receiver_down_for_an_hour_gets_every_notification_once_in_order() {
     );
     assert!(attempts_in_outage >= INCIDENTS as u64, "it kept retrying");
     assert!(per_head < 200.0, "{attempts_in_outage} attempts: not paced");
-    token.cancel();
-    task.await.unwrap();
+    d.stop().await;
 }

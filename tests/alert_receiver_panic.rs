@@ -3,19 +3,18 @@
 //! arrives once it stops panicking, its group keeps its order, other groups
 //! are not held up, and refreshes go on.
 
+mod support;
+
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use mailpulse::alert::{
-    self, AlertEvent, AlertStatus, Alerting, BoxFuture, DeliveryError, Receiver,
-};
+use mailpulse::alert::{AlertEvent, AlertStatus, BoxFuture, DeliveryError, Receiver};
 use mailpulse::clock::{Clock as _, TokioClock};
 use mailpulse::config::alerting::AlertingConfig;
-use mailpulse::metrics::alert::AlertMetrics;
-use mailpulse::store::{outbox, Store};
-use tokio_util::sync::CancellationToken;
+use mailpulse::store::outbox;
+use support::delivery::{self, Delivery};
 
 /// Panics on the first `panics` attempts for incident `a`, and in every refresh.
 struct Buggy {
@@ -57,31 +56,6 @@ impl Receiver for Buggy {
     }
 }
 
-fn event(key: &str, status: AlertStatus, started: DateTime<Utc>) -> AlertEvent {
-    AlertEvent {
-        incident_key: key.into(),
-        status,
-        reminder: false,
-        test: false,
-        instance: "cas01".into(),
-        target: format!("target-{key}"),
-        probe_kind: "http".into(),
-        incident_kind: "down".into(),
-        severity: "critical".into(),
-        started_at: started,
-        detected_at: started,
-        recovered_at: (status == AlertStatus::Resolved).then_some(started),
-        peak_latency_seconds: None,
-        baseline_latency_seconds: None,
-        current_latency_seconds: None,
-        worst_phase: None,
-        slow_count: 0,
-        failed_count: 3,
-        last_error: Some("connection refused".into()),
-        host: None,
-    }
-}
-
 #[tokio::test(start_paused = true)]
 async fn a_panicking_receiver_is_retried_in_order_and_holds_up_nothing_else() {
     let clock = TokioClock::starting_at("2026-12-05T00:00:00Z".parse().unwrap());
@@ -91,30 +65,20 @@ async fn a_panicking_receiver_is_retried_in_order_and_holds_up_nothing_else() {
         refreshes: AtomicU64::new(0),
         seen: Mutex::default(),
     });
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(dir.path()).unwrap();
-    let alerting = Arc::new(Alerting::with_receivers(
+    let d = Delivery::with_receivers(
         AlertingConfig::default(),
         vec![rx.clone() as Arc<dyn Receiver>],
-    ));
-    let registry = prometheus::Registry::new();
-    let metrics = AlertMetrics::register(&registry).unwrap();
-    let token = CancellationToken::new();
-    let task = tokio::spawn(alert::run_delivery(
-        store.clone(),
-        alerting.clone(),
-        metrics,
-        token.clone(),
         clock.clone(),
-    ));
+    );
 
     let now = clock.now();
+    let a = delivery::slow("a", now);
     for e in [
-        event("a", AlertStatus::Firing, now),
-        event("b", AlertStatus::Firing, now),
-        event("a", AlertStatus::Resolved, now),
+        a.clone(),
+        delivery::slow("b", now),
+        delivery::resolved_at(&a, now),
     ] {
-        alert::enqueue(&store, &alerting, &e, clock.now()).unwrap();
+        d.enqueue(&e);
     }
     let deadline = tokio::time::Instant::now() + Duration::from_secs(600);
     while rx.seen.lock().unwrap().len() < 3 {
@@ -143,14 +107,13 @@ async fn a_panicking_receiver_is_retried_in_order_and_holds_up_nothing_else() {
         3 + 2,
         "each of a's sent once it worked"
     );
-    assert_eq!(outbox::stats(&store).unwrap().pending, 0);
+    assert_eq!(outbox::stats(&d.store).unwrap().pending, 0);
     // Refresh runs every housekeeping interval, panic or not.
     let refreshes = rx.refreshes.load(Ordering::Relaxed);
     assert!(
         refreshes >= 100,
         "refresh stopped after a panic: {refreshes}"
     );
-    assert!(!task.is_finished(), "the delivery loop ended");
-    token.cancel();
-    task.await.unwrap();
+    assert!(d.is_running(), "the delivery loop ended");
+    d.stop().await;
 }

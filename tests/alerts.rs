@@ -19,10 +19,10 @@ use mailpulse::alert::{
 };
 use mailpulse::clock::Clock as _;
 use mailpulse::config::alerting::{parse, AlertingConfig};
-use mailpulse::metrics::alert::{AlertMetrics, NotificationResult};
+use mailpulse::metrics::alert::NotificationResult;
 use mailpulse::store::{outbox, Store};
 use serde_json::{json, Value};
-use tokio_util::sync::CancellationToken;
+use support::delivery::{self, Delivery};
 
 const WAIT: Duration = Duration::from_secs(20);
 
@@ -39,110 +39,19 @@ fn at(text: &str) -> DateTime<Utc> {
 /// The incident of the issue's example, with key `key` on target `target`.
 fn firing(key: &str, target: &str) -> AlertEvent {
     AlertEvent {
-        incident_key: key.into(),
-        status: AlertStatus::Firing,
-        reminder: false,
-        test: false,
-        instance: "cas01".into(),
         target: target.into(),
-        probe_kind: "http".into(),
-        incident_kind: "slow".into(),
-        severity: "critical".into(),
-        started_at: at("2026-12-05T02:14:05Z"),
-        detected_at: at("2026-12-05T02:15:06Z"),
-        recovered_at: None,
-        peak_latency_seconds: Some(6.2),
-        baseline_latency_seconds: Some(0.18),
-        current_latency_seconds: Some(3.8),
-        worst_phase: Some("first_byte".into()),
-        slow_count: 12,
-        failed_count: 0,
-        last_error: None,
         host: Some(HostLoad {
             cpu_ratio: Some(0.97),
             load1: Some(12.3),
             memory_available_bytes: Some(1_288_490_189),
             tcp_established: Some(4120),
         }),
+        ..delivery::slow(key, at("2026-12-05T02:14:05Z"))
     }
 }
 
 fn resolved(key: &str, target: &str) -> AlertEvent {
-    AlertEvent {
-        status: AlertStatus::Resolved,
-        recovered_at: Some(at("2026-12-05T02:24:08Z")),
-        ..firing(key, target)
-    }
-}
-
-/// A running delivery loop over a store in a temporary directory.
-struct Harness {
-    store: Store,
-    alerting: Arc<Alerting>,
-    metrics: AlertMetrics,
-    registry: prometheus::Registry,
-    token: CancellationToken,
-    task: tokio::task::JoinHandle<()>,
-    _dir: Option<tempfile::TempDir>,
-}
-
-impl Harness {
-    fn start(alerting: Alerting, store: Store, dir: Option<tempfile::TempDir>) -> Harness {
-        Harness::start_with_clock(alerting, store, dir, mailpulse::clock::system())
-    }
-
-    fn start_with_clock(
-        alerting: Alerting,
-        store: Store,
-        dir: Option<tempfile::TempDir>,
-        clock: Arc<dyn mailpulse::clock::Clock>,
-    ) -> Harness {
-        let registry = prometheus::Registry::new();
-        let metrics = AlertMetrics::register(&registry).unwrap();
-        let alerting = Arc::new(alerting);
-        let token = CancellationToken::new();
-        let task = tokio::spawn(alert::run_delivery(
-            store.clone(),
-            alerting.clone(),
-            metrics.clone(),
-            token.clone(),
-            clock,
-        ));
-        Harness {
-            store,
-            alerting,
-            metrics,
-            registry,
-            token,
-            task,
-            _dir: dir,
-        }
-    }
-
-    fn from_config(config: AlertingConfig) -> Harness {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path()).unwrap();
-        let alerting = Alerting::new(config, &store, mailpulse::clock::system()).unwrap();
-        Harness::start(alerting, store, Some(dir))
-    }
-
-    fn enqueue(&self, e: &AlertEvent) -> Enqueued {
-        alert::enqueue(&self.store, &self.alerting, e, Utc::now()).unwrap()
-    }
-
-    fn scrape(&self) -> String {
-        use prometheus::Encoder as _;
-        let mut out = Vec::new();
-        prometheus::TextEncoder::new()
-            .encode(&self.registry.gather(), &mut out)
-            .unwrap();
-        String::from_utf8(out).unwrap()
-    }
-
-    async fn stop(self) {
-        self.token.cancel();
-        self.task.await.unwrap();
-    }
+    delivery::resolved_at(&firing(key, target), at("2026-12-05T02:24:08Z"))
 }
 
 fn keys(v: &Value) -> Vec<String> {
@@ -166,7 +75,7 @@ async fn webhook_posts_the_alertmanager_webhook_format() {
     let cap = Capture::start().await;
     let dir = tempfile::tempdir().unwrap();
     let token = secret(dir.path(), "token", "t0ken");
-    let h = Harness::from_config(config(
+    let h = Delivery::from_config(config(
         &format!(
             r#"
             [alerting]
@@ -273,7 +182,7 @@ async fn webhook_posts_the_alertmanager_webhook_format() {
 async fn alertmanager_receives_api_v2_alerts() {
     let cap = Capture::start().await;
     let dir = tempfile::tempdir().unwrap();
-    let h = Harness::from_config(config(
+    let h = Delivery::from_config(config(
         &format!(
             "[[receiver]]\nname = \"am\"\nkind = \"alertmanager\"\nurl = \"{}\"\n",
             cap.url("/")
@@ -323,7 +232,7 @@ async fn pagerduty_triggers_and_resolves_with_one_dedup_key() {
     });
     let dir = tempfile::tempdir().unwrap();
     let key = secret(dir.path(), "pd", "R0UTINGKEY");
-    let h = Harness::from_config(config(
+    let h = Delivery::from_config(config(
         &format!(
             "[[receiver]]\nname = \"pd\"\nkind = \"pagerduty\"\nurl = \"{}\"\nrouting_key_file = \"{key}\"\n",
             cap.url("/v2/enqueue")
@@ -383,7 +292,7 @@ async fn opsgenie_creates_and_closes_by_alias() {
     });
     let dir = tempfile::tempdir().unwrap();
     let key = secret(dir.path(), "og", "g3n1e");
-    let h = Harness::from_config(config(
+    let h = Delivery::from_config(config(
         &format!(
             "[[receiver]]\nname = \"og\"\nkind = \"opsgenie\"\nurl = \"{}\"\napi_key_file = \"{key}\"\n",
             cap.url("/")
@@ -426,7 +335,7 @@ async fn slack_posts_blocks_to_the_secret_url() {
     });
     let dir = tempfile::tempdir().unwrap();
     let url = secret(dir.path(), "slack", &cap.url("/services/T0/B0/s3cr3t"));
-    let h = Harness::from_config(config(
+    let h = Delivery::from_config(config(
         &format!("[[receiver]]\nname = \"sl\"\nkind = \"slack\"\nurl_file = \"{url}\"\n"),
         dir.path(),
     ));
@@ -456,7 +365,7 @@ async fn teams_posts_an_adaptive_card() {
     let cap = Capture::start().await;
     cap.default_reply(Reply::status(202));
     let dir = tempfile::tempdir().unwrap();
-    let h = Harness::from_config(config(
+    let h = Delivery::from_config(config(
         &format!(
             "[[receiver]]\nname = \"tm\"\nkind = \"teams\"\nurl = \"{}\"\n",
             cap.url("/workflows/abc/triggers/manual/paths/invoke?api-version=1&sig=s1g")
@@ -489,7 +398,7 @@ async fn grafana_draws_a_region_from_onset_to_recovery() {
     cap.default_reply(Reply::json(r#"{"message":"Annotation patched"}"#));
     let dir = tempfile::tempdir().unwrap();
     let token = secret(dir.path(), "gf", "glsa_t0k");
-    let h = Harness::from_config(config(
+    let h = Delivery::from_config(config(
         &format!(
             "[[receiver]]\nname = \"gf\"\nkind = \"grafana\"\nurl = \"{}\"\ntoken_file = \"{token}\"\ndashboard_uid = \"soak\"\n",
             cap.url("/grafana/")
@@ -568,7 +477,7 @@ async fn an_outage_of_503s_then_refused_connections_loses_nothing() {
     let cap = Capture::start().await;
     cap.script([Reply::status(503), Reply::status(503), Reply::status(503)]);
     let dir = tempfile::tempdir().unwrap();
-    let h = Harness::from_config(webhook_config(&cap, dir.path()));
+    let h = Delivery::from_config(webhook_config(&cap, dir.path()));
     for e in [
         firing("a", "owa"),
         firing("b", "smtp"),
@@ -600,7 +509,7 @@ async fn retry_after_is_honoured() {
     let cap = Capture::start().await;
     cap.script([Reply::status(429).header("Retry-After", "2")]);
     let dir = tempfile::tempdir().unwrap();
-    let h = Harness::from_config(webhook_config(&cap, dir.path()));
+    let h = Delivery::from_config(webhook_config(&cap, dir.path()));
     h.enqueue(&firing("a", "owa"));
     cap.wait_accepted(1, WAIT).await;
     let r = cap.requests();
@@ -615,7 +524,7 @@ async fn a_permanent_refusal_is_dropped_and_the_incident_goes_on() {
     let cap = Capture::start().await;
     cap.script([Reply::status(400)]);
     let dir = tempfile::tempdir().unwrap();
-    let h = Harness::from_config(webhook_config(&cap, dir.path()));
+    let h = Delivery::from_config(webhook_config(&cap, dir.path()));
     h.enqueue(&firing("a", "owa"));
     h.enqueue(&resolved("a", "owa"));
     cap.wait_accepted(1, WAIT).await;
@@ -635,7 +544,7 @@ async fn undeliverable_notifications_expire_after_max_age() {
     let dir = tempfile::tempdir().unwrap();
     let mut c = webhook_config(&cap, dir.path());
     c.max_age = Duration::from_secs(2);
-    let h = Harness::from_config(c);
+    let h = Delivery::from_config(c);
     h.enqueue(&firing("a", "owa"));
     let deadline = tokio::time::Instant::now() + WAIT;
     while h.metrics.count("hook", NotificationResult::Expired) == 0 {
@@ -656,7 +565,7 @@ async fn metrics_track_the_backlog() {
     let cap = Capture::start().await;
     cap.default_reply(Reply::status(503));
     let dir = tempfile::tempdir().unwrap();
-    let h = Harness::from_config(webhook_config(&cap, dir.path()));
+    let h = Delivery::from_config(webhook_config(&cap, dir.path()));
     h.enqueue(&firing("a", "owa"));
     h.enqueue(&resolved("a", "owa"));
     tokio::time::sleep(Duration::from_millis(2500)).await;
@@ -702,7 +611,7 @@ async fn child_delivery_process() {
         Path::new(&dir),
     );
     let alerting = Alerting::new(c, &store, mailpulse::clock::system()).unwrap();
-    let h = Harness::start(alerting, store, None);
+    let h = Delivery::start(alerting, store, None);
     tokio::time::sleep(Duration::from_secs(60)).await;
     h.stop().await;
 }
@@ -770,7 +679,7 @@ async fn a_kill_9_mid_delivery_loses_and_duplicates_nothing() {
     let recovered_at = at("2026-12-05T02:24:08Z");
     let done = alert::reconcile(&store, &alerting, Utc::now(), |_| Some(recovered_at)).unwrap();
     assert_eq!(done, ["a", "b"]);
-    let h = Harness::start(alerting, store, None);
+    let h = Delivery::start(alerting, store, None);
     cap.wait_accepted(4, WAIT).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_exactly_once_in_order(&accepted_pairs(&cap), &["a", "b"]);
@@ -834,14 +743,14 @@ impl Receiver for Fake {
     }
 }
 
-fn fakes(config: AlertingConfig, list: &[&Arc<Fake>]) -> Harness {
+fn fakes(config: AlertingConfig, list: &[&Arc<Fake>]) -> Delivery {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path()).unwrap();
     let receivers: Vec<Arc<dyn Receiver>> = list
         .iter()
         .map(|f| (*f).clone() as Arc<dyn Receiver>)
         .collect();
-    Harness::start(
+    Delivery::start(
         Alerting::with_receivers(config, receivers),
         store,
         Some(dir),
@@ -1083,7 +992,7 @@ async fn grafana_redraws_a_region_whose_annotation_was_deleted() {
         Reply::json(r#"{"message":"Annotation added","id":8}"#),
     ]);
     let dir = tempfile::tempdir().unwrap();
-    let h = Harness::from_config(config(
+    let h = Delivery::from_config(config(
         &format!(
             "[[receiver]]\nname = \"gf\"\nkind = \"grafana\"\nurl = \"{}\"\n",
             cap.url("/")
@@ -1130,7 +1039,7 @@ async fn backoff_grows_to_max_backoff_in_virtual_time() {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path()).unwrap();
     let alerting = Alerting::with_receivers(c, vec![rx.clone() as Arc<dyn Receiver>]);
-    let h = Harness::start_with_clock(alerting, store, Some(dir), clock.clone());
+    let h = Delivery::start_with_clock(alerting, store, Some(dir), clock.clone());
     let started = tokio::time::Instant::now();
     alert::enqueue(&h.store, &h.alerting, &firing("a", "owa"), clock.now()).unwrap();
     let t = times.clone();

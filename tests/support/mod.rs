@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod alertmanager;
+pub mod delivery;
 
 use std::collections::HashMap;
 use std::io::Write as _;
