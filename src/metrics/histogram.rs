@@ -76,7 +76,7 @@ impl PhaseHistograms {
         }
         for (phase, d) in phases {
             let v = d.as_secs_f64();
-            let counts = series.phases[phase_index(*phase)].get_or_insert_with(|| Counts {
+            let counts = series.phases[order::phase_index(*phase)].get_or_insert_with(|| Counts {
                 buckets: vec![0; self.bounds.len()],
                 sum: 0.0,
                 count: 0,
@@ -187,24 +187,12 @@ impl PhaseHistograms {
     }
 }
 
-/// The slot of a phase: its position in [`Phase::ALL`] (declaration order).
-fn phase_index(phase: Phase) -> usize {
-    phase as usize
-}
-
 #[cfg(test)]
 mod tests {
     use prometheus::{HistogramOpts, HistogramVec, Registry};
 
     use super::*;
     use crate::metrics::LATENCY_BUCKETS;
-
-    #[test]
-    fn phase_slots_follow_phase_all() {
-        for (i, p) in Phase::ALL.iter().enumerate() {
-            assert_eq!(phase_index(*p), i, "{p}");
-        }
-    }
 
     /// The same observations through the `prometheus` crate and through ours
     /// give the same text.

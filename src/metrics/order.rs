@@ -31,12 +31,16 @@ fn ranks<T: Copy, const N: usize>(all: [T; N], label: fn(T) -> &'static str) -> 
     ranks
 }
 
+/// The slot of a phase: its position in [`Phase::ALL`] (declaration order).
+pub(crate) fn phase_index(p: Phase) -> usize {
+    p as usize
+}
+
 /// The rank of a `phase` label value.
 pub(crate) fn phase(p: Phase) -> u8 {
     static RANKS: LazyLock<[u8; Phase::ALL.len()]> =
         LazyLock::new(|| ranks(Phase::ALL, Phase::as_str));
-    // Phase::ALL is in declaration order (a test in `histogram` checks it).
-    RANKS[p as usize]
+    RANKS[phase_index(p)]
 }
 
 /// The rank of a `kind` label value.
@@ -71,6 +75,13 @@ pub(crate) fn reason(r: FailureReason) -> u8 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn phase_slots_follow_phase_all() {
+        for (i, p) in Phase::ALL.iter().enumerate() {
+            assert_eq!(phase_index(*p), i, "{p}");
+        }
+    }
 
     fn sorts_as_labels<T: Copy + std::fmt::Debug + PartialEq>(
         all: &[T],
