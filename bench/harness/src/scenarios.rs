@@ -948,11 +948,12 @@ pub fn steady(env: &Env) -> io::Result<Section> {
             format!("http://127.0.0.1:{sport}/sleep/150"),
         );
     }
-    // Down for 60 s of every 6 minutes (an hour-long cycle at 10x): incidents open and close.
+    // Down for 90 s of every 6 minutes (an hour-long cycle at 10x): incidents open
+    // (after the detector's default `for`, 60 s) and close (`recover_for`, 2 min).
     for i in 0..4 {
         add(
             format!("flap-{i}"),
-            format!("http://127.0.0.1:{sport}/flap/360/60/200"),
+            format!("http://127.0.0.1:{sport}/flap/360/90/200"),
         );
     }
     let (mut mp, mport) = start_mailpulse(
@@ -1044,7 +1045,7 @@ pub fn steady(env: &Env) -> io::Result<Section> {
             ACCELERATED_DAY_S / 3600.0
         )
     };
-    let _ = writeln!(body, "mailpulse at 10x rate for {total:.0} s ({simulated_h:.1} simulated hours; {span}): 50 HTTP targets every 100 ms (40 healthy, 2 answering 500, 2 refused, 2 timing out, 4 down for 60 s of every 6 min so incidents open and close), host collection every 1.5 s, scraped every 1.5 s. RSS sampled every {} s; the first 30% is warm-up; the trend is a least-squares line through the rest. The agent runs with `memory_trim = \"0s\"`: the periodic trim (on by default) would drop the RSS every 10 minutes and hide a slow growth. `steady-rss.tsv` has every sample, with anonymous and file-backed RSS apart.\n", plan.steady_every);
+    let _ = writeln!(body, "mailpulse at 10x rate for {total:.0} s ({simulated_h:.1} simulated hours; {span}): 50 HTTP targets every 100 ms (40 healthy, 2 answering 500, 2 refused, 2 timing out, 4 down for 90 s of every 6 min, so an incident opens (after 60 s) and closes for each every 6 min), host collection every 1.5 s, scraped every 1.5 s. RSS sampled every {} s; the first 30% is warm-up; the trend is a least-squares line through the rest. The agent runs with `memory_trim = \"0s\"`: the periodic trim (on by default) would drop the RSS every 10 minutes and hide a slow growth. `steady-rss.tsv` has every sample, with anonymous and file-backed RSS apart.\n", plan.steady_every);
     let _ = writeln!(body, "| figure | value |\n|---|---:|");
     let _ = writeln!(
         body,
