@@ -96,11 +96,13 @@ fn main() -> ExitCode {
             let port = flag(&args, "--port").and_then(|p| p.parse().ok()).unwrap_or(9106);
             let count = flag(&args, "--count").and_then(|p| p.parse().ok()).unwrap_or(1000);
             let path = flag(&args, "--path").unwrap_or_else(|| "/metrics".into());
-            scrape_times(port, &path, count).map_err(|e| e.to_string())
+            let then = flag(&args, "--then").and_then(|p| p.parse().ok());
+            let gap = flag(&args, "--gap-ms").and_then(|p| p.parse().ok()).unwrap_or(0);
+            scrape_times(port, &path, count, then, gap).map_err(|e| e.to_string())
         }
         Some("compose") => report::compose(&out_dir(&args), &results_file(&args)).map_err(|e| e.to_string()),
         Some("run") => run(&args),
-        _ => Err("usage: mailpulse-bench run --mailpulse BIN [--quick] [--only side,accuracy,scale,steady] [--steady-seconds N] [--out DIR] [--results FILE] | serve --port P | scrape --port P [--path P] [--count N] | compose [--out DIR] [--results FILE]".into()),
+        _ => Err("usage: mailpulse-bench run --mailpulse BIN [--quick] [--only side,accuracy,scale,steady] [--steady-seconds N] [--out DIR] [--results FILE] | serve --port P | scrape --port P [--path P] [--count N] [--then PORT] [--gap-ms MS] | compose [--out DIR] [--results FILE]".into()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -112,24 +114,38 @@ fn main() -> ExitCode {
 }
 
 /// Times `count` GETs of `path` (default `/metrics`) on one kept-alive connection, as the side
-/// scenario does, and prints the quantiles: a quick check while working on the page.
-fn scrape_times(port: u16, path: &str, count: usize) -> std::io::Result<()> {
-    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
-    let mut client = http::Client::new(addr);
-    let mut times = Vec::with_capacity(count);
-    let mut bytes = 0;
-    for _ in 0..count {
-        let t = std::time::Instant::now();
-        bytes = client.get(path)?.body.len();
-        times.push(t.elapsed().as_secs_f64());
+/// scenario does, and prints the quantiles: a quick check while working on the page. With
+/// `then`, each GET is followed by one on that port (timed too, as the side scenario
+/// alternates); `gap_ms` pauses before every GET.
+fn scrape_times(
+    port: u16,
+    path: &str,
+    count: usize,
+    then: Option<u16>,
+    gap_ms: u64,
+) -> std::io::Result<()> {
+    let local = |port| std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    let mut clients = vec![(port, http::Client::new(local(port)), Vec::new(), 0)];
+    if let Some(other) = then {
+        clients.push((other, http::Client::new(local(other)), Vec::new(), 0));
     }
-    println!(
-        "{count} scrapes of {bytes} bytes: median {} ms, p90 {} ms, p99 {} ms, max {} ms",
-        stats::ms(stats::median(&times)),
-        stats::ms(stats::quantile(&times, 0.9)),
-        stats::ms(stats::quantile(&times, 0.99)),
-        stats::ms(stats::quantile(&times, 1.0)),
-    );
+    for _ in 0..count {
+        for (_, client, times, bytes) in &mut clients {
+            std::thread::sleep(std::time::Duration::from_millis(gap_ms));
+            let t = std::time::Instant::now();
+            *bytes = client.get(path)?.body.len();
+            times.push(t.elapsed().as_secs_f64());
+        }
+    }
+    for (port, _, times, bytes) in &clients {
+        println!(
+            "port {port}: {count} scrapes of {bytes} bytes: median {} ms, p90 {} ms, p99 {} ms, max {} ms",
+            stats::ms(stats::median(times)),
+            stats::ms(stats::quantile(times, 0.9)),
+            stats::ms(stats::quantile(times, 0.99)),
+            stats::ms(stats::quantile(times, 1.0)),
+        );
+    }
     Ok(())
 }
 
