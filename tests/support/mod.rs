@@ -156,13 +156,49 @@ impl HttpServer {
     }
 }
 
-/// A free port on 127.0.0.1 (bound and released; good enough for tests).
+/// A port on 127.0.0.1 that nothing listens on now, for an agent to bind.
+/// It is taken below the kernel's ephemeral range (32768 and up), where
+/// outgoing connections and `bind(0)` listeners get their ports, so none of
+/// those can take it before the agent binds; and each call takes the next
+/// port of a sequence that starts at an offset of this process's PID, so
+/// tests running in parallel do not pick the same one.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    use std::sync::atomic::{AtomicU32, Ordering};
+    const FIRST: u32 = 20_000;
+    const SPAN: u32 = 12_000;
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let start = std::process::id().wrapping_mul(131) % SPAN;
+    loop {
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        assert!(n < SPAN, "no free port left in {FIRST}..{}", FIRST + SPAN);
+        let port = (FIRST + (start + n) % SPAN) as u16;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+}
+
+/// Whether process `pid` holds the socket listening on 127.0.0.1:`port`
+/// (from `/proc/net/tcp` and the process's descriptors).
+fn listens_on(pid: u32, port: u16) -> bool {
+    let Ok(table) = std::fs::read_to_string("/proc/net/tcp") else {
+        return false;
+    };
+    let local = format!("0100007F:{port:04X}");
+    let inode = table.lines().skip(1).find_map(|line| {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        // Fields: sl, local, remote, state (0A = LISTEN), ..., inode (10th).
+        (f.get(1) == Some(&local.as_str()) && f.get(3) == Some(&"0A"))
+            .then(|| f.get(9).map(|i| format!("socket:[{i}]")))
+            .flatten()
+    });
+    let Some(socket) = inode else {
+        return false;
+    };
+    std::fs::read_dir(format!("/proc/{pid}/fd")).is_ok_and(|fds| {
+        fds.flatten()
+            .any(|fd| std::fs::read_link(fd.path()).is_ok_and(|l| l.as_os_str() == socket.as_str()))
+    })
 }
 
 /// Writes `text` to `dir/name` and returns the path.
@@ -213,13 +249,32 @@ impl Agent {
             cmd.env(k, v);
         }
         let child = cmd.spawn().unwrap();
-        let agent = Agent { child, addr, log };
-        agent
-            .wait_until(
-                || async { TcpStream::connect(addr).await.is_ok() },
-                "port open",
-            )
-            .await;
+        let mut agent = Agent { child, addr, log };
+        // This agent's own listener, not another process's on the same port.
+        let pid = agent.child.id();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+        loop {
+            let ours = match addr {
+                SocketAddr::V4(v4) if v4.ip().is_loopback() => listens_on(pid, addr.port()),
+                _ => TcpStream::connect(addr).await.is_ok(),
+            };
+            if ours {
+                break;
+            }
+            if let Ok(Some(status)) = agent.child.try_wait() {
+                panic!(
+                    "the agent exited ({status}); its log:\n{}",
+                    agent.log_text()
+                );
+            }
+            if tokio::time::Instant::now() > deadline {
+                panic!(
+                    "timed out waiting for the agent to listen on {addr}; its log:\n{}",
+                    agent.log_text()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
         agent
     }
 
