@@ -99,11 +99,6 @@ impl Metrics {
         })
     }
 
-    /// The size of the last page written, in bytes.
-    pub fn last_page_size(&self) -> usize {
-        self.last_size.load(Ordering::Relaxed)
-    }
-
     fn write_page(&self, out: &mut Vec<u8>) {
         let families = self.registry.gather();
         // The families kept outside the registry, sorted by name like the
