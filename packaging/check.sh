@@ -5,6 +5,9 @@
 # run the package under a real systemd (packaging/test-systemd.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# The packages are built in the default target dir (packaging/build.sh); the
+# second `cargo deb` below must look there too.
+unset CARGO_TARGET_DIR
 
 need=()
 command -v lintian >/dev/null || need+=(lintian)
