@@ -43,16 +43,7 @@ impl Delivery {
         dir: Option<tempfile::TempDir>,
         clock: Arc<dyn Clock>,
     ) -> Delivery {
-        Delivery::start_shared(Arc::new(alerting), store, dir, clock)
-    }
-
-    /// Starts the loop with `alerting` already shared.
-    pub fn start_shared(
-        alerting: Arc<Alerting>,
-        store: Store,
-        dir: Option<tempfile::TempDir>,
-        clock: Arc<dyn Clock>,
-    ) -> Delivery {
+        let alerting = Arc::new(alerting);
         let registry = prometheus::Registry::new();
         let metrics = AlertMetrics::register(&registry).unwrap();
         let token = CancellationToken::new();
