@@ -125,21 +125,16 @@ fn scrape_times(
     gap_ms: u64,
 ) -> std::io::Result<()> {
     let local = |port| std::net::SocketAddr::from(([127, 0, 0, 1], port));
-    let mut clients = vec![(port, http::Client::new(local(port)), Vec::new(), 0)];
-    if let Some(other) = then {
-        clients.push((other, http::Client::new(local(other)), Vec::new(), 0));
-    }
-    for _ in 0..count {
-        for (_, client, times, bytes) in &mut clients {
-            std::thread::sleep(std::time::Duration::from_millis(gap_ms));
-            let t = std::time::Instant::now();
-            *bytes = client.get(path)?.body.len();
-            times.push(t.elapsed().as_secs_f64());
-        }
-    }
-    for (port, _, times, bytes) in &clients {
+    let ports: Vec<u16> = std::iter::once(port).chain(then).collect();
+    let mut clients: Vec<http::Client> =
+        ports.iter().map(|p| http::Client::new(local(*p))).collect();
+    let gap = std::time::Duration::from_millis(gap_ms);
+    let timed = scenarios::timed_gets(&mut clients, path, count, gap)?;
+    for (port, t) in ports.iter().zip(&timed) {
+        let times = &t.times;
         println!(
-            "port {port}: {count} scrapes of {bytes} bytes: median {} ms, p90 {} ms, p99 {} ms, max {} ms",
+            "port {port}: {count} scrapes of {} bytes: median {} ms, p90 {} ms, p99 {} ms, max {} ms",
+            t.bytes,
             stats::ms(stats::median(times)),
             stats::ms(stats::quantile(times, 0.9)),
             stats::ms(stats::quantile(times, 0.99)),

@@ -339,16 +339,23 @@ pub fn side(env: &Env) -> io::Result<Section> {
     // Scrape latency: alternate mailpulse and node_exporter, 1,000 each, on
     // kept-alive connections, while blackbox keeps probing. First spaced (the
     // verdict), then back to back (reported beside it).
-    let mut m = Client::new(local(mport));
-    let mut n = Client::new(local(nport));
-    let spaced = scrape_pairs(&mut m, &mut n, plan.scrapes, SCRAPE_GAP)?;
-    let back_to_back = scrape_pairs(&mut m, &mut n, plan.scrapes, Duration::ZERO)?;
-    let ScrapePairs {
-        mailpulse: mt,
-        node: nt,
-        mailpulse_page: (mbytes, mlines),
-        node_page: (nbytes, nlines),
-    } = spaced;
+    let mut clients = [Client::new(local(mport)), Client::new(local(nport))];
+    let [spaced_m, spaced_n]: [Timed; 2] =
+        timed_gets(&mut clients, "/metrics", plan.scrapes, SCRAPE_GAP)?
+            .try_into()
+            .map_err(|_| io::Error::other("two endpoints, two results"))?;
+    let [b2b_m, b2b_n]: [Timed; 2] =
+        timed_gets(&mut clients, "/metrics", plan.scrapes, Duration::ZERO)?
+            .try_into()
+            .map_err(|_| io::Error::other("two endpoints, two results"))?;
+    let [mut m, _] = clients;
+    let (mt, nt) = (spaced_m.times, spaced_n.times);
+    let (mbytes, mlines, nbytes, nlines) = (
+        spaced_m.bytes,
+        spaced_m.lines,
+        spaced_n.bytes,
+        spaced_n.lines,
+    );
     drop(bb_loop);
     let mp_scrape = m.get("/metrics")?.text();
     let mp_end = mp.usage()?;
@@ -453,17 +460,11 @@ pub fn side(env: &Env) -> io::Result<Section> {
     for (name, pass, t, bytes, lines) in [
         ("mailpulse", "spaced", &mt, mbytes, mlines),
         ("node_exporter", "spaced", &nt, nbytes, nlines),
-        (
-            "mailpulse",
-            "back to back",
-            &back_to_back.mailpulse,
-            mbytes,
-            mlines,
-        ),
+        ("mailpulse", "back to back", &b2b_m.times, mbytes, mlines),
         (
             "node_exporter",
             "back to back",
-            &back_to_back.node,
+            &b2b_n.times,
             nbytes,
             nlines,
         ),
@@ -487,7 +488,7 @@ pub fn side(env: &Env) -> io::Result<Section> {
             "mailpulse_back_to_back_s",
             "node_exporter_back_to_back_s",
         ],
-        &[&mt, &nt, &back_to_back.mailpulse, &back_to_back.node],
+        &[&mt, &nt, &b2b_m.times, &b2b_n.times],
     )?;
     Ok(Section { verdicts, body })
 }
@@ -495,42 +496,45 @@ pub fn side(env: &Env) -> io::Result<Section> {
 /// The pause before each scrape of the spaced pass.
 const SCRAPE_GAP: Duration = Duration::from_millis(25);
 
-/// Scrape times of one pass, in seconds, and each page's size (bytes, lines).
-struct ScrapePairs {
-    mailpulse: Vec<f64>,
-    node: Vec<f64>,
-    mailpulse_page: (usize, usize),
-    node_page: (usize, usize),
+/// One endpoint's timed GETs: each time in seconds, and the last body's size.
+pub struct Timed {
+    /// Each GET, writing the request to reading the last body byte.
+    pub times: Vec<f64>,
+    /// The last body's bytes.
+    pub bytes: usize,
+    /// The last body's lines.
+    pub lines: usize,
 }
 
-/// `count` scrapes of each, alternating, each after a pause of `gap`.
-fn scrape_pairs(
-    m: &mut Client,
-    n: &mut Client,
+/// `count` rounds of one GET of `path` on each client in turn (kept-alive
+/// connections), each after a pause of `gap`.
+pub fn timed_gets(
+    clients: &mut [Client],
+    path: &str,
     count: usize,
     gap: Duration,
-) -> io::Result<ScrapePairs> {
-    let mut pairs = ScrapePairs {
-        mailpulse: Vec::with_capacity(count),
-        node: Vec::with_capacity(count),
-        mailpulse_page: (0, 0),
-        node_page: (0, 0),
-    };
+) -> io::Result<Vec<Timed>> {
+    let mut timed: Vec<Timed> = clients
+        .iter()
+        .map(|_| Timed {
+            times: Vec::with_capacity(count),
+            bytes: 0,
+            lines: 0,
+        })
+        .collect();
     for _ in 0..count {
-        for (client, times, page) in [
-            (&mut *m, &mut pairs.mailpulse, &mut pairs.mailpulse_page),
-            (&mut *n, &mut pairs.node, &mut pairs.node_page),
-        ] {
+        for (client, t) in clients.iter_mut().zip(&mut timed) {
             if !gap.is_zero() {
                 thread::sleep(gap);
             }
-            let t = Instant::now();
-            let r = client.get("/metrics")?;
-            times.push(t.elapsed().as_secs_f64());
-            *page = (r.body.len(), r.body.iter().filter(|b| **b == b'\n').count());
+            let start = Instant::now();
+            let r = client.get(path)?;
+            t.times.push(start.elapsed().as_secs_f64());
+            t.bytes = r.body.len();
+            t.lines = r.body.iter().filter(|b| **b == b'\n').count();
         }
     }
-    Ok(pairs)
+    Ok(timed)
 }
 
 fn save_tsv(env: &Env, name: &str, header: &[&str], cols: &[&[f64]]) -> io::Result<()> {
