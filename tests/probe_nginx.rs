@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-/// nginx running in the foreground under a private prefix; killed on drop.
+/// nginx running in the foreground under a private prefix; stopped on drop.
 struct Nginx {
     child: Child,
     port: u16,
@@ -17,7 +17,19 @@ struct Nginx {
 }
 
 impl Drop for Nginx {
+    /// SIGTERM first: the master then stops its worker, which a SIGKILL of
+    /// the master would leave running, orphaned. SIGKILL only if it lingers.
     fn drop(&mut self) {
+        let _ = std::process::Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status();
+        for _ in 0..100 {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
