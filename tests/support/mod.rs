@@ -249,36 +249,25 @@ impl Agent {
             cmd.env(k, v);
         }
         let child = cmd.spawn().unwrap();
-        let mut agent = Agent { child, addr, log };
+        let agent = Agent { child, addr, log };
         // This agent's own listener, not another process's on the same port.
         let pid = agent.child.id();
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
-        loop {
-            let ours = match addr {
-                SocketAddr::V4(v4) if v4.ip().is_loopback() => listens_on(pid, addr.port()),
-                _ => TcpStream::connect(addr).await.is_ok(),
-            };
-            if ours {
-                break;
-            }
-            if let Ok(Some(status)) = agent.child.try_wait() {
-                panic!(
-                    "the agent exited ({status}); its log:\n{}",
-                    agent.log_text()
-                );
-            }
-            if tokio::time::Instant::now() > deadline {
-                panic!(
-                    "timed out waiting for the agent to listen on {addr}; its log:\n{}",
-                    agent.log_text()
-                );
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        agent
+            .wait_until(
+                || async {
+                    match addr {
+                        SocketAddr::V4(v4) if v4.ip().is_loopback() => listens_on(pid, addr.port()),
+                        _ => TcpStream::connect(addr).await.is_ok(),
+                    }
+                },
+                "its own listener",
+            )
+            .await;
         agent
     }
 
-    /// Waits (up to 15 s) until `cond` holds, polling every 20 ms.
+    /// Waits (up to 15 s) until `cond` holds, polling every 20 ms; fails at
+    /// once, with the agent's log, if the agent exits meanwhile.
     pub async fn wait_until<F, Fut>(&self, mut cond: F, what: &str)
     where
         F: FnMut() -> Fut,
@@ -286,6 +275,12 @@ impl Agent {
     {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
         while !cond().await {
+            if self.exited() {
+                panic!(
+                    "the agent exited while waiting for {what}; its log:\n{}",
+                    self.log_text()
+                );
+            }
             if tokio::time::Instant::now() > deadline {
                 panic!(
                     "timed out waiting for {what}; agent log:\n{}",
@@ -294,6 +289,17 @@ impl Agent {
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
+    }
+
+    /// Whether the agent has exited (a zombie not yet waited for, or gone).
+    fn exited(&self) -> bool {
+        std::fs::read_to_string(format!("/proc/{}/stat", self.child.id()))
+            .map(|stat| {
+                // The state follows the command name, which is in parentheses.
+                stat.rsplit_once(')')
+                    .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z'))
+            })
+            .unwrap_or(true)
     }
 
     /// The agent's stderr so far.
