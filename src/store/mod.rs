@@ -38,6 +38,15 @@ pub const SCHEMA_VERSION: u64 = 1;
 /// I/O error: each attempt reads (and may repair) the whole file.
 pub const REOPEN_INTERVAL: Duration = Duration::from_secs(1);
 
+/// Bytes of redb's in-process page cache. redb keeps every page it writes in
+/// that cache until the cache is full, so a large cache grows the agent's
+/// resident memory with the file (about 0.5 KiB per stored incident, up to
+/// [`incidents::MAX_HISTORY`]) and never gives it back. The store is written a
+/// few times a second at most and the kernel's page cache already holds the
+/// file, so a small cache is enough: at 64 KiB a commit reads about a dozen
+/// 4 KiB pages from the kernel (bench/notes.md).
+pub const CACHE_SIZE: usize = 64 * 1024;
+
 /// Store-wide metadata: `schema_version` and counters.
 pub(crate) const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 
@@ -322,8 +331,7 @@ impl Store {
 fn open_database(path: &Path) -> Result<Database, String> {
     Database::builder()
         .set_concurrency_mode(ConcurrencyMode::MultiWriter)
-        // The store is small; redb's 1 GiB default cache is far more than it needs.
-        .set_cache_size(16 * 1024 * 1024)
+        .set_cache_size(CACHE_SIZE)
         .create(path)
         .map_err(|e| e.to_string())
 }
