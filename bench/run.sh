@@ -5,8 +5,8 @@
 # bench/RESULTS.md. Everything binds 127.0.0.1, every load is bounded and stops
 # by itself, and every process is stopped by the PID it was started with.
 #
-# Usage: bench/run.sh [--quick] [--only side,accuracy,scale,steady] [--steady-seconds N]
-#   --quick   about 5 minutes, for smoke runs (default: the full run, ~45 minutes)
+# Usage: bench/run.sh [--quick] [--only side,accuracy,scale,steady,incidents] [--steady-seconds N]
+#   --quick   about 5 minutes, for smoke runs (default: the full run, about an hour)
 #   --only    run only these scenarios; the other sections of RESULTS.md are
 #             kept from earlier runs on this machine (bench/out/)
 #   --steady-seconds N  length of the steady run (full: 900; a whole accelerated

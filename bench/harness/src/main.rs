@@ -43,6 +43,8 @@ pub struct Plan {
     /// Steady state: seconds at 10x rate, and seconds between memory samples.
     pub steady_seconds: u64,
     pub steady_every: u64,
+    /// Incident storm: seconds (samples every `steady_every`).
+    pub incidents_seconds: u64,
 }
 
 impl Plan {
@@ -58,6 +60,7 @@ impl Plan {
             scale_window: 20,
             steady_seconds: 60,
             steady_every: 2,
+            incidents_seconds: 120,
         }
     }
 
@@ -73,12 +76,13 @@ impl Plan {
             scale_window: 90,
             steady_seconds: 900,
             steady_every: 5,
+            incidents_seconds: 900,
         }
     }
 }
 
 /// Every scenario, in report order.
-pub const SCENARIOS: [&str; 4] = ["side", "accuracy", "scale", "steady"];
+pub const SCENARIOS: [&str; 5] = ["side", "accuracy", "scale", "steady", "incidents"];
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -102,7 +106,7 @@ fn main() -> ExitCode {
         }
         Some("compose") => report::compose(&out_dir(&args), &results_file(&args)).map_err(|e| e.to_string()),
         Some("run") => run(&args),
-        _ => Err("usage: mailpulse-bench run --mailpulse BIN [--quick] [--only side,accuracy,scale,steady] [--steady-seconds N] [--out DIR] [--results FILE] | serve --port P | scrape --port P [--path P] [--count N] [--then PORT] [--gap-ms MS] | compose [--out DIR] [--results FILE]".into()),
+        _ => Err("usage: mailpulse-bench run --mailpulse BIN [--quick] [--only side,accuracy,scale,steady,incidents] [--steady-seconds N] [--out DIR] [--results FILE] | serve --port P | scrape --port P [--path P] [--count N] [--then PORT] [--gap-ms MS] | compose [--out DIR] [--results FILE]".into()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -198,6 +202,7 @@ fn run(args: &[String]) -> Result<(), String> {
             "side" => scenarios::side(&env),
             "accuracy" => scenarios::accuracy(&env),
             "scale" => scenarios::scale(&env),
+            "incidents" => scenarios::incidents(&env),
             _ => scenarios::steady(&env),
         }
         .map_err(|e| format!("scenario {s}: {e}"))?;

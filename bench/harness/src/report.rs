@@ -17,6 +17,7 @@ fn heading(scenario: &str) -> &'static str {
         "side" => "Memory, CPU and scrape latency, side by side (50 HTTP targets + host)",
         "accuracy" => "Probe accuracy under a CPU hog",
         "scale" => "Scale: 0 to 2,000 targets at 1 s",
+        "incidents" => "Memory under an incident storm",
         _ => "Steady state: an accelerated day",
     }
 }

@@ -1142,3 +1142,140 @@ pub fn steady(env: &Env) -> io::Result<Section> {
     )];
     Ok(Section { verdicts, body })
 }
+
+// ---------------------------------------------------------------------------
+// Incident storm
+
+/// Sums `mailpulse_incidents_total` over one scrape of the agent.
+fn incidents_so_far(client: &mut Client) -> io::Result<f64> {
+    let page = prom::parse(&client.get("/metrics")?.text());
+    Ok(page
+        .iter()
+        .filter(|s| s.name == "mailpulse_incidents_total")
+        .map(|s| s.value)
+        .sum())
+}
+
+/// Memory against the number of incidents: ten targets flap every 6 s and the
+/// detector opens after 1 s and closes after 2 s, so about 100 incidents open
+/// and close a minute, each written to the store and handed to alerting. The
+/// steady scenario sees about 110 incidents in a whole accelerated day; this
+/// one shows in minutes what each incident leaves behind, and whether that
+/// settles.
+pub fn incidents(env: &Env) -> io::Result<Section> {
+    let plan = &env.plan;
+    let (_server, sport) = start_target(env, false)?;
+    let mut targets = mp_targets_fleet(40, sport, "100ms");
+    for i in 0..10 {
+        targets.push(MpTarget {
+            name: format!("flap-{i}"),
+            url: format!("http://127.0.0.1:{sport}/flap/6/3/200"),
+            interval: "100ms",
+            timeout: None,
+        });
+    }
+    let (mut mp, mport) = start_mailpulse(
+        env,
+        "mailpulse-incidents",
+        "1500ms",
+        &targets,
+        // No periodic trim (as in steady), and a detector quick enough to open
+        // an incident inside every 3 s outage and close it inside every 3 s
+        // recovery.
+        "memory_trim = \"0s\"\n\n[slowdown]\nfor = \"1s\"\nrecover_for = \"2s\"\n",
+    )?;
+    let state_file = env
+        .work
+        .join("mailpulse-incidents-state")
+        .join("mailpulse.redb");
+    let mut client = Client::new(local(mport));
+    let start = Instant::now();
+    // (seconds, incidents, anonymous RSS, store file bytes)
+    let mut points: Vec<(f64, f64, f64, f64)> = Vec::new();
+    let mut tsv = fs::File::create(env.out.join("incidents-rss.tsv"))?;
+    writeln!(
+        tsv,
+        "seconds\tincidents\trss_bytes\trss_anon_bytes\trss_file_bytes\tstore_bytes"
+    )?;
+    while start.elapsed().as_secs() < plan.incidents_seconds {
+        mp.check_alive()?;
+        let incidents = incidents_so_far(&mut client)?;
+        let u = mp.usage()?;
+        let store = fs::metadata(&state_file).map(|m| m.len()).unwrap_or(0);
+        let t = start.elapsed().as_secs_f64();
+        points.push((t, incidents, u.rss_anon as f64, store as f64));
+        writeln!(
+            tsv,
+            "{t:.1}\t{incidents:.0}\t{}\t{}\t{}\t{store}",
+            u.rss, u.rss_anon, u.rss_file
+        )?;
+        thread::sleep(Duration::from_secs(plan.steady_every));
+    }
+    let hwm = mp.usage()?.hwm;
+    mp.stop();
+
+    let total = points.last().map(|p| p.1).unwrap_or(0.0);
+    let secs = plan.incidents_seconds as f64;
+    // Anonymous RSS at the sample nearest each share of the incidents.
+    let at_share = |share: f64| -> (f64, f64) {
+        let want = total * share;
+        points
+            .iter()
+            .min_by(|a, b| (a.1 - want).abs().total_cmp(&(b.1 - want).abs()))
+            .map(|p| (p.1, p.2))
+            .unwrap_or((0.0, 0.0))
+    };
+    // Growth per 1,000 incidents, least squares over each half of the run.
+    let per_thousand = |from: f64, to: f64| -> f64 {
+        let pts: Vec<(f64, f64)> = points
+            .iter()
+            .filter(|p| p.1 >= total * from && p.1 <= total * to)
+            .map(|p| (p.1, p.2))
+            .collect();
+        stats::slope(&pts) * 1000.0 / 1024.0
+    };
+    let store_end = points.last().map(|p| p.3).unwrap_or(0.0);
+    let store_start = points.first().map(|p| p.3).unwrap_or(0.0);
+    let mut body = String::new();
+    let _ = writeln!(body, "mailpulse for {secs:.0} s with 50 HTTP targets every 100 ms: 40 healthy and 10 answering in 200 ms (past the 100 ms timeout) for 3 s of every 6 s, with `[slowdown] for = \"1s\"` and `recover_for = \"2s\"`, so each of the ten opens and closes an incident every 6 s. No receiver is configured (each incident logs that it matched no route); `memory_trim = \"0s\"` as in the steady scenario. Memory, the incident count (from `/metrics`, which is also the scrape load) and the store file's size are sampled every {} s into `incidents-rss.tsv`.\n", plan.steady_every);
+    let _ = writeln!(body, "| figure | value |\n|---|---:|");
+    let _ = writeln!(
+        body,
+        "| incidents opened | {total:.0} ({:.0} a minute) |",
+        total / secs * 60.0
+    );
+    for share in [0.1, 0.25, 0.5, 0.75, 1.0] {
+        let (n, anon) = at_share(share);
+        let _ = writeln!(
+            body,
+            "| anonymous RSS after {n:.0} incidents | {} MiB |",
+            mib(anon)
+        );
+    }
+    let _ = writeln!(
+        body,
+        "| anonymous RSS growth, first half | {:+.0} KiB per 1,000 incidents |",
+        per_thousand(0.0, 0.5)
+    );
+    let _ = writeln!(
+        body,
+        "| anonymous RSS growth, second half | {:+.0} KiB per 1,000 incidents |",
+        per_thousand(0.5, 1.0)
+    );
+    let _ = writeln!(body, "| peak RSS | {} MiB |", mib(hwm as f64));
+    let _ = writeln!(
+        body,
+        "| store file | {:.0} KiB at the first sample, {:.0} KiB at the end ({:.2} KiB more per incident) |",
+        store_start / 1024.0,
+        store_end / 1024.0,
+        if total > 0.0 {
+            (store_end - store_start) / 1024.0 / total
+        } else {
+            0.0
+        }
+    );
+    Ok(Section {
+        verdicts: Vec::new(),
+        body,
+    })
+}
