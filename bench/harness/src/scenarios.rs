@@ -979,6 +979,14 @@ struct ScaleRow {
 /// Real seconds of one day at 10x.
 const ACCELERATED_DAY_S: f64 = 86_400.0 / 10.0;
 
+/// The machine's 1-minute load average, or 0 when it cannot be read.
+fn loadavg_1m() -> f64 {
+    fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|l| l.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0.0)
+}
+
 pub fn steady(env: &Env) -> io::Result<Section> {
     let plan = &env.plan;
     let (_server, sport) = start_target(env, false)?;
@@ -1033,15 +1041,25 @@ pub fn steady(env: &Env) -> io::Result<Section> {
     let mut hwm = 0;
     // Written as the run goes, so a long run can be watched and a broken one still tells.
     let mut tsv = fs::File::create(env.out.join("steady-rss.tsv"))?;
-    writeln!(tsv, "seconds\trss_bytes\trss_anon_bytes\trss_file_bytes")?;
+    writeln!(
+        tsv,
+        "seconds\trss_bytes\trss_anon_bytes\trss_file_bytes\tloadavg_1m"
+    )?;
     let mut reported = 0;
+    let mut loads = Vec::new();
     while start.elapsed().as_secs() < plan.steady_seconds {
         mp.check_alive()?;
         let u = mp.usage()?;
         hwm = u.hwm;
         let t = start.elapsed().as_secs_f64();
+        let load = loadavg_1m();
         points.push((t, u.rss as f64, u.rss_anon as f64));
-        writeln!(tsv, "{t:.1}\t{}\t{}\t{}", u.rss, u.rss_anon, u.rss_file)?;
+        loads.push(load);
+        writeln!(
+            tsv,
+            "{t:.1}\t{}\t{}\t{}\t{load:.2}",
+            u.rss, u.rss_anon, u.rss_file
+        )?;
         if t as u64 >= reported + 300 {
             reported = t as u64;
             eprintln!(
@@ -1103,7 +1121,7 @@ pub fn steady(env: &Env) -> io::Result<Section> {
             ACCELERATED_DAY_S / 3600.0
         )
     };
-    let _ = writeln!(body, "mailpulse at 10x rate for {total:.0} s ({simulated_h:.1} simulated hours; {span}): 50 HTTP targets every 100 ms (40 healthy, 2 answering 500, 2 refused, 2 timing out, 4 down for 90 s of every 6 min, so an incident opens (after 60 s) and closes for each every 6 min), host collection every 1.5 s, scraped every 1.5 s. RSS sampled every {} s; the first 30% is warm-up; the trend is a least-squares line through the rest. The agent runs with `memory_trim = \"0s\"`: the periodic trim (on by default) would drop the RSS every 10 minutes and hide a slow growth. `steady-rss.tsv` has every sample, with anonymous and file-backed RSS apart.\n", plan.steady_every);
+    let _ = writeln!(body, "mailpulse at 10x rate for {total:.0} s ({simulated_h:.1} simulated hours; {span}): 50 HTTP targets every 100 ms (40 healthy, 2 answering 500, 2 refused, 2 timing out, 4 down for 90 s of every 6 min, so an incident opens (after 60 s) and closes for each every 6 min), host collection every 1.5 s, scraped every 1.5 s. RSS sampled every {} s; the first 30% is warm-up; the trend is a least-squares line through the rest. The agent runs with `memory_trim = \"0s\"`: the periodic trim (on by default) would drop the RSS every 10 minutes and hide a slow growth. `steady-rss.tsv` has every sample, with anonymous and file-backed RSS apart, and the machine's load average: the run must have the machine to itself, because anything that loads the CPU makes the agent's probes overlap and raises the allocator's high-water mark, which without the trim is never given back.\n", plan.steady_every);
     let _ = writeln!(body, "| figure | value |\n|---|---:|");
     let _ = writeln!(
         body,
@@ -1112,6 +1130,12 @@ pub fn steady(env: &Env) -> io::Result<Section> {
     );
     let _ = writeln!(body, "| incidents opened | {incidents:.0} |");
     let _ = writeln!(body, "| CPU seconds (whole run) | {cpu:.1} |");
+    let _ = writeln!(
+        body,
+        "| machine's 1-minute load average (median, highest) | {:.2}, {:.2} |",
+        median(&loads),
+        loads.iter().copied().fold(0.0, f64::max)
+    );
     let _ = writeln!(
         body,
         "| RSS after warm-up, first quarter median | {} MiB |",
