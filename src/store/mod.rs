@@ -40,7 +40,7 @@ pub const REOPEN_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Bytes of redb's in-process page cache. redb keeps every page it writes in
 /// that cache until the cache is full, so a large cache grows the agent's
-/// resident memory with the file (about 0.5 KiB per stored incident, up to
+/// resident memory with the file (about 1 KiB per stored incident, up to
 /// [`incidents::MAX_HISTORY`]) and never gives it back. The store is written a
 /// few times a second at most and the kernel's page cache already holds the
 /// file, so a small cache is enough: at 64 KiB a commit reads about a dozen
