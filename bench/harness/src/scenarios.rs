@@ -118,6 +118,11 @@ fn mp_targets_fleet(n: usize, server: u16, interval: &'static str) -> Vec<MpTarg
 }
 
 /// Starts `mailpulse run` with these targets and a fresh state directory.
+/// The state directory of the mailpulse started as `name`.
+fn state_dir(env: &Env, name: &str) -> PathBuf {
+    env.work.join(format!("{name}-state"))
+}
+
 fn start_mailpulse(
     env: &Env,
     name: &str,
@@ -126,7 +131,7 @@ fn start_mailpulse(
     agent_extra: &str,
 ) -> io::Result<(Proc, u16)> {
     let port = procs::free_port()?;
-    let state = env.work.join(format!("{name}-state"));
+    let state = state_dir(env, name);
     let _ = fs::remove_dir_all(&state);
     fs::create_dir_all(&state)?;
     let mut cfg = format!(
@@ -1198,9 +1203,10 @@ pub fn incidents(env: &Env) -> io::Result<Section> {
             timeout: None,
         });
     }
+    let name = "mailpulse-incidents";
     let (mut mp, mport) = start_mailpulse(
         env,
-        "mailpulse-incidents",
+        name,
         "1500ms",
         &targets,
         // No periodic trim (as in steady), and a detector quick enough to open
@@ -1208,10 +1214,7 @@ pub fn incidents(env: &Env) -> io::Result<Section> {
         // recovery.
         "memory_trim = \"0s\"\n\n[slowdown]\nfor = \"1s\"\nrecover_for = \"2s\"\n",
     )?;
-    let state_file = env
-        .work
-        .join("mailpulse-incidents-state")
-        .join("mailpulse.redb");
+    let state_file = state_dir(env, name).join("mailpulse.redb");
     let mut client = Client::new(local(mport));
     let start = Instant::now();
     // (seconds, incidents, anonymous RSS, store file bytes)
