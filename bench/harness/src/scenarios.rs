@@ -117,12 +117,12 @@ fn mp_targets_fleet(n: usize, server: u16, interval: &'static str) -> Vec<MpTarg
         .collect()
 }
 
-/// Starts `mailpulse run` with these targets and a fresh state directory.
 /// The state directory of the mailpulse started as `name`.
 fn state_dir(env: &Env, name: &str) -> PathBuf {
     env.work.join(format!("{name}-state"))
 }
 
+/// Starts `mailpulse run` with these targets and a fresh state directory.
 fn start_mailpulse(
     env: &Env,
     name: &str,
