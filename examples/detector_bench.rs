@@ -186,6 +186,7 @@ fn observations(values: &[(DateTime<Utc>, Option<Duration>)], scale: f64) -> Vec
         .iter()
         .map(|(at, v)| Observation {
             at: *at,
+            wall: None,
             latency: v.map(|d| d.mul_f64(scale)),
             worst_phase: None,
         })
@@ -330,6 +331,7 @@ fn msft(root: &Path) -> anyhow::Result<Vec<Series>> {
         .iter()
         .map(|(at, v)| Observation {
             at: *at,
+            wall: None,
             latency: match v {
                 Some(d) if d.is_zero() => Some(TYPICAL_WEB_LATENCY),
                 _ => None,
@@ -792,6 +794,7 @@ fn generate(s: &Scenario) -> Series {
         }
         observations.push(Observation {
             at,
+            wall: None,
             latency: latency.map(Duration::from_secs_f64),
             worst_phase: None,
         });

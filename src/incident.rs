@@ -129,9 +129,11 @@ impl Incidents {
         if tracked.detector.pending_since() != tracked.saved_pending {
             tracked.dirty = true;
         }
-        let stale = tracked
-            .saved_at
-            .is_none_or(|at| observation.at - at >= WallDuration::seconds(SAVE_EVERY_SECONDS));
+        // On the detector's own axis, which a step back of the input shifts.
+        let now = tracked.detector.last_observation_at();
+        let stale = tracked.saved_at.is_none_or(|at| {
+            now.is_some_and(|now| now - at >= WallDuration::seconds(SAVE_EVERY_SECONDS))
+        });
         if stale {
             tracked.dirty = true;
         }

@@ -14,7 +14,7 @@ use chrono::{DateTime, Utc};
 use tokio::sync::mpsc;
 
 use crate::alert::{self, AlertEvent, Alerting, HostLoad, IncidentContext};
-use crate::clock::Clock;
+use crate::clock::{Clock, JumpWatch, Stamp};
 use crate::detect::DetectEvent;
 use crate::incident::Incidents;
 use crate::metrics::Metrics;
@@ -58,6 +58,7 @@ impl Pipeline {
     /// Runs until every sender of `rx` is gone, then saves what is unsaved.
     pub async fn run(self, mut rx: mpsc::Receiver<Sample>) {
         let mut last_ok: HashMap<String, bool> = HashMap::new();
+        let mut jumps = JumpWatch::default();
         let mut flush = tokio::time::interval(FLUSH_INTERVAL);
         flush.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -65,6 +66,7 @@ impl Pipeline {
                 sample = rx.recv() => match sample {
                     Some(s) => {
                         log_transition(&mut last_ok, &s);
+                        self.watch_clock(&mut jumps, &s);
                         self.handle(&s);
                     }
                     None => break,
@@ -73,6 +75,28 @@ impl Pipeline {
             }
         }
         self.flush();
+    }
+
+    /// Logs and counts a step of the system clock that a sample's start
+    /// times reveal.
+    fn watch_clock(&self, jumps: &mut JumpWatch, sample: &Sample) {
+        let stamp = Stamp {
+            wall: sample.started_at,
+            steady: sample.steady_at,
+        };
+        if let Some(jump) = jumps.observe(stamp) {
+            self.metrics
+                .agent
+                .clock_jumps
+                .with_label_values(&[jump.direction()])
+                .inc();
+            tracing::warn!(
+                direction = jump.direction(),
+                by_seconds = jump.by.num_milliseconds() as f64 / 1e3,
+                now = %jump.wall,
+                "the system clock was stepped; detection goes on measuring durations on the monotonic clock, incident times follow the new clock from the next incident"
+            );
+        }
     }
 
     fn flush(&self) {
@@ -250,4 +274,87 @@ pub fn reconcile(
         )?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::TokioClock;
+    use crate::sample::ProbeKind;
+    use chrono::Duration as WallDuration;
+
+    fn sample(stamp: Stamp, ms: u64) -> Sample {
+        Sample {
+            target: "owa".into(),
+            kind: ProbeKind::Http,
+            started_at: stamp.wall,
+            steady_at: stamp.steady,
+            phases: vec![(Phase::Total, Duration::from_millis(ms))],
+            failure: None,
+            status: Some(200),
+            tls: None,
+            schedule_lag: Duration::ZERO,
+            notes: vec![],
+            messages: None,
+        }
+    }
+
+    /// Issue 21, break 10, in the agent: the system clock is stepped back an
+    /// hour, then the target is slow for 30 minutes. The step is logged and
+    /// counted once; the incident opens `for` after the onset and records its
+    /// true duration.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_clock_stepped_back_is_counted_and_detection_goes_on() {
+        let config = crate::config::parse(
+            "[[target]]\nname = \"owa\"\nkind = \"http\"\nurl = \"https://127.0.0.1:9/\"\ninterval = \"10s\"\n",
+            None,
+        )
+        .unwrap();
+        let start: DateTime<Utc> = "2026-12-05T12:00:00Z".parse().unwrap();
+        let clock = TokioClock::starting_at(start);
+        let store = Store::in_memory().unwrap();
+        let metrics = Arc::new(Metrics::new("test").unwrap());
+        let incidents = Incidents::load(Some(store.clone()), &config.targets).unwrap();
+        let alerting = Alerting::new(config.alerting.clone(), &store, clock.clone()).unwrap();
+        let flow = Pipeline {
+            metrics: metrics.clone(),
+            incidents: Arc::new(Mutex::new(incidents)),
+            alerting: Arc::new(RwLock::new(Arc::new(alerting))),
+            store: store.clone(),
+            instance: "test".into(),
+            host_load: Arc::new(RwLock::new(None)),
+            clock: clock.clone(),
+        };
+        let (tx, rx) = mpsc::channel(16);
+        let running = tokio::spawn(flow.run(rx));
+        let mut steady = start;
+        let mut feed = async |n: usize, ms: u64, offset: WallDuration| -> DateTime<Utc> {
+            let first_wall = steady + offset;
+            for _ in 0..n {
+                let stamp = Stamp {
+                    wall: steady + offset,
+                    steady,
+                };
+                tx.send(sample(stamp, ms)).await.unwrap();
+                steady += WallDuration::seconds(10);
+            }
+            first_wall
+        };
+        let back = WallDuration::hours(-1);
+        feed(60, 200, WallDuration::zero()).await;
+        let onset_wall = feed(180, 4000, back).await;
+        feed(30, 200, back).await;
+        drop(tx);
+        running.await.unwrap();
+
+        let jumps = &metrics.agent.clock_jumps;
+        assert_eq!(jumps.with_label_values(&["backward"]).get(), 1);
+        assert_eq!(jumps.with_label_values(&["forward"]).get(), 0);
+        let recorded = history::history(&store, 10).unwrap();
+        assert_eq!(recorded.len(), 1, "{recorded:#?}");
+        let i = &recorded[0].incident;
+        assert_eq!(i.started_at, onset_wall);
+        assert_eq!(i.time_to_detect_seconds(), 60.0);
+        assert_eq!(i.duration_seconds(), Some(1800.0));
+    }
 }

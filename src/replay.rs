@@ -65,9 +65,15 @@ pub struct ReplayArgs {
     /// A CSV file with a header; the `timestamp` and `value` columns are read
     /// (names matched regardless of case, other columns ignored). Timestamps
     /// are Unix seconds, RFC 3339 or `YYYY-MM-DD HH:MM:SS` (UTC); an empty
-    /// value is a failed probe. Rows are taken in file order.
+    /// value is a failed probe. Rows must be in time order (repeated
+    /// timestamps are fine): a row earlier than the one before it is an
+    /// error naming both lines, unless `--sort` is given.
     #[arg(long, value_name = "FILE")]
     pub csv: Option<PathBuf>,
+    /// Sort the CSV rows by time (keeping the file order of equal times)
+    /// instead of refusing rows that go back in time.
+    #[arg(long, requires = "csv")]
+    pub sort: bool,
     /// A Prometheus server (`http://host:9090`) to run a range query on; each
     /// returned series is replayed separately. NaN values are failed probes.
     #[arg(long, value_name = "URL", requires_all = ["query", "start", "end", "step"])]
@@ -144,6 +150,7 @@ impl Row {
     pub fn observation(&self) -> Observation {
         Observation {
             at: self.at,
+            wall: None,
             latency: self.latency,
             worst_phase: None,
         }
@@ -208,6 +215,28 @@ pub fn read_csv(text: &str, options: &CsvOptions) -> Result<Vec<Row>, CsvError> 
         rows.push(Row { line, at, latency });
     }
     Ok(rows)
+}
+
+/// Checks that rows never go back in time; the error names the first row
+/// that does and the row before it.
+pub fn check_order(rows: &[Row]) -> Result<(), CsvError> {
+    let backwards = rows.windows(2).filter(|w| w[1].at < w[0].at).count();
+    let Some(first) = rows.windows(2).find(|w| w[1].at < w[0].at) else {
+        return Ok(());
+    };
+    let more = match backwards {
+        1 => String::new(),
+        n => format!(" ({n} rows go back in time in all)"),
+    };
+    Err(CsvError {
+        line: first[1].line,
+        message: format!(
+            "timestamp {} is earlier than {} on line {}{more}; the detector needs rows in time order: sort the file, or pass --sort",
+            rfc3339(first[1].at),
+            rfc3339(first[0].at),
+            first[0].line
+        ),
+    })
 }
 
 /// Splits one CSV line into fields: commas separate, double quotes enclose
@@ -508,7 +537,11 @@ pub async fn run(args: &ReplayArgs) -> anyhow::Result<()> {
             value_column: args.value_column.clone(),
             unit: args.value_unit,
         };
-        let rows = read_csv(&text, &options).map_err(|e| anyhow!("{}: {e}", path.display()))?;
+        let mut rows = read_csv(&text, &options).map_err(|e| anyhow!("{}: {e}", path.display()))?;
+        if args.sort {
+            rows.sort_by_key(|r| r.at);
+        }
+        check_order(&rows).map_err(|e| anyhow!("{}: {e}", path.display()))?;
         let target = match &args.target {
             Some(t) => t.clone(),
             None => path
@@ -701,6 +734,15 @@ fn parse_matrix(body: &[u8], unit: ValueUnit) -> anyhow::Result<Vec<(String, Vec
             let value: f64 = v
                 .parse()
                 .map_err(|_| anyhow!("series {name}: invalid value {v:?} at {}", rfc3339(at)))?;
+            if let Some(last) = observations.last().map(|o: &Observation| o.at) {
+                if at < last {
+                    bail!(
+                        "series {name}: timestamp {} is earlier than the one before it, {}",
+                        rfc3339(at),
+                        rfc3339(last)
+                    );
+                }
+            }
             let latency = if value.is_finite() {
                 if value < 0.0 {
                     bail!("series {name}: negative latency {v:?} at {}", rfc3339(at));
@@ -711,6 +753,7 @@ fn parse_matrix(body: &[u8], unit: ValueUnit) -> anyhow::Result<Vec<(String, Vec
             };
             observations.push(Observation {
                 at,
+                wall: None,
                 latency,
                 worst_phase: None,
             });
@@ -791,6 +834,29 @@ mod tests {
         check("\"open", Err("unterminated quoted field"));
         check("ab\"c", Err("unexpected quote inside a field"));
         check("\"a\"b", Err("unexpected text after a quoted field"));
+    }
+
+    /// Issue 21: shuffled rows were replayed as they came (0 incidents,
+    /// exit 0); rows that go back in time are now named.
+    #[test]
+    fn rows_that_go_back_in_time_are_named() {
+        let text = "timestamp,value\n100,0.2\n110,0.2\n110,0.3\n105,0.2\n120,0.2\n90,0.2\n";
+        let mut rows = read_csv(text, &CsvOptions::default()).unwrap();
+        let err = check_order(&rows).unwrap_err();
+        assert_eq!(err.line, 5);
+        assert_eq!(
+            err.to_string(),
+            "line 5: timestamp 1970-01-01T00:01:45Z is earlier than 1970-01-01T00:01:50Z on line 4 (2 rows go back in time in all); the detector needs rows in time order: sort the file, or pass --sort"
+        );
+        rows.sort_by_key(|r| r.at);
+        assert_eq!(check_order(&rows), Ok(()));
+        let lines: Vec<usize> = rows.iter().map(|r| r.line).collect();
+        assert_eq!(lines, [7, 2, 5, 3, 4, 6], "equal times keep the file order");
+        let matrix = br#"{"status":"success","data":{"resultType":"matrix","result":[{"metric":{"target":"owa"},"values":[[20,"0.2"],[10,"0.2"]]}]}}"#;
+        assert_eq!(
+            parse_matrix(matrix, ValueUnit::Seconds).unwrap_err().to_string(),
+            "series owa: timestamp 1970-01-01T00:00:10Z is earlier than the one before it, 1970-01-01T00:00:20Z"
+        );
     }
 
     #[test]

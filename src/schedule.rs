@@ -51,7 +51,7 @@ pub fn spawn_target(
             let lag = Instant::now().saturating_duration_since(scheduled);
             let sample = tokio::select! {
                 _ = token.cancelled() => break,
-                s = probe::run(&prober, clock.now(), lag) => s,
+                s = probe::run(&prober, clock.stamp(), lag) => s,
             };
             heartbeat.beat();
             if samples.send(sample).await.is_err() {
@@ -118,6 +118,35 @@ mod tests {
                 "{gap:?}"
             );
         }
+        token.cancel();
+        tracker.close();
+        tracker.wait().await;
+    }
+
+    /// A step of the system clock moves the samples' wall-clock start, not
+    /// their steady one, which detection measures durations on.
+    #[tokio::test(start_paused = true)]
+    async fn samples_carry_the_steady_clock_across_a_step() {
+        let t = target("1s");
+        let (tx, mut rx) = mpsc::channel(16);
+        let token = CancellationToken::new();
+        let tracker = TaskTracker::new();
+        let health = Health::new();
+        let clock = crate::clock::TokioClock::starting_at(chrono::Utc::now());
+        spawn_target(&t, tx, token.clone(), &tracker, &health, clock.clone()).unwrap();
+        let before = rx.recv().await.unwrap();
+        assert_eq!(before.started_at, before.steady_at);
+        clock.step(chrono::Duration::hours(-1));
+        let after = rx.recv().await.unwrap();
+        assert_eq!(
+            after.steady_at - after.started_at,
+            chrono::Duration::hours(1)
+        );
+        let steady_gap = (after.steady_at - before.steady_at).to_std().unwrap();
+        assert!(
+            steady_gap.abs_diff(Duration::from_secs(1)) < Duration::from_millis(100),
+            "{steady_gap:?}"
+        );
         token.cancel();
         tracker.close();
         tracker.wait().await;

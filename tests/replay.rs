@@ -194,6 +194,35 @@ fn a_bad_row_is_reported_with_its_line() {
     );
 }
 
+/// Issue 21: shuffled rows were replayed in file order, silently (no
+/// incident, exit 0). Now the first row that goes back in time is named,
+/// and `--sort` replays them in time order.
+#[test]
+fn shuffled_rows_are_refused_or_sorted() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut rows = series();
+    // A deterministic shuffle: every row moved by a fixed stride.
+    let n = rows.len();
+    let shuffled: Vec<(i64, Option<f64>)> = (0..n).map(|k| rows[(k * 37) % n]).collect();
+    rows = shuffled;
+    let mut text = String::from("timestamp,value\n");
+    for (t, v) in &rows {
+        text.push_str(&format!("{t},{}\n", seconds(*v)));
+    }
+    let file = write_file(dir.path(), "web.csv", &text);
+    let out = replay(&["--json", "--csv", path_arg(&file)]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.starts_with(&format!("mailpulse: error: {}: line ", file.display()))
+            && stderr.contains("rows go back in time in all")
+            && stderr.contains("pass --sort"),
+        "{stderr}"
+    );
+    assert!(out.stdout.is_empty());
+    assert_eq!(replay_json(&["--csv", path_arg(&file), "--sort"]), EXPECTED);
+}
+
 #[test]
 fn settings_come_from_the_configuration() {
     let dir = tempfile::tempdir().unwrap();

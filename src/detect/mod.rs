@@ -81,8 +81,20 @@
 //! typical intervals, and at least `recover_for`), whatever the gap hid is
 //! unknown: a pending run and a recovery run are dropped, and an open
 //! incident stays open. A gap thus neither opens nor closes an incident by
-//! itself. Timestamps that go backwards (clock changes, repeated rows) are
-//! taken as the previous timestamp, so recorded times never decrease.
+//! itself.
+//!
+//! Durations are measured on the observations' own time axis (`at`): in the
+//! agent that is its steady clock, which a stepped system clock does not
+//! move, so `for` and `recover_for` elapse in real time whatever the clock
+//! does. Timestamps that go backwards anyway (a restart after the system
+//! clock was stepped back, repeated or shuffled rows) shift the axis rather
+//! than stall it: the detector adds the step to every later timestamp
+//! (`skew`), so time goes on from the latest observation at the pace of the
+//! input instead of standing still until the input catches up, and times
+//! recorded on the axis never decrease. An incident's record starts at the observation's
+//! wall-clock time (`wall`, when given) and measures everything after on the
+//! axis, so its duration is right even when the wall clock is stepped
+//! during it.
 //!
 //! `bench/detector-results.md` measures all of this on real and synthetic
 //! series, including where it misses.
@@ -164,8 +176,13 @@ impl Default for SlowdownSettings {
 /// One probe result as the detector sees it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Observation {
-    /// When the probe ran.
+    /// When the probe ran, on the time axis durations are measured on: the
+    /// agent's steady clock, or a series' own timestamps.
     pub at: DateTime<Utc>,
+    /// When the probe ran by the wall clock, if that differs from `at` (the
+    /// system clock was stepped since the agent started). Incident records
+    /// start at it.
+    pub wall: Option<DateTime<Utc>>,
     /// Its latency; `None` for a failed probe.
     pub latency: Option<Duration>,
     /// The phase that took longest (or the one a failure happened in), if known.
@@ -177,6 +194,7 @@ impl Observation {
     pub fn ok(at: DateTime<Utc>, latency: Duration) -> Observation {
         Observation {
             at,
+            wall: None,
             latency: Some(latency),
             worst_phase: None,
         }
@@ -186,12 +204,14 @@ impl Observation {
     pub fn failed(at: DateTime<Utc>) -> Observation {
         Observation {
             at,
+            wall: None,
             latency: None,
             worst_phase: None,
         }
     }
 
-    /// The observation of a probe sample: its total duration when it
+    /// The observation of a probe sample: at its steady-clock start (with its
+    /// wall-clock start where the two differ), its total duration when it
     /// succeeded, and as worst phase the longest timed phase (or, for a
     /// failure, the phase it failed in).
     pub fn from_sample(sample: &Sample) -> Observation {
@@ -205,7 +225,8 @@ impl Observation {
                 .map(|(p, _)| *p),
         };
         Observation {
-            at: sample.started_at,
+            at: sample.steady_at,
+            wall: (sample.started_at != sample.steady_at).then_some(sample.started_at),
             latency: sample.success().then(|| sample.total()),
             worst_phase: worst_phase.map(|p| p.as_str().to_string()),
         }
@@ -356,6 +377,17 @@ impl Incident {
     }
 }
 
+/// `at` moved by `us` microseconds.
+fn shift(at: DateTime<Utc>, us: i64) -> DateTime<Utc> {
+    at.checked_add_signed(chrono::Duration::microseconds(us))
+        .unwrap_or(at)
+}
+
+/// A time difference in microseconds, if it fits.
+fn micros(d: chrono::Duration) -> Option<i64> {
+    d.num_microseconds()
+}
+
 /// `to - from` in seconds, with microsecond precision.
 fn seconds_between(from: DateTime<Utc>, to: DateTime<Utc>) -> f64 {
     let d = to - from;
@@ -437,6 +469,10 @@ fn interrupt_majority(run: &mut Option<Run>) {
 struct Pending {
     run: Run,
     draft: Incident,
+    /// Wall clock minus time axis when the run started, in microseconds: the
+    /// draft's times are axis times plus this.
+    #[serde(default)]
+    wall_offset_us: i64,
 }
 
 /// The slowdown detector of one target. Feed it every probe result in order
@@ -452,6 +488,13 @@ pub struct Detector {
     background: Background,
     /// The (effective) time of the latest observation.
     last_at: Option<DateTime<Utc>>,
+    /// Microseconds added to every observation's `at`: the sum of the steps
+    /// back the input took, so effective time never decreases.
+    #[serde(default)]
+    skew_us: i64,
+    /// The open incident's [`Pending::wall_offset_us`].
+    #[serde(default)]
+    incident_wall_offset_us: i64,
     /// The bad run that may become an incident, while none is open.
     pending: Option<Pending>,
     /// The open incident.
@@ -471,6 +514,8 @@ impl Detector {
             cadence: Cadence::default(),
             background: Background::default(),
             last_at: None,
+            skew_us: 0,
+            incident_wall_offset_us: 0,
             pending: None,
             incident: None,
             recovery: None,
@@ -559,10 +604,17 @@ impl Detector {
 
     /// Feeds one observation; returns what it changed, if anything.
     pub fn observe(&mut self, obs: &Observation) -> Option<DetectEvent> {
-        let at = match self.last_at {
-            Some(last) if obs.at < last => last,
-            _ => obs.at,
-        };
+        let mut at = shift(obs.at, self.skew_us);
+        if let Some(last) = self.last_at {
+            if at < last {
+                // The input went back: carry on from the latest time.
+                self.skew_us = self
+                    .skew_us
+                    .saturating_add(micros(last - at).unwrap_or(i64::MAX));
+                at = last;
+            }
+        }
+        let wall_offset = obs.wall.map_or(0, |w| micros(w - at).unwrap_or(0));
         if let Some(last) = self.last_at {
             let interval = (at - last).to_std().unwrap_or_default();
             if interval > self.max_gap() {
@@ -579,7 +631,7 @@ impl Detector {
         if self.incident.is_some() {
             self.observe_during_incident(at, obs, verdict)
         } else {
-            self.observe_outside_incident(at, obs, verdict)
+            self.observe_outside_incident(at, wall_offset, obs, verdict)
         }
     }
 
@@ -621,6 +673,7 @@ impl Detector {
     fn observe_outside_incident(
         &mut self,
         at: DateTime<Utc>,
+        wall_offset_us: i64,
         obs: &Observation,
         verdict: Verdict,
     ) -> Option<DetectEvent> {
@@ -653,7 +706,8 @@ impl Detector {
             }
             None => self.pending.insert(Pending {
                 run: Run::new(at),
-                draft: Incident::draft(at, baseline),
+                draft: Incident::draft(shift(at, wall_offset_us), baseline),
+                wall_offset_us,
             }),
         };
         pending.draft.record(obs, verdict);
@@ -662,8 +716,13 @@ impl Detector {
         if !pending.run.holds(self.settings.for_, required) {
             return None;
         }
-        let Pending { mut draft, .. } = self.pending.take()?;
-        draft.detected_at = at;
+        let Pending {
+            mut draft,
+            wall_offset_us,
+            ..
+        } = self.pending.take()?;
+        draft.detected_at = shift(at, wall_offset_us);
+        self.incident_wall_offset_us = wall_offset_us;
         draft.kind = if mostly_failures {
             IncidentKind::Down
         } else {
@@ -694,8 +753,9 @@ impl Detector {
             if !recovery.holds(self.settings.recover_for, MIN_RUN_SAMPLES) {
                 return None;
             }
-            incident.recovered_at = Some(recovery.first_at);
-            incident.closed_at = Some(at);
+            let offset = self.incident_wall_offset_us;
+            incident.recovered_at = Some(shift(recovery.first_at, offset));
+            incident.closed_at = Some(shift(at, offset));
             let closed = self.incident.take()?;
             self.recovery = None;
             self.down_run = None;

@@ -35,6 +35,7 @@ impl Series {
     fn push(&mut self, latency: Option<Duration>) -> &mut Self {
         self.obs.push(Observation {
             at: self.next,
+            wall: None,
             latency,
             worst_phase: None,
         });
@@ -503,6 +504,73 @@ fn backwards_and_repeated_timestamps_keep_times_in_order() {
     assert_eq!(run(&s.obs), vec![]);
 }
 
+/// Issue 21, break 10: a clock stepped back an hour before a 30-minute
+/// slowdown. Clamping every sample to the latest time (as before) stood time
+/// still for the hour, so `for` never elapsed and nothing opened.
+#[test]
+fn a_step_back_of_the_input_does_not_blind_detection() {
+    let mut s = Series::every(10);
+    s.ok(WARM, 200);
+    s.next -= Duration::from_secs(3600);
+    let onset = s.obs.len();
+    s.ok(180, 4000).ok(30, 200);
+    let incidents = run(&s.obs);
+    assert_eq!(incidents.len(), 1, "{incidents:#?}");
+    let i = &incidents[0];
+    // Time carries on from the latest sample before the step.
+    let last_before = s.obs[onset - 1].at;
+    assert_eq!(i.started_at, last_before);
+    assert_eq!(i.time_to_detect_seconds(), 60.0);
+    assert_eq!(i.duration_seconds(), Some(1800.0));
+    assert_eq!(i.slow_count, 180);
+}
+
+/// Observations on a steady axis with the wall clock stepped back an hour
+/// in the middle of an incident, and forward again before the next: the
+/// detection runs on the steady axis, the record starts at the wall-clock
+/// onset and keeps the true durations.
+#[test]
+fn a_stepped_wall_clock_changes_no_duration() {
+    let mut s = Series::every(10);
+    s.ok(WARM, 200);
+    let onset_steady = s.now();
+    s.ok(60, 4000)
+        .ok(30, 200)
+        .ok(30, 200)
+        .ok(60, 4000)
+        .ok(30, 200);
+    let stepped_at = WARM + 30;
+    let back = chrono::Duration::hours(-1);
+    let obs: Vec<Observation> = s
+        .obs
+        .iter()
+        .enumerate()
+        .map(|(k, o)| Observation {
+            wall: (k >= stepped_at && k < WARM + 140).then(|| o.at + back),
+            ..o.clone()
+        })
+        .collect();
+    let (incidents, _, _) = run_with(SlowdownSettings::default(), &obs);
+    assert_eq!(incidents.len(), 2, "{incidents:#?}");
+    let first = &incidents[0];
+    assert_eq!(
+        first.started_at, onset_steady,
+        "before the step: wall = steady"
+    );
+    assert_eq!(first.time_to_detect_seconds(), 60.0);
+    assert_eq!(first.duration_seconds(), Some(600.0));
+    assert!(first.closed_at.unwrap() > first.recovered_at.unwrap());
+    // The second starts while the wall clock is an hour behind, which is
+    // stepped forward again during it.
+    let second = &incidents[1];
+    assert_eq!(
+        second.started_at,
+        onset_steady + Duration::from_secs(1200) + back
+    );
+    assert_eq!(second.time_to_detect_seconds(), 60.0);
+    assert_eq!(second.duration_seconds(), Some(600.0));
+}
+
 #[test]
 fn a_restored_detector_continues_the_open_incident() {
     let mut s = Series::every(10);
@@ -564,6 +632,7 @@ fn worst_phase_is_the_most_frequent_among_bad_samples() {
     for phase in phases.iter().cycle().take(12) {
         let obs = Observation {
             at,
+            wall: None,
             latency: Some(ms(3000)),
             worst_phase: Some(phase.to_string()),
         };
@@ -586,6 +655,7 @@ fn observation_from_a_sample_uses_total_and_the_longest_phase() {
         target: "web".into(),
         kind: ProbeKind::Http,
         started_at: t0(),
+        steady_at: t0(),
         phases: vec![
             (Phase::Dns, ms(5)),
             (Phase::Connect, ms(10)),
@@ -663,6 +733,7 @@ fn observations(steps: &[(u64, Option<u64>)]) -> Vec<Observation> {
             }
             Observation {
                 at,
+                wall: None,
                 latency: latency.map(ms),
                 worst_phase: None,
             }

@@ -1,7 +1,7 @@
 //! The agent's own health: build information, configuration reloads, and the
 //! standard `process_*` metrics of this process.
 
-use prometheus::{Gauge, IntCounter, IntGauge, IntGaugeVec, Opts, Registry};
+use prometheus::{Gauge, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry};
 
 use super::register;
 
@@ -18,6 +18,8 @@ pub struct AgentMetrics {
     pub store_errors: IntCounter,
     /// 1 while the state store is a durable file, 0 when the agent fell back to memory or the file is failing.
     pub store_durable: IntGauge,
+    /// Steps of the system clock seen in probe start times, by `direction`.
+    pub clock_jumps: IntCounterVec,
 }
 
 impl AgentMetrics {
@@ -70,6 +72,16 @@ impl AgentMetrics {
                 IntGauge::new(
                     "mailpulse_state_store_durable",
                     "1 while state is kept in the store file; 0 when the agent runs on a memory store because the file could not be opened, or while the file fails (disk full) until it is reopened.",
+                )?,
+            )?,
+            clock_jumps: register(
+                reg,
+                IntCounterVec::new(
+                    Opts::new(
+                        "mailpulse_clock_jumps_total",
+                        "Steps of the system clock (forward or backward) by more than a second, seen against the agent's monotonic clock. Detection measures durations on the monotonic clock and is not affected; timestamps are.",
+                    ),
+                    &["direction"],
                 )?,
             )?,
         })

@@ -176,6 +176,7 @@ mod tests {
             target: "owa".into(),
             kind: ProbeKind::Http,
             started_at: chrono::DateTime::UNIX_EPOCH,
+            steady_at: chrono::DateTime::UNIX_EPOCH,
             phases: vec![(Phase::Total, std::time::Duration::from_millis(3))],
             failure: None,
             status: Some(200),

@@ -408,6 +408,7 @@ mod tests {
             target: target.to_string(),
             kind,
             started_at: chrono::DateTime::UNIX_EPOCH,
+            steady_at: chrono::DateTime::UNIX_EPOCH,
             phases: vec![
                 (Phase::Connect, Duration::from_secs_f64(ms / 3000.0)),
                 (Phase::Total, Duration::from_secs_f64(ms / 1000.0)),

@@ -25,9 +25,9 @@ pub mod fuzzing;
 
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
 use tokio::time::Instant;
 
+use crate::clock::Stamp;
 use crate::config::{ProbeSpec, Target};
 use crate::sample::{Failure, FailureReason, Phase, ProbeKind, Sample, TlsInfo};
 
@@ -227,10 +227,12 @@ impl Prober {
     }
 }
 
-/// Probes once under the target's timeout. `started_at` is the wall-clock
-/// start and `schedule_lag` how late this run started against its schedule;
-/// both are carried into the sample.
-pub async fn run(prober: &Prober, started_at: DateTime<Utc>, schedule_lag: Duration) -> Sample {
+/// Probes once under the target's timeout. `started_at` is the start on the
+/// wall and the steady clock (a plain `DateTime` for both) and
+/// `schedule_lag` how late this run started against its schedule; all are
+/// carried into the sample.
+pub async fn run(prober: &Prober, started_at: impl Into<Stamp>, schedule_lag: Duration) -> Sample {
+    let started = started_at.into();
     let start = Instant::now();
     let mut rec = Recorder::new();
     let result = {
@@ -277,7 +279,8 @@ pub async fn run(prober: &Prober, started_at: DateTime<Utc>, schedule_lag: Durat
     Sample {
         target: prober.name.clone(),
         kind: prober.kind,
-        started_at,
+        started_at: started.wall,
+        steady_at: started.steady,
         phases: rec.phases,
         failure,
         status: rec.status,

@@ -241,6 +241,11 @@ pub struct Sample {
     pub kind: ProbeKind,
     /// Wall-clock time the probe started.
     pub started_at: DateTime<Utc>,
+    /// The agent's steady clock when the probe started (`clock::Stamp`): the
+    /// wall clock at the agent's start plus monotonic time since. Detection
+    /// measures durations on it, so a stepped system clock cannot stretch or
+    /// shrink them. Equal to `started_at` where no steady clock is kept.
+    pub steady_at: DateTime<Utc>,
     /// Timed phases in the order they ran; `Total` is always last.
     pub phases: Vec<(Phase, Duration)>,
     /// `None` on success.
