@@ -668,11 +668,16 @@ const RECEIVER_KINDS: &[(&str, &[&str])] = &[
     ),
 ];
 
-struct Errors(Vec<KeyError>);
+/// Errors, then warnings (problems that do not make the file invalid).
+struct Errors(Vec<KeyError>, Vec<KeyError>);
 
 impl Errors {
     fn push(&mut self, key: impl Into<String>, message: impl Into<String>) {
         self.0.push((key.into(), message.into()));
+    }
+
+    fn warn(&mut self, key: impl Into<String>, message: impl Into<String>) {
+        self.1.push((key.into(), message.into()));
     }
 }
 
@@ -684,7 +689,17 @@ pub(crate) fn validate(
     base_dir: &Path,
     hostname: &str,
 ) -> Result<AlertingConfig, Vec<KeyError>> {
-    let mut e = Errors(Vec::new());
+    validate_with_warnings(raw, base_dir, hostname).0
+}
+
+/// [`validate`], and the warnings found on the way (a secret file others
+/// can read), as `(key path, message)` pairs.
+pub(crate) fn validate_with_warnings(
+    raw: RawAlertingFile,
+    base_dir: &Path,
+    hostname: &str,
+) -> (Result<AlertingConfig, Vec<KeyError>>, Vec<KeyError>) {
+    let mut e = Errors(Vec::new(), Vec::new());
     let a = raw.alerting;
     let mut config = AlertingConfig::default();
     if let Some(d) = a.max_backoff {
@@ -795,11 +810,8 @@ pub(crate) fn validate(
         }
     }
 
-    if e.0.is_empty() {
-        Ok(config)
-    } else {
-        Err(e.0)
-    }
+    let result = if e.0.is_empty() { Ok(config) } else { Err(e.0) };
+    (result, e.1)
 }
 
 fn check_severity(e: &mut Errors, key: &str, s: &str) {
@@ -829,7 +841,12 @@ fn read_secret(e: &mut Errors, key: String, base: &Path, file: PathBuf) -> Optio
             e.push(key, format!("secret file {} is empty", file.display()));
             None
         }
-        Ok(s) => Some(s),
+        Ok(s) => {
+            if let Some(warning) = s.exposure_warning() {
+                e.warn(key, warning);
+            }
+            Some(s)
+        }
         Err(err) => {
             e.push(
                 key,
@@ -1244,8 +1261,14 @@ fn build_tls(
     if let Some(file) = ca_file {
         let file = resolve(base, file);
         let key = format!("{path}.tls_ca_file");
-        match CertificateDer::pem_file_iter(&file).and_then(|it| it.collect::<Result<Vec<_>, _>>())
-        {
+        let certs =
+            match super::secret::read_limited(&file, super::secret::MAX_CERTIFICATE_FILE_BYTES) {
+                Ok((bytes, _)) => CertificateDer::pem_slice_iter(&bytes)
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(|err| err.to_string()),
+                Err(err) => Err(err.to_string()),
+            };
+        match certs {
             Ok(certs) if certs.is_empty() => {
                 e.push(key, format!("no PEM certificate in {}", file.display()));
                 return None;

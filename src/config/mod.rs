@@ -100,6 +100,9 @@ pub struct Config {
     pub targets: Vec<Target>,
     /// `[alerting]`, `[[receiver]]`, `[[route]]` and `[[maintenance]]`.
     pub alerting: alerting::AlertingConfig,
+    /// Problems that do not stop the agent (a secret file others can read),
+    /// in file order; `check-config` prints them and `run` logs them.
+    pub warnings: Vec<ConfigWarning>,
 }
 
 /// `[agent]`: the daemon itself.
@@ -566,6 +569,10 @@ impl fmt::Display for ConfigError {
 
 impl std::error::Error for ConfigError {}
 
+/// A positioned problem that does not make the configuration invalid;
+/// displayed like a [`ConfigError`].
+pub type ConfigWarning = ConfigError;
+
 /// All errors found in one file (validation reports every problem, not just the first).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConfigErrors(pub Vec<ConfigError>);
@@ -584,17 +591,47 @@ impl fmt::Display for ConfigErrors {
 
 impl std::error::Error for ConfigErrors {}
 
+/// The largest configuration file read: 10,000 targets take about 1.5 MiB.
+/// (The file itself may be a pipe, as `--config <(generate)` gives; the
+/// files it names may not.)
+pub const MAX_CONFIG_BYTES: u64 = 16 * 1024 * 1024;
+
 /// Reads, parses and validates a configuration file.
 pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
-    let text = std::fs::read_to_string(path).map_err(|e| {
+    let error = |message: String| {
         ConfigErrors(vec![ConfigError {
             file: Some(path.to_path_buf()),
             position: None,
             key: String::new(),
-            message: format!("cannot read configuration: {e}"),
+            message,
         }])
-    })?;
+    };
+    let text = read_config_text(path)
+        .map_err(|e| error(format!("cannot read configuration: {e}")))?
+        .ok_or_else(|| {
+            error(format!(
+                "cannot read configuration: larger than {MAX_CONFIG_BYTES} bytes"
+            ))
+        })?;
     parse(&text, Some(path))
+}
+
+/// The text of a configuration file, `None` when longer than [`MAX_CONFIG_BYTES`].
+fn read_config_text(path: &Path) -> std::io::Result<Option<String>> {
+    use std::io::Read as _;
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)?
+        .take(MAX_CONFIG_BYTES + 1)
+        .read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > MAX_CONFIG_BYTES {
+        return Ok(None);
+    }
+    String::from_utf8(bytes).map(Some).map_err(|_| {
+        std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            "stream did not contain valid UTF-8",
+        )
+    })
 }
 
 /// Parses and validates configuration text; `path` is used for messages and

@@ -61,6 +61,8 @@ struct Checker<'a> {
     file: Option<PathBuf>,
     doc: Option<Spanned<DeTable<'a>>>,
     errors: Vec<ConfigError>,
+    /// Problems that do not stop the agent (a secret file others can read).
+    warnings: Vec<ConfigWarning>,
 }
 
 impl<'a> Checker<'a> {
@@ -108,13 +110,22 @@ impl<'a> Checker<'a> {
     }
 
     fn error_at(&mut self, path: &KeyPath, message: impl Into<String>) {
-        let position = self.span_of(path).map(|s| self.position(s.start));
-        self.errors.push(ConfigError {
+        let error = self.located(path, message.into());
+        self.errors.push(error);
+    }
+
+    fn warn_at(&mut self, path: &KeyPath, message: impl Into<String>) {
+        let warning = self.located(path, message.into());
+        self.warnings.push(warning);
+    }
+
+    fn located(&self, path: &KeyPath, message: String) -> ConfigError {
+        ConfigError {
             file: self.file.clone(),
-            position,
+            position: self.span_of(path).map(|s| self.position(s.start)),
             key: path.to_string(),
-            message: message.into(),
-        });
+            message,
+        }
     }
 
     fn finish<T>(mut self, value: T) -> Result<T, ConfigErrors> {
@@ -135,6 +146,7 @@ pub(super) fn parse(text: &str, path: Option<&Path>) -> Result<Config, ConfigErr
         file: path.map(Path::to_path_buf),
         doc: None,
         errors: Vec::new(),
+        warnings: Vec::new(),
     };
     let doc = match DeTable::parse(text) {
         Ok(doc) => doc,
@@ -171,7 +183,11 @@ pub(super) fn parse(text: &str, path: Option<&Path>) -> Result<Config, ConfigErr
         .and_then(Path::parent)
         .map(Path::to_path_buf)
         .unwrap_or_default();
-    let config = build(&mut checker, raw, &base_dir, path);
+    let mut config = build(&mut checker, raw, &base_dir, path);
+    checker
+        .warnings
+        .sort_by_key(|w| w.position.unwrap_or((usize::MAX, usize::MAX)));
+    config.warnings = std::mem::take(&mut checker.warnings);
     checker.finish(config)
 }
 
@@ -198,6 +214,7 @@ fn unreachable_config() -> Config {
         slowdown: crate::detect::SlowdownSettings::default(),
         targets: Vec::new(),
         alerting: alerting::AlertingConfig::default(),
+        warnings: Vec::new(),
     }
 }
 
@@ -319,7 +336,12 @@ fn build(c: &mut Checker<'_>, raw: RawConfig, base: &Path, path: Option<&Path>) 
         routes: raw.routes,
         maintenance: raw.maintenance,
     };
-    let alerting = match alerting::validate(alerting_raw, base, &hostname()) {
+    let (alerting, alerting_warnings) =
+        alerting::validate_with_warnings(alerting_raw, base, &hostname());
+    for (key, message) in alerting_warnings {
+        c.warn_at(&parse_key_path(&key), message);
+    }
+    let alerting = match alerting {
         Ok(a) => a,
         Err(errors) => {
             for (key, message) in errors {
@@ -362,6 +384,7 @@ fn build(c: &mut Checker<'_>, raw: RawConfig, base: &Path, path: Option<&Path>) 
         slowdown,
         targets,
         alerting,
+        warnings: Vec::new(),
     }
 }
 
@@ -611,7 +634,12 @@ fn read_secret(c: &mut Checker<'_>, path: &KeyPath, base: &Path, file: PathBuf) 
     };
     let file = resolve(base, file);
     match Secret::from_file(&file) {
-        Ok(s) => Some(s),
+        Ok(s) => {
+            if let Some(warning) = s.exposure_warning() {
+                c.warn_at(path, warning);
+            }
+            Some(s)
+        }
         Err(e) => {
             c.error_at(
                 path,
@@ -894,7 +922,13 @@ fn load_certs(
 ) -> Option<Vec<CertificateDer<'static>>> {
     use rustls_pki_types::pem::PemObject;
     let file = resolve(base, file);
-    match CertificateDer::pem_file_iter(&file).and_then(|it| it.collect::<Result<Vec<_>, _>>()) {
+    let certs = match secret::read_limited(&file, secret::MAX_CERTIFICATE_FILE_BYTES) {
+        Ok((bytes, _)) => CertificateDer::pem_slice_iter(&bytes)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| e.to_string()),
+        Err(e) => Err(e.to_string()),
+    };
+    match certs {
         Ok(certs) if certs.is_empty() => {
             c.error_at(key, format!("no PEM certificate in {}", file.display()));
             None
@@ -921,7 +955,11 @@ fn load_identity(
     use rustls_pki_types::pem::PemObject;
     let chain = load_certs(c, &parent.key(cert_key), base, cert);
     let key_path = resolve(base, key);
-    let key = match PrivateKeyDer::from_pem_file(&key_path) {
+    let key = match secret::read_limited(&key_path, secret::MAX_KEY_FILE_BYTES) {
+        Ok((bytes, _)) => PrivateKeyDer::from_pem_slice(&bytes).map_err(|e| e.to_string()),
+        Err(e) => Err(e.to_string()),
+    };
+    let key = match key {
         Ok(key) => Some(key),
         Err(e) => {
             c.error_at(
