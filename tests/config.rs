@@ -303,3 +303,29 @@ fn a_secret_readable_by_others_is_reported() {
     let (code, _, stderr) = check_config(&path);
     assert_eq!((code, stderr.as_str()), (0, ""));
 }
+
+/// issue 21, break 1: a password or token on an `http://` target is refused
+/// (the fixtures `invalid-http-plaintext-*.toml`) unless the target sets
+/// `allow_plaintext_auth = true`.
+#[test]
+fn plaintext_http_auth_is_accepted_only_when_allowed() {
+    for name in [
+        "invalid-http-plaintext-password.toml",
+        "invalid-http-plaintext-token.toml",
+    ] {
+        let fixture = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures/config")
+            .join(name);
+        let text = std::fs::read_to_string(&fixture).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        support::write_file(dir.path(), "probe.pw", "s3cr3t\n");
+        let allowed = support::write_file(
+            dir.path(),
+            "c.toml",
+            &format!("{text}allow_plaintext_auth = true\n"),
+        );
+        let (code, stdout, stderr) = check_config(&allowed);
+        assert_eq!(code, 0, "{name}: {stderr}");
+        assert!(stdout.contains(": valid\n"), "{stdout}");
+    }
+}

@@ -352,7 +352,8 @@ pub struct HttpSpec {
     pub url: url::Url,
     /// Request method.
     pub method: String,
-    /// Extra request headers, in order.
+    /// Extra request headers, in order. Like `auth`, they are sent only to
+    /// the origin of `url` (any of them may carry a credential).
     pub headers: Vec<(String, String)>,
     /// Request body, if any.
     pub body: Option<String>,
@@ -366,8 +367,12 @@ pub struct HttpSpec {
     pub max_redirects: u32,
     /// Bodies longer than this fail the probe.
     pub max_body_bytes: u64,
-    /// Authentication, if any.
+    /// Authentication, if any. It is sent only to the origin of `url`
+    /// (scheme, host and port), never to where a redirect leads.
     pub auth: Option<HttpAuth>,
+    /// `allow_plaintext_auth`: the user accepts that `auth` goes over plain
+    /// HTTP to an `http://` url (without it such a target is refused).
+    pub allow_plaintext_auth: bool,
     /// Address family.
     pub ip_family: IpFamily,
     /// TLS settings (used for https URLs).

@@ -413,6 +413,7 @@ const HTTP_KEYS: &[&str] = &[
     "password_credential",
     "bearer_token_file",
     "auth",
+    "allow_plaintext_auth",
     "ip_family",
     "tls_ca_file",
     "tls_cert_file",
@@ -841,6 +842,22 @@ fn build_http(c: &mut Checker<'_>, tp: &KeyPath, t: RawTarget, base: &Path) -> O
     if t.auth.is_some() && !matches!(auth, Some(HttpAuth::Basic { .. } | HttpAuth::Ntlm { .. })) {
         c.error_at(&tp.key("auth"), "needs username and password_file");
     }
+    // As the mail probes: a credential never goes over plain text unless
+    // the user says so for this target.
+    let allow_plaintext_auth = t.allow_plaintext_auth.unwrap_or(false);
+    if url.scheme() == "http" && !allow_plaintext_auth {
+        let refused = match &auth {
+            Some(HttpAuth::Bearer(_)) => Some(("bearer_token_file", "a token")),
+            Some(_) => Some(("username", "a password")),
+            None => None,
+        };
+        if let Some((key, what)) = refused {
+            c.error_at(
+                &tp.key(key),
+                format!("{what} is never sent without TLS; use an https:// url, or set allow_plaintext_auth = true to send it over plain HTTP"),
+            );
+        }
+    }
     let ip_family = parse_ip_family(c, tp, t.ip_family);
     let tls = build_tls(
         c,
@@ -865,6 +882,7 @@ fn build_http(c: &mut Checker<'_>, tp: &KeyPath, t: RawTarget, base: &Path) -> O
         max_redirects,
         max_body_bytes,
         auth,
+        allow_plaintext_auth,
         ip_family,
         tls,
     })
