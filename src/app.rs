@@ -221,7 +221,7 @@ impl Agent {
 pub async fn run(source: ConfigSource) -> anyhow::Result<()> {
     let mut signals = Signals::install().context("cannot install signal handlers")?;
     let config = match load_off_thread(&source, &mut signals).await {
-        Loaded::Config(config) => config?,
+        Loaded::Config(config) => *config?,
         Loaded::Shutdown => return Ok(()),
     };
     crate::service::logging::init(&config.agent.log_level);
@@ -343,7 +343,7 @@ pub async fn run(source: ConfigSource) -> anyhow::Result<()> {
                     Loaded::Config(loaded) => loaded,
                     Loaded::Shutdown => break,
                 };
-                match loaded {
+                match loaded.map(|new| *new) {
                     Ok(new) => {
                         log_warnings(&new);
                         if new.agent.web != agent.config.agent.web {
@@ -392,7 +392,7 @@ pub const CONFIG_LOAD_TIMEOUT: Duration = Duration::from_secs(30);
 /// What came of loading the configuration off the signal task.
 enum Loaded {
     /// The configuration, or why it was rejected.
-    Config(anyhow::Result<Config>),
+    Config(anyhow::Result<Box<Config>>),
     /// SIGTERM or SIGINT arrived first.
     Shutdown,
 }
@@ -413,7 +413,7 @@ async fn load_off_thread(source: &ConfigSource, signals: &mut Signals) -> Loaded
         tokio::select! {
             done = &mut job => {
                 return Loaded::Config(match done {
-                    Ok(Ok(result)) => result,
+                    Ok(Ok(result)) => result.map(Box::new),
                     Ok(Err(e)) => Err(anyhow::anyhow!("loading the configuration failed: {e}")),
                     Err(_) => Err(anyhow::anyhow!(
                         "loading the configuration took longer than {}; is a file it names on a hung mount, or a FIFO?",
@@ -561,11 +561,7 @@ pub async fn probe_once(path: &Path, names: &[String], json: bool) -> anyhow::Re
             anyhow::bail!(
                 "no target named {name:?} in {} (targets: {})",
                 path.display(),
-                if known.is_empty() {
-                    "none".to_string()
-                } else {
-                    known.join(", ")
-                }
+                report::name_hint(name, &known)
             );
         }
     }

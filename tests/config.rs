@@ -161,9 +161,9 @@ fn run_bounded(args: &[&str], path: &Path, within: std::time::Duration) -> (i32,
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    let deadline = std::time::Instant::now() + within;
+    let deadline = tokio::time::Instant::now() + within;
     while child.try_wait().unwrap().is_none() {
-        if std::time::Instant::now() > deadline {
+        if tokio::time::Instant::now() > deadline {
             let _ = child.kill();
             let out = child.wait_with_output().unwrap();
             panic!(
@@ -225,7 +225,7 @@ fn secret_and_certificate_files_must_be_small_regular_files() {
     let mut failures = Vec::new();
     for (i, (text, expect)) in cases.iter().enumerate() {
         let path = support::write_file(dir.path(), &format!("c{i}.toml"), text);
-        let started = std::time::Instant::now();
+        let started = tokio::time::Instant::now();
         let (code, stdout, stderr) =
             run_bounded(&["check-config"], &path, std::time::Duration::from_secs(10));
         let want = format!(

@@ -882,14 +882,20 @@ fn build_receiver(
     hostname: &str,
 ) -> Option<ReceiverConfig> {
     let name = match &r.name {
-        Some(n) if n.trim().is_empty() || n.chars().any(|c| c.is_control()) => {
+        Some(n) if n.trim().is_empty() => {
             e.push(
                 format!("{path}.name"),
                 "must be a non-empty name without control characters",
             );
             return None;
         }
-        Some(n) => n.clone(),
+        Some(n) => match super::validate::hidden_char_error(n) {
+            Some(message) => {
+                e.push(format!("{path}.name"), message);
+                return None;
+            }
+            None => n.clone(),
+        },
         None => {
             e.push(path, "missing field `name`");
             return None;
@@ -1287,6 +1293,14 @@ fn build_tls(
 }
 
 fn build_window(e: &mut Errors, path: &str, m: RawMaintenance) -> Option<MaintenanceWindow> {
+    if let Some(message) = m
+        .name
+        .as_deref()
+        .and_then(super::validate::hidden_char_error)
+    {
+        e.push(format!("{path}.name"), message);
+        return None;
+    }
     let name = m.name.unwrap_or_else(|| path.to_string());
     let targets: Vec<Glob> = m
         .targets

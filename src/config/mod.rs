@@ -658,6 +658,26 @@ impl Config {
     }
 }
 
+/// Whether `ch` is a control character or an invisible formatting one
+/// (bidirectional embeddings, overrides, isolates and marks, zero-width
+/// characters, line and paragraph separators, the byte order mark): text
+/// with one can read differently from what it is, so names refuse them and
+/// terminal output escapes them.
+pub fn is_hidden_char(ch: char) -> bool {
+    ch.is_control()
+        || matches!(
+            ch,
+            '\u{00AD}'
+                | '\u{061C}'
+                | '\u{180E}'
+                | '\u{200B}'..='\u{200F}'
+                | '\u{2028}'..='\u{202E}'
+                | '\u{2060}'..='\u{206F}'
+                | '\u{FEFF}'
+                | '\u{FFF9}'..='\u{FFFB}'
+        )
+}
+
 /// The host name, as the default `instance`.
 pub fn hostname() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")

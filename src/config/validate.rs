@@ -191,6 +191,18 @@ pub(super) fn parse(text: &str, path: Option<&Path>) -> Result<Config, ConfigErr
     checker.finish(config)
 }
 
+/// The error for a name (or other identifier) holding a control or
+/// invisible formatting character ([`is_hidden_char`]), naming the first
+/// one by code point; `None` for a clean name.
+pub(super) fn hidden_char_error(text: &str) -> Option<String> {
+    text.chars().find(|ch| is_hidden_char(*ch)).map(|ch| {
+        format!(
+            "must not contain U+{:04X} (a control, bidirectional or invisible formatting character)",
+            u32::from(ch)
+        )
+    })
+}
+
 /// A placeholder returned together with errors; never used.
 fn unreachable_config() -> Config {
     Config {
@@ -258,7 +270,12 @@ fn build(c: &mut Checker<'_>, raw: RawConfig, base: &Path, path: Option<&Path>) 
             c.error_at(&agent_path.key("instance"), "must not be empty");
             i
         }
-        Some(i) => i,
+        Some(i) => {
+            if let Some(message) = hidden_char_error(&i) {
+                c.error_at(&agent_path.key("instance"), message);
+            }
+            i
+        }
         None => hostname(),
     };
     let log_level = raw.agent.log_level.unwrap_or_else(|| "info".into());
@@ -525,14 +542,20 @@ fn build_target(
     global_slowdown: Option<&slowdown::RawSlowdown>,
 ) -> Option<Target> {
     let name = match &t.name {
-        Some(n) if n.trim().is_empty() || n.chars().any(|ch| ch.is_control()) => {
+        Some(n) if n.trim().is_empty() => {
             c.error_at(
                 &tp.key("name"),
                 "must be a non-empty name without control characters",
             );
             return None;
         }
-        Some(n) => n.clone(),
+        Some(n) => match hidden_char_error(n) {
+            Some(message) => {
+                c.error_at(&tp.key("name"), message);
+                return None;
+            }
+            None => n.clone(),
+        },
         None => {
             c.error_at(tp, "missing field `name`");
             return None;
@@ -1584,4 +1607,51 @@ fn build_mailflow(
         return None;
     }
     Some(MailflowSpec { smtp, imap })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// issue 21: names with bidirectional controls read as something else
+    /// (`owa\u{202E}gpj.exe` shows as `owaexe.jpg`).
+    #[test]
+    fn names_refuse_controls_and_invisible_formatting() {
+        for ch in [
+            '\0', '\t', '\n', '\u{1b}', '\u{7f}', '\u{85}', '\u{9b}', '\u{ad}', '\u{61c}',
+            '\u{200b}', '\u{200d}', '\u{200e}', '\u{200f}', '\u{2028}', '\u{202a}', '\u{202e}',
+            '\u{2060}', '\u{2066}', '\u{2067}', '\u{2068}', '\u{2069}', '\u{feff}',
+        ] {
+            let name = format!("owa{ch}x");
+            let want = format!(
+                "must not contain U+{:04X} (a control, bidirectional or invisible formatting character)",
+                u32::from(ch)
+            );
+            assert_eq!(hidden_char_error(&name), Some(want), "{ch:?}");
+        }
+        for name in [
+            "owa",
+            "OWA-01_cas.example.org",
+            "Zürich mail",
+            "メール",
+            "a b",
+            "x→y",
+        ] {
+            assert_eq!(hidden_char_error(name), None, "{name}");
+        }
+    }
+
+    #[test]
+    fn the_instance_and_maintenance_names_are_checked_too() {
+        let err = parse("[agent]\ninstance = \"cas\\u2067\"\n", None).unwrap_err();
+        assert_eq!(err.0[0].key, "agent.instance");
+        assert!(err.0[0].message.contains("U+2067"), "{err}");
+        let err = parse(
+            "[[maintenance]]\nname = \"patch\\u200Fday\"\nstart = \"2026-12-05T22:00:00Z\"\nend = \"2026-12-06T02:00:00Z\"\n",
+            None,
+        )
+        .unwrap_err();
+        assert_eq!(err.0[0].key, "maintenance[0].name");
+        assert!(err.0[0].message.contains("U+200F"), "{err}");
+    }
 }
