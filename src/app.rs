@@ -220,7 +220,10 @@ impl Agent {
 /// Runs the daemon until SIGTERM or SIGINT.
 pub async fn run(source: ConfigSource) -> anyhow::Result<()> {
     let mut signals = Signals::install().context("cannot install signal handlers")?;
-    let config = source.load()?;
+    let config = match load_off_thread(&source, &mut signals).await {
+        Loaded::Config(config) => *config?,
+        Loaded::Shutdown => return Ok(()),
+    };
     crate::service::logging::init(&config.agent.log_level);
     match (&source, &config.source) {
         (ConfigSource::Default, None) => tracing::info!(
@@ -230,6 +233,7 @@ pub async fn run(source: ConfigSource) -> anyhow::Result<()> {
         (_, Some(path)) => tracing::info!(path = %path.display(), "configuration loaded"),
         _ => {}
     }
+    log_warnings(&config);
 
     let metrics =
         Arc::new(Metrics::new(&config.agent.instance).context("cannot register metrics")?);
@@ -335,8 +339,13 @@ pub async fn run(source: ConfigSource) -> anyhow::Result<()> {
             Control::Shutdown => break,
             Control::Reload => {
                 systemd::reloading();
-                match source.load() {
+                let loaded = match load_off_thread(&source, &mut signals).await {
+                    Loaded::Config(loaded) => loaded,
+                    Loaded::Shutdown => break,
+                };
+                match loaded.map(|new| *new) {
                     Ok(new) => {
+                        log_warnings(&new);
                         if new.agent.web != agent.config.agent.web {
                             match WebRuntime::new(&new.agent.web) {
                                 Ok(web) => server_state.set_web(web),
@@ -372,6 +381,61 @@ pub async fn run(source: ConfigSource) -> anyhow::Result<()> {
         tracing::warn!("some tasks did not stop within the grace period");
     }
     Ok(())
+}
+
+/// How long reading and validating the configuration (with every secret
+/// and certificate file it names) may take before a reload, or the start,
+/// gives up on it. Loading takes milliseconds; a file on a hung network
+/// mount can take forever.
+pub const CONFIG_LOAD_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// What came of loading the configuration off the signal task.
+enum Loaded {
+    /// The configuration, or why it was rejected.
+    Config(anyhow::Result<Box<Config>>),
+    /// SIGTERM or SIGINT arrived first.
+    Shutdown,
+}
+
+/// Loads the configuration on the blocking pool, never on this task: file
+/// reads can block (a FIFO, a hung mount), and this task is the one that
+/// answers signals. Gives up after [`CONFIG_LOAD_TIMEOUT`]; SIGTERM and
+/// SIGINT win over a load still running (which is left behind, and ends
+/// with the process), and a SIGHUP meanwhile is folded into this load.
+async fn load_off_thread(source: &ConfigSource, signals: &mut Signals) -> Loaded {
+    let job = {
+        let source = source.clone();
+        tokio::task::spawn_blocking(move || source.load())
+    };
+    let job = tokio::time::timeout(CONFIG_LOAD_TIMEOUT, job);
+    let mut job = std::pin::pin!(job);
+    loop {
+        tokio::select! {
+            done = &mut job => {
+                return Loaded::Config(match done {
+                    Ok(Ok(result)) => result.map(Box::new),
+                    Ok(Err(e)) => Err(anyhow::anyhow!("loading the configuration failed: {e}")),
+                    Err(_) => Err(anyhow::anyhow!(
+                        "loading the configuration took longer than {}; is a file it names on a hung mount, or a FIFO?",
+                        config::HumanDuration(CONFIG_LOAD_TIMEOUT)
+                    )),
+                });
+            }
+            control = signals.next() => match control {
+                Control::Shutdown => return Loaded::Shutdown,
+                Control::Reload => {
+                    tracing::info!("configuration is being loaded already; SIGHUP folded into that load")
+                }
+            },
+        }
+    }
+}
+
+/// Logs what the configuration loader warned about (a secret file others can read).
+fn log_warnings(config: &Config) {
+    for w in &config.warnings {
+        tracing::warn!(problem = %w, "configuration warning");
+    }
 }
 
 fn mark_reload(metrics: &Metrics, ok: bool) {
@@ -497,11 +561,7 @@ pub async fn probe_once(path: &Path, names: &[String], json: bool) -> anyhow::Re
             anyhow::bail!(
                 "no target named {name:?} in {} (targets: {})",
                 path.display(),
-                if known.is_empty() {
-                    "none".to_string()
-                } else {
-                    known.join(", ")
-                }
+                report::name_hint(name, &known)
             );
         }
     }

@@ -34,6 +34,9 @@ fn main() -> ExitCode {
             }
             Command::CheckConfig { config } => match config::load(&config) {
                 Ok(c) => {
+                    for w in &c.warnings {
+                        eprintln!("warning: {w}");
+                    }
                     print!("{}", mailpulse::report::config_summary(&c));
                     Ok(ExitCode::SUCCESS)
                 }

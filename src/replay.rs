@@ -191,8 +191,9 @@ pub fn read_csv(text: &str, options: &CsvOptions) -> Result<Vec<Row>, CsvError> 
                 err(
                     header_line,
                     format!(
-                        "no column {name:?} in the header (columns: {})",
-                        header.join(", ")
+                        "no column {} in the header (columns: {})",
+                        quote(name),
+                        column_list(&header)
                     ),
                 )
             })
@@ -278,12 +279,51 @@ fn split_fields(line: &str) -> Result<Vec<String>, String> {
     Ok(fields)
 }
 
+/// The most characters of one field an error message quotes: a row's field
+/// can be megabytes long, and an error should still fit on a screen.
+const MAX_QUOTED_CHARS: usize = 64;
+/// The most header columns an error message lists.
+const MAX_LISTED_COLUMNS: usize = 20;
+
+/// `text` quoted for an error message: whole when short, else its first
+/// [`MAX_QUOTED_CHARS`] characters, an ellipsis and its length in bytes.
+fn quote(text: &str) -> String {
+    match text.char_indices().nth(MAX_QUOTED_CHARS) {
+        None => format!("{text:?}"),
+        Some((cut, _)) => format!("{:?}… ({} bytes)", &text[..cut], text.len()),
+    }
+}
+
+/// `text` as it is when short, else quoted and cut as by [`quote`].
+fn clip(text: &str) -> String {
+    if text.chars().nth(MAX_QUOTED_CHARS).is_some() {
+        quote(text)
+    } else {
+        text.to_string()
+    }
+}
+
+/// Header columns for an error message: at most [`MAX_LISTED_COLUMNS`],
+/// each cut as by [`clip`].
+fn column_list(header: &[String]) -> String {
+    let mut list: Vec<String> = header
+        .iter()
+        .take(MAX_LISTED_COLUMNS)
+        .map(|h| clip(h))
+        .collect();
+    if header.len() > MAX_LISTED_COLUMNS {
+        list.push(format!("and {} more", header.len() - MAX_LISTED_COLUMNS));
+    }
+    list.join(", ")
+}
+
 /// Parses a timestamp: Unix seconds (with an optional fraction), RFC 3339,
 /// or `YYYY-MM-DD HH:MM:SS` (optionally with a fraction) taken as UTC.
 pub fn parse_timestamp(text: &str) -> Result<DateTime<Utc>, String> {
     let invalid = || {
         format!(
-            "invalid timestamp {text:?} (expected Unix seconds, RFC 3339 or YYYY-MM-DD HH:MM:SS)"
+            "invalid timestamp {} (expected Unix seconds, RFC 3339 or YYYY-MM-DD HH:MM:SS)",
+            quote(text)
         )
     };
     if !text.is_empty() && text.chars().all(|c| c.is_ascii_digit() || c == '.') {
@@ -314,7 +354,8 @@ fn parse_value(text: &str, unit: ValueUnit) -> Result<Option<Duration>, String> 
     }
     let invalid = || {
         format!(
-            "invalid value {text:?} (expected a latency in {}, or nothing for a failed probe)",
+            "invalid value {} (expected a latency in {}, or nothing for a failed probe)",
+            quote(text),
             unit.name()
         )
     };
@@ -323,7 +364,7 @@ fn parse_value(text: &str, unit: ValueUnit) -> Result<Option<Duration>, String> 
         return Err(invalid());
     }
     if v < 0.0 {
-        return Err(format!("negative latency {text:?}"));
+        return Err(format!("negative latency {}", quote(text)));
     }
     latency_from(v, unit).ok_or_else(invalid).map(Some)
 }
@@ -730,14 +771,20 @@ fn parse_matrix(body: &[u8], unit: ValueUnit) -> anyhow::Result<Vec<(String, Vec
         let mut observations = Vec::with_capacity(s.values.len());
         for (t, v) in s.values {
             let at = DateTime::from_timestamp_millis((t * 1000.0).round() as i64)
-                .ok_or_else(|| anyhow!("series {name}: invalid timestamp {t}"))?;
-            let value: f64 = v
-                .parse()
-                .map_err(|_| anyhow!("series {name}: invalid value {v:?} at {}", rfc3339(at)))?;
+                .ok_or_else(|| anyhow!("series {}: invalid timestamp {t}", clip(&name)))?;
+            let value: f64 = v.parse().map_err(|_| {
+                anyhow!(
+                    "series {}: invalid value {} at {}",
+                    clip(&name),
+                    quote(&v),
+                    rfc3339(at)
+                )
+            })?;
             if let Some(last) = observations.last().map(|o: &Observation| o.at) {
                 if at < last {
                     bail!(
-                        "series {name}: timestamp {} is earlier than the one before it, {}",
+                        "series {}: timestamp {} is earlier than the one before it, {}",
+                        clip(&name),
                         rfc3339(at),
                         rfc3339(last)
                     );
@@ -745,7 +792,12 @@ fn parse_matrix(body: &[u8], unit: ValueUnit) -> anyhow::Result<Vec<(String, Vec
             }
             let latency = if value.is_finite() {
                 if value < 0.0 {
-                    bail!("series {name}: negative latency {v:?} at {}", rfc3339(at));
+                    bail!(
+                        "series {}: negative latency {} at {}",
+                        clip(&name),
+                        quote(&v),
+                        rfc3339(at)
+                    );
                 }
                 latency_from(value, unit)
             } else {

@@ -1,6 +1,12 @@
 //! Human and JSON renderings of probe results and configuration summaries,
 //! for the `probe` and `check-config` commands. Pure: strings in, strings out.
+//!
+//! Text that came from outside (a server's banner or status text in a
+//! failure message, a silence's reason, a stored target name) goes through
+//! [`terminal_text`] before it reaches a terminal, so it cannot move the
+//! cursor, recolour the screen or reorder what is shown.
 
+use std::borrow::Cow;
 use std::fmt::Write as _;
 use std::time::Duration;
 
@@ -9,6 +15,80 @@ use serde_json::{json, Value};
 
 use crate::config::{Config, HttpAuth, HumanDuration, ProbeSpec};
 use crate::sample::{Phase, Sample};
+
+/// `text` safe to print on a terminal: control characters (escape
+/// sequences, carriage returns) and invisible formatting characters
+/// (bidirectional overrides; [`crate::config::is_hidden_char`]) are shown
+/// escaped, as `\u{1b}`, and everything else as it is.
+pub fn terminal_text(text: &str) -> Cow<'_, str> {
+    if !text.chars().any(crate::config::is_hidden_char) {
+        return Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for ch in text.chars() {
+        if crate::config::is_hidden_char(ch) {
+            let _ = write!(out, "{}", ch.escape_unicode());
+        } else {
+            out.push(ch);
+        }
+    }
+    Cow::Owned(out)
+}
+
+/// The most names an "unknown name" error lists.
+pub const MAX_LISTED_NAMES: usize = 10;
+
+/// The known names to show after "no target named ...": all of them (in
+/// their order) when there are at most [`MAX_LISTED_NAMES`], else the
+/// closest to `wanted` (by edit distance; on a tie, those containing it
+/// first) and how many more there are; "none" when there are none.
+pub fn name_hint(wanted: &str, known: &[&str]) -> String {
+    if known.is_empty() {
+        return "none".to_string();
+    }
+    if known.len() <= MAX_LISTED_NAMES {
+        return known.join(", ");
+    }
+    let wanted_lower = wanted.to_lowercase();
+    let mut ranked: Vec<(usize, bool, &str)> = known
+        .iter()
+        .map(|k| {
+            let contains = k.to_lowercase().contains(&wanted_lower);
+            (edit_distance(wanted, k), !contains, *k)
+        })
+        .collect();
+    ranked.sort_unstable();
+    let shown: Vec<&str> = ranked
+        .iter()
+        .take(MAX_LISTED_NAMES)
+        .map(|(_, _, k)| *k)
+        .collect();
+    format!(
+        "{}, and {} more",
+        shown.join(", "),
+        known.len() - MAX_LISTED_NAMES
+    )
+}
+
+/// The Levenshtein distance between two strings, in characters.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut diagonal = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let above = row[j + 1];
+            row[j + 1] = if ca == *cb {
+                diagonal
+            } else {
+                1 + diagonal.min(above).min(row[j])
+            };
+            diagonal = above;
+        }
+    }
+    row[b.len()]
+}
 
 /// Formats a duration in milliseconds with a precision that suits its size.
 pub fn millis(d: Duration) -> String {
@@ -27,9 +107,14 @@ pub fn sample_table(s: &Sample, now: DateTime<Utc>) -> String {
     let mut out = String::new();
     let result = match &s.failure {
         None => "ok".to_string(),
-        Some(f) => format!("FAILED ({}) in {}: {}", f.reason, f.phase, f.message),
+        Some(f) => format!(
+            "FAILED ({}) in {}: {}",
+            f.reason,
+            f.phase,
+            terminal_text(&f.message)
+        ),
     };
-    let _ = write!(out, "{} ({}): {}", s.target, s.kind, result);
+    let _ = write!(out, "{} ({}): {}", terminal_text(&s.target), s.kind, result);
     if let Some(code) = s.status {
         let _ = write!(out, ", status {code}");
     }
@@ -50,7 +135,7 @@ pub fn sample_table(s: &Sample, now: DateTime<Utc>) -> String {
         out.push('\n');
     }
     for note in &s.notes {
-        let _ = writeln!(out, "  {note}");
+        let _ = writeln!(out, "  {}", terminal_text(note));
     }
     let slowest = s
         .phases
@@ -111,8 +196,13 @@ pub fn config_summary(c: &Config) -> String {
     let _ = writeln!(out, "{source}: valid");
     let _ = writeln!(
         out,
-        "agent: instance {:?}, metrics on http://{}/metrics, state in {}, log level {}",
+        "agent: instance {:?}, metrics on {}://{}/metrics, state in {}, log level {}",
         c.agent.instance,
+        if c.agent.web.tls.is_some() {
+            "https"
+        } else {
+            "http"
+        },
         c.agent.listen,
         c.agent.state_dir.display(),
         c.agent.log_level
@@ -135,6 +225,14 @@ pub fn config_summary(c: &Config) -> String {
                     Some(HttpAuth::Ntlm { .. }) => w.push_str(" (with NTLM auth)"),
                     Some(_) => w.push_str(" (with auth)"),
                     None => {}
+                }
+                // Say so when nothing is encrypted (TLS settings on such a
+                // target apply only to redirects to https).
+                if h.url.scheme() == "http" {
+                    w.push_str(", plain HTTP");
+                    if h.auth.is_some() {
+                        w.push_str(", credentials in clear");
+                    }
                 }
                 w
             }
@@ -225,7 +323,7 @@ pub fn incident_table(records: &[crate::store::incidents::IncidentRecord]) -> St
         .map(|r| {
             let i = &r.incident;
             vec![
-                r.target.clone(),
+                terminal_text(&r.target).into_owned(),
                 i.kind.as_str().to_string(),
                 time(i.started_at),
                 format!("+{}", secs(i.time_to_detect_seconds())),
@@ -233,7 +331,9 @@ pub fn incident_table(records: &[crate::store::incidents::IncidentRecord]) -> St
                 i.duration_seconds().map_or("-".to_string(), secs),
                 i.peak_latency.map_or("-".to_string(), millis),
                 i.baseline_at_onset.map_or("-".to_string(), millis),
-                i.worst_phase.clone().unwrap_or_else(|| "-".into()),
+                i.worst_phase
+                    .as_deref()
+                    .map_or("-".to_string(), |p| terminal_text(p).into_owned()),
                 i.slow_count.to_string(),
                 i.failed_count.to_string(),
             ]
@@ -260,4 +360,121 @@ pub fn incident_table(records: &[crate::store::incidents::IncidentRecord]) -> St
         line(row.iter().map(String::as_str).collect());
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn terminal_text_escapes_what_a_terminal_would_obey() {
+        assert!(matches!(
+            terminal_text("plain text, ünïcode ✓"),
+            Cow::Borrowed(_)
+        ));
+        assert_eq!(
+            terminal_text("a\u{1b}[2Jb\u{1b}]0;pwned\u{7}c\rd\u{9b}e"),
+            "a\\u{1b}[2Jb\\u{1b}]0;pwned\\u{7}c\\u{d}d\\u{9b}e"
+        );
+        assert_eq!(
+            terminal_text("patch \u{202e}txt.exe\u{2066}x\u{2069}"),
+            "patch \\u{202e}txt.exe\\u{2066}x\\u{2069}"
+        );
+    }
+
+    /// issue 21: `mailpulse probe NOSUCH` listed all 10,000 targets.
+    #[test]
+    fn an_unknown_name_lists_a_bounded_number_of_close_names() {
+        assert_eq!(name_hint("x", &[]), "none");
+        assert_eq!(name_hint("ews", &["owa", "smtp"]), "owa, smtp");
+        let names: Vec<String> = (0..10_000).map(|i| format!("host{i:05}-imap")).collect();
+        let known: Vec<&str> = names.iter().map(String::as_str).collect();
+        let hint = name_hint("host00042-imap", &known[..41]);
+        assert!(hint.ends_with(", and 31 more"), "{hint}");
+        let hint = name_hint("host09999-imap", &known);
+        assert!(hint.starts_with("host09999-imap, "), "{hint}");
+        assert!(hint.ends_with(", and 9990 more"), "{hint}");
+        assert_eq!(hint.matches(", ").count(), MAX_LISTED_NAMES);
+        assert_eq!(edit_distance("kitten", "sitting"), 3);
+        assert_eq!(edit_distance("", "abc"), 3);
+        assert_eq!(edit_distance("owa", "owa"), 0);
+    }
+
+    /// issue 21: the summary said nothing about an `http://` target being
+    /// unencrypted; it says "plain HTTP" now (and credentials in clear).
+    #[test]
+    fn the_summary_says_plain_http_for_http_urls() {
+        let config = crate::config::parse(
+            "[[target]]\nname = \"a\"\nkind = \"http\"\nurl = \"http://a.example.org/\"\n\
+             [[target]]\nname = \"b\"\nkind = \"http\"\nurl = \"https://b.example.org/\"\n",
+            None,
+        )
+        .unwrap();
+        let summary = config_summary(&config);
+        let line = |name: &str| {
+            summary
+                .lines()
+                .find(|l| l.trim_start().starts_with(name))
+                .unwrap()
+                .to_string()
+        };
+        assert!(
+            line("a ").ends_with("GET http://a.example.org/, plain HTTP"),
+            "{summary}"
+        );
+        assert!(
+            line("b ").ends_with("GET https://b.example.org/"),
+            "{summary}"
+        );
+        assert!(
+            summary.contains("metrics on http://127.0.0.1:9717/metrics"),
+            "{summary}"
+        );
+    }
+
+    #[test]
+    fn the_summary_says_https_for_a_tls_metrics_endpoint() {
+        let dir = tempfile::tempdir().unwrap();
+        let cert = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
+        std::fs::write(dir.path().join("cert.pem"), cert.cert.pem()).unwrap();
+        std::fs::write(dir.path().join("key.pem"), cert.signing_key.serialize_pem()).unwrap();
+        let text = "[agent.web]\ntls_cert_file = \"cert.pem\"\ntls_key_file = \"key.pem\"\n";
+        let config = crate::config::parse(text, Some(&dir.path().join("c.toml"))).unwrap();
+        let summary = config_summary(&config);
+        assert!(
+            summary.contains("metrics on https://127.0.0.1:9717/metrics"),
+            "{summary}"
+        );
+    }
+
+    #[test]
+    fn stored_text_in_the_incident_table_is_escaped() {
+        let incident: crate::detect::Incident = serde_json::from_value(json!({
+            "kind": "slow",
+            "started_at": "2026-12-01T10:00:00Z",
+            "detected_at": "2026-12-01T10:01:00Z",
+            "recovered_at": null,
+            "closed_at": null,
+            "peak_latency": null,
+            "baseline_at_onset": null,
+            "worst_phase": "first\u{1b}[31m_byte",
+            "slow_count": 3,
+            "failed_count": 0,
+        }))
+        .unwrap();
+        let record = crate::store::incidents::IncidentRecord {
+            target: "owa\u{1b}]0;pwned\u{7}\u{202e}".into(),
+            incident,
+        };
+        let table = incident_table(&[record]);
+        assert!(
+            !table.contains('\u{1b}') && !table.contains('\u{202e}'),
+            "{table:?}"
+        );
+        assert!(
+            table.contains("owa\\u{1b}]0;pwned\\u{7}\\u{202e}"),
+            "{table}"
+        );
+        assert!(table.contains("first\\u{1b}[31m_byte"), "{table}");
+    }
 }

@@ -265,3 +265,120 @@ async fn healthz_and_unknown_paths() {
     );
     assert_eq!(support::get(agent.addr, "/nope").await.unwrap().0, 404);
 }
+
+/// Starts an agent with a fake `NOTIFY_SOCKET`, rewrites its configuration
+/// with `make(dir)`, sends SIGHUP, waits for RELOADING=1 (the reload has
+/// begun), then sends SIGTERM: the agent must exit 0 within the grace period
+/// (plus start-up slack), whatever the reload is stuck on. With `logged`,
+/// SIGTERM waits until the log shows that text (the reload's verdict).
+async fn sigterm_during_reload(
+    make: impl FnOnce(&std::path::Path, &std::path::Path),
+    logged: Option<&str>,
+) {
+    let dir = tempfile::tempdir().unwrap();
+    let sock_path = dir.path().join("notify.sock");
+    let sock = UnixDatagram::bind(&sock_path).unwrap();
+    let port = support::free_port();
+    let cfg = write_file(dir.path(), "c.toml", &config(port, &[]));
+    let sock_env = sock_path.to_string_lossy().to_string();
+    let mut agent = Agent::start(
+        &cfg,
+        ([127, 0, 0, 1], port).into(),
+        &[("NOTIFY_SOCKET", &sock_env)],
+    )
+    .await;
+    let mut messages: Vec<String> = Vec::new();
+    recv_until(&sock, &mut messages, &|m| {
+        m.iter().any(|s| s.contains("READY=1"))
+    })
+    .await;
+    make(dir.path(), &cfg);
+    agent.signal("HUP");
+    recv_until(&sock, &mut messages, &|m| {
+        m.iter().any(|s| s.contains("RELOADING=1"))
+    })
+    .await;
+    if let Some(text) = logged {
+        agent
+            .wait_until(|| async { agent.log_text().contains(text) }, text)
+            .await;
+    }
+    agent.signal("TERM");
+    let status = wait_exit(
+        &mut agent,
+        mailpulse::app::SHUTDOWN_GRACE + Duration::from_secs(2),
+    )
+    .await;
+    assert_eq!(status.code(), Some(0), "{}", agent.log_text());
+}
+
+/// issue 21, break 9: a reload whose configuration points a secret at a FIFO
+/// used to block the supervisor in `open`, so SIGTERM was never handled.
+/// Now the FIFO is refused and the agent stops on SIGTERM.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_stops_the_agent_after_a_reload_with_a_fifo_secret() {
+    sigterm_during_reload(|dir, cfg| {
+        let fifo = dir.join("fifo");
+        let status = std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let text = std::fs::read_to_string(cfg).unwrap();
+        std::fs::write(
+            cfg,
+            format!(
+                "{text}[[target]]\nname = \"owa\"\nkind = \"http\"\nurl = \"https://127.0.0.1:9/\"\n\
+                 username = \"probe\"\npassword_file = \"fifo\"\n"
+            ),
+        )
+        .unwrap();
+    }, Some("fifo: not a regular file (a FIFO)"))
+    .await;
+}
+
+/// issue 21, break 9: a reload that is stuck reading (here the configuration
+/// file itself became a FIFO nobody writes) runs off the signal task, so
+/// SIGTERM still stops the agent within the grace period.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_stops_the_agent_during_a_stuck_reload() {
+    sigterm_during_reload(
+        |dir, cfg| {
+            let fifo = dir.join("c.fifo");
+            let status = std::process::Command::new("mkfifo")
+                .arg(&fifo)
+                .status()
+                .unwrap();
+            assert!(status.success());
+            std::fs::rename(&fifo, cfg).unwrap();
+        },
+        None,
+    )
+    .await;
+}
+
+/// issue 21, break 9: a secret file every user may read is logged at start.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_secret_readable_by_others_is_logged_at_start() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let pw = write_file(dir.path(), "pw", "s3cr3t\n");
+    std::fs::set_permissions(&pw, std::fs::Permissions::from_mode(0o604)).unwrap();
+    let port = support::free_port();
+    let text = format!(
+        "{}[[target]]\nname = \"owa\"\nkind = \"http\"\nurl = \"https://127.0.0.1:9/\"\n\
+         interval = \"1m\"\nusername = \"probe\"\npassword_file = \"pw\"\n",
+        config(port, &[])
+    );
+    let cfg = write_file(dir.path(), "c.toml", &text);
+    let agent = Agent::start(&cfg, ([127, 0, 0, 1], port).into(), &[]).await;
+    let want = format!(
+        "target[0].password_file: secret file {} is readable by others (mode 0604); chmod o-r it",
+        pw.display()
+    );
+    agent
+        .wait_until(|| async { agent.log_text().contains(&want) }, &want)
+        .await;
+    assert!(agent.log_text().contains("configuration warning"));
+    assert!(!agent.log_text().contains("s3cr3t"));
+}

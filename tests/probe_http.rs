@@ -202,7 +202,10 @@ async fn headers_and_basic_auth_are_sent_without_leaking_the_password() {
     server.route("/owa/healthcheck.htm", Route::ok("200 OK"));
     let dir = tempfile::tempdir().unwrap();
     write_file(dir.path(), "pw", "s3cr3t-pw\n");
-    let extra = "username = \"probe\"\npassword_file = \"pw\"\nheaders = { \"X-Probe\" = \"yes\" }";
+    // A plain-HTTP target sends a password only when told to.
+    let extra =
+        "username = \"probe\"\npassword_file = \"pw\"\nheaders = { \"X-Probe\" = \"yes\" }\n\
+                 allow_plaintext_auth = true";
     let cfg = write_file(
         dir.path(),
         "c.toml",
@@ -300,4 +303,110 @@ fn first_byte_is_when_the_response_arrived_not_when_the_probe_woke() {
         total >= fb && total < fb + slack,
         "total {total:?}, first_byte {fb:?}"
     );
+}
+
+/// Secret values that must reach only the target's origin.
+const SECRETS: [&str; 4] = ["s3cr3t-pw", "t0ken-value", "k3y-value", "c00kie-value"];
+
+/// Whether a request head carries any credential or configured header.
+fn carries_credentials(head: &str) -> bool {
+    let lower = head.to_ascii_lowercase();
+    lower.contains("\r\nauthorization:")
+        || lower.contains("\r\nx-api-key:")
+        || lower.contains("\r\ncookie:")
+        || SECRETS.iter().any(|s| head.contains(s))
+        // base64("probe:s3cr3t-pw")
+        || head.contains("cHJvYmU6czNjcjN0LXB3")
+}
+
+/// The heads a server received for `path`.
+fn heads_for(server: &HttpServer, path: &str) -> Vec<String> {
+    server
+        .requests
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|h| h.split_whitespace().nth(1) == Some(path))
+        .cloned()
+        .collect()
+}
+
+/// issue 21, break 1: an HTTPS target that redirects elsewhere used to hand
+/// its Basic password, bearer token and configured headers to wherever the
+/// `Location` pointed, in clear over `http://`. Credentials and configured
+/// headers now go only to the origin the target names (scheme, host, port);
+/// the redirect is still followed, without them: to another host
+/// (127.0.0.2), to another port, and to `http://` on the same host and port.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn credentials_and_configured_headers_stay_on_the_targets_origin() {
+    let acceptor = support::self_signed_acceptor();
+    let origin = HttpServer::start_on([127, 0, 0, 1].into(), Some(acceptor.clone())).await;
+    let other_host = HttpServer::start_on([127, 0, 0, 2].into(), Some(acceptor.clone())).await;
+    let other_port = HttpServer::start_on([127, 0, 0, 1].into(), Some(acceptor)).await;
+    let to = |path: &str, location: String| {
+        origin.route(path, Route::status(302).header("Location", &location));
+    };
+    to("/same", "/landing".into());
+    to("/to-plain", origin.url("/landing-plain"));
+    to("/to-host", other_host.url("/landing"));
+    to("/to-port", other_port.https_url("/landing"));
+    for server in [&origin, &other_host, &other_port] {
+        server.route("/landing", Route::ok("landed"));
+    }
+    origin.route("/landing-plain", Route::ok("landed"));
+
+    let dir = tempfile::tempdir().unwrap();
+    write_file(dir.path(), "pw", "s3cr3t-pw\n");
+    write_file(dir.path(), "token", "t0ken-value\n");
+    let common = "tls_insecure_skip_verify = true\n\
+                  headers = { \"X-Api-Key\" = \"k3y-value\", \"Cookie\" = \"session=c00kie-value\" }\n\
+                  body_regex = \"landed\"";
+    for auth in [
+        "username = \"probe\"\npassword_file = \"pw\"",
+        "bearer_token_file = \"token\"",
+    ] {
+        for server in [&origin, &other_host, &other_port] {
+            server.requests.lock().unwrap().clear();
+        }
+        let text: String = ["same", "to-plain", "to-host", "to-port"]
+            .iter()
+            .map(|p| {
+                http_target(
+                    p,
+                    &origin.https_url(&format!("/{p}")),
+                    &format!("{auth}\n{common}"),
+                )
+            })
+            .collect();
+        let cfg = write_file(dir.path(), "c.toml", &text);
+        let (code, results) = tokio::task::spawn_blocking(move || probe_json(&cfg))
+            .await
+            .unwrap();
+        assert_eq!(code, 0, "{auth}: {results:#?}");
+        // The origin got them on every request, the redirects included.
+        for path in ["/same", "/to-plain", "/to-host", "/to-port", "/landing"] {
+            let heads = heads_for(&origin, path);
+            assert_eq!(heads.len(), 1, "{auth}: {path}: {heads:?}");
+            assert!(carries_credentials(&heads[0]), "{auth}: {path}: {heads:?}");
+            assert!(heads[0].contains("x-api-key: k3y-value\r\n"), "{heads:?}");
+        }
+        // Every other origin saw the probe, and nothing of its credentials.
+        let elsewhere = [
+            (
+                "http same host and port",
+                heads_for(&origin, "/landing-plain"),
+            ),
+            ("another host", heads_for(&other_host, "/landing")),
+            ("another port", heads_for(&other_port, "/landing")),
+        ];
+        for (what, heads) in elsewhere {
+            assert_eq!(heads.len(), 1, "{auth}: {what}: {heads:?}");
+            assert!(
+                !carries_credentials(&heads[0]),
+                "{auth}: {what}:\n{}",
+                heads[0]
+            );
+            assert!(heads[0].contains("user-agent: mailpulse/"), "{}", heads[0]);
+        }
+    }
 }

@@ -13,8 +13,8 @@ use base64::Engine as _;
 use mailpulse::config;
 use mailpulse::probe::{self, ntlm, Prober};
 use mailpulse::sample::{FailureReason, Phase, Sample};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpListener;
 
 const SERVER_CHALLENGE: [u8; 8] = [0x01, 0x23, 0x45, 0x67, 0x89, 0xab, 0xcd, 0xef];
 
@@ -79,7 +79,7 @@ fn verify(message: &[u8], with_timestamp: bool) -> Result<(), String> {
     Ok(())
 }
 
-async fn read_head(stream: &mut TcpStream) -> Option<String> {
+async fn read_head<S: AsyncRead + Unpin>(stream: &mut S) -> Option<String> {
     let mut head = Vec::new();
     let mut byte = [0u8; 1];
     while !head.ends_with(b"\r\n\r\n") {
@@ -93,47 +93,79 @@ async fn read_head(stream: &mut TcpStream) -> Option<String> {
 
 /// A fake front end that wants NTLM on `/EWS/Exchange.asmx`.
 async fn fake_exchange(with_timestamp: bool) -> (u16, Log) {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
+    let (addr, log) = fake_exchange_on([127, 0, 0, 1].into(), None, with_timestamp, None).await;
+    (addr.port(), log)
+}
+
+/// A fake front end on `ip` that wants NTLM (over TLS with an acceptor);
+/// with `redirect`, a request it authenticated is answered `302` to there.
+async fn fake_exchange_on(
+    ip: std::net::IpAddr,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    with_timestamp: bool,
+    redirect: Option<String>,
+) -> (std::net::SocketAddr, Log) {
+    let listener = TcpListener::bind((ip, 0)).await.unwrap();
+    let addr = listener.local_addr().unwrap();
     let log: Log = Arc::default();
     let l = log.clone();
     tokio::spawn(async move {
         let mut n = 0;
-        while let Ok((mut stream, _)) = listener.accept().await {
+        while let Ok((stream, _)) = listener.accept().await {
             n += 1;
-            let (conn, log) = (n, l.clone());
+            let (conn, log, redirect) = (n, l.clone(), redirect.clone());
+            let tls = tls.clone();
             tokio::spawn(async move {
-                let mut challenged = false;
-                while let Some(head) = read_head(&mut stream).await {
-                    let auth = head
-                        .lines()
-                        .find_map(|l| l.strip_prefix("authorization: "))
-                        .unwrap_or("")
-                        .to_string();
-                    log.lock().unwrap().push((conn, auth.clone()));
-                    let token = auth
-                        .strip_prefix("NTLM ")
-                        .and_then(|t| base64::engine::general_purpose::STANDARD.decode(t).ok());
-                    let response = match token {
-                        Some(m) if m.starts_with(b"NTLMSSP\0\x01\0\0\0") => {
-                            challenged = true;
-                            let c = base64::engine::general_purpose::STANDARD
-                                .encode(challenge(with_timestamp));
-                            format!("HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: NTLM {c}\r\nContent-Length: 12\r\n\r\nunauthorized")
+                match tls {
+                    Some(acceptor) => {
+                        if let Ok(stream) = acceptor.accept(stream).await {
+                            exchange_conn(stream, conn, log, with_timestamp, redirect).await;
                         }
-                        Some(m) if challenged && verify(&m, with_timestamp).is_ok() => {
-                            "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok".to_string()
-                        }
-                        _ => "HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: Negotiate\r\nWWW-Authenticate: NTLM\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".to_string(),
-                    };
-                    if stream.write_all(response.as_bytes()).await.is_err() {
-                        return;
                     }
+                    None => exchange_conn(stream, conn, log, with_timestamp, redirect).await,
                 }
             });
         }
     });
-    (port, log)
+    (addr, log)
+}
+
+/// One connection of the fake front end.
+async fn exchange_conn<S: AsyncRead + AsyncWrite + Unpin>(
+    mut stream: S,
+    conn: usize,
+    log: Log,
+    with_timestamp: bool,
+    redirect: Option<String>,
+) {
+    let mut challenged = false;
+    while let Some(head) = read_head(&mut stream).await {
+        let auth = head
+            .lines()
+            .find_map(|l| l.strip_prefix("authorization: "))
+            .unwrap_or("")
+            .to_string();
+        log.lock().unwrap().push((conn, auth.clone()));
+        let token = auth
+            .strip_prefix("NTLM ")
+            .and_then(|t| base64::engine::general_purpose::STANDARD.decode(t).ok());
+        let response = match token {
+            Some(m) if m.starts_with(b"NTLMSSP\0\x01\0\0\0") => {
+                challenged = true;
+                let c = base64::engine::general_purpose::STANDARD
+                    .encode(challenge(with_timestamp));
+                format!("HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: NTLM {c}\r\nContent-Length: 12\r\n\r\nunauthorized")
+            }
+            Some(m) if challenged && verify(&m, with_timestamp).is_ok() => match &redirect {
+                Some(to) => format!("HTTP/1.1 302 Found\r\nLocation: {to}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"),
+                None => "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok".to_string(),
+            },
+            _ => "HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: Negotiate\r\nWWW-Authenticate: NTLM\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".to_string(),
+        };
+        if stream.write_all(response.as_bytes()).await.is_err() {
+            return;
+        }
+    }
 }
 
 async fn probe_ews(port: u16, user: &str, password: &str, extra: &str) -> Sample {
@@ -141,7 +173,8 @@ async fn probe_ews(port: u16, user: &str, password: &str, extra: &str) -> Sample
     support::write_file(dir.path(), "pw", &format!("{password}\n"));
     let text = format!(
         "[[target]]\nname = \"ews\"\nkind = \"http\"\nurl = \"http://127.0.0.1:{port}/EWS/Exchange.asmx\"\n\
-         timeout = \"2s\"\nauth = \"ntlm\"\nusername = '{user}'\npassword_file = \"pw\"\n{extra}\n"
+         timeout = \"2s\"\nauth = \"ntlm\"\nusername = '{user}'\npassword_file = \"pw\"\n\
+         allow_plaintext_auth = true\n{extra}\n"
     );
     let path = support::write_file(dir.path(), "c.toml", &text);
     let cfg = config::load(&path).unwrap_or_else(|e| panic!("{e}"));
@@ -201,4 +234,45 @@ async fn a_server_without_ntlm_is_an_auth_failure() {
     let f = s.failure.expect("must fail");
     assert_eq!((f.reason, f.phase), (FailureReason::Auth, Phase::Auth));
     assert_eq!(f.message, "server sent no NTLM challenge (offered: Basic)");
+}
+
+/// issue 21, break 1: an NTLM target that redirects to another origin used
+/// to start a new NTLM handshake there, handing that host a response
+/// derived from the password. The redirect is still followed, with no
+/// Authorization at all: the other host sees one plain request.
+#[tokio::test]
+async fn ntlm_never_starts_a_handshake_with_another_origin() {
+    let acceptor = support::self_signed_acceptor();
+    let (elsewhere, elsewhere_log) =
+        fake_exchange_on([127, 0, 0, 2].into(), None, true, None).await;
+    let (origin, origin_log) = fake_exchange_on(
+        [127, 0, 0, 1].into(),
+        Some(acceptor),
+        true,
+        Some(format!("http://{elsewhere}/EWS/Exchange.asmx")),
+    )
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    support::write_file(dir.path(), "pw", "Password\n");
+    let text = format!(
+        "[[target]]\nname = \"ews\"\nkind = \"http\"\nurl = \"https://{origin}/EWS/Exchange.asmx\"\n\
+         timeout = \"2s\"\nauth = \"ntlm\"\nusername = 'Domain\\User'\npassword_file = \"pw\"\n\
+         tls_insecure_skip_verify = true\nexpect_status = [401]\n"
+    );
+    let path = support::write_file(dir.path(), "c.toml", &text);
+    let cfg = config::load(&path).unwrap_or_else(|e| panic!("{e}"));
+    let prober = Prober::new(&cfg.targets[0]).unwrap();
+    let s = probe::run(&prober, chrono::Utc::now(), Duration::ZERO).await;
+    // The other origin wants NTLM too, and is not given it: its 401 is the answer.
+    assert!(s.success(), "{:?}", s.failure);
+    assert_eq!(s.status, Some(401));
+    let origin_log = origin_log.lock().unwrap().clone();
+    assert_eq!(origin_log.len(), 2, "{origin_log:?}");
+    assert!(
+        origin_log.iter().all(|(_, a)| a.starts_with("NTLM ")),
+        "{origin_log:?}"
+    );
+    let elsewhere_log = elsewhere_log.lock().unwrap().clone();
+    assert_eq!(elsewhere_log.len(), 1, "{elsewhere_log:?}");
+    assert_eq!(elsewhere_log[0].1, "", "{elsewhere_log:?}");
 }

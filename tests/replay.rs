@@ -381,3 +381,26 @@ fn prometheus_errors_are_reported() {
         "mailpulse: error: prometheus answered 400 Bad Request: 1:1: parse error: unexpected end of input\n"
     );
 }
+
+/// issue 21: a bad row used to quote its whole field, however long (a 50 MB
+/// field made a 50 MB error line). Fields are quoted up to 64 characters,
+/// then an ellipsis and the field's length.
+#[test]
+fn errors_quote_long_fields_cut_short() {
+    let dir = tempfile::tempdir().unwrap();
+    let long = "9".repeat(4 * 1024 * 1024) + "x";
+    let file = write_file(
+        dir.path(),
+        "long.csv",
+        &format!("timestamp,value\n1709251200,0.2\n1709251210,{long}\n"),
+    );
+    let out = replay(&["--json", "--csv", path_arg(&file)]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let expect = format!(
+        "mailpulse: error: {}: line 3: invalid value \"{}\"… (4194305 bytes) (expected a latency in seconds, or nothing for a failed probe)\n",
+        file.display(),
+        "9".repeat(64)
+    );
+    assert_eq!(stderr, expect);
+}

@@ -18,6 +18,7 @@ use super::{build_receiver, render, AlertEvent, AlertStatus, HostLoad, ReceiverC
 use crate::config::alerting::{load_alerting_part, WindowSchedule};
 use crate::config::duration::parse_duration;
 use crate::config::DEFAULT_CONFIG_PATH;
+use crate::report::terminal_text;
 use crate::store::outbox::{self, Silence};
 use crate::store::Store;
 
@@ -201,9 +202,13 @@ pub async fn silence(args: &SilenceArgs) -> anyhow::Result<()> {
             let id = outbox::add_silence(&store, &silence)?;
             println!(
                 "silence {id} added: {} until {} ({})",
-                if target == "*" { "all targets" } else { target },
+                if target == "*" {
+                    "all targets".into()
+                } else {
+                    terminal_text(target)
+                },
                 render::rfc3339(silence.ends_at),
-                silence.reason
+                terminal_text(&silence.reason)
             );
         }
         SilenceCommand::List { all } => {
@@ -227,17 +232,20 @@ pub async fn silence(args: &SilenceArgs) -> anyhow::Result<()> {
                     } else {
                         "active"
                     };
+                    // Reasons, targets and users are whatever was typed
+                    // (or stored by another tool): escape what a terminal
+                    // would obey instead of show.
                     println!(
                         "{:<5} {:<16} {:<21} {:<21} {:<8} {}{}",
                         s.id,
-                        s.target,
+                        terminal_text(&s.target),
                         render::rfc3339(s.starts_at),
                         render::rfc3339(s.ends_at),
                         state,
-                        s.reason,
+                        terminal_text(&s.reason),
                         s.created_by
                             .as_deref()
-                            .map(|u| format!(" (by {u})"))
+                            .map(|u| format!(" (by {})", terminal_text(u)))
                             .unwrap_or_default()
                     );
                 }
@@ -248,7 +256,7 @@ pub async fn silence(args: &SilenceArgs) -> anyhow::Result<()> {
                 } else {
                     w.targets
                         .iter()
-                        .map(|g| g.0.as_str())
+                        .map(|g| terminal_text(&g.0))
                         .collect::<Vec<_>>()
                         .join(", ")
                 };

@@ -668,11 +668,16 @@ const RECEIVER_KINDS: &[(&str, &[&str])] = &[
     ),
 ];
 
-struct Errors(Vec<KeyError>);
+/// Errors, then warnings (problems that do not make the file invalid).
+struct Errors(Vec<KeyError>, Vec<KeyError>);
 
 impl Errors {
     fn push(&mut self, key: impl Into<String>, message: impl Into<String>) {
         self.0.push((key.into(), message.into()));
+    }
+
+    fn warn(&mut self, key: impl Into<String>, message: impl Into<String>) {
+        self.1.push((key.into(), message.into()));
     }
 }
 
@@ -684,7 +689,17 @@ pub(crate) fn validate(
     base_dir: &Path,
     hostname: &str,
 ) -> Result<AlertingConfig, Vec<KeyError>> {
-    let mut e = Errors(Vec::new());
+    validate_with_warnings(raw, base_dir, hostname).0
+}
+
+/// [`validate`], and the warnings found on the way (a secret file others
+/// can read), as `(key path, message)` pairs.
+pub(crate) fn validate_with_warnings(
+    raw: RawAlertingFile,
+    base_dir: &Path,
+    hostname: &str,
+) -> (Result<AlertingConfig, Vec<KeyError>>, Vec<KeyError>) {
+    let mut e = Errors(Vec::new(), Vec::new());
     let a = raw.alerting;
     let mut config = AlertingConfig::default();
     if let Some(d) = a.max_backoff {
@@ -795,11 +810,8 @@ pub(crate) fn validate(
         }
     }
 
-    if e.0.is_empty() {
-        Ok(config)
-    } else {
-        Err(e.0)
-    }
+    let result = if e.0.is_empty() { Ok(config) } else { Err(e.0) };
+    (result, e.1)
 }
 
 fn check_severity(e: &mut Errors, key: &str, s: &str) {
@@ -829,7 +841,12 @@ fn read_secret(e: &mut Errors, key: String, base: &Path, file: PathBuf) -> Optio
             e.push(key, format!("secret file {} is empty", file.display()));
             None
         }
-        Ok(s) => Some(s),
+        Ok(s) => {
+            if let Some(warning) = s.exposure_warning() {
+                e.warn(key, warning);
+            }
+            Some(s)
+        }
         Err(err) => {
             e.push(
                 key,
@@ -865,14 +882,20 @@ fn build_receiver(
     hostname: &str,
 ) -> Option<ReceiverConfig> {
     let name = match &r.name {
-        Some(n) if n.trim().is_empty() || n.chars().any(|c| c.is_control()) => {
+        Some(n) if n.trim().is_empty() => {
             e.push(
                 format!("{path}.name"),
                 "must be a non-empty name without control characters",
             );
             return None;
         }
-        Some(n) => n.clone(),
+        Some(n) => match super::validate::hidden_char_error(n) {
+            Some(message) => {
+                e.push(format!("{path}.name"), message);
+                return None;
+            }
+            None => n.clone(),
+        },
         None => {
             e.push(path, "missing field `name`");
             return None;
@@ -1244,8 +1267,14 @@ fn build_tls(
     if let Some(file) = ca_file {
         let file = resolve(base, file);
         let key = format!("{path}.tls_ca_file");
-        match CertificateDer::pem_file_iter(&file).and_then(|it| it.collect::<Result<Vec<_>, _>>())
-        {
+        let certs =
+            match super::secret::read_limited(&file, super::secret::MAX_CERTIFICATE_FILE_BYTES) {
+                Ok((bytes, _)) => CertificateDer::pem_slice_iter(&bytes)
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(|err| err.to_string()),
+                Err(err) => Err(err.to_string()),
+            };
+        match certs {
             Ok(certs) if certs.is_empty() => {
                 e.push(key, format!("no PEM certificate in {}", file.display()));
                 return None;
@@ -1264,6 +1293,14 @@ fn build_tls(
 }
 
 fn build_window(e: &mut Errors, path: &str, m: RawMaintenance) -> Option<MaintenanceWindow> {
+    if let Some(message) = m
+        .name
+        .as_deref()
+        .and_then(super::validate::hidden_char_error)
+    {
+        e.push(format!("{path}.name"), message);
+        return None;
+    }
     let name = m.name.unwrap_or_else(|| path.to_string());
     let targets: Vec<Glob> = m
         .targets

@@ -100,6 +100,9 @@ pub struct Config {
     pub targets: Vec<Target>,
     /// `[alerting]`, `[[receiver]]`, `[[route]]` and `[[maintenance]]`.
     pub alerting: alerting::AlertingConfig,
+    /// Problems that do not stop the agent (a secret file others can read),
+    /// in file order; `check-config` prints them and `run` logs them.
+    pub warnings: Vec<ConfigWarning>,
 }
 
 /// `[agent]`: the daemon itself.
@@ -349,7 +352,8 @@ pub struct HttpSpec {
     pub url: url::Url,
     /// Request method.
     pub method: String,
-    /// Extra request headers, in order.
+    /// Extra request headers, in order. Like `auth`, they are sent only to
+    /// the origin of `url` (any of them may carry a credential).
     pub headers: Vec<(String, String)>,
     /// Request body, if any.
     pub body: Option<String>,
@@ -363,8 +367,12 @@ pub struct HttpSpec {
     pub max_redirects: u32,
     /// Bodies longer than this fail the probe.
     pub max_body_bytes: u64,
-    /// Authentication, if any.
+    /// Authentication, if any. It is sent only to the origin of `url`
+    /// (scheme, host and port), never to where a redirect leads.
     pub auth: Option<HttpAuth>,
+    /// `allow_plaintext_auth`: the user accepts that `auth` goes over plain
+    /// HTTP to an `http://` url (without it such a target is refused).
+    pub allow_plaintext_auth: bool,
     /// Address family.
     pub ip_family: IpFamily,
     /// TLS settings (used for https URLs).
@@ -566,6 +574,10 @@ impl fmt::Display for ConfigError {
 
 impl std::error::Error for ConfigError {}
 
+/// A positioned problem that does not make the configuration invalid;
+/// displayed like a [`ConfigError`].
+pub type ConfigWarning = ConfigError;
+
 /// All errors found in one file (validation reports every problem, not just the first).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConfigErrors(pub Vec<ConfigError>);
@@ -584,17 +596,47 @@ impl fmt::Display for ConfigErrors {
 
 impl std::error::Error for ConfigErrors {}
 
+/// The largest configuration file read: 10,000 targets take about 1.5 MiB.
+/// (The file itself may be a pipe, as `--config <(generate)` gives; the
+/// files it names may not.)
+pub const MAX_CONFIG_BYTES: u64 = 16 * 1024 * 1024;
+
 /// Reads, parses and validates a configuration file.
 pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
-    let text = std::fs::read_to_string(path).map_err(|e| {
+    let error = |message: String| {
         ConfigErrors(vec![ConfigError {
             file: Some(path.to_path_buf()),
             position: None,
             key: String::new(),
-            message: format!("cannot read configuration: {e}"),
+            message,
         }])
-    })?;
+    };
+    let text = read_config_text(path)
+        .map_err(|e| error(format!("cannot read configuration: {e}")))?
+        .ok_or_else(|| {
+            error(format!(
+                "cannot read configuration: larger than {MAX_CONFIG_BYTES} bytes"
+            ))
+        })?;
     parse(&text, Some(path))
+}
+
+/// The text of a configuration file, `None` when longer than [`MAX_CONFIG_BYTES`].
+fn read_config_text(path: &Path) -> std::io::Result<Option<String>> {
+    use std::io::Read as _;
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)?
+        .take(MAX_CONFIG_BYTES + 1)
+        .read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > MAX_CONFIG_BYTES {
+        return Ok(None);
+    }
+    String::from_utf8(bytes).map(Some).map_err(|_| {
+        std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            "stream did not contain valid UTF-8",
+        )
+    })
 }
 
 /// Parses and validates configuration text; `path` is used for messages and
@@ -614,6 +656,26 @@ impl Config {
     pub fn target(&self, name: &str) -> Option<&Target> {
         self.targets.iter().find(|t| t.name == name)
     }
+}
+
+/// Whether `ch` is a control character or an invisible formatting one
+/// (bidirectional embeddings, overrides, isolates and marks, zero-width
+/// characters, line and paragraph separators, the byte order mark): text
+/// with one can read differently from what it is, so names refuse them and
+/// terminal output escapes them.
+pub fn is_hidden_char(ch: char) -> bool {
+    ch.is_control()
+        || matches!(
+            ch,
+            '\u{00AD}'
+                | '\u{061C}'
+                | '\u{180E}'
+                | '\u{200B}'..='\u{200F}'
+                | '\u{2028}'..='\u{202E}'
+                | '\u{2060}'..='\u{206F}'
+                | '\u{FEFF}'
+                | '\u{FFF9}'..='\u{FFFB}'
+        )
 }
 
 /// The host name, as the default `instance`.

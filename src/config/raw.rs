@@ -103,6 +103,7 @@ pub struct RawTarget {
     pub password_credential: Option<String>,
     pub bearer_token_file: Option<PathBuf>,
     pub auth: Option<String>,
+    pub allow_plaintext_auth: Option<bool>,
 
     // tcp, smtp, imap, pop3
     pub address: Option<String>,
@@ -153,6 +154,7 @@ impl RawTarget {
             password_credential,
             bearer_token_file,
             auth,
+            allow_plaintext_auth,
             address,
             tls,
             helo_name,

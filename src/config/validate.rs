@@ -61,6 +61,8 @@ struct Checker<'a> {
     file: Option<PathBuf>,
     doc: Option<Spanned<DeTable<'a>>>,
     errors: Vec<ConfigError>,
+    /// Problems that do not stop the agent (a secret file others can read).
+    warnings: Vec<ConfigWarning>,
 }
 
 impl<'a> Checker<'a> {
@@ -108,13 +110,22 @@ impl<'a> Checker<'a> {
     }
 
     fn error_at(&mut self, path: &KeyPath, message: impl Into<String>) {
-        let position = self.span_of(path).map(|s| self.position(s.start));
-        self.errors.push(ConfigError {
+        let error = self.located(path, message.into());
+        self.errors.push(error);
+    }
+
+    fn warn_at(&mut self, path: &KeyPath, message: impl Into<String>) {
+        let warning = self.located(path, message.into());
+        self.warnings.push(warning);
+    }
+
+    fn located(&self, path: &KeyPath, message: String) -> ConfigError {
+        ConfigError {
             file: self.file.clone(),
-            position,
+            position: self.span_of(path).map(|s| self.position(s.start)),
             key: path.to_string(),
-            message: message.into(),
-        });
+            message,
+        }
     }
 
     fn finish<T>(mut self, value: T) -> Result<T, ConfigErrors> {
@@ -135,6 +146,7 @@ pub(super) fn parse(text: &str, path: Option<&Path>) -> Result<Config, ConfigErr
         file: path.map(Path::to_path_buf),
         doc: None,
         errors: Vec::new(),
+        warnings: Vec::new(),
     };
     let doc = match DeTable::parse(text) {
         Ok(doc) => doc,
@@ -171,8 +183,24 @@ pub(super) fn parse(text: &str, path: Option<&Path>) -> Result<Config, ConfigErr
         .and_then(Path::parent)
         .map(Path::to_path_buf)
         .unwrap_or_default();
-    let config = build(&mut checker, raw, &base_dir, path);
+    let mut config = build(&mut checker, raw, &base_dir, path);
+    checker
+        .warnings
+        .sort_by_key(|w| w.position.unwrap_or((usize::MAX, usize::MAX)));
+    config.warnings = std::mem::take(&mut checker.warnings);
     checker.finish(config)
+}
+
+/// The error for a name (or other identifier) holding a control or
+/// invisible formatting character ([`is_hidden_char`]), naming the first
+/// one by code point; `None` for a clean name.
+pub(super) fn hidden_char_error(text: &str) -> Option<String> {
+    text.chars().find(|ch| is_hidden_char(*ch)).map(|ch| {
+        format!(
+            "must not contain U+{:04X} (a control, bidirectional or invisible formatting character)",
+            u32::from(ch)
+        )
+    })
 }
 
 /// A placeholder returned together with errors; never used.
@@ -198,6 +226,7 @@ fn unreachable_config() -> Config {
         slowdown: crate::detect::SlowdownSettings::default(),
         targets: Vec::new(),
         alerting: alerting::AlertingConfig::default(),
+        warnings: Vec::new(),
     }
 }
 
@@ -241,7 +270,12 @@ fn build(c: &mut Checker<'_>, raw: RawConfig, base: &Path, path: Option<&Path>) 
             c.error_at(&agent_path.key("instance"), "must not be empty");
             i
         }
-        Some(i) => i,
+        Some(i) => {
+            if let Some(message) = hidden_char_error(&i) {
+                c.error_at(&agent_path.key("instance"), message);
+            }
+            i
+        }
         None => hostname(),
     };
     let log_level = raw.agent.log_level.unwrap_or_else(|| "info".into());
@@ -319,7 +353,12 @@ fn build(c: &mut Checker<'_>, raw: RawConfig, base: &Path, path: Option<&Path>) 
         routes: raw.routes,
         maintenance: raw.maintenance,
     };
-    let alerting = match alerting::validate(alerting_raw, base, &hostname()) {
+    let (alerting, alerting_warnings) =
+        alerting::validate_with_warnings(alerting_raw, base, &hostname());
+    for (key, message) in alerting_warnings {
+        c.warn_at(&parse_key_path(&key), message);
+    }
+    let alerting = match alerting {
         Ok(a) => a,
         Err(errors) => {
             for (key, message) in errors {
@@ -362,6 +401,7 @@ fn build(c: &mut Checker<'_>, raw: RawConfig, base: &Path, path: Option<&Path>) 
         slowdown,
         targets,
         alerting,
+        warnings: Vec::new(),
     }
 }
 
@@ -390,6 +430,7 @@ const HTTP_KEYS: &[&str] = &[
     "password_credential",
     "bearer_token_file",
     "auth",
+    "allow_plaintext_auth",
     "ip_family",
     "tls_ca_file",
     "tls_cert_file",
@@ -501,14 +542,20 @@ fn build_target(
     global_slowdown: Option<&slowdown::RawSlowdown>,
 ) -> Option<Target> {
     let name = match &t.name {
-        Some(n) if n.trim().is_empty() || n.chars().any(|ch| ch.is_control()) => {
+        Some(n) if n.trim().is_empty() => {
             c.error_at(
                 &tp.key("name"),
                 "must be a non-empty name without control characters",
             );
             return None;
         }
-        Some(n) => n.clone(),
+        Some(n) => match hidden_char_error(n) {
+            Some(message) => {
+                c.error_at(&tp.key("name"), message);
+                return None;
+            }
+            None => n.clone(),
+        },
         None => {
             c.error_at(tp, "missing field `name`");
             return None;
@@ -611,7 +658,12 @@ fn read_secret(c: &mut Checker<'_>, path: &KeyPath, base: &Path, file: PathBuf) 
     };
     let file = resolve(base, file);
     match Secret::from_file(&file) {
-        Ok(s) => Some(s),
+        Ok(s) => {
+            if let Some(warning) = s.exposure_warning() {
+                c.warn_at(path, warning);
+            }
+            Some(s)
+        }
         Err(e) => {
             c.error_at(
                 path,
@@ -813,6 +865,22 @@ fn build_http(c: &mut Checker<'_>, tp: &KeyPath, t: RawTarget, base: &Path) -> O
     if t.auth.is_some() && !matches!(auth, Some(HttpAuth::Basic { .. } | HttpAuth::Ntlm { .. })) {
         c.error_at(&tp.key("auth"), "needs username and password_file");
     }
+    // As the mail probes: a credential never goes over plain text unless
+    // the user says so for this target.
+    let allow_plaintext_auth = t.allow_plaintext_auth.unwrap_or(false);
+    if url.scheme() == "http" && !allow_plaintext_auth {
+        let refused = match &auth {
+            Some(HttpAuth::Bearer(_)) => Some(("bearer_token_file", "a token")),
+            Some(_) => Some(("username", "a password")),
+            None => None,
+        };
+        if let Some((key, what)) = refused {
+            c.error_at(
+                &tp.key(key),
+                format!("{what} is never sent without TLS; use an https:// url, or set allow_plaintext_auth = true to send it over plain HTTP"),
+            );
+        }
+    }
     let ip_family = parse_ip_family(c, tp, t.ip_family);
     let tls = build_tls(
         c,
@@ -837,6 +905,7 @@ fn build_http(c: &mut Checker<'_>, tp: &KeyPath, t: RawTarget, base: &Path) -> O
         max_redirects,
         max_body_bytes,
         auth,
+        allow_plaintext_auth,
         ip_family,
         tls,
     })
@@ -894,7 +963,13 @@ fn load_certs(
 ) -> Option<Vec<CertificateDer<'static>>> {
     use rustls_pki_types::pem::PemObject;
     let file = resolve(base, file);
-    match CertificateDer::pem_file_iter(&file).and_then(|it| it.collect::<Result<Vec<_>, _>>()) {
+    let certs = match secret::read_limited(&file, secret::MAX_CERTIFICATE_FILE_BYTES) {
+        Ok((bytes, _)) => CertificateDer::pem_slice_iter(&bytes)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| e.to_string()),
+        Err(e) => Err(e.to_string()),
+    };
+    match certs {
         Ok(certs) if certs.is_empty() => {
             c.error_at(key, format!("no PEM certificate in {}", file.display()));
             None
@@ -921,7 +996,11 @@ fn load_identity(
     use rustls_pki_types::pem::PemObject;
     let chain = load_certs(c, &parent.key(cert_key), base, cert);
     let key_path = resolve(base, key);
-    let key = match PrivateKeyDer::from_pem_file(&key_path) {
+    let key = match secret::read_limited(&key_path, secret::MAX_KEY_FILE_BYTES) {
+        Ok((bytes, _)) => PrivateKeyDer::from_pem_slice(&bytes).map_err(|e| e.to_string()),
+        Err(e) => Err(e.to_string()),
+    };
+    let key = match key {
         Ok(key) => Some(key),
         Err(e) => {
             c.error_at(
@@ -1528,4 +1607,51 @@ fn build_mailflow(
         return None;
     }
     Some(MailflowSpec { smtp, imap })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// issue 21: names with bidirectional controls read as something else
+    /// (`owa\u{202E}gpj.exe` shows as `owaexe.jpg`).
+    #[test]
+    fn names_refuse_controls_and_invisible_formatting() {
+        for ch in [
+            '\0', '\t', '\n', '\u{1b}', '\u{7f}', '\u{85}', '\u{9b}', '\u{ad}', '\u{61c}',
+            '\u{200b}', '\u{200d}', '\u{200e}', '\u{200f}', '\u{2028}', '\u{202a}', '\u{202e}',
+            '\u{2060}', '\u{2066}', '\u{2067}', '\u{2068}', '\u{2069}', '\u{feff}',
+        ] {
+            let name = format!("owa{ch}x");
+            let want = format!(
+                "must not contain U+{:04X} (a control, bidirectional or invisible formatting character)",
+                u32::from(ch)
+            );
+            assert_eq!(hidden_char_error(&name), Some(want), "{ch:?}");
+        }
+        for name in [
+            "owa",
+            "OWA-01_cas.example.org",
+            "Zürich mail",
+            "メール",
+            "a b",
+            "x→y",
+        ] {
+            assert_eq!(hidden_char_error(name), None, "{name}");
+        }
+    }
+
+    #[test]
+    fn the_instance_and_maintenance_names_are_checked_too() {
+        let err = parse("[agent]\ninstance = \"cas\\u2067\"\n", None).unwrap_err();
+        assert_eq!(err.0[0].key, "agent.instance");
+        assert!(err.0[0].message.contains("U+2067"), "{err}");
+        let err = parse(
+            "[[maintenance]]\nname = \"patch\\u200Fday\"\nstart = \"2026-12-05T22:00:00Z\"\nend = \"2026-12-06T02:00:00Z\"\n",
+            None,
+        )
+        .unwrap_err();
+        assert_eq!(err.0[0].key, "maintenance[0].name");
+        assert!(err.0[0].message.contains("U+200F"), "{err}");
+    }
 }

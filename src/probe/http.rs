@@ -4,6 +4,13 @@
 //!
 //! Redirects are followed up to the configured limit, each hop on a new
 //! connection, and their phases add up, as blackbox_exporter reports them.
+//!
+//! Credentials (Basic, bearer, the NTLM handshake) and every configured
+//! header go only to the origin the target's URL names: same scheme, host
+//! and port. A redirect elsewhere (another host or port, or `https` to
+//! `http` on the same host) is still followed, as a probe of where users
+//! land, but without them; and they go over plain HTTP only to an `http://`
+//! target that sets `allow_plaintext_auth`.
 
 use std::net::SocketAddr;
 use std::sync::{Arc, OnceLock};
@@ -103,7 +110,16 @@ impl HttpProber {
         let mut body = self.spec.body.clone();
         let mut hops = 0;
         loop {
-            let response = self.request(rec, &url, &method, body.as_deref()).await?;
+            let trusted = self.trusts(&url);
+            if !trusted && (self.spec.auth.is_some() || !self.spec.headers.is_empty()) {
+                rec.notes.push(format!(
+                    "credentials and configured headers withheld from {} (not the target's origin)",
+                    url.origin().ascii_serialization()
+                ));
+            }
+            let response = self
+                .request(rec, &url, &method, body.as_deref(), trusted)
+                .await?;
             rec.status = Some(response.status.as_u16());
             if response.status.is_redirection() && hops < self.spec.max_redirects {
                 if let Some(location) = &response.location {
@@ -137,6 +153,20 @@ impl HttpProber {
             }
             return self.judge(&response);
         }
+    }
+
+    /// Whether `url` may receive the target's configured headers: it has
+    /// the target's origin (scheme, host, port).
+    fn trusts(&self, url: &Url) -> bool {
+        url.origin() == self.spec.url.origin()
+    }
+
+    /// Whether `url` may receive the target's credentials: a trusted origin,
+    /// over `https` unless the target allows plain text explicitly.
+    /// (Validation already refuses credentials on an `http://` target
+    /// without `allow_plaintext_auth`; this holds for any `HttpSpec`.)
+    fn sends_credentials(&self, url: &Url) -> bool {
+        self.trusts(url) && (url.scheme() == "https" || self.spec.allow_plaintext_auth)
     }
 
     fn judge(&self, response: &Response) -> Result<(), ProbeError> {
@@ -175,13 +205,15 @@ impl HttpProber {
         Ok(())
     }
 
-    /// One request on a fresh connection.
+    /// One request on a fresh connection; with `trusted`, carrying the
+    /// target's credentials and configured headers.
     async fn request(
         &self,
         rec: &mut Recorder,
         url: &Url,
         method: &Method,
         body: Option<&str>,
+        trusted: bool,
     ) -> Result<Response, ProbeError> {
         let host = url
             .host()
@@ -194,7 +226,8 @@ impl HttpProber {
         rec.begin(Phase::Connect);
         let stream = StampedTcp::new(connect(&addrs).await?, rec.arrivals());
 
-        let request = self.build_request(url, method, body)?;
+        let request = self.build_request(url, method, body, trusted)?;
+        let ntlm = self.ntlm().filter(|_| self.sends_credentials(url));
         if url.scheme() == "https" {
             rec.begin(Phase::Tls);
             let host_text = url.host_str().unwrap_or_default();
@@ -205,16 +238,9 @@ impl HttpProber {
                 .await
                 .map_err(|e| tls::handshake_error(&e))?;
             rec.tls = Some(tls::info(tls_stream.get_ref().1));
-            exchange(
-                rec,
-                tls_stream,
-                request,
-                self.spec.max_body_bytes,
-                self.ntlm(),
-            )
-            .await
+            exchange(rec, tls_stream, request, self.spec.max_body_bytes, ntlm).await
         } else {
-            exchange(rec, stream, request, self.spec.max_body_bytes, self.ntlm()).await
+            exchange(rec, stream, request, self.spec.max_body_bytes, ntlm).await
         }
     }
 
@@ -234,11 +260,15 @@ impl HttpProber {
         }
     }
 
+    /// The request for `url`; configured headers only when `trusted` (see
+    /// [`trusts`](Self::trusts)), the authentication header only when also
+    /// [`sends_credentials`](Self::sends_credentials).
     fn build_request(
         &self,
         url: &Url,
         method: &Method,
         body: Option<&str>,
+        trusted: bool,
     ) -> Result<Request<Full<Bytes>>, ProbeError> {
         let mut target = url.path().to_string();
         if let Some(q) = url.query() {
@@ -257,7 +287,11 @@ impl HttpProber {
             .header(hyper::header::USER_AGENT, USER_AGENT)
             .header(hyper::header::ACCEPT, "*/*")
             .header(hyper::header::CONNECTION, "close");
-        if let Some(auth) = &self.auth_header {
+        if let Some(auth) = self
+            .auth_header
+            .as_ref()
+            .filter(|_| trusted && self.sends_credentials(url))
+        {
             builder = builder.header(hyper::header::AUTHORIZATION, auth.clone());
         }
         let mut request = builder
@@ -265,8 +299,11 @@ impl HttpProber {
             .map_err(|e| {
                 ProbeError::new(FailureReason::Protocol, format!("invalid request: {e}"))
             })?;
-        // Configured headers replace the defaults above (a `Host` override, say).
-        for (name, value) in &self.spec.headers {
+        // Configured headers replace the defaults above (a `Host` override,
+        // say). Any of them may be a credential (`Cookie`, `X-API-Key`), and
+        // none is meant for another origin: all stay with the target's.
+        let configured = if trusted { &self.spec.headers[..] } else { &[] };
+        for (name, value) in configured {
             if let (Ok(n), Ok(v)) = (
                 HeaderName::from_bytes(name.as_bytes()),
                 HeaderValue::from_str(value),
@@ -544,6 +581,37 @@ mod tests {
             panic!("not an http target")
         };
         HttpProber::new(spec).unwrap()
+    }
+
+    #[test]
+    fn credentials_go_only_to_the_targets_origin() {
+        let secure = prober("https://owa.example.org/owa/", "");
+        let plain = prober("http://owa.example.org/", "");
+        let allowed = prober("http://owa.example.org/", "allow_plaintext_auth = true\n");
+        let url = |u: &str| Url::parse(u).unwrap();
+        // (prober, next url, configured headers, credentials)
+        let cases = [
+            (&secure, "https://owa.example.org/other?x=1", true, true),
+            (&secure, "https://OWA.example.org:443/", true, true),
+            (&secure, "http://owa.example.org/", false, false),
+            (&secure, "https://owa.example.org:8443/", false, false),
+            (&secure, "https://evil.example.org/", false, false),
+            (&secure, "https://127.0.0.2/", false, false),
+            (&plain, "http://owa.example.org:80/x", true, false),
+            (&plain, "https://owa.example.org/", false, false),
+            (&allowed, "http://owa.example.org/x", true, true),
+            (&allowed, "http://other.example.org/", false, false),
+        ];
+        for (p, next, headers, credentials) in cases {
+            let next = url(next);
+            assert_eq!(p.trusts(&next), headers, "{} -> {next}", p.spec.url);
+            assert_eq!(
+                p.sends_credentials(&next),
+                credentials,
+                "{} -> {next}",
+                p.spec.url
+            );
+        }
     }
 
     #[test]

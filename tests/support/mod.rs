@@ -91,7 +91,18 @@ pub struct HttpServer {
 impl HttpServer {
     /// Starts a server with no routes (every path answers 404).
     pub async fn start() -> HttpServer {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        HttpServer::start_on([127, 0, 0, 1].into(), None).await
+    }
+
+    /// Starts a server on `ip` (127.0.0.2 and up are other hosts). With a
+    /// TLS acceptor, a connection that opens with a TLS handshake is served
+    /// over TLS and any other in plain HTTP: `https://` and `http://` on the
+    /// same host and port, two origins that differ only by scheme.
+    pub async fn start_on(
+        ip: std::net::IpAddr,
+        tls: Option<tokio_rustls::TlsAcceptor>,
+    ) -> HttpServer {
+        let listener = TcpListener::bind((ip, 0)).await.unwrap();
         let server = HttpServer {
             addr: listener.local_addr().unwrap(),
             routes: Arc::default(),
@@ -104,10 +115,27 @@ impl HttpServer {
                     break;
                 };
                 let s = s.clone();
-                tokio::spawn(async move { s.handle(stream).await });
+                let tls = tls.clone();
+                tokio::spawn(async move {
+                    let mut first = [0u8; 1];
+                    // 0x16: a TLS handshake record.
+                    match (tls, stream.peek(&mut first).await) {
+                        (Some(acceptor), Ok(1)) if first[0] == 0x16 => {
+                            if let Ok(tls) = acceptor.accept(stream).await {
+                                s.handle(tls).await;
+                            }
+                        }
+                        _ => s.handle(stream).await,
+                    }
+                });
             }
         });
         server
+    }
+
+    /// `https://ADDR/path` (for a server started with TLS).
+    pub fn https_url(&self, path: &str) -> String {
+        format!("https://{}{}", self.addr, path)
     }
 
     /// Sets what `path` answers.
@@ -121,7 +149,10 @@ impl HttpServer {
         format!("http://{}{}", self.addr, path)
     }
 
-    async fn handle(&self, mut stream: TcpStream) {
+    async fn handle<S>(&self, mut stream: S)
+    where
+        S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+    {
         let mut head = Vec::new();
         let mut buf = [0u8; 4096];
         while !head.windows(4).any(|w| w == b"\r\n\r\n") {
@@ -449,6 +480,23 @@ pub fn promtool_check(scrape: &str) {
         out.status.success() && report.trim().is_empty(),
         "promtool check metrics: {report}"
     );
+}
+
+/// A TLS acceptor with a throwaway self-signed certificate for `localhost`,
+/// 127.0.0.1 and 127.0.0.2 (probes of it set `tls_insecure_skip_verify`).
+pub fn self_signed_acceptor() -> tokio_rustls::TlsAcceptor {
+    let names = ["localhost", "127.0.0.1", "127.0.0.2"].map(String::from);
+    let cert = rcgen::generate_simple_self_signed(names.to_vec()).unwrap();
+    let key = rustls::pki_types::PrivateKeyDer::Pkcs8(cert.signing_key.serialize_der().into());
+    let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(vec![cert.cert.der().clone()], key)
+    .unwrap();
+    tokio_rustls::TlsAcceptor::from(Arc::new(config))
 }
 
 /// Serves HTTPS on 127.0.0.1:0 with `chain` and `key`, answering every
