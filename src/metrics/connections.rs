@@ -13,10 +13,18 @@
 //! once a slot freed, ahead of a scraper that came later. A scraper sends its
 //! request within milliseconds of connecting, so it is never the connection
 //! that waited longest: slow or silent clients cannot keep it out.
+//!
+//! An evicted connection holds its descriptor until its task has run, so
+//! the listener accepts no more while the table is full and
+//! [`CLOSING_SLACK`] evicted connections have not closed yet
+//! ([`Connections::room`]): the descriptors in use stay within the limit
+//! plus that slack.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
+use tokio::sync::Notify;
 use tokio::time::Instant;
 use tokio_util::sync::{CancellationToken, WaitForCancellationFuture};
 
@@ -27,6 +35,15 @@ use super::web::{Closed, Refused, WebMetrics};
 /// log, the listening socket, systemd's notify socket. Half the limit when
 /// the limit is below twice this.
 pub const FD_RESERVE: u64 = 512;
+/// Evicted connections that may still hold their descriptors while the
+/// listener accepts more. Waiting for each one to close before the next
+/// accept would make the accept loop as slow as a busy machine's task
+/// switches, and a scraper would wait in the backlog behind the flood.
+pub const CLOSING_SLACK: usize = 32;
+/// How long the listener waits at most for evicted connections to close
+/// before it accepts again anyway ([`Connections::room`]); their tasks
+/// normally run within microseconds.
+const CLOSING_WAIT: Duration = Duration::from_secs(1);
 
 /// The most connections the listener may hold under a descriptor limit of
 /// `nofile`: the limit minus [`FD_RESERVE`] (or minus half of it when it is
@@ -42,6 +59,8 @@ pub fn descriptor_budget(nofile: u64) -> usize {
 pub(crate) struct Connections {
     table: Mutex<Table>,
     metrics: WebMetrics,
+    /// Woken when a connection closes.
+    closed: Notify,
 }
 
 struct Table {
@@ -51,11 +70,19 @@ struct Table {
     budget: usize,
     next_id: u64,
     open: HashMap<u64, Entry>,
+    /// Evicted connections whose tasks have not closed them yet.
+    closing: usize,
 }
 
 impl Table {
     fn limit(&self) -> usize {
         self.configured.min(self.budget).max(1)
+    }
+
+    /// Whether an accept may go ahead: a place is free, or fewer than
+    /// [`CLOSING_SLACK`] descriptors are still closing.
+    fn has_room(&self) -> bool {
+        self.open.len() + self.closing < self.limit() || self.closing < CLOSING_SLACK
     }
 }
 
@@ -83,8 +110,10 @@ impl Connections {
                 budget: usize::MAX,
                 next_id: 0,
                 open: HashMap::new(),
+                closing: 0,
             }),
             metrics,
+            closed: Notify::new(),
         });
         c.update_gauges(&c.table.lock().expect("connections lock"));
         c
@@ -110,6 +139,22 @@ impl Connections {
         self.table.lock().expect("connections lock").limit()
     }
 
+    /// Waits until an accept may go ahead: while the table is full and an
+    /// evicted connection has not closed yet, accepting would take one more
+    /// descriptor. Gives up after [`CLOSING_WAIT`].
+    pub(crate) async fn room(&self) {
+        let deadline = Instant::now() + CLOSING_WAIT;
+        loop {
+            let closed = self.closed.notified();
+            if self.table.lock().expect("connections lock").has_room() {
+                return;
+            }
+            if tokio::time::timeout_at(deadline, closed).await.is_err() {
+                return;
+            }
+        }
+    }
+
     /// Admits a new connection, closing the one that waited longest for a
     /// request when at the limit; `None` (counted) when every connection is
     /// busy answering one.
@@ -129,6 +174,7 @@ impl Connections {
             };
             if let Some(e) = t.open.remove(&id) {
                 e.evict.cancel();
+                t.closing += 1;
                 self.metrics.closed(Closed::Evicted);
             }
         }
@@ -183,8 +229,13 @@ impl Slot {
 impl Drop for Slot {
     fn drop(&mut self) {
         let mut t = self.owner.table.lock().expect("connections lock");
-        t.open.remove(&self.id);
+        if t.open.remove(&self.id).is_none() {
+            // It was evicted: its descriptor closes now.
+            t.closing = t.closing.saturating_sub(1);
+        }
         self.owner.update_gauges(&t);
+        drop(t);
+        self.owner.closed.notify_waiters();
     }
 }
 
@@ -265,5 +316,39 @@ mod tests {
         assert!(!second.evict.is_cancelled());
         drop((second, third, fourth));
         assert_eq!(m.connections_open.get(), 0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn no_accept_while_evicted_connections_still_hold_the_slack() {
+        let (c, _, _) = table(1);
+        let mut evicted = Vec::new();
+        for _ in 0..CLOSING_SLACK {
+            c.room().await;
+            evicted.push(c.admit().unwrap());
+        }
+        let first = evicted.remove(0);
+        let second = c.admit().unwrap();
+        assert!(first.evict.is_cancelled());
+        assert!(evicted.iter().all(|e| e.evict.is_cancelled()));
+        // CLOSING_SLACK evicted connections have not closed: no more accepts.
+        let waiting = tokio::spawn({
+            let c = c.clone();
+            async move {
+                let began = Instant::now();
+                c.room().await;
+                began.elapsed()
+            }
+        });
+        tokio::task::yield_now().await;
+        assert!(!waiting.is_finished());
+        tokio::time::advance(Duration::from_millis(5)).await;
+        drop(first);
+        assert_eq!(waiting.await.unwrap(), Duration::from_millis(5));
+        // Tasks that never close hold the listener up for CLOSING_WAIT at most.
+        let _third = c.admit().unwrap();
+        assert!(second.evict.is_cancelled());
+        let began = Instant::now();
+        c.room().await;
+        assert_eq!(began.elapsed(), CLOSING_WAIT);
     }
 }

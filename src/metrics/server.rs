@@ -225,6 +225,10 @@ impl ServerState {
 /// Serves connections until `shutdown` is cancelled.
 pub async fn serve(listener: TcpListener, state: Arc<ServerState>, shutdown: CancellationToken) {
     loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => break,
+            _ = state.connections.room() => {}
+        }
         let (stream, peer) = tokio::select! {
             _ = shutdown.cancelled() => break,
             accepted = listener.accept() => match accepted {
