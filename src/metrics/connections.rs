@@ -3,22 +3,23 @@
 //! so the listener never takes the descriptors the probes and collectors
 //! need ([`FD_RESERVE`]).
 //!
-//! At the limit a new connection is accepted, and takes the place of the
-//! open connection that has waited longest for a request (a head not yet
-//! sent, an idle keep-alive, a response its client does not read). Only when
-//! every connection is busy answering a request is the new one closed at
-//! once. Either way the accept queue is drained: connections left in the
-//! kernel's backlog would look open to their clients, who would wait for
-//! their own timeouts, could not be counted, and would be served first
-//! once a slot freed, ahead of a scraper that came later. A scraper sends its
-//! request within milliseconds of connecting, so it is never the connection
-//! that waited longest: slow or silent clients cannot keep it out.
+//! At the limit, the open connection that has waited longest for a request
+//! (a head not yet sent, an idle keep-alive, a response its client does not
+//! read) is closed to make room for the next one, once it has waited
+//! [`EVICT_AFTER`]: slow or silent clients cannot keep a scraper out, and a
+//! burst of scrapers is not cut down while the agent gets to their heads.
+//! Until a place frees or a connection is that old, the listener stops
+//! accepting, for [`ROOM_WAIT`] at most: a burst waits in the kernel's
+//! backlog for milliseconds, as TCP intends. After that (every connection
+//! busy answering, which is rare and short), the next connection is accepted
+//! and closed at once, and counted, so the backlog moves: connections left
+//! there look open to their clients, who would wait for their own timeouts,
+//! and cannot be counted.
 //!
 //! An evicted connection holds its descriptor until its task has run, so
-//! the listener accepts no more while the table is full and
-//! [`CLOSING_SLACK`] evicted connections have not closed yet
-//! ([`Connections::room`]): the descriptors in use stay within the limit
-//! plus that slack.
+//! the listener does not make room while [`CLOSING_SLACK`] evicted
+//! connections have not closed yet: the descriptors in use stay within the
+//! limit plus that slack.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -35,15 +36,23 @@ use super::web::{Closed, Refused, WebMetrics};
 /// log, the listening socket, systemd's notify socket. Half the limit when
 /// the limit is below twice this.
 pub const FD_RESERVE: u64 = 512;
+/// How long a connection may wait for a request before it can be closed to
+/// make room. A scraper's head arrives within milliseconds of its connect;
+/// this leaves time for an agent slow to read it under load (with no wait
+/// at all, a burst of 500 scrapes lost a fifth of them to each other).
+/// Under a flood of silent connections the listener takes in
+/// `limit / EVICT_AFTER` connections a second (1,024 at the defaults), and
+/// a scraper waits in the backlog behind the flood (500 ms halved that rate
+/// and doubled the wait).
+pub const EVICT_AFTER: Duration = Duration::from_millis(250);
 /// Evicted connections that may still hold their descriptors while the
-/// listener accepts more. Waiting for each one to close before the next
-/// accept would make the accept loop as slow as a busy machine's task
-/// switches, and a scraper would wait in the backlog behind the flood.
+/// listener makes room for more. Waiting for each one to close would make
+/// the accept loop as slow as a busy machine's task switches.
 pub const CLOSING_SLACK: usize = 32;
-/// How long the listener waits at most for evicted connections to close
-/// before it accepts again anyway ([`Connections::room`]); their tasks
-/// normally run within microseconds.
-const CLOSING_WAIT: Duration = Duration::from_secs(1);
+/// How long the listener stops accepting at most while it is full and no
+/// connection can make room; then one connection is refused, and it waits
+/// again.
+pub const ROOM_WAIT: Duration = Duration::from_secs(1);
 
 /// The most connections the listener may hold under a descriptor limit of
 /// `nofile`: the limit minus [`FD_RESERVE`] (or minus half of it when it is
@@ -59,8 +68,8 @@ pub fn descriptor_budget(nofile: u64) -> usize {
 pub(crate) struct Connections {
     table: Mutex<Table>,
     metrics: WebMetrics,
-    /// Woken when a connection closes.
-    closed: Notify,
+    /// Woken when a connection closes or goes back to waiting for a request.
+    changed: Notify,
 }
 
 struct Table {
@@ -79,10 +88,30 @@ impl Table {
         self.configured.min(self.budget).max(1)
     }
 
-    /// Whether an accept may go ahead: a place is free, or fewer than
-    /// [`CLOSING_SLACK`] descriptors are still closing.
-    fn has_room(&self) -> bool {
-        self.open.len() + self.closing < self.limit() || self.closing < CLOSING_SLACK
+    /// The connection that has waited longest for a request, and since when.
+    fn longest_waiting(&self) -> Option<(Instant, u64)> {
+        self.open
+            .iter()
+            .filter_map(|(id, e)| e.waiting_since.map(|since| (since, *id)))
+            .min()
+    }
+
+    /// Whether an accept may go ahead at `now`: a place is free, or a
+    /// connection can make room. Otherwise, when that may change by itself:
+    /// the instant the longest-waiting connection reaches [`EVICT_AFTER`]
+    /// (`None` when only a close or the end of a request can change it).
+    fn room_at(&self, now: Instant) -> Result<(), Option<Instant>> {
+        if self.open.len() + self.closing < self.limit() {
+            return Ok(());
+        }
+        if self.closing >= CLOSING_SLACK {
+            return Err(None);
+        }
+        match self.longest_waiting() {
+            Some((since, _)) if since + EVICT_AFTER <= now => Ok(()),
+            Some((since, _)) => Err(Some(since + EVICT_AFTER)),
+            None => Err(None),
+        }
     }
 }
 
@@ -113,7 +142,7 @@ impl Connections {
                 closing: 0,
             }),
             metrics,
-            closed: Notify::new(),
+            changed: Notify::new(),
         });
         c.update_gauges(&c.table.lock().expect("connections lock"));
         c
@@ -139,34 +168,42 @@ impl Connections {
         self.table.lock().expect("connections lock").limit()
     }
 
-    /// Waits until an accept may go ahead: while the table is full and an
-    /// evicted connection has not closed yet, accepting would take one more
-    /// descriptor. Gives up after [`CLOSING_WAIT`].
+    /// Waits until an accept may go ahead: a place is free, or a connection
+    /// has waited [`EVICT_AFTER`] for a request and can make room; at most
+    /// [`ROOM_WAIT`].
     pub(crate) async fn room(&self) {
-        let deadline = Instant::now() + CLOSING_WAIT;
+        let deadline = Instant::now() + ROOM_WAIT;
         loop {
-            let closed = self.closed.notified();
-            if self.table.lock().expect("connections lock").has_room() {
-                return;
+            let changed = self.changed.notified();
+            let wake = match self
+                .table
+                .lock()
+                .expect("connections lock")
+                .room_at(Instant::now())
+            {
+                Ok(()) => return,
+                Err(wake) => wake.map_or(deadline, |w| w.min(deadline)),
+            };
+            tokio::select! {
+                _ = changed => {}
+                _ = tokio::time::sleep_until(wake) => {}
             }
-            if tokio::time::timeout_at(deadline, closed).await.is_err() {
+            if Instant::now() >= deadline {
                 return;
             }
         }
     }
 
     /// Admits a new connection, closing the one that waited longest for a
-    /// request when at the limit; `None` (counted) when every connection is
-    /// busy answering one.
+    /// request (at least [`EVICT_AFTER`]) when at the limit; `None`
+    /// (counted) when no connection can make room.
     pub(crate) fn admit(self: &Arc<Self>) -> Option<Slot> {
         let now = Instant::now();
         let mut t = self.table.lock().expect("connections lock");
         while t.open.len() >= t.limit() {
             let oldest = t
-                .open
-                .iter()
-                .filter_map(|(id, e)| e.waiting_since.map(|since| (since, *id)))
-                .min();
+                .longest_waiting()
+                .filter(|(since, _)| *since + EVICT_AFTER <= now);
             let Some((_, id)) = oldest else {
                 drop(t);
                 self.metrics.refused(Refused::Limit);
@@ -200,6 +237,10 @@ impl Connections {
         let mut t = self.table.lock().expect("connections lock");
         if let Some(e) = t.open.get_mut(&id) {
             e.waiting_since = waiting.then(Instant::now);
+        }
+        drop(t);
+        if waiting {
+            self.changed.notify_waiters();
         }
     }
 
@@ -235,7 +276,7 @@ impl Drop for Slot {
         }
         self.owner.update_gauges(&t);
         drop(t);
-        self.owner.closed.notify_waiters();
+        self.owner.changed.notify_waiters();
     }
 }
 
@@ -287,9 +328,15 @@ mod tests {
     async fn at_the_limit_the_longest_waiting_connection_makes_room() {
         let (c, m, reg) = table(2);
         let first = c.admit().unwrap();
-        tokio::time::advance(std::time::Duration::from_millis(10)).await;
+        tokio::time::advance(Duration::from_millis(10)).await;
         let second = c.admit().unwrap();
-        tokio::time::advance(std::time::Duration::from_millis(10)).await;
+        // Both too young to be closed for another.
+        assert!(c.admit().is_none());
+        assert_eq!(
+            count(&reg, "mailpulse_web_connections_refused_total", "limit"),
+            1
+        );
+        tokio::time::advance(EVICT_AFTER).await;
         // The first waited longest: it goes.
         let third = c.admit().unwrap();
         assert!(first.evict.is_cancelled());
@@ -301,16 +348,15 @@ mod tests {
         );
         drop(first);
         assert_eq!(m.connections_open.get(), 2, "already counted out");
-        // A connection answering a request is kept; with both busy, a new
-        // one is refused.
+        // A connection answering a request is kept, however long it has been open.
+        tokio::time::advance(EVICT_AFTER).await;
         let _a = second.busy();
         let _b = third.busy();
         assert!(c.admit().is_none());
-        assert_eq!(
-            count(&reg, "mailpulse_web_connections_refused_total", "limit"),
-            1
-        );
         drop(_b);
+        // The third waits again, from now.
+        assert!(c.admit().is_none());
+        tokio::time::advance(EVICT_AFTER).await;
         let fourth = c.admit().unwrap();
         assert!(third.evict.is_cancelled());
         assert!(!second.evict.is_cancelled());
@@ -319,18 +365,17 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn no_accept_while_evicted_connections_still_hold_the_slack() {
+    async fn a_full_listener_waits_for_a_place_or_an_old_enough_connection() {
         let (c, _, _) = table(1);
-        let mut evicted = Vec::new();
-        for _ in 0..CLOSING_SLACK {
-            c.room().await;
-            evicted.push(c.admit().unwrap());
-        }
-        let first = evicted.remove(0);
+        let first = c.admit().unwrap();
+        // Room comes when the first has waited EVICT_AFTER.
+        let began = Instant::now();
+        c.room().await;
+        assert_eq!(began.elapsed(), EVICT_AFTER);
+        // Or when a connection closes.
         let second = c.admit().unwrap();
         assert!(first.evict.is_cancelled());
-        assert!(evicted.iter().all(|e| e.evict.is_cancelled()));
-        // CLOSING_SLACK evicted connections have not closed: no more accepts.
+        drop(first);
         let waiting = tokio::spawn({
             let c = c.clone();
             async move {
@@ -342,13 +387,42 @@ mod tests {
         tokio::task::yield_now().await;
         assert!(!waiting.is_finished());
         tokio::time::advance(Duration::from_millis(5)).await;
-        drop(first);
+        drop(second);
         assert_eq!(waiting.await.unwrap(), Duration::from_millis(5));
-        // Tasks that never close hold the listener up for CLOSING_WAIT at most.
-        let _third = c.admit().unwrap();
-        assert!(second.evict.is_cancelled());
+        // A connection busy answering for long holds the listener for ROOM_WAIT at most.
+        let third = c.admit().unwrap();
+        let _busy = third.busy();
         let began = Instant::now();
         c.room().await;
-        assert_eq!(began.elapsed(), CLOSING_WAIT);
+        assert_eq!(began.elapsed(), ROOM_WAIT);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn no_room_is_made_while_evicted_connections_hold_the_slack() {
+        let (c, _, _) = table(1);
+        let mut evicted = Vec::new();
+        for _ in 0..=CLOSING_SLACK {
+            c.room().await;
+            evicted.push(c.admit().unwrap());
+        }
+        let last = evicted.pop().unwrap();
+        assert!(evicted.iter().all(|e| e.evict.is_cancelled()));
+        assert!(!last.evict.is_cancelled());
+        // CLOSING_SLACK evicted connections have not closed: the last one,
+        // however old, is not closed for another.
+        tokio::time::advance(EVICT_AFTER).await;
+        let waiting = tokio::spawn({
+            let c = c.clone();
+            async move {
+                let began = Instant::now();
+                c.room().await;
+                began.elapsed()
+            }
+        });
+        tokio::task::yield_now().await;
+        assert!(!waiting.is_finished());
+        tokio::time::advance(Duration::from_millis(5)).await;
+        drop(evicted.pop());
+        assert_eq!(waiting.await.unwrap(), Duration::from_millis(5));
     }
 }

@@ -225,6 +225,8 @@ impl ServerState {
 /// Serves connections until `shutdown` is cancelled.
 pub async fn serve(listener: TcpListener, state: Arc<ServerState>, shutdown: CancellationToken) {
     loop {
+        // While full, wait (a second at most) for a place or for a
+        // connection that can make room (see `connections`).
         tokio::select! {
             _ = shutdown.cancelled() => break,
             _ = state.connections.room() => {}
@@ -247,10 +249,10 @@ pub async fn serve(listener: TcpListener, state: Arc<ServerState>, shutdown: Can
             tracing::debug!(%peer, "metrics client outside allowed_networks; closing");
             continue;
         }
-        // Over the limit the connection is closed here, at once, rather
-        // than left in the kernel's backlog (see `connections`).
+        // Still full after that wait: closed here, at once, so the
+        // backlog moves.
         let Some(slot) = state.connections.admit() else {
-            tracing::debug!(%peer, "metrics listener full, every connection busy; closing");
+            tracing::debug!(%peer, "metrics listener full and no connection can make room; closing");
             continue;
         };
         let slot = Arc::new(slot);

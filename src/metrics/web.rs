@@ -13,7 +13,9 @@ use super::register;
 /// `as_str()` is the `reason` label.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Refused {
-    /// Every connection slot was busy answering a request.
+    /// The listener was full and no connection could make room (all busy
+    /// answering, or waiting for a request for less than
+    /// `connections::EVICT_AFTER`) for `connections::ROOM_WAIT`.
     Limit,
     /// The client is outside `[agent.web] allowed_networks`.
     Network,
@@ -36,7 +38,8 @@ impl Refused {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Closed {
     /// The listener was at its limit and a new connection took the place of
-    /// this one, which had waited longest for a request.
+    /// this one, which had waited longest for a request (at least
+    /// `connections::EVICT_AFTER`).
     Evicted,
     /// No complete request head within the header timeout (slow, or idle
     /// after its last request).
