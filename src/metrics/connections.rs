@@ -16,6 +16,13 @@
 //! there look open to their clients, who would wait for their own timeouts,
 //! and cannot be counted.
 //!
+//! A connection's wait is counted from when its task first runs, not from
+//! its accept: under load the agent itself may be slow to look at a new
+//! connection, and a scraper whose head sits unread is not a slow client.
+//! Connections whose tasks have not run yet are never closed for another;
+//! while they fill the table the listener accepts no more, so a starved
+//! agent takes in only what it can serve.
+//!
 //! An evicted connection holds its descriptor until its task has run, so
 //! the listener does not make room while [`CLOSING_SLACK`] evicted
 //! connections have not closed yet: the descriptors in use stay within the
@@ -116,7 +123,8 @@ impl Table {
 }
 
 struct Entry {
-    /// Since when it has waited for a request; `None` while one is answered.
+    /// Since when it has waited for a request; `None` before its task first
+    /// ran and while a request is answered.
     waiting_since: Option<Instant>,
     /// Cancelled to close it.
     evict: CancellationToken,
@@ -221,7 +229,7 @@ impl Connections {
         t.open.insert(
             id,
             Entry {
-                waiting_since: Some(now),
+                waiting_since: None,
                 evict: evict.clone(),
             },
         );
@@ -251,6 +259,13 @@ impl Connections {
 }
 
 impl Slot {
+    /// Marks the connection's task as running: from now on it waits for its
+    /// client's request, and can be closed to make room once it has waited
+    /// [`EVICT_AFTER`].
+    pub(crate) fn start(&self) {
+        self.owner.set_waiting(self.id, true);
+    }
+
     /// Completes when the connection must close to make room for another.
     pub(crate) fn evicted(&self) -> WaitForCancellationFuture<'_> {
         self.evict.cancelled()
@@ -328,17 +343,23 @@ mod tests {
     async fn at_the_limit_the_longest_waiting_connection_makes_room() {
         let (c, m, reg) = table(2);
         let first = c.admit().unwrap();
-        tokio::time::advance(Duration::from_millis(10)).await;
         let second = c.admit().unwrap();
+        tokio::time::advance(EVICT_AFTER * 2).await;
+        // Connections whose tasks have not run yet are never closed for another.
+        assert!(c.admit().is_none());
+        first.start();
+        tokio::time::advance(Duration::from_millis(10)).await;
+        second.start();
         // Both too young to be closed for another.
         assert!(c.admit().is_none());
         assert_eq!(
             count(&reg, "mailpulse_web_connections_refused_total", "limit"),
-            1
+            2
         );
         tokio::time::advance(EVICT_AFTER).await;
         // The first waited longest: it goes.
         let third = c.admit().unwrap();
+        third.start();
         assert!(first.evict.is_cancelled());
         assert!(!second.evict.is_cancelled());
         assert_eq!(m.connections_open.get(), 2);
@@ -358,6 +379,7 @@ mod tests {
         assert!(c.admit().is_none());
         tokio::time::advance(EVICT_AFTER).await;
         let fourth = c.admit().unwrap();
+        fourth.start();
         assert!(third.evict.is_cancelled());
         assert!(!second.evict.is_cancelled());
         drop((second, third, fourth));
@@ -368,12 +390,14 @@ mod tests {
     async fn a_full_listener_waits_for_a_place_or_an_old_enough_connection() {
         let (c, _, _) = table(1);
         let first = c.admit().unwrap();
+        first.start();
         // Room comes when the first has waited EVICT_AFTER.
         let began = Instant::now();
         c.room().await;
         assert_eq!(began.elapsed(), EVICT_AFTER);
         // Or when a connection closes.
         let second = c.admit().unwrap();
+        second.start();
         assert!(first.evict.is_cancelled());
         drop(first);
         let waiting = tokio::spawn({
@@ -391,6 +415,7 @@ mod tests {
         assert_eq!(waiting.await.unwrap(), Duration::from_millis(5));
         // A connection busy answering for long holds the listener for ROOM_WAIT at most.
         let third = c.admit().unwrap();
+        third.start();
         let _busy = third.busy();
         let began = Instant::now();
         c.room().await;
@@ -403,7 +428,9 @@ mod tests {
         let mut evicted = Vec::new();
         for _ in 0..=CLOSING_SLACK {
             c.room().await;
-            evicted.push(c.admit().unwrap());
+            let slot = c.admit().unwrap();
+            slot.start();
+            evicted.push(slot);
         }
         let last = evicted.pop().unwrap();
         assert!(evicted.iter().all(|e| e.evict.is_cancelled()));

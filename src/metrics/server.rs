@@ -259,6 +259,7 @@ pub async fn serve(listener: TcpListener, state: Arc<ServerState>, shutdown: Can
         let state = state.clone();
         let shutdown = shutdown.clone();
         tokio::spawn(async move {
+            slot.start();
             let work = async {
                 match &web.acceptor {
                     None => serve_connection(stream, peer, &state, &web, &slot).await,
