@@ -4,11 +4,12 @@
 # against the real binary on 127.0.0.1 only, bounded in count and time, and
 # stops by itself; the figures are printed (see bench/RELIABILITY.md).
 #
-# Usage: bench/reliability.sh [kill9|flood|hostile|all]
+# Usage: bench/reliability.sh [kill9|flood|hostile|listener|all]
 #   MAILPULSE_KILLS   kills in the kill -9 loop (default 50)
 #   MAILPULSE_SEED    seed of the kill moments and receiver 503s (default random)
 #   MAILPULSE_FLOOD_SECS    flood length in seconds (default here 60)
 #   MAILPULSE_HOSTILE_SECS  hostile fleet length in seconds (default here 60)
+#   MAILPULSE_ATTACK_SECS   listener attack length in seconds (default 30)
 set -eu
 repo=$(cd "$(dirname "$0")/.." && pwd)
 cd "$repo"
@@ -33,5 +34,14 @@ esac
 case "$what" in
 hostile | all)
     MAILPULSE_HOSTILE_SECS=${MAILPULSE_HOSTILE_SECS:-60} run hostile_fleet
+    ;;
+esac
+case "$what" in
+listener | all)
+    # 3,000 slow-header clients and a wrong-password flood against the
+    # metrics listener while a scraper scrapes (tests/web_limits.rs); the
+    # test raises its own descriptor limit to the hard limit.
+    cargo test --quiet --test web_limits listener_under_attack -- --ignored --nocapture 2>&1 |
+        grep -E '^listener attack:|test result|panicked|FAILED' || true
     ;;
 esac

@@ -247,6 +247,15 @@ pub async fn run(source: ConfigSource) -> anyhow::Result<()> {
 
     let web = WebRuntime::new(&config.agent.web).map_err(|e| anyhow::anyhow!("agent.web: {e}"))?;
     let server_state = Arc::new(ServerState::new(metrics.clone(), health.clone(), web));
+    if let Some(limit) = crate::service::fdlimit::raise() {
+        server_state.limit_descriptors(limit.soft);
+        tracing::info!(
+            descriptors = limit.soft,
+            raised_from = limit.before,
+            max_connections = server_state.connection_limit(),
+            "descriptor limit"
+        );
+    }
     tracker.spawn(server::serve(
         listener,
         server_state.clone(),

@@ -50,8 +50,11 @@ pub enum Command {
     /// Read a password on standard input and print its bcrypt hash, for
     /// `[agent.web] basic_auth_users`.
     HashPassword {
-        /// bcrypt cost (4-31); each step doubles the work of every check.
-        #[arg(long, default_value_t = 10)]
+        /// bcrypt cost (4-14, the range `[agent.web]` accepts); each step
+        /// doubles the work of every check.
+        #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(
+            i64::from(crate::config::MIN_BCRYPT_COST)..=i64::from(crate::config::MAX_BCRYPT_COST)
+        ))]
         cost: u32,
     },
     /// Run the slowdown detector over a recorded latency series (a CSV file

@@ -125,15 +125,46 @@ pub struct AgentConfig {
 
 /// `[agent.web]`: TLS, basic authentication and client networks for the
 /// metrics endpoint, in the spirit of the Prometheus exporters' web config.
-#[derive(Debug, Clone, PartialEq, Default)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct WebConfig {
     /// Serve HTTPS with this certificate, when set.
     pub tls: Option<WebTls>,
-    /// User name to bcrypt hash; empty means no authentication.
+    /// User name to bcrypt hash (cost at most [`MAX_BCRYPT_COST`]); empty
+    /// means no authentication.
     pub basic_auth_users: Vec<(String, String)>,
     /// Client networks allowed to connect; empty means everyone.
     pub allowed_networks: Vec<net::IpNet>,
+    /// Connections the listener keeps open at most (fewer when the
+    /// descriptor limit is low: `metrics::server` keeps a reserve).
+    pub max_connections: usize,
 }
+
+impl Default for WebConfig {
+    fn default() -> WebConfig {
+        WebConfig {
+            tls: None,
+            basic_auth_users: Vec::new(),
+            allowed_networks: Vec::new(),
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+        }
+    }
+}
+
+/// Default of `[agent.web] max_connections`: a Prometheus server or two
+/// needs one connection each per scrape, so 256 leaves room for many
+/// scrapers while a flood of connections stays small (a few MiB of buffers).
+pub const DEFAULT_MAX_CONNECTIONS: usize = 256;
+/// Largest accepted `[agent.web] max_connections`.
+pub const MAX_CONNECTIONS_LIMIT: usize = 65_536;
+/// Highest bcrypt cost `basic_auth_users` accepts. One check at cost 14
+/// takes about a second of a core (release build; each step doubles it):
+/// the first scrape with new credentials still answers within Prometheus's
+/// default 10 s timeout while a few checks queue, and a higher cost buys
+/// little against guessing that the per-client failure limit does not
+/// already give. At cost 31 one check takes days.
+pub const MAX_BCRYPT_COST: u32 = 14;
+/// Lowest bcrypt cost there is (bcrypt refuses anything below).
+pub const MIN_BCRYPT_COST: u32 = 4;
 
 /// The metrics endpoint's TLS identity, already read and parsed.
 #[derive(Debug, Clone, PartialEq)]

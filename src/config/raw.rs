@@ -55,6 +55,7 @@ pub struct RawWeb {
     pub tls_client_ca_file: Option<PathBuf>,
     pub basic_auth_users: Option<BTreeMap<String, String>>,
     pub allowed_networks: Option<Vec<String>>,
+    pub max_connections: Option<u64>,
 }
 
 /// `[host]`

@@ -1096,15 +1096,38 @@ fn build_web(c: &mut Checker<'_>, wp: &KeyPath, base: &Path, raw: Option<RawWeb>
                 &wp.key("basic_auth_users"),
                 format!("invalid user name {user:?}"),
             );
-        } else if hash.parse::<bcrypt::HashParts>().is_err() {
-            c.error_at(
-                &wp.key("basic_auth_users").key(&user),
-                "expected a bcrypt hash (\"$2b$...\"; make one with `mailpulse hash-password`)",
-            );
         } else {
-            basic_auth_users.push((user, hash));
+            match hash.parse::<bcrypt::HashParts>().map(|h| h.get_cost()) {
+                Err(_) => c.error_at(
+                    &wp.key("basic_auth_users").key(&user),
+                    "expected a bcrypt hash (\"$2b$...\"; make one with `mailpulse hash-password`)",
+                ),
+                // Every failed check costs this much CPU (and unknown users
+                // are checked at the highest configured cost): bounded, so
+                // a typo cannot make one check take days.
+                Ok(cost) if cost > MAX_BCRYPT_COST => c.error_at(
+                    &wp.key("basic_auth_users").key(&user),
+                    format!("bcrypt cost {cost} is above the maximum {MAX_BCRYPT_COST}"),
+                ),
+                Ok(cost) if cost < MIN_BCRYPT_COST => c.error_at(
+                    &wp.key("basic_auth_users").key(&user),
+                    format!("bcrypt cost {cost} is below the minimum {MIN_BCRYPT_COST}"),
+                ),
+                Ok(_) => basic_auth_users.push((user, hash)),
+            }
         }
     }
+    let max_connections = match raw.max_connections {
+        None => DEFAULT_MAX_CONNECTIONS,
+        Some(n) if (1..=MAX_CONNECTIONS_LIMIT as u64).contains(&n) => n as usize,
+        Some(_) => {
+            c.error_at(
+                &wp.key("max_connections"),
+                format!("must be between 1 and {MAX_CONNECTIONS_LIMIT}"),
+            );
+            DEFAULT_MAX_CONNECTIONS
+        }
+    };
     let mut allowed_networks = Vec::new();
     for (i, text) in raw.allowed_networks.unwrap_or_default().iter().enumerate() {
         match text.parse::<net::IpNet>() {
@@ -1116,6 +1139,7 @@ fn build_web(c: &mut Checker<'_>, wp: &KeyPath, base: &Path, raw: Option<RawWeb>
         tls,
         basic_auth_users,
         allowed_networks,
+        max_connections,
     }
 }
 

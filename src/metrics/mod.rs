@@ -8,6 +8,8 @@
 
 pub mod agent;
 pub mod alert;
+mod auth;
+mod connections;
 pub mod detect;
 pub mod histogram;
 pub mod host;
@@ -17,6 +19,7 @@ pub mod server;
 mod table;
 pub mod targets;
 pub mod text;
+pub mod web;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -44,6 +47,8 @@ pub struct Metrics {
     pub detect: detect::DetectMetrics,
     /// Alert delivery and the outbox.
     pub alert: alert::AlertMetrics,
+    /// The metrics listener itself: connections and authentication.
+    pub web: web::WebMetrics,
     /// Size of the last page, so the next one is written without regrowing.
     last_size: AtomicUsize,
     /// The buffer of the last page, back from the HTTP layer (see [`Metrics::page`]).
@@ -59,6 +64,7 @@ impl Metrics {
         let host = host::HostMetrics::register(&registry)?;
         let detect = detect::DetectMetrics::register(&registry)?;
         let alert = alert::AlertMetrics::register(&registry)?;
+        let web = web::WebMetrics::register(&registry)?;
         Ok(Metrics {
             registry,
             probe,
@@ -66,6 +72,7 @@ impl Metrics {
             host,
             detect,
             alert,
+            web,
             last_size: AtomicUsize::new(16 * 1024),
             spare_page: Arc::default(),
         })

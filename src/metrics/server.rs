@@ -3,46 +3,59 @@
 //! small index page. The listener is bound by the caller before READY=1.
 //!
 //! `[agent.web]` can require TLS (optionally with client certificates), HTTP
-//! basic authentication against bcrypt hashes, and restrict clients to listed
-//! networks. These settings can change on reload without rebinding.
+//! basic authentication against bcrypt hashes (`auth`), and restrict clients
+//! to listed networks. These settings can change on reload without rebinding.
+//!
+//! The listener is built to be attacked: at most `max_connections` are open
+//! (fewer when descriptors are short; see `connections`), a request head is
+//! at most [`MAX_HEADER_BYTES`] and must arrive within
+//! [`HEADER_READ_TIMEOUT`] (an idle keep-alive connection is closed after as
+//! long), and each of these is counted in `mailpulse_web_*`.
 
-use std::collections::{HashMap, HashSet};
 use std::convert::Infallible;
-use std::net::SocketAddr;
-use std::sync::{Arc, Mutex, RwLock};
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use base64::Engine as _;
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
-use sha2::{Digest, Sha256};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use super::auth::{Gate, Rejection, Users};
+use super::connections::{descriptor_budget, Connections, Slot};
+use super::web::{AuthRejected, Closed, Refused};
 use super::Metrics;
 use crate::config::net::IpNet;
 use crate::config::WebConfig;
 use crate::health::Health;
 
-/// How long a client may take to finish the TLS handshake and send its request head.
+/// How long a client may take to finish the TLS handshake, and then to send
+/// each request head; an idle keep-alive connection is closed after as long
+/// without a new request.
 pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
-/// Successful credential checks remembered, so bcrypt's cost is paid once per client.
-const AUTH_CACHE_SIZE: usize = 1024;
+/// Largest request head (request line and headers) read; a larger one is
+/// answered 431 and its connection closed. Prometheus sends a few hundred
+/// bytes. Before this cap hyper buffered up to about 400 KiB per connection.
+pub const MAX_HEADER_BYTES: usize = 16 * 1024;
+/// A connection's read buffer: nothing served here takes a body, so the
+/// head's cap is all it needs (hyper's minimum is 8 KiB).
+const READ_BUFFER_BYTES: usize = MAX_HEADER_BYTES;
+/// Pause after a failed `accept` (out of descriptors and the like), so the
+/// loop does not spin.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
 /// The endpoint's protection, rebuilt from `[agent.web]` on every (re)load.
 pub struct WebRuntime {
     acceptor: Option<tokio_rustls::TlsAcceptor>,
-    users: HashMap<String, String>,
+    users: Users,
     networks: Vec<IpNet>,
-    /// A hash checked for unknown users, so their answer takes as long as a known user's.
-    decoy: String,
-    /// Digests of (user, password, hash) that verified.
-    verified: Mutex<HashSet<[u8; 32]>>,
+    max_connections: usize,
 }
 
 impl WebRuntime {
@@ -79,84 +92,19 @@ impl WebRuntime {
                 Some(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
             }
         };
-        let decoy = if web.basic_auth_users.is_empty() {
-            String::new()
-        } else {
-            // Same cost as the configured hashes, so unknown users cannot be told apart by timing.
-            let cost = web
-                .basic_auth_users
-                .first()
-                .and_then(|(_, h)| h.parse::<bcrypt::HashParts>().ok())
-                .map(|p| p.get_cost())
-                .unwrap_or(bcrypt::DEFAULT_COST);
-            bcrypt::hash("mailpulse-decoy", cost).map_err(|e| format!("bcrypt: {e}"))?
-        };
         Ok(WebRuntime {
             acceptor,
-            users: web.basic_auth_users.iter().cloned().collect(),
+            // No hashing here (the decoys are made, not computed), so a
+            // reload never holds up the task that handles signals.
+            users: Users::new(&web.basic_auth_users)?,
             networks: web.allowed_networks.clone(),
-            decoy,
-            verified: Mutex::new(HashSet::new()),
+            max_connections: web.max_connections,
         })
     }
 
     fn allows(&self, peer: SocketAddr) -> bool {
         self.networks.is_empty() || self.networks.iter().any(|n| n.contains(peer.ip()))
     }
-
-    /// Checks the request's basic credentials (bcrypt on the blocking pool).
-    async fn authorized(&self, req: &Request<Incoming>) -> bool {
-        if self.users.is_empty() {
-            return true;
-        }
-        let Some((user, password)) = basic_credentials(req) else {
-            return false;
-        };
-        let (hash, known) = match self.users.get(&user) {
-            Some(h) => (h.clone(), true),
-            None => (self.decoy.clone(), false),
-        };
-        let digest: [u8; 32] = Sha256::new()
-            .chain_update(user.as_bytes())
-            .chain_update([0])
-            .chain_update(password.as_bytes())
-            .chain_update([0])
-            .chain_update(hash.as_bytes())
-            .finalize()
-            .into();
-        if known && self.verified.lock().expect("auth cache").contains(&digest) {
-            return true;
-        }
-        let ok =
-            tokio::task::spawn_blocking(move || bcrypt::verify(password, &hash).unwrap_or(false))
-                .await
-                .unwrap_or(false);
-        if ok && known {
-            let mut cache = self.verified.lock().expect("auth cache");
-            if cache.len() >= AUTH_CACHE_SIZE {
-                cache.clear();
-            }
-            cache.insert(digest);
-        }
-        ok && known
-    }
-}
-
-fn basic_credentials(req: &Request<Incoming>) -> Option<(String, String)> {
-    let value = req
-        .headers()
-        .get(hyper::header::AUTHORIZATION)?
-        .to_str()
-        .ok()?;
-    let encoded = value
-        .strip_prefix("Basic ")
-        .or_else(|| value.strip_prefix("basic "))?;
-    let decoded = base64::engine::general_purpose::STANDARD
-        .decode(encoded.trim())
-        .ok()?;
-    let text = String::from_utf8(decoded).ok()?;
-    let (user, password) = text.split_once(':')?;
-    Some((user.to_string(), password.to_string()))
 }
 
 /// What the handlers need.
@@ -172,6 +120,10 @@ pub struct ServerState {
     last_scrape: tokio::sync::Mutex<Option<(Instant, Bytes)>>,
     /// Asks the render thread for a page.
     renderer: Renderer,
+    /// The open connections and their limit.
+    connections: Arc<Connections>,
+    /// Failed-check counts and the bcrypt queue, kept across reloads.
+    gate: Gate,
 }
 
 /// The thread that renders `/metrics` pages, one at a time. One long-lived
@@ -219,11 +171,24 @@ impl ServerState {
     pub fn new(metrics: Arc<Metrics>, health: Arc<Health>, web: WebRuntime) -> ServerState {
         ServerState {
             renderer: Renderer::start(metrics.clone()),
+            connections: Connections::new(web.max_connections, metrics.web.clone()),
+            gate: Gate::default(),
             metrics,
             health,
             web: RwLock::new(Arc::new(web)),
             last_scrape: tokio::sync::Mutex::new(None),
         }
+    }
+
+    /// Keeps the listener's connections within what a descriptor limit of
+    /// `nofile` allows, leaving a reserve for probes and collectors.
+    pub fn limit_descriptors(&self, nofile: u64) {
+        self.connections.set_budget(descriptor_budget(nofile));
+    }
+
+    /// Connections the listener keeps open at most, now.
+    pub fn connection_limit(&self) -> usize {
+        self.connections.limit()
     }
 
     /// The `/metrics` body. Rendering gathers every family and reads
@@ -252,6 +217,7 @@ impl ServerState {
 
     /// Replaces the protection (after a reload).
     pub fn set_web(&self, web: WebRuntime) {
+        self.connections.set_configured(web.max_connections);
         *self.web.write().expect("web lock") = Arc::new(web);
     }
 }
@@ -259,6 +225,12 @@ impl ServerState {
 /// Serves connections until `shutdown` is cancelled.
 pub async fn serve(listener: TcpListener, state: Arc<ServerState>, shutdown: CancellationToken) {
     loop {
+        // While full, wait (a second at most) for a place or for a
+        // connection that can make room (see `connections`).
+        tokio::select! {
+            _ = shutdown.cancelled() => break,
+            _ = state.connections.room() => {}
+        }
         let (stream, peer) = tokio::select! {
             _ = shutdown.cancelled() => break,
             accepted = listener.accept() => match accepted {
@@ -266,57 +238,91 @@ pub async fn serve(listener: TcpListener, state: Arc<ServerState>, shutdown: Can
                 Err(e) => {
                     // Out of file descriptors and the like: back off instead of spinning.
                     tracing::warn!(error = %e, "cannot accept a metrics connection");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    tokio::time::sleep(ACCEPT_BACKOFF).await;
                     continue;
                 }
             },
         };
         let web = state.web.read().expect("web lock").clone();
         if !web.allows(peer) {
+            state.metrics.web.refused(Refused::Network);
             tracing::debug!(%peer, "metrics client outside allowed_networks; closing");
             continue;
         }
+        // Still full after that wait: closed here, at once, so the
+        // backlog moves.
+        let Some(slot) = state.connections.admit() else {
+            tracing::debug!(%peer, "metrics listener full and no connection can make room; closing");
+            continue;
+        };
+        let slot = Arc::new(slot);
         let state = state.clone();
         let shutdown = shutdown.clone();
         tokio::spawn(async move {
+            slot.start();
             let work = async {
                 match &web.acceptor {
-                    None => serve_connection(stream, state, web.clone()).await,
+                    None => serve_connection(stream, peer, &state, &web, &slot).await,
                     Some(acceptor) => {
                         let handshake =
                             tokio::time::timeout(HEADER_READ_TIMEOUT, acceptor.accept(stream));
                         match handshake.await {
-                            Ok(Ok(tls)) => serve_connection(tls, state, web.clone()).await,
+                            Ok(Ok(tls)) => serve_connection(tls, peer, &state, &web, &slot).await,
                             Ok(Err(e)) => {
-                                tracing::debug!(%peer, error = %e, "metrics tls handshake failed")
+                                tracing::debug!(%peer, error = %e, "metrics tls handshake failed");
+                                Some(Closed::TlsHandshake)
                             }
-                            Err(_) => tracing::debug!(%peer, "metrics tls handshake timed out"),
+                            Err(_) => {
+                                tracing::debug!(%peer, "metrics tls handshake timed out");
+                                Some(Closed::TlsHandshake)
+                            }
                         }
                     }
                 }
             };
             tokio::select! {
-                _ = work => {}
+                closed = work => if let Some(reason) = closed {
+                    state.metrics.web.closed(reason);
+                },
+                // Counted when it was chosen.
+                _ = slot.evicted() => tracing::debug!(%peer, "metrics connection closed to make room"),
                 _ = shutdown.cancelled() => {}
             }
         });
     }
 }
 
-async fn serve_connection<S>(io: S, state: Arc<ServerState>, web: Arc<WebRuntime>)
+/// Serves HTTP/1 on one connection; why the agent cut it short, if it did.
+async fn serve_connection<S>(
+    io: S,
+    peer: SocketAddr,
+    state: &Arc<ServerState>,
+    web: &Arc<WebRuntime>,
+    slot: &Arc<Slot>,
+) -> Option<Closed>
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
+    let (state, web, slot) = (state.clone(), web.clone(), slot.clone());
     let service = hyper::service::service_fn(move |req| {
-        let state = state.clone();
-        let web = web.clone();
-        async move { Ok::<_, Infallible>(handle(&state, &web, req).await) }
+        let (state, web, slot) = (state.clone(), web.clone(), slot.clone());
+        async move {
+            let _busy = slot.busy();
+            Ok::<_, Infallible>(handle(&state, &web, peer.ip(), req).await)
+        }
     });
-    let _ = hyper::server::conn::http1::Builder::new()
+    let served = hyper::server::conn::http1::Builder::new()
         .timer(TokioTimer::new())
         .header_read_timeout(HEADER_READ_TIMEOUT)
+        .max_header_size(MAX_HEADER_BYTES)
+        .max_buf_size(READ_BUFFER_BYTES)
         .serve_connection(TokioIo::new(io), service)
         .await;
+    match served {
+        Err(e) if e.is_timeout() => Some(Closed::HeaderTimeout),
+        Err(e) if e.is_parse_too_large() => Some(Closed::HeaderTooLarge),
+        _ => None,
+    }
 }
 
 fn text(
@@ -331,18 +337,48 @@ fn text(
         .expect("static response parts are valid")
 }
 
+/// The answer to a request basic authentication refused.
+fn refusal(rejection: Rejection) -> Response<Full<Bytes>> {
+    let mut r = match rejection.reason {
+        AuthRejected::Missing | AuthRejected::Invalid => {
+            let mut r = text(StatusCode::UNAUTHORIZED, "text/plain", "unauthorized\n");
+            r.headers_mut().insert(
+                hyper::header::WWW_AUTHENTICATE,
+                hyper::header::HeaderValue::from_static("Basic realm=\"mailpulse\""),
+            );
+            r
+        }
+        AuthRejected::Limited => text(
+            StatusCode::TOO_MANY_REQUESTS,
+            "text/plain",
+            "too many failed attempts\n",
+        ),
+        AuthRejected::Busy => text(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "text/plain",
+            "too many credential checks waiting\n",
+        ),
+    };
+    if let Some(after) = rejection.retry_after {
+        // Whole seconds, rounded up.
+        let secs = after.as_secs() + u64::from(after.subsec_nanos() > 0);
+        r.headers_mut().insert(
+            hyper::header::RETRY_AFTER,
+            hyper::header::HeaderValue::from(secs),
+        );
+    }
+    r
+}
+
 async fn handle(
     state: &ServerState,
     web: &WebRuntime,
+    peer: IpAddr,
     req: Request<Incoming>,
 ) -> Response<Full<Bytes>> {
-    if !web.authorized(&req).await {
-        let mut r = text(StatusCode::UNAUTHORIZED, "text/plain", "unauthorized\n");
-        r.headers_mut().insert(
-            hyper::header::WWW_AUTHENTICATE,
-            hyper::header::HeaderValue::from_static("Basic realm=\"mailpulse\""),
-        );
-        return r;
+    if let Err(rejection) = state.gate.check(&web.users, peer, req.headers()).await {
+        state.metrics.web.auth_rejected(rejection.reason);
+        return refusal(rejection);
     }
     if req.method() != Method::GET && req.method() != Method::HEAD {
         return text(

@@ -1,7 +1,8 @@
-//! Living as a service: signals, systemd notifications, logging, and
-//! returning start-up's code pages.
+//! Living as a service: signals, systemd notifications, logging, the
+//! descriptor limit, and returning start-up's code pages.
 //! Used only by `app` and `main`.
 
+pub mod fdlimit;
 pub mod logging;
 pub mod signals;
 pub mod systemd;
