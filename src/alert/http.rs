@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::{BodyExt, Full};
 use hyper::header::{HeaderMap, HeaderName, HeaderValue};
 use hyper::Method;
 use hyper_util::rt::TokioIo;
@@ -25,8 +25,13 @@ use tokio::net::TcpStream;
 use super::DeliveryError;
 use crate::config::TlsOptions;
 
-/// Response bodies are read up to this size (enough for any error message).
+/// The body of a successful answer is read up to this size (Grafana's
+/// annotation id is in it); the rest is never read.
 pub const MAX_RESPONSE_BYTES: usize = 64 * 1024;
+/// The body of a failed answer is read up to this size: only a short quote of
+/// it goes into the error message, so a receiver that answers with an endless
+/// body costs no more than this.
+pub const MAX_ERROR_BODY_BYTES: usize = 4 * 1024;
 /// At most this much of a response body is quoted in an error message.
 const QUOTED_BODY_CHARS: usize = 200;
 
@@ -188,13 +193,26 @@ where
             .send_request(request)
             .await
             .map_err(|e| net("request to", &e))?;
-        let (parts, body) = response.into_parts();
-        let bytes = Limited::new(body, MAX_RESPONSE_BYTES)
-            .collect()
-            .await
-            .map(|c| c.to_bytes())
-            // A body too long or cut short still leaves the status to judge by.
-            .unwrap_or_default();
+        let (parts, mut body) = response.into_parts();
+        let limit = if parts.status.is_success() {
+            MAX_RESPONSE_BYTES
+        } else {
+            MAX_ERROR_BODY_BYTES
+        };
+        // Read up to the limit and no further; a body cut short still leaves
+        // the status to judge by. The connection is dropped with the rest.
+        let mut bytes = Vec::new();
+        while bytes.len() < limit {
+            match body.frame().await {
+                Some(Ok(frame)) => {
+                    if let Ok(data) = frame.into_data() {
+                        let take = data.len().min(limit - bytes.len());
+                        bytes.extend_from_slice(&data[..take]);
+                    }
+                }
+                Some(Err(_)) | None => break,
+            }
+        }
         Ok(Response {
             status: parts.status.as_u16(),
             headers: parts.headers,
@@ -213,7 +231,10 @@ where
 }
 
 /// Judges an answer: 2xx is delivered; 5xx, 408 and 429 are retriable (with
-/// `Retry-After` when given); anything else is permanent.
+/// `Retry-After` when given); a redirect is retriable too (it is not
+/// followed: credentials and keys go only where the configuration says, and
+/// a page waits rather than being lost while the URL is fixed); anything
+/// else is permanent.
 pub fn classify(r: Response) -> Result<Response, DeliveryError> {
     match r.status {
         200..=299 => Ok(r),
@@ -221,17 +242,54 @@ pub fn classify(r: Response) -> Result<Response, DeliveryError> {
             message: status_message(&r),
             retry_after: retry_after(&r.headers),
         }),
+        300..=399 => Err(DeliveryError::retriable(redirect_message(&r))),
         _ => Err(DeliveryError::permanent(status_message(&r))),
     }
 }
 
 fn status_message(r: &Response) -> String {
-    let body: String = r.body.trim().chars().take(QUOTED_BODY_CHARS).collect();
+    let body: String = quotable(r.body.trim())
+        .chars()
+        .take(QUOTED_BODY_CHARS)
+        .collect();
     if body.is_empty() {
         format!("HTTP {}", r.status)
     } else {
         format!("HTTP {}: {body}", r.status)
     }
+}
+
+/// What a redirect answer says, naming only the origin it points to (its
+/// path may hold a token).
+fn redirect_message(r: &Response) -> String {
+    let location = r
+        .headers
+        .get(hyper::header::LOCATION)
+        .and_then(|v| v.to_str().ok());
+    let target = match location.map(url::Url::parse) {
+        Some(Ok(u)) => origin(&u),
+        Some(Err(_)) => "another path on the same server".to_string(),
+        None => "nowhere (no Location)".to_string(),
+    };
+    format!(
+        "HTTP {}: redirect to {target} not followed; set the receiver's url to the final address",
+        r.status
+    )
+}
+
+/// `text` safe to print on a terminal and in a log line: line breaks and tabs
+/// become spaces, other control and bidirectional formatting characters
+/// become U+FFFD, so an answer cannot forge log lines or rewrite a terminal.
+pub fn quotable(text: &str) -> String {
+    text.chars()
+        .map(|c| match c {
+            '\n' | '\r' | '\t' => ' ',
+            c if c.is_control() || matches!(c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}') => {
+                '\u{fffd}'
+            }
+            c => c,
+        })
+        .collect()
 }
 
 /// The delay a `Retry-After` header asks for: seconds, or an HTTP date.
@@ -332,6 +390,37 @@ mod tests {
                 message: "HTTP 429: nope".into(),
                 retry_after: Some(Duration::from_secs(7))
             }
+        );
+    }
+
+    #[test]
+    fn redirects_are_not_followed_and_name_only_the_origin() {
+        let mut r = response(302, None);
+        r.headers.insert(
+            hyper::header::LOCATION,
+            HeaderValue::from_static("http://127.0.0.2:8080/services/T0/B0/s3cr3t?sig=x"),
+        );
+        let e = classify(r).unwrap_err();
+        assert!(e.is_retriable());
+        assert_eq!(
+            e.to_string(),
+            "HTTP 302: redirect to http://127.0.0.2:8080 not followed; set the receiver's url to the final address"
+        );
+        let e = classify(response(301, None)).unwrap_err();
+        assert!(
+            e.to_string().contains("redirect to nowhere (no Location)"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn quoted_bodies_cannot_drive_a_terminal() {
+        let mut r = response(500, None);
+        r.body = "bad\x1b[2J\x1b]0;title\x07\nnext\u{202e}line".into();
+        let e = classify(r).unwrap_err().to_string();
+        assert_eq!(
+            e,
+            "HTTP 500: bad\u{fffd}[2J\u{fffd}]0;title\u{fffd} next\u{fffd}line"
         );
     }
 
