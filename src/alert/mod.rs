@@ -29,7 +29,7 @@ pub mod slack;
 pub mod teams;
 pub mod webhook;
 
-pub use delivery::{run_delivery, DRAIN_GRACE, MAX_IN_FLIGHT};
+pub use delivery::{run_delivery, DRAIN_GRACE, MAX_IN_FLIGHT, MAX_IN_FLIGHT_PER_RECEIVER};
 
 use std::collections::BTreeMap;
 use std::fmt;
