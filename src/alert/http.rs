@@ -22,7 +22,9 @@ use rustls::pki_types::ServerName;
 use rustls::ClientConfig;
 use tokio::net::TcpStream;
 
+use super::redact::Redactor;
 use super::DeliveryError;
+use crate::config::alerting::ReceiverConfig;
 use crate::config::TlsOptions;
 
 /// The body of a successful answer is read up to this size (Grafana's
@@ -46,11 +48,14 @@ pub struct Response {
     pub body: String,
 }
 
-/// A client for one receiver: its TLS settings and timeout.
+/// A client for one receiver: its TLS settings, timeout, and the redactor
+/// of its secrets (built from the same configuration, so no receiver can
+/// have a client without it).
 #[derive(Clone)]
 pub struct HttpClient {
     tls: Arc<ClientConfig>,
     timeout: Duration,
+    redactor: Redactor,
 }
 
 impl std::fmt::Debug for HttpClient {
@@ -60,11 +65,13 @@ impl std::fmt::Debug for HttpClient {
 }
 
 impl HttpClient {
-    /// A client with the receiver's TLS settings and per-request timeout.
-    pub fn new(tls: &TlsOptions, timeout: Duration) -> Result<HttpClient, String> {
+    /// A client with the receiver's TLS settings, per-request timeout and
+    /// secrets (every error it returns is redacted).
+    pub fn new(config: &ReceiverConfig) -> Result<HttpClient, String> {
         Ok(HttpClient {
-            tls: tls_config(tls, &[b"http/1.1"])?,
-            timeout,
+            tls: tls_config(&config.tls, &[b"http/1.1"])?,
+            timeout: config.timeout,
+            redactor: Redactor::for_receiver(config),
         })
     }
 
@@ -90,7 +97,7 @@ impl HttpClient {
             .map_err(|e| DeliveryError::permanent(format!("cannot encode payload: {e}")))?;
         let mut all: Vec<(&str, String)> = vec![("content-type", "application/json".into())];
         all.extend(headers.iter().cloned());
-        classify(self.request(method, url, &all, body).await?)
+        classify_redacted(self.request(method, url, &all, body).await?, &self.redactor)
     }
 
     /// Sends one request and returns whatever the server answered; only
@@ -103,7 +110,7 @@ impl HttpClient {
         body: Vec<u8>,
     ) -> Result<Response, DeliveryError> {
         match tokio::time::timeout(self.timeout, self.exchange(method, url, headers, body)).await {
-            Ok(r) => r,
+            Ok(r) => r.map_err(|e| self.redactor.error(e)),
             Err(_) => Err(DeliveryError::retriable(format!(
                 "no answer from {} within {}",
                 origin(url),
@@ -236,19 +243,25 @@ where
 /// a page waits rather than being lost while the URL is fixed); anything
 /// else is permanent.
 pub fn classify(r: Response) -> Result<Response, DeliveryError> {
-    match r.status {
-        200..=299 => Ok(r),
-        408 | 429 | 500..=599 => Err(DeliveryError::Retriable {
-            message: status_message(&r),
-            retry_after: retry_after(&r.headers),
-        }),
-        300..=399 => Err(DeliveryError::retriable(redirect_message(&r))),
-        _ => Err(DeliveryError::permanent(status_message(&r))),
-    }
+    classify_redacted(r, &Redactor::default())
 }
 
-fn status_message(r: &Response) -> String {
-    let body: String = quotable(r.body.trim())
+/// [`classify`], with the quoted body redacted before it is cut short.
+fn classify_redacted(r: Response, redactor: &Redactor) -> Result<Response, DeliveryError> {
+    let error = match r.status {
+        200..=299 => return Ok(r),
+        408 | 429 | 500..=599 => DeliveryError::Retriable {
+            message: status_message(&r, redactor),
+            retry_after: retry_after(&r.headers),
+        },
+        300..=399 => DeliveryError::retriable(redirect_message(&r)),
+        _ => DeliveryError::permanent(status_message(&r, redactor)),
+    };
+    Err(redactor.error(error))
+}
+
+fn status_message(r: &Response, redactor: &Redactor) -> String {
+    let body: String = quotable(&redactor.redact(r.body.trim()))
         .chars()
         .take(QUOTED_BODY_CHARS)
         .collect();

@@ -24,6 +24,7 @@ pub mod grafana;
 pub mod http;
 pub mod opsgenie;
 pub mod pagerduty;
+pub mod redact;
 pub mod render;
 pub mod slack;
 pub mod teams;
@@ -314,12 +315,13 @@ pub struct ReceiverContext {
     pub external_url: Option<String>,
 }
 
-/// Builds the receiver a configuration entry describes.
+/// Builds the receiver a configuration entry describes, wrapped so that its
+/// errors never carry one of its secrets ([`redact::Redacted`]).
 pub fn build_receiver(
     config: &ReceiverConfig,
     ctx: &ReceiverContext,
 ) -> Result<Arc<dyn Receiver>, String> {
-    Ok(match &config.spec {
+    let inner: Arc<dyn Receiver> = match &config.spec {
         ReceiverSpec::Webhook(s) => Arc::new(webhook::WebhookReceiver::new(config, s, ctx)?),
         ReceiverSpec::Alertmanager(s) => {
             Arc::new(alertmanager::AlertmanagerReceiver::new(config, s, ctx)?)
@@ -330,7 +332,11 @@ pub fn build_receiver(
         ReceiverSpec::Teams(s) => Arc::new(teams::TeamsReceiver::new(config, s)?),
         ReceiverSpec::Email(s) => Arc::new(email::EmailReceiver::new(config, s, ctx)?),
         ReceiverSpec::Grafana(s) => Arc::new(grafana::GrafanaReceiver::new(config, s, ctx)?),
-    })
+    };
+    Ok(Arc::new(redact::Redacted::new(
+        inner,
+        redact::Redactor::for_receiver(config),
+    )))
 }
 
 /// The alerting configuration together with its built receivers.

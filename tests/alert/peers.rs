@@ -1,15 +1,18 @@
-//! Misbehaving alert receivers on 127.0.0.1: a server that trickles its
-//! answer one byte at a time and never finishes, one that answers with an
-//! endless body, and a TLS server nobody trusts.
+//! Misbehaving alert receivers on 127.0.0.1, for the fairness and secret
+//! tests: a server that trickles its answer one byte at a time and never
+//! finishes, one that answers with an endless body, a TLS server nobody
+//! trusts, and servers that echo the request they got back in their error
+//! answer (HTTP and SMTP), in the encodings real servers use.
 #![allow(dead_code)]
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpListener;
+use base64::Engine as _;
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::{TcpListener, TcpStream};
 
 /// Reads one HTTP/1.1 request (head and a `Content-Length` body); `None` if
 /// the peer went away first.
@@ -168,4 +171,208 @@ pub async fn untrusted_tls_server() -> (SocketAddr, Arc<AtomicUsize>) {
         }
     });
     (addr, connections)
+}
+
+/// How an echoing server writes the request back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Echo {
+    /// As received.
+    Plain,
+    /// Inside a JSON error object (`{"error": ..., "request": "..."}`),
+    /// escaped the way many JSON encoders do (`\/`, `\uXXXX` for non-ASCII).
+    Json,
+    /// Percent-encoded, as when a request is quoted in a URL or form.
+    Percent,
+    /// Base64 of the whole request.
+    Base64,
+}
+
+impl Echo {
+    /// Every way, in the order they are used.
+    pub const ALL: [Echo; 4] = [Echo::Plain, Echo::Json, Echo::Percent, Echo::Base64];
+
+    /// `text` written this way.
+    pub fn encode(self, text: &str) -> String {
+        match self {
+            Echo::Plain => text.to_string(),
+            Echo::Json => {
+                let mut s = String::from("{\"error\":\"bad request\",\"request\":\"");
+                for c in text.chars() {
+                    match c {
+                        '"' => s.push_str("\\\""),
+                        '\\' => s.push_str("\\\\"),
+                        '/' => s.push_str("\\/"),
+                        '\n' => s.push_str("\\n"),
+                        '\r' => s.push_str("\\r"),
+                        c if c.is_ascii() && !c.is_ascii_control() => s.push(c),
+                        c => {
+                            let mut units = [0u16; 2];
+                            for u in c.encode_utf16(&mut units) {
+                                s.push_str(&format!("\\u{u:04x}"));
+                            }
+                        }
+                    }
+                }
+                s.push_str("\"}");
+                s
+            }
+            Echo::Percent => text
+                .bytes()
+                .map(|b| {
+                    if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+                        (b as char).to_string()
+                    } else {
+                        format!("%{b:02X}")
+                    }
+                })
+                .collect(),
+            Echo::Base64 => base64::engine::general_purpose::STANDARD.encode(text),
+        }
+    }
+}
+
+/// What an echoing HTTP server does.
+pub struct EchoServer {
+    /// Where it listens.
+    pub addr: SocketAddr,
+    /// The status of its error answers (400 or 500).
+    pub status: u16,
+    /// Requests answered with an echo so far.
+    pub echoed: Arc<AtomicUsize>,
+    /// Requests whose body contains this string are accepted with 202 `{}`
+    /// (e.g. a PagerDuty trigger, so that `test-alert` goes on to the resolve).
+    pub accept_containing: Arc<Mutex<Option<String>>>,
+}
+
+impl EchoServer {
+    /// `http://127.0.0.1:port{path}`
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+}
+
+/// A server that answers every request with `status` and the request
+/// echoed back: its request line, then its `Authorization` header, then its
+/// body, then the other headers (a real echo puts them in some order; this
+/// one puts what holds secrets first, so that it is inside the part of an
+/// error message that is quoted). Successive echoes cycle through
+/// [`Echo::ALL`].
+pub async fn echo_server(status: u16) -> EchoServer {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let echoed = Arc::new(AtomicUsize::new(0));
+    let accept_containing: Arc<Mutex<Option<String>>> = Arc::default();
+    let (counter, accept) = (echoed.clone(), accept_containing.clone());
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            let (counter, accept) = (counter.clone(), accept.clone());
+            tokio::spawn(async move {
+                let Some((head, body)) = read_request(&mut stream).await else {
+                    return;
+                };
+                let accepted = accept
+                    .lock()
+                    .unwrap()
+                    .as_deref()
+                    .is_some_and(|s| body.contains(s));
+                let answer = if accepted {
+                    "HTTP/1.1 202 Accepted\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}"
+                        .to_string()
+                } else {
+                    let n = counter.fetch_add(1, Ordering::Relaxed);
+                    let mut lines = head.split("\r\n").filter(|l| !l.is_empty());
+                    let request_line = lines.next().unwrap_or_default();
+                    let (auth, other): (Vec<&str>, Vec<&str>) =
+                        lines.partition(|l| l.to_ascii_lowercase().starts_with("authorization:"));
+                    let text = format!(
+                        "{request_line}\n{}\n{body}\n{}",
+                        auth.join("\n"),
+                        other.join("\n")
+                    );
+                    let echo = Echo::ALL[n % Echo::ALL.len()].encode(&text);
+                    format!(
+                        "HTTP/1.1 {status} Echo\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{echo}",
+                        echo.len()
+                    )
+                };
+                let _ = stream.write_all(answer.as_bytes()).await;
+                let _ = stream.shutdown().await;
+            });
+        }
+    });
+    EchoServer {
+        addr,
+        status,
+        echoed,
+        accept_containing,
+    }
+}
+
+/// An SMTP server on 127.0.0.1 without TLS that offers `mechanism` (`PLAIN`
+/// or `LOGIN`) and refuses the credentials with a 454 (temporary, so they
+/// are tried again) that echoes what it got: the AUTH line as sent (base64),
+/// and the password decoded (plain). Returns its address and the number of
+/// sessions.
+pub async fn echo_smtp_server(mechanism: &'static str) -> (SocketAddr, Arc<AtomicUsize>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let sessions = Arc::new(AtomicUsize::new(0));
+    let counter = sessions.clone();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            counter.fetch_add(1, Ordering::Relaxed);
+            tokio::spawn(smtp_session(stream, mechanism));
+        }
+    });
+    (addr, sessions)
+}
+
+async fn smtp_session(stream: TcpStream, mechanism: &'static str) {
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let decode = |s: &str| {
+        b64.decode(s.trim())
+            .map(|v| String::from_utf8_lossy(&v).replace('\0', " "))
+            .unwrap_or_default()
+    };
+    let mut s = BufReader::new(stream);
+    if s.get_mut().write_all(b"220 echo ESMTP\r\n").await.is_err() {
+        return;
+    }
+    let mut line = String::new();
+    let mut sent_lines: Vec<String> = Vec::new();
+    loop {
+        line.clear();
+        match s.read_line(&mut line).await {
+            Ok(0) | Err(_) => return,
+            Ok(_) => {}
+        }
+        let cmd = line.trim_end().to_string();
+        sent_lines.push(cmd.clone());
+        let upper = cmd.to_ascii_uppercase();
+        let reply = if upper.starts_with("EHLO") {
+            format!("250-echo\r\n250 AUTH {mechanism}\r\n")
+        } else if let Some(token) = cmd.strip_prefix("AUTH PLAIN ") {
+            format!(
+                "454-4.7.0 credentials rejected: {cmd}\r\n454 4.7.0 decoded: {}\r\n",
+                decode(token)
+            )
+        } else if upper == "AUTH LOGIN" {
+            "334 VXNlcm5hbWU6\r\n".to_string()
+        } else if sent_lines.len() >= 2 && sent_lines[sent_lines.len() - 2] == "AUTH LOGIN" {
+            "334 UGFzc3dvcmQ6\r\n".to_string()
+        } else if sent_lines.len() >= 3 && sent_lines[sent_lines.len() - 3] == "AUTH LOGIN" {
+            format!(
+                "454-4.7.0 password rejected: {cmd}\r\n454 4.7.0 decoded: {}\r\n",
+                decode(&cmd)
+            )
+        } else if upper == "QUIT" {
+            let _ = s.get_mut().write_all(b"221 bye\r\n").await;
+            return;
+        } else {
+            "250 ok\r\n".to_string()
+        };
+        if s.get_mut().write_all(reply.as_bytes()).await.is_err() {
+            return;
+        }
+    }
 }
