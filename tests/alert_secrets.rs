@@ -588,3 +588,54 @@ async fn echoed_secrets_never_reach_test_alert_output() {
         assert!(redacted, "{name}: no echo of a secret reached the output");
     }
 }
+
+/// A receiver with a bug that panics with its token in the message.
+struct Panicky;
+
+impl mailpulse::alert::Receiver for Panicky {
+    fn name(&self) -> &str {
+        "panicky"
+    }
+
+    fn kind(&self) -> &'static str {
+        "webhook"
+    }
+
+    fn send<'a>(
+        &'a self,
+        _event: &'a mailpulse::alert::AlertEvent,
+    ) -> mailpulse::alert::BoxFuture<'a, Result<(), mailpulse::alert::DeliveryError>> {
+        Box::pin(async move { panic!("token {} rejected", SECRETS.bearer) })
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_panic_message_with_a_secret_is_redacted_too() {
+    use mailpulse::alert::redact::{Redacted, Redactor};
+    use mailpulse::alert::Receiver;
+    let clock = TokioClock::starting_at("2026-12-05T02:00:00Z".parse().unwrap());
+    let rx: Arc<dyn Receiver> = Arc::new(Redacted::new(
+        Arc::new(Panicky),
+        Redactor::new([SECRETS.bearer]),
+    ));
+    let d = Delivery::with_receivers(
+        mailpulse::config::alerting::AlertingConfig::default(),
+        vec![rx],
+        clock.clone(),
+    );
+    d.enqueue(&delivery::slow("inc1", clock.now()));
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    let error = loop {
+        let rows = outbox::all_rows(&d.store).unwrap();
+        if let Some(e) = rows.into_iter().find_map(|e| e.last_error) {
+            break e;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "no attempt failed");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    d.stop().await;
+    assert_eq!(
+        error,
+        "receiver failed: panicked: token <redacted> rejected"
+    );
+}

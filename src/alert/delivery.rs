@@ -250,7 +250,11 @@ pub async fn run_delivery(
                     let r = r.clone();
                     tasks.spawn(async move {
                         let name = r.name().to_string();
-                        if let Err(why) = contained(async move { r.refresh(now).await }).await {
+                        let refreshed = r.clone();
+                        if let Err(why) =
+                            contained(async move { refreshed.refresh(now).await }).await
+                        {
+                            let why = r.redact(&why);
                             tracing::error!(receiver = %name, error = %why, "receiver refresh failed");
                         }
                         Done::Refresh(name)
@@ -324,14 +328,17 @@ pub async fn run_delivery(
                 let carried = entry.clone();
                 let handle = tasks.spawn(async move {
                     let sent = entry.clone();
+                    let sender = receiver.clone();
                     let result = contained(async move {
-                        attempt(receiver.as_ref(), &sent, deadline, &metrics).await
+                        attempt(sender.as_ref(), &sent, deadline, &metrics).await
                     })
                     .await
                     // A bug in a receiver: retried with backoff like any failure,
                     // so the group keeps its order and nothing is lost.
                     .unwrap_or_else(|why| {
-                        Err(DeliveryError::retriable(format!("receiver failed: {why}")))
+                        Err(DeliveryError::retriable(
+                            receiver.redact(&format!("receiver failed: {why}")),
+                        ))
                     });
                     Done::Attempt { entry, result }
                 });

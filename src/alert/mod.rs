@@ -302,6 +302,14 @@ pub trait Receiver: Send + Sync {
     fn refresh(&self, _now: DateTime<Utc>) -> BoxFuture<'_, ()> {
         Box::pin(async {})
     }
+
+    /// `text` without this receiver's secrets, for what the delivery loop
+    /// says about it besides its errors (a panic's message). Receivers built
+    /// from the configuration are wrapped in [`redact::Redacted`], which
+    /// redacts; the default returns `text` as it is.
+    fn redact(&self, text: &str) -> String {
+        text.to_string()
+    }
 }
 
 /// What receivers may need besides their own configuration.

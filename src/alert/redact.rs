@@ -460,6 +460,10 @@ impl Receiver for Redacted {
     fn refresh(&self, now: DateTime<Utc>) -> BoxFuture<'_, ()> {
         self.inner.refresh(now)
     }
+
+    fn redact(&self, text: &str) -> String {
+        self.redactor.message(text)
+    }
 }
 
 #[cfg(test)]
