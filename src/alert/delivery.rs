@@ -205,6 +205,18 @@ impl Slots {
     }
 }
 
+/// What the loop keeps about its tasks between turns.
+struct Books {
+    /// Attempt slots and backoff per receiver.
+    slots: Slots,
+    /// The entry each attempt task carries, to settle it should the task fail.
+    attempts: HashMap<tokio::task::Id, OutboxEntry>,
+    /// Receivers whose refresh is running.
+    refreshing: HashSet<String>,
+    /// Outcomes not yet written to the outbox.
+    unrecorded: Vec<Record>,
+}
+
 /// The delivery loop: drains the outbox until `token` is cancelled, then
 /// waits up to [`DRAIN_GRACE`] for attempts in flight. Also expires old
 /// entries, releases alerts held by windows that ended, sends reminders and
@@ -220,12 +232,13 @@ pub async fn run_delivery(
         metrics.add_receiver(r.name());
     }
     let mut tasks: JoinSet<Done> = JoinSet::new();
-    // The entry each attempt task carries, to settle it should the task fail.
-    let mut attempts: HashMap<tokio::task::Id, OutboxEntry> = HashMap::new();
     let mut busy: HashSet<(String, String)> = HashSet::new();
-    let mut unrecorded: Vec<Record> = Vec::new();
-    let mut slots = Slots::new(alerting.receivers().map(|r| r.name()));
-    let mut refreshing: HashSet<String> = HashSet::new();
+    let mut books = Books {
+        slots: Slots::new(alerting.receivers().map(|r| r.name())),
+        attempts: HashMap::new(),
+        refreshing: HashSet::new(),
+        unrecorded: Vec::new(),
+    };
     let mut unknown_logged: HashSet<String> = HashSet::new();
     let mut next_housekeeping = tokio::time::Instant::now();
     loop {
@@ -234,7 +247,7 @@ pub async fn run_delivery(
         }
         // Write what finished last turn first, so our own commit does not
         // wake the wait below.
-        record(&store, &mut unrecorded, &mut busy).await;
+        record(&store, &mut books.unrecorded, &mut busy).await;
         // Register for change notifications before looking, so a write made
         // while we look still wakes us.
         let changed = store.changed();
@@ -246,7 +259,7 @@ pub async fn run_delivery(
             next_housekeeping = tokio::time::Instant::now() + HOUSEKEEPING_INTERVAL;
             housekeeping(&store, &alerting, &metrics, now).await;
             for r in alerting.receivers() {
-                if refreshing.insert(r.name().to_string()) {
+                if books.refreshing.insert(r.name().to_string()) {
                     let r = r.clone();
                     tasks.spawn(async move {
                         let name = r.name().to_string();
@@ -287,7 +300,7 @@ pub async fn run_delivery(
                 .push_back(entry);
         }
         for name in queues.keys() {
-            if let Some(t) = slots.waiting_until(name, now) {
+            if let Some(t) = books.slots.waiting_until(name, now) {
                 wake_at = Some(wake_at.map_or(t, |w| w.min(t)));
             }
         }
@@ -295,9 +308,9 @@ pub async fn run_delivery(
         // different receiver every turn, until no receiver may start more.
         let mut order: Vec<String> = queues.keys().cloned().collect();
         if !order.is_empty() {
-            let first = slots.turn % order.len();
+            let first = books.slots.turn % order.len();
             order.rotate_left(first);
-            slots.turn = slots.turn.wrapping_add(1);
+            books.slots.turn = books.slots.turn.wrapping_add(1);
         }
         loop {
             let mut started = false;
@@ -305,7 +318,7 @@ pub async fn run_delivery(
                 let Some(queue) = queues.get_mut(name) else {
                     continue;
                 };
-                if queue.is_empty() || !slots.may_start(name, now) {
+                if queue.is_empty() || !books.slots.may_start(name, now) {
                     continue;
                 }
                 let Some(entry) = queue.pop_front() else {
@@ -315,7 +328,7 @@ pub async fn run_delivery(
                     continue;
                 };
                 busy.insert(entry.group());
-                slots.started(name);
+                books.slots.started(name);
                 started = true;
                 let deadline = alerting
                     .config
@@ -342,7 +355,7 @@ pub async fn run_delivery(
                     });
                     Done::Attempt { entry, result }
                 });
-                attempts.insert(handle.id(), carried);
+                books.attempts.insert(handle.id(), carried);
             }
             if !started {
                 break;
@@ -353,7 +366,7 @@ pub async fn run_delivery(
             .map(|t| (t - clock.now()).to_std().unwrap_or_default())
             .unwrap_or(HOUSEKEEPING_INTERVAL)
             .min(next_housekeeping.saturating_duration_since(tokio::time::Instant::now()));
-        if !unrecorded.is_empty() {
+        if !books.unrecorded.is_empty() {
             // Outcomes the store could not take: try again soon.
             wait = wait.min(HOUSEKEEPING_INTERVAL);
         }
@@ -367,7 +380,7 @@ pub async fn run_delivery(
                     finished.push(more);
                 }
                 for done in finished {
-                    settle(&alerting, &metrics, &clock, &mut slots, &mut attempts, &mut refreshing, &mut unrecorded, done);
+                    books.settle(&alerting, &metrics, &clock, done);
                 }
             }
             _ = &mut changed => {}
@@ -378,16 +391,7 @@ pub async fn run_delivery(
     // attempt cut off here stays in the outbox and is sent again after a restart.
     let drain = async {
         while let Some(done) = tasks.join_next_with_id().await {
-            settle(
-                &alerting,
-                &metrics,
-                &clock,
-                &mut slots,
-                &mut attempts,
-                &mut refreshing,
-                &mut unrecorded,
-                done,
-            );
+            books.settle(&alerting, &metrics, &clock, done);
         }
     };
     if tokio::time::timeout(DRAIN_GRACE, drain).await.is_err() {
@@ -397,10 +401,10 @@ pub async fn run_delivery(
         );
         tasks.abort_all();
     }
-    record(&store, &mut unrecorded, &mut busy).await;
-    if !unrecorded.is_empty() {
+    record(&store, &mut books.unrecorded, &mut busy).await;
+    if !books.unrecorded.is_empty() {
         tracing::warn!(
-            outcomes = unrecorded.len(),
+            outcomes = books.unrecorded.len(),
             "delivery outcomes not recorded at shutdown; those notifications are sent again after a restart"
         );
     }
@@ -454,84 +458,82 @@ async fn attempt(
     result
 }
 
-/// Takes in the outcome of a finished task: frees its slot, counts and logs
-/// it, and queues what the outbox must record.
-#[allow(clippy::too_many_arguments)]
-fn settle(
-    alerting: &Alerting,
-    metrics: &AlertMetrics,
-    clock: &Arc<dyn Clock>,
-    slots: &mut Slots,
-    attempts: &mut HashMap<tokio::task::Id, OutboxEntry>,
-    refreshing: &mut HashSet<String>,
-    unrecorded: &mut Vec<Record>,
-    done: Result<(tokio::task::Id, Done), tokio::task::JoinError>,
-) {
-    let (entry, result) = match done {
-        Ok((_, Done::Refresh(name))) => {
-            refreshing.remove(&name);
-            return;
-        }
-        Ok((id, Done::Attempt { entry, result })) => {
-            attempts.remove(&id);
-            (entry, result)
-        }
-        Err(e) => {
-            // A receiver's panic is caught inside its task (`contained`);
-            // should the task itself fail, its attempt counts as a retriable
-            // failure, so the group keeps its order and nothing is lost.
-            tracing::error!(error = %e, "alert delivery task failed");
-            let Some(entry) = attempts.remove(&e.id()) else {
+impl Books {
+    /// Takes in the outcome of a finished task: frees its slot, counts and logs
+    /// it, and queues what the outbox must record.
+    fn settle(
+        &mut self,
+        alerting: &Alerting,
+        metrics: &AlertMetrics,
+        clock: &Arc<dyn Clock>,
+        done: Result<(tokio::task::Id, Done), tokio::task::JoinError>,
+    ) {
+        let (entry, result) = match done {
+            Ok((_, Done::Refresh(name))) => {
+                self.refreshing.remove(&name);
                 return;
-            };
-            let result = Err(DeliveryError::retriable(format!(
-                "delivery task failed: {e}"
-            )));
-            (entry, result)
-        }
-    };
-    let receiver = entry.receiver.clone();
-    let now = clock.now();
-    let max_backoff = alerting.config.max_backoff;
-    let failed = match &result {
-        Err(DeliveryError::Retriable { retry_after, .. }) => Some(*retry_after),
-        _ => None,
-    };
-    slots.finished(&receiver, now, max_backoff, failed);
-    match result {
-        Ok(()) => {
-            metrics.record(&receiver, NotificationResult::Delivered);
-            tracing::info!(receiver = %receiver, incident = %entry.incident_key, attempts = entry.attempts + 1, "notification delivered");
-            unrecorded.push(Record::Remove(entry));
-        }
-        Err(DeliveryError::Permanent { message }) => {
-            metrics.record(&receiver, NotificationResult::Failed);
-            tracing::error!(receiver = %receiver, incident = %entry.incident_key, error = %message, "notification refused; dropped");
-            unrecorded.push(Record::Remove(entry));
-        }
-        Err(DeliveryError::Retriable {
-            message,
-            retry_after,
-        }) => {
-            metrics.record(&receiver, NotificationResult::Retried);
-            let delay = backoff(entry.attempts + 1, max_backoff, retry_after);
-            let next_at = now + chrono::Duration::from_std(delay).unwrap_or_default();
-            tracing::warn!(
-                receiver = %receiver,
-                incident = %entry.incident_key,
-                attempt = entry.attempts + 1,
-                retry_in_ms = delay.as_millis() as u64,
-                error = %message,
-                "notification failed; will retry"
-            );
-            if let Some(quiet) = retry_after {
-                tracing::info!(receiver = %receiver, quiet_ms = quiet.min(MAX_RETRY_AFTER).as_millis() as u64, "receiver asked to wait (Retry-After); holding all its notifications meanwhile");
             }
-            unrecorded.push(Record::Reschedule {
-                entry,
-                next_at,
-                error: message,
-            });
+            Ok((id, Done::Attempt { entry, result })) => {
+                self.attempts.remove(&id);
+                (entry, result)
+            }
+            Err(e) => {
+                // A receiver's panic is caught inside its task (`contained`);
+                // should the task itself fail, its attempt counts as a retriable
+                // failure, so the group keeps its order and nothing is lost.
+                tracing::error!(error = %e, "alert delivery task failed");
+                let Some(entry) = self.attempts.remove(&e.id()) else {
+                    return;
+                };
+                let result = Err(DeliveryError::retriable(format!(
+                    "delivery task failed: {e}"
+                )));
+                (entry, result)
+            }
+        };
+        let receiver = entry.receiver.clone();
+        let now = clock.now();
+        let max_backoff = alerting.config.max_backoff;
+        let failed = match &result {
+            Err(DeliveryError::Retriable { retry_after, .. }) => Some(*retry_after),
+            _ => None,
+        };
+        self.slots.finished(&receiver, now, max_backoff, failed);
+        match result {
+            Ok(()) => {
+                metrics.record(&receiver, NotificationResult::Delivered);
+                tracing::info!(receiver = %receiver, incident = %entry.incident_key, attempts = entry.attempts + 1, "notification delivered");
+                self.unrecorded.push(Record::Remove(entry));
+            }
+            Err(DeliveryError::Permanent { message }) => {
+                metrics.record(&receiver, NotificationResult::Failed);
+                tracing::error!(receiver = %receiver, incident = %entry.incident_key, error = %message, "notification refused; dropped");
+                self.unrecorded.push(Record::Remove(entry));
+            }
+            Err(DeliveryError::Retriable {
+                message,
+                retry_after,
+            }) => {
+                metrics.record(&receiver, NotificationResult::Retried);
+                let delay = backoff(entry.attempts + 1, max_backoff, retry_after);
+                let next_at = now + chrono::Duration::from_std(delay).unwrap_or_default();
+                tracing::warn!(
+                    receiver = %receiver,
+                    incident = %entry.incident_key,
+                    attempt = entry.attempts + 1,
+                    retry_in_ms = delay.as_millis() as u64,
+                    error = %message,
+                    "notification failed; will retry"
+                );
+                if let Some(quiet) = retry_after {
+                    tracing::info!(receiver = %receiver, quiet_ms = quiet.min(MAX_RETRY_AFTER).as_millis() as u64, "receiver asked to wait (Retry-After); holding all its notifications meanwhile");
+                }
+                self.unrecorded.push(Record::Reschedule {
+                    entry,
+                    next_at,
+                    error: message,
+                });
+            }
         }
     }
 }
