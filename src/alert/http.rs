@@ -437,6 +437,55 @@ mod tests {
         );
     }
 
+    /// A server on 127.0.0.1 that answers one request with `head`, then a
+    /// body of `lead` followed by `body_len` bytes of `x`.
+    async fn server(head: &'static str, lead: String, body_len: usize) -> url::Url {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            let (mut s, _) = listener.accept().await.unwrap();
+            let mut buf = [0u8; 4096];
+            let _ = s.read(&mut buf).await;
+            let length = lead.len() + body_len;
+            let mut out = format!("{head}Content-Length: {length}\r\n\r\n{lead}").into_bytes();
+            out.resize(out.len() + body_len, b'x');
+            for chunk in out.chunks(16 * 1024) {
+                if s.write_all(chunk).await.is_err() {
+                    break;
+                }
+            }
+        });
+        url::Url::parse(&format!("http://{addr}/hook")).unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_long_error_body_is_quoted_from_its_start_and_redacted_before_the_cut() {
+        let client = HttpClient {
+            tls: tls_config(&TlsOptions::default(), &[b"http/1.1"]).unwrap(),
+            timeout: Duration::from_secs(5),
+            redactor: Redactor::new(["t0p-s3cret-t0ken"]),
+        };
+        // A 1 MiB body (more than either cap) whose secret straddles the
+        // 200th character, where the quote is cut.
+        let lead = format!("quota exceeded for {}(t0p-s3cret-t0ken)", ".".repeat(172));
+        assert_eq!(lead.find("t0p"), Some(192));
+        let url = server("HTTP/1.1 500 Oops\r\n", lead, 1 << 20).await;
+        let e = client
+            .post_json(&url, &[], &serde_json::json!({}))
+            .await
+            .unwrap_err();
+        let text = e.to_string();
+        assert!(
+            text.starts_with("HTTP 500: quota exceeded for ..."),
+            "{text}"
+        );
+        // Redacted, then cut: what is left of the secret is the marker's start.
+        assert!(text.ends_with("(<redacte"), "{text}");
+        assert!(!text.contains("t0p"), "{text}");
+        assert!(e.is_retriable());
+    }
+
     #[test]
     fn origin_hides_paths() {
         let u = url::Url::parse("https://hooks.slack.com/services/T0/B0/secret").unwrap();
