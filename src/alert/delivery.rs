@@ -215,6 +215,8 @@ struct Books {
     refreshing: HashSet<String>,
     /// Outcomes not yet written to the outbox.
     unrecorded: Vec<Record>,
+    /// The last attempt to write them failed (logged once per streak).
+    recording_failed: bool,
 }
 
 /// The delivery loop: drains the outbox until `token` is cancelled, then
@@ -238,6 +240,7 @@ pub async fn run_delivery(
         attempts: HashMap::new(),
         refreshing: HashSet::new(),
         unrecorded: Vec::new(),
+        recording_failed: false,
     };
     let mut unknown_logged: HashSet<String> = HashSet::new();
     let mut next_housekeeping = tokio::time::Instant::now();
@@ -247,7 +250,7 @@ pub async fn run_delivery(
         }
         // Write what finished last turn first, so our own commit does not
         // wake the wait below.
-        record(&store, &mut books.unrecorded, &mut busy).await;
+        books.record(&store, &mut busy).await;
         // Register for change notifications before looking, so a write made
         // while we look still wakes us.
         let changed = store.changed();
@@ -401,7 +404,7 @@ pub async fn run_delivery(
         );
         tasks.abort_all();
     }
-    record(&store, &mut books.unrecorded, &mut busy).await;
+    books.record(&store, &mut busy).await;
     if !books.unrecorded.is_empty() {
         tracing::warn!(
             outcomes = books.unrecorded.len(),
@@ -538,54 +541,65 @@ impl Books {
     }
 }
 
-/// Writes the outcomes waiting in `unrecorded` in one commit and frees their
-/// groups. If the store cannot take them they stay queued, and their groups
-/// busy, for the next turn: a delivered notification is not sent again and a
-/// failed one not retried before its time while the store is failing.
-async fn record(store: &Store, unrecorded: &mut Vec<Record>, busy: &mut HashSet<(String, String)>) {
-    if unrecorded.is_empty() {
-        return;
-    }
-    let records = std::mem::take(unrecorded);
-    let groups: Vec<(String, String)> = records.iter().map(|r| r.entry().group()).collect();
-    let written = blocking(store, move |s| {
-        let result = s.write(|tx| {
-            for r in &records {
-                match r {
-                    Record::Remove(entry) => {
-                        outbox::remove_in(tx, entry)?;
-                    }
-                    Record::Reschedule {
-                        entry,
-                        next_at,
-                        error,
-                    } => {
-                        outbox::reschedule_in(tx, entry, *next_at, error)?;
+impl Books {
+    /// Writes the outcomes waiting in `unrecorded` in one commit and frees
+    /// their groups. If the store cannot take them they stay queued, and
+    /// their groups busy, for the next turn: a delivered notification is not
+    /// sent again and a failed one not retried before its time while the
+    /// store is failing.
+    async fn record(&mut self, store: &Store, busy: &mut HashSet<(String, String)>) {
+        if self.unrecorded.is_empty() {
+            return;
+        }
+        let records = std::mem::take(&mut self.unrecorded);
+        let groups: Vec<(String, String)> = records.iter().map(|r| r.entry().group()).collect();
+        let written = blocking(store, move |s| {
+            let result = s.write(|tx| {
+                for r in &records {
+                    match r {
+                        Record::Remove(entry) => {
+                            outbox::remove_in(tx, entry)?;
+                        }
+                        Record::Reschedule {
+                            entry,
+                            next_at,
+                            error,
+                        } => {
+                            outbox::reschedule_in(tx, entry, *next_at, error)?;
+                        }
                     }
                 }
+                Ok(())
+            });
+            Ok((result, records))
+        })
+        .await;
+        match written {
+            Ok((Ok(()), _)) => {
+                if std::mem::take(&mut self.recording_failed) {
+                    tracing::info!(
+                        outcomes = groups.len(),
+                        "delivery outcomes recorded in the outbox again"
+                    );
+                }
+                for g in &groups {
+                    busy.remove(g);
+                }
             }
-            Ok(())
-        });
-        Ok((result, records))
-    })
-    .await;
-    match written {
-        Ok((Ok(()), _)) => {
-            for g in &groups {
-                busy.remove(g);
+            Ok((Err(e), records)) => {
+                if !std::mem::replace(&mut self.recording_failed, true) {
+                    tracing::error!(error = %e, outcomes = records.len(), "cannot record delivery outcomes in the outbox; their notifications wait until it can");
+                }
+                self.unrecorded = records;
             }
-        }
-        Ok((Err(e), records)) => {
-            tracing::error!(error = %e, outcomes = records.len(), "cannot record delivery outcomes in the outbox; will try again");
-            *unrecorded = records;
-        }
-        Err(e) => {
-            // The store task itself failed and took the outcomes with it: free
-            // the groups; the entries are still in the outbox and are sent
-            // again (at least once).
-            tracing::error!(error = %e, "cannot record delivery outcomes in the outbox");
-            for g in &groups {
-                busy.remove(g);
+            Err(e) => {
+                // The store task itself failed and took the outcomes with it:
+                // free the groups; the entries are still in the outbox and are
+                // sent again (at least once).
+                tracing::error!(error = %e, "cannot record delivery outcomes in the outbox");
+                for g in &groups {
+                    busy.remove(g);
+                }
             }
         }
     }
