@@ -42,7 +42,7 @@ const MIN_URL_TOKEN: usize = 8;
 /// patterns it holds.
 #[derive(Clone, Default)]
 pub struct Redactor {
-    /// Strings to find, longest first.
+    /// Strings to find (the longest match at a position wins).
     patterns: Vec<Vec<char>>,
 }
 
@@ -93,11 +93,6 @@ impl Redactor {
             }
         }
         r.finish()
-    }
-
-    /// Whether it has nothing to redact.
-    pub fn is_empty(&self) -> bool {
-        self.patterns.is_empty()
     }
 
     /// `text` with every secret replaced by [`REDACTED`].
@@ -248,10 +243,9 @@ impl Redactor {
         }
     }
 
-    /// Longest first (a whole token before a run inside it), no duplicates.
+    /// Without duplicates.
     fn finish(mut self) -> Redactor {
-        self.patterns
-            .sort_by(|a, b| b.len().cmp(&a.len()).then_with(|| a.cmp(b)));
+        self.patterns.sort();
         self.patterns.dedup();
         self
     }
