@@ -4,7 +4,7 @@
 # against the real binary on 127.0.0.1 only, bounded in count and time, and
 # stops by itself; the figures are printed (see bench/RELIABILITY.md).
 #
-# Usage: bench/reliability.sh [kill9|flood|hostile|listener|all]
+# Usage: bench/reliability.sh [kill9|flood|hostile|listener|receivers|all]
 #   MAILPULSE_KILLS   kills in the kill -9 loop (default 50)
 #   MAILPULSE_SEED    seed of the kill moments and receiver 503s (default random)
 #   MAILPULSE_FLOOD_SECS    flood length in seconds (default here 60)
@@ -43,5 +43,11 @@ listener | all)
     # test raises its own descriptor limit to the hard limit.
     cargo test --quiet --test web_limits listener_under_attack -- --ignored --nocapture 2>&1 |
         grep -E '^listener attack:|test result|panicked|FAILED' || true
+    ;;
+esac
+case "$what" in
+receivers | all)
+    cargo test --quiet --test alert_misbehaving -- --ignored --nocapture 2>&1 |
+        grep -E '^(healthy|trickle|[a-z]-[a-z]+):|test result|panicked|FAILED' || true
     ;;
 esac

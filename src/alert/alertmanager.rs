@@ -70,7 +70,7 @@ impl AlertmanagerReceiver {
             auth: authorization(&spec.auth),
             resend: spec.resend_interval,
             generator_url: ctx.external_url.clone().unwrap_or_default(),
-            client: HttpClient::new(&config.tls, config.timeout)?,
+            client: HttpClient::new(config)?,
             store: ctx.store.clone(),
             clock: ctx.clock.clone(),
         })

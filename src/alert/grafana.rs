@@ -46,7 +46,7 @@ impl GrafanaReceiver {
             dashboard_uid: spec.dashboard_uid.clone(),
             panel_id: spec.panel_id,
             tags: spec.tags.clone(),
-            client: HttpClient::new(&config.tls, config.timeout)?,
+            client: HttpClient::new(config)?,
             store: ctx.store.clone(),
         })
     }

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::{BodyExt, Full};
 use hyper::header::{HeaderMap, HeaderName, HeaderValue};
 use hyper::Method;
 use hyper_util::rt::TokioIo;
@@ -22,11 +22,18 @@ use rustls::pki_types::ServerName;
 use rustls::ClientConfig;
 use tokio::net::TcpStream;
 
+use super::redact::Redactor;
 use super::DeliveryError;
+use crate::config::alerting::ReceiverConfig;
 use crate::config::TlsOptions;
 
-/// Response bodies are read up to this size (enough for any error message).
+/// The body of a successful answer is read up to this size (Grafana's
+/// annotation id is in it); the rest is never read.
 pub const MAX_RESPONSE_BYTES: usize = 64 * 1024;
+/// The body of a failed answer is read up to this size: only a short quote of
+/// it goes into the error message, so a receiver that answers with an endless
+/// body costs no more than this.
+pub const MAX_ERROR_BODY_BYTES: usize = 4 * 1024;
 /// At most this much of a response body is quoted in an error message.
 const QUOTED_BODY_CHARS: usize = 200;
 
@@ -41,11 +48,14 @@ pub struct Response {
     pub body: String,
 }
 
-/// A client for one receiver: its TLS settings and timeout.
+/// A client for one receiver: its TLS settings, timeout, and the redactor
+/// of its secrets (built from the same configuration, so no receiver can
+/// have a client without it).
 #[derive(Clone)]
 pub struct HttpClient {
     tls: Arc<ClientConfig>,
     timeout: Duration,
+    redactor: Redactor,
 }
 
 impl std::fmt::Debug for HttpClient {
@@ -55,11 +65,13 @@ impl std::fmt::Debug for HttpClient {
 }
 
 impl HttpClient {
-    /// A client with the receiver's TLS settings and per-request timeout.
-    pub fn new(tls: &TlsOptions, timeout: Duration) -> Result<HttpClient, String> {
+    /// A client with the receiver's TLS settings, per-request timeout and
+    /// secrets (every error it returns is redacted).
+    pub fn new(config: &ReceiverConfig) -> Result<HttpClient, String> {
         Ok(HttpClient {
-            tls: tls_config(tls, &[b"http/1.1"])?,
-            timeout,
+            tls: tls_config(&config.tls, &[b"http/1.1"])?,
+            timeout: config.timeout,
+            redactor: Redactor::for_receiver(config),
         })
     }
 
@@ -85,7 +97,7 @@ impl HttpClient {
             .map_err(|e| DeliveryError::permanent(format!("cannot encode payload: {e}")))?;
         let mut all: Vec<(&str, String)> = vec![("content-type", "application/json".into())];
         all.extend(headers.iter().cloned());
-        classify(self.request(method, url, &all, body).await?)
+        classify_redacted(self.request(method, url, &all, body).await?, &self.redactor)
     }
 
     /// Sends one request and returns whatever the server answered; only
@@ -98,7 +110,7 @@ impl HttpClient {
         body: Vec<u8>,
     ) -> Result<Response, DeliveryError> {
         match tokio::time::timeout(self.timeout, self.exchange(method, url, headers, body)).await {
-            Ok(r) => r,
+            Ok(r) => r.map_err(|e| self.redactor.error(e)),
             Err(_) => Err(DeliveryError::retriable(format!(
                 "no answer from {} within {}",
                 origin(url),
@@ -188,13 +200,26 @@ where
             .send_request(request)
             .await
             .map_err(|e| net("request to", &e))?;
-        let (parts, body) = response.into_parts();
-        let bytes = Limited::new(body, MAX_RESPONSE_BYTES)
-            .collect()
-            .await
-            .map(|c| c.to_bytes())
-            // A body too long or cut short still leaves the status to judge by.
-            .unwrap_or_default();
+        let (parts, mut body) = response.into_parts();
+        let limit = if parts.status.is_success() {
+            MAX_RESPONSE_BYTES
+        } else {
+            MAX_ERROR_BODY_BYTES
+        };
+        // Read up to the limit and no further; a body cut short still leaves
+        // the status to judge by. The connection is dropped with the rest.
+        let mut bytes = Vec::new();
+        while bytes.len() < limit {
+            match body.frame().await {
+                Some(Ok(frame)) => {
+                    if let Ok(data) = frame.into_data() {
+                        let take = data.len().min(limit - bytes.len());
+                        bytes.extend_from_slice(&data[..take]);
+                    }
+                }
+                Some(Err(_)) | None => break,
+            }
+        }
         Ok(Response {
             status: parts.status.as_u16(),
             headers: parts.headers,
@@ -213,25 +238,71 @@ where
 }
 
 /// Judges an answer: 2xx is delivered; 5xx, 408 and 429 are retriable (with
-/// `Retry-After` when given); anything else is permanent.
+/// `Retry-After` when given); a redirect is retriable too (it is not
+/// followed: credentials and keys go only where the configuration says, and
+/// a page waits rather than being lost while the URL is fixed); anything
+/// else is permanent.
 pub fn classify(r: Response) -> Result<Response, DeliveryError> {
-    match r.status {
-        200..=299 => Ok(r),
-        408 | 429 | 500..=599 => Err(DeliveryError::Retriable {
-            message: status_message(&r),
-            retry_after: retry_after(&r.headers),
-        }),
-        _ => Err(DeliveryError::permanent(status_message(&r))),
-    }
+    classify_redacted(r, &Redactor::default())
 }
 
-fn status_message(r: &Response) -> String {
-    let body: String = r.body.trim().chars().take(QUOTED_BODY_CHARS).collect();
+/// [`classify`], with the quoted body redacted before it is cut short.
+fn classify_redacted(r: Response, redactor: &Redactor) -> Result<Response, DeliveryError> {
+    let error = match r.status {
+        200..=299 => return Ok(r),
+        408 | 429 | 500..=599 => DeliveryError::Retriable {
+            message: status_message(&r, redactor),
+            retry_after: retry_after(&r.headers),
+        },
+        300..=399 => DeliveryError::retriable(redirect_message(&r)),
+        _ => DeliveryError::permanent(status_message(&r, redactor)),
+    };
+    Err(redactor.error(error))
+}
+
+fn status_message(r: &Response, redactor: &Redactor) -> String {
+    let body: String = quotable(&redactor.redact(r.body.trim()))
+        .chars()
+        .take(QUOTED_BODY_CHARS)
+        .collect();
     if body.is_empty() {
         format!("HTTP {}", r.status)
     } else {
         format!("HTTP {}: {body}", r.status)
     }
+}
+
+/// What a redirect answer says, naming only the origin it points to (its
+/// path may hold a token).
+fn redirect_message(r: &Response) -> String {
+    let location = r
+        .headers
+        .get(hyper::header::LOCATION)
+        .and_then(|v| v.to_str().ok());
+    let target = match location.map(url::Url::parse) {
+        Some(Ok(u)) => origin(&u),
+        Some(Err(_)) => "another path on the same server".to_string(),
+        None => "nowhere (no Location)".to_string(),
+    };
+    format!(
+        "HTTP {}: redirect to {target} not followed; set the receiver's url to the final address",
+        r.status
+    )
+}
+
+/// `text` safe to print on a terminal and in a log line: line breaks and tabs
+/// become spaces, other control and bidirectional formatting characters
+/// become U+FFFD, so an answer cannot forge log lines or rewrite a terminal.
+pub fn quotable(text: &str) -> String {
+    text.chars()
+        .map(|c| match c {
+            '\n' | '\r' | '\t' => ' ',
+            c if c.is_control() || matches!(c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}') => {
+                '\u{fffd}'
+            }
+            c => c,
+        })
+        .collect()
 }
 
 /// The delay a `Retry-After` header asks for: seconds, or an HTTP date.
@@ -333,6 +404,86 @@ mod tests {
                 retry_after: Some(Duration::from_secs(7))
             }
         );
+    }
+
+    #[test]
+    fn redirects_are_not_followed_and_name_only_the_origin() {
+        let mut r = response(302, None);
+        r.headers.insert(
+            hyper::header::LOCATION,
+            HeaderValue::from_static("http://127.0.0.2:8080/services/T0/B0/s3cr3t?sig=x"),
+        );
+        let e = classify(r).unwrap_err();
+        assert!(e.is_retriable());
+        assert_eq!(
+            e.to_string(),
+            "HTTP 302: redirect to http://127.0.0.2:8080 not followed; set the receiver's url to the final address"
+        );
+        let e = classify(response(301, None)).unwrap_err();
+        assert!(
+            e.to_string().contains("redirect to nowhere (no Location)"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn quoted_bodies_cannot_drive_a_terminal() {
+        let mut r = response(500, None);
+        r.body = "bad\x1b[2J\x1b]0;title\x07\nnext\u{202e}line".into();
+        let e = classify(r).unwrap_err().to_string();
+        assert_eq!(
+            e,
+            "HTTP 500: bad\u{fffd}[2J\u{fffd}]0;title\u{fffd} next\u{fffd}line"
+        );
+    }
+
+    /// A server on 127.0.0.1 that answers one request with `head`, then a
+    /// body of `lead` followed by `body_len` bytes of `x`.
+    async fn server(head: &'static str, lead: String, body_len: usize) -> url::Url {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            let (mut s, _) = listener.accept().await.unwrap();
+            let mut buf = [0u8; 4096];
+            let _ = s.read(&mut buf).await;
+            let length = lead.len() + body_len;
+            let mut out = format!("{head}Content-Length: {length}\r\n\r\n{lead}").into_bytes();
+            out.resize(out.len() + body_len, b'x');
+            for chunk in out.chunks(16 * 1024) {
+                if s.write_all(chunk).await.is_err() {
+                    break;
+                }
+            }
+        });
+        url::Url::parse(&format!("http://{addr}/hook")).unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_long_error_body_is_quoted_from_its_start_and_redacted_before_the_cut() {
+        let client = HttpClient {
+            tls: tls_config(&TlsOptions::default(), &[b"http/1.1"]).unwrap(),
+            timeout: Duration::from_secs(5),
+            redactor: Redactor::new(["t0p-s3cret-t0ken"]),
+        };
+        // A 1 MiB body (more than either cap) whose secret straddles the
+        // 200th character, where the quote is cut.
+        let lead = format!("quota exceeded for {}(t0p-s3cret-t0ken)", ".".repeat(172));
+        assert_eq!(lead.find("t0p"), Some(192));
+        let url = server("HTTP/1.1 500 Oops\r\n", lead, 1 << 20).await;
+        let e = client
+            .post_json(&url, &[], &serde_json::json!({}))
+            .await
+            .unwrap_err();
+        let text = e.to_string();
+        assert!(
+            text.starts_with("HTTP 500: quota exceeded for ..."),
+            "{text}"
+        );
+        // Redacted, then cut: what is left of the secret is the marker's start.
+        assert!(text.ends_with("(<redacte"), "{text}");
+        assert!(!text.contains("t0p"), "{text}");
+        assert!(e.is_retriable());
     }
 
     #[test]

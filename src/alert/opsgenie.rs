@@ -43,7 +43,7 @@ impl OpsgenieReceiver {
             base: spec.url.clone(),
             api_key: spec.api_key.clone(),
             tags: spec.tags.clone(),
-            client: HttpClient::new(&config.tls, config.timeout)?,
+            client: HttpClient::new(config)?,
         })
     }
 

@@ -37,7 +37,7 @@ impl PagerDutyReceiver {
             url: spec.url.clone(),
             routing_key: spec.routing_key.clone(),
             external_url: ctx.external_url.clone(),
-            client: HttpClient::new(&config.tls, config.timeout)?,
+            client: HttpClient::new(config)?,
         })
     }
 }

@@ -35,7 +35,7 @@ impl SlackReceiver {
         Ok(SlackReceiver {
             name: config.name.clone(),
             url,
-            client: HttpClient::new(&config.tls, config.timeout)?,
+            client: HttpClient::new(config)?,
         })
     }
 }

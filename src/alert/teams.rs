@@ -26,7 +26,7 @@ impl TeamsReceiver {
         Ok(TeamsReceiver {
             name: config.name.clone(),
             url,
-            client: HttpClient::new(&config.tls, config.timeout)?,
+            client: HttpClient::new(config)?,
         })
     }
 }

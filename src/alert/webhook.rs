@@ -35,7 +35,7 @@ impl WebhookReceiver {
             url: spec.url.clone(),
             auth: authorization(&spec.auth),
             external_url: ctx.external_url.clone().unwrap_or_default(),
-            client: HttpClient::new(&config.tls, config.timeout)?,
+            client: HttpClient::new(config)?,
         })
     }
 }

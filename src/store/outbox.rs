@@ -214,17 +214,21 @@ pub fn all_rows(store: &Store) -> Result<Vec<OutboxEntry>, StoreError> {
 
 /// Removes an entry (delivered, or given up). Returns whether it was there.
 pub fn remove(store: &Store, entry: &OutboxEntry) -> Result<bool, StoreError> {
-    store.write(|tx| {
-        let mut t = tx.open_table(OUTBOX)?;
-        let removed = t
-            .remove((
-                entry.receiver.as_str(),
-                entry.incident_key.as_str(),
-                entry.id,
-            ))?
-            .is_some();
-        Ok(removed)
-    })
+    store.write(|tx| remove_in(tx, entry))
+}
+
+/// [`remove`] inside a caller's write transaction, so that several outcomes
+/// share one commit.
+pub fn remove_in(tx: &redb::WriteTransaction, entry: &OutboxEntry) -> Result<bool, redb::Error> {
+    let mut t = tx.open_table(OUTBOX)?;
+    let removed = t
+        .remove((
+            entry.receiver.as_str(),
+            entry.incident_key.as_str(),
+            entry.id,
+        ))?
+        .is_some();
+    Ok(removed)
 }
 
 /// Records a failed attempt: one more attempt, not before `next_at`.
@@ -234,24 +238,32 @@ pub fn reschedule(
     next_at: DateTime<Utc>,
     error: &str,
 ) -> Result<OutboxEntry, StoreError> {
+    store.write(|tx| reschedule_in(tx, entry, next_at, error))
+}
+
+/// [`reschedule`] inside a caller's write transaction, so that several
+/// outcomes share one commit.
+pub fn reschedule_in(
+    tx: &redb::WriteTransaction,
+    entry: &OutboxEntry,
+    next_at: DateTime<Utc>,
+    error: &str,
+) -> Result<OutboxEntry, redb::Error> {
     let mut updated = entry.clone();
     updated.attempts += 1;
     updated.next_attempt_at = next_at;
     updated.last_error = Some(error.to_string());
     let bytes = updated.data_bytes();
-    store.write(|tx| {
-        let mut t = tx.open_table(OUTBOX)?;
-        let key = (
-            entry.receiver.as_str(),
-            entry.incident_key.as_str(),
-            entry.id,
-        );
-        // An entry removed meanwhile (e.g. expired) stays removed.
-        if t.get(key)?.is_some() {
-            t.insert(key, bytes.as_slice())?;
-        }
-        Ok(())
-    })?;
+    let mut t = tx.open_table(OUTBOX)?;
+    let key = (
+        entry.receiver.as_str(),
+        entry.incident_key.as_str(),
+        entry.id,
+    );
+    // An entry removed meanwhile (e.g. expired) stays removed.
+    if t.get(key)?.is_some() {
+        t.insert(key, bytes.as_slice())?;
+    }
     Ok(updated)
 }
 

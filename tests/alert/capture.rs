@@ -111,7 +111,13 @@ pub struct Capture {
 impl Capture {
     /// Starts on a free port, answering 200 `{}` by default.
     pub async fn start() -> Capture {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        Capture::start_on("127.0.0.1").await
+    }
+
+    /// Starts on a free port of another loopback address (`127.0.0.2` is
+    /// "another host"), answering 200 `{}` by default.
+    pub async fn start_on(ip: &str) -> Capture {
+        let listener = TcpListener::bind((ip, 0)).await.unwrap();
         let c = Capture {
             addr: listener.local_addr().unwrap(),
             state: Arc::default(),
