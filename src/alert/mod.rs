@@ -23,6 +23,7 @@ pub mod grafana;
 pub mod http;
 pub mod opsgenie;
 pub mod pagerduty;
+pub mod pending;
 pub mod render;
 pub mod slack;
 pub mod teams;

@@ -410,7 +410,15 @@ impl Store {
             Ok(Err(e)) => Err(self.err(e)),
             Err(panic) => Err(self.damaged(panic)),
         };
-        self.state().write_failed = result.is_err();
+        {
+            let mut st = self.state();
+            if result.is_ok() && st.write_failed && st.backing == Backing::File {
+                tracing::warn!(path = %self.inner.path.display(), "the state store takes writes again");
+            }
+            st.write_failed = result.is_err();
+            // A commit that succeeded proves the database works.
+            st.io_failed &= result.is_err();
+        }
         if result.is_ok() {
             self.inner.changed.notify_waiters();
         }
@@ -540,9 +548,10 @@ impl Store {
                 *db = Some(reopened);
                 let mut st = self.state();
                 st.io_failed = false;
-                tracing::warn!(
+                // Whether it takes writes again, the next write says.
+                tracing::debug!(
                     path = %self.inner.path.display(),
-                    "state store reopened after an I/O error; storing again"
+                    "state store reopened after an I/O error"
                 );
             }
             Err(OpenFailure::Damaged(why)) => {
