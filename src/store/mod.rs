@@ -1326,6 +1326,9 @@ mod tests {
         };
         incidents::save(&store, &batch).unwrap();
         outbox::put_state(&store, "a", "new", b"7").unwrap();
+        // An attempt at the first message starts before the move.
+        let in_flight = outbox::all_rows(&store).unwrap()[0].clone();
+        assert_eq!(in_flight.payload, "new firing");
 
         // The file can be opened again: at the next try, memory moves into it.
         std::fs::remove_dir(&file).unwrap();
@@ -1341,19 +1344,72 @@ mod tests {
         assert!(status.durable, "{status:?}");
         assert_eq!(status.backing, Backing::File);
         assert_eq!(status.generation, 1);
-        let rows = outbox::all_rows(&store).unwrap();
-        let mut by_id = rows.clone();
-        by_id.sort_by_key(|e| e.id);
-        let payloads: Vec<&str> = by_id.iter().map(|e| e.payload.as_str()).collect();
-        assert_eq!(payloads, ["old firing", "new firing", "new resolved"]);
+        let payloads = |store: &Store| -> Vec<String> {
+            outbox::all_rows(store)
+                .unwrap()
+                .into_iter()
+                .map(|e| e.payload)
+                .collect()
+        };
+        assert_eq!(
+            payloads(&store),
+            ["new firing", "new resolved", "old firing"]
+        );
+        // The attempt in flight ends: its entry is found and removed, so it
+        // is not sent again from the file.
+        assert!(outbox::remove(&store, &in_flight).unwrap());
+        // New messages sort after everything carried over.
+        outbox::enqueue(&store, &["a"], "new", "new reminder", t(12)).unwrap();
+        let mut rows = outbox::all_rows(&store).unwrap();
+        rows.sort_by_key(|e| e.id);
+        assert_eq!(rows.last().unwrap().payload, "new reminder");
         drop(store);
         // It is all in the file.
         let reopened = Store::open(&state).unwrap();
-        assert_eq!(outbox::all_rows(&reopened).unwrap().len(), 3);
+        assert_eq!(
+            payloads(&reopened),
+            ["new resolved", "new reminder", "old firing"]
+        );
         assert_eq!(incidents::history(&reopened, 10).unwrap().len(), 1);
         assert_eq!(
             outbox::get_state(&reopened, "a", "new").unwrap().unwrap(),
             b"7"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_incident_queued_in_both_memory_and_the_file_keeps_its_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = dir.path().join("state");
+        {
+            let store = Store::open(&state).unwrap();
+            outbox::enqueue(&store, &["a"], "inc", "file firing", t(0)).unwrap();
+            outbox::enqueue(&store, &["a"], "other", "other firing", t(0)).unwrap();
+        }
+        let file = state.join(FILE_NAME);
+        let kept = dir.path().join("kept.redb");
+        std::fs::rename(&file, &kept).unwrap();
+        std::fs::create_dir(&file).unwrap();
+        let store = Store::open_daemon(&state);
+        outbox::enqueue(&store, &["a"], "inc", "memory update", t(1)).unwrap();
+        outbox::enqueue(&store, &["a"], "inc", "memory resolved", t(2)).unwrap();
+        std::fs::remove_dir(&file).unwrap();
+        std::fs::rename(&kept, &file).unwrap();
+        tokio::time::advance(REOPEN_INTERVAL).await;
+        store.maintain();
+        assert!(store.status().durable);
+        let order: Vec<String> = outbox::all_rows(&store)
+            .unwrap()
+            .into_iter()
+            .filter(|e| e.incident_key == "inc")
+            .map(|e| e.payload)
+            .collect();
+        assert_eq!(order, ["file firing", "memory update", "memory resolved"]);
+        let due = outbox::due(&store, t(10), &Default::default()).unwrap();
+        let heads: Vec<&str> = due.ready.iter().map(|e| e.payload.as_str()).collect();
+        assert!(
+            heads.contains(&"file firing") && heads.contains(&"other firing"),
+            "{heads:?}"
         );
     }
 

@@ -634,18 +634,38 @@ pub(crate) fn collect(source: &Source<'_>, report: &mut Report) -> Collected {
     out
 }
 
-/// Writes what [`collect`] read into `tx`. Notifications are appended with
-/// new ids in their original order, behind what the destination already
-/// queued, so each incident's messages keep their order. Other rows replace
-/// the destination's rows of the same key when `newer`, and are otherwise
+/// Writes what [`collect`] read into `tx`. Notifications keep their ids
+/// unless the destination already holds messages of the same receiver and
+/// incident: those groups get new ids, in their order, after the
+/// destination's (which are older). Keeping ids means an attempt in flight
+/// while the store moves still removes its entry once delivered, so nothing
+/// is sent twice. The id counter ends above every id. Other rows replace the
+/// destination's rows of the same key when `newer`, and are otherwise
 /// written only where the destination has none.
 pub(crate) fn apply(
     tx: &redb::WriteTransaction,
     c: &Collected,
     newer: bool,
 ) -> Result<(), redb::Error> {
+    let mut shared: HashSet<(String, String)> = HashSet::new();
+    {
+        let t = tx.open_table(OUTBOX)?;
+        for e in &c.entries {
+            let (r, i) = (e.receiver.as_str(), e.incident_key.as_str());
+            if t.range((r, i, 0)..=(r, i, u64::MAX))?.next().is_some() {
+                shared.insert(e.group());
+            }
+        }
+    }
+    if let Some(max) = c.entries.iter().map(|e| e.id).max() {
+        raise_counter(tx, OUTBOX_COUNTER, max)?;
+    }
     for e in &c.entries {
-        let id = Store::next_counter(tx, OUTBOX_COUNTER)?;
+        let id = if shared.contains(&e.group()) {
+            Store::next_counter(tx, OUTBOX_COUNTER)?
+        } else {
+            e.id
+        };
         tx.open_table(OUTBOX)?.insert(
             (e.receiver.as_str(), e.incident_key.as_str(), id),
             e.data_bytes().as_slice(),

@@ -275,8 +275,9 @@ impl Report {
     }
 }
 
-/// Counter names of the metadata table that are not copied: the schema
-/// version belongs to the destination, and outbox entries get new ids.
+/// Names in the metadata table that are not copied: the schema version
+/// belongs to the destination, and the outbox counter follows the entries
+/// copied (see `outbox::apply`).
 const NOT_COPIED: &[&str] = &["schema_version", outbox::OUTBOX_COUNTER];
 
 /// Everything readable of a source, decoded, ready to be written elsewhere.
@@ -324,7 +325,7 @@ impl Collected {
     /// Writes everything into `tx`. `newer` says the source is more recent
     /// than the destination (a memory store's rows replace the file's rows of
     /// the same key); otherwise existing rows are kept. Queued notifications
-    /// are appended behind the destination's, in their order, with new ids.
+    /// keep their ids unless the destination uses the same key.
     pub(crate) fn write(
         &self,
         tx: &redb::WriteTransaction,
