@@ -503,7 +503,9 @@ async fn a_full_disk_keeps_every_page_in_memory_and_delivers_it_once_space_retur
     );
 
     // Space returns: every page is written to the outbox and delivered.
+    let held = waiting.unwrap_or_default();
     std::fs::remove_file(&filler).unwrap();
+    let freed = tokio::time::Instant::now();
     wait_pages(
         &agent,
         &hook,
@@ -522,6 +524,13 @@ async fn a_full_disk_keeps_every_page_in_memory_and_delivers_it_once_space_retur
             "the store to be durable with nothing waiting",
         )
         .await;
+    eprintln!(
+        "full disk: {} scrapes said durable 0, {held} alerts waited in memory, \
+         all {} pages delivered {:.1} s after space returned",
+        durable.len(),
+        2 * ROUNDS * TARGETS.len(),
+        freed.elapsed().as_secs_f64()
+    );
     let history = every_incident_paged_once_in_order(&cfg, &hook, TARGETS);
     assert_eq!(
         history.len(),
@@ -857,6 +866,7 @@ async fn a_read_only_state_directory_is_used_once_writable_with_what_memory_queu
     // The directory becomes writable: the agent moves to the file, carrying
     // over what memory queued, and delivers the file's pages and its own.
     ro.make_writable();
+    let writable = tokio::time::Instant::now();
     hook.default_reply(Reply::json("{}"));
     agent
         .wait_until(
@@ -864,7 +874,13 @@ async fn a_read_only_state_directory_is_used_once_writable_with_what_memory_queu
             "the agent to move to the file",
         )
         .await;
+    let moved = writable.elapsed();
     wait_pages(&agent, &hook, 4, "the file's two pages and memory's two").await;
+    eprintln!(
+        "read-only: on the file {:.1} s after it became writable, 4 pages delivered after {:.1} s",
+        moved.as_secs_f64(),
+        writable.elapsed().as_secs_f64()
+    );
     agent
         .wait_until(
             || async { value(&agent, "mailpulse_outbox_pending", &[]).await == Some(0.0) },

@@ -77,7 +77,7 @@ impl AgentMetrics {
                 reg,
                 IntGauge::new(
                     "mailpulse_state_store_durable",
-                    "1 while state is kept in the store file; 0 when the agent runs on a memory store because the file could not be opened, or while the file fails (disk full) until it is reopened.",
+                    "1 while state is kept in the store file; 0 when the agent runs on a memory store because the file could not be opened, or while writes to the file fail (disk full) until one succeeds.",
                 )?,
             )?,
             store_corruptions: register(

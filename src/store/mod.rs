@@ -1212,6 +1212,7 @@ mod tests {
         // Which tables came through whole when something was moved aside.
         let mut outcomes: HashSet<(bool, bool)> = HashSet::new();
         let mut moved = 0;
+        let (mut outbox_whole, mut history_whole) = (0, 0);
         let seeds = if unclean { 1 } else { 2 };
         for seed in 0..seeds {
             for page in 0..pages {
@@ -1256,12 +1257,20 @@ mod tests {
                     .collect();
                 assert_eq!(aside.len(), 1, "seed {seed} page {page}");
                 assert!(status.notes[0].contains(&aside[0]), "{:?}", status.notes);
-                outcomes.insert((
+                let whole = (
                     now.outbox == original.outbox,
                     now.history == original.history,
-                ));
+                );
+                outbox_whole += usize::from(whole.0);
+                history_whole += usize::from(whole.1);
+                outcomes.insert(whole);
             }
         }
+        eprintln!(
+            "{} file of {pages} pages, {seeds} seed(s): {moved} damaged files moved aside; \
+             the outbox came through whole in {outbox_whole}, the history in {history_whole}",
+            if unclean { "unclean" } else { "clean" },
+        );
         // About half the pages of the file are in use by its trees.
         assert!(
             moved * 3 > pages as usize * seeds as usize,
