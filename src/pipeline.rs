@@ -133,6 +133,14 @@ impl Pipeline {
     /// states, then alerts), reconciles when the store moved to another
     /// file, and reports the store's condition.
     fn settle(&self, backlog: &mut Backlog) {
+        // Most seconds there is nothing to do: stay on this worker then.
+        let idle = self.store.is_durable()
+            && backlog.pending.is_empty()
+            && backlog.reconciled == Some(self.store.status().generation)
+            && !self.incidents.lock().expect("incidents lock").has_unsaved();
+        if idle {
+            return self.report(backlog);
+        }
         tokio::task::block_in_place(|| {
             self.store.maintain();
             let saved = {
