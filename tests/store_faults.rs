@@ -547,10 +547,15 @@ async fn a_full_disk_keeps_every_page_in_memory_and_delivers_it_once_space_retur
         .await,
         Some(0.0)
     );
-    assert_eq!(
-        support::get(agent.addr, "/healthz").await.unwrap(),
-        (200, "ok\n".to_string())
-    );
+    // /healthz follows within a second (the pipeline reports every second).
+    agent
+        .wait_until(
+            || async {
+                support::get(agent.addr, "/healthz").await == Some((200, "ok\n".to_string()))
+            },
+            "/healthz to say ok",
+        )
+        .await;
 }
 
 /// An alert as a previous run queued it, for target `target` starting `secs`
@@ -896,9 +901,14 @@ async fn a_read_only_state_directory_is_used_once_writable_with_what_memory_queu
     // The incident of the read-only time is in the file.
     let history = every_incident_paged_once_in_order(&cfg, &hook, &["owa"]);
     assert_eq!(history.len(), 1, "{history:?}");
-    assert_eq!(
-        support::get(agent.addr, "/healthz").await.unwrap(),
-        (200, "ok\n".to_string())
-    );
+    // /healthz follows within a second (the pipeline reports every second).
+    agent
+        .wait_until(
+            || async {
+                support::get(agent.addr, "/healthz").await == Some((200, "ok\n".to_string()))
+            },
+            "/healthz to say ok",
+        )
+        .await;
     drop(agent);
 }
