@@ -482,6 +482,19 @@ mod tests {
         }
     }
 
+    /// The daemon's store in `dir`, a pipeline on it and its backlog, after
+    /// the pipeline's first step (start-up reconciliation).
+    fn start(dir: &std::path::Path) -> (Store, Pipeline, Backlog) {
+        let store = Store::open_daemon(dir);
+        let p = pipeline(&store);
+        let mut b = Backlog {
+            kinds: p.kinds.clone(),
+            ..Backlog::default()
+        };
+        p.settle(&mut b);
+        (store, p, b)
+    }
+
     /// Feeds `n` samples of `ms` milliseconds, 100 ms apart from `*at`.
     fn feed(p: &Pipeline, b: &mut Backlog, at: &mut DateTime<Utc>, n: usize, ms: u64) {
         for _ in 0..n {
@@ -520,13 +533,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
     async fn alerts_wait_in_memory_while_the_store_fails_then_follow_their_incidents_to_the_file() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open_daemon(dir.path());
-        let p = pipeline(&store);
-        let mut b = Backlog {
-            kinds: p.kinds.clone(),
-            ..Backlog::default()
-        };
-        p.settle(&mut b);
+        let (store, p, mut b) = start(dir.path());
         let mut at = DateTime::from_timestamp(1_800_000_000, 0).unwrap();
         feed(&p, &mut b, &mut at, 60, 1);
 
@@ -572,13 +579,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
     async fn a_store_moving_to_another_file_is_reconciled_with_the_detectors() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open_daemon(dir.path());
-        let p = pipeline(&store);
-        let mut b = Backlog {
-            kinds: p.kinds.clone(),
-            ..Backlog::default()
-        };
-        p.settle(&mut b);
+        let (store, p, mut b) = start(dir.path());
         assert_eq!(b.reconciled, Some(1));
         let mut at = DateTime::from_timestamp(1_800_000_000, 0).unwrap();
         feed(&p, &mut b, &mut at, 60, 1);

@@ -315,6 +315,31 @@ fn paging_config(
     out
 }
 
+/// Starts a webhook receiver (answering `reply`, else 200), a server whose
+/// `targets` are fast, and an agent probing them with its state in `state`;
+/// the configuration is written in `dir`.
+async fn start_paging(
+    dir: &Path,
+    state: &Path,
+    targets: &[&str],
+    reply: Option<Reply>,
+) -> (Capture, HttpServer, PathBuf, Agent) {
+    let hook = Capture::start().await;
+    if let Some(r) = reply {
+        hook.default_reply(r);
+    }
+    let server = HttpServer::start().await;
+    set_slow(&server, targets, false);
+    let port = support::free_port();
+    let cfg = write_file(
+        dir,
+        "c.toml",
+        &paging_config(port, state, &server, targets, &hook.url("/hook")),
+    );
+    let agent = Agent::start(&cfg, ([127, 0, 0, 1], port).into(), &[]).await;
+    (hook, server, cfg, agent)
+}
+
 /// Sets every target of `targets` slow (60 ms more than their ~1 ms baseline) or fast.
 fn set_slow(server: &HttpServer, targets: &[&str], slow: bool) {
     for t in targets {
@@ -448,16 +473,7 @@ async fn a_full_disk_keeps_every_page_in_memory_and_delivers_it_once_space_retur
         eprintln!("skipped: cannot mount a tmpfs here (needs root)");
         return;
     };
-    let hook = Capture::start().await;
-    let server = HttpServer::start().await;
-    set_slow(&server, TARGETS, false);
-    let port = support::free_port();
-    let cfg = write_file(
-        dir.path(),
-        "c.toml",
-        &paging_config(port, &state, &server, TARGETS, &hook.url("/hook")),
-    );
-    let agent = Agent::start(&cfg, ([127, 0, 0, 1], port).into(), &[]).await;
+    let (hook, server, cfg, agent) = start_paging(dir.path(), &state, TARGETS, None).await;
     warm(&agent, TARGETS).await;
     assert_eq!(
         value(&agent, "mailpulse_state_store_durable", &[]).await,
@@ -676,16 +692,7 @@ async fn a_store_with_a_corrupted_page_never_panics_and_keeps_alerting() {
         std::fs::write(&file, &base).unwrap();
         corrupt_page(&file, page, &mut rng);
 
-        let hook = Capture::start().await;
-        let server = HttpServer::start().await;
-        set_slow(&server, &["owa"], false);
-        let port = support::free_port();
-        let cfg = write_file(
-            dir.path(),
-            "c.toml",
-            &paging_config(port, &state, &server, &["owa"], &hook.url("/hook")),
-        );
-        let agent = Agent::start(&cfg, ([127, 0, 0, 1], port).into(), &[]).await;
+        let (hook, server, _cfg, agent) = start_paging(dir.path(), &state, &["owa"], None).await;
 
         // It keeps probing and alerting: a new incident is paged and resolved.
         warm(&agent, &["owa"]).await;
@@ -829,17 +836,8 @@ async fn a_read_only_state_directory_is_used_once_writable_with_what_memory_queu
     );
     // The receiver refuses while the directory is read-only, so what is
     // queued stays queued (in memory).
-    let hook = Capture::start().await;
-    hook.default_reply(Reply::status(503));
-    let server = HttpServer::start().await;
-    set_slow(&server, &["owa"], false);
-    let port = support::free_port();
-    let cfg = write_file(
-        dir.path(),
-        "c.toml",
-        &paging_config(port, &state, &server, &["owa"], &hook.url("/hook")),
-    );
-    let agent = Agent::start(&cfg, ([127, 0, 0, 1], port).into(), &[]).await;
+    let (hook, server, cfg, agent) =
+        start_paging(dir.path(), &state, &["owa"], Some(Reply::status(503))).await;
     assert_eq!(
         value(&agent, "mailpulse_state_store_durable", &[]).await,
         Some(0.0)

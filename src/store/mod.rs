@@ -1298,6 +1298,29 @@ mod tests {
         assert_eq!(outbox::all_rows(&store).unwrap().len(), 1);
     }
 
+    /// The store file of a state directory made unopenable: moved away, with
+    /// a directory of its name in its place (no root needed).
+    struct Blocked {
+        file: PathBuf,
+        kept: PathBuf,
+    }
+
+    impl Blocked {
+        fn new(state: &Path) -> Blocked {
+            let file = state.join(FILE_NAME);
+            let kept = state.with_extension("kept");
+            std::fs::rename(&file, &kept).unwrap();
+            std::fs::create_dir(&file).unwrap();
+            Blocked { file, kept }
+        }
+
+        /// Puts the file back.
+        fn unblock(self) {
+            std::fs::remove_dir(&self.file).unwrap();
+            std::fs::rename(&self.kept, &self.file).unwrap();
+        }
+    }
+
     #[tokio::test(start_paused = true)]
     async fn a_file_that_cannot_be_opened_is_replaced_by_memory_until_it_can() {
         let dir = tempfile::tempdir().unwrap();
@@ -1308,10 +1331,7 @@ mod tests {
             outbox::enqueue(&store, &["a"], "old", "old firing", t(0)).unwrap();
         }
         // The store file cannot be opened: a directory stands in its place.
-        let file = state.join(FILE_NAME);
-        let kept = dir.path().join("kept.redb");
-        std::fs::rename(&file, &kept).unwrap();
-        std::fs::create_dir(&file).unwrap();
+        let blocked = Blocked::new(&state);
         let store = Store::open_daemon(&state);
         let status = store.status();
         assert!(!status.durable);
@@ -1340,8 +1360,7 @@ mod tests {
         assert_eq!(in_flight.payload, "new firing");
 
         // The file can be opened again: at the next try, memory moves into it.
-        std::fs::remove_dir(&file).unwrap();
-        std::fs::rename(&kept, &file).unwrap();
+        blocked.unblock();
         store.maintain();
         assert!(
             !store.status().durable,
@@ -1395,15 +1414,11 @@ mod tests {
             outbox::enqueue(&store, &["a"], "inc", "file firing", t(0)).unwrap();
             outbox::enqueue(&store, &["a"], "other", "other firing", t(0)).unwrap();
         }
-        let file = state.join(FILE_NAME);
-        let kept = dir.path().join("kept.redb");
-        std::fs::rename(&file, &kept).unwrap();
-        std::fs::create_dir(&file).unwrap();
+        let blocked = Blocked::new(&state);
         let store = Store::open_daemon(&state);
         outbox::enqueue(&store, &["a"], "inc", "memory update", t(1)).unwrap();
         outbox::enqueue(&store, &["a"], "inc", "memory resolved", t(2)).unwrap();
-        std::fs::remove_dir(&file).unwrap();
-        std::fs::rename(&kept, &file).unwrap();
+        blocked.unblock();
         tokio::time::advance(REOPEN_INTERVAL).await;
         store.maintain();
         assert!(store.status().durable);

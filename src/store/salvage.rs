@@ -88,48 +88,19 @@ impl Source<'_> {
             .is_ok_and(|r| r.is_ok())
         };
         let (mut forward, mut backward) = (Vec::new(), Vec::new());
-        match self {
-            Source::Unreadable(_) => {
-                return Rows {
-                    rows: Vec::new(),
-                    complete: false,
-                }
-            }
-            Source::Sound(db) => {
-                let complete = on(db, false, &mut forward);
-                return Rows {
-                    rows: forward,
-                    complete,
-                };
-            }
-            Source::DamagedOpen(db) => {
-                if on(db, false, &mut forward) {
-                    return Rows {
-                        rows: forward,
-                        complete: true,
-                    };
-                }
-                on(db, true, &mut backward);
-            }
-            Source::DamagedCopy(db) => {
-                if on(db, false, &mut forward) {
-                    return Rows {
-                        rows: forward,
-                        complete: true,
-                    };
-                }
-                on(db, true, &mut backward);
-            }
-            Source::DamagedFile(path) => {
-                if with_reader(path, |tx| pass(tx, table, false, &mut forward)) {
-                    return Rows {
-                        rows: forward,
-                        complete: true,
-                    };
-                }
-                with_reader(path, |tx| pass(tx, table, true, &mut backward));
-            }
-        }
+        let (f, b) = (&mut forward, &mut backward);
+        let complete = match self {
+            Source::Unreadable(_) => false,
+            // A sound database reads whole or fails whole.
+            Source::Sound(db) => on(db, false, f),
+            Source::DamagedOpen(db) => both_ends(|r, out| on(db, r, out), f, b),
+            Source::DamagedCopy(db) => both_ends(|r, out| on(db, r, out), f, b),
+            Source::DamagedFile(path) => both_ends(
+                |r, out| with_reader(path, |tx| pass(tx, table, r, out)),
+                f,
+                b,
+            ),
+        };
         let seen: HashSet<Vec<u8>> = forward.iter().map(|(k, _)| k.clone()).collect();
         forward.extend(
             backward
@@ -139,8 +110,22 @@ impl Source<'_> {
         );
         Rows {
             rows: forward,
-            complete: false,
+            complete,
         }
+    }
+}
+
+/// Reads with `read` from the start into `forward`; if that stops short,
+/// from the end into `backward` (newest first). Returns whether the first
+/// pass read everything.
+fn both_ends(
+    read: impl Fn(bool, &mut Vec<(Vec<u8>, Vec<u8>)>) -> bool,
+    forward: &mut Vec<(Vec<u8>, Vec<u8>)>,
+    backward: &mut Vec<(Vec<u8>, Vec<u8>)>,
+) -> bool {
+    read(false, forward) || {
+        read(true, backward);
+        false
     }
 }
 
