@@ -264,7 +264,15 @@ pub async fn run(source: ConfigSource) -> anyhow::Result<()> {
 
     let clock = clock::system();
     let store = open_store(&config, &metrics);
-    let incidents = match Incidents::load(Some(store.clone()), &config.targets) {
+    // A read that fails on damaged contents makes the store replace the file
+    // (keeping what reads) before its next use: load once more from that.
+    let loaded = Incidents::load(Some(store.clone()), &config.targets).or_else(|e| {
+        metrics.agent.store_errors.inc();
+        tracing::error!(error = %e, "cannot restore detector state; trying once more");
+        store.maintain();
+        Incidents::load(Some(store.clone()), &config.targets)
+    });
+    let incidents = match loaded {
         Ok(i) => i,
         Err(e) => {
             metrics.agent.store_errors.inc();
@@ -274,22 +282,13 @@ pub async fn run(source: ConfigSource) -> anyhow::Result<()> {
     };
     let alerting = Alerting::new(config.alerting.clone(), &store, clock.clone())
         .map_err(|e| anyhow::anyhow!("alerting: {e}"))?;
+    // The pipeline reconciles the outbox with the incidents before it takes
+    // its first sample (and again whenever the store moves to another file).
     let kinds: HashMap<String, String> = config
         .targets
         .iter()
         .map(|t| (t.name.clone(), t.kind().as_str().to_string()))
         .collect();
-    if let Err(e) = pipeline::reconcile(
-        &store,
-        &alerting,
-        &incidents,
-        &config.agent.instance,
-        &kinds,
-        clock.now(),
-    ) {
-        metrics.agent.store_errors.inc();
-        tracing::error!(error = %e, "cannot reconcile alerts with incidents");
-    }
     let incidents = Arc::new(Mutex::new(incidents));
     let alerting = Arc::new(RwLock::new(Arc::new(alerting)));
     let host_load = Arc::new(RwLock::new(None));
@@ -303,6 +302,8 @@ pub async fn run(source: ConfigSource) -> anyhow::Result<()> {
         instance: config.agent.instance.clone(),
         host_load: host_load.clone(),
         clock: clock.clone(),
+        health: health.clone(),
+        kinds,
     };
     tracker.spawn(flow.run(rx));
 
@@ -457,25 +458,18 @@ fn mark_reload(metrics: &Metrics, ok: bool) {
     }
 }
 
-/// Opens the state store in `state_dir`; when that fails, says so loudly and
-/// falls back to a memory store, so probing, detection and alerting go on
-/// (without surviving a restart).
+/// Opens the state store in `state_dir` as the daemon's store: a damaged
+/// file is moved aside and replaced, and a file that cannot be opened is
+/// stood in for by memory (and tried again), so probing, detection and
+/// alerting go on. The store logs what happened; the metrics say it too.
 fn open_store(config: &Config, metrics: &Metrics) -> Store {
-    match Store::open(&config.agent.state_dir) {
-        Ok(s) => {
-            metrics.agent.store_durable.set(1);
-            s
-        }
-        Err(e) => {
-            metrics.agent.store_errors.inc();
-            metrics.agent.store_durable.set(0);
-            tracing::error!(
-                error = %e,
-                "cannot open the state store; incidents and queued alerts will NOT survive a restart"
-            );
-            Store::in_memory().expect("a memory store opens")
-        }
+    let store = Store::open_daemon(&config.agent.state_dir);
+    let status = store.status();
+    metrics.agent.store_durable.set(i64::from(status.durable));
+    if !status.durable || status.corruptions > 0 {
+        metrics.agent.store_errors.inc();
     }
+    store
 }
 
 /// Collects host load every `interval` on the blocking pool (procfs reads

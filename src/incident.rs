@@ -11,9 +11,11 @@
 //! the downtime as a data gap, which neither opens nor closes anything.
 //!
 //! When the store fails (disk full, unreadable file), detection keeps
-//! running in memory and the failure is logged and counted by the caller.
+//! running in memory and the failure is logged and counted by the caller. An
+//! incident record whose save failed is kept and written with the next save
+//! that succeeds (so is its detector), so the history loses nothing.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use chrono::{DateTime, Duration as WallDuration, Utc};
 
@@ -42,6 +44,10 @@ pub struct Incidents {
     tracked: HashMap<String, Tracked>,
     /// States restored from the store that no configured target claimed yet.
     restored: HashMap<String, Detector>,
+    /// Incident records whose save failed, by start and target (the latest
+    /// version of each), until a save succeeds. At most
+    /// [`table::MAX_HISTORY`]: the store keeps no more anyway.
+    unsaved: BTreeMap<(DateTime<Utc>, String), crate::detect::Incident>,
 }
 
 impl Incidents {
@@ -55,6 +61,7 @@ impl Incidents {
             store,
             tracked: HashMap::new(),
             restored,
+            unsaved: BTreeMap::new(),
         };
         incidents.configure(targets);
         Ok(incidents)
@@ -140,17 +147,34 @@ impl Incidents {
         event
     }
 
-    /// Saves an event [`Incidents::detect`] returned, with its detector, in
-    /// one transaction (blocking IO).
+    /// Saves an event [`Incidents::detect`] returned, with its detector (and
+    /// any incident record a failed save left), in one transaction (blocking
+    /// IO). On failure the record is kept for the next save.
     pub fn save_event(&mut self, target: &str, event: &DetectEvent) -> Result<(), StoreError> {
         let (Some(tracked), Some(store)) = (self.tracked.get_mut(target), &self.store) else {
             return Ok(());
         };
+        let mut incidents: Vec<(&str, &crate::detect::Incident)> = self
+            .unsaved
+            .iter()
+            .map(|((_, t), i)| (t.as_str(), i))
+            .collect();
+        incidents.push((target, event.incident()));
         let batch = Batch {
             detectors: vec![(target, &tracked.detector)],
-            incidents: vec![(target, event.incident())],
+            incidents,
         };
-        table::save(store, &batch)?;
+        if let Err(e) = table::save(store, &batch) {
+            tracked.dirty = true;
+            let incident = event.incident();
+            self.unsaved
+                .insert((incident.started_at, target.to_string()), incident.clone());
+            while self.unsaved.len() as u64 > table::MAX_HISTORY {
+                self.unsaved.pop_first();
+            }
+            return Err(e);
+        }
+        self.unsaved.clear();
         tracked.dirty = false;
         tracked.saved_at = tracked.detector.last_observation_at();
         tracked.saved_pending = tracked.detector.pending_since();
@@ -159,10 +183,16 @@ impl Incidents {
 
     /// Whether [`Incidents::flush`] has anything to write.
     pub fn has_unsaved(&self) -> bool {
-        self.store.is_some() && self.tracked.values().any(|t| t.dirty)
+        self.store.is_some() && (!self.unsaved.is_empty() || self.tracked.values().any(|t| t.dirty))
     }
 
-    /// Saves every detector changed since the last save, in one transaction.
+    /// Incident records waiting for a save that succeeds.
+    pub fn unsaved_incidents(&self) -> usize {
+        self.unsaved.len()
+    }
+
+    /// Saves every detector changed since the last save, with the incident
+    /// records a failed save left, in one transaction.
     pub fn flush(&mut self) -> Result<usize, StoreError> {
         let Some(store) = &self.store else {
             return Ok(0);
@@ -173,7 +203,7 @@ impl Incidents {
             .filter(|(_, t)| t.dirty)
             .map(|(n, _)| n)
             .collect();
-        if names.is_empty() {
+        if names.is_empty() && self.unsaved.is_empty() {
             return Ok(0);
         }
         names.sort();
@@ -182,9 +212,14 @@ impl Incidents {
                 .iter()
                 .map(|n| (n.as_str(), &self.tracked[*n].detector))
                 .collect(),
-            incidents: Vec::new(),
+            incidents: self
+                .unsaved
+                .iter()
+                .map(|((_, t), i)| (t.as_str(), i))
+                .collect(),
         };
         table::save(store, &batch)?;
+        self.unsaved.clear();
         let count = names.len();
         let names: Vec<String> = names.into_iter().cloned().collect();
         for n in names {

@@ -5,6 +5,15 @@
 //! One task owns this flow, so events of a target are handled in the order
 //! its samples arrived. The incident is saved before its alert is queued;
 //! [`reconcile`] repairs the one gap a crash can leave between the two.
+//!
+//! When the store cannot take a write (a full disk), nothing is lost: the
+//! incident record waits in `Incidents`, the alert waits in memory
+//! ([`Pending`], bounded), and every second the pipeline writes them, in
+//! that order (records first, so an incident is still saved before its
+//! alert), once the store takes writes again. Each second it also reports
+//! the store's condition in the metrics and `/healthz`, and reconciles the
+//! outbox with the detectors whenever the store moved to another file (a
+//! read-only directory became writable, a damaged file was replaced).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock};
@@ -13,17 +22,23 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use tokio::sync::mpsc;
 
+use crate::alert::pending::{DropReason, Pending};
 use crate::alert::{self, AlertEvent, Alerting, HostLoad, IncidentContext};
 use crate::clock::{Clock, JumpWatch, Stamp};
 use crate::detect::DetectEvent;
+use crate::health::{Condition, Health};
 use crate::incident::Incidents;
 use crate::metrics::Metrics;
 use crate::sample::host::{HostSnapshot, TcpState};
 use crate::sample::{Phase, Sample};
 use crate::store::{incidents as history, Store};
 
-/// How often detector states changed since the last save are written.
+/// How often detector states changed since the last save are written (and
+/// what waits in memory for the store, and the store's condition reported).
 pub const FLUSH_INTERVAL: Duration = Duration::from_secs(1);
+
+/// The `/healthz` source of the store's conditions.
+const HEALTH_SOURCE: &str = "state store";
 
 /// What the pipeline needs; shared with the supervisor, which swaps the
 /// alerting configuration and reconfigures incidents on reload.
@@ -42,6 +57,27 @@ pub struct Pipeline {
     pub host_load: Arc<RwLock<Option<HostLoad>>>,
     /// Wall-clock time.
     pub clock: Arc<dyn Clock>,
+    /// Where the store's condition is reported for `/healthz`.
+    pub health: Arc<Health>,
+    /// Each configured target's probe kind, for [`reconcile`]; samples keep
+    /// it current after reloads.
+    pub kinds: HashMap<String, String>,
+}
+
+/// What the pipeline keeps between samples.
+#[derive(Debug, Default)]
+struct Backlog {
+    /// Alerts the store could not take yet.
+    pending: Pending,
+    /// Each target's probe kind.
+    kinds: HashMap<String, String>,
+    /// The store generation last reconciled with; `None` before the first
+    /// reconciliation succeeded.
+    reconciled: Option<u64>,
+    /// Damaged store files already counted in the metrics.
+    corruptions: u64,
+    /// Whether the last routine save failed (logged once, not every second).
+    failing: bool,
 }
 
 /// The short host-load summary alerts carry.
@@ -55,8 +91,20 @@ pub fn host_load(s: &HostSnapshot) -> HostLoad {
 }
 
 impl Pipeline {
-    /// Runs until every sender of `rx` is gone, then saves what is unsaved.
+    /// Reconciles the outbox with the detectors, then runs until every sender
+    /// of `rx` is gone, and saves what it can.
     pub async fn run(self, mut rx: mpsc::Receiver<Sample>) {
+        for r in DropReason::ALL {
+            self.metrics
+                .agent
+                .alerts_dropped
+                .with_label_values(&[r.as_str()]);
+        }
+        let mut backlog = Backlog {
+            kinds: self.kinds.clone(),
+            ..Backlog::default()
+        };
+        self.settle(&mut backlog);
         let mut last_ok: HashMap<String, bool> = HashMap::new();
         let mut jumps = JumpWatch::default();
         let mut flush = tokio::time::interval(FLUSH_INTERVAL);
@@ -67,14 +115,20 @@ impl Pipeline {
                     Some(s) => {
                         log_transition(&mut last_ok, &s);
                         self.watch_clock(&mut jumps, &s);
-                        self.handle(&s);
+                        self.handle(&mut backlog, &s);
                     }
                     None => break,
                 },
-                _ = flush.tick() => self.flush(),
+                _ = flush.tick() => self.settle(&mut backlog),
             }
         }
-        self.flush();
+        self.settle(&mut backlog);
+        if !backlog.pending.is_empty() {
+            tracing::error!(
+                alerts = backlog.pending.len(),
+                "stopping with alerts the state store never took; they are lost"
+            );
+        }
     }
 
     /// Logs and counts a step of the system clock that a sample's start
@@ -99,29 +153,130 @@ impl Pipeline {
         }
     }
 
-    fn flush(&self) {
-        let result = {
-            let mut incidents = self.incidents.lock().expect("incidents lock");
-            if !incidents.has_unsaved() {
-                return;
-            }
-            tokio::task::block_in_place(|| incidents.flush())
-        };
-        if let Err(e) = result {
-            self.metrics.agent.store_errors.inc();
-            tracing::error!(error = %e, "cannot save detector state");
+    /// Writes what waits for the store (incident records and detector
+    /// states, then alerts), reconciles when the store moved to another
+    /// file, and reports the store's condition.
+    fn settle(&self, backlog: &mut Backlog) {
+        // Most seconds there is nothing to do: stay on this worker then.
+        let idle = self.store.is_durable()
+            && backlog.pending.is_empty()
+            && backlog.reconciled == Some(self.store.status().generation)
+            && !self.incidents.lock().expect("incidents lock").has_unsaved();
+        if idle {
+            return self.report(backlog);
         }
+        tokio::task::block_in_place(|| {
+            self.store.maintain();
+            let saved = {
+                let mut incidents = self.incidents.lock().expect("incidents lock");
+                let result = if incidents.has_unsaved() {
+                    incidents.flush().map(|_| ())
+                } else {
+                    Ok(())
+                };
+                match &result {
+                    Err(e) if !backlog.failing => {
+                        tracing::error!(error = %e, "cannot save detector state; retrying every second");
+                    }
+                    Err(e) => tracing::debug!(error = %e, "cannot save detector state"),
+                    Ok(()) => {}
+                }
+                if result.is_err() {
+                    self.metrics.agent.store_errors.inc();
+                }
+                backlog.failing = result.is_err();
+                result.is_ok() && incidents.unsaved_incidents() == 0
+            };
+            if saved && !backlog.pending.is_empty() {
+                let alerting = self.alerting.read().expect("alerting lock").clone();
+                match backlog.pending.flush(&self.store, &alerting) {
+                    Ok(n) => tracing::info!(
+                        written = n,
+                        waiting = backlog.pending.len(),
+                        "alerts kept in memory are in the outbox now"
+                    ),
+                    Err(e) => {
+                        self.metrics.agent.store_errors.inc();
+                        tracing::debug!(error = %e, waiting = backlog.pending.len(), "the state store still cannot take the alerts kept in memory");
+                    }
+                }
+            }
+            let generation = self.store.status().generation;
+            if saved && backlog.pending.is_empty() && backlog.reconciled != Some(generation) {
+                let alerting = self.alerting.read().expect("alerting lock").clone();
+                let incidents = self.incidents.lock().expect("incidents lock");
+                match reconcile(
+                    &self.store,
+                    &alerting,
+                    &incidents,
+                    &self.instance,
+                    &backlog.kinds,
+                    self.clock.now(),
+                ) {
+                    Ok(()) => backlog.reconciled = Some(generation),
+                    Err(e) => {
+                        self.metrics.agent.store_errors.inc();
+                        tracing::error!(error = %e, "cannot reconcile alerts with incidents");
+                    }
+                }
+            }
+        });
+        self.report(backlog);
+    }
+
+    /// Puts the store's condition and what waits in memory in the metrics and
+    /// `/healthz`.
+    fn report(&self, backlog: &mut Backlog) {
+        let status = self.store.status();
+        let agent = &self.metrics.agent;
+        agent.store_durable.set(i64::from(status.durable));
+        if status.corruptions > backlog.corruptions {
+            agent
+                .store_corruptions
+                .inc_by(status.corruptions - backlog.corruptions);
+            backlog.corruptions = status.corruptions;
+        }
+        agent
+            .alerts_pending_memory
+            .set(backlog.pending.len() as i64);
+        let unsaved = self
+            .incidents
+            .lock()
+            .expect("incidents lock")
+            .unsaved_incidents();
+        let mut conditions = Vec::new();
+        if let Some(problem) = status.problem {
+            conditions.push(Condition::Degraded(format!("state store: {problem}")));
+        }
+        if !backlog.pending.is_empty() || unsaved > 0 {
+            conditions.push(Condition::Degraded(format!(
+                "{} alert(s) and {unsaved} incident record(s) waiting in memory for the state store",
+                backlog.pending.len()
+            )));
+        }
+        conditions.extend(
+            status
+                .notes
+                .into_iter()
+                .map(|n| Condition::Note(format!("state store: {n}"))),
+        );
+        self.health.set_conditions(HEALTH_SOURCE, conditions);
     }
 
     /// Records one sample and acts on what its detector decided.
-    pub fn handle(&self, sample: &Sample) {
+    fn handle(&self, backlog: &mut Backlog, sample: &Sample) {
         self.metrics.probe.record(sample);
-        // A store that failed (disk full) shows as not durable until it reopens.
+        // A store that failed (disk full) shows as not durable until it recovers.
         self.metrics
             .agent
             .store_durable
             .set(i64::from(self.store.is_durable()));
-        let (event, state, baseline) = {
+        if backlog.kinds.get(&sample.target).map(String::as_str) != Some(sample.kind.as_str()) {
+            backlog
+                .kinds
+                .insert(sample.target.clone(), sample.kind.as_str().to_string());
+        }
+        let (event, saved, state, baseline) = {
             let mut incidents = self.incidents.lock().expect("incidents lock");
             // Only a sample that opens, escalates or closes an incident writes
             // to the store; the rest stay on this worker (block_in_place hands
@@ -130,14 +285,14 @@ impl Pipeline {
             let error = event.as_ref().and_then(|e| {
                 tokio::task::block_in_place(|| incidents.save_event(&sample.target, e)).err()
             });
-            if let Some(err) = error {
+            if let Some(err) = &error {
                 self.metrics.agent.store_errors.inc();
-                tracing::error!(target = %sample.target, error = %err, "cannot save an incident; alerting anyway");
+                tracing::error!(target = %sample.target, error = %err, "cannot save an incident; keeping it in memory until the store takes it");
             }
             let Some(d) = incidents.detector(&sample.target) else {
                 return;
             };
-            (event, d.state(), d.baseline())
+            (event, error.is_none(), d.state(), d.baseline())
         };
         self.metrics
             .detect
@@ -178,12 +333,39 @@ impl Pipeline {
         };
         let alert = AlertEvent::from_incident(incident, ctx);
         let now = self.clock.now();
-        if let Err(e) =
-            tokio::task::block_in_place(|| alert::enqueue(&self.store, &alerting, &alert, now))
-        {
-            self.metrics.agent.store_errors.inc();
-            tracing::error!(target = %sample.target, error = %e, "cannot queue an alert");
+        // Straight to the outbox when the incident is saved and nothing older
+        // waits; otherwise behind what waits, in order.
+        if saved && backlog.pending.is_empty() {
+            match tokio::task::block_in_place(|| {
+                alert::enqueue(&self.store, &alerting, &alert, now)
+            }) {
+                Ok(_) => return,
+                Err(e) => {
+                    self.metrics.agent.store_errors.inc();
+                    tracing::error!(target = %sample.target, error = %e, "cannot queue an alert; keeping it in memory until the store takes it");
+                }
+            }
         }
+        let target = alert.target.clone();
+        for gone in backlog.pending.push(alert, now) {
+            self.metrics
+                .agent
+                .alerts_dropped
+                .with_label_values(&[DropReason::MemoryFull.as_str()])
+                .inc();
+            tracing::error!(
+                target = %gone.target,
+                incident = %gone.incident_key,
+                status = gone.status.as_str(),
+                "alert dropped: too many alerts waiting in memory for the state store"
+            );
+        }
+        tracing::warn!(
+            target = %target,
+            waiting = backlog.pending.len(),
+            "alert waiting in memory for the state store"
+        );
+        self.report(backlog);
     }
 }
 
@@ -208,8 +390,10 @@ fn log_transition(last_ok: &mut HashMap<String, bool>, sample: &Sample) {
     }
 }
 
-/// Start-up repair of the gap a crash can leave between saving an incident
-/// and queuing its alert, in both directions:
+/// Repair of the gap a crash can leave between saving an incident and
+/// queuing its alert, at start-up and whenever the store moves to another
+/// file (whose outbox may say otherwise than the detectors), in both
+/// directions:
 /// - an alert still firing whose incident is no longer open (it closed, or
 ///   its target is gone) gets its resolve, at the recorded recovery time;
 /// - an incident open in its detector whose alert never made it to the
@@ -251,7 +435,11 @@ pub fn reconcile(
         let Some(incident) = detector.open_incident() else {
             continue;
         };
-        let probe_kind = kinds.get(target).cloned().unwrap_or_default();
+        // The kind is part of the incident key: without it the key would be
+        // another incident's. Every configured target has one.
+        let Some(probe_kind) = kinds.get(target).cloned() else {
+            continue;
+        };
         let key = alert::incident_key(instance, target, &probe_kind, incident.started_at);
         if known.contains(&key) {
             continue;
@@ -279,11 +467,168 @@ pub fn reconcile(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::alert::{AlertStatus, BoxFuture, DeliveryError, Receiver};
     use crate::clock::TokioClock;
     use crate::sample::ProbeKind;
+    use crate::store::outbox;
     use chrono::Duration as WallDuration;
 
-    fn sample(stamp: Stamp, ms: u64) -> Sample {
+    /// A receiver that is never called here (nothing delivers in these tests).
+    struct Hook;
+
+    impl Receiver for Hook {
+        fn name(&self) -> &str {
+            "hook"
+        }
+        fn kind(&self) -> &'static str {
+            "webhook"
+        }
+        fn send<'a>(&'a self, _: &'a AlertEvent) -> BoxFuture<'a, Result<(), DeliveryError>> {
+            Box::pin(async { Ok(()) })
+        }
+    }
+
+    const CONFIG: &str = "[slowdown]\nfactor = 3.0\nmin_delta = \"50ms\"\nfor = \"500ms\"\nrecover_for = \"1s\"\n\
+        [[target]]\nname = \"owa\"\nkind = \"http\"\nurl = \"http://127.0.0.1:9/\"\ninterval = \"100ms\"\ntimeout = \"90ms\"\n";
+
+    fn pipeline(store: &Store) -> Pipeline {
+        let config = crate::config::parse(CONFIG, None).unwrap();
+        let incidents = Incidents::load(Some(store.clone()), &config.targets).unwrap();
+        let alerting = Alerting::with_receivers(config.alerting.clone(), vec![Arc::new(Hook)]);
+        Pipeline {
+            metrics: Arc::new(Metrics::new("cas01").unwrap()),
+            incidents: Arc::new(Mutex::new(incidents)),
+            alerting: Arc::new(RwLock::new(Arc::new(alerting))),
+            store: store.clone(),
+            instance: "cas01".into(),
+            host_load: Arc::default(),
+            clock: crate::clock::system(),
+            health: Health::new(),
+            kinds: HashMap::from([("owa".to_string(), "http".to_string())]),
+        }
+    }
+
+    /// The daemon's store in `dir`, a pipeline on it and its backlog, after
+    /// the pipeline's first step (start-up reconciliation).
+    fn start(dir: &std::path::Path) -> (Store, Pipeline, Backlog) {
+        let store = Store::open_daemon(dir);
+        let p = pipeline(&store);
+        let mut b = Backlog {
+            kinds: p.kinds.clone(),
+            ..Backlog::default()
+        };
+        p.settle(&mut b);
+        (store, p, b)
+    }
+
+    /// Feeds `n` samples of `ms` milliseconds, 100 ms apart from `*at`.
+    fn feed(p: &Pipeline, b: &mut Backlog, at: &mut DateTime<Utc>, n: usize, ms: u64) {
+        for _ in 0..n {
+            let total = Duration::from_millis(ms);
+            p.handle(
+                b,
+                &Sample {
+                    target: "owa".into(),
+                    kind: ProbeKind::Http,
+                    started_at: *at,
+                    steady_at: *at,
+                    phases: vec![(Phase::Total, total)],
+                    failure: None,
+                    status: Some(200),
+                    tls: None,
+                    schedule_lag: Duration::ZERO,
+                    notes: Vec::new(),
+                    messages: None,
+                },
+            );
+            *at += chrono::Duration::milliseconds(100);
+        }
+    }
+
+    fn statuses(store: &Store) -> Vec<AlertStatus> {
+        let mut rows = outbox::all_rows(store).unwrap();
+        rows.sort_by_key(|e| e.id);
+        rows.iter()
+            .map(|e| {
+                serde_json::from_str::<AlertEvent>(&e.payload)
+                    .unwrap()
+                    .status
+            })
+            .collect()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+    async fn alerts_wait_in_memory_while_the_store_fails_then_follow_their_incidents_to_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, p, mut b) = start(dir.path());
+        let mut at = DateTime::from_timestamp(1_800_000_000, 0).unwrap();
+        feed(&p, &mut b, &mut at, 60, 1);
+
+        // The disk fills; an incident opens and closes.
+        store.fail_writes(true);
+        feed(&p, &mut b, &mut at, 20, 100);
+        feed(&p, &mut b, &mut at, 30, 1);
+        p.settle(&mut b);
+        assert_eq!(b.pending.len(), 2, "firing and resolved wait in memory");
+        assert_eq!(p.incidents.lock().unwrap().unsaved_incidents(), 1);
+        assert!(statuses(&store).is_empty(), "nothing reached the outbox");
+        assert!(history::history(&store, 10).unwrap().is_empty());
+        assert_eq!(p.metrics.agent.store_durable.get(), 0);
+        assert_eq!(p.metrics.agent.alerts_pending_memory.get(), 2);
+        let (healthy, body) = p.health.report();
+        assert!(!healthy);
+        assert!(
+            body.contains("degraded: 2 alert(s) and 1 incident record(s) waiting in memory"),
+            "{body}"
+        );
+
+        // Space returns: the incident is stored, then its alerts, in order.
+        store.fail_writes(false);
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while !b.pending.is_empty() {
+            assert!(tokio::time::Instant::now() < deadline, "never written");
+            p.settle(&mut b);
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert_eq!(
+            statuses(&store),
+            [AlertStatus::Firing, AlertStatus::Resolved]
+        );
+        let records = history::history(&store, 10).unwrap();
+        assert_eq!(records.len(), 1);
+        assert!(records[0].incident.recovered_at.is_some());
+        assert_eq!(p.incidents.lock().unwrap().unsaved_incidents(), 0);
+        assert_eq!(p.metrics.agent.store_durable.get(), 1);
+        assert_eq!(p.metrics.agent.alerts_pending_memory.get(), 0);
+        assert_eq!(p.health.report(), (true, "ok\n".to_string()));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+    async fn a_store_moving_to_another_file_is_reconciled_with_the_detectors() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, p, mut b) = start(dir.path());
+        assert_eq!(b.reconciled, Some(1));
+        let mut at = DateTime::from_timestamp(1_800_000_000, 0).unwrap();
+        feed(&p, &mut b, &mut at, 60, 1);
+        feed(&p, &mut b, &mut at, 20, 100);
+        assert_eq!(statuses(&store), [AlertStatus::Firing]);
+        // The file is damaged twice: a fresh one replaces it (generation 2).
+        for _ in 0..2 {
+            let _ = store.read(|_| -> Result<(), redb::Error> { panic!("invalid page type 9") });
+            store.maintain();
+        }
+        assert_eq!(store.status().generation, 2);
+        p.settle(&mut b);
+        assert_eq!(b.reconciled, Some(2));
+        assert_eq!(p.metrics.agent.store_corruptions.get(), 1);
+        // The open incident's page survived the move, so nothing new is queued.
+        assert_eq!(statuses(&store), [AlertStatus::Firing]);
+        let (healthy, body) = p.health.report();
+        assert!(healthy, "{body}");
+        assert!(body.starts_with("ok\nnote: state store: "), "{body}");
+    }
+
+    fn stamped(stamp: Stamp, ms: u64) -> Sample {
         Sample {
             target: "owa".into(),
             kind: ProbeKind::Http,
@@ -324,6 +669,8 @@ mod tests {
             instance: "test".into(),
             host_load: Arc::new(RwLock::new(None)),
             clock: clock.clone(),
+            health: Health::new(),
+            kinds: HashMap::from([("owa".to_string(), "http".to_string())]),
         };
         let (tx, rx) = mpsc::channel(16);
         let running = tokio::spawn(flow.run(rx));
@@ -335,7 +682,7 @@ mod tests {
                     wall: steady + offset,
                     steady,
                 };
-                tx.send(sample(stamp, ms)).await.unwrap();
+                tx.send(stamped(stamp, ms)).await.unwrap();
                 steady += WallDuration::seconds(10);
             }
             first_wall

@@ -24,6 +24,7 @@ pub mod grafana;
 pub mod http;
 pub mod opsgenie;
 pub mod pagerduty;
+pub mod pending;
 pub mod redact;
 pub mod render;
 pub mod slack;

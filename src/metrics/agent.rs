@@ -1,5 +1,6 @@
-//! The agent's own health: build information, configuration reloads, and the
-//! standard `process_*` metrics of this process.
+//! The agent's own health: build information, configuration reloads, the
+//! state store's condition, alerts waiting in memory for it, and the standard
+//! `process_*` metrics of this process.
 
 use prometheus::{Gauge, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry};
 
@@ -18,6 +19,13 @@ pub struct AgentMetrics {
     pub store_errors: IntCounter,
     /// 1 while the state store is a durable file, 0 when the agent fell back to memory or the file is failing.
     pub store_durable: IntGauge,
+    /// Damaged store files found (each moved aside and replaced).
+    pub store_corruptions: IntCounter,
+    /// Alerts waiting in memory for the state store to take them.
+    pub alerts_pending_memory: IntGauge,
+    /// Alerts dropped before they reached the outbox, by `reason` (the
+    /// caller creates each reason's series at zero).
+    pub alerts_dropped: IntCounterVec,
     /// Steps of the system clock seen in probe start times, by `direction`.
     pub clock_jumps: IntCounterVec,
 }
@@ -71,7 +79,31 @@ impl AgentMetrics {
                 reg,
                 IntGauge::new(
                     "mailpulse_state_store_durable",
-                    "1 while state is kept in the store file; 0 when the agent runs on a memory store because the file could not be opened, or while the file fails (disk full) until it is reopened.",
+                    "1 while state is kept in the store file; 0 when the agent runs on a memory store because the file could not be opened, or while writes to the file fail (disk full) until one succeeds.",
+                )?,
+            )?,
+            store_corruptions: register(
+                reg,
+                IntCounter::new(
+                    "mailpulse_state_store_corruptions_total",
+                    "Damaged state store files found (corrupt pages, or a panic of the database on their contents); each was moved aside as mailpulse.redb.corrupt-<UTC time> and replaced by a fresh file holding what could still be read.",
+                )?,
+            )?,
+            alerts_pending_memory: register(
+                reg,
+                IntGauge::new(
+                    "mailpulse_alerts_pending_in_memory",
+                    "Alerts the state store could not take yet (disk full, I/O error), waiting in memory to be written to the outbox and sent; lost if the agent stops meanwhile.",
+                )?,
+            )?,
+            alerts_dropped: register(
+                reg,
+                IntCounterVec::new(
+                    Opts::new(
+                        "mailpulse_alerts_dropped_total",
+                        "Alerts dropped before they reached the outbox, by reason: memory_full (the in-memory queue for an unwritable store was full; superseded updates go first, then incidents that opened and closed meanwhile, then the oldest).",
+                    ),
+                    &["reason"],
                 )?,
             )?,
             clock_jumps: register(

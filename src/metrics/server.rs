@@ -393,13 +393,9 @@ async fn handle(
             "text/plain; version=0.0.4; charset=utf-8",
             state.scrape().await,
         ),
-        "/healthz" => match state.health.check() {
-            Ok(()) => text(StatusCode::OK, "text/plain", "ok\n"),
-            Err(stale) => text(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "text/plain",
-                format!("stale: {}\n", stale.join(", ")),
-            ),
+        "/healthz" => match state.health.report() {
+            (true, body) => text(StatusCode::OK, "text/plain", body),
+            (false, body) => text(StatusCode::SERVICE_UNAVAILABLE, "text/plain", body),
         },
         "/" => text(
             StatusCode::OK,

@@ -11,6 +11,7 @@ use std::collections::HashMap;
 use redb::{ReadableTable, ReadableTableMetadata, TableDefinition};
 use serde::{Deserialize, Serialize};
 
+use super::salvage::{Report, Source};
 use super::{Store, StoreError};
 use crate::detect::{Detector, Incident};
 
@@ -151,4 +152,79 @@ pub fn history(store: &Store, limit: usize) -> Result<Vec<IncidentRecord>, Store
 /// CLI does not need to know the file layout.
 pub fn database_exists(state_dir: &std::path::Path) -> bool {
     state_dir.join(super::FILE_NAME).exists()
+}
+
+/// The rows of this module's tables that [`collect`] could read and decode.
+#[derive(Debug, Default)]
+pub(crate) struct Collected {
+    /// `(target, JSON detector)`.
+    detectors: Vec<(String, Vec<u8>)>,
+    /// `((started_at in microseconds, target), JSON record)`.
+    records: Vec<((i64, String), Vec<u8>)>,
+}
+
+/// Reads the detector and history tables from `source`, each on its own,
+/// keeping the rows that decode.
+pub(crate) fn collect(source: &Source<'_>, report: &mut Report) -> Collected {
+    let rows = source.rows(DETECTORS);
+    let detectors: Vec<(String, Vec<u8>)> = rows
+        .rows
+        .iter()
+        .filter(|(_, v)| serde_json::from_slice::<Detector>(v).is_ok())
+        .filter_map(|(k, v)| Some((String::from_utf8(k.clone()).ok()?, v.clone())))
+        .collect();
+    report.add(
+        "detectors",
+        rows.complete,
+        detectors.len(),
+        rows.rows.len() - detectors.len(),
+    );
+    let rows = source.rows(INCIDENTS);
+    let records: Vec<((i64, String), Vec<u8>)> = rows
+        .rows
+        .iter()
+        .filter(|(_, v)| serde_json::from_slice::<IncidentRecord>(v).is_ok())
+        .map(|(k, v)| {
+            let (at, target) = <(i64, &str) as redb::Value>::from_bytes(k);
+            ((at, target.to_string()), v.clone())
+        })
+        .collect();
+    report.add(
+        "incidents",
+        rows.complete,
+        records.len(),
+        rows.rows.len() - records.len(),
+    );
+    Collected { detectors, records }
+}
+
+/// Writes what [`collect`] read into `tx`: rows replace the destination's
+/// rows of the same key when `newer`, and are otherwise written only where
+/// it has none. The history stays within [`MAX_HISTORY`].
+pub(crate) fn apply(
+    tx: &redb::WriteTransaction,
+    c: &Collected,
+    newer: bool,
+) -> Result<(), redb::Error> {
+    {
+        let mut t = tx.open_table(DETECTORS)?;
+        for (k, v) in &c.detectors {
+            if newer || t.get(k.as_str())?.is_none() {
+                t.insert(k.as_str(), v.as_slice())?;
+            }
+        }
+    }
+    let mut t = tx.open_table(INCIDENTS)?;
+    for ((at, target), v) in &c.records {
+        if newer || t.get((*at, target.as_str()))?.is_none() {
+            t.insert((*at, target.as_str()), v.as_slice())?;
+        }
+    }
+    let excess = t.len()?.saturating_sub(MAX_HISTORY);
+    for _ in 0..excess {
+        if t.pop_first()?.is_none() {
+            break;
+        }
+    }
+    Ok(())
 }
