@@ -297,9 +297,7 @@ pub fn quotable(text: &str) -> String {
     text.chars()
         .map(|c| match c {
             '\n' | '\r' | '\t' => ' ',
-            c if c.is_control() || matches!(c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}') => {
-                '\u{fffd}'
-            }
+            c if crate::config::is_hidden_char(c) => '\u{fffd}',
             c => c,
         })
         .collect()

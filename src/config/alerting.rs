@@ -857,18 +857,27 @@ fn read_secret(e: &mut Errors, key: String, base: &Path, file: PathBuf) -> Optio
     }
 }
 
+/// Parses a receiver's URL. An error never quotes it: a receiver URL may
+/// hold a secret (a Slack or Teams URL is one; a webhook's may carry a
+/// token or a password).
 fn parse_url(e: &mut Errors, key: String, text: &str) -> Option<url::Url> {
     match url::Url::parse(text) {
         Ok(u) if matches!(u.scheme(), "http" | "https") && u.host_str().is_some() => Some(u),
-        Ok(_) => {
+        Ok(u) => {
             e.push(
                 key,
-                format!("invalid url {text:?} (expected an http:// or https:// URL with a host)"),
+                format!(
+                    "invalid url with scheme {:?} (expected an http:// or https:// URL with a host; the URL is not quoted, it may hold a secret)",
+                    u.scheme()
+                ),
             );
             None
         }
         Err(err) => {
-            e.push(key, format!("invalid url {text:?}: {err}"));
+            e.push(
+                key,
+                format!("invalid url: {err} (the URL is not quoted, it may hold a secret)"),
+            );
             None
         }
     }
@@ -1695,6 +1704,18 @@ mod tests {
             "[[maintenance]]\nstart = \"2026-12-05T22:00:00Z\"\nend = \"2026-12-05T21:00:00Z\"",
             "maintenance[0].end",
             "must be after start",
+        );
+        // Issue 21: an invalid Slack or Teams URL was quoted whole, and the
+        // URL is the secret.
+        check_err(
+            "[[receiver]]\nname = \"s\"\nkind = \"slack\"\nurl = \"hooks.example/services/T0/B0/s3cr3t-XyZ\"",
+            "receiver[0].url",
+            "invalid url: relative URL without a base (the URL is not quoted, it may hold a secret)",
+        );
+        check_err(
+            "[[receiver]]\nname = \"w\"\nkind = \"webhook\"\nurl = \"ftp://user:pw@h/x\"",
+            "receiver[0].url",
+            "invalid url with scheme \"ftp\" (expected an http:// or https:// URL with a host; the URL is not quoted, it may hold a secret)",
         );
         check_err(
             "[[receiver]]\nname = \"m\"\nkind = \"email\"\nsmtp_address = \"h\"\nfrom = \"a@b\"\nto = [\"c@d\"]",
