@@ -11,7 +11,6 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use anyhow::Context as _;
-use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -237,8 +236,7 @@ pub async fn run(source: ConfigSource) -> anyhow::Result<()> {
 
     let metrics =
         Arc::new(Metrics::new(&config.agent.instance).context("cannot register metrics")?);
-    let listener = TcpListener::bind(config.agent.listen)
-        .await
+    let listener = server::bind(config.agent.listen)
         .with_context(|| format!("cannot listen on {}", config.agent.listen))?;
     mark_reload(&metrics, true);
     let health = Health::new();
