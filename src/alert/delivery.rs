@@ -26,10 +26,8 @@ use chrono::{DateTime, Utc};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use super::{
-    backoff, blocking, housekeeping, AlertEvent, Alerting, DeliveryError, Receiver,
-    HOUSEKEEPING_INTERVAL, MAX_RETRY_AFTER,
-};
+use super::housekeeping::housekeeping;
+use super::{blocking, AlertEvent, Alerting, DeliveryError, Receiver, HOUSEKEEPING_INTERVAL};
 use crate::clock::Clock;
 use crate::metrics::alert::{AlertMetrics, NotificationResult};
 use crate::store::outbox::{self, OutboxEntry};
@@ -50,6 +48,13 @@ pub const MAX_IN_FLIGHT_PER_RECEIVER: usize = 4;
 pub const DRAIN_GRACE: Duration = Duration::from_secs(3);
 /// Margin on top of a receiver's own timeout before an attempt is abandoned.
 const ATTEMPT_MARGIN: Duration = Duration::from_secs(5);
+
+/// First retry delay before jitter; doubles per failed attempt up to `max_backoff`.
+pub const BASE_BACKOFF: Duration = Duration::from_secs(1);
+/// Smallest delay between two attempts, so full jitter never spins.
+pub const MIN_RETRY_DELAY: Duration = Duration::from_millis(100);
+/// A receiver's `Retry-After` is honoured up to this long.
+pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(3600);
 
 /// What a finished task of the delivery loop reports.
 enum Done {
@@ -440,6 +445,22 @@ async fn contained<T: Send + 'static>(
     })
 }
 
+/// The delay before attempt `attempts + 1` after `attempts` failures: full
+/// jitter over an exponential ceiling (`BASE_BACKOFF * 2^(attempts-1)`,
+/// capped by `max_backoff`), at least [`MIN_RETRY_DELAY`], and at least the
+/// receiver's `Retry-After` (itself capped by [`MAX_RETRY_AFTER`]).
+pub fn backoff(attempts: u32, max_backoff: Duration, retry_after: Option<Duration>) -> Duration {
+    let exp = BASE_BACKOFF
+        .checked_mul(1u32 << attempts.saturating_sub(1).min(20))
+        .unwrap_or(max_backoff)
+        .min(max_backoff);
+    let jittered = exp.mul_f64(fastrand::f64()).max(MIN_RETRY_DELAY);
+    match retry_after {
+        Some(r) => jittered.max(r.min(MAX_RETRY_AFTER)),
+        None => jittered,
+    }
+}
+
 /// One attempt: decodes the payload and sends it under a deadline.
 async fn attempt(
     receiver: &dyn Receiver,
@@ -701,6 +722,24 @@ mod tests {
         assert_eq!(
             s.waiting_until("a", t(30)),
             Some(t(30) + chrono::Duration::from_std(MAX_RETRY_AFTER).unwrap())
+        );
+    }
+
+    #[test]
+    fn backoff_is_capped_jittered_and_honours_retry_after() {
+        let max = Duration::from_secs(60);
+        for attempts in 1..40 {
+            let d = backoff(attempts, max, None);
+            assert!(d >= MIN_RETRY_DELAY && d <= max, "{attempts}: {d:?}");
+        }
+        // The ceiling grows: after 3 failures at most 4 s.
+        for _ in 0..100 {
+            assert!(backoff(3, max, None) <= Duration::from_secs(4));
+        }
+        assert!(backoff(1, max, Some(Duration::from_secs(30))) >= Duration::from_secs(30));
+        assert_eq!(
+            backoff(1, max, Some(Duration::from_secs(86400))).max(MAX_RETRY_AFTER),
+            MAX_RETRY_AFTER
         );
     }
 }
