@@ -4,7 +4,7 @@
 //!
 //! One task owns this flow, so events of a target are handled in the order
 //! its samples arrived. The incident is saved before its alert is queued;
-//! [`reconcile`] repairs the one gap a crash can leave between the two.
+//! [`alert::reconcile`] repairs the one gap a crash can leave between the two.
 //!
 //! When the store cannot take a write (a full disk), nothing is lost: the
 //! incident record waits in `Incidents`, the alert waits in memory
@@ -19,7 +19,6 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
 use tokio::sync::mpsc;
 
 use crate::alert::pending::{DropReason, Pending};
@@ -31,7 +30,7 @@ use crate::incident::Incidents;
 use crate::metrics::Metrics;
 use crate::sample::host::{HostSnapshot, TcpState};
 use crate::sample::{Phase, Sample};
-use crate::store::{incidents as history, Store};
+use crate::store::Store;
 
 /// How often detector states changed since the last save are written (and
 /// what waits in memory for the store, and the store's condition reported).
@@ -59,7 +58,7 @@ pub struct Pipeline {
     pub clock: Arc<dyn Clock>,
     /// Where the store's condition is reported for `/healthz`.
     pub health: Arc<Health>,
-    /// Each configured target's probe kind, for [`reconcile`]; samples keep
+    /// Each configured target's probe kind, for [`alert::reconcile`]; samples keep
     /// it current after reloads.
     pub kinds: HashMap<String, String>,
 }
@@ -205,7 +204,7 @@ impl Pipeline {
             if saved && backlog.pending.is_empty() && backlog.reconciled != Some(generation) {
                 let alerting = self.alerting.read().expect("alerting lock").clone();
                 let incidents = self.incidents.lock().expect("incidents lock");
-                match reconcile(
+                match alert::reconcile(
                     &self.store,
                     &alerting,
                     &incidents,
@@ -390,88 +389,15 @@ fn log_transition(last_ok: &mut HashMap<String, bool>, sample: &Sample) {
     }
 }
 
-/// Repair of the gap a crash can leave between saving an incident and
-/// queuing its alert, at start-up and whenever the store moves to another
-/// file (whose outbox may say otherwise than the detectors), in both
-/// directions:
-/// - an alert still firing whose incident is no longer open (it closed, or
-///   its target is gone) gets its resolve, at the recorded recovery time;
-/// - an incident open in its detector whose alert never made it to the
-///   outbox gets its firing alert.
-pub fn reconcile(
-    store: &Store,
-    alerting: &Alerting,
-    incidents: &Incidents,
-    instance: &str,
-    kinds: &HashMap<String, String>,
-    now: DateTime<Utc>,
-) -> Result<(), crate::store::StoreError> {
-    let recorded = history::history(store, history::MAX_HISTORY as usize)?;
-    let mut known: Vec<String> = alert::open_incidents(store)?
-        .into_iter()
-        .map(|e| e.incident_key)
-        .collect();
-    known.extend(
-        crate::store::outbox::held(store)?
-            .into_iter()
-            .filter_map(|(_, payload)| serde_json::from_str::<AlertEvent>(&payload).ok())
-            .map(|e| e.incident_key),
-    );
-    alert::reconcile(store, alerting, now, |event| {
-        let still_open = incidents
-            .detector(&event.target)
-            .and_then(|d| d.open_incident())
-            .is_some_and(|i| i.started_at == event.started_at);
-        if still_open {
-            return None;
-        }
-        let recovered = recorded
-            .iter()
-            .find(|r| r.target == event.target && r.incident.started_at == event.started_at)
-            .and_then(|r| r.incident.recovered_at);
-        Some(recovered.unwrap_or(now))
-    })?;
-    for (target, detector) in incidents.detectors() {
-        let Some(incident) = detector.open_incident() else {
-            continue;
-        };
-        // The kind is part of the incident key: without it the key would be
-        // another incident's. Every configured target has one.
-        let Some(probe_kind) = kinds.get(target).cloned() else {
-            continue;
-        };
-        let key = alert::incident_key(instance, target, &probe_kind, incident.started_at);
-        if known.contains(&key) {
-            continue;
-        }
-        let ctx = IncidentContext {
-            instance: instance.to_string(),
-            target: target.to_string(),
-            probe_kind,
-            severity: alerting.config.severity_for(target).to_string(),
-            current_latency_seconds: None,
-            last_error: None,
-            host: None,
-        };
-        tracing::info!(target, started_at = %incident.started_at, "queuing the alert of an incident opened before the restart");
-        alert::enqueue(
-            store,
-            alerting,
-            &AlertEvent::from_incident(incident, ctx),
-            now,
-        )?;
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::alert::{AlertStatus, BoxFuture, DeliveryError, Receiver};
     use crate::clock::TokioClock;
     use crate::sample::ProbeKind;
-    use crate::store::outbox;
+    use crate::store::{incidents as history, outbox};
     use chrono::Duration as WallDuration;
+    use chrono::{DateTime, Utc};
 
     /// A receiver that is never called here (nothing delivers in these tests).
     struct Hook;

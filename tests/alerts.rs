@@ -677,7 +677,8 @@ async fn a_kill_9_mid_delivery_loses_and_duplicates_nothing() {
     assert_eq!(open, ["a", "b"]);
     // Both recovered while the agent was down: reconciliation resolves them.
     let recovered_at = at("2026-12-05T02:24:08Z");
-    let done = alert::reconcile(&store, &alerting, Utc::now(), |_| Some(recovered_at)).unwrap();
+    let done =
+        alert::resolve_recovered(&store, &alerting, Utc::now(), |_| Some(recovered_at)).unwrap();
     assert_eq!(done, ["a", "b"]);
     let h = Delivery::start(alerting, store, None);
     cap.wait_accepted(4, WAIT).await;
@@ -914,7 +915,7 @@ async fn silences_hold_pages_and_release_them_when_they_end() {
     assert_eq!(h.enqueue(&resolved("c", "owa")), Enqueued::Suppressed);
     // One held across a restart and recovered meanwhile is dropped by reconciliation.
     assert!(matches!(h.enqueue(&firing("d", "owa")), Enqueued::Held(_)));
-    let done = alert::reconcile(&h.store, &h.alerting, Utc::now(), |e| {
+    let done = alert::resolve_recovered(&h.store, &h.alerting, Utc::now(), |e| {
         (e.incident_key == "d").then(Utc::now)
     })
     .unwrap();

@@ -45,7 +45,7 @@ pub use enqueue::{enqueue, Enqueued};
 pub use event::{incident_key, AlertEvent, AlertStatus, HostLoad, IncidentContext};
 pub use housekeeping::HOUSEKEEPING_INTERVAL;
 pub use receiver::{BoxFuture, DeliveryError, Receiver};
-pub use reconcile::{open_incidents, reconcile};
+pub use reconcile::{open_incidents, reconcile, resolve_recovered};
 pub use routing::silenced_by;
 
 use std::collections::BTreeMap;

@@ -1,15 +1,21 @@
-//! Start-up reconciliation of alerting with the incidents: resolves what
-//! alerting still considers open once the incident layer says it is over.
+//! Reconciliation of alerting with the incidents: the repair of the gap a
+//! crash can leave between saving an incident and queuing its alert, in both
+//! directions, at start-up and whenever the store moves to another file.
+//! [`reconcile`] is the one entry point (the pipeline calls it);
+//! [`resolve_recovered`] is its outbox half.
+
+use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
 
-use super::{enqueue, AlertEvent, AlertStatus, Alerting, Enqueued};
+use super::{enqueue, incident_key, AlertEvent, AlertStatus, Alerting, Enqueued, IncidentContext};
+use crate::incident::Incidents;
 use crate::store::outbox;
-use crate::store::{Store, StoreError};
+use crate::store::{incidents as history, Store, StoreError};
 
 /// The incidents alerting has paged and not yet resolved, with their latest
 /// firing event (pages held by a window are not included). At start-up,
-/// [`reconcile`] resolves those the incident layer no longer considers open.
+/// [`resolve_recovered`] resolves those the incident layer no longer considers open.
 pub fn open_incidents(store: &Store) -> Result<Vec<AlertEvent>, StoreError> {
     Ok(outbox::open_records(store)?
         .into_iter()
@@ -22,7 +28,7 @@ pub fn open_incidents(store: &Store) -> Result<Vec<AlertEvent>, StoreError> {
 /// (`Some(recovery time)`) or still open (`None`); each one that is over gets
 /// its resolve enqueued (a held one is simply dropped). Returns the keys
 /// resolved. Call it once the incident state is loaded, before new events.
-pub fn reconcile(
+pub fn resolve_recovered(
     store: &Store,
     alerting: &Alerting,
     now: DateTime<Utc>,
@@ -51,4 +57,78 @@ pub fn reconcile(
         }
     }
     Ok(resolved)
+}
+
+/// Repair of the gap a crash can leave between saving an incident and
+/// queuing its alert, at start-up and whenever the store moves to another
+/// file (whose outbox may say otherwise than the detectors), in both
+/// directions:
+/// - an alert still firing whose incident is no longer open (it closed, or
+///   its target is gone) gets its resolve, at the recorded recovery time;
+/// - an incident open in its detector whose alert never made it to the
+///   outbox gets its firing alert.
+pub fn reconcile(
+    store: &Store,
+    alerting: &Alerting,
+    incidents: &Incidents,
+    instance: &str,
+    kinds: &HashMap<String, String>,
+    now: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    let recorded = history::history(store, history::MAX_HISTORY as usize)?;
+    let mut known: Vec<String> = open_incidents(store)?
+        .into_iter()
+        .map(|e| e.incident_key)
+        .collect();
+    known.extend(
+        outbox::held(store)?
+            .into_iter()
+            .filter_map(|(_, payload)| serde_json::from_str::<AlertEvent>(&payload).ok())
+            .map(|e| e.incident_key),
+    );
+    resolve_recovered(store, alerting, now, |event| {
+        let still_open = incidents
+            .detector(&event.target)
+            .and_then(|d| d.open_incident())
+            .is_some_and(|i| i.started_at == event.started_at);
+        if still_open {
+            return None;
+        }
+        let recovered = recorded
+            .iter()
+            .find(|r| r.target == event.target && r.incident.started_at == event.started_at)
+            .and_then(|r| r.incident.recovered_at);
+        Some(recovered.unwrap_or(now))
+    })?;
+    for (target, detector) in incidents.detectors() {
+        let Some(incident) = detector.open_incident() else {
+            continue;
+        };
+        // The kind is part of the incident key: without it the key would be
+        // another incident's. Every configured target has one.
+        let Some(probe_kind) = kinds.get(target).cloned() else {
+            continue;
+        };
+        let key = incident_key(instance, target, &probe_kind, incident.started_at);
+        if known.contains(&key) {
+            continue;
+        }
+        let ctx = IncidentContext {
+            instance: instance.to_string(),
+            target: target.to_string(),
+            probe_kind,
+            severity: alerting.config.severity_for(target).to_string(),
+            current_latency_seconds: None,
+            last_error: None,
+            host: None,
+        };
+        tracing::info!(target, started_at = %incident.started_at, "queuing the alert of an incident opened before the restart");
+        enqueue(
+            store,
+            alerting,
+            &AlertEvent::from_incident(incident, ctx),
+            now,
+        )?;
+    }
+    Ok(())
 }
