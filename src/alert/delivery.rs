@@ -27,7 +27,8 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use super::housekeeping::housekeeping;
-use super::{blocking, AlertEvent, Alerting, DeliveryError, Receiver, HOUSEKEEPING_INTERVAL};
+use super::stored;
+use super::{blocking, Alerting, DeliveryError, Receiver, HOUSEKEEPING_INTERVAL};
 use crate::clock::Clock;
 use crate::metrics::alert::{AlertMetrics, NotificationResult};
 use crate::store::outbox::{self, OutboxEntry};
@@ -468,7 +469,7 @@ async fn attempt(
     deadline: Duration,
     metrics: &AlertMetrics,
 ) -> Result<(), DeliveryError> {
-    let event: AlertEvent = serde_json::from_str(&entry.payload)
+    let event = stored::queued(entry)
         .map_err(|e| DeliveryError::permanent(format!("undecodable outbox payload: {e}")))?;
     let started = tokio::time::Instant::now();
     let result = match tokio::time::timeout(deadline, receiver.send(&event)).await {

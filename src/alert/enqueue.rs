@@ -7,6 +7,7 @@ use chrono::{DateTime, Utc};
 use super::routing::{route_and_push, silenced_by};
 #[cfg(doc)]
 use super::run_delivery;
+use super::stored;
 use super::{AlertEvent, AlertStatus, Alerting};
 use crate::store::outbox::{self, OpenRecord};
 use crate::store::{Store, StoreError};
@@ -50,7 +51,7 @@ pub fn enqueue(
         let silences = outbox::silences(store)?;
         silenced_by(&alerting.config, &silences, &event.target, now)
     };
-    let payload = encode_event(event);
+    let payload = stored::encode(event);
     // Decide and write in one transaction, so a resolve racing with a
     // reminder or a window's release can never reopen the incident.
     let outcome = store.write(|tx| enqueue_tx(tx, alerting, event, &payload, hold, now))?;
@@ -109,9 +110,7 @@ fn enqueue_tx(
         AlertStatus::Firing if open.is_some() => {
             // The same incident again: news only if it escalated (slow to down)
             // or changed severity; then it is sent as an update.
-            let before = open
-                .as_ref()
-                .and_then(|r| serde_json::from_str::<AlertEvent>(&r.payload).ok());
+            let before = open.as_ref().and_then(stored::open_event);
             let escalated = before.is_none_or(|b| {
                 b.incident_kind != event.incident_kind || b.severity != event.severity
             });
@@ -139,9 +138,4 @@ fn enqueue_tx(
         return Ok(Enqueued::Unrouted);
     }
     Ok(Enqueued::Queued(names))
-}
-
-pub(super) fn encode_event(e: &AlertEvent) -> String {
-    // Plain data of strings, numbers and timestamps always serializes.
-    serde_json::to_string(e).expect("alert events serialize")
 }

@@ -1,6 +1,7 @@
 //! The delivery loop's periodic upkeep, every [`HOUSEKEEPING_INTERVAL`]:
 //! expiry of notifications past `max_age`, release of pages held by windows
-//! that ended, `repeat_interval` reminders, and the outbox gauges.
+//! that ended, `repeat_interval` reminders, the outbox gauges, and the count
+//! of stored alerts that do not decode.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -8,7 +9,8 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 
 use super::routing::{route_and_push, silenced_by};
-use super::{blocking, enqueue, AlertEvent, Alerting, Enqueued};
+use super::stored::{self, HeldPage};
+use super::{blocking, enqueue, Alerting, Enqueued};
 use crate::metrics::alert::{AlertMetrics, NotificationResult};
 use crate::store::outbox;
 use crate::store::{Store, StoreError};
@@ -18,7 +20,7 @@ use crate::store::{Store, StoreError};
 /// sleeps without looking at the store (writes of other processes are not signalled).
 pub const HOUSEKEEPING_INTERVAL: Duration = Duration::from_secs(1);
 
-/// Expiry, held-alert release, reminders and gauges.
+/// Expiry, held-alert release, reminders, gauges and the bad-payload count.
 pub(super) async fn housekeeping(
     store: &Store,
     alerting: &Arc<Alerting>,
@@ -61,17 +63,23 @@ pub(super) async fn housekeeping(
         }
         Err(e) => tracing::error!(error = %e, "alert housekeeping failed"),
     }
+    metrics.count_bad_payloads(stored::bad_payloads());
 }
 
 /// Pages incidents whose maintenance window ended while they stayed open.
 fn release_held(store: &Store, alerting: &Alerting, now: DateTime<Utc>) -> Result<(), StoreError> {
-    let held = outbox::held(store)?;
+    let held = stored::held(store)?;
     if held.is_empty() {
         return Ok(());
     }
     let silences = outbox::silences(store)?;
-    for (key, payload) in held {
-        let Ok(event) = serde_json::from_str::<AlertEvent>(&payload) else {
+    for HeldPage {
+        key,
+        payload,
+        event,
+    } in held
+    {
+        let Some(event) = event else {
             store.write(|tx| outbox::take_held(tx, &key).map(|_| ()))?;
             continue;
         };
@@ -104,7 +112,7 @@ fn send_reminders(
         if record.last_notified_at + every > now {
             continue;
         }
-        let Ok(mut event) = serde_json::from_str::<AlertEvent>(&record.payload) else {
+        let Some(mut event) = stored::open_event(&record) else {
             continue;
         };
         event.reminder = true;
@@ -114,4 +122,27 @@ fn send_reminders(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::alerting::AlertingConfig;
+
+    #[tokio::test]
+    async fn a_held_page_that_does_not_decode_is_dropped_and_counted() {
+        let store = Store::in_memory().unwrap();
+        store
+            .write(|tx| outbox::hold(tx, "bad-held-page", "{\"incident_key\": [garbage"))
+            .unwrap();
+        let alerting = Arc::new(Alerting::with_receivers(
+            AlertingConfig::default(),
+            Vec::new(),
+        ));
+        let metrics = AlertMetrics::register(&prometheus::Registry::new()).unwrap();
+        housekeeping(&store, &alerting, &metrics, Utc::now()).await;
+        assert!(outbox::held(&store).unwrap().is_empty(), "dropped, as before");
+        assert_eq!(metrics.held.get(), 0);
+        assert!(metrics.bad_payloads() >= 1);
+    }
 }

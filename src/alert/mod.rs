@@ -34,6 +34,7 @@ pub mod redact;
 pub mod render;
 mod routing;
 pub mod slack;
+pub mod stored;
 pub mod teams;
 pub mod webhook;
 
@@ -45,8 +46,9 @@ pub use enqueue::{enqueue, Enqueued};
 pub use event::{incident_key, AlertEvent, AlertStatus, HostLoad, IncidentContext};
 pub use housekeeping::HOUSEKEEPING_INTERVAL;
 pub use receiver::{BoxFuture, DeliveryError, Receiver};
-pub use reconcile::{open_incidents, reconcile, resolve_recovered};
+pub use reconcile::{reconcile, resolve_recovered};
 pub use routing::silenced_by;
+pub use stored::open_incidents;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

@@ -4,24 +4,14 @@
 //! [`reconcile`] is the one entry point (the pipeline calls it);
 //! [`resolve_recovered`] is its outbox half.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use chrono::{DateTime, Utc};
 
+use super::stored;
 use super::{enqueue, incident_key, AlertEvent, AlertStatus, Alerting, Enqueued, IncidentContext};
 use crate::incident::Incidents;
-use crate::store::outbox;
 use crate::store::{incidents as history, Store, StoreError};
-
-/// The incidents alerting has paged and not yet resolved, with their latest
-/// firing event (pages held by a window are not included). At start-up,
-/// [`resolve_recovered`] resolves those the incident layer no longer considers open.
-pub fn open_incidents(store: &Store) -> Result<Vec<AlertEvent>, StoreError> {
-    Ok(outbox::open_records(store)?
-        .into_iter()
-        .filter_map(|r| serde_json::from_str(&r.payload).ok())
-        .collect())
-}
 
 /// Start-up reconciliation: for every incident alerting still considers open
 /// (paged, or held by a window), `recovered` says whether it is over
@@ -32,15 +22,29 @@ pub fn resolve_recovered(
     store: &Store,
     alerting: &Alerting,
     now: DateTime<Utc>,
+    recovered: impl FnMut(&AlertEvent) -> Option<DateTime<Utc>>,
+) -> Result<Vec<String>, StoreError> {
+    resolve(store, alerting, now, still_open(store)?, recovered)
+}
+
+/// Every incident alerting still considers open: paged ones first, then
+/// those whose page a window holds (left alone, one that recovered meanwhile
+/// would page when the window ends).
+fn still_open(store: &Store) -> Result<Vec<AlertEvent>, StoreError> {
+    let mut events = stored::open_incidents(store)?;
+    events.extend(stored::held_events(store)?);
+    Ok(events)
+}
+
+/// Enqueues the resolve of each of `candidates` that `recovered` says is over.
+fn resolve(
+    store: &Store,
+    alerting: &Alerting,
+    now: DateTime<Utc>,
+    candidates: Vec<AlertEvent>,
     mut recovered: impl FnMut(&AlertEvent) -> Option<DateTime<Utc>>,
 ) -> Result<Vec<String>, StoreError> {
     let mut resolved = Vec::new();
-    // Incidents whose page a window still holds count too: left alone, one
-    // that recovered meanwhile would page when the window ends.
-    let held = outbox::held(store)?
-        .into_iter()
-        .filter_map(|(_, payload)| serde_json::from_str::<AlertEvent>(&payload).ok());
-    let candidates: Vec<AlertEvent> = open_incidents(store)?.into_iter().chain(held).collect();
     for mut event in candidates {
         let Some(at) = recovered(&event) else {
             continue;
@@ -76,17 +80,9 @@ pub fn reconcile(
     now: DateTime<Utc>,
 ) -> Result<(), StoreError> {
     let recorded = history::history(store, history::MAX_HISTORY as usize)?;
-    let mut known: Vec<String> = open_incidents(store)?
-        .into_iter()
-        .map(|e| e.incident_key)
-        .collect();
-    known.extend(
-        outbox::held(store)?
-            .into_iter()
-            .filter_map(|(_, payload)| serde_json::from_str::<AlertEvent>(&payload).ok())
-            .map(|e| e.incident_key),
-    );
-    resolve_recovered(store, alerting, now, |event| {
+    let candidates = still_open(store)?;
+    let known: HashSet<String> = candidates.iter().map(|e| e.incident_key.clone()).collect();
+    resolve(store, alerting, now, candidates, |event| {
         let still_open = incidents
             .detector(&event.target)
             .and_then(|d| d.open_incident())

@@ -6,7 +6,7 @@
 
 use chrono::{DateTime, Utc};
 
-use super::enqueue::encode_event;
+use super::stored;
 use super::{AlertEvent, AlertStatus, Alerting};
 use crate::config::alerting::{AlertingConfig, Glob};
 use crate::store::outbox::{self, OpenRecord, Silence};
@@ -93,7 +93,7 @@ pub(super) fn route_and_push(
                     tx,
                     &OpenRecord {
                         incident_key: event.incident_key.clone(),
-                        payload: encode_event(&base),
+                        payload: stored::encode(&base),
                         last_notified_at: now,
                     },
                 )?;

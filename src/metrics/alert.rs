@@ -1,10 +1,13 @@
 //! Alert delivery metric families: notification outcomes per receiver, the
-//! outbox backlog, and how long receivers take to answer.
+//! outbox backlog, how long receivers take to answer, and stored alerts that
+//! do not decode.
 //!
 //! This module only defines and records; the delivery loop in `alert` decides
 //! what happened and calls the functions here.
 
-use prometheus::{Gauge, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry};
+use prometheus::{
+    Gauge, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
+};
 
 use super::register;
 
@@ -56,6 +59,7 @@ pub struct AlertMetrics {
     pub outbox_oldest_age: Gauge,
     /// Incidents whose page is held by a maintenance window or silence.
     pub held: IntGauge,
+    bad_payloads: IntCounter,
 }
 
 impl AlertMetrics {
@@ -104,6 +108,13 @@ impl AlertMetrics {
                     "Open incidents whose page is held by a maintenance window or silence.",
                 )?,
             )?,
+            bad_payloads: register(
+                reg,
+                IntCounter::new(
+                    "mailpulse_alerts_bad_payloads_total",
+                    "Alerts in the state store (queued, held or open) that did not decode, each counted once; they were skipped or dropped, and logged with their key.",
+                )?,
+            )?,
         })
     }
 
@@ -127,6 +138,20 @@ impl AlertMetrics {
         self.duration
             .with_label_values(&[receiver])
             .observe(seconds);
+    }
+
+    /// Raises the bad-payload counter to `total`, the count kept where alerts
+    /// are decoded (it never goes down).
+    pub fn count_bad_payloads(&self, total: u64) {
+        let counted = self.bad_payloads.get();
+        if total > counted {
+            self.bad_payloads.inc_by(total - counted);
+        }
+    }
+
+    /// Stored alerts that did not decode, as counted so far.
+    pub fn bad_payloads(&self) -> u64 {
+        self.bad_payloads.get()
     }
 
     /// The count of one outcome (tests and status output).
