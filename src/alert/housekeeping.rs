@@ -141,7 +141,10 @@ mod tests {
         ));
         let metrics = AlertMetrics::register(&prometheus::Registry::new()).unwrap();
         housekeeping(&store, &alerting, &metrics, Utc::now()).await;
-        assert!(outbox::held(&store).unwrap().is_empty(), "dropped, as before");
+        assert!(
+            outbox::held(&store).unwrap().is_empty(),
+            "dropped, as before"
+        );
         assert_eq!(metrics.held.get(), 0);
         assert!(metrics.bad_payloads() >= 1);
     }

@@ -4,7 +4,7 @@
 //!
 //! [`Store`] is a cheap handle (`Arc` inside) around the database. It owns
 //! opening, the schema-version key and the transaction helpers; each table's
-//! meaning belongs to its module (`outbox.rs`, `incidents.rs`). Every write
+//! meaning belongs to its module (`outbox/`, `incidents.rs`). Every write
 //! commits with redb's default `Immediate` durability (fsync before the commit
 //! returns), so what a caller was told is stored survives `kill -9` and power
 //! loss. The file is opened in redb's multi-writer mode so that short-lived
@@ -29,6 +29,12 @@
 //!   goes on with it.
 //!
 //! [`Store::status`] says which of these is going on, for metrics and `/healthz`.
+//!
+//! Files: this one is the handle, its errors and status, opening and the
+//! transactions; `repair.rs` the self-repair state and [`Store::maintain`];
+//! `open.rs` opening a file or a memory database and moving a damaged file
+//! aside; `salvage.rs` copying rows between databases (each table's module
+//! merges its own rows); `unwind.rs` the panic boundary.
 
 pub mod incidents;
 mod open;

@@ -22,6 +22,7 @@ use std::collections::HashSet;
 
 use chrono::{DateTime, Utc};
 use redb::{ReadableTable, TableDefinition};
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use super::{read_table, Store, StoreError};
@@ -373,18 +374,7 @@ pub fn add_silence(store: &Store, silence: &Silence) -> Result<u64, StoreError> 
 
 /// Every stored silence, by id.
 pub fn silences(store: &Store) -> Result<Vec<Silence>, StoreError> {
-    let raw: Vec<Vec<u8>> = store.read(|tx| {
-        let Some(t) = read_table(tx, SILENCES)? else {
-            return Ok(Vec::new());
-        };
-        t.iter()?
-            .map(|row| row.map(|(_, v)| v.value().to_vec()).map_err(Into::into))
-            .collect()
-    })?;
-    Ok(raw
-        .iter()
-        .filter_map(|b| serde_json::from_slice(b).ok())
-        .collect())
+    decoded_values(store, SILENCES)
 }
 
 /// Removes a silence. Returns whether it existed.
@@ -538,8 +528,17 @@ pub fn remove_open(tx: &redb::WriteTransaction, incident_key: &str) -> Result<()
 
 /// Every open incident.
 pub fn open_records(store: &Store) -> Result<Vec<OpenRecord>, StoreError> {
+    decoded_values(store, OPEN)
+}
+
+/// Every JSON value of `table` that decodes, in key order. The bytes are
+/// copied out first, so decoding runs after the read transaction.
+fn decoded_values<K: redb::Key + 'static, T: DeserializeOwned>(
+    store: &Store,
+    table: TableDefinition<'static, K, &'static [u8]>,
+) -> Result<Vec<T>, StoreError> {
     let raw: Vec<Vec<u8>> = store.read(|tx| {
-        let Some(t) = read_table(tx, OPEN)? else {
+        let Some(t) = read_table(tx, table)? else {
             return Ok(Vec::new());
         };
         t.iter()?
