@@ -1,9 +1,10 @@
 //! The delivery loop: drains the durable outbox into the receivers, fairly.
 //! It hands the first entry of every `(receiver, incident)` group to its
 //! receiver, records the outcome (removed when delivered or refused for good,
-//! rescheduled with backoff when retriable), and runs the periodic
-//! housekeeping of [`super`] (expiry, held-page release, reminders, receiver
-//! refresh). Routing and the outbox writes of new alerts are `super::enqueue`'s.
+//! rescheduled with [`backoff`] when retriable), and runs the periodic
+//! housekeeping (`housekeeping.rs`: expiry, held-page release, reminders) and
+//! receiver refreshes. Routing and the outbox writes of new alerts are
+//! [`enqueue`](super::enqueue)'s.
 //!
 //! Fairness: a receiver that fails must never hold up another's pages. Each
 //! receiver has at most [`MAX_IN_FLIGHT_PER_RECEIVER`] attempts in flight and

@@ -15,6 +15,18 @@
 //!
 //! Only this module and its receivers send alerts. It never detects anything:
 //! what is an incident, and when it starts and ends, is decided upstream.
+//!
+//! Files: `event.rs` the model ([`AlertEvent`], [`incident_key`]);
+//! `receiver.rs` the [`Receiver`] trait and [`DeliveryError`]; this file
+//! builds receivers from the configuration ([`build_receiver`], [`Alerting`]);
+//! `routing.rs` routes, windows and silences; `enqueue.rs` accepting an alert
+//! into the outbox; `stored.rs` the one typed accessor of alerts in the store
+//! (nothing else encodes or decodes them); `reconcile.rs` the repair of what a
+//! crash leaves between incidents and alerts; `delivery.rs` the loop and its
+//! backoff; `housekeeping.rs` its periodic upkeep (expiry, held pages,
+//! reminders); `pending.rs` alerts waiting in memory for the store. One
+//! receiver kind per file beside them, sharing `http.rs`, `render.rs` and
+//! `redact.rs`; `cli.rs` the alert commands.
 
 pub mod alertmanager;
 pub mod cli;
