@@ -166,35 +166,15 @@ pub(crate) struct Collected {
 /// Reads the detector and history tables from `source`, each on its own,
 /// keeping the rows that decode.
 pub(crate) fn collect(source: &Source<'_>, report: &mut Report) -> Collected {
-    let rows = source.rows(DETECTORS);
-    let detectors: Vec<(String, Vec<u8>)> = rows
-        .rows
-        .iter()
-        .filter(|(_, v)| serde_json::from_slice::<Detector>(v).is_ok())
-        .filter_map(|(k, v)| Some((String::from_utf8(k.clone()).ok()?, v.clone())))
-        .collect();
-    report.add(
-        "detectors",
-        rows.complete,
-        detectors.len(),
-        rows.rows.len() - detectors.len(),
-    );
-    let rows = source.rows(INCIDENTS);
-    let records: Vec<((i64, String), Vec<u8>)> = rows
-        .rows
-        .iter()
-        .filter(|(_, v)| serde_json::from_slice::<IncidentRecord>(v).is_ok())
-        .map(|(k, v)| {
-            let (at, target) = <(i64, &str) as redb::Value>::from_bytes(k);
-            ((at, target.to_string()), v.clone())
-        })
-        .collect();
-    report.add(
-        "incidents",
-        rows.complete,
-        records.len(),
-        rows.rows.len() - records.len(),
-    );
+    let detectors = source.rows(DETECTORS).keep("detectors", report, |k, v| {
+        serde_json::from_slice::<Detector>(v).ok()?;
+        Some((String::from_utf8(k.to_vec()).ok()?, v.to_vec()))
+    });
+    let records = source.rows(INCIDENTS).keep("incidents", report, |k, v| {
+        serde_json::from_slice::<IncidentRecord>(v).ok()?;
+        let (at, target) = <(i64, &str) as redb::Value>::from_bytes(k);
+        Some(((at, target.to_string()), v.to_vec()))
+    });
     Collected { detectors, records }
 }
 

@@ -50,6 +50,26 @@ pub(crate) struct Rows {
     pub(crate) complete: bool,
 }
 
+impl Rows {
+    /// The rows `decode` accepts, noting in `report` what was read of `table`
+    /// (a row it refuses counts as undecodable).
+    pub(crate) fn keep<T>(
+        &self,
+        table: &'static str,
+        report: &mut Report,
+        mut decode: impl FnMut(&[u8], &[u8]) -> Option<T>,
+    ) -> Vec<T> {
+        let kept: Vec<T> = self.rows.iter().filter_map(|(k, v)| decode(k, v)).collect();
+        report.add(
+            table,
+            self.complete,
+            kept.len(),
+            self.rows.len() - kept.len(),
+        );
+        kept
+    }
+}
+
 impl Source<'_> {
     /// How to read the damaged file at `path`.
     pub(crate) fn damaged_file(path: &Path) -> Source<'_> {

@@ -31,81 +31,36 @@ pub(crate) struct Collected {
 /// Reads every table of this module from `source`, each on its own, keeping
 /// the rows that decode.
 pub(crate) fn collect(source: &Source<'_>, report: &mut Report) -> Collected {
-    let mut out = Collected::default();
-
-    let rows = source.rows(OUTBOX);
-    let before = rows.rows.len();
-    out.entries = rows
-        .rows
-        .iter()
-        .filter_map(|(k, v)| {
-            let (r, i, id) = <(&str, &str, u64) as redb::Value>::from_bytes(k);
-            OutboxEntry::from_row(r, i, id, v)
-        })
-        .collect();
-    out.entries.sort_by_key(|e| e.id);
-    report.add(
-        "outbox",
-        rows.complete,
-        out.entries.len(),
-        before - out.entries.len(),
-    );
-
-    let rows = source.rows(SILENCES);
-    out.silences = rows
-        .rows
-        .iter()
-        .filter_map(|(_, v)| serde_json::from_slice(v).ok())
-        .collect();
-    report.add(
-        "silences",
-        rows.complete,
-        out.silences.len(),
-        rows.rows.len() - out.silences.len(),
-    );
-
-    let rows = source.rows(RECEIVER_STATE);
-    out.states = rows
-        .rows
-        .iter()
-        .map(|(k, v)| {
+    let mut entries = source.rows(OUTBOX).keep("outbox", report, |k, v| {
+        let (r, i, id) = <(&str, &str, u64) as redb::Value>::from_bytes(k);
+        OutboxEntry::from_row(r, i, id, v)
+    });
+    entries.sort_by_key(|e| e.id);
+    let silences = source
+        .rows(SILENCES)
+        .keep("silences", report, |_, v| serde_json::from_slice(v).ok());
+    let states = source
+        .rows(RECEIVER_STATE)
+        .keep("receiver_state", report, |k, v| {
             let (r, i) = <(&str, &str) as redb::Value>::from_bytes(k);
-            (r.to_string(), i.to_string(), v.clone())
-        })
-        .collect();
-    report.add("receiver_state", rows.complete, out.states.len(), 0);
-
-    let rows = source.rows(HELD);
-    out.held = rows
-        .rows
-        .iter()
-        .filter_map(|(k, v)| {
-            Some((
-                String::from_utf8(k.clone()).ok()?,
-                String::from_utf8(v.clone()).ok()?,
-            ))
-        })
-        .collect();
-    report.add(
-        "held",
-        rows.complete,
-        out.held.len(),
-        rows.rows.len() - out.held.len(),
-    );
-
-    let rows = source.rows(OPEN);
-    out.open = rows
-        .rows
-        .iter()
-        .filter_map(|(_, v)| serde_json::from_slice(v).ok())
-        .collect();
-    report.add(
-        "open_incidents",
-        rows.complete,
-        out.open.len(),
-        rows.rows.len() - out.open.len(),
-    );
-    out
+            Some((r.to_string(), i.to_string(), v.to_vec()))
+        });
+    let held = source.rows(HELD).keep("held", report, |k, v| {
+        Some((
+            String::from_utf8(k.to_vec()).ok()?,
+            String::from_utf8(v.to_vec()).ok()?,
+        ))
+    });
+    let open = source.rows(OPEN).keep("open_incidents", report, |_, v| {
+        serde_json::from_slice(v).ok()
+    });
+    Collected {
+        entries,
+        silences,
+        states,
+        held,
+        open,
+    }
 }
 
 /// Writes what [`collect`] read into `tx`. Notifications keep their ids
