@@ -70,7 +70,7 @@ pub fn decode(table: &str, key: &str, payload: &str) -> Result<AlertEvent, BadPa
                 bytes = payload.len(),
                 starts_with = ?clip(payload),
                 error = %format_args!("{:?} at line {} column {}", e.classify(), e.line(), e.column()),
-                "a stored alert does not decode; skipped"
+                "a stored alert does not decode"
             );
         }
         BadPayload(e)
