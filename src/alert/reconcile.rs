@@ -13,56 +13,6 @@ use super::{enqueue, incident_key, AlertEvent, AlertStatus, Alerting, Enqueued, 
 use crate::incident::Incidents;
 use crate::store::{incidents as history, Store, StoreError};
 
-/// Start-up reconciliation: for every incident alerting still considers open
-/// (paged, or held by a window), `recovered` says whether it is over
-/// (`Some(recovery time)`) or still open (`None`); each one that is over gets
-/// its resolve enqueued (a held one is simply dropped). Returns the keys
-/// resolved. Call it once the incident state is loaded, before new events.
-pub fn resolve_recovered(
-    store: &Store,
-    alerting: &Alerting,
-    now: DateTime<Utc>,
-    recovered: impl FnMut(&AlertEvent) -> Option<DateTime<Utc>>,
-) -> Result<Vec<String>, StoreError> {
-    resolve(store, alerting, now, still_open(store)?, recovered)
-}
-
-/// Every incident alerting still considers open: paged ones first, then
-/// those whose page a window holds (left alone, one that recovered meanwhile
-/// would page when the window ends).
-fn still_open(store: &Store) -> Result<Vec<AlertEvent>, StoreError> {
-    let mut events = stored::open_incidents(store)?;
-    events.extend(stored::held_events(store)?);
-    Ok(events)
-}
-
-/// Enqueues the resolve of each of `candidates` that `recovered` says is over.
-fn resolve(
-    store: &Store,
-    alerting: &Alerting,
-    now: DateTime<Utc>,
-    candidates: Vec<AlertEvent>,
-    mut recovered: impl FnMut(&AlertEvent) -> Option<DateTime<Utc>>,
-) -> Result<Vec<String>, StoreError> {
-    let mut resolved = Vec::new();
-    for mut event in candidates {
-        let Some(at) = recovered(&event) else {
-            continue;
-        };
-        event.status = AlertStatus::Resolved;
-        event.reminder = false;
-        event.recovered_at = Some(at);
-        match enqueue(store, alerting, &event, now)? {
-            Enqueued::Queued(_) | Enqueued::Suppressed => {
-                tracing::info!(target = %event.target, incident = %event.incident_key, "incident recovered while the agent was down; resolving");
-                resolved.push(event.incident_key);
-            }
-            _ => {}
-        }
-    }
-    Ok(resolved)
-}
-
 /// Repair of the gap a crash can leave between saving an incident and
 /// queuing its alert, at start-up and whenever the store moves to another
 /// file (whose outbox may say otherwise than the detectors), in both
@@ -127,4 +77,54 @@ pub fn reconcile(
         )?;
     }
     Ok(())
+}
+
+/// The outbox half of [`reconcile`]: for every incident alerting still
+/// considers open (paged, or held by a window), `recovered` says whether it
+/// is over (`Some(recovery time)`) or still open (`None`); each one that is
+/// over gets its resolve enqueued (a held one is simply dropped). Returns the
+/// keys resolved. Call it once the incident state is loaded, before new events.
+pub fn resolve_recovered(
+    store: &Store,
+    alerting: &Alerting,
+    now: DateTime<Utc>,
+    recovered: impl FnMut(&AlertEvent) -> Option<DateTime<Utc>>,
+) -> Result<Vec<String>, StoreError> {
+    resolve(store, alerting, now, still_open(store)?, recovered)
+}
+
+/// Every incident alerting still considers open: paged ones first, then
+/// those whose page a window holds (left alone, one that recovered meanwhile
+/// would page when the window ends).
+fn still_open(store: &Store) -> Result<Vec<AlertEvent>, StoreError> {
+    let mut events = stored::open_incidents(store)?;
+    events.extend(stored::held_events(store)?);
+    Ok(events)
+}
+
+/// Enqueues the resolve of each of `candidates` that `recovered` says is over.
+fn resolve(
+    store: &Store,
+    alerting: &Alerting,
+    now: DateTime<Utc>,
+    candidates: Vec<AlertEvent>,
+    mut recovered: impl FnMut(&AlertEvent) -> Option<DateTime<Utc>>,
+) -> Result<Vec<String>, StoreError> {
+    let mut resolved = Vec::new();
+    for mut event in candidates {
+        let Some(at) = recovered(&event) else {
+            continue;
+        };
+        event.status = AlertStatus::Resolved;
+        event.reminder = false;
+        event.recovered_at = Some(at);
+        match enqueue(store, alerting, &event, now)? {
+            Enqueued::Queued(_) | Enqueued::Suppressed => {
+                tracing::info!(target = %event.target, incident = %event.incident_key, "incident recovered while the agent was down; resolving");
+                resolved.push(event.incident_key);
+            }
+            _ => {}
+        }
+    }
+    Ok(resolved)
 }
