@@ -10,8 +10,8 @@
 
 pub mod alert;
 pub mod app;
-pub mod cli;
 pub mod clock;
+pub mod cmd;
 pub mod collect;
 pub mod config;
 pub mod detect;

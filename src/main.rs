@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use mailpulse::app::{self, ConfigSource};
-use mailpulse::cli::{Cli, Command};
+use mailpulse::cmd::{Cli, Command};
 use mailpulse::config;
 
 fn main() -> ExitCode {
@@ -73,10 +73,10 @@ fn main() -> ExitCode {
             Command::Replay(args) => mailpulse::replay::run(&args)
                 .await
                 .map(|()| ExitCode::SUCCESS),
-            Command::TestAlert(args) => mailpulse::alert::cli::test_alert(&args)
+            Command::TestAlert(args) => mailpulse::cmd::silence::test_alert(&args)
                 .await
                 .map(|()| ExitCode::SUCCESS),
-            Command::Silence(args) => mailpulse::alert::cli::silence(&args)
+            Command::Silence(args) => mailpulse::cmd::silence::silence(&args)
                 .await
                 .map(|()| ExitCode::SUCCESS),
         }

@@ -17,7 +17,6 @@
 //! what is an incident, and when it starts and ends, is decided upstream.
 
 pub mod alertmanager;
-pub mod cli;
 mod delivery;
 pub mod email;
 pub mod grafana;

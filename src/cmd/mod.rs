@@ -4,6 +4,8 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 
+pub mod silence;
+
 /// mailpulse: probes mail and web-access services step by step, collects host
 /// load, exports it all to Prometheus, and runs as a systemd service.
 #[derive(Debug, Parser)]
@@ -82,8 +84,8 @@ pub enum Command {
     },
     /// Send a clearly marked test notification to one receiver, to check its
     /// wiring. Exits 0 when the receiver accepted it, 1 when not.
-    TestAlert(crate::alert::cli::TestAlertArgs),
+    TestAlert(silence::TestAlertArgs),
     /// Hold pages during ad hoc maintenance: `silence add --target owa --for 2h
     /// --reason "..."`, `silence list`, `silence remove ID`.
-    Silence(crate::alert::cli::SilenceArgs),
+    Silence(silence::SilenceArgs),
 }

@@ -14,7 +14,7 @@ use anyhow::{bail, Context as _};
 use chrono::{DateTime, SubsecRound, Utc};
 use clap::{Args, Subcommand};
 
-use super::{build_receiver, render, AlertEvent, AlertStatus, HostLoad, ReceiverContext};
+use crate::alert::{build_receiver, render, AlertEvent, AlertStatus, HostLoad, ReceiverContext};
 use crate::config::alerting::{load_alerting_part, WindowSchedule};
 use crate::config::duration::parse_duration;
 use crate::config::DEFAULT_CONFIG_PATH;
