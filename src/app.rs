@@ -6,7 +6,6 @@
 //! (bounded by [`SHUTDOWN_GRACE`]).
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
@@ -17,6 +16,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::alert::{self, Alerting, HostLoad};
 use crate::clock::{self, Clock};
+use crate::cmd::ConfigSource;
 use crate::collect::{CollectOptions, HostCollector};
 use crate::config::{self, Config, HostConfig, Target};
 use crate::health::{Health, Heartbeat};
@@ -24,8 +24,6 @@ use crate::incident::Incidents;
 use crate::metrics::server::{self, ServerState, WebRuntime};
 use crate::metrics::Metrics;
 use crate::pipeline::{self, Pipeline};
-use crate::probe::{self, Prober};
-use crate::report;
 use crate::sample::Sample;
 use crate::schedule;
 use crate::service::signals::{Control, Signals};
@@ -36,32 +34,6 @@ use crate::store::Store;
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(4);
 /// Capacity of the sample channel between probes and the recorder.
 const SAMPLE_QUEUE: usize = 1024;
-
-/// Where the configuration comes from.
-#[derive(Debug, Clone)]
-pub enum ConfigSource {
-    /// A file named with `--config`: it must exist.
-    Explicit(PathBuf),
-    /// No `--config`: the default path if it exists, else the built-in default.
-    Default,
-}
-
-impl ConfigSource {
-    /// Loads the configuration this source names.
-    pub fn load(&self) -> anyhow::Result<Config> {
-        match self {
-            ConfigSource::Explicit(path) => Ok(config::load(path)?),
-            ConfigSource::Default => {
-                let path = Path::new(config::DEFAULT_CONFIG_PATH);
-                if path.exists() {
-                    Ok(config::load(path)?)
-                } else {
-                    Ok(Config::builtin())
-                }
-            }
-        }
-    }
-}
 
 /// The running agent.
 struct Agent {
@@ -550,89 +522,6 @@ async fn watchdog_loop(
             }
         }
     }
-}
-
-/// `mailpulse probe`: probes the chosen targets once, concurrently, and
-/// prints the results in configuration order. Returns whether all succeeded.
-pub async fn probe_once(path: &Path, names: &[String], json: bool) -> anyhow::Result<bool> {
-    let config = config::load(path)?;
-    for name in names {
-        if config.target(name).is_none() {
-            let known: Vec<&str> = config.targets.iter().map(|t| t.name.as_str()).collect();
-            anyhow::bail!(
-                "no target named {name:?} in {} (targets: {})",
-                path.display(),
-                report::name_hint(name, &known)
-            );
-        }
-    }
-    let chosen: Vec<&Target> = config
-        .targets
-        .iter()
-        .filter(|t| names.is_empty() || names.contains(&t.name))
-        .collect();
-    if chosen.is_empty() {
-        anyhow::bail!("{} defines no targets", path.display());
-    }
-    let mut tasks = tokio::task::JoinSet::new();
-    for (i, target) in chosen.iter().enumerate() {
-        let prober = Prober::new(target).with_context(|| format!("target {:?}", target.name))?;
-        tasks.spawn(async move {
-            (
-                i,
-                probe::run(&prober, chrono::Utc::now(), Duration::ZERO).await,
-            )
-        });
-    }
-    let mut samples: Vec<(usize, Sample)> = tasks.join_all().await;
-    samples.sort_by_key(|(i, _)| *i);
-    let all_ok = samples.iter().all(|(_, s)| s.success());
-    if json {
-        let list: Vec<_> = samples
-            .iter()
-            .map(|(_, s)| report::sample_json(s))
-            .collect();
-        println!("{}", serde_json::to_string_pretty(&list)?);
-    } else {
-        let now = chrono::Utc::now();
-        let blocks: Vec<String> = samples
-            .iter()
-            .map(|(_, s)| report::sample_table(s, now))
-            .collect();
-        print!("{}", blocks.join("\n"));
-    }
-    Ok(all_ok)
-}
-
-/// `mailpulse incidents`: the recorded incident history, newest first.
-pub fn show_incidents(
-    source: &ConfigSource,
-    target: Option<&str>,
-    limit: usize,
-    json: bool,
-) -> anyhow::Result<()> {
-    let config = source.load()?;
-    let dir = &config.agent.state_dir;
-    let records = if crate::store::incidents::database_exists(dir) {
-        let store = Store::open(dir)?;
-        crate::store::incidents::history(&store, crate::store::incidents::MAX_HISTORY as usize)?
-            .into_iter()
-            .filter(|r| target.is_none_or(|t| r.target == t))
-            .take(limit)
-            .collect()
-    } else {
-        Vec::new()
-    };
-    if json {
-        for r in &records {
-            println!("{}", report::incident_json(r));
-        }
-    } else if records.is_empty() {
-        println!("no incidents recorded in {}", dir.display());
-    } else {
-        print!("{}", report::incident_table(&records));
-    }
-    Ok(())
 }
 
 #[cfg(test)]
