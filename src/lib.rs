@@ -16,6 +16,7 @@ pub mod collect;
 pub mod config;
 pub mod detect;
 pub mod health;
+pub mod human;
 pub mod incident;
 pub mod metrics;
 pub mod pipeline;

@@ -16,8 +16,8 @@ use http_body_util::{BodyExt, Empty};
 use hyper_util::rt::TokioIo;
 use serde::{Deserialize, Serialize};
 
-use crate::config::duration::format_duration;
 use crate::detect::{DetectEvent, Detector, Incident, Observation, SlowdownSettings};
+use crate::human::{self, Style};
 
 /// How long a Prometheus range query may take, connection included.
 pub const PROMETHEUS_TIMEOUT: Duration = Duration::from_secs(60);
@@ -448,7 +448,7 @@ pub async fn query_range(
         .map_err(|_| {
             anyhow!(
                 "prometheus did not answer within {}",
-                format_duration(PROMETHEUS_TIMEOUT)
+                human::duration(PROMETHEUS_TIMEOUT, Style::Config)
             )
         })??;
     parse_matrix(&body, unit)

@@ -13,7 +13,8 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
 
-use crate::config::{Config, HttpAuth, HumanDuration, ProbeSpec};
+use crate::config::{Config, HttpAuth, ProbeSpec};
+use crate::human::{self, Style};
 use crate::sample::{Phase, Sample};
 
 /// `text` safe to print on a terminal: control characters (escape
@@ -90,18 +91,6 @@ fn edit_distance(a: &str, b: &str) -> usize {
     row[b.len()]
 }
 
-/// Formats a duration in milliseconds with a precision that suits its size.
-pub fn millis(d: Duration) -> String {
-    let ms = d.as_secs_f64() * 1000.0;
-    if ms < 10.0 {
-        format!("{ms:.2} ms")
-    } else if ms < 1000.0 {
-        format!("{ms:.1} ms")
-    } else {
-        format!("{:.3} s", d.as_secs_f64())
-    }
-}
-
 /// One probe result as a block: a headline, then every phase on its own line.
 pub fn sample_table(s: &Sample, now: DateTime<Utc>) -> String {
     let mut out = String::new();
@@ -151,7 +140,12 @@ pub fn sample_table(s: &Sample, now: DateTime<Utc>) -> String {
         } else if Some(*phase) == slowest && s.phases.len() > 2 {
             marks.push_str("  <- slowest");
         }
-        let _ = writeln!(out, "  {:<12} {:>12}{marks}", phase.as_str(), millis(*d));
+        let _ = writeln!(
+            out,
+            "  {:<12} {:>12}{marks}",
+            phase.as_str(),
+            human::duration(*d, Style::Millis)
+        );
     }
     out
 }
@@ -208,7 +202,11 @@ pub fn config_summary(c: &Config) -> String {
         c.agent.log_level
     );
     if c.host.enabled {
-        let _ = write!(out, "host: every {}", HumanDuration(c.host.interval));
+        let _ = write!(
+            out,
+            "host: every {}",
+            human::duration(c.host.interval, Style::Config)
+        );
         if !c.host.processes.is_empty() {
             let _ = write!(out, ", process groups: {}", c.host.processes.join(", "));
         }
@@ -280,8 +278,8 @@ pub fn config_summary(c: &Config) -> String {
             "  {:<16} {:<8} every {:<6} timeout {:<6} {}",
             t.name,
             t.kind().as_str(),
-            HumanDuration(t.interval).to_string(),
-            HumanDuration(t.timeout).to_string(),
+            human::duration(t.interval, Style::Config),
+            human::duration(t.timeout, Style::Config),
             what
         );
     }
@@ -317,7 +315,7 @@ pub fn incident_table(records: &[crate::store::incidents::IncidentRecord]) -> St
         "FAILED",
     ];
     let time = |t: DateTime<Utc>| t.format("%Y-%m-%d %H:%M:%SZ").to_string();
-    let secs = |s: f64| crate::alert::render::human_duration(Duration::from_secs_f64(s.max(0.0)));
+    let secs = |s: f64| human::duration(Duration::from_secs_f64(s.max(0.0)), Style::Spaced);
     let rows: Vec<Vec<String>> = records
         .iter()
         .map(|r| {
@@ -329,8 +327,10 @@ pub fn incident_table(records: &[crate::store::incidents::IncidentRecord]) -> St
                 format!("+{}", secs(i.time_to_detect_seconds())),
                 i.recovered_at.map_or("open".to_string(), time),
                 i.duration_seconds().map_or("-".to_string(), secs),
-                i.peak_latency.map_or("-".to_string(), millis),
-                i.baseline_at_onset.map_or("-".to_string(), millis),
+                i.peak_latency
+                    .map_or("-".to_string(), |d| human::duration(d, Style::Millis)),
+                i.baseline_at_onset
+                    .map_or("-".to_string(), |d| human::duration(d, Style::Millis)),
                 i.worst_phase
                     .as_deref()
                     .map_or("-".to_string(), |p| terminal_text(p).into_owned()),

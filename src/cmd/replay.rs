@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context as _};
 
-use crate::config::duration::format_duration;
 use crate::detect::{Incident, SlowdownSettings};
+use crate::human::{self, Style};
 use crate::replay::{
     check_order, query_range, read_csv, replay_series, rfc3339, CsvOptions, IncidentLine,
     RangeQuery, Row, ValueUnit,
@@ -88,7 +88,7 @@ pub fn render_table(series: &[(String, usize, Vec<Incident>)]) -> String {
     let mut rows: Vec<[String; 8]> = Vec::new();
     for (target, _, incidents) in series {
         for i in incidents {
-            let secs = |s: f64| human(Duration::from_secs_f64(s.max(0.0)));
+            let secs = |s: f64| human::duration(Duration::from_secs_f64(s.max(0.0)), Style::Table);
             rows.push([
                 target.clone(),
                 i.kind.as_str().to_string(),
@@ -96,8 +96,10 @@ pub fn render_table(series: &[(String, usize, Vec<Incident>)]) -> String {
                 secs(i.time_to_detect_seconds()),
                 i.recovered_at.map_or("open".into(), rfc3339),
                 i.duration_seconds().map_or("-".into(), secs),
-                i.peak_latency.map_or("-".into(), human),
-                i.baseline_at_onset.map_or("-".into(), human),
+                i.peak_latency
+                    .map_or("-".into(), |d| human::duration(d, Style::Table)),
+                i.baseline_at_onset
+                    .map_or("-".into(), |d| human::duration(d, Style::Table)),
             ]);
         }
     }
@@ -136,24 +138,6 @@ pub fn render_table(series: &[(String, usize, Vec<Incident>)]) -> String {
         );
     }
     out
-}
-
-/// A duration for the table: `180ms`, `1.5s`, `2m`, `1h30m`; sub-second
-/// parts of durations of a minute or more are dropped.
-fn human(d: Duration) -> String {
-    if d < Duration::from_secs(1) {
-        let ms = d.as_secs_f64() * 1e3;
-        return format!("{ms:.3}")
-            .trim_end_matches('0')
-            .trim_end_matches('.')
-            .to_string()
-            + "ms";
-    }
-    if d < Duration::from_secs(60) {
-        let s = format!("{:.3}", d.as_secs_f64());
-        return s.trim_end_matches('0').trim_end_matches('.').to_string() + "s";
-    }
-    format_duration(Duration::from_secs(d.as_secs()))
 }
 
 /// Where the detector settings come from: the agent's own configuration
@@ -251,20 +235,4 @@ pub async fn run(args: &Args) -> anyhow::Result<ExitCode> {
     }
     print!("{out}");
     Ok(ExitCode::SUCCESS)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn human_durations() {
-        let check = |d: Duration, s: &str| assert_eq!(human(d), s);
-        check(Duration::from_millis(180), "180ms");
-        check(Duration::from_micros(57_600), "57.6ms");
-        check(Duration::ZERO, "0ms");
-        check(Duration::from_millis(1500), "1.5s");
-        check(Duration::from_secs(60), "1m");
-        check(Duration::from_millis(5_400_500), "1h30m");
-    }
 }

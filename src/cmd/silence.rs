@@ -15,6 +15,7 @@ use crate::alert::render;
 use crate::config::alerting::{load_alerting_part, WindowSchedule};
 use crate::config::duration::parse_duration;
 use crate::config::DEFAULT_CONFIG_PATH;
+use crate::human::{self, Style};
 use crate::report::terminal_text;
 use crate::store::outbox::{self, Silence};
 use crate::store::Store;
@@ -172,12 +173,12 @@ pub async fn run(args: &Args) -> anyhow::Result<ExitCode> {
                     } => format!(
                         "every {weekday} {} UTC for {}",
                         at.format("%H:%M"),
-                        render::human_duration(*duration)
+                        human::duration(*duration, Style::Spaced)
                     ),
                     WindowSchedule::Daily { at, duration } => format!(
                         "every day {} UTC for {}",
                         at.format("%H:%M"),
-                        render::human_duration(*duration)
+                        human::duration(*duration, Style::Spaced)
                     ),
                 };
                 println!(
