@@ -6,7 +6,7 @@
 //! (bounded by [`SHUTDOWN_GRACE`]).
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
@@ -14,17 +14,16 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::alert::{self, Alerting, HostLoad};
+use crate::alert::{self, Alerting};
 use crate::clock::{self, Clock};
 use crate::cmd::ConfigSource;
-use crate::collect::{CollectOptions, HostCollector};
+use crate::collect::{self, CollectOptions, HostCollector};
 use crate::config::{self, Config, HostConfig, Target};
-use crate::health::{Health, Heartbeat};
+use crate::health::Health;
 use crate::incident::Incidents;
 use crate::metrics::server::{self, ServerState, WebRuntime};
 use crate::metrics::Metrics;
-use crate::pipeline::{self, Pipeline};
-use crate::sample::Sample;
+use crate::pipeline::{Message, Pipeline, Reload};
 use crate::schedule;
 use crate::service::signals::{Control, Signals};
 use crate::service::systemd;
@@ -41,15 +40,15 @@ struct Agent {
     metrics: Arc<Metrics>,
     health: Arc<Health>,
     clock: Arc<dyn Clock>,
-    samples: mpsc::Sender<Sample>,
+    /// The pipeline's channel: samples, host snapshots, reloads.
+    pipeline: mpsc::Sender<Message>,
     root: CancellationToken,
     tracker: TaskTracker,
     targets: HashMap<String, (Target, CancellationToken)>,
     host: Option<CancellationToken>,
-    host_load: Arc<RwLock<Option<HostLoad>>>,
     store: Store,
-    incidents: Arc<Mutex<Incidents>>,
-    alerting: Arc<RwLock<Arc<Alerting>>>,
+    /// The alerting configuration the delivery loop runs on.
+    alerting: Arc<Alerting>,
     delivery: Option<(CancellationToken, tokio::task::JoinHandle<()>)>,
 }
 
@@ -67,11 +66,10 @@ impl Agent {
             exclude_interfaces: host.exclude_interfaces.clone(),
         };
         let heartbeat = self.health.register("host collection", host.interval);
-        self.tracker.spawn(collect_host(
+        self.tracker.spawn(collect::task::run(
             HostCollector::new(opts),
             host.interval,
-            self.metrics.clone(),
-            self.host_load.clone(),
+            self.pipeline.clone(),
             token.clone(),
             heartbeat,
         ));
@@ -82,7 +80,7 @@ impl Agent {
         let token = self.root.child_token();
         match schedule::spawn_target(
             target,
-            self.samples.clone(),
+            self.pipeline.clone(),
             token.clone(),
             &self.tracker,
             &self.health,
@@ -113,7 +111,7 @@ impl Agent {
     fn start_delivery(&mut self) {
         let previous = self.delivery.take();
         let token = self.root.child_token();
-        let alerting = self.alerting.read().expect("alerting lock").clone();
+        let alerting = self.alerting.clone();
         let (store, metrics, clock) = (
             self.store.clone(),
             self.metrics.alert.clone(),
@@ -132,7 +130,7 @@ impl Agent {
 
     /// Applies a new configuration: unchanged targets keep running (and keep
     /// their state); changed ones restart; removed ones stop and lose their series.
-    fn apply(&mut self, new: Config) {
+    async fn apply(&mut self, new: Config) {
         if new.agent.listen != self.config.agent.listen {
             tracing::warn!(
                 old = %self.config.agent.listen,
@@ -146,10 +144,12 @@ impl Agent {
             }
             self.start_host(&new.host);
         }
+        let mut alerting = None;
         if new.alerting != self.config.alerting {
             match Alerting::new(new.alerting.clone(), &self.store, self.clock.clone()) {
                 Ok(a) => {
-                    *self.alerting.write().expect("alerting lock") = Arc::new(a);
+                    self.alerting = Arc::new(a);
+                    alerting = Some(self.alerting.clone());
                     self.start_delivery();
                 }
                 Err(e) => {
@@ -157,10 +157,12 @@ impl Agent {
                 }
             }
         }
-        self.incidents
-            .lock()
-            .expect("incidents lock")
-            .configure(&new.targets);
+        let reload = Reload {
+            targets: new.targets.clone(),
+            alerting,
+        };
+        // The pipeline runs as long as this sender lives.
+        let _ = self.pipeline.send(Message::Reload(Box::new(reload))).await;
         let names: Vec<String> = self.targets.keys().cloned().collect();
         for name in names {
             let keep = new
@@ -259,18 +261,16 @@ pub async fn run(source: ConfigSource) -> anyhow::Result<()> {
         .iter()
         .map(|t| (t.name.clone(), t.kind().as_str().to_string()))
         .collect();
-    let incidents = Arc::new(Mutex::new(incidents));
-    let alerting = Arc::new(RwLock::new(Arc::new(alerting)));
-    let host_load = Arc::new(RwLock::new(None));
+    let alerting = Arc::new(alerting);
 
     let (tx, rx) = mpsc::channel(SAMPLE_QUEUE);
     let flow = Pipeline {
         metrics: metrics.clone(),
-        incidents: incidents.clone(),
+        incidents,
         alerting: alerting.clone(),
         store: store.clone(),
         instance: config.agent.instance.clone(),
-        host_load: host_load.clone(),
+        host_load: None,
         clock: clock.clone(),
         health: health.clone(),
         kinds,
@@ -282,14 +282,12 @@ pub async fn run(source: ConfigSource) -> anyhow::Result<()> {
         metrics: metrics.clone(),
         health: health.clone(),
         clock,
-        samples: tx,
+        pipeline: tx,
         root: root.clone(),
         tracker: tracker.clone(),
         targets: HashMap::new(),
         host: None,
-        host_load,
         store,
-        incidents,
         alerting,
         delivery: None,
     };
@@ -334,7 +332,7 @@ pub async fn run(source: ConfigSource) -> anyhow::Result<()> {
                                 }
                             }
                         }
-                        agent.apply(new);
+                        agent.apply(new).await;
                         mark_reload(&metrics, true);
                         tracing::info!(targets = agent.targets.len(), "configuration reloaded");
                         systemd::ready(&agent.status_line());
@@ -440,47 +438,6 @@ fn open_store(config: &Config, metrics: &Metrics) -> Store {
         metrics.agent.store_errors.inc();
     }
     store
-}
-
-/// Collects host load every `interval` on the blocking pool (procfs reads
-/// block) and records it.
-async fn collect_host(
-    collector: HostCollector,
-    interval: Duration,
-    metrics: Arc<Metrics>,
-    host_load: Arc<RwLock<Option<HostLoad>>>,
-    token: CancellationToken,
-    heartbeat: Heartbeat,
-) {
-    let mut collector = Some(collector);
-    let mut ticker = tokio::time::interval(interval);
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
-    loop {
-        tokio::select! {
-            _ = token.cancelled() => break,
-            _ = ticker.tick() => {}
-        }
-        heartbeat.beat();
-        let Some(mut c) = collector.take() else { break };
-        let job = tokio::task::spawn_blocking(move || {
-            let snapshot = c.collect();
-            (c, snapshot)
-        });
-        let (c, snapshot) = tokio::select! {
-            _ = token.cancelled() => break,
-            done = job => match done {
-                Ok(pair) => pair,
-                Err(e) => {
-                    tracing::error!(error = %e, "host collection panicked; stopping it");
-                    break;
-                }
-            },
-        };
-        metrics.host.record(&snapshot);
-        *host_load.write().expect("host load lock") = Some(pipeline::host_load(&snapshot));
-        collector = Some(c);
-        heartbeat.beat();
-    }
 }
 
 /// Sends WATCHDOG=1 at half the watchdog period, only while every loop is
