@@ -1,38 +1,42 @@
-//! The supervisor: turns a [`Config`] into running tasks, reloads on SIGHUP,
-//! and drains on shutdown. The only module that knows every other module.
+//! The daemon: turns a [`Config`] and a bound listener into running tasks
+//! ([`Daemon::start`]), applies reloaded configurations as a diff
+//! ([`Daemon::reload`]), and drains on shutdown ([`Daemon::stop`]). [`run`]
+//! is all three with a shutdown future, for tests that run the agent in
+//! process; `cmd/run.rs` drives it from signals. The only module that knows
+//! every other module; it prints nothing.
 //!
 //! Task tree: one root [`CancellationToken`] with a child per target and one
 //! for host collection; every task is tracked so shutdown can wait for them
 //! (bounded by [`SHUTDOWN_GRACE`]).
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
+use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::alert::{self, Alerting};
 use crate::clock::{self, Clock};
-use crate::cmd::ConfigSource;
 use crate::collect::{self, CollectOptions, HostCollector};
-use crate::config::{self, Config, HostConfig, Target};
+use crate::config::{Config, HostConfig, Target};
 use crate::health::Health;
 use crate::incident::Incidents;
 use crate::metrics::server::{self, ServerState, WebRuntime};
 use crate::metrics::Metrics;
 use crate::pipeline::{Message, Pipeline, Reload};
 use crate::schedule;
-use crate::service::signals::{Control, Signals};
 use crate::service::systemd;
 use crate::store::Store;
 
 /// How long shutdown waits for tasks to finish.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(4);
-/// Capacity of the sample channel between probes and the recorder.
-const SAMPLE_QUEUE: usize = 1024;
+/// Capacity of the pipeline's channel (samples, host snapshots, reloads).
+const PIPELINE_QUEUE: usize = 1024;
 
 /// The running agent.
 struct Agent {
@@ -190,227 +194,195 @@ impl Agent {
     }
 }
 
-/// Runs the daemon until SIGTERM or SIGINT.
-pub async fn run(source: ConfigSource) -> anyhow::Result<()> {
-    let mut signals = Signals::install().context("cannot install signal handlers")?;
-    let config = match load_off_thread(&source, &mut signals).await {
-        Loaded::Config(config) => *config?,
-        Loaded::Shutdown => return Ok(()),
-    };
-    crate::service::logging::init(&config.agent.log_level);
-    match (&source, &config.source) {
-        (ConfigSource::Default, None) => tracing::info!(
-            path = config::DEFAULT_CONFIG_PATH,
-            "no configuration file; running on the built-in default (host load only)"
-        ),
-        (_, Some(path)) => tracing::info!(path = %path.display(), "configuration loaded"),
-        _ => {}
-    }
-    log_warnings(&config);
-
-    let metrics =
-        Arc::new(Metrics::new(&config.agent.instance).context("cannot register metrics")?);
-    let listener = server::bind(config.agent.listen)
-        .with_context(|| format!("cannot listen on {}", config.agent.listen))?;
-    mark_reload(&metrics, true);
-    let health = Health::new();
-    let root = CancellationToken::new();
-    let tracker = TaskTracker::new();
-
-    let web = WebRuntime::new(&config.agent.web).map_err(|e| anyhow::anyhow!("agent.web: {e}"))?;
-    let server_state = Arc::new(ServerState::new(metrics.clone(), health.clone(), web));
-    if let Some(limit) = crate::service::fdlimit::raise() {
-        server_state.limit_descriptors(limit.soft);
-        tracing::info!(
-            descriptors = limit.soft,
-            raised_from = limit.before,
-            max_connections = server_state.connection_limit(),
-            "descriptor limit"
-        );
-    }
-    tracker.spawn(server::serve(
-        listener,
-        server_state.clone(),
-        root.child_token(),
-    ));
-
-    let clock = clock::system();
-    let store = open_store(&config, &metrics);
-    // A read that fails on damaged contents makes the store replace the file
-    // (keeping what reads) before its next use: load once more from that.
-    let loaded = Incidents::load(Some(store.clone()), &config.targets).or_else(|e| {
-        metrics.agent.store_errors.inc();
-        tracing::error!(error = %e, "cannot restore detector state; trying once more");
-        store.maintain();
-        Incidents::load(Some(store.clone()), &config.targets)
-    });
-    let incidents = match loaded {
-        Ok(i) => i,
-        Err(e) => {
-            metrics.agent.store_errors.inc();
-            tracing::error!(error = %e, "cannot restore detector state; starting fresh");
-            Incidents::load(None, &config.targets).expect("no store, no error")
-        }
-    };
-    let alerting = Alerting::new(config.alerting.clone(), &store, clock.clone())
-        .map_err(|e| anyhow::anyhow!("alerting: {e}"))?;
-    // The pipeline reconciles the outbox with the incidents before it takes
-    // its first sample (and again whenever the store moves to another file).
-    let kinds: HashMap<String, String> = config
-        .targets
-        .iter()
-        .map(|t| (t.name.clone(), t.kind().as_str().to_string()))
-        .collect();
-    let alerting = Arc::new(alerting);
-
-    let (tx, rx) = mpsc::channel(SAMPLE_QUEUE);
-    let flow = Pipeline {
-        metrics: metrics.clone(),
-        incidents,
-        alerting: alerting.clone(),
-        store: store.clone(),
-        instance: config.agent.instance.clone(),
-        host_load: None,
-        clock: clock.clone(),
-        health: health.clone(),
-        kinds,
-    };
-    tracker.spawn(flow.run(rx));
-
-    let mut agent = Agent {
-        config: config.clone(),
-        metrics: metrics.clone(),
-        health: health.clone(),
-        clock,
-        pipeline: tx,
-        root: root.clone(),
-        tracker: tracker.clone(),
-        targets: HashMap::new(),
-        host: None,
-        store,
-        alerting,
-        delivery: None,
-    };
-    agent.start_delivery();
-    agent.start_host(&config.host);
-    for target in &config.targets {
-        agent.start_target(target);
-    }
-    metrics.agent.targets.set(agent.targets.len() as i64);
-
-    if let Some(every) = config.agent.memory_trim {
-        tracker.spawn(crate::service::trim::run(every, root.child_token()));
-    }
-    if let Some(period) = systemd::watchdog_interval() {
-        tracker.spawn(feed_watchdog(period, health.clone(), root.child_token()));
-    }
-    tracing::info!(
-        listen = %config.agent.listen,
-        instance = %config.agent.instance,
-        targets = agent.targets.len(),
-        "mailpulse started"
-    );
-    systemd::ready(&agent.status_line());
-
-    loop {
-        match signals.next().await {
-            Control::Shutdown => break,
-            Control::Reload => {
-                systemd::reloading();
-                let loaded = match load_off_thread(&source, &mut signals).await {
-                    Loaded::Config(loaded) => loaded,
-                    Loaded::Shutdown => break,
-                };
-                match loaded.map(|new| *new) {
-                    Ok(new) => {
-                        log_warnings(&new);
-                        if new.agent.web != agent.config.agent.web {
-                            match WebRuntime::new(&new.agent.web) {
-                                Ok(web) => server_state.set_web(web),
-                                Err(e) => {
-                                    tracing::error!(error = %e, "agent.web rejected; keeping the running one")
-                                }
-                            }
-                        }
-                        agent.apply(new).await;
-                        mark_reload(&metrics, true);
-                        tracing::info!(targets = agent.targets.len(), "configuration reloaded");
-                        systemd::ready(&agent.status_line());
-                    }
-                    Err(e) => {
-                        metrics.agent.reload_success.set(0);
-                        tracing::error!(error = %format!("{e:#}"), "configuration rejected; keeping the running one");
-                        systemd::ready(&format!("{}; last reload rejected", agent.status_line()));
-                    }
-                }
-            }
-        }
-    }
-
-    tracing::info!("shutting down");
-    systemd::stopping();
-    root.cancel();
-    drop(agent);
-    tracker.close();
-    if tokio::time::timeout(SHUTDOWN_GRACE, tracker.wait())
-        .await
-        .is_err()
-    {
-        tracing::warn!("some tasks did not stop within the grace period");
-    }
+/// Runs the daemon on `config`, serving `/metrics` on `listener`, until
+/// `shutdown` completes; then drains (within [`SHUTDOWN_GRACE`]). For
+/// tests and embedding: no signals, no reloads, no logging set up (the
+/// `run` command, `cmd/run.rs`, adds those around [`Daemon`]). The caller
+/// binds the listener; `config.agent.listen` is only reported.
+pub async fn run(
+    config: Config,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()>,
+) -> anyhow::Result<()> {
+    let daemon = Daemon::start(config, listener)?;
+    shutdown.await;
+    daemon.stop().await;
     Ok(())
 }
 
-/// How long reading and validating the configuration (with every secret
-/// and certificate file it names) may take before a reload, or the start,
-/// gives up on it. Loading takes milliseconds; a file on a hung network
-/// mount can take forever.
-pub const CONFIG_LOAD_TIMEOUT: Duration = Duration::from_secs(30);
-
-/// What came of loading the configuration off the signal task.
-enum Loaded {
-    /// The configuration, or why it was rejected.
-    Config(anyhow::Result<Box<Config>>),
-    /// SIGTERM or SIGINT arrived first.
-    Shutdown,
+/// The running daemon: every task started from one configuration, and what
+/// a reload or the shutdown needs.
+pub struct Daemon {
+    agent: Agent,
+    server: Arc<ServerState>,
 }
 
-/// Loads the configuration on the blocking pool, never on this task: file
-/// reads can block (a FIFO, a hung mount), and this task is the one that
-/// answers signals. Gives up after [`CONFIG_LOAD_TIMEOUT`]; SIGTERM and
-/// SIGINT win over a load still running (which is left behind, and ends
-/// with the process), and a SIGHUP meanwhile is folded into this load.
-async fn load_off_thread(source: &ConfigSource, signals: &mut Signals) -> Loaded {
-    let job = {
-        let source = source.clone();
-        tokio::task::spawn_blocking(move || source.load())
-    };
-    let job = tokio::time::timeout(CONFIG_LOAD_TIMEOUT, job);
-    let mut job = std::pin::pin!(job);
-    loop {
-        tokio::select! {
-            done = &mut job => {
-                return Loaded::Config(match done {
-                    Ok(Ok(result)) => result.map(Box::new),
-                    Ok(Err(e)) => Err(anyhow::anyhow!("loading the configuration failed: {e}")),
-                    Err(_) => Err(anyhow::anyhow!(
-                        "loading the configuration took longer than {}; is a file it names on a hung mount, or a FIFO?",
-                        config::HumanDuration(CONFIG_LOAD_TIMEOUT)
-                    )),
-                });
+impl Daemon {
+    /// Starts everything `config` asks for (the `/metrics` server on
+    /// `listener`, the state store, the pipeline, alert delivery, host
+    /// collection, one task per target, the memory trim and the systemd
+    /// watchdog) and tells systemd it is ready. Call it inside a tokio
+    /// runtime; what it starts runs there. When it fails half-way, what
+    /// it started stops.
+    pub fn start(config: Config, listener: TcpListener) -> anyhow::Result<Daemon> {
+        let metrics =
+            Arc::new(Metrics::new(&config.agent.instance).context("cannot register metrics")?);
+        mark_reload(&metrics, true);
+        let health = Health::new();
+        let root = CancellationToken::new();
+        let started = root.clone().drop_guard();
+        let tracker = TaskTracker::new();
+
+        let web =
+            WebRuntime::new(&config.agent.web).map_err(|e| anyhow::anyhow!("agent.web: {e}"))?;
+        let server = Arc::new(ServerState::new(metrics.clone(), health.clone(), web));
+        if let Some(limit) = crate::service::fdlimit::raise() {
+            server.limit_descriptors(limit.soft);
+            tracing::info!(
+                descriptors = limit.soft,
+                raised_from = limit.before,
+                max_connections = server.connection_limit(),
+                "descriptor limit"
+            );
+        }
+        tracker.spawn(server::serve(listener, server.clone(), root.child_token()));
+
+        let clock = clock::system();
+        let store = open_store(&config, &metrics);
+        // A read that fails on damaged contents makes the store replace the file
+        // (keeping what reads) before its next use: load once more from that.
+        let loaded = Incidents::load(Some(store.clone()), &config.targets).or_else(|e| {
+            metrics.agent.store_errors.inc();
+            tracing::error!(error = %e, "cannot restore detector state; trying once more");
+            store.maintain();
+            Incidents::load(Some(store.clone()), &config.targets)
+        });
+        let incidents = match loaded {
+            Ok(i) => i,
+            Err(e) => {
+                metrics.agent.store_errors.inc();
+                tracing::error!(error = %e, "cannot restore detector state; starting fresh");
+                Incidents::load(None, &config.targets).expect("no store, no error")
             }
-            control = signals.next() => match control {
-                Control::Shutdown => return Loaded::Shutdown,
-                Control::Reload => {
-                    tracing::info!("configuration is being loaded already; SIGHUP folded into that load")
+        };
+        let alerting = Alerting::new(config.alerting.clone(), &store, clock.clone())
+            .map_err(|e| anyhow::anyhow!("alerting: {e}"))?;
+        // The pipeline reconciles the outbox with the incidents before it takes
+        // its first sample (and again whenever the store moves to another file).
+        let kinds: HashMap<String, String> = config
+            .targets
+            .iter()
+            .map(|t| (t.name.clone(), t.kind().as_str().to_string()))
+            .collect();
+        let alerting = Arc::new(alerting);
+
+        let (tx, rx) = mpsc::channel(PIPELINE_QUEUE);
+        let flow = Pipeline {
+            metrics: metrics.clone(),
+            incidents,
+            alerting: alerting.clone(),
+            store: store.clone(),
+            instance: config.agent.instance.clone(),
+            host_load: None,
+            clock: clock.clone(),
+            health: health.clone(),
+            kinds,
+        };
+        tracker.spawn(flow.run(rx));
+
+        let mut agent = Agent {
+            config: config.clone(),
+            metrics: metrics.clone(),
+            health: health.clone(),
+            clock,
+            pipeline: tx,
+            root: root.clone(),
+            tracker: tracker.clone(),
+            targets: HashMap::new(),
+            host: None,
+            store,
+            alerting,
+            delivery: None,
+        };
+        agent.start_delivery();
+        agent.start_host(&config.host);
+        for target in &config.targets {
+            agent.start_target(target);
+        }
+        metrics.agent.targets.set(agent.targets.len() as i64);
+
+        if let Some(every) = config.agent.memory_trim {
+            tracker.spawn(crate::service::trim::run(every, root.child_token()));
+        }
+        if let Some(period) = systemd::watchdog_interval() {
+            tracker.spawn(feed_watchdog(period, health.clone(), root.child_token()));
+        }
+        tracing::info!(
+            listen = %config.agent.listen,
+            instance = %config.agent.instance,
+            targets = agent.targets.len(),
+            "mailpulse started"
+        );
+        systemd::ready(&agent.status_line());
+        started.disarm();
+        Ok(Daemon { agent, server })
+    }
+
+    /// Tells systemd that a reload has begun (RELOADING=1).
+    pub fn reloading(&self) {
+        systemd::reloading();
+    }
+
+    /// Applies a reloaded configuration: `[agent.web]` at once; targets,
+    /// host collection and alerting as a diff against the running one.
+    pub async fn reload(&mut self, new: Config) {
+        log_warnings(&new);
+        if new.agent.web != self.agent.config.agent.web {
+            match WebRuntime::new(&new.agent.web) {
+                Ok(web) => self.server.set_web(web),
+                Err(e) => {
+                    tracing::error!(error = %e, "agent.web rejected; keeping the running one")
                 }
-            },
+            }
+        }
+        self.agent.apply(new).await;
+        mark_reload(&self.agent.metrics, true);
+        tracing::info!(targets = self.agent.targets.len(), "configuration reloaded");
+        systemd::ready(&self.agent.status_line());
+    }
+
+    /// Reports a reloaded configuration that was rejected; the running one
+    /// stays.
+    pub fn reject(&self, error: &anyhow::Error) {
+        self.agent.metrics.agent.reload_success.set(0);
+        tracing::error!(error = %format!("{error:#}"), "configuration rejected; keeping the running one");
+        systemd::ready(&format!(
+            "{}; last reload rejected",
+            self.agent.status_line()
+        ));
+    }
+
+    /// Stops every task and waits for them, at most [`SHUTDOWN_GRACE`].
+    pub async fn stop(self) {
+        tracing::info!("shutting down");
+        systemd::stopping();
+        let Daemon { agent, server } = self;
+        let (root, tracker) = (agent.root.clone(), agent.tracker.clone());
+        root.cancel();
+        drop(agent);
+        drop(server);
+        tracker.close();
+        if tokio::time::timeout(SHUTDOWN_GRACE, tracker.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!("some tasks did not stop within the grace period");
         }
     }
 }
 
 /// Logs what the configuration loader warned about (a secret file others can read).
-fn log_warnings(config: &Config) {
+pub fn log_warnings(config: &Config) {
     for w in &config.warnings {
         tracing::warn!(problem = %w, "configuration warning");
     }
