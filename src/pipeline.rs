@@ -568,23 +568,11 @@ mod tests {
     /// Feeds `n` samples of `ms` milliseconds, 100 ms apart from `*at`.
     fn feed(p: &mut Pipeline, b: &mut Backlog, at: &mut DateTime<Utc>, n: usize, ms: u64) {
         for _ in 0..n {
-            let total = Duration::from_millis(ms);
-            p.handle(
-                b,
-                &Sample {
-                    target: "owa".into(),
-                    kind: ProbeKind::Http,
-                    started_at: *at,
-                    steady_at: *at,
-                    phases: vec![(Phase::Total, total)],
-                    failure: None,
-                    status: Some(200),
-                    tls: None,
-                    schedule_lag: Duration::ZERO,
-                    notes: Vec::new(),
-                    messages: None,
-                },
-            );
+            let stamp = Stamp {
+                wall: *at,
+                steady: *at,
+            };
+            p.handle(b, &stamped(stamp, ms));
             *at += chrono::Duration::milliseconds(100);
         }
     }
