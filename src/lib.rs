@@ -5,7 +5,8 @@
 //! that produce [`sample::Sample`]s, `collect` reads host load into
 //! [`sample::host::HostSnapshot`]s, and `metrics` exports both. `detect` turns
 //! probe results into incidents, and `replay` runs it over recorded series.
-//! `app` wires the pieces together; see `ARCHITECTURE.md`.
+//! `app` wires the pieces together into the daemon, and `cmd` holds the
+//! subcommands, one per file; see `ARCHITECTURE.md`.
 #![deny(unsafe_code)]
 
 pub mod alert;
