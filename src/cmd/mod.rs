@@ -1,9 +1,9 @@
 //! The command line: the top-level [`Cli`], the [`Command`] enum, and
-//! [`run`], which hands each subcommand to its own file. One file per
+//! [`run()`], which hands each subcommand to its own file. One file per
 //! subcommand holds its clap arguments (`Args`) and its `run`; a command
 //! prints for people and returns the exit code it wants (`Err` is printed
 //! once by `main.rs` as a chain, and exits 1). To add a command: a file here
-//! with `Args` and `run`, a variant in [`Command`], a line in [`run`].
+//! with `Args` and `run`, a variant in [`Command`], a line in [`run()`].
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
