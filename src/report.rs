@@ -339,10 +339,30 @@ pub fn incident_table(records: &[crate::store::incidents::IncidentRecord]) -> St
             ]
         })
         .collect();
+    table(&header, &rows, Width::Chars)
+}
+
+/// How [`table`] measures a cell.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Width {
+    /// In characters, as cells are padded (`incidents`).
+    Chars,
+    /// In bytes, as the `replay` table always has: the same as characters
+    /// for ASCII text, wider for other.
+    Bytes,
+}
+
+/// `rows` under `header` in aligned columns, each as wide as its widest
+/// cell (measured by `width`), two spaces apart, with no trailing spaces.
+pub fn table(header: &[&str], rows: &[Vec<String>], width: Width) -> String {
+    let measure = |cell: &str| match width {
+        Width::Chars => cell.chars().count(),
+        Width::Bytes => cell.len(),
+    };
     let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
-    for row in &rows {
+    for row in rows {
         for (w, cell) in widths.iter_mut().zip(row) {
-            *w = (*w).max(cell.chars().count());
+            *w = (*w).max(measure(cell));
         }
     }
     let mut out = String::new();
@@ -356,7 +376,7 @@ pub fn incident_table(records: &[crate::store::incidents::IncidentRecord]) -> St
         out.push('\n');
     };
     line(header.to_vec());
-    for row in &rows {
+    for row in rows {
         line(row.iter().map(String::as_str).collect());
     }
     out
@@ -379,6 +399,22 @@ mod tests {
         assert_eq!(
             terminal_text("patch \u{202e}txt.exe\u{2066}x\u{2069}"),
             "patch \\u{202e}txt.exe\\u{2066}x\\u{2069}"
+        );
+    }
+
+    #[test]
+    fn tables_measure_cells_in_characters_or_in_bytes() {
+        let rows = vec![
+            vec!["éé".to_string(), "x".to_string()],
+            vec!["abc".to_string(), "y".to_string()],
+        ];
+        assert_eq!(
+            table(&["A", "B"], &rows, Width::Chars),
+            "A    B\néé   x\nabc  y\n"
+        );
+        assert_eq!(
+            table(&["A", "B"], &rows, Width::Bytes),
+            "A     B\néé    x\nabc   y\n"
         );
     }
 

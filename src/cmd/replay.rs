@@ -16,6 +16,7 @@ use crate::replay::{
     check_order, query_range, read_csv, replay_series, rfc3339, CsvOptions, IncidentLine,
     RangeQuery, Row, ValueUnit,
 };
+use crate::report::{self, Width};
 
 /// `mailpulse replay`: the flags.
 #[derive(Debug, Clone, clap::Args)]
@@ -85,11 +86,11 @@ pub fn render_table(series: &[(String, usize, Vec<Incident>)]) -> String {
         "PEAK",
         "BASELINE",
     ];
-    let mut rows: Vec<[String; 8]> = Vec::new();
+    let mut rows: Vec<Vec<String>> = Vec::new();
     for (target, _, incidents) in series {
         for i in incidents {
             let secs = |s: f64| human::duration(Duration::from_secs_f64(s.max(0.0)), Style::Table);
-            rows.push([
+            rows.push(vec![
                 target.clone(),
                 i.kind.as_str().to_string(),
                 rfc3339(i.started_at),
@@ -104,28 +105,7 @@ pub fn render_table(series: &[(String, usize, Vec<Incident>)]) -> String {
         }
     }
     if !rows.is_empty() {
-        let mut widths = header.map(str::len);
-        for row in &rows {
-            for (w, cell) in widths.iter_mut().zip(row) {
-                *w = (*w).max(cell.len());
-            }
-        }
-        let mut line = |cells: &[&str]| {
-            let mut text = String::new();
-            for (k, (cell, w)) in cells.iter().zip(widths).enumerate() {
-                if k + 1 == cells.len() {
-                    text.push_str(cell);
-                } else {
-                    let _ = write!(text, "{cell:<w$}  ");
-                }
-            }
-            out.push_str(text.trim_end());
-            out.push('\n');
-        };
-        line(&header);
-        for row in &rows {
-            line(&row.each_ref().map(String::as_str));
-        }
+        out = report::table(&header, &rows, Width::Bytes);
     }
     for (target, samples, incidents) in series {
         let open = incidents.iter().filter(|i| i.is_open()).count();
