@@ -1,67 +1,42 @@
-//! The supervisor: turns a [`Config`] into running tasks, reloads on SIGHUP,
-//! and drains on shutdown. The only module that knows every other module.
+//! The daemon: turns a [`Config`] and a bound listener into running tasks
+//! ([`Daemon::start`]), applies reloaded configurations as a diff
+//! ([`Daemon::reload`]), and drains on shutdown ([`Daemon::stop`]). [`run`]
+//! is all three with a shutdown future, for tests that run the agent in
+//! process; `cmd/run.rs` drives it from signals. The only module that knows
+//! every other module; it prints nothing.
 //!
 //! Task tree: one root [`CancellationToken`] with a child per target and one
 //! for host collection; every task is tracked so shutdown can wait for them
 //! (bounded by [`SHUTDOWN_GRACE`]).
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, RwLock};
+use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
+use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::alert::{self, Alerting, HostLoad};
+use crate::alert::{self, Alerting};
 use crate::clock::{self, Clock};
-use crate::collect::{CollectOptions, HostCollector};
-use crate::config::{self, Config, HostConfig, Target};
-use crate::health::{Health, Heartbeat};
+use crate::collect::{self, CollectOptions, HostCollector};
+use crate::config::{Config, HostConfig, Target};
+use crate::health::Health;
 use crate::incident::Incidents;
 use crate::metrics::server::{self, ServerState, WebRuntime};
 use crate::metrics::Metrics;
-use crate::pipeline::{self, Pipeline};
-use crate::probe::{self, Prober};
-use crate::report;
-use crate::sample::Sample;
+use crate::pipeline::{Message, Pipeline, Reload};
 use crate::schedule;
-use crate::service::signals::{Control, Signals};
-use crate::service::systemd;
+use crate::service::{systemd, watchdog};
 use crate::store::Store;
 
 /// How long shutdown waits for tasks to finish.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(4);
-/// Capacity of the sample channel between probes and the recorder.
-const SAMPLE_QUEUE: usize = 1024;
-
-/// Where the configuration comes from.
-#[derive(Debug, Clone)]
-pub enum ConfigSource {
-    /// A file named with `--config`: it must exist.
-    Explicit(PathBuf),
-    /// No `--config`: the default path if it exists, else the built-in default.
-    Default,
-}
-
-impl ConfigSource {
-    /// Loads the configuration this source names.
-    pub fn load(&self) -> anyhow::Result<Config> {
-        match self {
-            ConfigSource::Explicit(path) => Ok(config::load(path)?),
-            ConfigSource::Default => {
-                let path = Path::new(config::DEFAULT_CONFIG_PATH);
-                if path.exists() {
-                    Ok(config::load(path)?)
-                } else {
-                    Ok(Config::builtin())
-                }
-            }
-        }
-    }
-}
+/// Capacity of the pipeline's channel (samples, host snapshots, reloads).
+const PIPELINE_QUEUE: usize = 1024;
 
 /// The running agent.
 struct Agent {
@@ -69,15 +44,15 @@ struct Agent {
     metrics: Arc<Metrics>,
     health: Arc<Health>,
     clock: Arc<dyn Clock>,
-    samples: mpsc::Sender<Sample>,
+    /// The pipeline's channel: samples, host snapshots, reloads.
+    pipeline: mpsc::Sender<Message>,
     root: CancellationToken,
     tracker: TaskTracker,
     targets: HashMap<String, (Target, CancellationToken)>,
     host: Option<CancellationToken>,
-    host_load: Arc<RwLock<Option<HostLoad>>>,
     store: Store,
-    incidents: Arc<Mutex<Incidents>>,
-    alerting: Arc<RwLock<Arc<Alerting>>>,
+    /// The alerting configuration the delivery loop runs on.
+    alerting: Arc<Alerting>,
     delivery: Option<(CancellationToken, tokio::task::JoinHandle<()>)>,
 }
 
@@ -95,11 +70,10 @@ impl Agent {
             exclude_interfaces: host.exclude_interfaces.clone(),
         };
         let heartbeat = self.health.register("host collection", host.interval);
-        self.tracker.spawn(collect_host(
+        self.tracker.spawn(collect::task::run(
             HostCollector::new(opts),
             host.interval,
-            self.metrics.clone(),
-            self.host_load.clone(),
+            self.pipeline.clone(),
             token.clone(),
             heartbeat,
         ));
@@ -110,7 +84,7 @@ impl Agent {
         let token = self.root.child_token();
         match schedule::spawn_target(
             target,
-            self.samples.clone(),
+            self.pipeline.clone(),
             token.clone(),
             &self.tracker,
             &self.health,
@@ -141,7 +115,7 @@ impl Agent {
     fn start_delivery(&mut self) {
         let previous = self.delivery.take();
         let token = self.root.child_token();
-        let alerting = self.alerting.read().expect("alerting lock").clone();
+        let alerting = self.alerting.clone();
         let (store, metrics, clock) = (
             self.store.clone(),
             self.metrics.alert.clone(),
@@ -160,7 +134,7 @@ impl Agent {
 
     /// Applies a new configuration: unchanged targets keep running (and keep
     /// their state); changed ones restart; removed ones stop and lose their series.
-    fn apply(&mut self, new: Config) {
+    async fn apply(&mut self, new: Config) {
         if new.agent.listen != self.config.agent.listen {
             tracing::warn!(
                 old = %self.config.agent.listen,
@@ -174,10 +148,12 @@ impl Agent {
             }
             self.start_host(&new.host);
         }
+        let mut alerting = None;
         if new.alerting != self.config.alerting {
             match Alerting::new(new.alerting.clone(), &self.store, self.clock.clone()) {
                 Ok(a) => {
-                    *self.alerting.write().expect("alerting lock") = Arc::new(a);
+                    self.alerting = Arc::new(a);
+                    alerting = Some(self.alerting.clone());
                     self.start_delivery();
                 }
                 Err(e) => {
@@ -185,10 +161,12 @@ impl Agent {
                 }
             }
         }
-        self.incidents
-            .lock()
-            .expect("incidents lock")
-            .configure(&new.targets);
+        let reload = Reload {
+            targets: new.targets.clone(),
+            alerting,
+        };
+        // The pipeline runs as long as this sender lives.
+        let _ = self.pipeline.send(Message::Reload(Box::new(reload))).await;
         let names: Vec<String> = self.targets.keys().cloned().collect();
         for name in names {
             let keep = new
@@ -216,231 +194,195 @@ impl Agent {
     }
 }
 
-/// Runs the daemon until SIGTERM or SIGINT.
-pub async fn run(source: ConfigSource) -> anyhow::Result<()> {
-    let mut signals = Signals::install().context("cannot install signal handlers")?;
-    let config = match load_off_thread(&source, &mut signals).await {
-        Loaded::Config(config) => *config?,
-        Loaded::Shutdown => return Ok(()),
-    };
-    crate::service::logging::init(&config.agent.log_level);
-    match (&source, &config.source) {
-        (ConfigSource::Default, None) => tracing::info!(
-            path = config::DEFAULT_CONFIG_PATH,
-            "no configuration file; running on the built-in default (host load only)"
-        ),
-        (_, Some(path)) => tracing::info!(path = %path.display(), "configuration loaded"),
-        _ => {}
-    }
-    log_warnings(&config);
-
-    let metrics =
-        Arc::new(Metrics::new(&config.agent.instance).context("cannot register metrics")?);
-    let listener = server::bind(config.agent.listen)
-        .with_context(|| format!("cannot listen on {}", config.agent.listen))?;
-    mark_reload(&metrics, true);
-    let health = Health::new();
-    let root = CancellationToken::new();
-    let tracker = TaskTracker::new();
-
-    let web = WebRuntime::new(&config.agent.web).map_err(|e| anyhow::anyhow!("agent.web: {e}"))?;
-    let server_state = Arc::new(ServerState::new(metrics.clone(), health.clone(), web));
-    if let Some(limit) = crate::service::fdlimit::raise() {
-        server_state.limit_descriptors(limit.soft);
-        tracing::info!(
-            descriptors = limit.soft,
-            raised_from = limit.before,
-            max_connections = server_state.connection_limit(),
-            "descriptor limit"
-        );
-    }
-    tracker.spawn(server::serve(
-        listener,
-        server_state.clone(),
-        root.child_token(),
-    ));
-
-    let clock = clock::system();
-    let store = open_store(&config, &metrics);
-    // A read that fails on damaged contents makes the store replace the file
-    // (keeping what reads) before its next use: load once more from that.
-    let loaded = Incidents::load(Some(store.clone()), &config.targets).or_else(|e| {
-        metrics.agent.store_errors.inc();
-        tracing::error!(error = %e, "cannot restore detector state; trying once more");
-        store.maintain();
-        Incidents::load(Some(store.clone()), &config.targets)
-    });
-    let incidents = match loaded {
-        Ok(i) => i,
-        Err(e) => {
-            metrics.agent.store_errors.inc();
-            tracing::error!(error = %e, "cannot restore detector state; starting fresh");
-            Incidents::load(None, &config.targets).expect("no store, no error")
-        }
-    };
-    let alerting = Alerting::new(config.alerting.clone(), &store, clock.clone())
-        .map_err(|e| anyhow::anyhow!("alerting: {e}"))?;
-    // The pipeline reconciles the outbox with the incidents before it takes
-    // its first sample (and again whenever the store moves to another file).
-    let kinds: HashMap<String, String> = config
-        .targets
-        .iter()
-        .map(|t| (t.name.clone(), t.kind().as_str().to_string()))
-        .collect();
-    let incidents = Arc::new(Mutex::new(incidents));
-    let alerting = Arc::new(RwLock::new(Arc::new(alerting)));
-    let host_load = Arc::new(RwLock::new(None));
-
-    let (tx, rx) = mpsc::channel(SAMPLE_QUEUE);
-    let flow = Pipeline {
-        metrics: metrics.clone(),
-        incidents: incidents.clone(),
-        alerting: alerting.clone(),
-        store: store.clone(),
-        instance: config.agent.instance.clone(),
-        host_load: host_load.clone(),
-        clock: clock.clone(),
-        health: health.clone(),
-        kinds,
-    };
-    tracker.spawn(flow.run(rx));
-
-    let mut agent = Agent {
-        config: config.clone(),
-        metrics: metrics.clone(),
-        health: health.clone(),
-        clock,
-        samples: tx,
-        root: root.clone(),
-        tracker: tracker.clone(),
-        targets: HashMap::new(),
-        host: None,
-        host_load,
-        store,
-        incidents,
-        alerting,
-        delivery: None,
-    };
-    agent.start_delivery();
-    agent.start_host(&config.host);
-    for target in &config.targets {
-        agent.start_target(target);
-    }
-    metrics.agent.targets.set(agent.targets.len() as i64);
-
-    if let Some(every) = config.agent.memory_trim {
-        tracker.spawn(crate::service::trim::run(every, root.child_token()));
-    }
-    if let Some(period) = systemd::watchdog_interval() {
-        tracker.spawn(feed_watchdog(period, health.clone(), root.child_token()));
-    }
-    tracing::info!(
-        listen = %config.agent.listen,
-        instance = %config.agent.instance,
-        targets = agent.targets.len(),
-        "mailpulse started"
-    );
-    systemd::ready(&agent.status_line());
-
-    loop {
-        match signals.next().await {
-            Control::Shutdown => break,
-            Control::Reload => {
-                systemd::reloading();
-                let loaded = match load_off_thread(&source, &mut signals).await {
-                    Loaded::Config(loaded) => loaded,
-                    Loaded::Shutdown => break,
-                };
-                match loaded.map(|new| *new) {
-                    Ok(new) => {
-                        log_warnings(&new);
-                        if new.agent.web != agent.config.agent.web {
-                            match WebRuntime::new(&new.agent.web) {
-                                Ok(web) => server_state.set_web(web),
-                                Err(e) => {
-                                    tracing::error!(error = %e, "agent.web rejected; keeping the running one")
-                                }
-                            }
-                        }
-                        agent.apply(new);
-                        mark_reload(&metrics, true);
-                        tracing::info!(targets = agent.targets.len(), "configuration reloaded");
-                        systemd::ready(&agent.status_line());
-                    }
-                    Err(e) => {
-                        metrics.agent.reload_success.set(0);
-                        tracing::error!(error = %format!("{e:#}"), "configuration rejected; keeping the running one");
-                        systemd::ready(&format!("{}; last reload rejected", agent.status_line()));
-                    }
-                }
-            }
-        }
-    }
-
-    tracing::info!("shutting down");
-    systemd::stopping();
-    root.cancel();
-    drop(agent);
-    tracker.close();
-    if tokio::time::timeout(SHUTDOWN_GRACE, tracker.wait())
-        .await
-        .is_err()
-    {
-        tracing::warn!("some tasks did not stop within the grace period");
-    }
+/// Runs the daemon on `config`, serving `/metrics` on `listener`, until
+/// `shutdown` completes; then drains (within [`SHUTDOWN_GRACE`]). For
+/// tests and embedding: no signals, no reloads, no logging set up (the
+/// `run` command, `cmd/run.rs`, adds those around [`Daemon`]). The caller
+/// binds the listener; `config.agent.listen` is only reported.
+pub async fn run(
+    config: Config,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()>,
+) -> anyhow::Result<()> {
+    let daemon = Daemon::start(config, listener)?;
+    shutdown.await;
+    daemon.stop().await;
     Ok(())
 }
 
-/// How long reading and validating the configuration (with every secret
-/// and certificate file it names) may take before a reload, or the start,
-/// gives up on it. Loading takes milliseconds; a file on a hung network
-/// mount can take forever.
-pub const CONFIG_LOAD_TIMEOUT: Duration = Duration::from_secs(30);
-
-/// What came of loading the configuration off the signal task.
-enum Loaded {
-    /// The configuration, or why it was rejected.
-    Config(anyhow::Result<Box<Config>>),
-    /// SIGTERM or SIGINT arrived first.
-    Shutdown,
+/// The running daemon: every task started from one configuration, and what
+/// a reload or the shutdown needs.
+pub struct Daemon {
+    agent: Agent,
+    server: Arc<ServerState>,
 }
 
-/// Loads the configuration on the blocking pool, never on this task: file
-/// reads can block (a FIFO, a hung mount), and this task is the one that
-/// answers signals. Gives up after [`CONFIG_LOAD_TIMEOUT`]; SIGTERM and
-/// SIGINT win over a load still running (which is left behind, and ends
-/// with the process), and a SIGHUP meanwhile is folded into this load.
-async fn load_off_thread(source: &ConfigSource, signals: &mut Signals) -> Loaded {
-    let job = {
-        let source = source.clone();
-        tokio::task::spawn_blocking(move || source.load())
-    };
-    let job = tokio::time::timeout(CONFIG_LOAD_TIMEOUT, job);
-    let mut job = std::pin::pin!(job);
-    loop {
-        tokio::select! {
-            done = &mut job => {
-                return Loaded::Config(match done {
-                    Ok(Ok(result)) => result.map(Box::new),
-                    Ok(Err(e)) => Err(anyhow::anyhow!("loading the configuration failed: {e}")),
-                    Err(_) => Err(anyhow::anyhow!(
-                        "loading the configuration took longer than {}; is a file it names on a hung mount, or a FIFO?",
-                        config::HumanDuration(CONFIG_LOAD_TIMEOUT)
-                    )),
-                });
+impl Daemon {
+    /// Starts everything `config` asks for (the `/metrics` server on
+    /// `listener`, the state store, the pipeline, alert delivery, host
+    /// collection, one task per target, the memory trim and the systemd
+    /// watchdog) and tells systemd it is ready. Call it inside a tokio
+    /// runtime; what it starts runs there. When it fails half-way, what
+    /// it started stops.
+    pub fn start(config: Config, listener: TcpListener) -> anyhow::Result<Daemon> {
+        let metrics =
+            Arc::new(Metrics::new(&config.agent.instance).context("cannot register metrics")?);
+        mark_reload(&metrics, true);
+        let health = Health::new();
+        let root = CancellationToken::new();
+        let started = root.clone().drop_guard();
+        let tracker = TaskTracker::new();
+
+        let web =
+            WebRuntime::new(&config.agent.web).map_err(|e| anyhow::anyhow!("agent.web: {e}"))?;
+        let server = Arc::new(ServerState::new(metrics.clone(), health.clone(), web));
+        if let Some(limit) = crate::service::fdlimit::raise() {
+            server.limit_descriptors(limit.soft);
+            tracing::info!(
+                descriptors = limit.soft,
+                raised_from = limit.before,
+                max_connections = server.connection_limit(),
+                "descriptor limit"
+            );
+        }
+        tracker.spawn(server::serve(listener, server.clone(), root.child_token()));
+
+        let clock = clock::system();
+        let store = open_store(&config, &metrics);
+        // A read that fails on damaged contents makes the store replace the file
+        // (keeping what reads) before its next use: load once more from that.
+        let loaded = Incidents::load(Some(store.clone()), &config.targets).or_else(|e| {
+            metrics.agent.store_errors.inc();
+            tracing::error!(error = %e, "cannot restore detector state; trying once more");
+            store.maintain();
+            Incidents::load(Some(store.clone()), &config.targets)
+        });
+        let incidents = match loaded {
+            Ok(i) => i,
+            Err(e) => {
+                metrics.agent.store_errors.inc();
+                tracing::error!(error = %e, "cannot restore detector state; starting fresh");
+                Incidents::load(None, &config.targets).expect("no store, no error")
             }
-            control = signals.next() => match control {
-                Control::Shutdown => return Loaded::Shutdown,
-                Control::Reload => {
-                    tracing::info!("configuration is being loaded already; SIGHUP folded into that load")
+        };
+        let alerting = Alerting::new(config.alerting.clone(), &store, clock.clone())
+            .map_err(|e| anyhow::anyhow!("alerting: {e}"))?;
+        // The pipeline reconciles the outbox with the incidents before it takes
+        // its first sample (and again whenever the store moves to another file).
+        let kinds: HashMap<String, String> = config
+            .targets
+            .iter()
+            .map(|t| (t.name.clone(), t.kind().as_str().to_string()))
+            .collect();
+        let alerting = Arc::new(alerting);
+
+        let (tx, rx) = mpsc::channel(PIPELINE_QUEUE);
+        let flow = Pipeline {
+            metrics: metrics.clone(),
+            incidents,
+            alerting: alerting.clone(),
+            store: store.clone(),
+            instance: config.agent.instance.clone(),
+            host_load: None,
+            clock: clock.clone(),
+            health: health.clone(),
+            kinds,
+        };
+        tracker.spawn(flow.run(rx));
+
+        let mut agent = Agent {
+            config: config.clone(),
+            metrics: metrics.clone(),
+            health: health.clone(),
+            clock,
+            pipeline: tx,
+            root: root.clone(),
+            tracker: tracker.clone(),
+            targets: HashMap::new(),
+            host: None,
+            store,
+            alerting,
+            delivery: None,
+        };
+        agent.start_delivery();
+        agent.start_host(&config.host);
+        for target in &config.targets {
+            agent.start_target(target);
+        }
+        metrics.agent.targets.set(agent.targets.len() as i64);
+
+        if let Some(every) = config.agent.memory_trim {
+            tracker.spawn(crate::service::trim::run(every, root.child_token()));
+        }
+        if let Some(period) = systemd::watchdog_interval() {
+            tracker.spawn(watchdog::feed(period, health.clone(), root.child_token()));
+        }
+        tracing::info!(
+            listen = %config.agent.listen,
+            instance = %config.agent.instance,
+            targets = agent.targets.len(),
+            "mailpulse started"
+        );
+        systemd::ready(&agent.status_line());
+        started.disarm();
+        Ok(Daemon { agent, server })
+    }
+
+    /// Tells systemd that a reload has begun (RELOADING=1).
+    pub fn reloading(&self) {
+        systemd::reloading();
+    }
+
+    /// Applies a reloaded configuration: `[agent.web]` at once; targets,
+    /// host collection and alerting as a diff against the running one.
+    pub async fn reload(&mut self, new: Config) {
+        log_warnings(&new);
+        if new.agent.web != self.agent.config.agent.web {
+            match WebRuntime::new(&new.agent.web) {
+                Ok(web) => self.server.set_web(web),
+                Err(e) => {
+                    tracing::error!(error = %e, "agent.web rejected; keeping the running one")
                 }
-            },
+            }
+        }
+        self.agent.apply(new).await;
+        mark_reload(&self.agent.metrics, true);
+        tracing::info!(targets = self.agent.targets.len(), "configuration reloaded");
+        systemd::ready(&self.agent.status_line());
+    }
+
+    /// Reports a reloaded configuration that was rejected; the running one
+    /// stays.
+    pub fn reject(&self, error: &anyhow::Error) {
+        self.agent.metrics.agent.reload_success.set(0);
+        tracing::error!(error = %format!("{error:#}"), "configuration rejected; keeping the running one");
+        systemd::ready(&format!(
+            "{}; last reload rejected",
+            self.agent.status_line()
+        ));
+    }
+
+    /// Stops every task and waits for them, at most [`SHUTDOWN_GRACE`].
+    pub async fn stop(self) {
+        tracing::info!("shutting down");
+        systemd::stopping();
+        let Daemon { agent, server } = self;
+        let (root, tracker) = (agent.root.clone(), agent.tracker.clone());
+        root.cancel();
+        drop(agent);
+        drop(server);
+        tracker.close();
+        if tokio::time::timeout(SHUTDOWN_GRACE, tracker.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!("some tasks did not stop within the grace period");
         }
     }
 }
 
 /// Logs what the configuration loader warned about (a secret file others can read).
-fn log_warnings(config: &Config) {
+pub fn log_warnings(config: &Config) {
     for w in &config.warnings {
         tracing::warn!(problem = %w, "configuration warning");
     }
@@ -468,225 +410,4 @@ fn open_store(config: &Config, metrics: &Metrics) -> Store {
         metrics.agent.store_errors.inc();
     }
     store
-}
-
-/// Collects host load every `interval` on the blocking pool (procfs reads
-/// block) and records it.
-async fn collect_host(
-    collector: HostCollector,
-    interval: Duration,
-    metrics: Arc<Metrics>,
-    host_load: Arc<RwLock<Option<HostLoad>>>,
-    token: CancellationToken,
-    heartbeat: Heartbeat,
-) {
-    let mut collector = Some(collector);
-    let mut ticker = tokio::time::interval(interval);
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
-    loop {
-        tokio::select! {
-            _ = token.cancelled() => break,
-            _ = ticker.tick() => {}
-        }
-        heartbeat.beat();
-        let Some(mut c) = collector.take() else { break };
-        let job = tokio::task::spawn_blocking(move || {
-            let snapshot = c.collect();
-            (c, snapshot)
-        });
-        let (c, snapshot) = tokio::select! {
-            _ = token.cancelled() => break,
-            done = job => match done {
-                Ok(pair) => pair,
-                Err(e) => {
-                    tracing::error!(error = %e, "host collection panicked; stopping it");
-                    break;
-                }
-            },
-        };
-        metrics.host.record(&snapshot);
-        *host_load.write().expect("host load lock") = Some(pipeline::host_load(&snapshot));
-        collector = Some(c);
-        heartbeat.beat();
-    }
-}
-
-/// Sends WATCHDOG=1 at half the watchdog period, only while every loop is
-/// live: a wedged scheduler stops the pings and systemd restarts the agent.
-async fn feed_watchdog(period: Duration, health: Arc<Health>, token: CancellationToken) {
-    watchdog_loop(period, &health, &token, systemd::watchdog, |stale| {
-        tracing::error!(stale = %stale.join(", "), "loops stopped making progress; withholding the watchdog");
-        systemd::status(&format!("stalled: {}", stale.join(", ")));
-    })
-    .await;
-}
-
-/// The watchdog loop with its effects injected: `ping` when all loops are
-/// live, `stalled` once when some stop (and again after they recover and stall anew).
-async fn watchdog_loop(
-    period: Duration,
-    health: &Health,
-    token: &CancellationToken,
-    mut ping: impl FnMut(),
-    mut stalled: impl FnMut(&[String]),
-) {
-    let mut ticker = tokio::time::interval(period / 2);
-    let mut was_stale = false;
-    loop {
-        tokio::select! {
-            _ = token.cancelled() => break,
-            _ = ticker.tick() => {}
-        }
-        match health.check() {
-            Ok(()) => {
-                ping();
-                was_stale = false;
-            }
-            Err(stale) => {
-                if !was_stale {
-                    stalled(&stale);
-                }
-                was_stale = true;
-            }
-        }
-    }
-}
-
-/// `mailpulse probe`: probes the chosen targets once, concurrently, and
-/// prints the results in configuration order. Returns whether all succeeded.
-pub async fn probe_once(path: &Path, names: &[String], json: bool) -> anyhow::Result<bool> {
-    let config = config::load(path)?;
-    for name in names {
-        if config.target(name).is_none() {
-            let known: Vec<&str> = config.targets.iter().map(|t| t.name.as_str()).collect();
-            anyhow::bail!(
-                "no target named {name:?} in {} (targets: {})",
-                path.display(),
-                report::name_hint(name, &known)
-            );
-        }
-    }
-    let chosen: Vec<&Target> = config
-        .targets
-        .iter()
-        .filter(|t| names.is_empty() || names.contains(&t.name))
-        .collect();
-    if chosen.is_empty() {
-        anyhow::bail!("{} defines no targets", path.display());
-    }
-    let mut tasks = tokio::task::JoinSet::new();
-    for (i, target) in chosen.iter().enumerate() {
-        let prober = Prober::new(target).with_context(|| format!("target {:?}", target.name))?;
-        tasks.spawn(async move {
-            (
-                i,
-                probe::run(&prober, chrono::Utc::now(), Duration::ZERO).await,
-            )
-        });
-    }
-    let mut samples: Vec<(usize, Sample)> = tasks.join_all().await;
-    samples.sort_by_key(|(i, _)| *i);
-    let all_ok = samples.iter().all(|(_, s)| s.success());
-    if json {
-        let list: Vec<_> = samples
-            .iter()
-            .map(|(_, s)| report::sample_json(s))
-            .collect();
-        println!("{}", serde_json::to_string_pretty(&list)?);
-    } else {
-        let now = chrono::Utc::now();
-        let blocks: Vec<String> = samples
-            .iter()
-            .map(|(_, s)| report::sample_table(s, now))
-            .collect();
-        print!("{}", blocks.join("\n"));
-    }
-    Ok(all_ok)
-}
-
-/// `mailpulse incidents`: the recorded incident history, newest first.
-pub fn show_incidents(
-    source: &ConfigSource,
-    target: Option<&str>,
-    limit: usize,
-    json: bool,
-) -> anyhow::Result<()> {
-    let config = source.load()?;
-    let dir = &config.agent.state_dir;
-    let records = if crate::store::incidents::database_exists(dir) {
-        let store = Store::open(dir)?;
-        crate::store::incidents::history(&store, crate::store::incidents::MAX_HISTORY as usize)?
-            .into_iter()
-            .filter(|r| target.is_none_or(|t| r.target == t))
-            .take(limit)
-            .collect()
-    } else {
-        Vec::new()
-    };
-    if json {
-        for r in &records {
-            println!("{}", report::incident_json(r));
-        }
-    } else if records.is_empty() {
-        println!("no incidents recorded in {}", dir.display());
-    } else {
-        print!("{}", report::incident_table(&records));
-    }
-    Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use std::sync::atomic::{AtomicUsize, Ordering};
-
-    #[tokio::test(start_paused = true)]
-    async fn the_watchdog_stops_while_a_loop_is_wedged() {
-        let health = Health::new();
-        let token = CancellationToken::new();
-        let pings = Arc::new(AtomicUsize::new(0));
-        let stalls = Arc::new(AtomicUsize::new(0));
-        // A loop allowed 1 s (+ slack) between beats, which beats for a while, then wedges.
-        let beat = health.register("target owa", Duration::from_secs(1));
-        let task = {
-            let (health, token, pings, stalls) =
-                (health.clone(), token.clone(), pings.clone(), stalls.clone());
-            tokio::spawn(async move {
-                watchdog_loop(
-                    Duration::from_secs(2),
-                    &health,
-                    &token,
-                    || {
-                        pings.fetch_add(1, Ordering::SeqCst);
-                    },
-                    |_| {
-                        stalls.fetch_add(1, Ordering::SeqCst);
-                    },
-                )
-                .await
-            })
-        };
-        for _ in 0..20 {
-            tokio::time::sleep(Duration::from_secs(1)).await;
-            beat.beat();
-        }
-        let live_pings = pings.load(Ordering::SeqCst);
-        assert!(
-            live_pings >= 19,
-            "pinged {live_pings} times in 20 s at a 1 s cadence"
-        );
-        assert_eq!(stalls.load(Ordering::SeqCst), 0);
-        // Wedge: no more beats. After the allowance the pings stop for good.
-        tokio::time::sleep(crate::health::SLACK + Duration::from_secs(3)).await;
-        let at_stall = pings.load(Ordering::SeqCst);
-        tokio::time::sleep(Duration::from_secs(60)).await;
-        assert_eq!(
-            pings.load(Ordering::SeqCst),
-            at_stall,
-            "pinged while wedged"
-        );
-        assert_eq!(stalls.load(Ordering::SeqCst), 1);
-        token.cancel();
-        task.await.unwrap();
-    }
 }

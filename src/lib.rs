@@ -5,17 +5,19 @@
 //! that produce [`sample::Sample`]s, `collect` reads host load into
 //! [`sample::host::HostSnapshot`]s, and `metrics` exports both. `detect` turns
 //! probe results into incidents, and `replay` runs it over recorded series.
-//! `app` wires the pieces together; see `ARCHITECTURE.md`.
+//! `app` wires the pieces together into the daemon, and `cmd` holds the
+//! subcommands, one per file; see `ARCHITECTURE.md`.
 #![deny(unsafe_code)]
 
 pub mod alert;
 pub mod app;
-pub mod cli;
 pub mod clock;
+pub mod cmd;
 pub mod collect;
 pub mod config;
 pub mod detect;
 pub mod health;
+pub mod human;
 pub mod incident;
 pub mod metrics;
 pub mod pipeline;

@@ -2,9 +2,12 @@
 //! metrics, fed to its target's slowdown detector, and, when an incident
 //! opens, escalates or closes, turned into an alert in the durable outbox.
 //!
-//! One task owns this flow, so events of a target are handled in the order
-//! its samples arrived. The incident is saved before its alert is queued;
-//! [`alert::reconcile`] repairs the one gap a crash can leave between the two.
+//! One task owns this flow and its state (the detectors, the alerting in
+//! force, the latest host load): everything reaches it as a [`Message`] on
+//! one channel (samples, host snapshots, reloads), so events of a target are
+//! handled in the order its samples arrived and nothing is shared behind a
+//! lock. The incident is saved before its alert is queued; [`alert::reconcile`]
+//! repairs the one gap a crash can leave between the two.
 //!
 //! When the store cannot take a write (a full disk), nothing is lost: the
 //! incident record waits in `Incidents`, the alert waits in memory
@@ -16,7 +19,7 @@
 //! read-only directory became writable, a damaged file was replaced).
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::mpsc;
@@ -24,6 +27,7 @@ use tokio::sync::mpsc;
 use crate::alert::pending::{DropReason, Pending};
 use crate::alert::{self, AlertEvent, Alerting, HostLoad, IncidentContext};
 use crate::clock::{Clock, JumpWatch, Stamp};
+use crate::config::Target;
 use crate::detect::DetectEvent;
 use crate::health::{Condition, Health};
 use crate::incident::Incidents;
@@ -39,21 +43,58 @@ pub const FLUSH_INTERVAL: Duration = Duration::from_secs(1);
 /// The `/healthz` source of the store's conditions.
 const HEALTH_SOURCE: &str = "state store";
 
-/// What the pipeline needs; shared with the supervisor, which swaps the
-/// alerting configuration and reconfigures incidents on reload.
+/// What the pipeline is sent, in order, on its one channel. A sample is
+/// moved in as it is (the hot path allocates nothing); the rare messages
+/// are boxed, so they do not make every slot of the channel larger.
+#[allow(
+    clippy::large_enum_variant,
+    reason = "boxing the sample would allocate once per sample"
+)]
+pub enum Message {
+    /// A probe result: recorded, fed to its detector, maybe alerted on.
+    Sample(Sample),
+    /// A host load reading: recorded, and kept for alert texts.
+    Host(Box<HostSnapshot>),
+    /// A reloaded configuration.
+    Reload(Box<Reload>),
+}
+
+impl From<Sample> for Message {
+    fn from(sample: Sample) -> Message {
+        Message::Sample(sample)
+    }
+}
+
+impl From<HostSnapshot> for Message {
+    fn from(snapshot: HostSnapshot) -> Message {
+        Message::Host(Box::new(snapshot))
+    }
+}
+
+/// What a reload changes in the pipeline.
+pub struct Reload {
+    /// The configured targets: detectors follow their settings, and those
+    /// of removed targets go.
+    pub targets: Vec<Target>,
+    /// The alerting configuration now in force, when it changed.
+    pub alerting: Option<Arc<Alerting>>,
+}
+
+/// The pipeline and the state it owns.
 pub struct Pipeline {
     /// Where everything is exported.
     pub metrics: Arc<Metrics>,
     /// Every target's detector.
-    pub incidents: Arc<Mutex<Incidents>>,
+    pub incidents: Incidents,
     /// Receivers, routes and windows in force.
-    pub alerting: Arc<RwLock<Arc<Alerting>>>,
+    pub alerting: Arc<Alerting>,
     /// The durable store of incidents and the outbox.
     pub store: Store,
     /// This agent's instance name.
     pub instance: String,
-    /// The latest host load, for alert texts.
-    pub host_load: Arc<RwLock<Option<HostLoad>>>,
+    /// The latest host load, for alert texts; `None` until the first
+    /// host snapshot.
+    pub host_load: Option<HostLoad>,
     /// Wall-clock time.
     pub clock: Arc<dyn Clock>,
     /// Where the store's condition is reported for `/healthz`.
@@ -92,7 +133,7 @@ pub fn host_load(s: &HostSnapshot) -> HostLoad {
 impl Pipeline {
     /// Reconciles the outbox with the detectors, then runs until every sender
     /// of `rx` is gone, and saves what it can.
-    pub async fn run(self, mut rx: mpsc::Receiver<Sample>) {
+    pub async fn run(mut self, mut rx: mpsc::Receiver<Message>) {
         for r in DropReason::ALL {
             self.metrics
                 .agent
@@ -110,12 +151,14 @@ impl Pipeline {
         flush.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
-                sample = rx.recv() => match sample {
-                    Some(s) => {
+                message = rx.recv() => match message {
+                    Some(Message::Sample(s)) => {
                         log_transition(&mut last_ok, &s);
                         self.watch_clock(&mut jumps, &s);
                         self.handle(&mut backlog, &s);
                     }
+                    Some(Message::Host(snapshot)) => self.record_host(&snapshot),
+                    Some(Message::Reload(reload)) => self.reload(*reload),
                     None => break,
                 },
                 _ = flush.tick() => self.settle(&mut backlog),
@@ -128,6 +171,21 @@ impl Pipeline {
                 "stopping with alerts the state store never took; they are lost"
             );
         }
+    }
+
+    /// Records a host snapshot and keeps its summary for alert texts.
+    fn record_host(&mut self, snapshot: &HostSnapshot) {
+        self.metrics.host.record(snapshot);
+        self.host_load = Some(host_load(snapshot));
+    }
+
+    /// Applies a reloaded configuration: detectors follow the targets, and
+    /// alerts queued from now on go by the new alerting configuration.
+    fn reload(&mut self, reload: Reload) {
+        if let Some(alerting) = reload.alerting {
+            self.alerting = alerting;
+        }
+        self.incidents.configure(&reload.targets);
     }
 
     /// Logs and counts a step of the system clock that a sample's start
@@ -155,19 +213,19 @@ impl Pipeline {
     /// Writes what waits for the store (incident records and detector
     /// states, then alerts), reconciles when the store moved to another
     /// file, and reports the store's condition.
-    fn settle(&self, backlog: &mut Backlog) {
+    fn settle(&mut self, backlog: &mut Backlog) {
         // Most seconds there is nothing to do: stay on this worker then.
         let idle = self.store.is_durable()
             && backlog.pending.is_empty()
             && backlog.reconciled == Some(self.store.status().generation)
-            && !self.incidents.lock().expect("incidents lock").has_unsaved();
+            && !self.incidents.has_unsaved();
         if idle {
             return self.report(backlog);
         }
         tokio::task::block_in_place(|| {
             self.store.maintain();
             let saved = {
-                let mut incidents = self.incidents.lock().expect("incidents lock");
+                let incidents = &mut self.incidents;
                 let result = if incidents.has_unsaved() {
                     incidents.flush().map(|_| ())
                 } else {
@@ -187,8 +245,7 @@ impl Pipeline {
                 result.is_ok() && incidents.unsaved_incidents() == 0
             };
             if saved && !backlog.pending.is_empty() {
-                let alerting = self.alerting.read().expect("alerting lock").clone();
-                match backlog.pending.flush(&self.store, &alerting) {
+                match backlog.pending.flush(&self.store, &self.alerting) {
                     Ok(n) => tracing::info!(
                         written = n,
                         waiting = backlog.pending.len(),
@@ -202,12 +259,10 @@ impl Pipeline {
             }
             let generation = self.store.status().generation;
             if saved && backlog.pending.is_empty() && backlog.reconciled != Some(generation) {
-                let alerting = self.alerting.read().expect("alerting lock").clone();
-                let incidents = self.incidents.lock().expect("incidents lock");
                 match alert::reconcile(
                     &self.store,
-                    &alerting,
-                    &incidents,
+                    &self.alerting,
+                    &self.incidents,
                     &self.instance,
                     &backlog.kinds,
                     self.clock.now(),
@@ -238,11 +293,7 @@ impl Pipeline {
         agent
             .alerts_pending_memory
             .set(backlog.pending.len() as i64);
-        let unsaved = self
-            .incidents
-            .lock()
-            .expect("incidents lock")
-            .unsaved_incidents();
+        let unsaved = self.incidents.unsaved_incidents();
         let mut conditions = Vec::new();
         if let Some(problem) = status.problem {
             conditions.push(Condition::Degraded(format!("state store: {problem}")));
@@ -263,7 +314,7 @@ impl Pipeline {
     }
 
     /// Records one sample and acts on what its detector decided.
-    fn handle(&self, backlog: &mut Backlog, sample: &Sample) {
+    fn handle(&mut self, backlog: &mut Backlog, sample: &Sample) {
         self.metrics.probe.record(sample);
         // A store that failed (disk full) shows as not durable until it recovers.
         self.metrics
@@ -276,7 +327,7 @@ impl Pipeline {
                 .insert(sample.target.clone(), sample.kind.as_str().to_string());
         }
         let (event, saved, state, baseline) = {
-            let mut incidents = self.incidents.lock().expect("incidents lock");
+            let incidents = &mut self.incidents;
             // Only a sample that opens, escalates or closes an incident writes
             // to the store; the rest stay on this worker (block_in_place hands
             // the worker to another thread, which costs more than detection).
@@ -314,7 +365,7 @@ impl Pipeline {
                 "incident closed"
             ),
         }
-        let alerting = self.alerting.read().expect("alerting lock").clone();
+        let alerting = &self.alerting;
         let ctx = IncidentContext {
             instance: self.instance.clone(),
             target: sample.target.clone(),
@@ -328,16 +379,15 @@ impl Pipeline {
                 .failure
                 .as_ref()
                 .map(|f| format!("{}: {}", f.reason, f.message)),
-            host: self.host_load.read().expect("host load lock").clone(),
+            host: self.host_load.clone(),
         };
         let alert = AlertEvent::from_incident(incident, ctx);
         let now = self.clock.now();
         // Straight to the outbox when the incident is saved and nothing older
         // waits; otherwise behind what waits, in order.
         if saved && backlog.pending.is_empty() {
-            match tokio::task::block_in_place(|| {
-                alert::enqueue(&self.store, &alerting, &alert, now)
-            }) {
+            match tokio::task::block_in_place(|| alert::enqueue(&self.store, alerting, &alert, now))
+            {
                 Ok(_) => return,
                 Err(e) => {
                     self.metrics.agent.store_errors.inc();
@@ -423,11 +473,11 @@ mod tests {
         let alerting = Alerting::with_receivers(config.alerting.clone(), vec![Arc::new(Hook)]);
         Pipeline {
             metrics: Arc::new(Metrics::new("cas01").unwrap()),
-            incidents: Arc::new(Mutex::new(incidents)),
-            alerting: Arc::new(RwLock::new(Arc::new(alerting))),
+            incidents,
+            alerting: Arc::new(alerting),
             store: store.clone(),
             instance: "cas01".into(),
-            host_load: Arc::default(),
+            host_load: None,
             clock: crate::clock::system(),
             health: Health::new(),
             kinds: HashMap::from([("owa".to_string(), "http".to_string())]),
@@ -438,7 +488,7 @@ mod tests {
     /// the pipeline's first step (start-up reconciliation).
     fn start(dir: &std::path::Path) -> (Store, Pipeline, Backlog) {
         let store = Store::open_daemon(dir);
-        let p = pipeline(&store);
+        let mut p = pipeline(&store);
         let mut b = Backlog {
             kinds: p.kinds.clone(),
             ..Backlog::default()
@@ -448,25 +498,13 @@ mod tests {
     }
 
     /// Feeds `n` samples of `ms` milliseconds, 100 ms apart from `*at`.
-    fn feed(p: &Pipeline, b: &mut Backlog, at: &mut DateTime<Utc>, n: usize, ms: u64) {
+    fn feed(p: &mut Pipeline, b: &mut Backlog, at: &mut DateTime<Utc>, n: usize, ms: u64) {
         for _ in 0..n {
-            let total = Duration::from_millis(ms);
-            p.handle(
-                b,
-                &Sample {
-                    target: "owa".into(),
-                    kind: ProbeKind::Http,
-                    started_at: *at,
-                    steady_at: *at,
-                    phases: vec![(Phase::Total, total)],
-                    failure: None,
-                    status: Some(200),
-                    tls: None,
-                    schedule_lag: Duration::ZERO,
-                    notes: Vec::new(),
-                    messages: None,
-                },
-            );
+            let stamp = Stamp {
+                wall: *at,
+                steady: *at,
+            };
+            p.handle(b, &stamped(stamp, ms));
             *at += chrono::Duration::milliseconds(100);
         }
     }
@@ -486,17 +524,17 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
     async fn alerts_wait_in_memory_while_the_store_fails_then_follow_their_incidents_to_the_file() {
         let dir = tempfile::tempdir().unwrap();
-        let (store, p, mut b) = start(dir.path());
+        let (store, mut p, mut b) = start(dir.path());
         let mut at = DateTime::from_timestamp(1_800_000_000, 0).unwrap();
-        feed(&p, &mut b, &mut at, 60, 1);
+        feed(&mut p, &mut b, &mut at, 60, 1);
 
         // The disk fills; an incident opens and closes.
         store.fail_writes(true);
-        feed(&p, &mut b, &mut at, 20, 100);
-        feed(&p, &mut b, &mut at, 30, 1);
+        feed(&mut p, &mut b, &mut at, 20, 100);
+        feed(&mut p, &mut b, &mut at, 30, 1);
         p.settle(&mut b);
         assert_eq!(b.pending.len(), 2, "firing and resolved wait in memory");
-        assert_eq!(p.incidents.lock().unwrap().unsaved_incidents(), 1);
+        assert_eq!(p.incidents.unsaved_incidents(), 1);
         assert!(statuses(&store).is_empty(), "nothing reached the outbox");
         assert!(history::history(&store, 10).unwrap().is_empty());
         assert_eq!(p.metrics.agent.store_durable.get(), 0);
@@ -523,7 +561,7 @@ mod tests {
         let records = history::history(&store, 10).unwrap();
         assert_eq!(records.len(), 1);
         assert!(records[0].incident.recovered_at.is_some());
-        assert_eq!(p.incidents.lock().unwrap().unsaved_incidents(), 0);
+        assert_eq!(p.incidents.unsaved_incidents(), 0);
         assert_eq!(p.metrics.agent.store_durable.get(), 1);
         assert_eq!(p.metrics.agent.alerts_pending_memory.get(), 0);
         assert_eq!(p.health.report(), (true, "ok\n".to_string()));
@@ -532,11 +570,11 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
     async fn a_store_moving_to_another_file_is_reconciled_with_the_detectors() {
         let dir = tempfile::tempdir().unwrap();
-        let (store, p, mut b) = start(dir.path());
+        let (store, mut p, mut b) = start(dir.path());
         assert_eq!(b.reconciled, Some(1));
         let mut at = DateTime::from_timestamp(1_800_000_000, 0).unwrap();
-        feed(&p, &mut b, &mut at, 60, 1);
-        feed(&p, &mut b, &mut at, 20, 100);
+        feed(&mut p, &mut b, &mut at, 60, 1);
+        feed(&mut p, &mut b, &mut at, 20, 100);
         assert_eq!(statuses(&store), [AlertStatus::Firing]);
         // The file is damaged twice: a fresh one replaces it (generation 2).
         for _ in 0..2 {
@@ -552,6 +590,59 @@ mod tests {
         let (healthy, body) = p.health.report();
         assert!(healthy, "{body}");
         assert!(body.starts_with("ok\nnote: state store: "), "{body}");
+    }
+
+    /// Host snapshots and reloads arrive on the pipeline's one channel, in
+    /// order with the samples: the host load is recorded and carried by the
+    /// alert of the next incident, and a reload that removes the target
+    /// drops its detector before the samples sent after it.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+    async fn host_snapshots_and_reloads_are_messages_in_order_with_samples() {
+        use crate::sample::host::LoadAverage;
+        let store = Store::in_memory().unwrap();
+        let p = pipeline(&store);
+        let metrics = p.metrics.clone();
+        let (tx, rx) = mpsc::channel(16);
+        let running = tokio::spawn(p.run(rx));
+        let snapshot = HostSnapshot {
+            load: Some(LoadAverage {
+                load1: 1.5,
+                load5: 1.0,
+                load15: 0.5,
+            }),
+            ..HostSnapshot::default()
+        };
+        tx.send(snapshot.into()).await.unwrap();
+        let mut at = DateTime::from_timestamp(1_800_000_000, 0).unwrap();
+        let mut feed = async |samples: &[u64]| {
+            for &ms in samples {
+                let stamp = Stamp {
+                    wall: at,
+                    steady: at,
+                };
+                tx.send(stamped(stamp, ms).into()).await.unwrap();
+                at += chrono::Duration::milliseconds(100);
+            }
+        };
+        feed(&[&[1; 60][..], &[100; 20]].concat()).await;
+        // The target goes: healthy samples still queued for it would have
+        // closed the incident (and queued its resolve) had it stayed.
+        let reload = Reload {
+            targets: Vec::new(),
+            alerting: None,
+        };
+        tx.send(Message::Reload(Box::new(reload))).await.unwrap();
+        feed(&[1; 30]).await;
+        drop(tx);
+        running.await.unwrap();
+
+        let page = String::from_utf8(metrics.encode()).unwrap();
+        assert!(page.contains("\nmailpulse_host_load1 1.5\n"), "{page}");
+        let rows = outbox::all_rows(&store).unwrap();
+        assert_eq!(rows.len(), 1, "{rows:?}");
+        let alert: AlertEvent = serde_json::from_str(&rows[0].payload).unwrap();
+        assert_eq!(alert.status, AlertStatus::Firing);
+        assert_eq!(alert.host.and_then(|h| h.load1), Some(1.5));
     }
 
     fn stamped(stamp: Stamp, ms: u64) -> Sample {
@@ -589,11 +680,11 @@ mod tests {
         let alerting = Alerting::new(config.alerting.clone(), &store, clock.clone()).unwrap();
         let flow = Pipeline {
             metrics: metrics.clone(),
-            incidents: Arc::new(Mutex::new(incidents)),
-            alerting: Arc::new(RwLock::new(Arc::new(alerting))),
+            incidents,
+            alerting: Arc::new(alerting),
             store: store.clone(),
             instance: "test".into(),
-            host_load: Arc::new(RwLock::new(None)),
+            host_load: None,
             clock: clock.clone(),
             health: Health::new(),
             kinds: HashMap::from([("owa".to_string(), "http".to_string())]),
@@ -608,7 +699,7 @@ mod tests {
                     wall: steady + offset,
                     steady,
                 };
-                tx.send(stamped(stamp, ms)).await.unwrap();
+                tx.send(stamped(stamp, ms).into()).await.unwrap();
                 steady += WallDuration::seconds(10);
             }
             first_wall

@@ -13,7 +13,8 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
 
-use crate::config::{Config, HttpAuth, HumanDuration, ProbeSpec};
+use crate::config::{Config, HttpAuth, ProbeSpec};
+use crate::human::{self, Style};
 use crate::sample::{Phase, Sample};
 
 /// `text` safe to print on a terminal: control characters (escape
@@ -90,18 +91,6 @@ fn edit_distance(a: &str, b: &str) -> usize {
     row[b.len()]
 }
 
-/// Formats a duration in milliseconds with a precision that suits its size.
-pub fn millis(d: Duration) -> String {
-    let ms = d.as_secs_f64() * 1000.0;
-    if ms < 10.0 {
-        format!("{ms:.2} ms")
-    } else if ms < 1000.0 {
-        format!("{ms:.1} ms")
-    } else {
-        format!("{:.3} s", d.as_secs_f64())
-    }
-}
-
 /// One probe result as a block: a headline, then every phase on its own line.
 pub fn sample_table(s: &Sample, now: DateTime<Utc>) -> String {
     let mut out = String::new();
@@ -151,7 +140,12 @@ pub fn sample_table(s: &Sample, now: DateTime<Utc>) -> String {
         } else if Some(*phase) == slowest && s.phases.len() > 2 {
             marks.push_str("  <- slowest");
         }
-        let _ = writeln!(out, "  {:<12} {:>12}{marks}", phase.as_str(), millis(*d));
+        let _ = writeln!(
+            out,
+            "  {:<12} {:>12}{marks}",
+            phase.as_str(),
+            human::duration(*d, Style::Millis)
+        );
     }
     out
 }
@@ -208,7 +202,11 @@ pub fn config_summary(c: &Config) -> String {
         c.agent.log_level
     );
     if c.host.enabled {
-        let _ = write!(out, "host: every {}", HumanDuration(c.host.interval));
+        let _ = write!(
+            out,
+            "host: every {}",
+            human::duration(c.host.interval, Style::Config)
+        );
         if !c.host.processes.is_empty() {
             let _ = write!(out, ", process groups: {}", c.host.processes.join(", "));
         }
@@ -280,8 +278,8 @@ pub fn config_summary(c: &Config) -> String {
             "  {:<16} {:<8} every {:<6} timeout {:<6} {}",
             t.name,
             t.kind().as_str(),
-            HumanDuration(t.interval).to_string(),
-            HumanDuration(t.timeout).to_string(),
+            human::duration(t.interval, Style::Config),
+            human::duration(t.timeout, Style::Config),
             what
         );
     }
@@ -317,7 +315,7 @@ pub fn incident_table(records: &[crate::store::incidents::IncidentRecord]) -> St
         "FAILED",
     ];
     let time = |t: DateTime<Utc>| t.format("%Y-%m-%d %H:%M:%SZ").to_string();
-    let secs = |s: f64| crate::alert::render::human_duration(Duration::from_secs_f64(s.max(0.0)));
+    let secs = |s: f64| human::duration(Duration::from_secs_f64(s.max(0.0)), Style::Spaced);
     let rows: Vec<Vec<String>> = records
         .iter()
         .map(|r| {
@@ -329,8 +327,10 @@ pub fn incident_table(records: &[crate::store::incidents::IncidentRecord]) -> St
                 format!("+{}", secs(i.time_to_detect_seconds())),
                 i.recovered_at.map_or("open".to_string(), time),
                 i.duration_seconds().map_or("-".to_string(), secs),
-                i.peak_latency.map_or("-".to_string(), millis),
-                i.baseline_at_onset.map_or("-".to_string(), millis),
+                i.peak_latency
+                    .map_or("-".to_string(), |d| human::duration(d, Style::Millis)),
+                i.baseline_at_onset
+                    .map_or("-".to_string(), |d| human::duration(d, Style::Millis)),
                 i.worst_phase
                     .as_deref()
                     .map_or("-".to_string(), |p| terminal_text(p).into_owned()),
@@ -339,10 +339,30 @@ pub fn incident_table(records: &[crate::store::incidents::IncidentRecord]) -> St
             ]
         })
         .collect();
+    table(&header, &rows, Width::Chars)
+}
+
+/// How [`table`] measures a cell.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Width {
+    /// In characters, as cells are padded (`incidents`).
+    Chars,
+    /// In bytes, as the `replay` table always has: the same as characters
+    /// for ASCII text, wider for other.
+    Bytes,
+}
+
+/// `rows` under `header` in aligned columns, each as wide as its widest
+/// cell (measured by `width`), two spaces apart, with no trailing spaces.
+pub fn table(header: &[&str], rows: &[Vec<String>], width: Width) -> String {
+    let measure = |cell: &str| match width {
+        Width::Chars => cell.chars().count(),
+        Width::Bytes => cell.len(),
+    };
     let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
-    for row in &rows {
+    for row in rows {
         for (w, cell) in widths.iter_mut().zip(row) {
-            *w = (*w).max(cell.chars().count());
+            *w = (*w).max(measure(cell));
         }
     }
     let mut out = String::new();
@@ -356,7 +376,7 @@ pub fn incident_table(records: &[crate::store::incidents::IncidentRecord]) -> St
         out.push('\n');
     };
     line(header.to_vec());
-    for row in &rows {
+    for row in rows {
         line(row.iter().map(String::as_str).collect());
     }
     out
@@ -379,6 +399,22 @@ mod tests {
         assert_eq!(
             terminal_text("patch \u{202e}txt.exe\u{2066}x\u{2069}"),
             "patch \\u{202e}txt.exe\\u{2066}x\\u{2069}"
+        );
+    }
+
+    #[test]
+    fn tables_measure_cells_in_characters_or_in_bytes() {
+        let rows = vec![
+            vec!["éé".to_string(), "x".to_string()],
+            vec!["abc".to_string(), "y".to_string()],
+        ];
+        assert_eq!(
+            table(&["A", "B"], &rows, Width::Chars),
+            "A    B\néé   x\nabc  y\n"
+        );
+        assert_eq!(
+            table(&["A", "B"], &rows, Width::Bytes),
+            "A     B\néé    x\nabc   y\n"
         );
     }
 

@@ -22,11 +22,12 @@ use crate::health::Health;
 use crate::probe::{self, Prober};
 use crate::sample::Sample;
 
-/// Starts the probe loop of `target`; it ends when `token` is cancelled or
-/// the receiver of `samples` is gone.
-pub fn spawn_target(
+/// Starts the probe loop of `target`, sending each sample on `samples` (as
+/// whatever message type the receiver takes); it ends when `token` is
+/// cancelled or the receiver of `samples` is gone.
+pub fn spawn_target<T: From<Sample> + Send + 'static>(
     target: &Target,
-    samples: mpsc::Sender<Sample>,
+    samples: mpsc::Sender<T>,
     token: CancellationToken,
     tracker: &TaskTracker,
     health: &Arc<Health>,
@@ -54,7 +55,7 @@ pub fn spawn_target(
                 s = probe::run(&prober, clock.stamp(), lag) => s,
             };
             heartbeat.beat();
-            if samples.send(sample).await.is_err() {
+            if samples.send(T::from(sample)).await.is_err() {
                 break;
             }
         }
@@ -95,7 +96,7 @@ mod tests {
     async fn probes_follow_the_interval_without_drift() {
         // Port 9 (discard) on loopback refuses at once: each probe is a fast failure.
         let t = target("1s");
-        let (tx, mut rx) = mpsc::channel(16);
+        let (tx, mut rx) = mpsc::channel::<Sample>(16);
         let token = CancellationToken::new();
         let tracker = TaskTracker::new();
         let health = Health::new();
@@ -128,7 +129,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn samples_carry_the_steady_clock_across_a_step() {
         let t = target("1s");
-        let (tx, mut rx) = mpsc::channel(16);
+        let (tx, mut rx) = mpsc::channel::<Sample>(16);
         let token = CancellationToken::new();
         let tracker = TaskTracker::new();
         let health = Health::new();

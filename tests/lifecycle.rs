@@ -253,12 +253,12 @@ async fn systemd_sees_ready_watchdog_reloading_and_stopping() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+/// In process (`app::run` on 127.0.0.1:0): no signal is involved.
+#[tokio::test]
 async fn healthz_and_unknown_paths() {
     let dir = tempfile::tempdir().unwrap();
-    let port = support::free_port();
-    let cfg = write_file(dir.path(), "c.toml", &config(port, &[]));
-    let agent = Agent::start(&cfg, ([127, 0, 0, 1], port).into(), &[]).await;
+    let cfg = write_file(dir.path(), "c.toml", &config(0, &[]));
+    let agent = support::in_process::InProcessAgent::start(&cfg).await;
     assert_eq!(
         support::get(agent.addr, "/healthz").await.unwrap(),
         (200, "ok\n".to_string())

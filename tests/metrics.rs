@@ -1,9 +1,11 @@
 //! A real scrape of a running agent passes `promtool check metrics` with no
-//! output, and carries the contract's metric families.
+//! output, and carries the contract's metric families. The agent runs in
+//! this process (`app::run` on 127.0.0.1:0).
 
 mod support;
 
-use support::{metric, write_file, Agent, HttpServer, Route};
+use support::in_process::InProcessAgent;
+use support::{metric, write_file, HttpServer, Route};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_real_scrape_passes_promtool_and_has_the_contract_families() {
@@ -12,16 +14,15 @@ async fn a_real_scrape_passes_promtool_and_has_the_contract_families() {
         .route("/ok", Route::ok("ok"))
         .route("/down", Route::status(500));
     let dir = tempfile::tempdir().unwrap();
-    let port = support::free_port();
     let text = format!(
-        "[agent]\nlisten = \"127.0.0.1:{port}\"\n[host]\ninterval = \"1s\"\nprocesses = [\"mailpulse\"]\n\
+        "[host]\ninterval = \"1s\"\nprocesses = [\"mailpulse\"]\n\
          [[target]]\nname = \"ok\"\nkind = \"http\"\nurl = \"{}\"\ninterval = \"200ms\"\ntimeout = \"150ms\"\n\
          [[target]]\nname = \"down\"\nkind = \"http\"\nurl = \"{}\"\ninterval = \"200ms\"\ntimeout = \"150ms\"\n",
         server.url("/ok"),
         server.url("/down")
     );
     let cfg = write_file(dir.path(), "c.toml", &text);
-    let agent = Agent::start(&cfg, ([127, 0, 0, 1], port).into(), &[]).await;
+    let agent = InProcessAgent::start(&cfg).await;
     agent
         .wait_until(
             || async {

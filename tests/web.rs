@@ -111,18 +111,17 @@ async fn tls_and_basic_auth_protect_the_metrics_endpoint() {
     assert!(!agent.log_text().contains("scrape-pw"));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+/// In process (`app::run` on 127.0.0.1:0): only the listener matters.
+#[tokio::test]
 async fn clients_outside_allowed_networks_are_refused() {
     let dir = tempfile::tempdir().unwrap();
-    let port = support::free_port();
     let cfg = write_file(
         dir.path(),
         "c.toml",
-        &format!("[agent]\nlisten = \"127.0.0.1:{port}\"\n[agent.web]\nallowed_networks = [\"10.0.0.0/8\", \"2001:db8::/32\"]\n"),
+        "[agent.web]\nallowed_networks = [\"10.0.0.0/8\", \"2001:db8::/32\"]\n",
     );
-    let addr: SocketAddr = ([127, 0, 0, 1], port).into();
-    let _agent = Agent::spawn(&cfg, addr, &[]).await;
-    assert_eq!(support::get(addr, "/metrics").await, None);
+    let agent = support::in_process::InProcessAgent::spawn(&cfg);
+    assert_eq!(support::get(agent.addr, "/metrics").await, None);
 }
 
 #[test]

@@ -29,7 +29,6 @@
 //! `redact.rs`; `cli.rs` the alert commands.
 
 pub mod alertmanager;
-pub mod cli;
 mod delivery;
 pub mod email;
 mod enqueue;

@@ -12,6 +12,7 @@ use std::time::Duration;
 use chrono::{DateTime, SecondsFormat, Utc};
 
 use super::{AlertEvent, AlertStatus, HostLoad};
+use crate::human::{self, Style};
 
 /// The `alertname` label: one name per incident kind.
 pub fn alertname(e: &AlertEvent) -> String {
@@ -69,9 +70,12 @@ fn firing_sentence(e: &AlertEvent) -> String {
             details.push(format!("last error: {err}"));
         }
     } else if let Some(current) = e.current_latency_seconds.or(e.peak_latency_seconds) {
-        let mut d = format!("latency {}", latency(current));
+        let mut d = format!("latency {}", human::seconds(current, Style::Latency));
         if let Some(base) = e.baseline_latency_seconds {
-            d.push_str(&format!(" against a {} baseline", latency(base)));
+            d.push_str(&format!(
+                " against a {} baseline",
+                human::seconds(base, Style::Latency)
+            ));
             if let Some(r) = ratio(current, base) {
                 d.push_str(&format!(" ({r})"));
             }
@@ -99,18 +103,18 @@ fn recovery_sentence(e: &AlertEvent) -> String {
             "{} recovered at {} after {}",
             e.target,
             clock_time(at),
-            human_duration(span(e.started_at, at))
+            human::duration(span(e.started_at, at), Style::Spaced)
         ),
         None => format!("{} recovered", e.target),
     };
     let mut details = vec![format!(
         "detected {} after onset",
-        short_duration(span(e.started_at, e.detected_at))
+        human::duration(span(e.started_at, e.detected_at), Style::Seconds)
     )];
     if e.incident_kind == "down" {
         details.push(count_word(e.failed_count, "failed probe"));
     } else if let Some(peak) = e.peak_latency_seconds {
-        details.push(format!("peak {}", latency(peak)));
+        details.push(format!("peak {}", human::seconds(peak, Style::Latency)));
     }
     s.push_str(&format!(" ({})", details.join(", ")));
     s
@@ -138,22 +142,25 @@ pub fn facts(e: &AlertEvent) -> Vec<(&'static str, String)> {
             format!(
                 "{} ({} after onset)",
                 rfc3339(e.detected_at),
-                short_duration(span(e.started_at, e.detected_at))
+                human::duration(span(e.started_at, e.detected_at), Style::Seconds)
             ),
         ),
     ];
     if let Some(at) = e.recovered_at {
         f.push(("Recovered", rfc3339(at)));
-        f.push(("Duration", human_duration(span(e.started_at, at))));
+        f.push((
+            "Duration",
+            human::duration(span(e.started_at, at), Style::Spaced),
+        ));
     }
     if let Some(v) = e.current_latency_seconds {
-        f.push(("Latency now", latency(v)));
+        f.push(("Latency now", human::seconds(v, Style::Latency)));
     }
     if let Some(v) = e.peak_latency_seconds {
-        f.push(("Peak latency", latency(v)));
+        f.push(("Peak latency", human::seconds(v, Style::Latency)));
     }
     if let Some(v) = e.baseline_latency_seconds {
-        f.push(("Baseline", latency(v)));
+        f.push(("Baseline", human::seconds(v, Style::Latency)));
     }
     if let Some(p) = &e.worst_phase {
         f.push(("Worst phase", p.clone()));
@@ -207,7 +214,7 @@ pub fn annotations(e: &AlertEvent) -> BTreeMap<String, String> {
         let d = span(e.started_at, at);
         put("recovered_at", rfc3339(at));
         put("duration_seconds", seconds(d));
-        put("duration", human_duration(d));
+        put("duration", human::duration(d, Style::Spaced));
     }
     if let Some(v) = e.peak_latency_seconds {
         put("peak_latency_seconds", number(v));
@@ -268,47 +275,6 @@ pub fn clock_time(t: DateTime<Utc>) -> String {
 /// RFC 3339 in UTC with a `Z` and no fraction when whole.
 pub fn rfc3339(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::AutoSi, true)
-}
-
-/// A human duration to the second: `10m 3s`, `1h 5s`, `2d 3h`; `0s` when
-/// below a second.
-pub fn human_duration(d: Duration) -> String {
-    let mut secs = d.as_secs();
-    if secs == 0 {
-        return "0s".into();
-    }
-    let mut parts = Vec::new();
-    for (unit, size) in [("d", 86400), ("h", 3600), ("m", 60), ("s", 1)] {
-        if secs >= size {
-            parts.push(format!("{}{unit}", secs / size));
-            secs %= size;
-        }
-    }
-    parts.join(" ")
-}
-
-/// Short spans in plain seconds (`61 s`), longer ones as [`human_duration`].
-pub fn short_duration(d: Duration) -> String {
-    if d < Duration::from_secs(100) {
-        format!("{} s", d.as_secs_f64().round() as u64)
-    } else {
-        human_duration(d)
-    }
-}
-
-/// A latency for humans: `180 ms`, `3.8 s`, `1.5 ms`, `450 µs`.
-pub fn latency(seconds: f64) -> String {
-    if seconds >= 100.0 {
-        format!("{seconds:.0} s")
-    } else if seconds >= 1.0 {
-        format!("{seconds:.1} s")
-    } else if seconds >= 0.01 {
-        format!("{:.0} ms", seconds * 1e3)
-    } else if seconds >= 0.001 {
-        format!("{:.1} ms", seconds * 1e3)
-    } else {
-        format!("{:.0} µs", seconds * 1e6)
-    }
 }
 
 /// How many times `value` is `base`: `21x`, `2.5x`; `None` without a base.
@@ -490,16 +456,26 @@ Incident: 3f2a9c0d11e4b7a2";
 
     #[test]
     fn number_formats() {
-        let check =
-            |secs: u64, expect: &str| assert_eq!(human_duration(Duration::from_secs(secs)), expect);
+        let check = |secs: u64, expect: &str| {
+            assert_eq!(
+                human::duration(Duration::from_secs(secs), Style::Spaced),
+                expect
+            )
+        };
         check(0, "0s");
         check(59, "59s");
         check(603, "10m 3s");
         check(3605, "1h 5s");
         check(93784, "1d 2h 3m 4s");
-        assert_eq!(short_duration(Duration::from_secs(61)), "61 s");
-        assert_eq!(short_duration(Duration::from_secs(600)), "10m");
-        let check = |v: f64, expect: &str| assert_eq!(latency(v), expect);
+        assert_eq!(
+            human::duration(Duration::from_secs(61), Style::Seconds),
+            "61 s"
+        );
+        assert_eq!(
+            human::duration(Duration::from_secs(600), Style::Seconds),
+            "10m"
+        );
+        let check = |v: f64, expect: &str| assert_eq!(human::seconds(v, Style::Latency), expect);
         check(3.8, "3.8 s");
         check(0.18, "180 ms");
         check(0.0015, "1.5 ms");

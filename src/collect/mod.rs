@@ -7,7 +7,8 @@
 //! error) leaves its part of the snapshot empty and is marked unsuccessful, like
 //! node_exporter's `node_scrape_collector_success`; the others still report.
 //! This module does blocking file IO and knows nothing about metrics or probes;
-//! the caller runs [`HostCollector::collect`] on a blocking thread.
+//! [`task::run`] is the loop that runs [`HostCollector::collect`] on a
+//! blocking thread every host interval and hands each snapshot on.
 
 mod cpu;
 mod disk;
@@ -19,6 +20,7 @@ mod network;
 mod pressure;
 mod process;
 mod procfs;
+pub mod task;
 mod tcp;
 
 use std::path::PathBuf;
@@ -107,7 +109,7 @@ impl HostCollector {
         }
     }
 
-    /// Blocking; called every host interval from a dedicated task (via `spawn_blocking`).
+    /// Blocking; called every host interval by [`task::run`] (via `spawn_blocking`).
     /// Keeps previous counters to compute the CPU usage ratio between calls (on the
     /// first call, the ratio since boot). Never fails as a whole: see
     /// [`HostSnapshot::collectors`] for what each collector achieved.

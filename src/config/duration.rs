@@ -9,6 +9,8 @@ use std::time::Duration;
 
 use serde::de::{self, Deserialize, Deserializer};
 
+use crate::human::{self, Style};
+
 /// A duration written as a human string in the configuration.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
 pub struct HumanDuration(pub Duration);
@@ -71,38 +73,9 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     Ok(Duration::from_secs_f64(seconds))
 }
 
-/// Formats a duration the way the configuration writes it (`1m30s`, `250ms`).
-pub fn format_duration(d: Duration) -> String {
-    let total_ms = d.as_millis();
-    if total_ms == 0 {
-        return if d.is_zero() {
-            "0s".into()
-        } else {
-            format!("{}us", d.as_micros())
-        };
-    }
-    if !total_ms.is_multiple_of(1000) {
-        return if total_ms < 1000 {
-            format!("{total_ms}ms")
-        } else {
-            let secs = format!("{:.3}", d.as_secs_f64());
-            format!("{}s", secs.trim_end_matches('0').trim_end_matches('.'))
-        };
-    }
-    let mut secs = d.as_secs();
-    let mut out = String::new();
-    for (unit, size) in [("d", 86400), ("h", 3600), ("m", 60), ("s", 1)] {
-        if secs >= size {
-            out.push_str(&format!("{}{unit}", secs / size));
-            secs %= size;
-        }
-    }
-    out
-}
-
 impl fmt::Display for HumanDuration {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&format_duration(self.0))
+        f.write_str(&human::duration(self.0, Style::Config))
     }
 }
 
@@ -183,7 +156,7 @@ mod tests {
             "250ms", "10s", "2m", "1h30m", "1d", "0s", "1m5s", "1.5s", "2.25s",
         ] {
             let d = parse_duration(text).unwrap();
-            assert_eq!(format_duration(d), text);
+            assert_eq!(HumanDuration(d).to_string(), text);
         }
     }
 }

@@ -1,10 +1,11 @@
 //! Test support: in-process servers on 127.0.0.1:0 with controllable
-//! behaviour, the real `mailpulse` binary started as a child process, and a
-//! small scrape matcher.
+//! behaviour, the real `mailpulse` binary started as a child process (or
+//! the agent run in this process, `in_process`), and a small scrape matcher.
 #![allow(dead_code)]
 
 pub mod alertmanager;
 pub mod delivery;
+pub mod in_process;
 
 use std::collections::HashMap;
 use std::io::Write as _;

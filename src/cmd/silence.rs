@@ -1,41 +1,28 @@
-//! The alert commands: `mailpulse test-alert --receiver NAME` (a clearly
-//! marked test notification, sent now, to check wiring before a live
-//! weekend) and `mailpulse silence add|list|remove` (ad hoc maintenance
-//! windows, stored in the state store the daemon reads).
-//!
-//! These are clap argument types plus one async function each; `main.rs`
-//! only dispatches. They read the alerting part of the configuration file
-//! themselves and print for humans; they never start the daemon.
+//! `mailpulse silence add|list|remove`: ad hoc maintenance windows, stored
+//! in the state store the daemon reads, and the configured windows listed
+//! beside them. Reads the alerting part of the configuration itself and
+//! prints for humans; never starts the daemon.
 
 use std::path::PathBuf;
+use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{bail, Context as _};
 use chrono::{DateTime, SubsecRound, Utc};
-use clap::{Args, Subcommand};
+use clap::Subcommand;
 
-use super::{build_receiver, render, AlertEvent, AlertStatus, HostLoad, ReceiverContext};
+use crate::alert::render;
 use crate::config::alerting::{load_alerting_part, WindowSchedule};
 use crate::config::duration::parse_duration;
 use crate::config::DEFAULT_CONFIG_PATH;
+use crate::human::{self, Style};
 use crate::report::terminal_text;
 use crate::store::outbox::{self, Silence};
 use crate::store::Store;
 
-/// `mailpulse test-alert`: sends a test notification to one receiver.
-#[derive(Debug, Args)]
-pub struct TestAlertArgs {
-    /// The receiver to send to, by name (`[[receiver]] name`).
-    #[arg(long, value_name = "NAME")]
-    pub receiver: String,
-    /// Configuration file with the receiver.
-    #[arg(short, long, value_name = "FILE", default_value = DEFAULT_CONFIG_PATH)]
-    pub config: PathBuf,
-}
-
 /// `mailpulse silence`: ad hoc maintenance windows.
-#[derive(Debug, Args)]
-pub struct SilenceArgs {
+#[derive(Debug, clap::Args)]
+pub struct Args {
     /// What to do.
     #[command(subcommand)]
     pub command: SilenceCommand,
@@ -76,93 +63,8 @@ pub enum SilenceCommand {
     },
 }
 
-/// The synthetic incident a test notification describes.
-fn test_event(instance: &str, severity: &str, now: DateTime<Utc>) -> AlertEvent {
-    AlertEvent {
-        incident_key: format!("{:016x}", now.timestamp_millis()),
-        status: AlertStatus::Firing,
-        reminder: false,
-        test: true,
-        instance: instance.to_string(),
-        target: "test-alert".into(),
-        probe_kind: "http".into(),
-        incident_kind: "slow".into(),
-        severity: severity.to_string(),
-        started_at: now - chrono::Duration::seconds(125),
-        detected_at: now - chrono::Duration::seconds(64),
-        recovered_at: None,
-        peak_latency_seconds: Some(2.4),
-        baseline_latency_seconds: Some(0.12),
-        current_latency_seconds: Some(1.9),
-        worst_phase: Some("first_byte".into()),
-        slow_count: 4,
-        failed_count: 0,
-        last_error: None,
-        host: Some(HostLoad {
-            cpu_ratio: Some(0.42),
-            load1: Some(1.5),
-            memory_available_bytes: Some(2 * 1024 * 1024 * 1024),
-            tcp_established: Some(321),
-        }),
-    }
-}
-
-/// Runs `mailpulse test-alert`: sends a test notification (and, for
-/// receivers that keep an open alert, its resolve) directly, not through the
-/// outbox, and reports the outcome.
-pub async fn test_alert(args: &TestAlertArgs) -> anyhow::Result<()> {
-    let file = load_alerting_part(&args.config).map_err(anyhow::Error::msg)?;
-    let Some(rc) = file.alerting.receiver(&args.receiver) else {
-        let known: Vec<&str> = file
-            .alerting
-            .receivers
-            .iter()
-            .map(|r| r.name.as_str())
-            .collect();
-        bail!(
-            "no receiver named {:?} in {} (receivers: {})",
-            args.receiver,
-            args.config.display(),
-            if known.is_empty() {
-                "none".to_string()
-            } else {
-                known.join(", ")
-            }
-        );
-    };
-    // Test notifications keep no state, so the daemon's store is left alone.
-    let ctx = ReceiverContext {
-        store: Store::in_memory()?,
-        clock: crate::clock::system(),
-        external_url: file.alerting.external_url.clone(),
-    };
-    let receiver = build_receiver(rc, &ctx).map_err(anyhow::Error::msg)?;
-    let now = Utc::now().trunc_subsecs(0);
-    let mut event = test_event(&file.instance, &file.alerting.default_severity, now);
-    receiver
-        .send(&event)
-        .await
-        .with_context(|| format!("test notification to {} ({}) failed", rc.name, rc.kind()))?;
-    println!(
-        "sent a test notification to {} ({}): {}",
-        rc.name,
-        rc.kind(),
-        render::summary(&event)
-    );
-    if receiver.stateful() {
-        event.status = AlertStatus::Resolved;
-        event.recovered_at = Some(now);
-        receiver
-            .send(&event)
-            .await
-            .with_context(|| format!("resolving the test alert at {} failed", rc.name))?;
-        println!("resolved the test alert at {}", rc.name);
-    }
-    Ok(())
-}
-
 /// Runs `mailpulse silence ...`.
-pub async fn silence(args: &SilenceArgs) -> anyhow::Result<()> {
+pub async fn run(args: &Args) -> anyhow::Result<ExitCode> {
     let file = load_alerting_part(&args.config).map_err(anyhow::Error::msg)?;
     let state_dir = file.state_dir.clone();
     let store = tokio::task::spawn_blocking(move || Store::open(&state_dir)).await??;
@@ -271,12 +173,12 @@ pub async fn silence(args: &SilenceArgs) -> anyhow::Result<()> {
                     } => format!(
                         "every {weekday} {} UTC for {}",
                         at.format("%H:%M"),
-                        render::human_duration(*duration)
+                        human::duration(*duration, Style::Spaced)
                     ),
                     WindowSchedule::Daily { at, duration } => format!(
                         "every day {} UTC for {}",
                         at.format("%H:%M"),
-                        render::human_duration(*duration)
+                        human::duration(*duration, Style::Spaced)
                     ),
                 };
                 println!(
@@ -294,5 +196,5 @@ pub async fn silence(args: &SilenceArgs) -> anyhow::Result<()> {
             }
         }
     }
-    Ok(())
+    Ok(ExitCode::SUCCESS)
 }

@@ -1,0 +1,34 @@
+//! `mailpulse check-config`: validates a configuration file and prints a
+//! summary of what the agent would do with it.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use crate::config;
+use crate::report;
+
+/// `mailpulse check-config`: the flags.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Configuration file to check.
+    #[arg(short, long, value_name = "FILE", default_value = config::DEFAULT_CONFIG_PATH)]
+    pub config: PathBuf,
+}
+
+/// Prints the summary (and warnings) of a valid file and exits 0, or every
+/// error of an invalid one and exits 1.
+pub fn run(args: &Args) -> ExitCode {
+    match config::load(&args.config) {
+        Ok(c) => {
+            for w in &c.warnings {
+                eprintln!("warning: {w}");
+            }
+            print!("{}", report::config_summary(&c));
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            ExitCode::from(1)
+        }
+    }
+}

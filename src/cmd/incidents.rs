@@ -1,0 +1,54 @@
+//! `mailpulse incidents`: the incident history the agent recorded, newest
+//! first, read from the state store (works while the daemon runs).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use super::ConfigSource;
+use crate::report;
+use crate::store::{incidents as history, Store};
+
+/// `mailpulse incidents`: the flags.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Configuration file (for `[agent] state_dir`). Without it,
+    /// /etc/mailpulse/mailpulse.toml if it exists, else the built-in default.
+    #[arg(short, long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Print one JSON object per incident per line instead of a table.
+    #[arg(long)]
+    pub json: bool,
+    /// Only this target's incidents.
+    #[arg(long, value_name = "NAME")]
+    pub target: Option<String>,
+    /// At most this many incidents.
+    #[arg(long, default_value_t = 50)]
+    pub limit: usize,
+}
+
+/// Prints the recorded incidents as a table or JSON lines.
+pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
+    let config = ConfigSource::new(args.config.clone()).load()?;
+    let dir = &config.agent.state_dir;
+    let target = args.target.as_deref();
+    let records = if history::database_exists(dir) {
+        let store = Store::open(dir)?;
+        history::history(&store, history::MAX_HISTORY as usize)?
+            .into_iter()
+            .filter(|r| target.is_none_or(|t| r.target == t))
+            .take(args.limit)
+            .collect()
+    } else {
+        Vec::new()
+    };
+    if args.json {
+        for r in &records {
+            println!("{}", report::incident_json(r));
+        }
+    } else if records.is_empty() {
+        println!("no incidents recorded in {}", dir.display());
+    } else {
+        print!("{}", report::incident_table(&records));
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,114 @@
+//! The command line: the top-level [`Cli`], the [`Command`] enum, and
+//! [`run()`], which hands each subcommand to its own file. One file per
+//! subcommand holds its clap arguments (`Args`) and its `run`; a command
+//! prints for people and returns the exit code it wants (`Err` is printed
+//! once by `main.rs` as a chain, and exits 1). To add a command: a file here
+//! with `Args` and `run`, a variant in [`Command`], a line in [`run()`].
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::config::{self, Config};
+
+pub mod check_config;
+pub mod hash_password;
+pub mod incidents;
+pub mod probe;
+pub mod replay;
+pub mod run;
+pub mod silence;
+pub mod test_alert;
+
+/// mailpulse: probes mail and web-access services step by step, collects host
+/// load, exports it all to Prometheus, and runs as a systemd service.
+#[derive(Debug, Parser)]
+#[command(name = "mailpulse", version, about, long_about = None, propagate_version = true)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the agent: probe every target on its interval, collect host load and
+    /// serve /metrics and /healthz until stopped. SIGHUP reloads the
+    /// configuration, SIGTERM or SIGINT stops cleanly.
+    Run(run::Args),
+    /// Validate a configuration file and print a summary of it. Exits 0 when it
+    /// is valid, 1 with every error (file:line:column: key: problem) when not.
+    CheckConfig(check_config::Args),
+    /// Probe targets once, now, and print every phase timing, so you can see
+    /// which step is slow. Exits 0 when every probe succeeded, 2 when one failed.
+    Probe(probe::Args),
+    /// Read a password on standard input and print its bcrypt hash, for
+    /// `[agent.web] basic_auth_users`.
+    HashPassword(hash_password::Args),
+    /// Run the slowdown detector over a recorded latency series (a CSV file
+    /// or a Prometheus range query), faster than real time, and print the
+    /// incidents it would have raised.
+    Replay(replay::Args),
+    /// Show the incidents the agent recorded, newest first: when each began
+    /// (the first bad sample), when it was detected, when it recovered, how
+    /// long it lasted and how bad it got. Reads the state store; works while
+    /// the daemon runs.
+    Incidents(incidents::Args),
+    /// Send a clearly marked test notification to one receiver, to check its
+    /// wiring. Exits 0 when the receiver accepted it, 1 when not.
+    TestAlert(test_alert::Args),
+    /// Hold pages during ad hoc maintenance: `silence add --target owa --for 2h
+    /// --reason "..."`, `silence list`, `silence remove ID`.
+    Silence(silence::Args),
+}
+
+/// Runs one subcommand; the exit code it asks for, or the error to print.
+pub async fn run(command: Command) -> anyhow::Result<ExitCode> {
+    match command {
+        Command::Run(args) => run::run(&args).await,
+        Command::CheckConfig(args) => Ok(check_config::run(&args)),
+        Command::Probe(args) => probe::run(&args).await,
+        Command::HashPassword(args) => hash_password::run(&args),
+        Command::Replay(args) => replay::run(&args).await,
+        Command::Incidents(args) => incidents::run(&args),
+        Command::TestAlert(args) => test_alert::run(&args).await,
+        Command::Silence(args) => silence::run(&args).await,
+    }
+}
+
+/// Where the configuration comes from, for the commands whose `--config`
+/// is optional (`run`, `incidents`).
+#[derive(Debug, Clone)]
+pub enum ConfigSource {
+    /// A file named with `--config`: it must exist.
+    Explicit(PathBuf),
+    /// No `--config`: the default path if it exists, else the built-in default.
+    Default,
+}
+
+impl ConfigSource {
+    /// The source `--config` names: that file, or the default.
+    pub fn new(config: Option<PathBuf>) -> ConfigSource {
+        match config {
+            Some(path) => ConfigSource::Explicit(path),
+            None => ConfigSource::Default,
+        }
+    }
+
+    /// Loads the configuration this source names.
+    pub fn load(&self) -> anyhow::Result<Config> {
+        match self {
+            ConfigSource::Explicit(path) => Ok(config::load(path)?),
+            ConfigSource::Default => {
+                let path = Path::new(config::DEFAULT_CONFIG_PATH);
+                if path.exists() {
+                    Ok(config::load(path)?)
+                } else {
+                    Ok(Config::builtin())
+                }
+            }
+        }
+    }
+}
