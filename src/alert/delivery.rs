@@ -4,7 +4,7 @@
 //! rescheduled with [`backoff`] when retriable), and runs the periodic
 //! housekeeping (`housekeeping.rs`: expiry, held-page release, reminders) and
 //! receiver refreshes. Routing and the outbox writes of new alerts are
-//! [`enqueue`](super::enqueue)'s.
+//! [`enqueue`](super::enqueue())'s.
 //!
 //! Fairness: a receiver that fails must never hold up another's pages. Each
 //! receiver has at most [`MAX_IN_FLIGHT_PER_RECEIVER`] attempts in flight and

@@ -1,5 +1,5 @@
 //! The alert model: [`AlertEvent`], what the incident layer hands to
-//! [`enqueue`](super::enqueue) and what the outbox stores (as JSON), with its
+//! [`enqueue`](super::enqueue()) and what the outbox stores (as JSON), with its
 //! [`AlertStatus`], the [`HostLoad`] it carries, and [`incident_key`], the
 //! stable key every receiver's idempotency rests on.
 
@@ -47,7 +47,7 @@ pub struct HostLoad {
 }
 
 /// One notification's worth of incident: what the incident layer hands to
-/// [`enqueue`]. Serialized into the outbox as JSON.
+/// [`enqueue`](super::enqueue()). Serialized into the outbox as JSON.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AlertEvent {
     /// Stable per incident (e.g. a hex hash of instance, target, kind and

@@ -2,7 +2,7 @@
 //! to receivers, maintenance windows and silences, repeat reminders, and the
 //! delivery loop that drains the durable outbox.
 //!
-//! The path of a notification: [`enqueue`] decides who gets it (routes,
+//! The path of a notification: [`enqueue()`] decides who gets it (routes,
 //! `send_resolved`, windows) and writes one outbox entry per receiver in one
 //! durable commit before anything is sent; [`run_delivery`] hands the first
 //! entry of every `(receiver, incident)` group to its [`Receiver`], removes it

@@ -1,6 +1,6 @@
 //! Alerts waiting in memory for the state store. When the store cannot take
 //! a write (a full disk, an I/O error), the alert the incident layer hands
-//! over is kept here, in order, and written to the outbox by [`enqueue`] once
+//! over is kept here, in order, and written to the outbox by [`enqueue()`] once
 //! the store takes writes again; only then is it sent, as every alert is
 //! (the outbox comes before any attempt). Nothing here is durable: this is
 //! what keeps a page while the disk that should keep it is full.
@@ -138,7 +138,7 @@ impl Pending {
             .collect()
     }
 
-    /// Writes waiting alerts to the outbox with [`enqueue`], oldest first and
+    /// Writes waiting alerts to the outbox with [`enqueue()`], oldest first and
     /// each at the time it was made, at most [`MAX_FLUSH`]. Stops at the first
     /// store error, keeping that alert and every later one. Returns how many
     /// were written.

@@ -2,7 +2,7 @@
 //! order, `continue`), `send_resolved` and reminder filtering, maintenance
 //! windows and silences ([`silenced_by`]), and the outbox writes of a routed
 //! alert inside a caller's transaction (`route_and_push`, shared by
-//! [`enqueue`](super::enqueue) and the release of held pages).
+//! [`enqueue`](super::enqueue()) and the release of held pages).
 
 use chrono::{DateTime, Utc};
 

@@ -14,7 +14,7 @@ use super::{
     read_table, unwind, Backing, Store, StoreError, META, REOPEN_INTERVAL, SCHEMA_VERSION,
 };
 
-/// Notes about damaged files kept for [`StoreStatus::notes`] (the latest).
+/// Notes about damaged files kept for [`super::StoreStatus::notes`] (the latest).
 const MAX_NOTES: usize = 4;
 
 /// What went wrong and what is left to do.
@@ -37,7 +37,7 @@ pub(super) struct State {
     pub(super) suspect: bool,
     /// When a repair was last tried.
     pub(super) last_try: Option<tokio::time::Instant>,
-    /// The latest failure, for errors and [`StoreStatus::problem`].
+    /// The latest failure, for errors and [`super::StoreStatus::problem`].
     pub(super) message: String,
     /// Whether the current inability to open the file was logged already.
     pub(super) logged_unavailable: bool,
