@@ -1,0 +1,243 @@
+//! `[[target]]`: the keys common to every kind (name, kind, interval,
+//! timeout, slowdown), which keys each kind accepts, and the dispatch to the
+//! kind's own validation.
+
+use super::http::build_http;
+use super::mail::{build_imap, build_mailflow, build_pop3, build_smtp, build_tcp};
+use super::*;
+use crate::config::raw::RawTarget;
+
+/// Keys each kind accepts, besides `name`, `kind`, `interval` and `timeout`.
+const HTTP_KEYS: &[&str] = &[
+    "url",
+    "method",
+    "headers",
+    "body",
+    "expect_status",
+    "body_regex",
+    "body_not_regex",
+    "follow_redirects",
+    "max_redirects",
+    "max_body_bytes",
+    "username",
+    "password_file",
+    "password_credential",
+    "bearer_token_file",
+    "auth",
+    "allow_plaintext_auth",
+    "ip_family",
+    "tls_ca_file",
+    "tls_cert_file",
+    "tls_key_file",
+    "tls_insecure_skip_verify",
+    "tls_server_name",
+];
+
+/// `tcp` keys.
+const TCP_KEYS: &[&str] = &[
+    "address",
+    "tls",
+    "ip_family",
+    "tls_ca_file",
+    "tls_cert_file",
+    "tls_key_file",
+    "tls_insecure_skip_verify",
+    "tls_server_name",
+];
+
+/// `smtp` keys.
+const SMTP_KEYS: &[&str] = &[
+    "address",
+    "tls",
+    "helo_name",
+    "username",
+    "password_file",
+    "password_credential",
+    "auth",
+    "mail_from",
+    "rcpt_to",
+    "ip_family",
+    "tls_ca_file",
+    "tls_cert_file",
+    "tls_key_file",
+    "tls_insecure_skip_verify",
+    "tls_server_name",
+];
+
+/// `imap` keys.
+const IMAP_KEYS: &[&str] = &[
+    "address",
+    "tls",
+    "username",
+    "password_file",
+    "password_credential",
+    "auth",
+    "mailbox",
+    "ip_family",
+    "tls_ca_file",
+    "tls_cert_file",
+    "tls_key_file",
+    "tls_insecure_skip_verify",
+    "tls_server_name",
+];
+
+/// `pop3` keys.
+const POP3_KEYS: &[&str] = &[
+    "address",
+    "tls",
+    "username",
+    "password_file",
+    "password_credential",
+    "ip_family",
+    "tls_ca_file",
+    "tls_cert_file",
+    "tls_key_file",
+    "tls_insecure_skip_verify",
+    "tls_server_name",
+];
+
+/// `mailflow` keys.
+const MAILFLOW_KEYS: &[&str] = &[
+    "smtp_address",
+    "smtp_tls",
+    "imap_address",
+    "imap_tls",
+    "helo_name",
+    "username",
+    "password_file",
+    "password_credential",
+    "auth",
+    "mail_from",
+    "rcpt_to",
+    "mailbox",
+    "ip_family",
+    "tls_ca_file",
+    "tls_cert_file",
+    "tls_key_file",
+    "tls_insecure_skip_verify",
+    "tls_server_name",
+];
+
+/// Every kind, with the keys it accepts.
+const KINDS: &[(&str, &[&str])] = &[
+    ("http", HTTP_KEYS),
+    ("tcp", TCP_KEYS),
+    ("smtp", SMTP_KEYS),
+    ("imap", IMAP_KEYS),
+    ("pop3", POP3_KEYS),
+    ("mailflow", MAILFLOW_KEYS),
+];
+
+pub(super) fn build_target(
+    c: &mut Checker<'_>,
+    tp: &KeyPath,
+    mut t: RawTarget,
+    base: &Path,
+    global_slowdown: Option<&slowdown::RawSlowdown>,
+) -> Option<Target> {
+    let name = match &t.name {
+        Some(n) if n.trim().is_empty() => {
+            c.error_at(
+                &tp.key("name"),
+                "must be a non-empty name without control characters",
+            );
+            return None;
+        }
+        Some(n) => match hidden_char_error(n) {
+            Some(message) => {
+                c.error_at(&tp.key("name"), message);
+                return None;
+            }
+            None => n.clone(),
+        },
+        None => {
+            c.error_at(tp, "missing field `name`");
+            return None;
+        }
+    };
+    let kind = match t.kind.as_deref() {
+        Some(k) => k,
+        None => {
+            c.error_at(tp, format!("missing field `kind` in target {name:?}"));
+            return None;
+        }
+    };
+    let Some((_, allowed)) = KINDS.iter().find(|(k, _)| *k == kind) else {
+        let known: Vec<&str> = KINDS.iter().map(|(k, _)| *k).collect();
+        c.error_at(
+            &tp.key("kind"),
+            format!(
+                "unknown kind {kind:?} (expected one of: {})",
+                known.join(", ")
+            ),
+        );
+        return None;
+    };
+    let mut misplaced = false;
+    for key in t.keys_set() {
+        if !allowed.contains(&key) {
+            c.error_at(&tp.key(key), format!("not valid for kind {kind:?}"));
+            misplaced = true;
+        }
+    }
+    let interval = t
+        .interval
+        .map(HumanDuration::get)
+        .unwrap_or(DEFAULT_TARGET_INTERVAL);
+    if interval < Duration::from_millis(100) {
+        c.error_at(&tp.key("interval"), "must be at least 100ms");
+    }
+    let timeout = match t.timeout {
+        Some(d) => {
+            if d.get().is_zero() {
+                c.error_at(&tp.key("timeout"), "must be greater than zero");
+            } else if d.get() > interval {
+                c.error_at(
+                    &tp.key("timeout"),
+                    format!(
+                        "{d} is longer than the interval ({})",
+                        HumanDuration(interval)
+                    ),
+                );
+            }
+            d.get()
+        }
+        None => DEFAULT_TARGET_TIMEOUT.min(interval),
+    };
+    let slowdown = match slowdown::resolve(global_slowdown, t.slowdown.take().as_ref()) {
+        Ok(s) => s,
+        Err((key, message)) => {
+            // Errors in the global table are reported once, by `build`.
+            if let Some(rest) = key.strip_prefix("target.") {
+                c.error_at(&key_path(tp, rest), message);
+            }
+            crate::detect::SlowdownSettings::default()
+        }
+    };
+    let kind = kind.to_string();
+    let kind = kind.as_str();
+    let spec = match kind {
+        "http" => ProbeSpec::Http(build_http(c, tp, t, base)?),
+        "tcp" => ProbeSpec::Tcp(build_tcp(c, tp, t, base)?),
+        "smtp" => ProbeSpec::Smtp(build_smtp(c, tp, t, base)?),
+        "imap" => ProbeSpec::Imap(build_imap(c, tp, t, base)?),
+        "pop3" => ProbeSpec::Pop3(build_pop3(c, tp, t, base)?),
+        "mailflow" => ProbeSpec::Mailflow(build_mailflow(c, tp, t, base)?),
+        _ => unreachable!("kinds are checked above"),
+    };
+    if misplaced {
+        return None;
+    }
+    Some(Target {
+        name,
+        interval,
+        timeout,
+        slowdown,
+        spec,
+    })
+}
+
+/// `parent` extended by a dotted path such as `slowdown.factor`.
+pub(super) fn key_path(parent: &KeyPath, dotted: &str) -> KeyPath {
+    dotted.split('.').fold(parent.clone(), |p, k| p.key(k))
+}
