@@ -356,8 +356,8 @@ fn build(c: &mut Checker<'_>, raw: RawConfig, base: &Path, path: Option<&Path>) 
             crate::detect::SlowdownSettings::default()
         }
     };
-    let alerting_raw = alerting::RawAlertingFile {
-        agent: alerting::RawAgentPart::default(),
+    let alerting_raw = super::raw::RawAlertingFile {
+        agent: super::raw::RawAgentPart::default(),
         alerting: raw.alerting,
         receivers: raw.receivers,
         routes: raw.routes,
