@@ -20,6 +20,7 @@ pub mod alertmanager;
 pub mod cli;
 mod delivery;
 pub mod email;
+mod glob;
 pub mod grafana;
 pub mod http;
 pub mod opsgenie;
@@ -30,6 +31,7 @@ pub mod render;
 pub mod slack;
 pub mod teams;
 pub mod webhook;
+mod window;
 
 pub use delivery::{run_delivery, DRAIN_GRACE, MAX_IN_FLIGHT, MAX_IN_FLIGHT_PER_RECEIVER};
 

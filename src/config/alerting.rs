@@ -14,7 +14,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use chrono::{DateTime, Datelike, NaiveTime, TimeZone, Utc, Weekday};
+use chrono::{DateTime, NaiveTime, Utc, Weekday};
 
 use super::duration::parse_duration;
 use super::raw::{RawAlertingFile, RawMaintenance, RawReceiver};
@@ -263,28 +263,6 @@ pub struct GrafanaSpec {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Glob(pub String);
 
-impl Glob {
-    /// The pattern that matches everything.
-    pub fn any() -> Glob {
-        Glob("*".into())
-    }
-
-    /// Whether `text` matches the pattern.
-    pub fn matches(&self, text: &str) -> bool {
-        fn go(p: &[char], t: &[char]) -> bool {
-            match p.split_first() {
-                None => t.is_empty(),
-                Some(('*', rest)) => (0..=t.len()).any(|i| go(rest, &t[i..])),
-                Some(('?', rest)) => !t.is_empty() && go(rest, &t[1..]),
-                Some((c, rest)) => t.first() == Some(c) && go(rest, &t[1..]),
-            }
-        }
-        let p: Vec<char> = self.0.chars().collect();
-        let t: Vec<char> = text.chars().collect();
-        go(&p, &t)
-    }
-}
-
 impl fmt::Display for Glob {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)
@@ -306,16 +284,6 @@ pub struct Route {
     pub receivers: Vec<String>,
     /// Whether later routes are tried after this one matched.
     pub continue_matching: bool,
-}
-
-impl Route {
-    /// Whether an alert with these properties matches.
-    pub fn matches(&self, target: &str, kind: &str, incident: &str, severity: &str) -> bool {
-        self.target.as_ref().is_none_or(|g| g.matches(target))
-            && self.kind.as_deref().is_none_or(|k| k == kind)
-            && self.incident.as_deref().is_none_or(|k| k == incident)
-            && self.severity.as_deref().is_none_or(|s| s == severity)
-    }
 }
 
 /// When a maintenance window is open.
@@ -355,48 +323,6 @@ pub struct MaintenanceWindow {
     pub targets: Vec<Glob>,
     /// When it is open.
     pub schedule: WindowSchedule,
-}
-
-impl MaintenanceWindow {
-    /// Whether the window holds pages of `target` at `at`.
-    pub fn covers(&self, target: &str, at: DateTime<Utc>) -> bool {
-        let target_ok = self.targets.is_empty() || self.targets.iter().any(|g| g.matches(target));
-        target_ok && self.open_at(at)
-    }
-
-    /// Whether the window is open at `at`.
-    pub fn open_at(&self, at: DateTime<Utc>) -> bool {
-        match &self.schedule {
-            WindowSchedule::Once { start, end } => *start <= at && at < *end,
-            WindowSchedule::Weekly {
-                weekday,
-                at: time,
-                duration,
-            } => {
-                // The latest start at or before `at`: this week's or last week's.
-                let day = at.date_naive();
-                let back =
-                    (7 + day.weekday().num_days_from_monday() - weekday.num_days_from_monday()) % 7;
-                let mut start = Utc
-                    .from_utc_datetime(&(day - chrono::Days::new(u64::from(back))).and_time(*time));
-                if start > at {
-                    start -= chrono::Duration::days(7);
-                }
-                at < start + to_chrono(*duration)
-            }
-            WindowSchedule::Daily { at: time, duration } => {
-                let mut start = Utc.from_utc_datetime(&at.date_naive().and_time(*time));
-                if start > at {
-                    start -= chrono::Duration::days(1);
-                }
-                at < start + to_chrono(*duration)
-            }
-        }
-    }
-}
-
-fn to_chrono(d: Duration) -> chrono::Duration {
-    chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX)
 }
 
 // ---------------------------------------------------------------------------
@@ -1469,8 +1395,6 @@ mod tests {
         assert_eq!(mail.tls, SmtpTls::StartTls);
         assert_eq!(mail.hello, "agent.example");
         assert!(c.routes[0].continue_matching);
-        assert!(c.routes[0].matches("owa-cas01", "http", "slow", "critical"));
-        assert!(!c.routes[0].matches("imap", "http", "slow", "critical"));
     }
 
     #[test]
@@ -1550,59 +1474,5 @@ mod tests {
             parse("[[receiver]]\nname = \"x\"\nkind = \"webhook\"\nurl = \"http://h/\"\nulr = 1")
                 .unwrap_err();
         assert!(err[0].1.contains("unknown field `ulr`"), "{err:?}");
-    }
-
-    #[test]
-    fn globs() {
-        let check = |p: &str, t: &str, expect: bool| {
-            assert_eq!(Glob(p.into()).matches(t), expect, "{p} ~ {t}")
-        };
-        check("*", "owa", true);
-        check("owa", "owa", true);
-        check("owa", "owa2", false);
-        check("owa*", "owa-cas01", true);
-        check("*-cas0?", "owa-cas01", true);
-        check("*-cas0?", "owa-cas010", false);
-        check("smtp*", "owa", false);
-    }
-
-    fn at(text: &str) -> DateTime<Utc> {
-        DateTime::parse_from_rfc3339(text)
-            .unwrap()
-            .with_timezone(&Utc)
-    }
-
-    #[test]
-    fn windows_open_and_close() {
-        let c = parse(
-            r#"
-            [[maintenance]]
-            name = "patch night"
-            targets = ["owa"]
-            weekly = "Sat 22:00"
-            duration = "4h"
-            [[maintenance]]
-            daily = "23:30"
-            duration = "1h"
-            [[maintenance]]
-            start = "2026-12-01T10:00:00Z"
-            end = "2026-12-01T11:00:00Z"
-            "#,
-        )
-        .unwrap();
-        let weekly = &c.maintenance[0];
-        // 2026-12-05 is a Saturday.
-        assert!(!weekly.covers("owa", at("2026-12-05T21:59:59Z")));
-        assert!(weekly.covers("owa", at("2026-12-05T22:00:00Z")));
-        assert!(weekly.covers("owa", at("2026-12-06T01:59:59Z")));
-        assert!(!weekly.covers("owa", at("2026-12-06T02:00:00Z")));
-        assert!(!weekly.covers("smtp", at("2026-12-05T23:00:00Z")));
-        let daily = &c.maintenance[1];
-        assert!(daily.covers("any", at("2026-12-02T00:15:00Z")));
-        assert!(!daily.covers("any", at("2026-12-02T00:30:00Z")));
-        assert!(daily.covers("any", at("2026-12-02T23:30:00Z")));
-        let once = &c.maintenance[2];
-        assert!(once.covers("x", at("2026-12-01T10:30:00Z")));
-        assert!(!once.covers("x", at("2026-12-01T11:00:00Z")));
     }
 }
