@@ -5,6 +5,8 @@
 
 use super::*;
 
+/// `p` relative to the configuration file's directory `base` (absolute
+/// paths, and every path when there is no file, are taken as they are).
 pub(super) fn resolve(base: &Path, p: PathBuf) -> PathBuf {
     if p.is_relative() && !base.as_os_str().is_empty() {
         base.join(p)
@@ -13,6 +15,31 @@ pub(super) fn resolve(base: &Path, p: PathBuf) -> PathBuf {
     }
 }
 
+/// Reads the secret file named at `key` (`file` already resolved); an
+/// unreadable file is an error there. The one reader of every secret.
+fn read_secret_file(c: &mut Checker<'_>, key: &KeyPath, file: &Path) -> Option<Secret> {
+    match Secret::from_file(file) {
+        Ok(s) => Some(s),
+        Err(e) => {
+            c.error_at(
+                key,
+                format!("cannot read secret file {}: {e}", file.display()),
+            );
+            None
+        }
+    }
+}
+
+/// Warns when every user of the host may read the secret's file.
+fn warn_if_exposed(c: &mut Checker<'_>, key: &KeyPath, secret: &Secret) {
+    if let Some(warning) = secret.exposure_warning() {
+        c.warn_at(key, warning);
+    }
+}
+
+/// A target's secret (`password_file`, `bearer_token_file`, or the file a
+/// `password_credential` names): `${CREDENTIALS_DIRECTORY}` in the path
+/// expands to systemd's credentials directory.
 pub(super) fn read_secret(
     c: &mut Checker<'_>,
     path: &KeyPath,
@@ -26,22 +53,48 @@ pub(super) fn read_secret(
             return None;
         }
     };
+    let s = read_secret_file(c, path, &resolve(base, file))?;
+    warn_if_exposed(c, path, &s);
+    Some(s)
+}
+
+/// A receiver's secret (`token_file`, `password_file`, `routing_key_file`,
+/// `api_key_file`, `url_file`): the path is taken as written, and the file
+/// must not be empty (a receiver would only fail later, at the first alert).
+pub(super) fn receiver_secret(
+    c: &mut Checker<'_>,
+    key: &KeyPath,
+    base: &Path,
+    file: PathBuf,
+) -> Option<Secret> {
     let file = resolve(base, file);
-    match Secret::from_file(&file) {
-        Ok(s) => {
-            if let Some(warning) = s.exposure_warning() {
-                c.warn_at(path, warning);
-            }
-            Some(s)
-        }
-        Err(e) => {
-            c.error_at(
-                path,
-                format!("cannot read secret file {}: {e}", file.display()),
-            );
-            None
-        }
+    let s = read_secret_file(c, key, &file)?;
+    if s.expose().trim().is_empty() {
+        c.error_at(key, format!("secret file {} is empty", file.display()));
+        return None;
     }
+    warn_if_exposed(c, key, &s);
+    Some(s)
+}
+
+/// A receiver's TLS settings: extra CA certificates (`tls_ca_file`) and
+/// `tls_insecure_skip_verify`; no client identity. `None` (with the error
+/// reported) when the CA file cannot be used.
+pub(super) fn receiver_tls(
+    c: &mut Checker<'_>,
+    path: &KeyPath,
+    base: &Path,
+    ca_file: Option<PathBuf>,
+    insecure: Option<bool>,
+) -> Option<TlsOptions> {
+    let mut tls = TlsOptions {
+        insecure_skip_verify: insecure.unwrap_or(false),
+        ..TlsOptions::default()
+    };
+    if let Some(file) = ca_file {
+        tls.ca_certs = load_certs(c, &path.key("tls_ca_file"), base, file)?;
+    }
+    Some(tls)
 }
 
 /// Expands `${CREDENTIALS_DIRECTORY}` in a secret path (systemd `LoadCredential=`).

@@ -14,15 +14,19 @@ use std::path::{Path, PathBuf};
 use toml::de::{DeTable, DeValue};
 use toml::Spanned;
 
+mod alerting;
 mod connect;
 mod files;
 mod http;
 mod mail;
+mod maintenance;
+mod receiver;
 mod target;
 mod web;
 
-use super::raw::RawConfig;
+use super::raw::{RawAlertingFile, RawConfig};
 use super::*;
+use alerting::build_alerting;
 use files::resolve;
 use target::{build_target, key_path};
 use web::build_web;
@@ -148,57 +152,120 @@ impl<'a> Checker<'a> {
             Err(ConfigErrors(self.errors))
         }
     }
+
+    /// The errors found, when the file could not be read far enough to
+    /// build anything.
+    fn fail<T>(self) -> Result<T, ConfigErrors> {
+        match self.finish(()) {
+            Err(errors) => Err(errors),
+            Ok(()) => unreachable!("fail is called after an error was reported"),
+        }
+    }
+
+    /// The warnings found so far, in file order.
+    fn take_warnings(&mut self) -> Vec<ConfigWarning> {
+        self.warnings
+            .sort_by_key(|w| w.position.unwrap_or((usize::MAX, usize::MAX)));
+        std::mem::take(&mut self.warnings)
+    }
+
+    /// A checker for `text`, which came from `file`.
+    fn new(text: &'a str, file: Option<&Path>) -> Checker<'a> {
+        Checker {
+            text,
+            file: file.map(Path::to_path_buf),
+            doc: None,
+            errors: Vec::new(),
+            warnings: Vec::new(),
+        }
+    }
+
+    /// Parses the text and deserializes it into the raw mirror `T` (which
+    /// decides which tables are read and whether unknown ones are refused),
+    /// keeping the parsed document to locate later errors. `None` when the
+    /// text is not TOML or does not fit `T` (the error is reported).
+    fn read_raw<T: serde::de::DeserializeOwned>(&mut self) -> Option<T> {
+        let doc = match DeTable::parse(self.text) {
+            Ok(doc) => doc,
+            Err(e) => {
+                let position = e.span().map(|s| self.position(s.start));
+                self.errors.push(ConfigError {
+                    file: self.file.clone(),
+                    position,
+                    key: String::new(),
+                    message: format!("invalid TOML: {}", e.message().trim_end()),
+                });
+                return None;
+            }
+        };
+        self.doc = Some(doc.clone());
+        let deserializer = toml::de::Deserializer::from(doc);
+        match serde_path_to_error::deserialize(deserializer) {
+            Ok(raw) => Some(raw),
+            Err(e) => {
+                let key = e.path().to_string();
+                let inner = e.into_inner();
+                let message = inner.message().trim_end().to_string();
+                let position = inner.span().map(|s| self.position(s.start));
+                self.errors.push(ConfigError {
+                    file: self.file.clone(),
+                    position,
+                    key: if key == "." { String::new() } else { key },
+                    message,
+                });
+                None
+            }
+        }
+    }
 }
 
-pub(super) fn parse(text: &str, path: Option<&Path>) -> Result<Config, ConfigErrors> {
-    let mut checker = Checker {
-        text,
-        file: path.map(Path::to_path_buf),
-        doc: None,
-        errors: Vec::new(),
-        warnings: Vec::new(),
-    };
-    let doc = match DeTable::parse(text) {
-        Ok(doc) => doc,
-        Err(e) => {
-            let position = e.span().map(|s| checker.position(s.start));
-            checker.errors.push(ConfigError {
-                file: checker.file.clone(),
-                position,
-                key: String::new(),
-                message: format!("invalid TOML: {}", e.message().trim_end()),
-            });
-            return checker.finish(unreachable_config());
-        }
-    };
-    checker.doc = Some(doc.clone());
-    let deserializer = toml::de::Deserializer::from(doc);
-    let raw: RawConfig = match serde_path_to_error::deserialize(deserializer) {
-        Ok(raw) => raw,
-        Err(e) => {
-            let key = e.path().to_string();
-            let inner = e.into_inner();
-            let message = inner.message().trim_end().to_string();
-            let position = inner.span().map(|s| checker.position(s.start));
-            checker.errors.push(ConfigError {
-                file: checker.file.clone(),
-                position,
-                key: if key == "." { String::new() } else { key },
-                message,
-            });
-            return checker.finish(unreachable_config());
-        }
-    };
-    let base_dir = path
-        .and_then(Path::parent)
+/// The directory relative `*_file` paths of the file at `path` start from.
+fn base_dir(path: Option<&Path>) -> PathBuf {
+    path.and_then(Path::parent)
         .map(Path::to_path_buf)
-        .unwrap_or_default();
-    let mut config = build(&mut checker, raw, &base_dir, path);
-    checker
-        .warnings
-        .sort_by_key(|w| w.position.unwrap_or((usize::MAX, usize::MAX)));
-    config.warnings = std::mem::take(&mut checker.warnings);
+        .unwrap_or_default()
+}
+
+/// The whole file: every table checked, unknown tables refused.
+pub(super) fn parse(text: &str, path: Option<&Path>) -> Result<Config, ConfigErrors> {
+    let mut checker = Checker::new(text, path);
+    let Some(raw) = checker.read_raw::<RawConfig>() else {
+        return checker.fail();
+    };
+    let mut config = build(&mut checker, raw, &base_dir(path), path);
+    config.warnings = checker.take_warnings();
     checker.finish(config)
+}
+
+/// Only what the alert commands (`test-alert`, `silence`) need: `[agent]
+/// state_dir` and `instance` (taken as written, defaulted) and the alerting
+/// tables, checked as the whole-file validation checks them. Every other
+/// table is left unread, so a target being edited, or one whose secret
+/// only the daemon may read, never stops a silence or a test alert.
+/// `base` is where relative `*_file` paths start; `hostname` the default
+/// instance and EHLO name. Warnings are dropped (the daemon reports them).
+pub(super) fn parse_alerting(
+    text: &str,
+    path: Option<&Path>,
+    base: &Path,
+    hostname: &str,
+) -> Result<super::alerting::AlertingFile, ConfigErrors> {
+    let mut checker = Checker::new(text, path);
+    let Some(mut raw) = checker.read_raw::<RawAlertingFile>() else {
+        return checker.fail();
+    };
+    let agent = std::mem::take(&mut raw.agent);
+    let state_dir = agent
+        .state_dir
+        .map(|p| resolve(base, p))
+        .unwrap_or_else(default_state_dir);
+    let instance = agent.instance.unwrap_or_else(|| hostname.to_string());
+    let alerting = build_alerting(&mut checker, raw, base, hostname);
+    checker.finish(super::alerting::AlertingFile {
+        state_dir,
+        instance,
+        alerting,
+    })
 }
 
 /// The error for a name (or other identifier) holding a control or
@@ -211,54 +278,6 @@ pub(super) fn hidden_char_error(text: &str) -> Option<String> {
             u32::from(ch)
         )
     })
-}
-
-/// A placeholder returned together with errors; never used.
-fn unreachable_config() -> Config {
-    Config {
-        source: None,
-        agent: AgentConfig {
-            listen: DEFAULT_LISTEN.parse().expect("valid default address"),
-            instance: String::new(),
-            state_dir: PathBuf::new(),
-            log_level: String::new(),
-            memory_trim: Some(DEFAULT_MEMORY_TRIM),
-            web: WebConfig::default(),
-        },
-        host: HostConfig {
-            enabled: false,
-            interval: DEFAULT_HOST_INTERVAL,
-            processes: Vec::new(),
-            exclude_filesystems: Vec::new(),
-            exclude_interfaces: Vec::new(),
-            proc_root: PathBuf::new(),
-        },
-        slowdown: crate::detect::SlowdownSettings::default(),
-        targets: Vec::new(),
-        alerting: alerting::AlertingConfig::default(),
-        warnings: Vec::new(),
-    }
-}
-
-/// A key path written as text (`receiver[0].url`) as segments.
-fn parse_key_path(text: &str) -> KeyPath {
-    let mut path = KeyPath::default();
-    for part in text.split('.') {
-        let (name, mut rest) = match part.find('[') {
-            Some(i) => (&part[..i], &part[i..]),
-            None => (part, ""),
-        };
-        if !name.is_empty() {
-            path = path.key(name);
-        }
-        while let Some(close) = rest.find(']') {
-            if let Ok(n) = rest[1..close].parse::<usize>() {
-                path = path.index(n);
-            }
-            rest = &rest[close + 1..];
-        }
-    }
-    path
 }
 
 fn build(c: &mut Checker<'_>, raw: RawConfig, base: &Path, path: Option<&Path>) -> Config {
@@ -356,27 +375,18 @@ fn build(c: &mut Checker<'_>, raw: RawConfig, base: &Path, path: Option<&Path>) 
             crate::detect::SlowdownSettings::default()
         }
     };
-    let alerting_raw = super::raw::RawAlertingFile {
+    let alerting_raw = RawAlertingFile {
         agent: super::raw::RawAgentPart::default(),
         alerting: raw.alerting,
         receivers: raw.receivers,
         routes: raw.routes,
         maintenance: raw.maintenance,
     };
-    let (alerting, alerting_warnings) =
-        alerting::validate_with_warnings(alerting_raw, base, &hostname());
-    for (key, message) in alerting_warnings {
-        c.warn_at(&parse_key_path(&key), message);
-    }
-    let alerting = match alerting {
-        Ok(a) => a,
-        Err(errors) => {
-            for (key, message) in errors {
-                c.error_at(&parse_key_path(&key), message);
-            }
-            alerting::AlertingConfig::default()
-        }
-    };
+    let errors_before = c.errors.len();
+    let alerting = build_alerting(c, alerting_raw, base, &hostname());
+    // Targets named in `[alerting] severity` are checked against the
+    // targets only when the alerting tables are valid.
+    let alerting_valid = c.errors.len() == errors_before;
     let mut targets = Vec::new();
     let mut seen: HashMap<String, usize> = HashMap::new();
     for (i, t) in raw.targets.into_iter().enumerate() {
@@ -396,7 +406,8 @@ fn build(c: &mut Checker<'_>, raw: RawConfig, base: &Path, path: Option<&Path>) 
         }
     }
 
-    for name in alerting.severity.keys() {
+    let severity_targets = alerting.severity.keys().filter(|_| alerting_valid);
+    for name in severity_targets {
         if !targets.iter().any(|t: &Target| &t.name == name) && !seen.contains_key(name) {
             c.error_at(
                 &root.key("alerting").key("severity").key(name),
