@@ -27,6 +27,7 @@ pub mod opsgenie;
 pub mod pagerduty;
 pub mod pending;
 pub mod redact;
+mod registry;
 pub mod render;
 pub mod slack;
 pub mod teams;
@@ -46,7 +47,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::clock::Clock;
-use crate::config::alerting::{AlertingConfig, Glob, ReceiverConfig, ReceiverSpec};
+use crate::config::alerting::{AlertingConfig, Glob, ReceiverConfig};
 use crate::metrics::alert::{AlertMetrics, NotificationResult};
 use crate::store::outbox::{self, OpenRecord, Silence};
 use crate::store::{Store, StoreError};
@@ -332,18 +333,7 @@ pub fn build_receiver(
     config: &ReceiverConfig,
     ctx: &ReceiverContext,
 ) -> Result<Arc<dyn Receiver>, String> {
-    let inner: Arc<dyn Receiver> = match &config.spec {
-        ReceiverSpec::Webhook(s) => Arc::new(webhook::WebhookReceiver::new(config, s, ctx)?),
-        ReceiverSpec::Alertmanager(s) => {
-            Arc::new(alertmanager::AlertmanagerReceiver::new(config, s, ctx)?)
-        }
-        ReceiverSpec::PagerDuty(s) => Arc::new(pagerduty::PagerDutyReceiver::new(config, s, ctx)?),
-        ReceiverSpec::Opsgenie(s) => Arc::new(opsgenie::OpsgenieReceiver::new(config, s, ctx)?),
-        ReceiverSpec::Slack(s) => Arc::new(slack::SlackReceiver::new(config, s)?),
-        ReceiverSpec::Teams(s) => Arc::new(teams::TeamsReceiver::new(config, s)?),
-        ReceiverSpec::Email(s) => Arc::new(email::EmailReceiver::new(config, s, ctx)?),
-        ReceiverSpec::Grafana(s) => Arc::new(grafana::GrafanaReceiver::new(config, s, ctx)?),
-    };
+    let inner = registry::build(config, ctx)?;
     Ok(Arc::new(redact::Redacted::new(
         inner,
         redact::Redactor::for_receiver(config),

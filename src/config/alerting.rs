@@ -15,7 +15,12 @@ use std::time::Duration;
 
 use chrono::{DateTime, NaiveTime, Utc, Weekday};
 
-use super::{Secret, TlsOptions};
+pub use super::receivers::{
+    AlertmanagerSpec, ChatSpec, EmailSpec, GrafanaSpec, OpsgenieSpec, PagerDutySpec, ReceiverAuth,
+    ReceiverKind, ReceiverSecret, ReceiverSpec, SmtpTls, SpecSecrets, WebhookSpec,
+    DEFAULT_ALERTMANAGER_RESEND, DEFAULT_OPSGENIE_URL, DEFAULT_PAGERDUTY_URL,
+};
+use super::TlsOptions;
 
 /// Default cap on the delay between two delivery attempts.
 pub const DEFAULT_MAX_BACKOFF: Duration = Duration::from_secs(60);
@@ -25,12 +30,6 @@ pub const DEFAULT_MAX_AGE: Duration = Duration::from_secs(24 * 3600);
 pub const DEFAULT_REPEAT_INTERVAL: Duration = Duration::from_secs(4 * 3600);
 /// Default per-request timeout of a receiver.
 pub const DEFAULT_RECEIVER_TIMEOUT: Duration = Duration::from_secs(10);
-/// Default interval at which firing alerts are re-posted to Alertmanager.
-pub const DEFAULT_ALERTMANAGER_RESEND: Duration = Duration::from_secs(60);
-/// Default PagerDuty Events API v2 endpoint.
-pub const DEFAULT_PAGERDUTY_URL: &str = "https://events.pagerduty.com/v2/enqueue";
-/// Default Opsgenie API base URL (Jira Service Management: `https://api.atlassian.com/jsm/ops/integration`).
-pub const DEFAULT_OPSGENIE_URL: &str = "https://api.opsgenie.com";
 /// Default severity of an alert whose target has none configured.
 pub const DEFAULT_SEVERITY: &str = "critical";
 /// Accepted severities, most severe first (PagerDuty's set).
@@ -112,148 +111,10 @@ pub struct ReceiverConfig {
 }
 
 impl ReceiverConfig {
-    /// The kind, as written in the configuration.
-    pub fn kind(&self) -> &'static str {
-        match self.spec {
-            ReceiverSpec::Webhook(_) => "webhook",
-            ReceiverSpec::Alertmanager(_) => "alertmanager",
-            ReceiverSpec::PagerDuty(_) => "pagerduty",
-            ReceiverSpec::Opsgenie(_) => "opsgenie",
-            ReceiverSpec::Slack(_) => "slack",
-            ReceiverSpec::Teams(_) => "teams",
-            ReceiverSpec::Email(_) => "email",
-            ReceiverSpec::Grafana(_) => "grafana",
-        }
+    /// The kind.
+    pub fn kind(&self) -> ReceiverKind {
+        self.spec.kind()
     }
-}
-
-/// Kind-specific receiver settings.
-#[derive(Debug, Clone, PartialEq)]
-pub enum ReceiverSpec {
-    /// `kind = "webhook"`: Alertmanager webhook JSON.
-    Webhook(WebhookSpec),
-    /// `kind = "alertmanager"`: Alertmanager API v2.
-    Alertmanager(AlertmanagerSpec),
-    /// `kind = "pagerduty"`: Events API v2.
-    PagerDuty(PagerDutySpec),
-    /// `kind = "opsgenie"`: Opsgenie (or JSM) alert API.
-    Opsgenie(OpsgenieSpec),
-    /// `kind = "slack"`: incoming webhook.
-    Slack(ChatSpec),
-    /// `kind = "teams"`: Workflows webhook.
-    Teams(ChatSpec),
-    /// `kind = "email"`: SMTP submission.
-    Email(EmailSpec),
-    /// `kind = "grafana"`: annotations API.
-    Grafana(GrafanaSpec),
-}
-
-/// How an HTTP receiver authenticates.
-#[derive(Debug, Clone, PartialEq)]
-pub enum ReceiverAuth {
-    /// No authentication.
-    None,
-    /// `Authorization: Bearer` from `token_file`.
-    Bearer(Secret),
-    /// `Authorization: Basic` from `username` and `password_file`.
-    Basic {
-        /// User name.
-        username: String,
-        /// Password.
-        password: Secret,
-    },
-}
-
-/// `kind = "webhook"`.
-#[derive(Debug, Clone, PartialEq)]
-pub struct WebhookSpec {
-    /// Where the JSON is posted.
-    pub url: url::Url,
-    /// Authentication.
-    pub auth: ReceiverAuth,
-}
-
-/// `kind = "alertmanager"`.
-#[derive(Debug, Clone, PartialEq)]
-pub struct AlertmanagerSpec {
-    /// Base URL of one Alertmanager (`/api/v2/alerts` is appended).
-    pub url: url::Url,
-    /// Authentication.
-    pub auth: ReceiverAuth,
-    /// Re-post interval of open alerts.
-    pub resend_interval: Duration,
-}
-
-/// `kind = "pagerduty"`.
-#[derive(Debug, Clone, PartialEq)]
-pub struct PagerDutySpec {
-    /// The enqueue endpoint.
-    pub url: url::Url,
-    /// Integration (routing) key.
-    pub routing_key: Secret,
-}
-
-/// `kind = "opsgenie"`.
-#[derive(Debug, Clone, PartialEq)]
-pub struct OpsgenieSpec {
-    /// API base URL (`/v2/alerts` is appended).
-    pub url: url::Url,
-    /// API key, sent as `Authorization: GenieKey`.
-    pub api_key: Secret,
-    /// Extra tags.
-    pub tags: Vec<String>,
-}
-
-/// `kind = "slack"` and `kind = "teams"`: the URL is the secret.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ChatSpec {
-    /// The webhook URL (from `url` or `url_file`).
-    pub url: Secret,
-}
-
-/// How the e-mail receiver secures its SMTP session.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SmtpTls {
-    /// Plain connection, then STARTTLS, which the server must offer.
-    StartTls,
-    /// TLS from the first byte (port 465).
-    Implicit,
-    /// No TLS at all (loopback relays only).
-    None,
-}
-
-/// `kind = "email"`.
-#[derive(Debug, Clone, PartialEq)]
-pub struct EmailSpec {
-    /// Host name of the submission server (also the TLS name).
-    pub host: String,
-    /// Its port.
-    pub port: u16,
-    /// Sender.
-    pub from: String,
-    /// Recipients.
-    pub to: Vec<String>,
-    /// AUTH credentials, if any.
-    pub credentials: Option<(String, Secret)>,
-    /// Transport security.
-    pub tls: SmtpTls,
-    /// EHLO name.
-    pub hello: String,
-}
-
-/// `kind = "grafana"`.
-#[derive(Debug, Clone, PartialEq)]
-pub struct GrafanaSpec {
-    /// Grafana base URL (`/api/annotations` is appended).
-    pub url: url::Url,
-    /// Authentication (a service-account token as bearer).
-    pub auth: ReceiverAuth,
-    /// Dashboard of the annotations, if any.
-    pub dashboard_uid: Option<String>,
-    /// Panel of the annotations, if any.
-    pub panel_id: Option<i64>,
-    /// Extra tags.
-    pub tags: Vec<String>,
 }
 
 /// A target name pattern: `*` matches any run of characters, `?` one.

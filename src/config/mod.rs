@@ -10,6 +10,7 @@ pub mod alerting;
 pub mod duration;
 pub mod net;
 mod raw;
+mod receivers;
 pub mod secret;
 pub mod slowdown;
 mod validate;

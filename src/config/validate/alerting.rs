@@ -236,7 +236,7 @@ mod tests {
             "#
         );
         let c = parse(&text).unwrap();
-        let kinds: Vec<&str> = c.receivers.iter().map(|r| r.kind()).collect();
+        let kinds: Vec<&str> = c.receivers.iter().map(|r| r.kind().as_str()).collect();
         assert_eq!(
             kinds,
             [

@@ -28,6 +28,7 @@ use super::raw::{RawAlertingFile, RawConfig};
 use super::*;
 use alerting::build_alerting;
 use files::resolve;
+pub(in crate::config) use receiver::ReceiverFields;
 use target::{build_target, key_path};
 use web::build_web;
 
