@@ -353,8 +353,8 @@ mod tests {
 
     /// A target name with a dot is one key: its bad severity is located at
     /// its own value. (The alerting errors used to be located by re-parsing
-    /// their key text, which split `owa.example` in two and fell back to the
-    /// position of the whole `severity` table.)
+    /// their key text, which split `owa.example` in two, found no such key
+    /// and reported the error without a position, after all the others.)
     #[test]
     fn a_dotted_target_name_in_severity_is_located_at_its_value() {
         let text = "[alerting]\nseverity = { \"owa.example\" = \"high\" }\n[[target]]\nname = \"owa.example\"\nkind = \"http\"\nurl = \"https://h/\"\n";

@@ -30,7 +30,7 @@ pub(super) struct TlsKeys {
 }
 
 /// The raw TLS keys of a target, taken out of it.
-pub(super) fn tls_keys(t: &mut RawTarget) -> TlsKeys {
+fn tls_keys(t: &mut RawTarget) -> TlsKeys {
     TlsKeys {
         ca_file: t.tls_ca_file.take(),
         cert_file: t.tls_cert_file.take(),
@@ -88,16 +88,56 @@ pub(super) fn parse_host_port(text: &str) -> Option<HostPort> {
     })
 }
 
-/// The required `host:port` at `key`.
-pub(super) fn address(
+/// Where a kind writes an endpoint: the keys of its address and TLS mode,
+/// an example address for messages, and whether it speaks a mail protocol
+/// (STARTTLS allowed, the TLS mode defaulting from the port).
+pub(super) struct EndpointKeys {
+    /// The target kind, for messages.
+    pub(super) kind: &'static str,
+    /// The key of the `host:port` address.
+    pub(super) address: &'static str,
+    /// The key of the TLS mode.
+    pub(super) tls: &'static str,
+    /// An example address for messages.
+    pub(super) example: &'static str,
+    /// Whether the protocol is SMTP, IMAP or POP3.
+    pub(super) mail: bool,
+}
+
+/// Where and how a probe connects.
+pub(super) struct Endpoint {
+    /// Where to connect.
+    pub(super) address: HostPort,
+    /// TLS mode.
+    pub(super) tls: TlsMode,
+    /// Address family.
+    pub(super) ip_family: IpFamily,
+    /// TLS settings.
+    pub(super) tls_options: TlsOptions,
+}
+
+/// The value a target set for `key`, one of the endpoint keys.
+fn take_endpoint_key(t: &mut RawTarget, key: &str) -> Option<String> {
+    match key {
+        "address" => t.address.take(),
+        "tls" => t.tls.take(),
+        "smtp_address" => t.smtp_address.take(),
+        "smtp_tls" => t.smtp_tls.take(),
+        "imap_address" => t.imap_address.take(),
+        "imap_tls" => t.imap_tls.take(),
+        _ => unreachable!("not an endpoint key: {key}"),
+    }
+}
+
+/// The required `host:port` at `keys.address`.
+pub(super) fn endpoint_address(
     c: &mut Checker<'_>,
     tp: &KeyPath,
-    key: &str,
-    kind: &str,
-    text: Option<String>,
-    example: &str,
+    t: &mut RawTarget,
+    keys: &EndpointKeys,
 ) -> Option<HostPort> {
-    let Some(text) = text else {
+    let (key, kind) = (keys.address, keys.kind);
+    let Some(text) = take_endpoint_key(t, key) else {
         c.error_at(
             tp,
             format!("missing field `{key}` (required for kind {kind:?})"),
@@ -106,6 +146,7 @@ pub(super) fn address(
     };
     let parsed = parse_host_port(&text);
     if parsed.is_none() {
+        let example = keys.example;
         c.error_at(
             &tp.key(key),
             format!("invalid address {text:?} (expected host:port, e.g. \"{example}\")"),
@@ -114,21 +155,22 @@ pub(super) fn address(
     parsed
 }
 
-/// A TLS mode, defaulting from the port for mail protocols (see [`TlsMode`]).
-pub(super) fn tls_mode(
+/// The TLS mode at `keys.tls`, defaulting from `port` for mail protocols
+/// (see [`TlsMode`]) and to none for `tcp`.
+pub(super) fn endpoint_tls(
     c: &mut Checker<'_>,
     tp: &KeyPath,
-    key: &str,
-    text: Option<String>,
+    t: &mut RawTarget,
+    keys: &EndpointKeys,
     port: u16,
-    mail: bool,
 ) -> TlsMode {
+    let mail = keys.mail;
     let default = if mail {
         TlsMode::default_for_mail_port(port)
     } else {
         TlsMode::None
     };
-    match text.as_deref() {
+    match take_endpoint_key(t, keys.tls).as_deref() {
         None => default,
         Some("none") => TlsMode::None,
         Some("implicit") => TlsMode::Implicit,
@@ -140,10 +182,41 @@ pub(super) fn tls_mode(
                 "\"none\" or \"implicit\""
             };
             c.error_at(
-                &tp.key(key),
+                &tp.key(keys.tls),
                 format!("invalid tls mode {other:?} (expected {expected})"),
             );
             default
         }
+    }
+}
+
+/// The address and TLS mode at `keys`: the start of every endpoint.
+pub(super) fn endpoint_start(
+    c: &mut Checker<'_>,
+    tp: &KeyPath,
+    t: &mut RawTarget,
+    keys: &EndpointKeys,
+) -> Option<(HostPort, TlsMode)> {
+    let address = endpoint_address(c, tp, t, keys)?;
+    let tls = endpoint_tls(c, tp, t, keys, address.port);
+    Some((address, tls))
+}
+
+/// An endpoint completed with the target's address family and TLS options
+/// (certificate files are read here).
+pub(super) fn endpoint(
+    c: &mut Checker<'_>,
+    tp: &KeyPath,
+    base: &Path,
+    t: &mut RawTarget,
+    (address, tls): (HostPort, TlsMode),
+) -> Endpoint {
+    let ip_family = parse_ip_family(c, tp, t.ip_family.take());
+    let tls_options = build_tls(c, tp, base, tls_keys(t));
+    Endpoint {
+        address,
+        tls,
+        ip_family,
+        tls_options,
     }
 }

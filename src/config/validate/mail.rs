@@ -2,7 +2,9 @@
 //! `mailflow` (an SMTP submission and an IMAP session), with the mail
 //! credentials, envelope addresses and mailbox they share.
 
-use super::connect::{address, build_tls, parse_ip_family, tls_keys, tls_mode};
+use super::connect::{
+    endpoint, endpoint_address, endpoint_start, endpoint_tls, Endpoint, EndpointKeys,
+};
 use super::files::read_password;
 use super::*;
 use crate::config::raw::RawTarget;
@@ -101,37 +103,90 @@ fn mail_credentials(
     Ok(Some(creds))
 }
 
+/// `tcp`: `address` and `tls` (`none` by default; no STARTTLS).
+const TCP: EndpointKeys = EndpointKeys {
+    kind: "tcp",
+    address: "address",
+    tls: "tls",
+    example: "mail.example.org:25",
+    mail: false,
+};
+/// `smtp`: `address` and `tls`.
+const SMTP: EndpointKeys = EndpointKeys {
+    kind: "smtp",
+    address: "address",
+    tls: "tls",
+    example: "mail.example.org:587",
+    mail: true,
+};
+/// `imap`: `address` and `tls`.
+const IMAP: EndpointKeys = EndpointKeys {
+    kind: "imap",
+    address: "address",
+    tls: "tls",
+    example: "mail.example.org:993",
+    mail: true,
+};
+/// `pop3`: `address` and `tls`.
+const POP3: EndpointKeys = EndpointKeys {
+    kind: "pop3",
+    address: "address",
+    tls: "tls",
+    example: "mail.example.org:995",
+    mail: true,
+};
+/// The submission side of `mailflow`: `smtp_address` and `smtp_tls`.
+const MAILFLOW_SMTP: EndpointKeys = EndpointKeys {
+    kind: "mailflow",
+    address: "smtp_address",
+    tls: "smtp_tls",
+    example: "mail.example.org:587",
+    mail: true,
+};
+/// The mailbox side of `mailflow`: `imap_address` and `imap_tls`.
+const MAILFLOW_IMAP: EndpointKeys = EndpointKeys {
+    kind: "mailflow",
+    address: "imap_address",
+    tls: "imap_tls",
+    example: "mail.example.org:993",
+    mail: true,
+};
+
+/// The endpoint and credentials of an `smtp`, `imap` or `pop3` target, in
+/// the order they are checked: address and TLS mode, then the credentials
+/// (which need the TLS mode; a bad one ends the target's checks), then the
+/// address family and TLS options.
+fn mail_endpoint(
+    c: &mut Checker<'_>,
+    tp: &KeyPath,
+    base: &Path,
+    t: &mut RawTarget,
+    keys: &EndpointKeys,
+) -> Option<(Endpoint, Option<Credentials>)> {
+    let start = endpoint_start(c, tp, t, keys)?;
+    let auth = mail_credentials(c, tp, base, t, &[start.1]).ok()?;
+    Some((endpoint(c, tp, base, t, start), auth))
+}
+
 pub(super) fn build_tcp(
     c: &mut Checker<'_>,
     tp: &KeyPath,
     mut t: RawTarget,
     base: &Path,
 ) -> Option<TcpSpec> {
-    let address = address(
-        c,
-        tp,
-        "address",
-        "tcp",
-        t.address.take(),
-        "mail.example.org:25",
-    )?;
-    let tls = tls_mode(c, tp, "tls", t.tls.take(), address.port, false);
-    let ip_family = parse_ip_family(c, tp, t.ip_family.take());
-    let tls_options = build_tls(c, tp, base, tls_keys(&mut t));
+    let start = endpoint_start(c, tp, &mut t, &TCP)?;
+    let Endpoint {
+        address,
+        tls,
+        ip_family,
+        tls_options,
+    } = endpoint(c, tp, base, &mut t, start);
     Some(TcpSpec {
         address,
         tls,
         ip_family,
         tls_options,
     })
-}
-
-/// Where and how a mail probe connects.
-struct Endpoint {
-    address: HostPort,
-    tls: TlsMode,
-    ip_family: IpFamily,
-    tls_options: TlsOptions,
 }
 
 /// The parts of an SMTP spec shared by `smtp` and `mailflow`.
@@ -189,30 +244,13 @@ pub(super) fn build_smtp(
     mut t: RawTarget,
     base: &Path,
 ) -> Option<SmtpSpec> {
-    let address = address(
-        c,
-        tp,
-        "address",
-        "smtp",
-        t.address.take(),
-        "mail.example.org:587",
-    )?;
-    let tls = tls_mode(c, tp, "tls", t.tls.take(), address.port, true);
-    let auth = mail_credentials(c, tp, base, &mut t, &[tls]).ok()?;
+    let (endpoint, auth) = mail_endpoint(c, tp, base, &mut t, &SMTP)?;
     if t.auth.is_some() && auth.is_none() {
         c.error_at(&tp.key("auth"), "needs username and password_file");
     }
     if t.rcpt_to.is_some() && t.mail_from.is_none() {
         c.error_at(&tp.key("rcpt_to"), "needs mail_from");
     }
-    let ip_family = parse_ip_family(c, tp, t.ip_family.take());
-    let tls_options = build_tls(c, tp, base, tls_keys(&mut t));
-    let endpoint = Endpoint {
-        address,
-        tls,
-        ip_family,
-        tls_options,
-    };
     build_smtp_parts(c, tp, &mut t, endpoint, auth)
 }
 
@@ -249,16 +287,7 @@ pub(super) fn build_imap(
     mut t: RawTarget,
     base: &Path,
 ) -> Option<ImapSpec> {
-    let address = address(
-        c,
-        tp,
-        "address",
-        "imap",
-        t.address.take(),
-        "mail.example.org:993",
-    )?;
-    let tls = tls_mode(c, tp, "tls", t.tls.take(), address.port, true);
-    let auth = mail_credentials(c, tp, base, &mut t, &[tls]).ok()?;
+    let (endpoint, auth) = mail_endpoint(c, tp, base, &mut t, &IMAP)?;
     if auth.is_none() {
         if t.auth.is_some() {
             c.error_at(&tp.key("auth"), "needs username and password_file");
@@ -269,8 +298,12 @@ pub(super) fn build_imap(
     }
     let mechanism = imap_mechanism(c, tp, t.auth.take());
     let mailbox = mailbox(c, tp, t.mailbox.take());
-    let ip_family = parse_ip_family(c, tp, t.ip_family.take());
-    let tls_options = build_tls(c, tp, base, tls_keys(&mut t));
+    let Endpoint {
+        address,
+        tls,
+        ip_family,
+        tls_options,
+    } = endpoint;
     Some(ImapSpec {
         address,
         tls,
@@ -288,18 +321,13 @@ pub(super) fn build_pop3(
     mut t: RawTarget,
     base: &Path,
 ) -> Option<Pop3Spec> {
-    let address = address(
-        c,
-        tp,
-        "address",
-        "pop3",
-        t.address.take(),
-        "mail.example.org:995",
-    )?;
-    let tls = tls_mode(c, tp, "tls", t.tls.take(), address.port, true);
-    let auth = mail_credentials(c, tp, base, &mut t, &[tls]).ok()?;
-    let ip_family = parse_ip_family(c, tp, t.ip_family.take());
-    let tls_options = build_tls(c, tp, base, tls_keys(&mut t));
+    let (endpoint, auth) = mail_endpoint(c, tp, base, &mut t, &POP3)?;
+    let Endpoint {
+        address,
+        tls,
+        ip_family,
+        tls_options,
+    } = endpoint;
     Some(Pop3Spec {
         address,
         tls,
@@ -315,39 +343,12 @@ pub(super) fn build_mailflow(
     mut t: RawTarget,
     base: &Path,
 ) -> Option<MailflowSpec> {
-    let smtp_address = address(
-        c,
-        tp,
-        "smtp_address",
-        "mailflow",
-        t.smtp_address.take(),
-        "mail.example.org:587",
-    );
-    let imap_address = address(
-        c,
-        tp,
-        "imap_address",
-        "mailflow",
-        t.imap_address.take(),
-        "mail.example.org:993",
-    );
+    // Both addresses are checked before either TLS mode.
+    let smtp_address = endpoint_address(c, tp, &mut t, &MAILFLOW_SMTP);
+    let imap_address = endpoint_address(c, tp, &mut t, &MAILFLOW_IMAP);
     let (smtp_address, imap_address) = (smtp_address?, imap_address?);
-    let smtp_tls = tls_mode(
-        c,
-        tp,
-        "smtp_tls",
-        t.smtp_tls.take(),
-        smtp_address.port,
-        true,
-    );
-    let imap_tls = tls_mode(
-        c,
-        tp,
-        "imap_tls",
-        t.imap_tls.take(),
-        imap_address.port,
-        true,
-    );
+    let smtp_tls = endpoint_tls(c, tp, &mut t, &MAILFLOW_SMTP, smtp_address.port);
+    let imap_tls = endpoint_tls(c, tp, &mut t, &MAILFLOW_IMAP, imap_address.port);
     let Some(auth) = mail_credentials(c, tp, base, &mut t, &[smtp_tls, imap_tls]).ok()? else {
         c.error_at(
             tp,
@@ -372,22 +373,16 @@ pub(super) fn build_mailflow(
         return None;
     }
     let mailbox = mailbox(c, tp, t.mailbox.take());
-    let ip_family = parse_ip_family(c, tp, t.ip_family.take());
-    let tls_options = build_tls(c, tp, base, tls_keys(&mut t));
+    // One address family and one set of TLS options for both sides.
+    let endpoint = endpoint(c, tp, base, &mut t, (smtp_address, smtp_tls));
     let imap = ImapSpec {
         address: imap_address,
         tls: imap_tls,
-        ip_family,
-        tls_options: tls_options.clone(),
+        ip_family: endpoint.ip_family,
+        tls_options: endpoint.tls_options.clone(),
         auth: Some(auth.clone()),
         mechanism: ImapAuthMechanism::Login,
         mailbox,
-    };
-    let endpoint = Endpoint {
-        address: smtp_address,
-        tls: smtp_tls,
-        ip_family,
-        tls_options,
     };
     let smtp = build_smtp_parts(c, tp, &mut t, endpoint, Some(auth))?;
     if smtp.mail_from.is_none() || smtp.rcpt_to.is_none() {
