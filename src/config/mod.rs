@@ -1,7 +1,8 @@
 //! Configuration: the validated, immutable [`Config`] the agent runs on, and
-//! [`load`], the only way to get one from a file.
+//! [`load`], the only way to get one from a file ([`load_alerting`] reads
+//! just what the alert commands need, the same way).
 //!
-//! Loading happens in two stages (`raw.rs` mirrors the TOML, `validate.rs`
+//! Loading happens in two stages (`raw.rs` mirrors the TOML, `validate/`
 //! checks it and fills defaults), once, before anything is bound or started.
 //! Every error names the file, line, column and key path. Downstream code never
 //! sees an `Option` that means "not set": defaults are applied here.

@@ -1,10 +1,12 @@
 //! The configuration exactly as the user wrote it: serde mirrors of the TOML
 //! tables with `deny_unknown_fields`, every key optional where a default exists.
 //!
-//! Nothing outside `config/` sees these types; `validate.rs` turns them into
-//! the typed [`crate::config::Config`]. Targets are one flat table for every
-//! kind (not a serde-tagged enum) so that unknown keys are still rejected with
-//! their position; which keys a kind accepts is checked during validation.
+//! Nothing outside `config/` sees these types; `validate/` turns them into
+//! the typed [`crate::config::Config`]. Targets and receivers are one flat
+//! table for every kind (not a serde-tagged enum) so that unknown keys are
+//! still rejected with their position; which keys a kind accepts is checked
+//! during validation. [`RawConfig`] is the whole file; [`RawAlertingFile`]
+//! the part the alert commands read (other tables are ignored, not refused).
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;

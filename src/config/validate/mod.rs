@@ -1,22 +1,32 @@
 //! Turns configuration text into a validated [`Config`]: parse, deserialize
-//! into the raw mirror, then check every key and fill defaults.
+//! into the raw mirror (`raw.rs`), then check every key and fill defaults.
 //!
 //! Every problem found is reported (not only the first), each with the file,
 //! line, column and key path it concerns. Positions come from the parser's
-//! spans; errors found after deserialization look their key path up in the
-//! parsed document.
+//! spans; errors found after deserialization name their [`KeyPath`], which
+//! the [`Checker`] looks up in the parsed document.
+//!
+//! One file per part of the configuration: `agent.rs`, `web.rs`, `host.rs`,
+//! `target.rs` (the keys every target has, then per kind: `http.rs`, and
+//! `mail.rs` for tcp, smtp, imap, pop3 and mailflow, whose endpoints
+//! `connect.rs` reads), `alerting.rs` (with `receiver.rs`, which hands each
+//! kind to `config/receivers/`, and `maintenance.rs`); `files.rs` reads
+//! every secret, certificate and key file. `[slowdown]` is `config/slowdown.rs`.
+//!
+//! [`parse`] validates a whole file; [`parse_alerting`] only what the alert
+//! commands need, on the same path.
 
-use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 
 use toml::de::{DeTable, DeValue};
 use toml::Spanned;
 
+mod agent;
 mod alerting;
 mod connect;
 mod files;
+mod host;
 mod http;
 mod mail;
 mod maintenance;
@@ -26,11 +36,12 @@ mod web;
 
 use super::raw::{RawAlertingFile, RawConfig};
 use super::*;
+use agent::build_agent;
 use alerting::build_alerting;
 use files::resolve;
+use host::build_host;
 pub(in crate::config) use receiver::ReceiverFields;
-use target::{build_target, key_path};
-use web::build_web;
+use target::{build_targets, key_path};
 
 /// One step of a key path.
 #[derive(Debug, Clone)]
@@ -283,92 +294,8 @@ pub(super) fn hidden_char_error(text: &str) -> Option<String> {
 
 fn build(c: &mut Checker<'_>, raw: RawConfig, base: &Path, path: Option<&Path>) -> Config {
     let root = KeyPath::default();
-    let agent_path = root.key("agent");
-    let listen_text = raw.agent.listen.unwrap_or_else(|| DEFAULT_LISTEN.into());
-    let listen = match listen_text.parse::<SocketAddr>() {
-        Ok(a) => a,
-        Err(_) => {
-            c.error_at(
-                &agent_path.key("listen"),
-                format!("invalid listen address {listen_text:?} (expected host:port, e.g. \"127.0.0.1:9717\")"),
-            );
-            DEFAULT_LISTEN.parse().expect("valid default address")
-        }
-    };
-    let instance = match raw.agent.instance {
-        Some(i) if i.trim().is_empty() => {
-            c.error_at(&agent_path.key("instance"), "must not be empty");
-            i
-        }
-        Some(i) => {
-            if let Some(message) = hidden_char_error(&i) {
-                c.error_at(&agent_path.key("instance"), message);
-            }
-            i
-        }
-        None => hostname(),
-    };
-    let log_level = raw.agent.log_level.unwrap_or_else(|| "info".into());
-    if tracing_subscriber::EnvFilter::try_new(&log_level).is_err() {
-        c.error_at(
-            &agent_path.key("log_level"),
-            format!("invalid log level {log_level:?} (expected error, warn, info, debug or trace)"),
-        );
-    }
-    let memory_trim = match raw.agent.memory_trim.map(HumanDuration::get) {
-        None => Some(DEFAULT_MEMORY_TRIM),
-        Some(d) if d.is_zero() => None,
-        Some(d) if d < Duration::from_secs(60) => {
-            c.error_at(
-                &agent_path.key("memory_trim"),
-                "must be 0s (off) or at least 1m",
-            );
-            None
-        }
-        Some(d) => Some(d),
-    };
-    let web = build_web(c, &agent_path.key("web"), base, raw.agent.web);
-    let agent = AgentConfig {
-        listen,
-        instance,
-        state_dir: raw
-            .agent
-            .state_dir
-            .map(|p| resolve(base, p))
-            .unwrap_or_else(default_state_dir),
-        log_level,
-        memory_trim,
-        web,
-    };
-
-    let host_path = root.key("host");
-    let interval = raw
-        .host
-        .interval
-        .map(HumanDuration::get)
-        .unwrap_or(DEFAULT_HOST_INTERVAL);
-    if interval < Duration::from_secs(1) {
-        c.error_at(&host_path.key("interval"), "must be at least 1s");
-    }
-    let processes = raw.host.processes.unwrap_or_default();
-    for (i, name) in processes.iter().enumerate() {
-        if name.trim().is_empty() {
-            c.error_at(&host_path.key("processes").index(i), "must not be empty");
-        }
-    }
-    let host = HostConfig {
-        enabled: raw.host.enabled.unwrap_or(true),
-        interval,
-        processes,
-        exclude_filesystems: raw.host.exclude_filesystems.unwrap_or_default(),
-        exclude_interfaces: raw.host.exclude_interfaces.unwrap_or_default(),
-        proc_root: raw
-            .host
-            .proc_root
-            .map(|p| resolve(base, p))
-            .unwrap_or_else(|| PathBuf::from("/proc")),
-    };
-
+    let agent = build_agent(c, &root.key("agent"), base, raw.agent);
+    let host = build_host(c, &root.key("host"), base, raw.host);
     let slowdown = match slowdown::resolve(raw.slowdown.as_ref(), None) {
         Ok(s) => s,
         Err((key, message)) => {
@@ -388,24 +315,7 @@ fn build(c: &mut Checker<'_>, raw: RawConfig, base: &Path, path: Option<&Path>) 
     // Targets named in `[alerting] severity` are checked against the
     // targets only when the alerting tables are valid.
     let alerting_valid = c.errors.len() == errors_before;
-    let mut targets = Vec::new();
-    let mut seen: HashMap<String, usize> = HashMap::new();
-    for (i, t) in raw.targets.into_iter().enumerate() {
-        let tp = root.key("target").index(i);
-        if let Some(name) = &t.name {
-            if let Some(first) = seen.get(name) {
-                c.error_at(
-                    &tp.key("name"),
-                    format!("duplicate target name {name:?} (first used by target[{first}])"),
-                );
-            } else {
-                seen.insert(name.clone(), i);
-            }
-        }
-        if let Some(target) = build_target(c, &tp, t, base, raw.slowdown.as_ref()) {
-            targets.push(target);
-        }
-    }
+    let (targets, seen) = build_targets(c, &root, raw.targets, base, raw.slowdown.as_ref());
 
     let severity_targets = alerting.severity.keys().filter(|_| alerting_valid);
     for name in severity_targets {

@@ -2,6 +2,8 @@
 //! timeout, slowdown), which keys each kind accepts, and the dispatch to the
 //! kind's own validation.
 
+use std::collections::HashMap;
+
 use super::http::build_http;
 use super::mail::{build_imap, build_mailflow, build_pop3, build_smtp, build_tcp};
 use super::*;
@@ -128,7 +130,37 @@ const KINDS: &[(&str, &[&str])] = &[
     ("mailflow", MAILFLOW_KEYS),
 ];
 
-pub(super) fn build_target(
+/// Validates every `[[target]]` (names unique), and returns the valid
+/// ones with the index of the first target using each name (valid or not).
+pub(super) fn build_targets(
+    c: &mut Checker<'_>,
+    root: &KeyPath,
+    raw: Vec<RawTarget>,
+    base: &Path,
+    global_slowdown: Option<&slowdown::RawSlowdown>,
+) -> (Vec<Target>, HashMap<String, usize>) {
+    let mut targets = Vec::new();
+    let mut seen: HashMap<String, usize> = HashMap::new();
+    for (i, t) in raw.into_iter().enumerate() {
+        let tp = root.key("target").index(i);
+        if let Some(name) = &t.name {
+            if let Some(first) = seen.get(name) {
+                c.error_at(
+                    &tp.key("name"),
+                    format!("duplicate target name {name:?} (first used by target[{first}])"),
+                );
+            } else {
+                seen.insert(name.clone(), i);
+            }
+        }
+        if let Some(target) = build_target(c, &tp, t, base, global_slowdown) {
+            targets.push(target);
+        }
+    }
+    (targets, seen)
+}
+
+fn build_target(
     c: &mut Checker<'_>,
     tp: &KeyPath,
     mut t: RawTarget,
