@@ -15,6 +15,17 @@ use serde::Deserialize;
 
 use super::duration::HumanDuration;
 
+/// The names of those of `$table`'s `Option` fields that are set, in the
+/// order given: the kind-specific keys a flat table set, for the "not valid
+/// for kind" check.
+macro_rules! keys_set {
+    ($table:expr; $($field:ident),* $(,)?) => {{
+        let mut keys = Vec::new();
+        $(if $table.$field.is_some() { keys.push(stringify!($field)); })*
+        keys
+    }};
+}
+
 /// The whole file.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -135,13 +146,8 @@ pub struct RawTarget {
 impl RawTarget {
     /// The keys this table set, by name, for the per-kind "key not valid here" check.
     pub fn keys_set(&self) -> Vec<&'static str> {
-        let mut keys = Vec::new();
-        macro_rules! check {
-            ($($field:ident),*) => {
-                $(if self.$field.is_some() { keys.push(stringify!($field)); })*
-            };
-        }
-        check!(
+        keys_set!(
+            self;
             url,
             method,
             headers,
@@ -174,8 +180,7 @@ impl RawTarget {
             tls_key_file,
             tls_insecure_skip_verify,
             tls_server_name
-        );
-        keys
+        )
     }
 }
 
@@ -286,13 +291,8 @@ pub struct RawReceiver {
 impl RawReceiver {
     /// The kind-specific keys this table set.
     pub fn keys_set(&self) -> Vec<&'static str> {
-        let mut keys = Vec::new();
-        macro_rules! check {
-            ($($field:ident),*) => {
-                $(if self.$field.is_some() { keys.push(stringify!($field)); })*
-            };
-        }
-        check!(
+        keys_set!(
+            self;
             url,
             url_file,
             token_file,
@@ -311,8 +311,7 @@ impl RawReceiver {
             password_file,
             tls,
             hello
-        );
-        keys
+        )
     }
 }
 

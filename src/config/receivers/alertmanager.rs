@@ -26,8 +26,6 @@ pub(super) const KEYS: &[&str] = &[
     "token_file",
     "username",
     "password_file",
-    "tls_ca_file",
-    "tls_insecure_skip_verify",
     "resend_interval",
 ];
 

@@ -13,7 +13,7 @@ pub struct ChatSpec {
 }
 
 /// The keys a Slack or Teams receiver accepts.
-pub(super) const KEYS: &[&str] = &["url", "url_file", "tls_ca_file", "tls_insecure_skip_verify"];
+pub(super) const KEYS: &[&str] = &["url", "url_file"];
 
 /// Validates a Slack or Teams receiver's keys. The URL is never quoted in
 /// an error.

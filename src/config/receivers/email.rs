@@ -44,8 +44,6 @@ pub(super) const KEYS: &[&str] = &[
     "password_file",
     "tls",
     "hello",
-    "tls_ca_file",
-    "tls_insecure_skip_verify",
 ];
 
 /// Validates an e-mail receiver's keys, reporting every problem.

@@ -27,8 +27,6 @@ pub(super) const KEYS: &[&str] = &[
     "dashboard_uid",
     "panel_id",
     "tags",
-    "tls_ca_file",
-    "tls_insecure_skip_verify",
 ];
 
 /// Validates a Grafana receiver's keys.

@@ -19,13 +19,7 @@ pub struct OpsgenieSpec {
 }
 
 /// The keys an Opsgenie receiver accepts.
-pub(super) const KEYS: &[&str] = &[
-    "url",
-    "api_key_file",
-    "tags",
-    "tls_ca_file",
-    "tls_insecure_skip_verify",
-];
+pub(super) const KEYS: &[&str] = &["url", "api_key_file", "tags"];
 
 /// Validates an Opsgenie receiver's keys.
 pub(super) fn validate(f: &mut ReceiverFields<'_, '_>) -> Option<OpsgenieSpec> {

@@ -17,12 +17,7 @@ pub struct PagerDutySpec {
 }
 
 /// The keys a PagerDuty receiver accepts.
-pub(super) const KEYS: &[&str] = &[
-    "url",
-    "routing_key_file",
-    "tls_ca_file",
-    "tls_insecure_skip_verify",
-];
+pub(super) const KEYS: &[&str] = &["url", "routing_key_file"];
 
 /// Validates a PagerDuty receiver's keys.
 pub(super) fn validate(f: &mut ReceiverFields<'_, '_>) -> Option<PagerDutySpec> {

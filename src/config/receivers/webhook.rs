@@ -13,14 +13,7 @@ pub struct WebhookSpec {
 }
 
 /// The keys a webhook accepts.
-pub(super) const KEYS: &[&str] = &[
-    "url",
-    "token_file",
-    "username",
-    "password_file",
-    "tls_ca_file",
-    "tls_insecure_skip_verify",
-];
+pub(super) const KEYS: &[&str] = &["url", "token_file", "username", "password_file"];
 
 /// Validates a webhook's keys.
 pub(super) fn validate(f: &mut ReceiverFields<'_, '_>) -> Option<WebhookSpec> {

@@ -104,6 +104,19 @@ pub(super) struct EndpointKeys {
     pub(super) mail: bool,
 }
 
+impl EndpointKeys {
+    /// A kind whose endpoint is `address` and `tls`.
+    pub(super) const fn one(kind: &'static str, example: &'static str, mail: bool) -> EndpointKeys {
+        EndpointKeys {
+            kind,
+            address: "address",
+            tls: "tls",
+            example,
+            mail,
+        }
+    }
+}
+
 /// Where and how a probe connects.
 pub(super) struct Endpoint {
     /// Where to connect.
@@ -114,6 +127,13 @@ pub(super) struct Endpoint {
     pub(super) ip_family: IpFamily,
     /// TLS settings.
     pub(super) tls_options: TlsOptions,
+}
+
+impl Endpoint {
+    /// Address, TLS mode, address family and TLS options, for a spec.
+    pub(super) fn into_parts(self) -> (HostPort, TlsMode, IpFamily, TlsOptions) {
+        (self.address, self.tls, self.ip_family, self.tls_options)
+    }
 }
 
 /// The value a target set for `key`, one of the endpoint keys.

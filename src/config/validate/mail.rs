@@ -104,37 +104,13 @@ fn mail_credentials(
 }
 
 /// `tcp`: `address` and `tls` (`none` by default; no STARTTLS).
-const TCP: EndpointKeys = EndpointKeys {
-    kind: "tcp",
-    address: "address",
-    tls: "tls",
-    example: "mail.example.org:25",
-    mail: false,
-};
+const TCP: EndpointKeys = EndpointKeys::one("tcp", "mail.example.org:25", false);
 /// `smtp`: `address` and `tls`.
-const SMTP: EndpointKeys = EndpointKeys {
-    kind: "smtp",
-    address: "address",
-    tls: "tls",
-    example: "mail.example.org:587",
-    mail: true,
-};
+const SMTP: EndpointKeys = EndpointKeys::one("smtp", "mail.example.org:587", true);
 /// `imap`: `address` and `tls`.
-const IMAP: EndpointKeys = EndpointKeys {
-    kind: "imap",
-    address: "address",
-    tls: "tls",
-    example: "mail.example.org:993",
-    mail: true,
-};
+const IMAP: EndpointKeys = EndpointKeys::one("imap", "mail.example.org:993", true);
 /// `pop3`: `address` and `tls`.
-const POP3: EndpointKeys = EndpointKeys {
-    kind: "pop3",
-    address: "address",
-    tls: "tls",
-    example: "mail.example.org:995",
-    mail: true,
-};
+const POP3: EndpointKeys = EndpointKeys::one("pop3", "mail.example.org:995", true);
 /// The submission side of `mailflow`: `smtp_address` and `smtp_tls`.
 const MAILFLOW_SMTP: EndpointKeys = EndpointKeys {
     kind: "mailflow",
@@ -175,12 +151,7 @@ pub(super) fn build_tcp(
     base: &Path,
 ) -> Option<TcpSpec> {
     let start = endpoint_start(c, tp, &mut t, &TCP)?;
-    let Endpoint {
-        address,
-        tls,
-        ip_family,
-        tls_options,
-    } = endpoint(c, tp, base, &mut t, start);
+    let (address, tls, ip_family, tls_options) = endpoint(c, tp, base, &mut t, start).into_parts();
     Some(TcpSpec {
         address,
         tls,
@@ -197,12 +168,7 @@ fn build_smtp_parts(
     endpoint: Endpoint,
     auth: Option<Credentials>,
 ) -> Option<SmtpSpec> {
-    let Endpoint {
-        address,
-        tls,
-        ip_family,
-        tls_options,
-    } = endpoint;
+    let (address, tls, ip_family, tls_options) = endpoint.into_parts();
     let helo_name = match t.helo_name.take() {
         Some(name) => {
             if name.is_empty() || name.chars().any(|ch| ch.is_whitespace() || ch.is_control()) {
@@ -298,12 +264,7 @@ pub(super) fn build_imap(
     }
     let mechanism = imap_mechanism(c, tp, t.auth.take());
     let mailbox = mailbox(c, tp, t.mailbox.take());
-    let Endpoint {
-        address,
-        tls,
-        ip_family,
-        tls_options,
-    } = endpoint;
+    let (address, tls, ip_family, tls_options) = endpoint.into_parts();
     Some(ImapSpec {
         address,
         tls,
@@ -322,12 +283,7 @@ pub(super) fn build_pop3(
     base: &Path,
 ) -> Option<Pop3Spec> {
     let (endpoint, auth) = mail_endpoint(c, tp, base, &mut t, &POP3)?;
-    let Endpoint {
-        address,
-        tls,
-        ip_family,
-        tls_options,
-    } = endpoint;
+    let (address, tls, ip_family, tls_options) = endpoint.into_parts();
     Some(Pop3Spec {
         address,
         tls,

@@ -280,6 +280,31 @@ pub(super) fn parse_alerting(
     })
 }
 
+/// The `name` a target or receiver at `path` needs: not blank, without
+/// hidden characters. `None` when it is missing or invalid (reported).
+fn required_name(c: &mut Checker<'_>, path: &KeyPath, name: &Option<String>) -> Option<String> {
+    match name {
+        Some(n) if n.trim().is_empty() => {
+            c.error_at(
+                &path.key("name"),
+                "must be a non-empty name without control characters",
+            );
+            None
+        }
+        Some(n) => match hidden_char_error(n) {
+            Some(message) => {
+                c.error_at(&path.key("name"), message);
+                None
+            }
+            None => Some(n.clone()),
+        },
+        None => {
+            c.error_at(path, "missing field `name`");
+            None
+        }
+    }
+}
+
 /// The error for a name (or other identifier) holding a control or
 /// invisible formatting character ([`is_hidden_char`]), naming the first
 /// one by code point; `None` for a clean name.

@@ -12,6 +12,10 @@ use crate::config::alerting::{
 };
 use crate::config::raw::RawReceiver;
 
+/// The keys every receiver kind accepts besides `name`, `kind`, `timeout`
+/// and `send_resolved`: its TLS settings.
+const COMMON_KEYS: &[&str] = &["tls_ca_file", "tls_insecure_skip_verify"];
+
 /// One receiver table as its kind's validation sees it: the raw keys (a
 /// kind takes those it reads) and helpers that read a URL, a secret or the
 /// authentication keys and report problems at the right key.
@@ -170,26 +174,7 @@ pub(super) fn build_receiver(
     base: &Path,
     hostname: &str,
 ) -> Option<ReceiverConfig> {
-    let name = match &r.name {
-        Some(n) if n.trim().is_empty() => {
-            c.error_at(
-                &path.key("name"),
-                "must be a non-empty name without control characters",
-            );
-            return None;
-        }
-        Some(n) => match hidden_char_error(n) {
-            Some(message) => {
-                c.error_at(&path.key("name"), message);
-                return None;
-            }
-            None => n.clone(),
-        },
-        None => {
-            c.error_at(path, "missing field `name`");
-            return None;
-        }
-    };
+    let name = required_name(c, path, &r.name)?;
     let Some(kind_name) = r.kind.clone() else {
         c.error_at(path, format!("missing field `kind` in receiver {name:?}"));
         return None;
@@ -207,7 +192,7 @@ pub(super) fn build_receiver(
     };
     let mut misplaced = false;
     for key in r.keys_set() {
-        if !kind.keys().contains(&key) {
+        if !COMMON_KEYS.contains(&key) && !kind.keys().contains(&key) {
             c.error_at(
                 &path.key(key),
                 format!("not valid for receiver kind {kind_name:?}"),

@@ -9,24 +9,8 @@ use super::mail::{build_imap, build_mailflow, build_pop3, build_smtp, build_tcp}
 use super::*;
 use crate::config::raw::RawTarget;
 
-/// Keys each kind accepts, besides `name`, `kind`, `interval` and `timeout`.
-const HTTP_KEYS: &[&str] = &[
-    "url",
-    "method",
-    "headers",
-    "body",
-    "expect_status",
-    "body_regex",
-    "body_not_regex",
-    "follow_redirects",
-    "max_redirects",
-    "max_body_bytes",
-    "username",
-    "password_file",
-    "password_credential",
-    "bearer_token_file",
-    "auth",
-    "allow_plaintext_auth",
+/// The keys of how a target connects, which every kind accepts.
+const CONNECTION_KEYS: &[&str] = &[
     "ip_family",
     "tls_ca_file",
     "tls_cert_file",
@@ -35,99 +19,77 @@ const HTTP_KEYS: &[&str] = &[
     "tls_server_name",
 ];
 
-/// `tcp` keys.
-const TCP_KEYS: &[&str] = &[
-    "address",
-    "tls",
-    "ip_family",
-    "tls_ca_file",
-    "tls_cert_file",
-    "tls_key_file",
-    "tls_insecure_skip_verify",
-    "tls_server_name",
-];
+/// The keys of a password login.
+const LOGIN_KEYS: &[&str] = &["username", "password_file", "password_credential"];
 
-/// `smtp` keys.
-const SMTP_KEYS: &[&str] = &[
-    "address",
-    "tls",
-    "helo_name",
-    "username",
-    "password_file",
-    "password_credential",
-    "auth",
-    "mail_from",
-    "rcpt_to",
-    "ip_family",
-    "tls_ca_file",
-    "tls_cert_file",
-    "tls_key_file",
-    "tls_insecure_skip_verify",
-    "tls_server_name",
-];
-
-/// `imap` keys.
-const IMAP_KEYS: &[&str] = &[
-    "address",
-    "tls",
-    "username",
-    "password_file",
-    "password_credential",
-    "auth",
-    "mailbox",
-    "ip_family",
-    "tls_ca_file",
-    "tls_cert_file",
-    "tls_key_file",
-    "tls_insecure_skip_verify",
-    "tls_server_name",
-];
-
-/// `pop3` keys.
-const POP3_KEYS: &[&str] = &[
-    "address",
-    "tls",
-    "username",
-    "password_file",
-    "password_credential",
-    "ip_family",
-    "tls_ca_file",
-    "tls_cert_file",
-    "tls_key_file",
-    "tls_insecure_skip_verify",
-    "tls_server_name",
-];
-
-/// `mailflow` keys.
-const MAILFLOW_KEYS: &[&str] = &[
-    "smtp_address",
-    "smtp_tls",
-    "imap_address",
-    "imap_tls",
-    "helo_name",
-    "username",
-    "password_file",
-    "password_credential",
-    "auth",
-    "mail_from",
-    "rcpt_to",
-    "mailbox",
-    "ip_family",
-    "tls_ca_file",
-    "tls_cert_file",
-    "tls_key_file",
-    "tls_insecure_skip_verify",
-    "tls_server_name",
-];
-
-/// Every kind, with the keys it accepts.
-const KINDS: &[(&str, &[&str])] = &[
-    ("http", HTTP_KEYS),
-    ("tcp", TCP_KEYS),
-    ("smtp", SMTP_KEYS),
-    ("imap", IMAP_KEYS),
-    ("pop3", POP3_KEYS),
-    ("mailflow", MAILFLOW_KEYS),
+/// Every kind, with the keys it accepts besides `name`, `kind`, `interval`,
+/// `timeout` and `slowdown`: its own, and the groups it shares.
+const KINDS: &[(&str, &[&[&str]])] = &[
+    (
+        "http",
+        &[
+            &[
+                "url",
+                "method",
+                "headers",
+                "body",
+                "expect_status",
+                "body_regex",
+                "body_not_regex",
+                "follow_redirects",
+                "max_redirects",
+                "max_body_bytes",
+                "bearer_token_file",
+                "auth",
+                "allow_plaintext_auth",
+            ],
+            LOGIN_KEYS,
+            CONNECTION_KEYS,
+        ],
+    ),
+    ("tcp", &[&["address", "tls"], CONNECTION_KEYS]),
+    (
+        "smtp",
+        &[
+            &[
+                "address",
+                "tls",
+                "helo_name",
+                "auth",
+                "mail_from",
+                "rcpt_to",
+            ],
+            LOGIN_KEYS,
+            CONNECTION_KEYS,
+        ],
+    ),
+    (
+        "imap",
+        &[
+            &["address", "tls", "auth", "mailbox"],
+            LOGIN_KEYS,
+            CONNECTION_KEYS,
+        ],
+    ),
+    ("pop3", &[&["address", "tls"], LOGIN_KEYS, CONNECTION_KEYS]),
+    (
+        "mailflow",
+        &[
+            &[
+                "smtp_address",
+                "smtp_tls",
+                "imap_address",
+                "imap_tls",
+                "helo_name",
+                "auth",
+                "mail_from",
+                "rcpt_to",
+                "mailbox",
+            ],
+            LOGIN_KEYS,
+            CONNECTION_KEYS,
+        ],
+    ),
 ];
 
 /// Validates every `[[target]]` (names unique), and returns the valid
@@ -167,26 +129,7 @@ fn build_target(
     base: &Path,
     global_slowdown: Option<&slowdown::RawSlowdown>,
 ) -> Option<Target> {
-    let name = match &t.name {
-        Some(n) if n.trim().is_empty() => {
-            c.error_at(
-                &tp.key("name"),
-                "must be a non-empty name without control characters",
-            );
-            return None;
-        }
-        Some(n) => match hidden_char_error(n) {
-            Some(message) => {
-                c.error_at(&tp.key("name"), message);
-                return None;
-            }
-            None => n.clone(),
-        },
-        None => {
-            c.error_at(tp, "missing field `name`");
-            return None;
-        }
-    };
+    let name = required_name(c, tp, &t.name)?;
     let kind = match t.kind.as_deref() {
         Some(k) => k,
         None => {
@@ -207,7 +150,7 @@ fn build_target(
     };
     let mut misplaced = false;
     for key in t.keys_set() {
-        if !allowed.contains(&key) {
+        if !allowed.iter().any(|group| group.contains(&key)) {
             c.error_at(&tp.key(key), format!("not valid for kind {kind:?}"));
             misplaced = true;
         }
