@@ -305,6 +305,41 @@ fn required_name(c: &mut Checker<'_>, path: &KeyPath, name: &Option<String>) -> 
     }
 }
 
+/// Reports `kind`, at `path.kind`, as none of the `known` kinds.
+fn unknown_kind<'k>(
+    c: &mut Checker<'_>,
+    path: &KeyPath,
+    kind: &str,
+    known: impl Iterator<Item = &'k str>,
+) {
+    let known: Vec<&str> = known.collect();
+    c.error_at(
+        &path.key("kind"),
+        format!(
+            "unknown kind {kind:?} (expected one of: {})",
+            known.join(", ")
+        ),
+    );
+}
+
+/// Reports every key of a flat table (`set`, the kind-specific keys it
+/// set) that its kind does not `accept`, as not valid for `kind` (`kind
+/// "smtp"`); whether there was one.
+fn misplaced_keys(
+    c: &mut Checker<'_>,
+    path: &KeyPath,
+    set: Vec<&'static str>,
+    accepts: impl Fn(&str) -> bool,
+    kind: &str,
+) -> bool {
+    let mut misplaced = false;
+    for key in set.into_iter().filter(|key| !accepts(key)) {
+        c.error_at(&path.key(key), format!("not valid for {kind}"));
+        misplaced = true;
+    }
+    misplaced
+}
+
 /// The error for a name (or other identifier) holding a control or
 /// invisible formatting character ([`is_hidden_char`]), naming the first
 /// one by code point; `None` for a clean name.

@@ -180,26 +180,21 @@ pub(super) fn build_receiver(
         return None;
     };
     let Some(kind) = ReceiverKind::from_name(&kind_name) else {
-        let known: Vec<&str> = ReceiverKind::ALL.iter().map(|k| k.as_str()).collect();
-        c.error_at(
-            &path.key("kind"),
-            format!(
-                "unknown kind {kind_name:?} (expected one of: {})",
-                known.join(", ")
-            ),
+        unknown_kind(
+            c,
+            path,
+            &kind_name,
+            ReceiverKind::ALL.iter().map(|k| k.as_str()),
         );
         return None;
     };
-    let mut misplaced = false;
-    for key in r.keys_set() {
-        if !COMMON_KEYS.contains(&key) && !kind.keys().contains(&key) {
-            c.error_at(
-                &path.key(key),
-                format!("not valid for receiver kind {kind_name:?}"),
-            );
-            misplaced = true;
-        }
-    }
+    let misplaced = misplaced_keys(
+        c,
+        path,
+        r.keys_set(),
+        |key| COMMON_KEYS.contains(&key) || kind.keys().contains(&key),
+        &format!("receiver kind {kind_name:?}"),
+    );
     let timeout = r
         .timeout
         .map(HumanDuration::get)

@@ -138,23 +138,16 @@ fn build_target(
         }
     };
     let Some((_, allowed)) = KINDS.iter().find(|(k, _)| *k == kind) else {
-        let known: Vec<&str> = KINDS.iter().map(|(k, _)| *k).collect();
-        c.error_at(
-            &tp.key("kind"),
-            format!(
-                "unknown kind {kind:?} (expected one of: {})",
-                known.join(", ")
-            ),
-        );
+        unknown_kind(c, tp, kind, KINDS.iter().map(|(k, _)| *k));
         return None;
     };
-    let mut misplaced = false;
-    for key in t.keys_set() {
-        if !allowed.iter().any(|group| group.contains(&key)) {
-            c.error_at(&tp.key(key), format!("not valid for kind {kind:?}"));
-            misplaced = true;
-        }
-    }
+    let misplaced = misplaced_keys(
+        c,
+        tp,
+        t.keys_set(),
+        |key| allowed.iter().any(|group| group.contains(&key)),
+        &format!("kind {kind:?}"),
+    );
     let interval = t
         .interval
         .map(HumanDuration::get)
