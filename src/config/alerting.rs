@@ -15,11 +15,10 @@ use std::time::Duration;
 
 use chrono::{DateTime, NaiveTime, Utc, Weekday};
 
-pub use super::receivers::{
-    AlertmanagerSpec, ChatSpec, EmailSpec, GrafanaSpec, OpsgenieSpec, PagerDutySpec, ReceiverAuth,
-    ReceiverKind, ReceiverSecret, ReceiverSpec, SmtpTls, SpecSecrets, WebhookSpec,
-    DEFAULT_ALERTMANAGER_RESEND, DEFAULT_OPSGENIE_URL, DEFAULT_PAGERDUTY_URL,
-};
+// The receiver kinds' settings (`ReceiverKind`, `ReceiverSpec`, each kind's
+// spec and defaults) live in `receivers/`, one file a kind; this is their
+// public path.
+pub use super::receivers::*;
 use super::TlsOptions;
 
 /// Default cap on the delay between two delivery attempts.
