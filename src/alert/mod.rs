@@ -26,13 +26,16 @@
 //! backoff; `housekeeping.rs` its periodic upkeep (expiry, held pages,
 //! reminders); `pending.rs` alerts waiting in memory for the store. One
 //! receiver kind per file beside them, sharing `http.rs`, `render.rs` and
-//! `redact.rs`; `cli.rs` the alert commands.
+//! `redact.rs`; `registry.rs` maps each kind to its receiver; `glob.rs`
+//! matches target patterns and `window.rs` says whether a maintenance window
+//! is open.
 
 pub mod alertmanager;
 mod delivery;
 pub mod email;
 mod enqueue;
 mod event;
+mod glob;
 pub mod grafana;
 mod housekeeping;
 pub mod http;
@@ -42,12 +45,14 @@ pub mod pending;
 mod receiver;
 mod reconcile;
 pub mod redact;
+mod registry;
 pub mod render;
 mod routing;
 pub mod slack;
 pub mod stored;
 pub mod teams;
 pub mod webhook;
+mod window;
 
 pub use delivery::{
     backoff, run_delivery, BASE_BACKOFF, DRAIN_GRACE, MAX_IN_FLIGHT, MAX_IN_FLIGHT_PER_RECEIVER,
@@ -65,7 +70,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use crate::clock::Clock;
-use crate::config::alerting::{AlertingConfig, ReceiverConfig, ReceiverSpec};
+use crate::config::alerting::{AlertingConfig, ReceiverConfig};
 use crate::store::{Store, StoreError};
 
 /// What receivers may need besides their own configuration.
@@ -85,18 +90,7 @@ pub fn build_receiver(
     config: &ReceiverConfig,
     ctx: &ReceiverContext,
 ) -> Result<Arc<dyn Receiver>, String> {
-    let inner: Arc<dyn Receiver> = match &config.spec {
-        ReceiverSpec::Webhook(s) => Arc::new(webhook::WebhookReceiver::new(config, s, ctx)?),
-        ReceiverSpec::Alertmanager(s) => {
-            Arc::new(alertmanager::AlertmanagerReceiver::new(config, s, ctx)?)
-        }
-        ReceiverSpec::PagerDuty(s) => Arc::new(pagerduty::PagerDutyReceiver::new(config, s, ctx)?),
-        ReceiverSpec::Opsgenie(s) => Arc::new(opsgenie::OpsgenieReceiver::new(config, s, ctx)?),
-        ReceiverSpec::Slack(s) => Arc::new(slack::SlackReceiver::new(config, s)?),
-        ReceiverSpec::Teams(s) => Arc::new(teams::TeamsReceiver::new(config, s)?),
-        ReceiverSpec::Email(s) => Arc::new(email::EmailReceiver::new(config, s, ctx)?),
-        ReceiverSpec::Grafana(s) => Arc::new(grafana::GrafanaReceiver::new(config, s, ctx)?),
-    };
+    let inner = registry::build(config, ctx)?;
     Ok(Arc::new(redact::Redacted::new(
         inner,
         redact::Redactor::for_receiver(config),

@@ -22,7 +22,7 @@ use base64::Engine as _;
 use chrono::{DateTime, Utc};
 
 use super::{AlertEvent, BoxFuture, DeliveryError, Receiver};
-use crate::config::alerting::{ReceiverAuth, ReceiverConfig, ReceiverSpec};
+use crate::config::alerting::{ReceiverConfig, ReceiverSecret};
 use crate::config::Secret;
 
 /// What a secret is replaced with.
@@ -67,28 +67,20 @@ impl Redactor {
     pub fn for_receiver(config: &ReceiverConfig) -> Redactor {
         let mut r = Redactor::default();
         let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
-        let auth = |r: &mut Redactor, auth: &ReceiverAuth| match auth {
-            ReceiverAuth::None => {}
-            ReceiverAuth::Bearer(token) => r.add_secret_value(token),
-            ReceiverAuth::Basic { username, password } => {
-                r.add_secret_value(password);
-                // `Authorization: Basic base64(user:password)`, as sent.
-                r.add_secret(&b64(&format!("{username}:{}", password.expose())));
-            }
-        };
-        match &config.spec {
-            ReceiverSpec::Webhook(s) => auth(&mut r, &s.auth),
-            ReceiverSpec::Alertmanager(s) => auth(&mut r, &s.auth),
-            ReceiverSpec::Grafana(s) => auth(&mut r, &s.auth),
-            ReceiverSpec::PagerDuty(s) => r.add_secret_value(&s.routing_key),
-            ReceiverSpec::Opsgenie(s) => r.add_secret_value(&s.api_key),
-            ReceiverSpec::Slack(s) | ReceiverSpec::Teams(s) => r.add_secret_url(&s.url),
-            ReceiverSpec::Email(s) => {
-                if let Some((user, password)) = &s.credentials {
+        for secret in config.spec.secrets() {
+            match secret {
+                ReceiverSecret::Token(token) => r.add_secret_value(token),
+                ReceiverSecret::Url(url) => r.add_secret_url(url),
+                ReceiverSecret::HttpBasic { username, password } => {
+                    r.add_secret_value(password);
+                    // `Authorization: Basic base64(user:password)`, as sent.
+                    r.add_secret(&b64(&format!("{username}:{}", password.expose())));
+                }
+                ReceiverSecret::SmtpLogin { username, password } => {
                     r.add_secret_value(password);
                     // AUTH PLAIN base64("\0user\0password"); AUTH LOGIN sends
                     // base64(password), which add_secret_value covers.
-                    r.add_secret(&b64(&format!("\0{user}\0{}", password.expose())));
+                    r.add_secret(&b64(&format!("\0{username}\0{}", password.expose())));
                 }
             }
         }
@@ -463,7 +455,9 @@ impl Receiver for Redacted {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::alerting::{ChatSpec, EmailSpec, SmtpTls, WebhookSpec};
+    use crate::config::alerting::{
+        ChatSpec, EmailSpec, ReceiverAuth, ReceiverSpec, SmtpTls, WebhookSpec,
+    };
     use crate::config::TlsOptions;
 
     const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;

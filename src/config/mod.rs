@@ -1,7 +1,8 @@
 //! Configuration: the validated, immutable [`Config`] the agent runs on, and
-//! [`load`], the only way to get one from a file.
+//! [`load`], the only way to get one from a file ([`load_alerting`] reads
+//! just what the alert commands need, the same way).
 //!
-//! Loading happens in two stages (`raw.rs` mirrors the TOML, `validate.rs`
+//! Loading happens in two stages (`raw.rs` mirrors the TOML, `validate/`
 //! checks it and fills defaults), once, before anything is bound or started.
 //! Every error names the file, line, column and key path. Downstream code never
 //! sees an `Option` that means "not set": defaults are applied here.
@@ -10,6 +11,7 @@ pub mod alerting;
 pub mod duration;
 pub mod net;
 mod raw;
+mod receivers;
 pub mod secret;
 pub mod slowdown;
 mod validate;
@@ -634,6 +636,22 @@ pub const MAX_CONFIG_BYTES: u64 = 16 * 1024 * 1024;
 
 /// Reads, parses and validates a configuration file.
 pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
+    parse(&read_config(path)?, Some(path))
+}
+
+/// Reads a configuration file for the alert commands (`test-alert`,
+/// `silence`): `[agent] state_dir` and `instance`, and the alerting tables,
+/// validated as [`load`] validates them; the other tables are not read, so
+/// a target being edited never stops a silence. Errors are located as
+/// [`load`]'s are.
+pub fn load_alerting(path: &Path) -> Result<alerting::AlertingFile, ConfigErrors> {
+    let text = read_config(path)?;
+    let base = path.parent().unwrap_or(Path::new(""));
+    validate::parse_alerting(&text, Some(path), base, &hostname())
+}
+
+/// The text of the configuration file at `path`, or the error naming it.
+fn read_config(path: &Path) -> Result<String, ConfigErrors> {
     let error = |message: String| {
         ConfigErrors(vec![ConfigError {
             file: Some(path.to_path_buf()),
@@ -642,14 +660,13 @@ pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
             message,
         }])
     };
-    let text = read_config_text(path)
+    read_config_text(path)
         .map_err(|e| error(format!("cannot read configuration: {e}")))?
         .ok_or_else(|| {
             error(format!(
                 "cannot read configuration: larger than {MAX_CONFIG_BYTES} bytes"
             ))
-        })?;
-    parse(&text, Some(path))
+        })
 }
 
 /// The text of a configuration file, `None` when longer than [`MAX_CONFIG_BYTES`].

@@ -1,10 +1,12 @@
 //! The configuration exactly as the user wrote it: serde mirrors of the TOML
 //! tables with `deny_unknown_fields`, every key optional where a default exists.
 //!
-//! Nothing outside `config/` sees these types; `validate.rs` turns them into
-//! the typed [`crate::config::Config`]. Targets are one flat table for every
-//! kind (not a serde-tagged enum) so that unknown keys are still rejected with
-//! their position; which keys a kind accepts is checked during validation.
+//! Nothing outside `config/` sees these types; `validate/` turns them into
+//! the typed [`crate::config::Config`]. Targets and receivers are one flat
+//! table for every kind (not a serde-tagged enum) so that unknown keys are
+//! still rejected with their position; which keys a kind accepts is checked
+//! during validation. [`RawConfig`] is the whole file; [`RawAlertingFile`]
+//! the part the alert commands read (other tables are ignored, not refused).
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -12,6 +14,17 @@ use std::path::PathBuf;
 use serde::Deserialize;
 
 use super::duration::HumanDuration;
+
+/// The names of those of `$table`'s `Option` fields that are set, in the
+/// order given: the kind-specific keys a flat table set, for the "not valid
+/// for kind" check.
+macro_rules! keys_set {
+    ($table:expr; $($field:ident),* $(,)?) => {{
+        let mut keys = Vec::new();
+        $(if $table.$field.is_some() { keys.push(stringify!($field)); })*
+        keys
+    }};
+}
 
 /// The whole file.
 #[derive(Debug, Default, Deserialize)]
@@ -25,13 +38,13 @@ pub struct RawConfig {
     #[serde(default, rename = "target")]
     pub targets: Vec<RawTarget>,
     #[serde(default)]
-    pub alerting: super::alerting::RawAlerting,
+    pub alerting: RawAlerting,
     #[serde(default, rename = "receiver")]
-    pub receivers: Vec<super::alerting::RawReceiver>,
+    pub receivers: Vec<RawReceiver>,
     #[serde(default, rename = "route")]
-    pub routes: Vec<super::alerting::RawRoute>,
+    pub routes: Vec<RawRoute>,
     #[serde(default)]
-    pub maintenance: Vec<super::alerting::RawMaintenance>,
+    pub maintenance: Vec<RawMaintenance>,
 }
 
 /// `[agent]`
@@ -133,13 +146,8 @@ pub struct RawTarget {
 impl RawTarget {
     /// The keys this table set, by name, for the per-kind "key not valid here" check.
     pub fn keys_set(&self) -> Vec<&'static str> {
-        let mut keys = Vec::new();
-        macro_rules! check {
-            ($($field:ident),*) => {
-                $(if self.$field.is_some() { keys.push(stringify!($field)); })*
-            };
-        }
-        check!(
+        keys_set!(
+            self;
             url,
             method,
             headers,
@@ -172,7 +180,176 @@ impl RawTarget {
             tls_key_file,
             tls_insecure_skip_verify,
             tls_server_name
-        );
-        keys
+        )
     }
+}
+
+/// The alerting tables of a configuration file. Unknown top-level tables are
+/// ignored here (the main loader rejects them), so this can also read just the
+/// alerting part of a full file.
+#[derive(Debug, Default, Deserialize)]
+pub struct RawAlertingFile {
+    /// `[agent]`, only the keys alert commands need.
+    #[serde(default)]
+    pub agent: RawAgentPart,
+    /// `[alerting]`
+    #[serde(default)]
+    pub alerting: RawAlerting,
+    /// `[[receiver]]`
+    #[serde(default, rename = "receiver")]
+    pub receivers: Vec<RawReceiver>,
+    /// `[[route]]`
+    #[serde(default, rename = "route")]
+    pub routes: Vec<RawRoute>,
+    /// `[[maintenance]]`
+    #[serde(default)]
+    pub maintenance: Vec<RawMaintenance>,
+}
+
+/// The `[agent]` keys the alert commands read (`state_dir`, `instance`); the
+/// rest of the table is the main loader's.
+#[derive(Debug, Default, Deserialize)]
+pub struct RawAgentPart {
+    /// Directory of the state store.
+    pub state_dir: Option<PathBuf>,
+    /// The instance name alerts carry.
+    pub instance: Option<String>,
+}
+
+/// `[alerting]`: delivery behaviour shared by every receiver.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAlerting {
+    /// Cap on the retry delay (default 60s).
+    pub max_backoff: Option<HumanDuration>,
+    /// Give up on a notification this old (default 24h).
+    pub max_age: Option<HumanDuration>,
+    /// Reminder interval while an incident stays open, or `"off"` (default 4h).
+    pub repeat_interval: Option<String>,
+    /// Link to this agent or its dashboard, sent as `externalURL`/`generatorURL`.
+    pub external_url: Option<String>,
+    /// Severity of targets not listed in `severity` (default "critical").
+    pub default_severity: Option<String>,
+    /// Per-target severity: `severity = { owa = "warning" }`.
+    pub severity: Option<BTreeMap<String, String>>,
+}
+
+/// `[[receiver]]`, the union of every kind's keys.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawReceiver {
+    /// Unique name, used by routes and `test-alert --receiver`.
+    pub name: Option<String>,
+    /// `webhook`, `alertmanager`, `pagerduty`, `opsgenie`, `slack`, `teams`, `email`, `grafana`.
+    pub kind: Option<String>,
+    /// Per-request timeout (default 10s).
+    pub timeout: Option<HumanDuration>,
+    /// Whether recoveries are sent (default true).
+    pub send_resolved: Option<bool>,
+
+    // HTTP receivers
+    /// Endpoint or base URL.
+    pub url: Option<String>,
+    /// File holding the URL, for Slack and Teams whose URL is the secret.
+    pub url_file: Option<PathBuf>,
+    /// Bearer token (webhook, alertmanager, grafana).
+    pub token_file: Option<PathBuf>,
+    /// PagerDuty integration key.
+    pub routing_key_file: Option<PathBuf>,
+    /// Opsgenie (or JSM) API key.
+    pub api_key_file: Option<PathBuf>,
+    /// Extra CA certificates for the receiver's TLS.
+    pub tls_ca_file: Option<PathBuf>,
+    /// Accept any TLS certificate.
+    pub tls_insecure_skip_verify: Option<bool>,
+    /// Alertmanager: re-post interval of firing alerts (default 1m).
+    pub resend_interval: Option<HumanDuration>,
+    /// Grafana: dashboard of the annotation (else an organisation annotation).
+    pub dashboard_uid: Option<String>,
+    /// Grafana: panel of the annotation.
+    pub panel_id: Option<i64>,
+    /// Grafana and Opsgenie: extra tags.
+    pub tags: Option<Vec<String>>,
+
+    // email
+    /// SMTP submission server, `host:port`.
+    pub smtp_address: Option<String>,
+    /// Sender address.
+    pub from: Option<String>,
+    /// Recipient addresses.
+    pub to: Option<Vec<String>>,
+    /// SMTP (and webhook basic auth) user name.
+    pub username: Option<String>,
+    /// SMTP (and webhook basic auth) password.
+    pub password_file: Option<PathBuf>,
+    /// `starttls` (default), `tls` (implicit, port 465) or `none`.
+    pub tls: Option<String>,
+    /// Name sent in EHLO (default: the host name).
+    pub hello: Option<String>,
+}
+
+impl RawReceiver {
+    /// The kind-specific keys this table set.
+    pub fn keys_set(&self) -> Vec<&'static str> {
+        keys_set!(
+            self;
+            url,
+            url_file,
+            token_file,
+            routing_key_file,
+            api_key_file,
+            tls_ca_file,
+            tls_insecure_skip_verify,
+            resend_interval,
+            dashboard_uid,
+            panel_id,
+            tags,
+            smtp_address,
+            from,
+            to,
+            username,
+            password_file,
+            tls,
+            hello
+        )
+    }
+}
+
+/// `[[route]]`: which receivers an alert goes to.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRoute {
+    /// Target name pattern (`*` and `?` wildcards); default any.
+    pub target: Option<String>,
+    /// Probe kind (`http`, `smtp`, ...); default any.
+    pub kind: Option<String>,
+    /// Incident kind (`slow` or `down`); default any.
+    pub incident: Option<String>,
+    /// Severity; default any.
+    pub severity: Option<String>,
+    /// Receivers, by name.
+    pub receivers: Option<Vec<String>>,
+    /// Keep matching later routes after this one matched (default false).
+    #[serde(rename = "continue")]
+    pub continue_matching: Option<bool>,
+}
+
+/// `[[maintenance]]`: a window in which paging is held.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawMaintenance {
+    /// A name for messages and `silence list`.
+    pub name: Option<String>,
+    /// Target name patterns; default every target.
+    pub targets: Option<Vec<String>>,
+    /// One-off window start, RFC 3339.
+    pub start: Option<String>,
+    /// One-off window end, RFC 3339.
+    pub end: Option<String>,
+    /// Recurring weekly start, `"Sat 22:00"` (UTC).
+    pub weekly: Option<String>,
+    /// Recurring daily start, `"02:00"` (UTC).
+    pub daily: Option<String>,
+    /// Length of a recurring window.
+    pub duration: Option<HumanDuration>,
 }

@@ -1,0 +1,70 @@
+//! `[agent]`: the listen address, instance name, state directory, log
+//! level and memory trimming of the daemon (`[agent.web]` is `web.rs`).
+
+use std::net::SocketAddr;
+
+use super::files::resolve;
+use super::web::build_web;
+use super::*;
+use crate::config::raw::RawAgent;
+
+/// Validates `[agent]` at `path`, filling defaults.
+pub(super) fn build_agent(
+    c: &mut Checker<'_>,
+    path: &KeyPath,
+    base: &Path,
+    raw: RawAgent,
+) -> AgentConfig {
+    let listen_text = raw.listen.unwrap_or_else(|| DEFAULT_LISTEN.into());
+    let listen = match listen_text.parse::<SocketAddr>() {
+        Ok(a) => a,
+        Err(_) => {
+            c.error_at(
+                &path.key("listen"),
+                format!("invalid listen address {listen_text:?} (expected host:port, e.g. \"127.0.0.1:9717\")"),
+            );
+            DEFAULT_LISTEN.parse().expect("valid default address")
+        }
+    };
+    let instance = match raw.instance {
+        Some(i) if i.trim().is_empty() => {
+            c.error_at(&path.key("instance"), "must not be empty");
+            i
+        }
+        Some(i) => {
+            if let Some(message) = hidden_char_error(&i) {
+                c.error_at(&path.key("instance"), message);
+            }
+            i
+        }
+        None => hostname(),
+    };
+    let log_level = raw.log_level.unwrap_or_else(|| "info".into());
+    if tracing_subscriber::EnvFilter::try_new(&log_level).is_err() {
+        c.error_at(
+            &path.key("log_level"),
+            format!("invalid log level {log_level:?} (expected error, warn, info, debug or trace)"),
+        );
+    }
+    let memory_trim = match raw.memory_trim.map(HumanDuration::get) {
+        None => Some(DEFAULT_MEMORY_TRIM),
+        Some(d) if d.is_zero() => None,
+        Some(d) if d < Duration::from_secs(60) => {
+            c.error_at(&path.key("memory_trim"), "must be 0s (off) or at least 1m");
+            None
+        }
+        Some(d) => Some(d),
+    };
+    let web = build_web(c, &path.key("web"), base, raw.web);
+    AgentConfig {
+        listen,
+        instance,
+        state_dir: raw
+            .state_dir
+            .map(|p| resolve(base, p))
+            .unwrap_or_else(default_state_dir),
+        log_level,
+        memory_trim,
+        web,
+    }
+}
