@@ -4,7 +4,7 @@
 //! firing and once resolved, in that order, nothing else was paged, and the
 //! store opens cleanly.
 //!
-//! Ignored by default (it takes minutes): `bench/kill9.sh` runs it, with
+//! Ignored by default (it takes minutes): `bench/reliability.sh kill9` runs it, with
 //! `MAILPULSE_KILLS` kills (50 by default).
 
 use crate::support;
@@ -56,7 +56,7 @@ fn incidents(cfg: &std::path::Path) -> Vec<Value> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "takes minutes; run by bench/kill9.sh"]
+#[ignore = "takes minutes; run by bench/reliability.sh kill9"]
 async fn kill_9_at_random_moments_loses_and_duplicates_no_page() {
     let kills = std::env::var("MAILPULSE_KILLS")
         .ok()

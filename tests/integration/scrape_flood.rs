@@ -1,6 +1,6 @@
 //! A scrape flood against the real binary: [`PER_SECOND`] concurrent
 //! `/metrics` scrapes launched every second, for [`RUN_FOR`] by default (the
-//! issue's full minute with `MAILPULSE_FLOOD_SECS=60`, as `bench/flood.sh`
+//! issue's full minute with `MAILPULSE_FLOOD_SECS=60`, as `bench/reliability.sh flood`
 //! runs it). The agent's resident memory stays under [`RSS_BOUND_KIB`] and
 //! its probes stay on schedule.
 
