@@ -10,31 +10,23 @@ use crate::support;
 use std::time::Duration;
 
 use chrono::Utc;
-use mailpulse::alert::{self, AlertEvent, Alerting, Enqueued};
+use mailpulse::alert::{self, AlertEvent, Enqueued};
 use mailpulse::config::alerting::parse;
-use mailpulse::store::Store;
 use serde_json::Value;
 use support::alertmanager::Alertmanager;
 use support::delivery::{self, Delivery};
 
 /// Polls `cond` (up to 20 s) until it yields a value.
-async fn wait_for<F, Fut>(what: &str, am: &Alertmanager, mut cond: F) -> Value
+async fn wait_for<F, Fut>(what: &str, am: &Alertmanager, cond: F) -> Value
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Option<Value>>,
 {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    loop {
-        if let Some(v) = cond().await {
-            return v;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting for {what}; alertmanager log:\n{}",
-            std::fs::read_to_string(&am.log).unwrap_or_default()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let log = || {
+        let text = std::fs::read_to_string(&am.log).unwrap_or_default();
+        format!("alertmanager log:\n{text}")
+    };
+    support::wait_until_or(what, Duration::from_secs(20), log, cond).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -52,9 +44,7 @@ async fn a_real_alertmanager_sees_the_incident_open_and_then_resolved() {
         "agent.test",
     )
     .unwrap();
-    let store = Store::open(&dir.path().join("state")).unwrap();
-    let alerting = Alerting::new(config, &store, mailpulse::clock::system()).unwrap();
-    let d = Delivery::start(alerting, store, None);
+    let d = Delivery::open(config, &dir.path().join("state"));
 
     let firing = AlertEvent {
         target: "owa".into(),

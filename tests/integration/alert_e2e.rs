@@ -6,16 +6,13 @@
 //! of the agent mid-incident lose and duplicate nothing.
 
 use crate::support;
-use crate::support::capture;
 
-use std::process::Command;
 use std::time::Duration;
 
-use capture::{Capture, Reply};
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 use support::alertmanager::Alertmanager;
-use support::{metric, write_file, Agent, HttpServer, Route};
+use support::{incidents, metric, write_file, Agent, HttpServer, Reply};
 
 /// Probe interval of the test target.
 const INTERVAL: Duration = Duration::from_millis(100);
@@ -37,36 +34,12 @@ fn time(v: &Value) -> DateTime<Utc> {
         .unwrap()
 }
 
-fn incidents(cfg: &std::path::Path) -> Vec<Value> {
-    let out = Command::new(support::bin())
-        .args(["incidents", "--json", "--config"])
-        .arg(cfg)
-        .output()
-        .unwrap();
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
-}
-
 async fn warm(agent: &Agent) {
-    agent
-        .wait_until(
-            || async {
-                metric(
-                    &agent.scrape().await,
-                    "mailpulse_target_baseline_seconds",
-                    &[("target", "owa")],
-                )
-                .is_some()
-            },
-            "a learned baseline",
-        )
-        .await;
+    agent.wait_baseline("owa").await;
 }
 
 /// The alerts of webhook messages accepted so far, as (status, alert).
-fn webhook_alerts(cap: &Capture) -> Vec<(String, Value)> {
+fn webhook_alerts(cap: &HttpServer) -> Vec<(String, Value)> {
     cap.accepted()
         .iter()
         .flat_map(|r| {
@@ -87,9 +60,9 @@ async fn a_slowdown_pages_the_webhook_and_alertmanager_and_resolves_with_its_tim
     let Some(am) = Alertmanager::start_or_skip(dir.path()).await else {
         return;
     };
-    let hook = Capture::start().await;
+    let hook = HttpServer::receiver().await;
     let server = HttpServer::start().await;
-    server.route("/owa", Route::ok("ok"));
+    server.route("/owa", Reply::ok("ok"));
     let port = support::free_port();
     let receivers = format!(
         "[[receiver]]\nname = \"hook\"\nkind = \"webhook\"\nurl = \"{}\"\n\
@@ -111,7 +84,7 @@ async fn a_slowdown_pages_the_webhook_and_alertmanager_and_resolves_with_its_tim
     warm(&agent).await;
 
     let slowed_at = Utc::now();
-    server.route("/owa", Route::ok("ok").delayed(Duration::from_millis(60)));
+    server.route("/owa", Reply::ok("ok").delayed(Duration::from_millis(60)));
     let firing = hook.wait_accepted(1, Duration::from_secs(15)).await;
     let body = firing[0].json();
     assert_eq!(body["version"], "4");
@@ -145,7 +118,7 @@ async fn a_slowdown_pages_the_webhook_and_alertmanager_and_resolves_with_its_tim
     assert_eq!(listed["labels"]["alertname"], "MailpulseSlow");
 
     let recovered_at = Utc::now();
-    server.route("/owa", Route::ok("ok"));
+    server.route("/owa", Reply::ok("ok"));
     let all = hook.wait_accepted(2, Duration::from_secs(15)).await;
     let resolved = all.last().unwrap().json();
     assert_eq!(resolved["status"], "resolved");
@@ -205,11 +178,11 @@ async fn a_slowdown_pages_the_webhook_and_alertmanager_and_resolves_with_its_tim
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_receiver_outage_and_a_kill_9_mid_incident_lose_and_duplicate_nothing() {
     let dir = tempfile::tempdir().unwrap();
-    let hook = Capture::start().await;
+    let hook = HttpServer::receiver().await;
     // The receiver is down: every post gets a 503 until the test says otherwise.
     hook.default_reply(Reply::status(503));
     let server = HttpServer::start().await;
-    server.route("/owa", Route::ok("ok"));
+    server.route("/owa", Reply::ok("ok"));
     let port = support::free_port();
     let receivers = format!(
         "[[receiver]]\nname = \"hook\"\nkind = \"webhook\"\nurl = \"{}\"\n",
@@ -229,7 +202,7 @@ async fn a_receiver_outage_and_a_kill_9_mid_incident_lose_and_duplicate_nothing(
     let mut agent = Agent::start(&cfg, addr, &[]).await;
     warm(&agent).await;
 
-    server.route("/owa", Route::ok("ok").delayed(Duration::from_millis(60)));
+    server.route("/owa", Reply::ok("ok").delayed(Duration::from_millis(60)));
     // The firing page is refused, retried, refused again.
     agent
         .wait_until(
@@ -246,32 +219,14 @@ async fn a_receiver_outage_and_a_kill_9_mid_incident_lose_and_duplicate_nothing(
     hook.stop();
     let agent = Agent::start(&cfg, addr, &[]).await;
     agent
-        .wait_until(
-            || async {
-                metric(
-                    &agent.scrape().await,
-                    "mailpulse_target_degraded",
-                    &[("target", "owa")],
-                ) == Some(1.0)
-            },
-            "the incident to continue",
-        )
+        .wait_degraded("owa", true, "the incident to continue")
         .await;
     tokio::time::sleep(Duration::from_millis(1500)).await;
 
     // The service recovers while the receiver is still unreachable.
-    server.route("/owa", Route::ok("ok"));
+    server.route("/owa", Reply::ok("ok"));
     agent
-        .wait_until(
-            || async {
-                metric(
-                    &agent.scrape().await,
-                    "mailpulse_target_degraded",
-                    &[("target", "owa")],
-                ) == Some(0.0)
-            },
-            "the incident to close",
-        )
+        .wait_degraded("owa", false, "the incident to close")
         .await;
 
     // The receiver comes back: everything queued arrives once, in order.

@@ -15,7 +15,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use chrono::Utc;
-use mailpulse::alert::{self, AlertEvent, Alerting};
+use mailpulse::alert::{self, AlertEvent};
 use mailpulse::config::alerting::parse;
 use mailpulse::store::Store;
 use support::delivery::{self, Delivery};
@@ -108,19 +108,19 @@ fn maildir(pf: &Postfix) -> PathBuf {
 }
 
 async fn wait_for_mail(pf: &Postfix, n: usize) -> Vec<String> {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    loop {
-        let mails = mailbox(&maildir(pf));
-        if mails.len() >= n {
-            return mails;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "mail did not arrive; postfix log:\n{}",
-            std::fs::read_to_string(pf.prefix.join("postfix.log")).unwrap_or_default()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    support::wait_until_or(
+        &format!("{n} mails"),
+        Duration::from_secs(30),
+        || {
+            let log = std::fs::read_to_string(pf.prefix.join("postfix.log")).unwrap_or_default();
+            format!("postfix log:\n{log}")
+        },
+        || async {
+            let mails = mailbox(&maildir(pf));
+            (mails.len() >= n).then_some(mails)
+        },
+    )
+    .await
 }
 
 /// The messages in the maildir, oldest first.
@@ -153,9 +153,7 @@ async fn mail_reaches_a_real_postfix_over_starttls_with_auth() {
         "agent.test",
     )
     .unwrap();
-    let store = Store::open(&dir.path().join("state")).unwrap();
-    let alerting = Alerting::new(config, &store, mailpulse::clock::system()).unwrap();
-    let d = Delivery::start(alerting, store, None);
+    let d = Delivery::open(config, &dir.path().join("state"));
     let firing = event("e1");
     d.enqueue(&firing);
     d.enqueue(&delivery::resolved_at(&firing, Utc::now()));

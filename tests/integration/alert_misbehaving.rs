@@ -10,20 +10,19 @@
 //! 10 s timeout and prints the figures of `bench/RELIABILITY.md`.
 
 use crate::support;
-use crate::support::capture;
 use crate::support::peers;
 
 use std::collections::BTreeSet;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use capture::{Capture, Reply};
 use mailpulse::alert::{Alerting, Enqueued, MAX_IN_FLIGHT_PER_RECEIVER};
 use mailpulse::clock::{Clock as _, TokioClock};
 use mailpulse::config::alerting::parse;
 use mailpulse::metrics::alert::NotificationResult;
 use mailpulse::store::{outbox, Store};
 use support::delivery::{self, Delivery};
+use support::{HttpServer, Reply};
 
 /// Incidents paged at once.
 const PAGES: usize = 60;
@@ -66,20 +65,20 @@ struct Run {
 /// Queues `PAGES` incidents for the six receivers (each with `timeout`) and
 /// watches for `watch`.
 async fn run(timeout: Duration, watch: Duration) -> Run {
-    let healthy = Capture::start().await;
+    let healthy = HttpServer::receiver().await;
     let (trickle, trickled) = peers::trickle_server().await;
-    let limited = Capture::start().await;
+    let limited = HttpServer::receiver().await;
     limited.default_reply(Reply::status(429).header("Retry-After", "30"));
     let (huge, huged) = peers::huge_server(500).await;
-    let (tls, handshakes) = peers::untrusted_tls_server().await;
-    let elsewhere = Capture::start_on("127.0.0.2").await;
-    let redirect = Capture::start().await;
+    let tls = peers::untrusted_tls_server().await;
+    let elsewhere = HttpServer::receiver_on([127, 0, 0, 2].into()).await;
+    let redirect = HttpServer::receiver().await;
     redirect.default_reply(Reply::status(302).header("Location", &elsewhere.url("/hook")));
     let urls = [
         format!("http://{trickle}/hook"),
         limited.url("/hook"),
         format!("http://{huge}/hook"),
-        format!("https://{tls}/hook"),
+        tls.https_url("/hook"),
         redirect.url("/hook"),
         healthy.url("/hook"),
     ];
@@ -118,7 +117,7 @@ async fn run(timeout: Duration, watch: Duration) -> Run {
             trickled.requests.load(Ordering::Relaxed),
             limited.requests().len(),
             huged.requests.load(Ordering::Relaxed),
-            handshakes.load(Ordering::Relaxed),
+            tls.connections(),
             redirect.requests().len(),
         ],
         trickle_max_open: trickled.max_open.load(Ordering::Relaxed),
@@ -138,7 +137,7 @@ async fn run(timeout: Duration, watch: Duration) -> Run {
             .map(|n| h.metrics.count(n, NotificationResult::Failed))
             .collect(),
         trickle: trickle.to_string(),
-        tls: tls.to_string(),
+        tls: tls.addr.to_string(),
         elsewhere: elsewhere.addr.to_string(),
     };
     h.stop().await;

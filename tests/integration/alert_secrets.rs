@@ -466,30 +466,32 @@ async fn echoed_secrets_never_reach_the_log_the_store_or_the_metrics() {
     h.enqueue(&delivery::resolved_at(&firing, clock.now()));
 
     // Every echo in every encoding, and a few SMTP sessions of each kind.
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(600);
-    loop {
-        let http_done = p
-            .http
-            .iter()
-            .all(|(_, s)| s.echoed.load(Ordering::Relaxed) >= peers::Echo::ALL.len());
-        let smtp_done = p.smtp.iter().all(|(_, n)| n.load(Ordering::Relaxed) >= 2);
-        if http_done && smtp_done {
-            break;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "echoes: {:?}, smtp sessions: {:?}",
-            p.http
+    support::wait_until_or(
+        "every echo and two SMTP sessions of each kind",
+        Duration::from_secs(600),
+        || {
+            format!(
+                "echoes: {:?}, smtp sessions: {:?}",
+                p.http
+                    .iter()
+                    .map(|(n, s)| (*n, s.echoed.load(Ordering::Relaxed)))
+                    .collect::<Vec<_>>(),
+                p.smtp
+                    .iter()
+                    .map(|(n, c)| (*n, c.load(Ordering::Relaxed)))
+                    .collect::<Vec<_>>()
+            )
+        },
+        || async {
+            let http_done = p
+                .http
                 .iter()
-                .map(|(n, s)| (*n, s.echoed.load(Ordering::Relaxed)))
-                .collect::<Vec<_>>(),
-            p.smtp
-                .iter()
-                .map(|(n, c)| (*n, c.load(Ordering::Relaxed)))
-                .collect::<Vec<_>>()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+                .all(|(_, s)| s.echoed.load(Ordering::Relaxed) >= peers::Echo::ALL.len());
+            let smtp_done = p.smtp.iter().all(|(_, n)| n.load(Ordering::Relaxed) >= 2);
+            http_done && smtp_done
+        },
+    )
+    .await;
     let errors: Vec<(String, String)> = outbox::all_rows(&h.store)
         .unwrap()
         .into_iter()
@@ -623,15 +625,11 @@ async fn a_panic_message_with_a_secret_is_redacted_too() {
         clock.clone(),
     );
     d.enqueue(&delivery::slow("inc1", clock.now()));
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    let error = loop {
+    let error = support::wait_until("a failed attempt", Duration::from_secs(60), || async {
         let rows = outbox::all_rows(&d.store).unwrap();
-        if let Some(e) = rows.into_iter().find_map(|e| e.last_error) {
-            break e;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "no attempt failed");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+        rows.into_iter().find_map(|e| e.last_error)
+    })
+    .await;
     d.stop().await;
     assert_eq!(
         error,

@@ -4,14 +4,12 @@
 //! delivering process), expiry, maintenance windows, reminders and metrics.
 
 use crate::support;
-use crate::support::capture;
 
 use std::collections::VecDeque;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use capture::{Capture, Reply};
 use chrono::{DateTime, Utc};
 use mailpulse::alert::{
     self, AlertEvent, AlertStatus, Alerting, BoxFuture, DeliveryError, Enqueued, HostLoad, Receiver,
@@ -22,6 +20,7 @@ use mailpulse::metrics::alert::NotificationResult;
 use mailpulse::store::{outbox, Store};
 use serde_json::{json, Value};
 use support::delivery::{self, Delivery};
+use support::{wait_until, HttpServer, Reply};
 
 const WAIT: Duration = Duration::from_secs(20);
 
@@ -71,7 +70,7 @@ fn secret(dir: &Path, name: &str, value: &str) -> String {
 
 #[tokio::test]
 async fn webhook_posts_the_alertmanager_webhook_format() {
-    let cap = Capture::start().await;
+    let cap = HttpServer::receiver().await;
     let dir = tempfile::tempdir().unwrap();
     let token = secret(dir.path(), "token", "t0ken");
     let h = Delivery::from_config(config(
@@ -179,7 +178,7 @@ async fn webhook_posts_the_alertmanager_webhook_format() {
 
 #[tokio::test]
 async fn alertmanager_receives_api_v2_alerts() {
-    let cap = Capture::start().await;
+    let cap = HttpServer::receiver().await;
     let dir = tempfile::tempdir().unwrap();
     let h = Delivery::from_config(config(
         &format!(
@@ -223,12 +222,11 @@ async fn alertmanager_receives_api_v2_alerts() {
 
 #[tokio::test]
 async fn pagerduty_triggers_and_resolves_with_one_dedup_key() {
-    let cap = Capture::start().await;
-    cap.default_reply(Reply {
-        status: 202,
-        headers: vec![],
-        body: r#"{"status":"success","message":"Event processed","dedup_key":"inc1"}"#.into(),
-    });
+    let cap = HttpServer::receiver().await;
+    cap.default_reply(
+        Reply::status(202)
+            .body(r#"{"status":"success","message":"Event processed","dedup_key":"inc1"}"#),
+    );
     let dir = tempfile::tempdir().unwrap();
     let key = secret(dir.path(), "pd", "R0UTINGKEY");
     let h = Delivery::from_config(config(
@@ -283,12 +281,11 @@ async fn pagerduty_triggers_and_resolves_with_one_dedup_key() {
 
 #[tokio::test]
 async fn opsgenie_creates_and_closes_by_alias() {
-    let cap = Capture::start().await;
-    cap.default_reply(Reply {
-        status: 202,
-        headers: vec![],
-        body: r#"{"result":"Request will be processed","took":0.1,"requestId":"r1"}"#.into(),
-    });
+    let cap = HttpServer::receiver().await;
+    cap.default_reply(
+        Reply::status(202)
+            .body(r#"{"result":"Request will be processed","took":0.1,"requestId":"r1"}"#),
+    );
     let dir = tempfile::tempdir().unwrap();
     let key = secret(dir.path(), "og", "g3n1e");
     let h = Delivery::from_config(config(
@@ -326,12 +323,8 @@ async fn opsgenie_creates_and_closes_by_alias() {
 
 #[tokio::test]
 async fn slack_posts_blocks_to_the_secret_url() {
-    let cap = Capture::start().await;
-    cap.default_reply(Reply {
-        status: 200,
-        headers: vec![],
-        body: "ok".into(),
-    });
+    let cap = HttpServer::receiver().await;
+    cap.default_reply(Reply::status(200).body("ok"));
     let dir = tempfile::tempdir().unwrap();
     let url = secret(dir.path(), "slack", &cap.url("/services/T0/B0/s3cr3t"));
     let h = Delivery::from_config(config(
@@ -361,7 +354,7 @@ async fn slack_posts_blocks_to_the_secret_url() {
 
 #[tokio::test]
 async fn teams_posts_an_adaptive_card() {
-    let cap = Capture::start().await;
+    let cap = HttpServer::receiver().await;
     cap.default_reply(Reply::status(202));
     let dir = tempfile::tempdir().unwrap();
     let h = Delivery::from_config(config(
@@ -392,7 +385,7 @@ async fn teams_posts_an_adaptive_card() {
 
 #[tokio::test]
 async fn grafana_draws_a_region_from_onset_to_recovery() {
-    let cap = Capture::start().await;
+    let cap = HttpServer::receiver().await;
     cap.script([Reply::json(r#"{"message":"Annotation added","id":42}"#)]);
     cap.default_reply(Reply::json(r#"{"message":"Annotation patched"}"#));
     let dir = tempfile::tempdir().unwrap();
@@ -424,7 +417,7 @@ async fn grafana_draws_a_region_from_onset_to_recovery() {
     let p = got[1].json();
     assert_eq!(p["timeEnd"], at("2026-12-05T02:24:08Z").timestamp_millis());
     // The annotation id is forgotten once the region is closed.
-    eventually("annotation id forgotten", || {
+    wait_until("annotation id forgotten", WAIT, || async {
         outbox::get_state(&h.store, "gf", "inc1").unwrap().is_none()
     })
     .await;
@@ -436,7 +429,7 @@ async fn grafana_draws_a_region_from_onset_to_recovery() {
 // ---------------------------------------------------------------------------
 
 /// Which `(incident, status)` pairs were accepted, in arrival order.
-fn accepted_pairs(cap: &Capture) -> Vec<(String, String)> {
+fn accepted_pairs(cap: &HttpServer) -> Vec<(String, String)> {
     cap.accepted()
         .iter()
         .map(|r| {
@@ -461,7 +454,7 @@ fn assert_exactly_once_in_order(pairs: &[(String, String)], incidents: &[&str]) 
     assert_eq!(pairs.len(), incidents.len() * 2, "{pairs:?}");
 }
 
-fn webhook_config(cap: &Capture, dir: &Path) -> AlertingConfig {
+fn webhook_config(cap: &HttpServer, dir: &Path) -> AlertingConfig {
     config(
         &format!(
             "[alerting]\nmax_backoff = \"1s\"\n[[receiver]]\nname = \"hook\"\nkind = \"webhook\"\nurl = \"{}\"\ntimeout = \"2s\"\n",
@@ -473,7 +466,7 @@ fn webhook_config(cap: &Capture, dir: &Path) -> AlertingConfig {
 
 #[tokio::test]
 async fn an_outage_of_503s_then_refused_connections_loses_nothing() {
-    let cap = Capture::start().await;
+    let cap = HttpServer::receiver().await;
     cap.script([Reply::status(503), Reply::status(503), Reply::status(503)]);
     let dir = tempfile::tempdir().unwrap();
     let h = Delivery::from_config(webhook_config(&cap, dir.path()));
@@ -486,11 +479,10 @@ async fn an_outage_of_503s_then_refused_connections_loses_nothing() {
         h.enqueue(&e);
     }
     // Let the 503s happen, then refuse connections for a while.
-    let deadline = tokio::time::Instant::now() + WAIT;
-    while cap.requests().len() < 3 {
-        assert!(tokio::time::Instant::now() < deadline, "no attempts");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    wait_until("three attempts", WAIT, || async {
+        cap.requests().len() >= 3
+    })
+    .await;
     cap.stop();
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert!(h.metrics.count("hook", NotificationResult::Retried) >= 4);
@@ -505,7 +497,7 @@ async fn an_outage_of_503s_then_refused_connections_loses_nothing() {
 
 #[tokio::test]
 async fn retry_after_is_honoured() {
-    let cap = Capture::start().await;
+    let cap = HttpServer::receiver().await;
     cap.script([Reply::status(429).header("Retry-After", "2")]);
     let dir = tempfile::tempdir().unwrap();
     let h = Delivery::from_config(webhook_config(&cap, dir.path()));
@@ -520,7 +512,7 @@ async fn retry_after_is_honoured() {
 
 #[tokio::test]
 async fn a_permanent_refusal_is_dropped_and_the_incident_goes_on() {
-    let cap = Capture::start().await;
+    let cap = HttpServer::receiver().await;
     cap.script([Reply::status(400)]);
     let dir = tempfile::tempdir().unwrap();
     let h = Delivery::from_config(webhook_config(&cap, dir.path()));
@@ -538,18 +530,17 @@ async fn a_permanent_refusal_is_dropped_and_the_incident_goes_on() {
 
 #[tokio::test]
 async fn undeliverable_notifications_expire_after_max_age() {
-    let cap = Capture::start().await;
+    let cap = HttpServer::receiver().await;
     cap.default_reply(Reply::status(503));
     let dir = tempfile::tempdir().unwrap();
     let mut c = webhook_config(&cap, dir.path());
     c.max_age = Duration::from_secs(2);
     let h = Delivery::from_config(c);
     h.enqueue(&firing("a", "owa"));
-    let deadline = tokio::time::Instant::now() + WAIT;
-    while h.metrics.count("hook", NotificationResult::Expired) == 0 {
-        assert!(tokio::time::Instant::now() < deadline, "never expired");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_until("the notification to expire", WAIT, || async {
+        h.metrics.count("hook", NotificationResult::Expired) > 0
+    })
+    .await;
     assert_eq!(outbox::stats(&h.store).unwrap().pending, 0);
     let scrape = h.scrape();
     assert!(
@@ -561,7 +552,7 @@ async fn undeliverable_notifications_expire_after_max_age() {
 
 #[tokio::test]
 async fn metrics_track_the_backlog() {
-    let cap = Capture::start().await;
+    let cap = HttpServer::receiver().await;
     cap.default_reply(Reply::status(503));
     let dir = tempfile::tempdir().unwrap();
     let h = Delivery::from_config(webhook_config(&cap, dir.path()));
@@ -604,20 +595,18 @@ async fn child_delivery_process() {
     ) else {
         return; // Only meaningful as the child of the test below.
     };
-    let store = Store::open(Path::new(&dir)).unwrap();
     let c = config(
         &format!("[alerting]\nmax_backoff = \"1s\"\n[[receiver]]\nname = \"hook\"\nkind = \"webhook\"\nurl = \"{url}\"\n"),
         Path::new(&dir),
     );
-    let alerting = Alerting::new(c, &store, mailpulse::clock::system()).unwrap();
-    let h = Delivery::start(alerting, store, None);
+    let h = Delivery::open(c, Path::new(&dir));
     tokio::time::sleep(Duration::from_secs(60)).await;
     h.stop().await;
 }
 
 #[tokio::test]
 async fn a_kill_9_mid_delivery_loses_and_duplicates_nothing() {
-    let cap = Capture::start().await;
+    let cap = HttpServer::receiver().await;
     // The first message is accepted, the second hangs: the kill lands mid-send.
     cap.script([Reply::status(200), Reply::hang()]);
     let dir = tempfile::tempdir().unwrap();
@@ -644,22 +633,14 @@ async fn a_kill_9_mid_delivery_loses_and_duplicates_nothing() {
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
-    let deadline = tokio::time::Instant::now() + WAIT;
     // Wait until one message is delivered and recorded as such, and the other
     // is on the wire: the kill then lands in the middle of a send. (A kill
     // between a 2xx and its commit would resend that message: delivery is at
     // least once, which receivers with idempotency keys absorb.)
-    loop {
-        let rows = outbox::all_rows(&store).unwrap();
-        if cap.requests().len() >= 2 && rows.len() == 1 {
-            break;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "child did not get there"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    wait_until("the child to be mid-send", WAIT, || async {
+        cap.requests().len() >= 2 && outbox::all_rows(&store).unwrap().len() == 1
+    })
+    .await;
     // SIGKILL: no chance to record anything.
     child.kill().unwrap();
     child.wait().unwrap();
@@ -746,25 +727,11 @@ impl Receiver for Fake {
 }
 
 fn fakes(config: AlertingConfig, list: &[&Arc<Fake>]) -> Delivery {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(dir.path()).unwrap();
     let receivers: Vec<Arc<dyn Receiver>> = list
         .iter()
         .map(|f| (*f).clone() as Arc<dyn Receiver>)
         .collect();
-    Delivery::start(
-        Alerting::with_receivers(config, receivers),
-        store,
-        Some(dir),
-    )
-}
-
-async fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
-    let deadline = tokio::time::Instant::now() + WAIT;
-    while !cond() {
-        assert!(tokio::time::Instant::now() < deadline, "timed out: {what}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    Delivery::with_receivers(config, receivers, mailpulse::clock::system())
 }
 
 #[tokio::test]
@@ -846,7 +813,7 @@ async fn no_routes_means_everyone_and_duplicates_are_ignored() {
     };
     assert_eq!(h.enqueue(&late_reminder), Enqueued::Duplicate);
     assert!(alert::open_incidents(&h.store).unwrap().is_empty());
-    eventually("both delivered", || {
+    wait_until("both delivered", WAIT, || async {
         one.seen().len() == 3 && two.seen().len() == 3
     })
     .await;
@@ -878,8 +845,14 @@ async fn a_failing_receiver_blocks_only_its_own_queue() {
     h.enqueue(&firing("a", "owa"));
     h.enqueue(&resolved("a", "owa"));
     h.enqueue(&firing("b", "smtp"));
-    eventually("fast got all three", || fast.seen().len() == 3).await;
-    eventually("slow got all three", || slow.seen().len() == 3).await;
+    wait_until("fast got all three", WAIT, || async {
+        fast.seen().len() == 3
+    })
+    .await;
+    wait_until("slow got all three", WAIT, || async {
+        slow.seen().len() == 3
+    })
+    .await;
     let order: Vec<_> = slow
         .seen()
         .into_iter()
@@ -921,16 +894,19 @@ async fn silences_hold_pages_and_release_them_when_they_end() {
     })
     .unwrap();
     assert_eq!(done, ["d"]);
-    eventually("smtp paged", || rx.seen().len() == 1).await;
+    wait_until("smtp paged", WAIT, || async { rx.seen().len() == 1 }).await;
     tokio::time::sleep(Duration::from_millis(1500)).await;
     assert_eq!(rx.seen().len(), 1, "nothing for owa while silenced");
     assert!(h.scrape().contains("mailpulse_alerts_held 1"));
     // The silence ends with incident a still open: it pages now.
     assert!(outbox::remove_silence(&h.store, id).unwrap());
-    eventually("owa paged after the window", || rx.seen().len() == 2).await;
+    wait_until("owa paged after the window", WAIT, || async {
+        rx.seen().len() == 2
+    })
+    .await;
     assert_eq!(rx.seen()[1], ("a".to_string(), AlertStatus::Firing, false));
     h.enqueue(&resolved("a", "owa"));
-    eventually("owa resolved", || rx.seen().len() == 3).await;
+    wait_until("owa resolved", WAIT, || async { rx.seen().len() == 3 }).await;
     h.stop().await;
 }
 
@@ -965,7 +941,7 @@ async fn open_incidents_get_reminders_except_at_stateful_receivers() {
     };
     let h = fakes(c, &[&chat, &pager]);
     h.enqueue(&firing("a", "owa"));
-    eventually("two reminders", || {
+    wait_until("two reminders", WAIT, || async {
         chat.seen().iter().filter(|(_, _, r)| *r).count() >= 2
     })
     .await;
@@ -975,7 +951,7 @@ async fn open_incidents_get_reminders_except_at_stateful_receivers() {
         pager.seen()
     );
     h.enqueue(&resolved("a", "owa"));
-    eventually("resolved", || {
+    wait_until("resolved", WAIT, || async {
         chat.seen().last().map(|s| s.1) == Some(AlertStatus::Resolved)
     })
     .await;
@@ -987,7 +963,7 @@ async fn open_incidents_get_reminders_except_at_stateful_receivers() {
 
 #[tokio::test]
 async fn grafana_redraws_a_region_whose_annotation_was_deleted() {
-    let cap = Capture::start().await;
+    let cap = HttpServer::receiver().await;
     cap.script([
         Reply::json(r#"{"message":"Annotation added","id":7}"#),
         Reply::status(404),
@@ -1038,10 +1014,7 @@ async fn backoff_grows_to_max_backoff_in_virtual_time() {
         max_backoff: Duration::from_secs(30),
         ..AlertingConfig::default()
     };
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(dir.path()).unwrap();
-    let alerting = Alerting::with_receivers(c, vec![rx.clone() as Arc<dyn Receiver>]);
-    let h = Delivery::start_with_clock(alerting, store, Some(dir), clock.clone());
+    let h = Delivery::with_receivers(c, vec![rx.clone() as Arc<dyn Receiver>], clock.clone());
     let started = tokio::time::Instant::now();
     alert::enqueue(&h.store, &h.alerting, &firing("a", "owa"), clock.now()).unwrap();
     let t = times.clone();
@@ -1084,7 +1057,7 @@ fn mailpulse(args: &[&str]) -> std::process::Output {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn test_alert_sends_a_marked_notification_and_reports_failures() {
-    let cap = Capture::start().await;
+    let cap = HttpServer::receiver().await;
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("mailpulse.toml");
     std::fs::write(

@@ -9,7 +9,6 @@
 //! HTTPS target and a receiver, so every `mailpulse_*` metric a panel names must exist.
 
 use crate::support;
-use crate::support::capture;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -47,29 +46,16 @@ fn missing_tools() -> Option<String> {
     None
 }
 
-/// Serves HTTPS with a throwaway self-signed certificate, answering 200.
-async fn https_server() -> std::net::SocketAddr {
-    let key = rcgen::KeyPair::generate().unwrap();
-    let cert = rcgen::CertificateParams::new(vec!["localhost".to_string()])
-        .unwrap()
-        .self_signed(&key)
-        .unwrap();
-    support::https_server(
-        vec![cert.der().clone()],
-        rustls::pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into()),
-    )
-    .await
-}
-
 /// A scrape of an agent that has been through a slow incident, with an HTTPS
 /// target, host collection and a webhook receiver.
 async fn live_scrape(dir: &Path) -> String {
     use std::time::Duration;
-    use support::{metric, write_file, Agent, HttpServer, Route};
+    use support::{write_file, Agent, HttpServer, Reply};
     let server = HttpServer::start().await;
-    server.route("/owa", Route::ok("ok"));
-    let tls = https_server().await;
-    let hook = capture::Capture::start().await;
+    server.route("/owa", Reply::ok("ok"));
+    let (chain, key) = support::tls::self_signed(&["localhost"]);
+    let tls = HttpServer::https(chain, key).await;
+    let hook = HttpServer::receiver().await;
     let port = support::free_port();
     let cfg = write_file(
         dir,
@@ -83,54 +69,29 @@ async fn live_scrape(dir: &Path) -> String {
              [[receiver]]\nname = \"hook\"\nkind = \"webhook\"\nurl = \"{}\"\n",
             dir.join("state").display(),
             server.url("/owa"),
-            tls.port(),
+            tls.addr.port(),
             hook.url("/hook"),
         ),
     );
     let agent = Agent::start(&cfg, ([127, 0, 0, 1], port).into(), &[]).await;
-    let has = |name: &'static str, labels: &'static [(&'static str, &'static str)]| {
-        let agent = &agent;
-        async move { metric(&agent.scrape().await, name, labels).is_some() }
-    };
+    let has = |v: Option<f64>| v.is_some();
+    agent.wait_baseline("owa").await;
+    server.route("/owa", Reply::ok("ok").delayed(Duration::from_millis(60)));
+    agent.wait_degraded("owa", true, "an incident").await;
+    server.route("/owa", Reply::ok("ok"));
     agent
-        .wait_until(
-            || has("mailpulse_target_baseline_seconds", &[("target", "owa")]),
-            "a baseline",
-        )
-        .await;
-    server.route("/owa", Route::ok("ok").delayed(Duration::from_millis(60)));
-    agent
-        .wait_until(
-            || async {
-                metric(
-                    &agent.scrape().await,
-                    "mailpulse_target_degraded",
-                    &[("target", "owa")],
-                ) == Some(1.0)
-            },
-            "an incident",
-        )
-        .await;
-    server.route("/owa", Route::ok("ok"));
-    agent
-        .wait_until(
-            || {
-                has(
-                    "mailpulse_last_incident_duration_seconds",
-                    &[("target", "owa")],
-                )
-            },
+        .wait_metric(
+            "mailpulse_last_incident_duration_seconds",
+            &[("target", "owa")],
+            has,
             "the incident to close",
         )
         .await;
     agent
-        .wait_until(
-            || {
-                has(
-                    "mailpulse_tls_cert_expiry_timestamp_seconds",
-                    &[("target", "owa-tls")],
-                )
-            },
+        .wait_metric(
+            "mailpulse_tls_cert_expiry_timestamp_seconds",
+            &[("target", "owa-tls")],
+            has,
             "the tls target",
         )
         .await;

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 use support::alertmanager::Alertmanager;
-use support::{write_file, Agent, HttpServer, Route};
+use support::{wait_until, write_file, Agent, HttpServer, Reply};
 
 const PROMETHEUS: &str = "/usr/bin/prometheus";
 
@@ -66,11 +66,8 @@ impl Prometheus {
             .spawn()
             .unwrap();
         let p = Prometheus { child, addr, log };
-        for _ in 0..200 {
-            if let Some((200, _)) = support::get(addr, "/-/ready").await {
-                return p;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
+        if support::answers(addr, "/-/ready", Duration::from_secs(20)).await {
+            return p;
         }
         panic!(
             "prometheus did not start:\n{}",
@@ -145,21 +142,6 @@ async fn active(am: &Alertmanager) -> Vec<(String, String)> {
         .unwrap_or_default()
 }
 
-async fn eventually<F, Fut>(what: &str, limit: Duration, mut cond: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = tokio::time::Instant::now() + limit;
-    while !cond().await {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_agents_prometheus_and_alertmanager_see_a_slowdown_come_and_go() {
     if !Path::new(PROMETHEUS).exists() {
@@ -175,7 +157,7 @@ async fn two_agents_prometheus_and_alertmanager_see_a_slowdown_come_and_go() {
         return;
     };
     let server = HttpServer::start().await;
-    server.route("/owa", Route::ok("ok"));
+    server.route("/owa", Reply::ok("ok"));
 
     let mut agents = Vec::new();
     let mut addrs = Vec::new();
@@ -199,7 +181,7 @@ async fn two_agents_prometheus_and_alertmanager_see_a_slowdown_come_and_go() {
     let prom = Prometheus::start(dir.path(), &addrs, am.addr).await;
 
     // Both agents are scraped and have learned a baseline.
-    eventually(
+    wait_until(
         "both agents scraped with a baseline",
         Duration::from_secs(30),
         || async {
@@ -212,8 +194,8 @@ async fn two_agents_prometheus_and_alertmanager_see_a_slowdown_come_and_go() {
     .await;
 
     // Raise the latency: both agents open a slow incident.
-    server.route("/owa", Route::ok("ok").delayed(Duration::from_millis(80)));
-    eventually(
+    server.route("/owa", Reply::ok("ok").delayed(Duration::from_millis(80)));
+    wait_until(
         "the degraded series in Prometheus",
         Duration::from_secs(30),
         || async {
@@ -224,7 +206,7 @@ async fn two_agents_prometheus_and_alertmanager_see_a_slowdown_come_and_go() {
         },
     )
     .await;
-    eventually(
+    wait_until(
         "alerts from the agents and from the rules",
         Duration::from_secs(30),
         || async {
@@ -247,8 +229,8 @@ async fn two_agents_prometheus_and_alertmanager_see_a_slowdown_come_and_go() {
     );
 
     // Lower it again: the incidents close with their durations, the alerts resolve.
-    server.route("/owa", Route::ok("ok"));
-    eventually(
+    server.route("/owa", Reply::ok("ok"));
+    wait_until(
         "the incident duration in Prometheus",
         Duration::from_secs(30),
         || async {
@@ -271,7 +253,7 @@ async fn two_agents_prometheus_and_alertmanager_see_a_slowdown_come_and_go() {
         Some(2.0),
         "one incident per agent"
     );
-    eventually(
+    wait_until(
         "every alert resolved in Alertmanager",
         Duration::from_secs(30),
         || async {

@@ -10,7 +10,7 @@ use crate::support;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use support::{metric, write_file, Agent, HttpServer, Route};
+use support::{metric, rss_kib, write_file, Agent, HttpServer, Reply};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
@@ -97,16 +97,6 @@ async fn hostile(kind: Hostile, mut s: TcpStream) {
     }
 }
 
-/// The agent's resident set in KiB.
-fn rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next()?.parse().ok())
-        .unwrap_or(0)
-}
-
 fn target(name: &str, kind: Hostile, addr: SocketAddr, i: usize) -> String {
     let timing = format!("interval = \"{HOSTILE_INTERVAL}\"\ntimeout = \"{HOSTILE_TIMEOUT}\"\n");
     let body = match (kind, i % 4) {
@@ -128,15 +118,6 @@ fn target(name: &str, kind: Hostile, addr: SocketAddr, i: usize) -> String {
     format!("[[target]]\nname = \"{name}\"\n{body}{timing}")
 }
 
-async fn good_probes(agent: &Agent, name: &str) -> f64 {
-    metric(
-        &agent.scrape().await,
-        "mailpulse_probe_duration_seconds_count",
-        &[("target", name), ("phase", "connect")],
-    )
-    .unwrap_or(0.0)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hundred_hostile_targets_keep_memory_bounded_and_good_targets_on_time() {
     let run_for = std::env::var("MAILPULSE_HOSTILE_SECS")
@@ -155,7 +136,7 @@ async fn a_hundred_hostile_targets_keep_memory_bounded_and_good_targets_on_time(
         servers.push((kind, serve(kind).await));
     }
     let good = HttpServer::start().await;
-    good.route("/", Route::ok("ok"));
+    good.route("/", Reply::ok("ok"));
 
     let dir = tempfile::tempdir().unwrap();
     let port = support::free_port();
@@ -238,7 +219,7 @@ async fn a_hundred_hostile_targets_keep_memory_bounded_and_good_targets_on_time(
 async fn futures_counts(agent: &Agent, names: &[&str]) -> Vec<f64> {
     let mut out = Vec::new();
     for name in names {
-        out.push(good_probes(agent, name).await);
+        out.push(agent.probes(name, "connect").await);
     }
     out
 }

@@ -5,11 +5,10 @@
 
 use crate::support;
 
-use std::process::Command;
 use std::time::Duration;
 
 use serde_json::Value;
-use support::{metric, write_file, Agent, HttpServer, Route};
+use support::{incidents, metric, write_file, Agent, HttpServer, Reply};
 
 fn config(port: u16, state_dir: &std::path::Path, url: &str) -> String {
     format!(
@@ -20,35 +19,10 @@ fn config(port: u16, state_dir: &std::path::Path, url: &str) -> String {
     )
 }
 
-fn incidents(config: &std::path::Path) -> Vec<Value> {
-    let out = Command::new(support::bin())
-        .args(["incidents", "--json", "--config"])
-        .arg(config)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
-}
-
-async fn degraded(agent: &Agent) -> Option<f64> {
-    metric(
-        &agent.scrape().await,
-        "mailpulse_target_degraded",
-        &[("target", "owa")],
-    )
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slowdown_survives_kill_9_as_one_incident_with_its_original_start() {
     let server = HttpServer::start().await;
-    server.route("/owa", Route::ok("ok"));
+    server.route("/owa", Reply::ok("ok"));
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("state");
     let port = support::free_port();
@@ -60,36 +34,22 @@ async fn a_slowdown_survives_kill_9_as_one_incident_with_its_original_start() {
     let addr = ([127, 0, 0, 1], port).into();
 
     let mut agent = Agent::start(&cfg, addr, &[]).await;
-    agent
-        .wait_until(
-            || async {
-                metric(
-                    &agent.scrape().await,
-                    "mailpulse_target_baseline_seconds",
-                    &[("target", "owa")],
-                )
-                .is_some()
-            },
-            "a learned baseline",
-        )
-        .await;
+    agent.wait_baseline("owa").await;
     assert_eq!(
-        metric(
-            &agent.scrape().await,
-            "mailpulse_incidents_total",
-            &[("target", "owa"), ("kind", "slow")]
-        ),
+        agent
+            .metric(
+                "mailpulse_incidents_total",
+                &[("target", "owa"), ("kind", "slow")]
+            )
+            .await,
         Some(0.0),
         "incident counters start at zero"
     );
 
     // Slow the service down: 60 ms against a ~1 ms baseline.
-    server.route("/owa", Route::ok("ok").delayed(Duration::from_millis(60)));
+    server.route("/owa", Reply::ok("ok").delayed(Duration::from_millis(60)));
     agent
-        .wait_until(
-            || async { degraded(&agent).await == Some(1.0) },
-            "the incident to open",
-        )
+        .wait_degraded("owa", true, "the incident to open")
         .await;
     let open = incidents(&cfg);
     assert_eq!(open.len(), 1, "{open:?}");
@@ -103,10 +63,7 @@ async fn a_slowdown_survives_kill_9_as_one_incident_with_its_original_start() {
     drop(agent);
     let agent = Agent::start(&cfg, addr, &[]).await;
     agent
-        .wait_until(
-            || async { degraded(&agent).await == Some(1.0) },
-            "the incident to continue",
-        )
+        .wait_degraded("owa", true, "the incident to continue")
         .await;
     assert!(
         agent
@@ -117,12 +74,9 @@ async fn a_slowdown_survives_kill_9_as_one_incident_with_its_original_start() {
     );
 
     // Recover.
-    server.route("/owa", Route::ok("ok"));
+    server.route("/owa", Reply::ok("ok"));
     agent
-        .wait_until(
-            || async { degraded(&agent).await == Some(0.0) },
-            "the incident to close",
-        )
+        .wait_degraded("owa", false, "the incident to close")
         .await;
     let scrape = agent.scrape().await;
     assert_eq!(

@@ -8,17 +8,14 @@
 //! `MAILPULSE_KILLS` kills (50 by default).
 
 use crate::support;
-use crate::support::capture;
 
 use std::collections::BTreeMap;
-use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use capture::{Capture, Reply};
 use serde_json::Value;
-use support::{metric, write_file, Agent, HttpServer, Route};
+use support::{incidents, metric, write_file, Agent, HttpServer, Reply};
 
 /// Kills by default.
 const KILLS: usize = 50;
@@ -38,23 +35,6 @@ fn config(port: u16, state: &std::path::Path, url: &str, hook: &str) -> String {
     )
 }
 
-fn incidents(cfg: &std::path::Path) -> Vec<Value> {
-    let out = Command::new(support::bin())
-        .args(["incidents", "--json", "--config"])
-        .arg(cfg)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "the store does not open: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "takes minutes; run by bench/reliability.sh kill9"]
 async fn kill_9_at_random_moments_loses_and_duplicates_no_page() {
@@ -70,9 +50,9 @@ async fn kill_9_at_random_moments_loses_and_duplicates_no_page() {
     let mut rng = fastrand::Rng::with_seed(seed);
 
     let dir = tempfile::tempdir().unwrap();
-    let hook = Capture::start().await;
+    let hook = HttpServer::receiver().await;
     let server = HttpServer::start().await;
-    server.route("/owa", Route::ok("ok"));
+    server.route("/owa", Reply::ok("ok"));
     let port = support::free_port();
     let addr = ([127, 0, 0, 1], port).into();
     let cfg = write_file(
@@ -98,7 +78,7 @@ async fn kill_9_at_random_moments_loses_and_duplicates_no_page() {
                 if since >= FLAP_MS {
                     slow = !slow;
                     since = 0;
-                    let route = Route::ok("ok");
+                    let route = Reply::ok("ok");
                     server.route(
                         "/owa",
                         if slow {
@@ -129,7 +109,7 @@ async fn kill_9_at_random_moments_loses_and_duplicates_no_page() {
     // Calm: the service is fast, the receiver answers, one last agent drains.
     stop.store(true, Ordering::Relaxed);
     flapper.await.unwrap();
-    server.route("/owa", Route::ok("ok"));
+    server.route("/owa", Reply::ok("ok"));
     hook.default_reply(Reply::json("{}"));
     let agent = Agent::start(&cfg, addr, &[("RUST_LOG", "info")]).await;
     let settled = || async {
@@ -140,15 +120,13 @@ async fn kill_9_at_random_moments_loses_and_duplicates_no_page() {
                 .iter()
                 .all(|i| i["recovered_at"].is_string())
     };
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    while !settled().await {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "never settled:\n{}",
-            agent.log_text()
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    support::wait_until_or(
+        "the last agent to settle",
+        Duration::from_secs(60),
+        || agent.log_text(),
+        settled,
+    )
+    .await;
     // Give any duplicate a chance to arrive.
     tokio::time::sleep(Duration::from_secs(3)).await;
 

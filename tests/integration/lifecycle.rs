@@ -7,7 +7,7 @@ use crate::support;
 
 use std::time::Duration;
 
-use support::{metric, write_file, Agent, HttpServer, Route};
+use support::{metric, write_file, Agent, HttpServer, Reply};
 use tokio::net::UnixDatagram;
 
 fn config(port: u16, targets: &[(&str, &str)]) -> String {
@@ -31,26 +31,11 @@ fn probe_count(scrape: &str, target: &str) -> f64 {
     .unwrap_or(0.0)
 }
 
-async fn wait_exit(agent: &mut Agent, within: Duration) -> std::process::ExitStatus {
-    let deadline = tokio::time::Instant::now() + within;
-    loop {
-        if let Some(status) = agent.child.try_wait().unwrap() {
-            return status;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "agent did not exit within {within:?}:\n{}",
-            agent.log_text()
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_and_sigint_stop_cleanly_with_exit_0() {
     for sig in ["TERM", "INT"] {
         let server = HttpServer::start().await;
-        server.route("/", Route::ok("ok"));
+        server.route("/", Reply::ok("ok"));
         let dir = tempfile::tempdir().unwrap();
         let port = support::free_port();
         let cfg = write_file(
@@ -60,7 +45,7 @@ async fn sigterm_and_sigint_stop_cleanly_with_exit_0() {
         );
         let mut agent = Agent::start(&cfg, ([127, 0, 0, 1], port).into(), &[]).await;
         agent.signal(sig);
-        let status = wait_exit(&mut agent, Duration::from_secs(5)).await;
+        let status = agent.wait_exit(Duration::from_secs(5)).await;
         assert_eq!(status.code(), Some(0), "SIG{sig}: {}", agent.log_text());
         assert!(agent.log_text().contains("shutting down"));
     }
@@ -70,9 +55,9 @@ async fn sigterm_and_sigint_stop_cleanly_with_exit_0() {
 async fn sighup_adds_keeps_and_removes_targets() {
     let server = HttpServer::start().await;
     server
-        .route("/a", Route::ok("a"))
-        .route("/b", Route::ok("b"))
-        .route("/c", Route::ok("c"));
+        .route("/a", Reply::ok("a"))
+        .route("/b", Reply::ok("b"))
+        .route("/c", Reply::ok("c"));
     let dir = tempfile::tempdir().unwrap();
     let port = support::free_port();
     let cfg = write_file(
@@ -83,7 +68,7 @@ async fn sighup_adds_keeps_and_removes_targets() {
     let agent = Agent::start(&cfg, ([127, 0, 0, 1], port).into(), &[]).await;
     agent
         .wait_until(
-            || async { probe_count(&agent.scrape().await, "a") >= 2.0 },
+            || async { agent.probes("a", "total").await >= 2.0 },
             "probes of a",
         )
         .await;
@@ -93,17 +78,13 @@ async fn sighup_adds_keeps_and_removes_targets() {
         "c.toml",
         &config(port, &[("a", &server.url("/a")), ("b", &server.url("/b"))]),
     );
-    let before = probe_count(&agent.scrape().await, "a");
+    let before = agent.probes("a", "total").await;
     agent.signal("HUP");
     agent
-        .wait_until(
-            || async {
-                metric(
-                    &agent.scrape().await,
-                    "mailpulse_probe_success",
-                    &[("target", "b")],
-                ) == Some(1.0)
-            },
+        .wait_metric(
+            "mailpulse_probe_success",
+            &[("target", "b")],
+            |v| v == Some(1.0),
             "target b",
         )
         .await;
@@ -128,7 +109,7 @@ async fn sighup_adds_keeps_and_removes_targets() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_broken_config_on_sighup_keeps_the_old_one_running() {
     let server = HttpServer::start().await;
-    server.route("/a", Route::ok("a"));
+    server.route("/a", Reply::ok("a"));
     let dir = tempfile::tempdir().unwrap();
     let port = support::free_port();
     let cfg = write_file(
@@ -139,7 +120,7 @@ async fn a_broken_config_on_sighup_keeps_the_old_one_running() {
     let agent = Agent::start(&cfg, ([127, 0, 0, 1], port).into(), &[]).await;
     agent
         .wait_until(
-            || async { probe_count(&agent.scrape().await, "a") >= 1.0 },
+            || async { agent.probes("a", "total").await >= 1.0 },
             "probes of a",
         )
         .await;
@@ -150,14 +131,10 @@ async fn a_broken_config_on_sighup_keeps_the_old_one_running() {
     );
     agent.signal("HUP");
     agent
-        .wait_until(
-            || async {
-                metric(
-                    &agent.scrape().await,
-                    "mailpulse_config_last_reload_successful",
-                    &[],
-                ) == Some(0.0)
-            },
+        .wait_metric(
+            "mailpulse_config_last_reload_successful",
+            &[],
+            |v| v == Some(0.0),
             "reload rejected",
         )
         .await;
@@ -166,10 +143,10 @@ async fn a_broken_config_on_sighup_keeps_the_old_one_running() {
         log.contains("configuration rejected") && log.contains("invalid duration \"5 sec\""),
         "{log}"
     );
-    let count = probe_count(&agent.scrape().await, "a");
+    let count = agent.probes("a", "total").await;
     agent
         .wait_until(
-            || async { probe_count(&agent.scrape().await, "a") > count },
+            || async { agent.probes("a", "total").await > count },
             "a keeps probing",
         )
         .await;
@@ -248,7 +225,7 @@ async fn systemd_sees_ready_watchdog_reloading_and_stopping() {
     })
     .await;
     assert_eq!(
-        wait_exit(&mut agent, Duration::from_secs(5)).await.code(),
+        agent.wait_exit(Duration::from_secs(5)).await.code(),
         Some(0)
     );
 }
@@ -304,11 +281,9 @@ async fn sigterm_during_reload(
             .await;
     }
     agent.signal("TERM");
-    let status = wait_exit(
-        &mut agent,
-        mailpulse::app::SHUTDOWN_GRACE + Duration::from_secs(2),
-    )
-    .await;
+    let status = agent
+        .wait_exit(mailpulse::app::SHUTDOWN_GRACE + Duration::from_secs(2))
+        .await;
     assert_eq!(status.code(), Some(0), "{}", agent.log_text());
 }
 

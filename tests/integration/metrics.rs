@@ -3,14 +3,14 @@
 
 use crate::support;
 
-use support::{metric, write_file, Agent, HttpServer, Route};
+use support::{metric, write_file, Agent, HttpServer, Reply};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_real_scrape_passes_promtool_and_has_the_contract_families() {
     let server = HttpServer::start().await;
     server
-        .route("/ok", Route::ok("ok"))
-        .route("/down", Route::status(500));
+        .route("/ok", Reply::ok("ok"))
+        .route("/down", Reply::status(500));
     let dir = tempfile::tempdir().unwrap();
     let port = support::free_port();
     let text = format!(

@@ -6,11 +6,8 @@
 
 use crate::support;
 
-use std::sync::Arc;
 use std::time::Duration;
 
-use mailpulse::config;
-use mailpulse::probe::{self, Prober};
 use mailpulse::sample::{FailureReason, Phase, Sample};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -51,26 +48,11 @@ enum Step {
 trait Io: AsyncRead + AsyncWrite + Unpin + std::marker::Send {}
 impl<T: AsyncRead + AsyncWrite + Unpin + std::marker::Send> Io for T {}
 
-/// A TLS acceptor for `localhost` with a throwaway self-signed certificate.
-fn acceptor() -> tokio_rustls::TlsAcceptor {
-    let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
-    let key = rustls::pki_types::PrivateKeyDer::Pkcs8(cert.signing_key.serialize_der().into());
-    let config = rustls::ServerConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .unwrap()
-    .with_no_client_auth()
-    .with_single_cert(vec![cert.cert.der().clone()], key)
-    .unwrap();
-    tokio_rustls::TlsAcceptor::from(Arc::new(config))
-}
-
 /// Starts a server that plays `script` on every connection; returns its port.
 async fn serve(script: Vec<Step>) -> u16 {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
-    let acceptor = acceptor();
+    let acceptor = support::tls::self_signed_acceptor();
     tokio::spawn(async move {
         while let Ok((stream, _)) = listener.accept().await {
             let script = script.clone();
@@ -213,11 +195,9 @@ async fn probe_fake(kind: &str, port: u16, keys: &str) -> Sample {
          tls_insecure_skip_verify = true\n{keys}\n",
         TIMEOUT.as_millis()
     );
-    let path = support::write_file(dir.path(), "c.toml", &text);
-    let cfg = config::load(&path).unwrap_or_else(|e| panic!("{e}"));
-    let prober = Prober::new(&cfg.targets[0]).unwrap();
+    let prober = support::load_prober(dir.path(), &text);
     let start = Instant::now();
-    let s = probe::run(&prober, chrono::Utc::now(), Duration::ZERO).await;
+    let s = support::probe_once(&prober).await;
     let took = start.elapsed();
     assert!(took <= TIMEOUT + MARGIN, "took {took:?}");
     s

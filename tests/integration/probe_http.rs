@@ -7,7 +7,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use serde_json::Value;
-use support::{write_file, HttpServer, Route};
+use support::{write_file, HttpServer, Reply};
 
 /// Runs `mailpulse probe --json` on a config and returns (exit code, results).
 fn probe_json(config: &std::path::Path) -> (i32, Vec<Value>) {
@@ -37,7 +37,7 @@ async fn first_byte_matches_a_known_server_delay() {
     let server = HttpServer::start().await;
     server.route(
         "/slow",
-        Route::ok("hello").delayed(Duration::from_millis(200)),
+        Reply::ok("hello").delayed(Duration::from_millis(200)),
     );
     let dir = tempfile::tempdir().unwrap();
     let cfg = write_file(
@@ -64,7 +64,7 @@ async fn first_byte_matches_a_known_server_delay() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_server_that_never_answers_times_out_at_the_timeout() {
     let server = HttpServer::start().await;
-    server.route("/hang", Route::hang());
+    server.route("/hang", Reply::hang());
     let dir = tempfile::tempdir().unwrap();
     let text = http_target("hang", &server.url("/hang"), "")
         .replace("timeout = \"2s\"", "timeout = \"300ms\"");
@@ -84,9 +84,9 @@ async fn a_server_that_never_answers_times_out_at_the_timeout() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_status_and_body_mismatch_have_their_reasons() {
     let server = HttpServer::start().await;
-    server.route("/down", Route::status(503));
-    server.route("/page", Route::ok("<html>maintenance</html>"));
-    server.route("/moved", Route::status(302).header("Location", "/page"));
+    server.route("/down", Reply::status(503));
+    server.route("/page", Reply::ok("<html>maintenance</html>"));
+    server.route("/moved", Reply::status(302).header("Location", "/page"));
     let dir = tempfile::tempdir().unwrap();
     let text = [
         http_target("status", &server.url("/down"), ""),
@@ -147,7 +147,7 @@ async fn connection_refused_is_a_connect_failure() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_table_output_names_the_slow_phase() {
     let server = HttpServer::start().await;
-    server.route("/slow", Route::ok("x").delayed(Duration::from_millis(50)));
+    server.route("/slow", Reply::ok("x").delayed(Duration::from_millis(50)));
     let dir = tempfile::tempdir().unwrap();
     let cfg = write_file(
         dir.path(),
@@ -199,7 +199,7 @@ async fn an_unknown_target_name_is_an_error() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn headers_and_basic_auth_are_sent_without_leaking_the_password() {
     let server = HttpServer::start().await;
-    server.route("/owa/healthcheck.htm", Route::ok("200 OK"));
+    server.route("/owa/healthcheck.htm", Reply::ok("200 OK"));
     let dir = tempfile::tempdir().unwrap();
     write_file(dir.path(), "pw", "s3cr3t-pw\n");
     // A plain-HTTP target sends a password only when told to.
@@ -216,7 +216,7 @@ async fn headers_and_basic_auth_are_sent_without_leaking_the_password() {
         .await
         .unwrap();
     assert_eq!(code, 0, "{results:?}");
-    let head = server.requests.lock().unwrap()[0].clone();
+    let head = server.requests()[0].head.clone();
     // base64("probe:s3cr3t-pw")
     assert!(
         head.contains("authorization: Basic cHJvYmU6czNjcjN0LXB3\r\n"),
@@ -322,12 +322,10 @@ fn carries_credentials(head: &str) -> bool {
 /// The heads a server received for `path`.
 fn heads_for(server: &HttpServer, path: &str) -> Vec<String> {
     server
-        .requests
-        .lock()
-        .unwrap()
-        .iter()
+        .requests()
+        .into_iter()
+        .map(|r| r.head)
         .filter(|h| h.split_whitespace().nth(1) == Some(path))
-        .cloned()
         .collect()
 }
 
@@ -339,21 +337,21 @@ fn heads_for(server: &HttpServer, path: &str) -> Vec<String> {
 /// (127.0.0.2), to another port, and to `http://` on the same host and port.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn credentials_and_configured_headers_stay_on_the_targets_origin() {
-    let acceptor = support::self_signed_acceptor();
+    let acceptor = support::tls::self_signed_acceptor();
     let origin = HttpServer::start_on([127, 0, 0, 1].into(), Some(acceptor.clone())).await;
     let other_host = HttpServer::start_on([127, 0, 0, 2].into(), Some(acceptor.clone())).await;
     let other_port = HttpServer::start_on([127, 0, 0, 1].into(), Some(acceptor)).await;
     let to = |path: &str, location: String| {
-        origin.route(path, Route::status(302).header("Location", &location));
+        origin.route(path, Reply::status(302).header("Location", &location));
     };
     to("/same", "/landing".into());
     to("/to-plain", origin.url("/landing-plain"));
     to("/to-host", other_host.url("/landing"));
     to("/to-port", other_port.https_url("/landing"));
     for server in [&origin, &other_host, &other_port] {
-        server.route("/landing", Route::ok("landed"));
+        server.route("/landing", Reply::ok("landed"));
     }
-    origin.route("/landing-plain", Route::ok("landed"));
+    origin.route("/landing-plain", Reply::ok("landed"));
 
     let dir = tempfile::tempdir().unwrap();
     write_file(dir.path(), "pw", "s3cr3t-pw\n");
@@ -366,7 +364,7 @@ async fn credentials_and_configured_headers_stay_on_the_targets_origin() {
         "bearer_token_file = \"token\"",
     ] {
         for server in [&origin, &other_host, &other_port] {
-            server.requests.lock().unwrap().clear();
+            server.clear_requests();
         }
         let text: String = ["same", "to-plain", "to-host", "to-port"]
             .iter()

@@ -15,8 +15,6 @@ use std::process::Command;
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use mailpulse::config;
-use mailpulse::probe::{self, Prober};
 use mailpulse::sample::{FailureReason, Phase, Sample};
 use serde_json::Value;
 use support::{write_file, Agent};
@@ -97,10 +95,7 @@ fn servers() -> Option<&'static Servers> {
 async fn probe_one(kind: &str, keys: &str) -> Sample {
     let dir = tempfile::tempdir().unwrap();
     let text = format!("[[target]]\nname = \"t\"\nkind = \"{kind}\"\ntimeout = \"8s\"\n{keys}");
-    let path = write_file(dir.path(), "c.toml", &text);
-    let cfg = config::load(&path).unwrap_or_else(|e| panic!("{e}\n{text}"));
-    let prober = Prober::new(&cfg.targets[0]).unwrap();
-    probe::run(&prober, chrono::Utc::now(), Duration::ZERO).await
+    support::probe_once(&support::load_prober(dir.path(), &text)).await
 }
 
 fn phases(s: &Sample) -> Vec<&'static str> {

@@ -7,11 +7,9 @@
 use crate::support;
 
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use base64::Engine as _;
-use mailpulse::config;
-use mailpulse::probe::{self, ntlm, Prober};
+use mailpulse::probe::ntlm;
 use mailpulse::sample::{FailureReason, Phase, Sample};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpListener;
@@ -176,10 +174,7 @@ async fn probe_ews(port: u16, user: &str, password: &str, extra: &str) -> Sample
          timeout = \"2s\"\nauth = \"ntlm\"\nusername = '{user}'\npassword_file = \"pw\"\n\
          allow_plaintext_auth = true\n{extra}\n"
     );
-    let path = support::write_file(dir.path(), "c.toml", &text);
-    let cfg = config::load(&path).unwrap_or_else(|e| panic!("{e}"));
-    let prober = Prober::new(&cfg.targets[0]).unwrap();
-    probe::run(&prober, chrono::Utc::now(), Duration::ZERO).await
+    support::probe_once(&support::load_prober(dir.path(), &text)).await
 }
 
 #[tokio::test]
@@ -227,7 +222,7 @@ async fn a_server_without_ntlm_is_an_auth_failure() {
     let server = support::HttpServer::start().await;
     server.route(
         "/EWS/Exchange.asmx",
-        support::Route::status(401).header("WWW-Authenticate", "Basic realm=\"x\""),
+        support::Reply::status(401).header("WWW-Authenticate", "Basic realm=\"x\""),
     );
     let port = server.addr.port();
     let s = probe_ews(port, "Domain\\User", "Password", "").await;
@@ -242,7 +237,7 @@ async fn a_server_without_ntlm_is_an_auth_failure() {
 /// Authorization at all: the other host sees one plain request.
 #[tokio::test]
 async fn ntlm_never_starts_a_handshake_with_another_origin() {
-    let acceptor = support::self_signed_acceptor();
+    let acceptor = support::tls::self_signed_acceptor();
     let (elsewhere, elsewhere_log) =
         fake_exchange_on([127, 0, 0, 2].into(), None, true, None).await;
     let (origin, origin_log) = fake_exchange_on(
@@ -259,10 +254,7 @@ async fn ntlm_never_starts_a_handshake_with_another_origin() {
          timeout = \"2s\"\nauth = \"ntlm\"\nusername = 'Domain\\User'\npassword_file = \"pw\"\n\
          tls_insecure_skip_verify = true\nexpect_status = [401]\n"
     );
-    let path = support::write_file(dir.path(), "c.toml", &text);
-    let cfg = config::load(&path).unwrap_or_else(|e| panic!("{e}"));
-    let prober = Prober::new(&cfg.targets[0]).unwrap();
-    let s = probe::run(&prober, chrono::Utc::now(), Duration::ZERO).await;
+    let s = support::probe_once(&support::load_prober(dir.path(), &text)).await;
     // The other origin wants NTLM too, and is not given it: its 401 is the answer.
     assert!(s.success(), "{:?}", s.failure);
     assert_eq!(s.status, Some(401));

@@ -1,12 +1,8 @@
 //! HTTPS probes against an in-process TLS server with a throwaway CA: the
 //! `tls` phase, certificate expiry, CA files, and verification failures.
 
-use crate::support;
+use crate::support::{self, HttpServer};
 
-use std::time::Duration;
-
-use mailpulse::config;
-use mailpulse::probe::{self, Prober};
 use mailpulse::sample::{FailureReason, Phase};
 use rcgen::{CertificateParams, DnType, KeyPair};
 use tokio::io::AsyncWriteExt;
@@ -45,17 +41,16 @@ fn pki() -> Pki {
 
 /// Serves HTTPS on 127.0.0.1:0, answering every request with 200.
 async fn tls_server(pki: &Pki) -> std::net::SocketAddr {
-    support::https_server(pki.chain.clone(), pki.key.clone_key()).await
+    HttpServer::https(pki.chain.clone(), pki.key.clone_key())
+        .await
+        .addr
 }
 
 async fn probe_with(extra: &str, port: u16, dir: &std::path::Path) -> mailpulse::sample::Sample {
     let text = format!(
         "[[target]]\nname = \"owa\"\nkind = \"http\"\nurl = \"https://localhost:{port}/owa/healthcheck.htm\"\ntimeout = \"3s\"\n{extra}\n"
     );
-    let path = support::write_file(dir, "c.toml", &text);
-    let cfg = config::load(&path).unwrap();
-    let prober = Prober::new(&cfg.targets[0]).unwrap();
-    probe::run(&prober, chrono::Utc::now(), Duration::ZERO).await
+    support::probe_once(&support::load_prober(dir, &text)).await
 }
 
 #[tokio::test]
@@ -128,7 +123,7 @@ async fn a_redirect_from_http_to_https_builds_the_tls_client_on_the_way() {
     let plain = support::HttpServer::start().await;
     plain.route(
         "/owa",
-        support::Route::status(302).header(
+        support::Reply::status(302).header(
             "Location",
             &format!("https://localhost:{}/owa/", addr.port()),
         ),
@@ -138,10 +133,7 @@ async fn a_redirect_from_http_to_https_builds_the_tls_client_on_the_way() {
         "[[target]]\nname = \"owa\"\nkind = \"http\"\nurl = \"{}\"\ntimeout = \"3s\"\nip_family = \"ipv4\"\n",
         plain.url("/owa")
     );
-    let path = support::write_file(dir.path(), "c.toml", &text);
-    let cfg = config::load(&path).unwrap();
-    let prober = Prober::new(&cfg.targets[0]).unwrap();
-    let s = probe::run(&prober, chrono::Utc::now(), Duration::ZERO).await;
+    let s = support::probe_once(&support::load_prober(dir.path(), &text)).await;
     let f = s.failure.expect("the test CA is not trusted");
     assert_eq!(f.reason, FailureReason::Tls, "{}", f.message);
     assert!(f.message.contains("certificate"), "{}", f.message);

@@ -7,7 +7,7 @@ use crate::support;
 use std::path::Path;
 use std::process::{Command, Output};
 
-use support::{write_file, HttpServer, Route};
+use support::{write_file, HttpServer, Reply};
 
 /// 2024-03-01T00:00:00Z
 const T0: i64 = 1_709_251_200;
@@ -327,7 +327,7 @@ async fn each_prometheus_series_is_replayed() {
             {{"metric":{{"instance":"mx1:25"}},"values":[[{T0},"0.2"]]}}]}}}}"#
     );
     let server = HttpServer::start().await;
-    server.route("/prom/api/v1/query_range", Route::ok(&body));
+    server.route("/prom/api/v1/query_range", Reply::ok(&body));
     let base = server.url("/prom");
     let out = tokio::task::spawn_blocking(move || {
         replay_json(&[
@@ -346,8 +346,8 @@ async fn each_prometheus_series_is_replayed() {
     .await
     .unwrap();
     assert_eq!(out, EXPECTED);
-    let requests = server.requests.lock().unwrap();
-    let request_line = requests[0].lines().next().unwrap();
+    let requests = server.requests();
+    let request_line = requests[0].head.lines().next().unwrap();
     assert_eq!(
         request_line,
         "GET /prom/api/v1/query_range?query=probe_duration_seconds%7Bjob%3D%22web%22%7D&start=2024-03-01T00%3A00%3A00Z&end=1709252100&step=10s HTTP/1.1"
@@ -358,7 +358,7 @@ async fn each_prometheus_series_is_replayed() {
 fn prometheus_errors_are_reported() {
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let server = runtime.block_on(HttpServer::start());
-    let mut answer = Route::ok(
+    let mut answer = Reply::ok(
         r#"{"status":"error","errorType":"bad_data","error":"1:1: parse error: unexpected end of input"}"#,
     );
     answer.status = 400;

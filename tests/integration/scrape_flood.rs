@@ -9,7 +9,7 @@ use crate::support;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use support::{metric, write_file, Agent, HttpServer, Route};
+use support::{metric, rss_kib, write_file, Agent, HttpServer, Reply};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -33,15 +33,6 @@ const ON_TIME_RATIO: f64 = 0.95;
 const ON_TIME: &str = "0.1";
 /// How long one scrape may take before it counts as failed.
 const SCRAPE_TIMEOUT: Duration = Duration::from_secs(10);
-
-fn rss_kib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next()?.parse().ok())
-        .unwrap_or(0)
-}
 
 /// One scrape: Ok when it returned a complete 200 with the probe families,
 /// else what went wrong.
@@ -69,15 +60,6 @@ async fn scrape(addr: SocketAddr) -> Result<(), String> {
         .unwrap_or_else(|_| Err("timeout".into()))
 }
 
-async fn probes(agent: &Agent, name: &str) -> f64 {
-    metric(
-        &agent.scrape().await,
-        "mailpulse_probe_duration_seconds_count",
-        &[("target", name), ("phase", "connect")],
-    )
-    .unwrap_or(0.0)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_scrape_flood_keeps_memory_bounded_and_probes_on_time() {
     let run_for = std::env::var("MAILPULSE_FLOOD_SECS")
@@ -85,7 +67,7 @@ async fn a_scrape_flood_keeps_memory_bounded_and_probes_on_time() {
         .and_then(|s| s.parse().ok())
         .map_or(RUN_FOR, Duration::from_secs);
     let web = HttpServer::start().await;
-    web.route("/", Route::ok("ok"));
+    web.route("/", Reply::ok("ok"));
     let dir = tempfile::tempdir().unwrap();
     let port = support::free_port();
     let addr: SocketAddr = ([127, 0, 0, 1], port).into();
@@ -108,7 +90,7 @@ async fn a_scrape_flood_keeps_memory_bounded_and_probes_on_time() {
     let lag_before = lags(&agent).await;
     let mut before = Vec::new();
     for name in names {
-        before.push(probes(&agent, name).await);
+        before.push(agent.probes(name, "connect").await);
     }
 
     let start = tokio::time::Instant::now();
@@ -143,7 +125,7 @@ async fn a_scrape_flood_keeps_memory_bounded_and_probes_on_time() {
     let on_time = lag_after.1 - lag_before.1;
     let mut done = Vec::new();
     for (name, b) in names.iter().zip(&before) {
-        done.push((name, probes(&agent, name).await - b));
+        done.push((name, agent.probes(name, "connect").await - b));
     }
     eprintln!(
         "scrape flood: {launched} scrapes in {elapsed:?}, {ok} complete; RSS idle {idle} KiB, \

@@ -11,16 +11,15 @@
 //! it those tests print why and pass without running.
 
 use crate::support;
-use crate::support::capture;
 
+use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use capture::{Capture, Reply};
 use serde_json::Value;
-use support::{metric, write_file, Agent, HttpServer, Route};
+use support::{incidents, metric, wait_until_or, write_file, Agent, HttpServer, Reply};
 
 fn config(port: u16, state: &Path, url: &str) -> String {
     format!(
@@ -31,18 +30,14 @@ fn config(port: u16, state: &Path, url: &str) -> String {
     )
 }
 
-async fn value(agent: &Agent, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
-    metric(&agent.scrape().await, name, labels)
-}
-
 async fn probes(agent: &Agent) -> f64 {
-    value(
-        agent,
-        "mailpulse_probe_duration_seconds_count",
-        &[("target", "owa")],
-    )
-    .await
-    .unwrap_or(0.0)
+    agent
+        .metric(
+            "mailpulse_probe_duration_seconds_count",
+            &[("target", "owa")],
+        )
+        .await
+        .unwrap_or(0.0)
 }
 
 /// Waits until the target has been probed `n` more times (it keeps its schedule).
@@ -64,7 +59,7 @@ async fn keeps_probing(agent: &Agent, n: f64) {
 async fn a_store_file_that_is_not_a_database_is_moved_aside_and_the_agent_goes_on_with_a_fresh_one()
 {
     let server = HttpServer::start().await;
-    server.route("/owa", Route::ok("ok"));
+    server.route("/owa", Reply::ok("ok"));
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("state");
     std::fs::create_dir_all(&state).unwrap();
@@ -143,18 +138,6 @@ fn fill(dir: &Path) -> PathBuf {
     path
 }
 
-fn incidents(cfg: &Path) -> Vec<serde_json::Value> {
-    let out = Command::new(support::bin())
-        .args(["incidents", "--json", "--config"])
-        .arg(cfg)
-        .output()
-        .unwrap();
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_state_filesystem_is_reported_and_storing_resumes_when_space_returns() {
     let dir = tempfile::tempdir().unwrap();
@@ -164,7 +147,7 @@ async fn a_full_state_filesystem_is_reported_and_storing_resumes_when_space_retu
         return;
     };
     let server = HttpServer::start().await;
-    server.route("/owa", Route::ok("ok"));
+    server.route("/owa", Reply::ok("ok"));
     let port = support::free_port();
     let cfg = write_file(
         dir.path(),
@@ -173,56 +156,38 @@ async fn a_full_state_filesystem_is_reported_and_storing_resumes_when_space_retu
     );
     let agent = Agent::start(&cfg, ([127, 0, 0, 1], port).into(), &[]).await;
     assert_eq!(
-        value(&agent, "mailpulse_state_store_durable", &[]).await,
+        agent.metric("mailpulse_state_store_durable", &[]).await,
         Some(1.0)
     );
-    agent
-        .wait_until(
-            || async {
-                value(
-                    &agent,
-                    "mailpulse_target_baseline_seconds",
-                    &[("target", "owa")],
-                )
-                .await
-                .is_some()
-            },
-            "a learned baseline",
-        )
-        .await;
+    agent.wait_baseline("owa").await;
 
     // Disk full, then a slowdown: the incident cannot be stored.
     let filler = fill(&state);
-    let errors_before = value(&agent, "mailpulse_state_store_errors_total", &[])
+    let errors_before = agent
+        .metric("mailpulse_state_store_errors_total", &[])
         .await
         .unwrap();
-    server.route("/owa", Route::ok("ok").delayed(Duration::from_millis(60)));
+    server.route("/owa", Reply::ok("ok").delayed(Duration::from_millis(60)));
     agent
-        .wait_until(
-            || async {
-                value(&agent, "mailpulse_state_store_errors_total", &[])
-                    .await
-                    .unwrap()
-                    > errors_before
-            },
+        .wait_metric(
+            "mailpulse_state_store_errors_total",
+            &[],
+            |v| v.unwrap() > errors_before,
             "store errors to be counted",
         )
         .await;
     agent
-        .wait_until(
-            || async { value(&agent, "mailpulse_state_store_durable", &[]).await == Some(0.0) },
+        .wait_metric(
+            "mailpulse_state_store_durable",
+            &[],
+            |v| v == Some(0.0),
             "the store to be reported as not durable",
         )
         .await;
     // Still probing, still exporting, still detecting.
     keeps_probing(&agent, 5.0).await;
     agent
-        .wait_until(
-            || async {
-                value(&agent, "mailpulse_target_degraded", &[("target", "owa")]).await == Some(1.0)
-            },
-            "the slowdown to be detected in memory",
-        )
+        .wait_degraded("owa", true, "the slowdown to be detected in memory")
         .await;
     assert!(
         agent.log_text().contains("cannot save"),
@@ -232,35 +197,26 @@ async fn a_full_state_filesystem_is_reported_and_storing_resumes_when_space_retu
 
     // Space returns; the next writes reopen the file and succeed.
     std::fs::remove_file(&filler).unwrap();
-    server.route("/owa", Route::ok("ok"));
+    server.route("/owa", Reply::ok("ok"));
     agent
-        .wait_until(
-            || async {
-                value(&agent, "mailpulse_target_degraded", &[("target", "owa")]).await == Some(0.0)
-            },
-            "the incident to close",
-        )
+        .wait_degraded("owa", false, "the incident to close")
         .await;
     agent
-        .wait_until(
-            || async { value(&agent, "mailpulse_state_store_durable", &[]).await == Some(1.0) },
+        .wait_metric(
+            "mailpulse_state_store_durable",
+            &[],
+            |v| v == Some(1.0),
             "the store to be durable again",
         )
         .await;
-    let errors_after_recovery = value(&agent, "mailpulse_state_store_errors_total", &[])
+    let errors_after_recovery = agent
+        .metric("mailpulse_state_store_errors_total", &[])
         .await
         .unwrap();
 
     // A second slowdown after recovery is stored like any other.
-    server.route("/owa", Route::ok("ok").delayed(Duration::from_millis(60)));
-    agent
-        .wait_until(
-            || async {
-                value(&agent, "mailpulse_target_degraded", &[("target", "owa")]).await == Some(1.0)
-            },
-            "a second incident",
-        )
-        .await;
+    server.route("/owa", Reply::ok("ok").delayed(Duration::from_millis(60)));
+    agent.wait_degraded("owa", true, "a second incident").await;
     agent
         .wait_until(
             || async { incidents(&cfg).iter().any(|i| i["recovered_at"].is_null()) },
@@ -268,7 +224,9 @@ async fn a_full_state_filesystem_is_reported_and_storing_resumes_when_space_retu
         )
         .await;
     assert_eq!(
-        value(&agent, "mailpulse_state_store_errors_total", &[]).await,
+        agent
+            .metric("mailpulse_state_store_errors_total", &[])
+            .await,
         Some(errors_after_recovery),
         "no store errors after space returned"
     );
@@ -322,8 +280,8 @@ async fn start_paging(
     state: &Path,
     targets: &[&str],
     reply: Option<Reply>,
-) -> (Capture, HttpServer, PathBuf, Agent) {
-    let hook = Capture::start().await;
+) -> (HttpServer, HttpServer, PathBuf, Agent) {
+    let hook = HttpServer::receiver().await;
     if let Some(r) = reply {
         hook.default_reply(r);
     }
@@ -342,7 +300,7 @@ async fn start_paging(
 /// Sets every target of `targets` slow (60 ms more than their ~1 ms baseline) or fast.
 fn set_slow(server: &HttpServer, targets: &[&str], slow: bool) {
     for t in targets {
-        let route = Route::ok("ok");
+        let route = Reply::ok("ok");
         server.route(
             &format!("/{t}"),
             if slow {
@@ -357,16 +315,7 @@ fn set_slow(server: &HttpServer, targets: &[&str], slow: bool) {
 /// Waits until every target has a learned baseline.
 async fn warm(agent: &Agent, targets: &[&str]) {
     for t in targets {
-        agent
-            .wait_until(
-                || async {
-                    value(agent, "mailpulse_target_baseline_seconds", &[("target", t)])
-                        .await
-                        .is_some()
-                },
-                "a learned baseline",
-            )
-            .await;
+        agent.wait_baseline(t).await;
     }
 }
 
@@ -374,30 +323,26 @@ async fn warm(agent: &Agent, targets: &[&str]) {
 /// returns every `mailpulse_state_store_durable` value scraped meanwhile.
 async fn wait_degraded(agent: &Agent, targets: &[&str], degraded: bool) -> Vec<f64> {
     let want = if degraded { 1.0 } else { 0.0 };
-    let mut durable = Vec::new();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
-    loop {
-        let scrape = agent.scrape().await;
-        if let Some(d) = metric(&scrape, "mailpulse_state_store_durable", &[]) {
-            durable.push(d);
-        }
-        if targets
-            .iter()
-            .all(|t| metric(&scrape, "mailpulse_target_degraded", &[("target", t)]) == Some(want))
-        {
-            return durable;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "targets never became degraded={degraded}; agent log:\n{}",
-            agent.log_text()
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let durable = RefCell::new(Vec::new());
+    agent
+        .wait_until(
+            || async {
+                let scrape = agent.scrape().await;
+                durable
+                    .borrow_mut()
+                    .extend(metric(&scrape, "mailpulse_state_store_durable", &[]));
+                targets.iter().all(|t| {
+                    metric(&scrape, "mailpulse_target_degraded", &[("target", t)]) == Some(want)
+                })
+            },
+            &format!("every target degraded={degraded}"),
+        )
+        .await;
+    durable.into_inner()
 }
 
 /// The pages the hook accepted, per incident (target and start), in the order accepted.
-fn pages(hook: &Capture) -> BTreeMap<(String, String), Vec<String>> {
+fn pages(hook: &HttpServer) -> BTreeMap<(String, String), Vec<String>> {
     let mut out: BTreeMap<(String, String), Vec<String>> = BTreeMap::new();
     for r in hook.accepted() {
         for a in r.json()["alerts"].as_array().unwrap() {
@@ -414,22 +359,23 @@ fn pages(hook: &Capture) -> BTreeMap<(String, String), Vec<String>> {
 }
 
 /// Waits until the hook accepted `n` pages; fails with what it got.
-async fn wait_pages(agent: &Agent, hook: &Capture, n: usize, what: &str) {
-    let deadline = tokio::time::Instant::now() + DELIVERY_LIMIT;
-    while pages(hook).values().map(Vec::len).sum::<usize>() < n {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting for {n} pages ({what}); got {:?}\nagent log:\n{}",
-            pages(hook),
-            agent.log_text()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+async fn wait_pages(agent: &Agent, hook: &HttpServer, n: usize, what: &str) {
+    wait_until_or(
+        &format!("{n} pages ({what})"),
+        DELIVERY_LIMIT,
+        || format!("got {:?}\nagent log:\n{}", pages(hook), agent.log_text()),
+        || async { pages(hook).values().map(Vec::len).sum::<usize>() >= n },
+    )
+    .await;
 }
 
 /// Every incident in the history was paged exactly once firing, then once
 /// resolved; returns the history.
-fn every_incident_paged_once_in_order(cfg: &Path, hook: &Capture, targets: &[&str]) -> Vec<Value> {
+fn every_incident_paged_once_in_order(
+    cfg: &Path,
+    hook: &HttpServer,
+    targets: &[&str],
+) -> Vec<Value> {
     let history: Vec<Value> = incidents(cfg)
         .into_iter()
         .filter(|i| targets.contains(&i["target"].as_str().unwrap()))
@@ -475,7 +421,7 @@ async fn a_full_disk_keeps_every_page_in_memory_and_delivers_it_once_space_retur
     let (hook, server, cfg, agent) = start_paging(dir.path(), &state, TARGETS, None).await;
     warm(&agent, TARGETS).await;
     assert_eq!(
-        value(&agent, "mailpulse_state_store_durable", &[]).await,
+        agent.metric("mailpulse_state_store_durable", &[]).await,
         Some(1.0)
     );
 
@@ -484,8 +430,10 @@ async fn a_full_disk_keeps_every_page_in_memory_and_delivers_it_once_space_retur
     set_slow(&server, TARGETS, true);
     wait_degraded(&agent, TARGETS, true).await;
     agent
-        .wait_until(
-            || async { value(&agent, "mailpulse_state_store_durable", &[]).await == Some(0.0) },
+        .wait_metric(
+            "mailpulse_state_store_durable",
+            &[],
+            |v| v == Some(0.0),
             "the store to say it is not durable",
         )
         .await;
@@ -554,12 +502,12 @@ async fn a_full_disk_keeps_every_page_in_memory_and_delivers_it_once_space_retur
     );
     assert!(history.iter().all(|i| i["recovered_at"].is_string()));
     assert_eq!(
-        value(
-            &agent,
-            "mailpulse_alerts_dropped_total",
-            &[("reason", "memory_full")]
-        )
-        .await,
+        agent
+            .metric(
+                "mailpulse_alerts_dropped_total",
+                &[("reason", "memory_full")]
+            )
+            .await,
         Some(0.0)
     );
     // /healthz follows within a second (the pipeline reports every second).
@@ -699,19 +647,17 @@ async fn a_store_with_a_corrupted_page_never_panics_and_keeps_alerting() {
         wait_degraded(&agent, &["owa"], true).await;
         set_slow(&server, &["owa"], false);
         wait_degraded(&agent, &["owa"], false).await;
-        let deadline = tokio::time::Instant::now() + DELIVERY_LIMIT;
-        while !pages(&hook)
-            .iter()
-            .any(|((t, _), p)| t == "owa" && p == &["firing", "resolved"])
-        {
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "seed {seed} page {page}: the new incident was not paged: {:?}\n{}",
-                pages(&hook),
-                agent.log_text()
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        wait_until_or(
+            &format!("seed {seed} page {page}: the new incident to be paged"),
+            DELIVERY_LIMIT,
+            || format!("got {:?}\n{}", pages(&hook), agent.log_text()),
+            || async {
+                pages(&hook)
+                    .iter()
+                    .any(|((t, _), p)| t == "owa" && p == &["firing", "resolved"])
+            },
+        )
+        .await;
         let scrape = agent.scrape().await;
         assert_eq!(
             metric(&scrape, "mailpulse_state_store_durable", &[]),
@@ -746,8 +692,10 @@ async fn a_store_with_a_corrupted_page_never_panics_and_keeps_alerting() {
         // What could be read was kept: old pages arrive in order (firing
         // before resolved), and all of them when the outbox was not hit.
         agent
-            .wait_until(
-                || async { value(&agent, "mailpulse_outbox_pending", &[]).await == Some(0.0) },
+            .wait_metric(
+                "mailpulse_outbox_pending",
+                &[],
+                |v| v == Some(0.0),
                 "the outbox to drain",
             )
             .await;
@@ -838,7 +786,7 @@ async fn a_read_only_state_directory_is_used_once_writable_with_what_memory_queu
     let (hook, server, cfg, agent) =
         start_paging(dir.path(), &state, &["owa"], Some(Reply::status(503))).await;
     assert_eq!(
-        value(&agent, "mailpulse_state_store_durable", &[]).await,
+        agent.metric("mailpulse_state_store_durable", &[]).await,
         Some(0.0)
     );
     assert!(
@@ -852,12 +800,10 @@ async fn a_read_only_state_directory_is_used_once_writable_with_what_memory_queu
     set_slow(&server, &["owa"], false);
     wait_degraded(&agent, &["owa"], false).await;
     agent
-        .wait_until(
-            || async {
-                value(&agent, "mailpulse_outbox_pending", &[])
-                    .await
-                    .is_some_and(|n| n >= 1.0)
-            },
+        .wait_metric(
+            "mailpulse_outbox_pending",
+            &[],
+            |v| v.is_some_and(|n| n >= 1.0),
             "the new pages queued in memory",
         )
         .await;
@@ -871,8 +817,10 @@ async fn a_read_only_state_directory_is_used_once_writable_with_what_memory_queu
     let writable = tokio::time::Instant::now();
     hook.default_reply(Reply::json("{}"));
     agent
-        .wait_until(
-            || async { value(&agent, "mailpulse_state_store_durable", &[]).await == Some(1.0) },
+        .wait_metric(
+            "mailpulse_state_store_durable",
+            &[],
+            |v| v == Some(1.0),
             "the agent to move to the file",
         )
         .await;
@@ -884,8 +832,10 @@ async fn a_read_only_state_directory_is_used_once_writable_with_what_memory_queu
         writable.elapsed().as_secs_f64()
     );
     agent
-        .wait_until(
-            || async { value(&agent, "mailpulse_outbox_pending", &[]).await == Some(0.0) },
+        .wait_metric(
+            "mailpulse_outbox_pending",
+            &[],
+            |v| v == Some(0.0),
             "the outbox to drain",
         )
         .await;

@@ -9,9 +9,8 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
-use base64::Engine as _;
 use rcgen::{CertificateParams, KeyPair};
-use support::{get_on, write_file, Agent};
+use support::{basic_auth, get_on, write_file, Agent};
 use tokio::net::{TcpSocket, TcpStream};
 
 async fn tls_get(
@@ -39,13 +38,6 @@ async fn tls_get(
         .await
         .ok()?;
     get_on(tls, addr, path, headers).await
-}
-
-fn basic(user: &str, pw: &str) -> String {
-    format!(
-        "Basic {}",
-        base64::engine::general_purpose::STANDARD.encode(format!("{user}:{pw}"))
-    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -83,7 +75,7 @@ async fn tls_and_basic_auth_protect_the_metrics_endpoint() {
         .expect("tls answer");
     assert_eq!(code, 401);
     // Wrong password, unknown user: 401.
-    let auth = basic("prometheus", "wrong");
+    let auth = basic_auth("prometheus", "wrong");
     assert_eq!(
         tls_get(addr, &ca, "/metrics", &[("Authorization", &auth)])
             .await
@@ -91,7 +83,7 @@ async fn tls_and_basic_auth_protect_the_metrics_endpoint() {
             .0,
         401
     );
-    let auth = basic("nobody", "scrape-pw");
+    let auth = basic_auth("nobody", "scrape-pw");
     assert_eq!(
         tls_get(addr, &ca, "/metrics", &[("Authorization", &auth)])
             .await
@@ -100,7 +92,7 @@ async fn tls_and_basic_auth_protect_the_metrics_endpoint() {
         401
     );
     // Right credentials, twice (the second from the cache).
-    let auth = basic("prometheus", "scrape-pw");
+    let auth = basic_auth("prometheus", "scrape-pw");
     for _ in 0..2 {
         let (code, body) = tls_get(addr, &ca, "/metrics", &[("Authorization", &auth)])
             .await
@@ -174,16 +166,16 @@ async fn a_client_that_keeps_failing_is_answered_429_without_a_check() {
     let agent = Agent::spawn(&cfg, addr, &[]).await;
     let guesser = Ipv4Addr::new(127, 0, 5, 1);
     let scraper = Ipv4Addr::new(127, 0, 5, 2);
-    let good = basic("prometheus", "scrape-pw");
+    let good = basic_auth("prometheus", "scrape-pw");
     for i in 0..10 {
-        let wrong = basic("prometheus", &format!("guess-{i}"));
+        let wrong = basic_auth("prometheus", &format!("guess-{i}"));
         assert_eq!(
             get_from(guesser, addr, &wrong).await.map(|a| a.0),
             Some(401),
             "guess {i}"
         );
     }
-    let wrong = basic("prometheus", "guess-10");
+    let wrong = basic_auth("prometheus", "guess-10");
     assert_eq!(
         get_from(guesser, addr, &wrong).await.map(|a| a.0),
         Some(429)
@@ -237,7 +229,7 @@ async fn sigterm_is_honoured_during_a_wrong_password_flood() {
     let mut flood = tokio::task::JoinSet::new();
     for i in 0..100u8 {
         let stop = stop.clone();
-        let wrong = basic("prometheus", &format!("guess-{i}"));
+        let wrong = basic_auth("prometheus", &format!("guess-{i}"));
         flood.spawn(async move {
             while !stop.is_cancelled() {
                 tokio::select! {
@@ -256,30 +248,10 @@ async fn sigterm_is_honoured_during_a_wrong_password_flood() {
         .await;
     agent.signal("TERM");
     let signalled = tokio::time::Instant::now();
-    let status = loop {
-        if let Some(status) = agent.child.try_wait().unwrap() {
-            break Some(status);
-        }
-        if signalled.elapsed() > Duration::from_secs(15) {
-            break None;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+    let status = agent.wait_exit(Duration::from_secs(15)).await;
     let took = signalled.elapsed();
     stop.cancel();
     while flood.join_next().await.is_some() {}
-    let status = status.unwrap_or_else(|| {
-        panic!(
-            "no exit 15 s after SIGTERM; log tail:\n{}",
-            agent
-                .log_text()
-                .lines()
-                .rev()
-                .take(10)
-                .collect::<Vec<_>>()
-                .join("\n")
-        )
-    });
     eprintln!("sigterm under a wrong-password flood: exit {status} after {took:?}");
     assert!(status.success(), "{status}");
     // Every task stopped when told, without the 4 s grace period running
@@ -311,18 +283,9 @@ async fn sigterm_is_honoured_at_once_after_start_with_the_highest_cost() {
     let mut agent = Agent::spawn(&cfg, addr, &[("RUST_LOG", "info")]).await;
     agent.signal("TERM");
     let signalled = tokio::time::Instant::now();
-    let status = loop {
-        if let Some(status) = agent.child.try_wait().unwrap() {
-            break Some(status);
-        }
-        if signalled.elapsed() > Duration::from_secs(15) {
-            break None;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+    let status = agent.wait_exit(Duration::from_secs(15)).await;
     let took = signalled.elapsed();
     eprintln!("sigterm right after start at cost 14: exit {status:?} after {took:?}");
-    let status = status.expect("exit within 15 s of SIGTERM");
     assert!(status.success(), "{status}");
     assert!(took < Duration::from_secs(3), "exit took {took:?}");
 }

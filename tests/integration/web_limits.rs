@@ -8,14 +8,11 @@
 use crate::support;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::path::Path;
-use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use base64::Engine as _;
-use support::{metric, write_file, Agent, HttpServer, Route};
+use support::{basic_auth, metric, open_fds, rss_kib, write_file, Agent, HttpServer, Reply};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
 use tokio::time::Instant;
@@ -26,26 +23,6 @@ const AGENT_NOFILE: u64 = 512;
 /// Idle connections opened against that agent: more than its descriptors.
 const HELD_CONNECTIONS: usize = 600;
 
-fn rss_kib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next()?.parse().ok())
-        .unwrap_or(0)
-}
-
-fn open_fds(pid: u32) -> usize {
-    std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |d| d.count())
-}
-
-fn basic(user: &str, pw: &str) -> String {
-    format!(
-        "Basic {}",
-        base64::engine::general_purpose::STANDARD.encode(format!("{user}:{pw}"))
-    )
-}
-
 /// Raises this test process's descriptor limit to its hard limit, for the
 /// thousands of client sockets of the load run.
 fn raise_own_nofile() -> u64 {
@@ -55,31 +32,6 @@ fn raise_own_nofile() -> u64 {
         setrlimit(Resource::RLIMIT_NOFILE, hard, hard).unwrap();
     }
     hard
-}
-
-/// Starts the agent with its descriptor limit (soft and hard) set to `nofile`.
-async fn start_with_nofile(config: &Path, addr: SocketAddr, nofile: u64) -> Agent {
-    let log = config.with_extension("log");
-    let child = Command::new("sh")
-        .arg("-c")
-        .arg(format!("ulimit -n {nofile} && exec \"$0\" \"$@\""))
-        .arg(support::bin())
-        .args(["run", "--config"])
-        .arg(config)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log).unwrap())
-        .env("RUST_LOG", "debug")
-        .spawn()
-        .unwrap();
-    let agent = Agent { child, addr, log };
-    agent
-        .wait_until(
-            || async { support::get(addr, "/healthz").await.is_some() },
-            "listening",
-        )
-        .await;
-    agent
 }
 
 fn lines_with<'a>(log: &'a str, needle: &str) -> Vec<&'a str> {
@@ -94,7 +46,7 @@ fn lines_with<'a>(log: &'a str, needle: &str) -> Vec<&'a str> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn idle_connections_beyond_the_cap_leave_descriptors_for_probes() {
     let target = HttpServer::start().await;
-    target.route("/", Route::ok("ok"));
+    target.route("/", Reply::ok("ok"));
     let dir = tempfile::tempdir().unwrap();
     let port = support::free_port();
     let addr: SocketAddr = ([127, 0, 0, 1], port).into();
@@ -109,7 +61,7 @@ async fn idle_connections_beyond_the_cap_leave_descriptors_for_probes() {
         ));
     }
     let cfg = write_file(dir.path(), "c.toml", &text);
-    let agent = start_with_nofile(&cfg, addr, AGENT_NOFILE).await;
+    let agent = Agent::start_with_nofile(&cfg, addr, AGENT_NOFILE).await;
     let pid = agent.child.id();
 
     let mut held = Vec::new();
@@ -118,9 +70,9 @@ async fn idle_connections_beyond_the_cap_leave_descriptors_for_probes() {
     }
     // Twenty more probes reach the target while the connections are held
     // (the agent's 10 s header timeout would free them later).
-    let seen = target.requests.lock().unwrap().len();
+    let seen = target.request_count();
     let deadline = Instant::now() + Duration::from_secs(8);
-    while target.requests.lock().unwrap().len() < seen + 20 && Instant::now() < deadline {
+    while target.request_count() < seen + 20 && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let fds = open_fds(pid);
@@ -131,7 +83,7 @@ async fn idle_connections_beyond_the_cap_leave_descriptors_for_probes() {
         lines_with(&log, "Too many open files")
     );
     assert!(
-        target.requests.lock().unwrap().len() >= seen + 20,
+        target.request_count() >= seen + 20,
         "probes stalled while {HELD_CONNECTIONS} connections were held"
     );
     // A scrape is answered while the connections are still held.
@@ -371,7 +323,7 @@ async fn listener_under_attack() {
         .and_then(|s| s.parse().ok())
         .map_or(ATTACK_FOR, Duration::from_secs);
     let target = HttpServer::start().await;
-    target.route("/", Route::ok("ok"));
+    target.route("/", Reply::ok("ok"));
     let dir = tempfile::tempdir().unwrap();
     let port = support::free_port();
     let addr: SocketAddr = ([127, 0, 0, 1], port).into();
@@ -391,7 +343,7 @@ async fn listener_under_attack() {
     let cfg = write_file(dir.path(), "c.toml", &text);
     let agent = Agent::start(&cfg, addr, &[("RUST_LOG", "info")]).await;
     let pid = agent.child.id();
-    let good = basic("prometheus", "scrape-pw");
+    let good = basic_auth("prometheus", "scrape-pw");
     let local = IpAddr::V4(Ipv4Addr::LOCALHOST);
     // The first good scrape pays bcrypt once; later ones hit the cache.
     assert_eq!(
@@ -402,7 +354,7 @@ async fn listener_under_attack() {
     );
     tokio::time::sleep(Duration::from_secs(1)).await;
     let (idle_rss, idle_fds) = (rss_kib(pid), open_fds(pid));
-    let probes_before = target.requests.lock().unwrap().len();
+    let probes_before = target.request_count();
 
     let stop = CancellationToken::new();
     let started = Instant::now();
@@ -451,7 +403,7 @@ async fn listener_under_attack() {
     for i in 0..FLOOD_CLIENTS {
         let (stop, answers) = (stop.clone(), flood_answers.clone());
         let source = IpAddr::V4(Ipv4Addr::new(127, 0, 3, 1 + i as u8));
-        let wrong = basic("prometheus", &format!("guess-{i}"));
+        let wrong = basic_auth("prometheus", &format!("guess-{i}"));
         tasks.spawn(async move {
             while !stop.is_cancelled() {
                 let answer = tokio::select! {
@@ -508,8 +460,8 @@ async fn listener_under_attack() {
             .unwrap();
     stop.cancel();
     while tasks.join_next().await.is_some() {}
-    let probes = target.requests.lock().unwrap().len() - probes_before;
-    let page = request_page(addr, &basic("prometheus", "scrape-pw")).await;
+    let probes = target.request_count() - probes_before;
+    let page = request_page(addr, &basic_auth("prometheus", "scrape-pw")).await;
     let log = agent.log_text();
     latencies.sort_by(f64::total_cmp);
     connects.sort_by(f64::total_cmp);

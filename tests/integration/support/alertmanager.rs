@@ -11,6 +11,8 @@ use serde_json::Value;
 
 /// The binary the Debian package installs.
 pub const BINARY: &str = "/usr/bin/prometheus-alertmanager";
+/// How long it may take to become ready.
+const START_WITHIN: Duration = Duration::from_secs(20);
 
 /// A running Alertmanager.
 pub struct Alertmanager {
@@ -58,11 +60,8 @@ impl Alertmanager {
             .spawn()
             .map_err(|e| format!("cannot start {BINARY}: {e}"))?;
         let am = Alertmanager { child, addr, log };
-        for _ in 0..200 {
-            if let Some((200, _)) = super::get(addr, "/-/ready").await {
-                return Ok(am);
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
+        if super::answers(addr, "/-/ready", START_WITHIN).await {
+            return Ok(am);
         }
         Err(format!(
             "alertmanager did not become ready; log:\n{}",

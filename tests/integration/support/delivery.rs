@@ -2,6 +2,7 @@
 //! tests that drive receivers through the library, and the incident event
 //! those tests send.
 
+use std::path::Path;
 use std::sync::Arc;
 
 use chrono::{DateTime, Duration, Utc};
@@ -69,9 +70,17 @@ impl Delivery {
     /// A fresh store in a temporary directory, loaded from `config`.
     pub fn from_config(config: AlertingConfig) -> Delivery {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path()).unwrap();
+        let mut delivery = Delivery::open(config, dir.path());
+        delivery._dir = Some(dir);
+        delivery
+    }
+
+    /// The store in `state` (created if need be), loaded from `config`, on
+    /// the system clock.
+    pub fn open(config: AlertingConfig, state: &Path) -> Delivery {
+        let store = Store::open(state).unwrap();
         let alerting = Alerting::new(config, &store, mailpulse::clock::system()).unwrap();
-        Delivery::start(alerting, store, Some(dir))
+        Delivery::start(alerting, store, None)
     }
 
     /// A fresh store in a temporary directory, delivering to `receivers`
