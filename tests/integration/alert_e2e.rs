@@ -56,6 +56,7 @@ fn webhook_alerts(cap: &HttpServer) -> Vec<(String, Value)> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slowdown_pages_the_webhook_and_alertmanager_and_resolves_with_its_timings() {
+    let _timed = support::timed();
     let dir = tempfile::tempdir().unwrap();
     let Some(am) = Alertmanager::start_or_skip(dir.path()).await else {
         return;

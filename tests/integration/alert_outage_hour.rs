@@ -73,6 +73,7 @@ fn event(key: &str, status: AlertStatus, started: DateTime<Utc>) -> AlertEvent {
 
 #[tokio::test(start_paused = true)]
 async fn a_receiver_down_for_an_hour_gets_every_notification_once_in_order() {
+    let _busy = support::busy();
     let clock = TokioClock::starting_at("2026-12-05T00:00:00Z".parse().unwrap());
     let rx = Arc::new(Flaky {
         down: AtomicBool::new(true),

@@ -101,6 +101,7 @@ async fn live_scrape(dir: &Path) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dashboards_pass_their_checks_against_a_live_scrape() {
+    let _busy = support::busy();
     if let Some(why) = missing_tools() {
         if std::env::var_os("CI").is_some() {
             panic!("dashboards/check.sh cannot run in CI: {why}");

@@ -120,6 +120,7 @@ fn target(name: &str, kind: Hostile, addr: SocketAddr, i: usize) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hundred_hostile_targets_keep_memory_bounded_and_good_targets_on_time() {
+    let _heavy = support::heavy();
     let run_for = std::env::var("MAILPULSE_HOSTILE_SECS")
         .ok()
         .and_then(|s| s.parse().ok())

@@ -196,6 +196,7 @@ async fn probe_fake(kind: &str, port: u16, keys: &str) -> Sample {
         TIMEOUT.as_millis()
     );
     let prober = support::load_prober(dir.path(), &text);
+    let _timed = support::timed();
     let start = Instant::now();
     let s = support::probe_once(&prober).await;
     let took = start.elapsed();

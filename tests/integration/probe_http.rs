@@ -34,6 +34,7 @@ fn phase(result: &Value, phase: &str) -> f64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn first_byte_matches_a_known_server_delay() {
+    let _timed = support::timed();
     let server = HttpServer::start().await;
     server.route(
         "/slow",
@@ -241,6 +242,7 @@ async fn headers_and_basic_auth_are_sent_without_leaking_the_password() {
 /// and `total` are the server's timing, not the late read's.
 #[test]
 fn first_byte_is_when_the_response_arrived_not_when_the_probe_woke() {
+    let _timed = support::timed();
     use std::io::{Read, Write};
     use tokio::time::Instant;
 

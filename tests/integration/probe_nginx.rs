@@ -118,6 +118,7 @@ fn probe(targets: &str) -> Vec<Value> {
 
 #[test]
 fn first_byte_follows_nginx_server_side_delay() {
+    let _timed = support::timed();
     let Some(nginx) = nginx() else { return };
     let mut text = String::new();
     for (name, delay) in [("d0", "0"), ("d100", "0.1"), ("d300", "0.3")] {

@@ -62,6 +62,7 @@ async fn scrape(addr: SocketAddr) -> Result<(), String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_scrape_flood_keeps_memory_bounded_and_probes_on_time() {
+    let _heavy = support::heavy();
     let run_for = std::env::var("MAILPULSE_FLOOD_SECS")
         .ok()
         .and_then(|s| s.parse().ok())

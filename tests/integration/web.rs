@@ -209,6 +209,7 @@ async fn a_client_that_keeps_failing_is_answered_429_without_a_check() {
 /// bounded queue waits, and shutdown waits for none of them.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_is_honoured_during_a_wrong_password_flood() {
+    let _heavy = support::heavy();
     let dir = tempfile::tempdir().unwrap();
     let hash = bcrypt::hash("scrape-pw", 12).unwrap();
     let port = support::free_port();
@@ -274,6 +275,7 @@ async fn sigterm_is_honoured_during_a_wrong_password_flood() {
 /// forever at cost 31.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_is_honoured_at_once_after_start_with_the_highest_cost() {
+    let _timed = support::timed();
     let dir = tempfile::tempdir().unwrap();
     // A well-formed cost-14 hash (making a real one takes seconds here).
     let hash = format!("$2b$14${}", ".".repeat(53));

@@ -45,6 +45,7 @@ fn lines_with<'a>(log: &'a str, needle: &str) -> Vec<&'a str> {
 /// a request to make room, the probes go on, and a scrape is answered at once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn idle_connections_beyond_the_cap_leave_descriptors_for_probes() {
+    let _timed = support::timed();
     let target = HttpServer::start().await;
     target.route("/", Reply::ok("ok"));
     let dir = tempfile::tempdir().unwrap();
@@ -312,6 +313,7 @@ const SCRAPE_TIMEOUT: Duration = Duration::from_secs(10);
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "load run, about 45 s: bench/reliability.sh listener"]
 async fn listener_under_attack() {
+    let _heavy = support::heavy();
     let nofile = raise_own_nofile();
     assert!(
         nofile as usize > SLOW_CLIENTS + FLOOD_CLIENTS + 200,

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use tokio::net::TcpStream;
 
-use super::{bin, get, metric, wait_until_or};
+use super::{bin, get, metric, timed, wait_until_or, Share};
 
 /// How long [`Agent::wait_until`] waits.
 const AGENT_WAIT: Duration = Duration::from_secs(15);
@@ -24,6 +24,8 @@ pub struct Agent {
     pub addr: SocketAddr,
     /// Where its stderr goes.
     pub log: PathBuf,
+    /// Its share of the machine: [`super::heavy`] tests wait for it.
+    _share: Share,
 }
 
 impl Agent {
@@ -72,8 +74,14 @@ impl Agent {
         for (k, v) in env {
             cmd.env(k, v);
         }
+        let share = timed();
         let child = cmd.spawn().unwrap();
-        let agent = Agent { child, addr, log };
+        let agent = Agent {
+            child,
+            addr,
+            log,
+            _share: share,
+        };
         // This agent's own listener, not another process's on the same port.
         let pid = agent.child.id();
         agent

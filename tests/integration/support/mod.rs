@@ -15,11 +15,13 @@ pub mod peers;
 pub mod scrape;
 pub mod tls;
 
+use std::cell::{Cell, RefCell};
 use std::future::Future;
 use std::io::Write as _;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::{PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::Duration;
 
 pub use agent::Agent;
@@ -28,6 +30,94 @@ pub use scrape::{metric, promtool, promtool_check};
 
 /// How often [`wait_until`] polls.
 pub const POLL: Duration = Duration::from_millis(20);
+
+/// Heavy tests hold it to write, the others' shares of the machine to read.
+static LOAD: RwLock<()> = RwLock::new(());
+
+thread_local! {
+    /// Whether this thread's test holds [`heavy`].
+    static HEAVY_HERE: Cell<bool> = const { Cell::new(false) };
+    /// This thread's read guard of [`LOAD`], and how many [`Share`]s use it.
+    static SHARES: RefCell<(usize, Option<RwLockReadGuard<'static, ()>>)> =
+        const { RefCell::new((0, None)) };
+}
+
+/// Held by a test that loads the machine (a flood, a hundred hostile
+/// targets, a node toolchain): it waits until no other test runs an
+/// [`Agent`] or a [`timed`] section, and none starts until it ends. All
+/// tests share one process and the machine's cores; when each file was its
+/// own test binary, these ran alone.
+pub fn heavy() -> Heavy {
+    let guard = LOAD.write().unwrap_or_else(PoisonError::into_inner);
+    HEAVY_HERE.with(|h| h.set(true));
+    Heavy(guard)
+}
+
+/// See [`heavy`].
+pub struct Heavy(RwLockWriteGuard<'static, ()>);
+
+impl Drop for Heavy {
+    fn drop(&mut self) {
+        HEAVY_HERE.with(|h| h.set(false));
+    }
+}
+
+/// Held by a test while it checks real time against a tight bound (a phase
+/// within 20 ms of a server's delay, an exit within 2 s): no [`heavy`] test
+/// runs meanwhile. Every [`Agent`] holds one too.
+pub fn timed() -> Share {
+    Share::take()
+}
+
+/// Held by a test that keeps a core busy for seconds (an hour of paused
+/// time): no [`heavy`] test runs meanwhile.
+pub fn busy() -> Share {
+    Share::take()
+}
+
+/// A test's share of the machine, which [`heavy`] tests wait for. Shares
+/// of one thread (one test) take the lock once, so a test that holds one
+/// never queues behind a waiting heavy test for another; a heavy test's
+/// own shares are free. It stays on the thread that took it.
+pub struct Share {
+    /// Whether it took part in this thread's count (not on a heavy thread).
+    counted: bool,
+    _this_thread: std::marker::PhantomData<*const ()>,
+}
+
+impl Share {
+    fn take() -> Share {
+        let counted = !HEAVY_HERE.with(Cell::get);
+        if counted {
+            SHARES.with(|s| {
+                let mut s = s.borrow_mut();
+                if s.0 == 0 {
+                    s.1 = Some(LOAD.read().unwrap_or_else(PoisonError::into_inner));
+                }
+                s.0 += 1;
+            });
+        }
+        Share {
+            counted,
+            _this_thread: std::marker::PhantomData,
+        }
+    }
+}
+
+impl Drop for Share {
+    fn drop(&mut self) {
+        if !self.counted {
+            return;
+        }
+        SHARES.with(|s| {
+            let mut s = s.borrow_mut();
+            s.0 -= 1;
+            if s.0 == 0 {
+                s.1 = None;
+            }
+        });
+    }
+}
 
 /// Path of the binary under test.
 pub fn bin() -> PathBuf {
