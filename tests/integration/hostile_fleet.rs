@@ -121,10 +121,7 @@ fn target(name: &str, kind: Hostile, addr: SocketAddr, i: usize) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hundred_hostile_targets_keep_memory_bounded_and_good_targets_on_time() {
     let _heavy = support::heavy();
-    let run_for = std::env::var("MAILPULSE_HOSTILE_SECS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .map_or(RUN_FOR, Duration::from_secs);
+    let run_for = support::secs_from_env("MAILPULSE_HOSTILE_SECS", RUN_FOR);
     let kinds = [
         Hostile::SlowDrip,
         Hostile::EndlessLine,
@@ -156,9 +153,12 @@ async fn a_hundred_hostile_targets_keep_memory_bounded_and_good_targets_on_time(
     }
     let goods = ["good1", "good2", "good3"];
     for name in goods {
-        text.push_str(&format!(
-            "[[target]]\nname = \"{name}\"\nkind = \"http\"\nurl = \"{}\"\ninterval = \"{GOOD_INTERVAL_MS}ms\"\ntimeout = \"150ms\"\n",
-            good.url("/")
+        let interval = format!("{GOOD_INTERVAL_MS}ms");
+        text.push_str(&support::http_target(
+            name,
+            &good.url("/"),
+            &interval,
+            "150ms",
         ));
     }
     let cfg = write_file(dir.path(), "c.toml", &text);

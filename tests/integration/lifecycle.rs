@@ -15,9 +15,7 @@ fn config(port: u16, targets: &[(&str, &str)]) -> String {
         "[agent]\nlisten = \"127.0.0.1:{port}\"\ninstance = \"test\"\n[host]\ninterval = \"1s\"\n"
     );
     for (name, url) in targets {
-        text.push_str(&format!(
-            "[[target]]\nname = \"{name}\"\nkind = \"http\"\nurl = \"{url}\"\ninterval = \"200ms\"\ntimeout = \"150ms\"\n"
-        ));
+        text.push_str(&support::http_target(name, url, "200ms", "150ms"));
     }
     text
 }

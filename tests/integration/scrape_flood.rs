@@ -63,10 +63,7 @@ async fn scrape(addr: SocketAddr) -> Result<(), String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_scrape_flood_keeps_memory_bounded_and_probes_on_time() {
     let _heavy = support::heavy();
-    let run_for = std::env::var("MAILPULSE_FLOOD_SECS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .map_or(RUN_FOR, Duration::from_secs);
+    let run_for = support::secs_from_env("MAILPULSE_FLOOD_SECS", RUN_FOR);
     let web = HttpServer::start().await;
     web.route("/", Reply::ok("ok"));
     let dir = tempfile::tempdir().unwrap();
@@ -78,9 +75,12 @@ async fn a_scrape_flood_keeps_memory_bounded_and_probes_on_time() {
     );
     let names = ["web1", "web2", "web3", "web4"];
     for name in names {
-        text.push_str(&format!(
-            "[[target]]\nname = \"{name}\"\nkind = \"http\"\nurl = \"{}\"\ninterval = \"{INTERVAL_MS}ms\"\ntimeout = \"150ms\"\n",
-            web.url("/")
+        let interval = format!("{INTERVAL_MS}ms");
+        text.push_str(&support::http_target(
+            name,
+            &web.url("/"),
+            &interval,
+            "150ms",
         ));
     }
     let cfg = write_file(dir.path(), "c.toml", &text);

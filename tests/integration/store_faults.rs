@@ -264,9 +264,11 @@ fn paging_config(
         state.display()
     );
     for t in targets {
-        out.push_str(&format!(
-            "[[target]]\nname = \"{t}\"\nkind = \"http\"\nurl = \"{}\"\ninterval = \"100ms\"\ntimeout = \"90ms\"\n",
-            server.url(&format!("/{t}"))
+        out.push_str(&support::http_target(
+            t,
+            &server.url(&format!("/{t}")),
+            "100ms",
+            "90ms",
         ));
     }
     out

@@ -56,9 +56,11 @@ async fn idle_connections_beyond_the_cap_leave_descriptors_for_probes() {
         dir.path().join("state").display()
     );
     for name in ["web1", "web2"] {
-        text.push_str(&format!(
-            "[[target]]\nname = \"{name}\"\nkind = \"http\"\nurl = \"{}\"\ninterval = \"100ms\"\ntimeout = \"90ms\"\n",
-            target.url("/")
+        text.push_str(&support::http_target(
+            name,
+            &target.url("/"),
+            "100ms",
+            "90ms",
         ));
     }
     let cfg = write_file(dir.path(), "c.toml", &text);
@@ -320,10 +322,7 @@ async fn listener_under_attack() {
         "the test needs {} descriptors; the hard limit is {nofile}",
         SLOW_CLIENTS + FLOOD_CLIENTS + 200
     );
-    let attack_for = std::env::var("MAILPULSE_ATTACK_SECS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .map_or(ATTACK_FOR, Duration::from_secs);
+    let attack_for = support::secs_from_env("MAILPULSE_ATTACK_SECS", ATTACK_FOR);
     let target = HttpServer::start().await;
     target.route("/", Reply::ok("ok"));
     let dir = tempfile::tempdir().unwrap();
@@ -337,9 +336,11 @@ async fn listener_under_attack() {
     );
     let names = ["web1", "web2", "web3", "web4"];
     for name in names {
-        text.push_str(&format!(
-            "[[target]]\nname = \"{name}\"\nkind = \"http\"\nurl = \"{}\"\ninterval = \"200ms\"\ntimeout = \"150ms\"\n",
-            target.url("/")
+        text.push_str(&support::http_target(
+            name,
+            &target.url("/"),
+            "200ms",
+            "150ms",
         ));
     }
     let cfg = write_file(dir.path(), "c.toml", &text);

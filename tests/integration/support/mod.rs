@@ -148,6 +148,22 @@ pub fn incidents(config: &Path) -> Vec<serde_json::Value> {
         .collect()
 }
 
+/// A `[[target]]` of kind `http` for a configuration file.
+pub fn http_target(name: &str, url: &str, interval: &str, timeout: &str) -> String {
+    format!(
+        "[[target]]\nname = \"{name}\"\nkind = \"http\"\nurl = \"{url}\"\ninterval = \"{interval}\"\ntimeout = \"{timeout}\"\n"
+    )
+}
+
+/// How long a load run lasts: `default`, or the whole seconds in the
+/// environment variable `var` (`MAILPULSE_FLOOD_SECS=60`).
+pub fn secs_from_env(var: &str, default: Duration) -> Duration {
+    std::env::var(var)
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .map_or(default, Duration::from_secs)
+}
+
 /// A port on 127.0.0.1 that nothing listens on now, for an agent to bind.
 /// It is taken below the kernel's ephemeral range (32768 and up), where
 /// outgoing connections and `bind(0)` listeners get their ports, so none of
