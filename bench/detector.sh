@@ -1,7 +1,8 @@
 #!/bin/sh
-# Slowdown detector benchmark: builds the bench program in release mode, replays
-# every labelled dataset series and the synthetic soak scenarios with the default
-# settings, and writes bench/detector-results.md.
+# Slowdown detector benchmark: builds the bench program (bench/detector.rs, the
+# example detector_bench) in release mode, replays every labelled dataset series
+# and the synthetic soak scenarios with the default settings, and writes
+# bench/detector-results.md.
 #
 # Usage: bench/detector.sh [DATASETS_DIR]
 #   DATASETS_DIR defaults to $MAILPULSE_DATASETS, else ../shared/datasets next to

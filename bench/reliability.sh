@@ -16,13 +16,13 @@ cd "$repo"
 what=${1:-all}
 
 run() {
-    cargo test --quiet --test "$1" -- --nocapture 2>&1 |
+    cargo test --quiet --test integration "$1::" -- --nocapture 2>&1 |
         grep -E '^(kill9|scrape flood|hostile fleet):|test result|panicked|FAILED' || true
 }
 
 case "$what" in
 kill9 | all)
-    MAILPULSE_KILLS=${MAILPULSE_KILLS:-50} cargo test --quiet --test kill9 -- --ignored --nocapture 2>&1 |
+    MAILPULSE_KILLS=${MAILPULSE_KILLS:-50} cargo test --quiet --test integration kill9:: -- --ignored --nocapture 2>&1 |
         grep -E '^kill9:|test result|panicked|FAILED|pages that' || true
     ;;
 esac
@@ -39,15 +39,15 @@ esac
 case "$what" in
 listener | all)
     # 3,000 slow-header clients and a wrong-password flood against the
-    # metrics listener while a scraper scrapes (tests/web_limits.rs); the
+    # metrics listener while a scraper scrapes (tests/integration/web_limits.rs); the
     # test raises its own descriptor limit to the hard limit.
-    cargo test --quiet --test web_limits listener_under_attack -- --ignored --nocapture 2>&1 |
+    cargo test --quiet --test integration web_limits::listener_under_attack -- --ignored --nocapture 2>&1 |
         grep -E '^listener attack:|test result|panicked|FAILED' || true
     ;;
 esac
 case "$what" in
 receivers | all)
-    cargo test --quiet --test alert_misbehaving -- --ignored --nocapture 2>&1 |
+    cargo test --quiet --test integration alert_misbehaving:: -- --ignored --nocapture 2>&1 |
         grep -E '^(healthy|trickle|[a-z]-[a-z]+):|test result|panicked|FAILED' || true
     ;;
 esac

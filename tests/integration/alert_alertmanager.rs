@@ -1,0 +1,94 @@
+//! The `alertmanager` receiver against a real Alertmanager (Debian package
+//! `prometheus-alertmanager`) on 127.0.0.1: a firing incident becomes an
+//! active alert, stays fresh through re-posts, and disappears once resolved.
+//!
+//! Without the binary the test skips with a message, unless `CI` is set, in
+//! which case it fails: CI must exercise the real peer (`support::alertmanager`).
+
+use crate::support;
+
+use std::time::Duration;
+
+use chrono::Utc;
+use mailpulse::alert::{self, AlertEvent, Enqueued};
+use mailpulse::config::alerting::parse;
+use serde_json::Value;
+use support::alertmanager::Alertmanager;
+use support::delivery::{self, Delivery};
+
+/// Polls `cond` (up to 20 s) until it yields a value.
+async fn wait_for<F, Fut>(what: &str, am: &Alertmanager, cond: F) -> Value
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<Value>>,
+{
+    let log = || {
+        let text = std::fs::read_to_string(&am.log).unwrap_or_default();
+        format!("alertmanager log:\n{text}")
+    };
+    support::wait_until_or(what, Duration::from_secs(20), log, cond).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_real_alertmanager_sees_the_incident_open_and_then_resolved() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(am) = Alertmanager::start_or_skip(dir.path()).await else {
+        return;
+    };
+    let config = parse(
+        &format!(
+            "[alerting]\nexternal_url = \"http://agent.test:9717/\"\n[[receiver]]\nname = \"am\"\nkind = \"alertmanager\"\nurl = \"http://{}\"\nresend_interval = \"1s\"\n",
+            am.addr
+        ),
+        dir.path(),
+        "agent.test",
+    )
+    .unwrap();
+    let d = Delivery::open(config, &dir.path().join("state"));
+
+    let firing = AlertEvent {
+        target: "owa".into(),
+        detected_at: Utc::now() - chrono::Duration::seconds(30),
+        slow_count: 3,
+        ..delivery::slow("9a1b", Utc::now() - chrono::Duration::seconds(90))
+    };
+    assert_eq!(d.enqueue(&firing), Enqueued::Queued(vec!["am".into()]));
+    let active = wait_for("the alert to be active", &am, || am.alert("owa")).await;
+    assert_eq!(active["status"]["state"], "active", "{active:#}");
+    assert_eq!(active["labels"]["alertname"], "MailpulseSlow");
+    assert_eq!(active["labels"]["instance"], "cas01");
+    assert_eq!(active["labels"]["kind"], "http");
+    assert_eq!(active["labels"]["severity"], "critical");
+    assert_eq!(active["generatorURL"], "http://agent.test:9717/");
+    assert!(active["annotations"]["summary"]
+        .as_str()
+        .unwrap()
+        .starts_with("owa slow since"));
+    assert_eq!(
+        active["startsAt"].as_str().unwrap()[..19],
+        alert::render::rfc3339(firing.started_at)[..19]
+    );
+
+    // While open, the receiver keeps re-posting: Alertmanager sees updates.
+    let first_update = active["updatedAt"].as_str().unwrap().to_string();
+    wait_for("a re-post", &am, || async {
+        am.alert("owa")
+            .await
+            .filter(|a| a["updatedAt"].as_str() != Some(first_update.as_str()))
+    })
+    .await;
+
+    d.enqueue(&delivery::resolved_at(
+        &firing,
+        Utc::now() - chrono::Duration::seconds(1),
+    ));
+    // Alertmanager lists only unresolved alerts: a resolved one drops out.
+    wait_for("the alert to be resolved", &am, || async {
+        match am.alert("owa").await {
+            None => Some(Value::Null),
+            Some(_) => None,
+        }
+    })
+    .await;
+    d.stop().await;
+}
