@@ -12,8 +12,9 @@ use chrono::{DateTime, SubsecRound, Utc};
 use clap::Subcommand;
 
 use crate::alert::render;
-use crate::config::alerting::{load_alerting_part, WindowSchedule};
+use crate::config::alerting::WindowSchedule;
 use crate::config::duration::parse_duration;
+use crate::config::load_alerting;
 use crate::config::DEFAULT_CONFIG_PATH;
 use crate::human::{self, Style};
 use crate::report::terminal_text;
@@ -65,7 +66,7 @@ pub enum SilenceCommand {
 
 /// Runs `mailpulse silence ...`.
 pub async fn run(args: &Args) -> anyhow::Result<ExitCode> {
-    let file = load_alerting_part(&args.config).map_err(anyhow::Error::msg)?;
+    let file = load_alerting(&args.config)?;
     let state_dir = file.state_dir.clone();
     let store = tokio::task::spawn_blocking(move || Store::open(&state_dir)).await??;
     // Whole seconds: silences are listed and compared by humans.

@@ -10,7 +10,7 @@ use anyhow::{bail, Context as _};
 use chrono::{DateTime, SubsecRound, Utc};
 
 use crate::alert::{build_receiver, render, AlertEvent, AlertStatus, HostLoad, ReceiverContext};
-use crate::config::alerting::load_alerting_part;
+use crate::config::load_alerting;
 use crate::config::DEFAULT_CONFIG_PATH;
 use crate::store::Store;
 
@@ -60,7 +60,7 @@ fn test_event(instance: &str, severity: &str, now: DateTime<Utc>) -> AlertEvent 
 /// receivers that keep an open alert, its resolve) directly, not through the
 /// outbox, and reports the outcome.
 pub async fn run(args: &Args) -> anyhow::Result<ExitCode> {
-    let file = load_alerting_part(&args.config).map_err(anyhow::Error::msg)?;
+    let file = load_alerting(&args.config)?;
     let Some(rc) = file.alerting.receiver(&args.receiver) else {
         let known: Vec<&str> = file
             .alerting

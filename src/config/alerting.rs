@@ -4,7 +4,7 @@
 //!
 //! This is data only. The raw tables are in `raw.rs`, their validation in
 //! `validate/` (the same path and the same located errors as the rest of the
-//! file; [`parse`] and [`load_alerting_part`] run it on the alerting part
+//! file; [`parse`] and [`super::load_alerting`] run it on the alerting part
 //! alone), and the behaviour of routes and windows (glob matching, whether a
 //! window is open) in `alert/glob.rs` and `alert/window.rs`.
 
@@ -205,10 +205,4 @@ pub struct AlertingFile {
     pub instance: String,
     /// The alerting tables.
     pub alerting: AlertingConfig,
-}
-
-/// Reads the alerting part of a configuration file ([`super::load_alerting`]);
-/// errors are `path:line:col: key: message` lines.
-pub fn load_alerting_part(path: &Path) -> Result<AlertingFile, String> {
-    super::load_alerting(path).map_err(|e| e.to_string())
 }
