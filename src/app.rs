@@ -227,6 +227,9 @@ impl Daemon {
     pub fn start(config: Config, listener: TcpListener) -> anyhow::Result<Daemon> {
         let metrics =
             Arc::new(Metrics::new(&config.agent.instance).context("cannot register metrics")?);
+        metrics
+            .register_process(crate::collect::own::read_self)
+            .context("cannot register metrics")?;
         mark_reload(&metrics, true);
         let health = Health::new();
         let root = CancellationToken::new();

@@ -17,6 +17,7 @@ mod filesystem;
 mod load;
 mod memory;
 mod network;
+pub mod own;
 mod pressure;
 mod process;
 mod procfs;

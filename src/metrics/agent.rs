@@ -1,6 +1,6 @@
 //! The agent's own health: build information, configuration reloads, the
-//! state store's condition, alerts waiting in memory for it, and the standard
-//! `process_*` metrics of this process.
+//! state store's condition and alerts waiting in memory for it (the standard
+//! `process_*` metrics of this process are `process.rs`'s).
 
 use prometheus::{Gauge, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry};
 
@@ -31,7 +31,7 @@ pub struct AgentMetrics {
 }
 
 impl AgentMetrics {
-    /// Registers the agent families (and the process collector) on `reg`.
+    /// Registers the agent families on `reg`.
     pub fn register(reg: &Registry, instance: &str) -> prometheus::Result<Self> {
         let build = register(
             reg,
@@ -46,9 +46,6 @@ impl AgentMetrics {
         build
             .with_label_values(&[env!("CARGO_PKG_VERSION"), instance])
             .set(1);
-        reg.register(Box::new(
-            prometheus::process_collector::ProcessCollector::for_self(),
-        ))?;
         Ok(AgentMetrics {
             reload_success: register(
                 reg,

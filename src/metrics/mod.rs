@@ -15,6 +15,7 @@ pub mod histogram;
 pub mod host;
 mod order;
 pub mod probe;
+pub mod process;
 pub mod server;
 mod table;
 pub mod targets;
@@ -76,6 +77,12 @@ impl Metrics {
             last_size: AtomicUsize::new(16 * 1024),
             spare_page: Arc::default(),
         })
+    }
+
+    /// Adds the standard `process_*` families, read by `read` at each
+    /// scrape (the agent passes `collect::own::read_self`).
+    pub fn register_process(&self, read: process::Reader) -> prometheus::Result<()> {
+        process::ProcessMetrics::register(&self.registry, read)
     }
 
     /// The registry in the Prometheus text format (version 0.0.4).

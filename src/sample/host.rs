@@ -47,6 +47,25 @@ impl HostSnapshot {
     }
 }
 
+/// The agent's own process: what the standard `process_*` metrics show.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct OwnProcess {
+    /// User and system CPU time, seconds.
+    pub cpu_seconds_total: f64,
+    /// Open file descriptors.
+    pub open_fds: u64,
+    /// The soft limit on open file descriptors (`None`: unlimited).
+    pub max_fds: Option<u64>,
+    /// Virtual memory size, bytes.
+    pub virtual_memory_bytes: u64,
+    /// Resident memory size, bytes.
+    pub resident_memory_bytes: u64,
+    /// Start time, seconds since the Unix epoch.
+    pub start_time_seconds: f64,
+    /// OS threads.
+    pub threads: u64,
+}
+
 /// One host collector; its `as_str()` is the `collector` label.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum CollectorKind {
