@@ -271,6 +271,22 @@ async fn two_agents_prometheus_and_alertmanager_see_a_slowdown_come_and_go() {
         },
     )
     .await;
+    // The closed-incident counters existed at zero before the first
+    // incident, so increase() counts it and a mean duration is defined.
+    wait_until(
+        "the first incident in increase() of the closed-incident counters",
+        Duration::from_secs(30),
+        || async {
+            let mean = prom
+                .query(
+                    "sum by (instance) (increase(mailpulse_incident_closed_seconds_total{target=\"owa\"}[2m])) \
+                     / sum by (instance) (increase(mailpulse_incidents_closed_total{target=\"owa\"}[2m])) > 1",
+                )
+                .await;
+            mean.len() == 2
+        },
+    )
+    .await;
     let degraded = prom
         .query("max(mailpulse_target_degraded{target=\"owa\"})")
         .await;
