@@ -40,7 +40,7 @@ impl AgentMetrics {
                     "mailpulse_build_info",
                     "Build information of the running agent; always 1.",
                 ),
-                &["version", "instance"],
+                &["version", "agent_instance"],
             )?,
         )?;
         build

@@ -2,12 +2,16 @@
 //! incidents it had. Records what the detector decided; decides nothing.
 //!
 //! The per-target families (`mailpulse_target_degraded`, `_down`,
-//! `_baseline_seconds`, `mailpulse_incidents_total` and
-//! `mailpulse_last_incident_duration_seconds`) are kept outside the
+//! `_baseline_seconds`, `mailpulse_incidents_total`,
+//! `mailpulse_incidents_closed_total`, `mailpulse_incident_closed_seconds_total`
+//! and `mailpulse_last_incident_duration_seconds`) are kept outside the
 //! `prometheus` registry, like the probe families: every probe updates them,
 //! and through the registry every scrape copied each series and its labels.
 //! Their text is the crate's, byte for byte (see the tests). The incident
-//! duration histogram, which only closed incidents feed, stays in the registry.
+//! duration histogram, which only closed incidents feed, stays in the registry
+//! and has series only for targets that had one (30 series a target at zero);
+//! the two closed-incident counters start at zero, so a mean duration over a
+//! time range counts a target's first incident too.
 
 use std::sync::Arc;
 
@@ -33,12 +37,18 @@ struct Series {
     baseline: Option<f64>,
     /// Incidents opened, by slot of [`KINDS`].
     incidents: [Option<u64>; KINDS.len()],
+    /// Incidents closed, by slot of [`KINDS`] (the kind they ended as).
+    closed: [Option<u64>; KINDS.len()],
+    /// Total duration of the closed incidents, seconds, by slot of [`KINDS`].
+    closed_seconds: [Option<f64>; KINDS.len()],
     last_duration: Option<f64>,
 }
 
 /// The families kept here.
 #[derive(Debug, Clone, Copy)]
 enum Family {
+    ClosedSeconds,
+    Closed,
     Incidents,
     LastDuration,
     Baseline,
@@ -47,7 +57,21 @@ enum Family {
 }
 
 /// The families, in the order the page lists them (by name).
-const FAMILIES: [FamilyDef<Family>; 5] = [
+const FAMILIES: [FamilyDef<Family>; 7] = [
+    FamilyDef {
+        family: Family::ClosedSeconds,
+        name: "mailpulse_incident_closed_seconds_total",
+        help: "Total duration of closed incidents, by the kind they ended as; starts at 0.",
+        kind: "counter",
+        labels: &["kind", "target"],
+    },
+    FamilyDef {
+        family: Family::Closed,
+        name: "mailpulse_incidents_closed_total",
+        help: "Incidents closed, by the kind they ended as; starts at 0.",
+        kind: "counter",
+        labels: &["kind", "target"],
+    },
     FamilyDef {
         family: Family::Incidents,
         name: "mailpulse_incidents_total",
@@ -148,8 +172,12 @@ impl DetectMetrics {
                     self.duration
                         .with_label_values(&[target, i.kind.as_str()])
                         .observe(d);
-                    self.targets
-                        .with(target, Series::default, |s| s.last_duration = Some(d));
+                    let slot = kind_slot(i.kind);
+                    self.targets.with(target, Series::default, |s| {
+                        s.last_duration = Some(d);
+                        s.closed[slot] = Some(s.closed[slot].unwrap_or(0) + 1);
+                        s.closed_seconds[slot] = Some(s.closed_seconds[slot].unwrap_or(0.0) + d);
+                    });
                 }
             }
         }
@@ -159,8 +187,11 @@ impl DetectMetrics {
     /// `increase()` sees its first incident.
     pub fn add_target(&self, target: &str) {
         self.targets.with(target, Series::default, |s| {
-            for slot in &mut s.incidents {
+            for slot in s.incidents.iter_mut().chain(&mut s.closed) {
                 slot.get_or_insert(0);
+            }
+            for slot in &mut s.closed_seconds {
+                slot.get_or_insert(0.0);
             }
         });
     }
@@ -185,11 +216,17 @@ impl DetectMetrics {
         let mut rows: Vec<([&str; 2], f64)> = Vec::new();
         match def.family {
             // By kind, then target.
-            Family::Incidents => {
+            Family::Incidents | Family::Closed | Family::ClosedSeconds => {
                 for (slot, kind) in KINDS.iter().enumerate() {
                     for (target, s) in map.iter() {
-                        if let Some(n) = lock(s).incidents[slot] {
-                            rows.push(([kind.as_str(), target], n as f64));
+                        let s = lock(s);
+                        let value = match def.family {
+                            Family::Incidents => s.incidents[slot].map(|n| n as f64),
+                            Family::Closed => s.closed[slot].map(|n| n as f64),
+                            _ => s.closed_seconds[slot],
+                        };
+                        if let Some(v) = value {
+                            rows.push(([kind.as_str(), target], v));
                         }
                     }
                 }
@@ -202,7 +239,7 @@ impl DetectMetrics {
                         Family::Baseline => s.baseline,
                         Family::Degraded => s.degraded.map(flag),
                         Family::Down => s.down.map(flag),
-                        Family::Incidents => None,
+                        Family::Incidents | Family::Closed | Family::ClosedSeconds => None,
                     };
                     if let Some(v) = value {
                         rows.push(([target, ""], v));
@@ -226,7 +263,7 @@ fn kind_slot(kind: IncidentKind) -> usize {
 mod tests {
     use std::time::Duration;
 
-    use prometheus::{GaugeVec, IntCounterVec, IntGaugeVec, Opts, Registry};
+    use prometheus::{CounterVec, GaugeVec, IntCounterVec, IntGaugeVec, Opts, Registry};
 
     use super::*;
     use crate::detect::Incident;
@@ -238,6 +275,8 @@ mod tests {
         degraded: IntGaugeVec,
         down: IntGaugeVec,
         incidents: IntCounterVec,
+        closed: IntCounterVec,
+        closed_seconds: CounterVec,
         last: GaugeVec,
         baseline: GaugeVec,
     }
@@ -252,6 +291,16 @@ mod tests {
                 down: IntGaugeVec::new(opts("mailpulse_target_down"), target).unwrap(),
                 incidents: IntCounterVec::new(
                     opts("mailpulse_incidents_total"),
+                    &["target", "kind"],
+                )
+                .unwrap(),
+                closed: IntCounterVec::new(
+                    opts("mailpulse_incidents_closed_total"),
+                    &["target", "kind"],
+                )
+                .unwrap(),
+                closed_seconds: CounterVec::new(
+                    opts("mailpulse_incident_closed_seconds_total"),
                     &["target", "kind"],
                 )
                 .unwrap(),
@@ -270,6 +319,14 @@ mod tests {
                 .register(Box::new(oracle.incidents.clone()))
                 .unwrap();
             oracle.reg.register(Box::new(oracle.last.clone())).unwrap();
+            oracle
+                .reg
+                .register(Box::new(oracle.closed.clone()))
+                .unwrap();
+            oracle
+                .reg
+                .register(Box::new(oracle.closed_seconds.clone()))
+                .unwrap();
             oracle
                 .reg
                 .register(Box::new(oracle.baseline.clone()))
@@ -319,6 +376,8 @@ mod tests {
             m.add_target(t);
             for kind in KINDS {
                 oracle.incidents.with_label_values(&[t, kind.as_str()]);
+                oracle.closed.with_label_values(&[t, kind.as_str()]);
+                oracle.closed_seconds.with_label_values(&[t, kind.as_str()]);
             }
         }
         let states = [
@@ -370,10 +429,15 @@ mod tests {
                     .with_label_values(&[t, i.kind.as_str()])
                     .inc(),
                 DetectEvent::Escalated(_) => oracle.incidents.with_label_values(&[t, "down"]).inc(),
-                DetectEvent::Closed(i) => oracle
-                    .last
-                    .with_label_values(&[t])
-                    .set(i.duration_seconds().unwrap()),
+                DetectEvent::Closed(i) => {
+                    let d = i.duration_seconds().unwrap();
+                    oracle.last.with_label_values(&[t]).set(d);
+                    oracle.closed.with_label_values(&[t, i.kind.as_str()]).inc();
+                    oracle
+                        .closed_seconds
+                        .with_label_values(&[t, i.kind.as_str()])
+                        .inc_by(d);
+                }
             }
         }
         assert_eq!(ours(&m), oracle.text());
@@ -392,8 +456,11 @@ mod tests {
             let _ = v.remove_label_values(&["ews \"2\""]);
         }
         for kind in KINDS {
+            for v in [&oracle.incidents, &oracle.closed] {
+                let _ = v.remove_label_values(&["ews \"2\"", kind.as_str()]);
+            }
             let _ = oracle
-                .incidents
+                .closed_seconds
                 .remove_label_values(&["ews \"2\"", kind.as_str()]);
         }
         assert_eq!(ours(&m), oracle.text());

@@ -33,10 +33,22 @@ impl Drop for Prometheus {
 }
 
 impl Prometheus {
-    async fn start(dir: &Path, agents: &[SocketAddr], alertmanager: SocketAddr) -> Prometheus {
+    /// Starts Prometheus scraping `agents` (their `[agent] instance` and
+    /// address) as README's fleet section says: each target labelled with
+    /// the agent's instance name, so Prometheus's `instance` is the agent's.
+    async fn start(
+        dir: &Path,
+        agents: &[(&str, SocketAddr)],
+        alertmanager: SocketAddr,
+    ) -> Prometheus {
         let rules =
             Path::new(env!("CARGO_MANIFEST_DIR")).join("dashboards/prometheus/mailpulse-rules.yml");
-        let targets: Vec<String> = agents.iter().map(|a| format!("\"{a}\"")).collect();
+        let targets: String = agents
+            .iter()
+            .map(|(name, addr)| {
+                format!("      - targets: [\"{addr}\"]\n        labels: {{instance: {name}}}\n")
+            })
+            .collect();
         let config = write_file(
             dir,
             "prometheus.yml",
@@ -44,9 +56,8 @@ impl Prometheus {
                 "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n\
                  rule_files:\n  - {}\n\
                  alerting:\n  alertmanagers:\n    - static_configs:\n        - targets: [\"{alertmanager}\"]\n\
-                 scrape_configs:\n  - job_name: mailpulse\n    static_configs:\n      - targets: [{}]\n",
+                 scrape_configs:\n  - job_name: mailpulse\n    static_configs:\n{targets}",
                 rules.display(),
-                targets.join(", ")
             ),
         );
         let addr: SocketAddr = ([127, 0, 0, 1], support::free_port()).into();
@@ -176,7 +187,7 @@ async fn two_agents_prometheus_and_alertmanager_see_a_slowdown_come_and_go() {
         );
         let addr: SocketAddr = ([127, 0, 0, 1], port).into();
         agents.push(Agent::start(&cfg, addr, &[]).await);
-        addrs.push(addr);
+        addrs.push((instance, addr));
     }
     let prom = Prometheus::start(dir.path(), &addrs, am.addr).await;
 
@@ -217,16 +228,35 @@ async fn two_agents_prometheus_and_alertmanager_see_a_slowdown_come_and_go() {
         },
     )
     .await;
-    let instances: Vec<String> = active(&am)
-        .await
-        .into_iter()
-        .filter(|(n, _)| n == "MailpulseSlow")
-        .map(|(_, i)| i)
-        .collect();
-    assert!(
-        instances.contains(&"cas01".to_string()) && instances.contains(&"cas02".to_string()),
-        "{instances:?}"
+    // One name reaches both: the agents' alerts and the rules' alerts say
+    // the same `instance`, the agent's own name.
+    let instances = |alert: &str, list: &[(String, String)]| -> Vec<String> {
+        let mut v: Vec<String> = list
+            .iter()
+            .filter(|(n, _)| n == alert)
+            .map(|(_, i)| i.clone())
+            .collect();
+        v.sort();
+        v
+    };
+    let list = active(&am).await;
+    assert_eq!(
+        instances("MailpulseSlow", &list),
+        ["cas01", "cas02"],
+        "{list:?}"
     );
+    assert_eq!(
+        instances("MailpulseTargetSlow", &list),
+        ["cas01", "cas02"],
+        "{list:?}"
+    );
+    // The agent's own name on build_info does not collide with it.
+    let build = prom.query("mailpulse_build_info").await;
+    assert_eq!(build.len(), 2, "{build:?}");
+    for (labels, _) in &build {
+        assert!(labels.get("exported_instance").is_none(), "{labels}");
+        assert_eq!(labels["instance"], labels["agent_instance"], "{labels}");
+    }
 
     // Lower it again: the incidents close with their durations, the alerts resolve.
     server.route("/owa", Reply::ok("ok"));
@@ -238,6 +268,22 @@ async fn two_agents_prometheus_and_alertmanager_see_a_slowdown_come_and_go() {
                 .query("mailpulse_last_incident_duration_seconds{target=\"owa\"} > 1")
                 .await;
             r.len() == 2
+        },
+    )
+    .await;
+    // The closed-incident counters existed at zero before the first
+    // incident, so increase() counts it and a mean duration is defined.
+    wait_until(
+        "the first incident in increase() of the closed-incident counters",
+        Duration::from_secs(30),
+        || async {
+            let mean = prom
+                .query(
+                    "sum by (instance) (increase(mailpulse_incident_closed_seconds_total{target=\"owa\"}[2m])) \
+                     / sum by (instance) (increase(mailpulse_incidents_closed_total{target=\"owa\"}[2m])) > 1",
+                )
+                .await;
+            mean.len() == 2
         },
     )
     .await;
