@@ -1,7 +1,8 @@
 //! `kind = "email"`: SMTP submission, hand-rolled over tokio and rustls (the
 //! same stack as the mail probes; no second TLS provider). STARTTLS (the
 //! default; the server must offer it), implicit TLS, or plain for loopback
-//! relays; AUTH PLAIN or LOGIN when credentials are set, and never over an
+//! relays; AUTH PLAIN or LOGIN when a password is set, XOAUTH2 with an
+//! access token re-read from its file at every send, and never over an
 //! unencrypted session unless `tls = "none"` was chosen explicitly.
 //!
 //! SMTP 4xx replies and network errors are retriable, 5xx permanent. Mail
@@ -19,7 +20,8 @@ use tokio::net::TcpStream;
 use super::render;
 use super::{AlertEvent, BoxFuture, DeliveryError, Receiver, ReceiverContext};
 use crate::clock::Clock;
-use crate::config::alerting::{EmailSpec, ReceiverConfig, SmtpTls};
+use crate::config::alerting::{EmailSpec, OAuth2Login, ReceiverConfig, SmtpAuth, SmtpTls};
+use crate::config::Secret;
 
 /// Longest SMTP reply line accepted.
 const MAX_REPLY_LINE: usize = 4096;
@@ -128,42 +130,50 @@ impl EmailReceiver {
         message: &[u8],
     ) -> Result<(), DeliveryError> {
         let spec = &self.spec;
-        if let Some((user, password)) = &spec.credentials {
+        if spec.credentials.is_some() || spec.oauth2.is_some() {
             if !encrypted && spec.tls != SmtpTls::None {
                 return Err(DeliveryError::permanent(
                     "refusing to send credentials without TLS",
                 ));
             }
-            let mechanisms: Vec<String> = caps
-                .iter()
-                .filter_map(|c| {
-                    let upper = c.to_ascii_uppercase();
-                    upper
-                        .strip_prefix("AUTH ")
-                        .or_else(|| upper.strip_prefix("AUTH="))
-                        .map(str::to_string)
-                })
-                .flat_map(|m| m.split_whitespace().map(str::to_string).collect::<Vec<_>>())
-                .collect();
+            let offered = mechanisms(caps);
+            let offers = |m: &str| offered.iter().any(|o| o == m);
             let b64 = |s: &[u8]| base64::engine::general_purpose::STANDARD.encode(s);
-            if mechanisms.iter().any(|m| m == "PLAIN") {
-                let token = b64(format!("\0{user}\0{}", password.expose()).as_bytes());
-                command(s, &format!("AUTH PLAIN {token}"), 235, "AUTH PLAIN").await?;
-            } else if mechanisms.iter().any(|m| m == "LOGIN") {
-                command(s, "AUTH LOGIN", 334, "AUTH LOGIN").await?;
-                command(s, &b64(user.as_bytes()), 334, "AUTH LOGIN user").await?;
-                command(
-                    s,
-                    &b64(password.expose().as_bytes()),
-                    235,
-                    "AUTH LOGIN password",
-                )
-                .await?;
-            } else {
-                return Err(DeliveryError::permanent(format!(
-                    "{}:{} offers no AUTH mechanism mailpulse speaks (PLAIN, LOGIN)",
-                    spec.host, spec.port
-                )));
+            if let Some(login) = &spec.oauth2 {
+                if !offers("XOAUTH2") {
+                    return Err(DeliveryError::permanent(format!(
+                        "{}:{} does not offer AUTH XOAUTH2",
+                        spec.host, spec.port
+                    )));
+                }
+                xoauth2(s, login).await?;
+            } else if let Some((user, password)) = &spec.credentials {
+                let plain = offers("PLAIN") && spec.auth != SmtpAuth::Login;
+                let login = offers("LOGIN") && spec.auth != SmtpAuth::Plain;
+                if plain {
+                    let token = b64(format!("\0{user}\0{}", password.expose()).as_bytes());
+                    command(s, &format!("AUTH PLAIN {token}"), 235, "AUTH PLAIN").await?;
+                } else if login {
+                    command(s, "AUTH LOGIN", 334, "AUTH LOGIN").await?;
+                    command(s, &b64(user.as_bytes()), 334, "AUTH LOGIN user").await?;
+                    command(
+                        s,
+                        &b64(password.expose().as_bytes()),
+                        235,
+                        "AUTH LOGIN password",
+                    )
+                    .await?;
+                } else {
+                    let wanted = match spec.auth {
+                        SmtpAuth::Plain => "PLAIN",
+                        SmtpAuth::Login => "LOGIN",
+                        _ => "PLAIN, LOGIN",
+                    };
+                    return Err(DeliveryError::permanent(format!(
+                        "{}:{} offers no AUTH mechanism mailpulse speaks ({wanted})",
+                        spec.host, spec.port
+                    )));
+                }
             }
         }
         command(s, &format!("MAIL FROM:<{}>", spec.from), 250, "MAIL FROM").await?;
@@ -202,6 +212,73 @@ async fn command<S: AsyncRead + AsyncWrite + Unpin>(
     expect(s, code, what).await
 }
 
+/// The SASL mechanisms an EHLO reply offers (`AUTH PLAIN LOGIN`, or the old
+/// `AUTH=` form), upper-cased.
+fn mechanisms(caps: &[String]) -> Vec<String> {
+    caps.iter()
+        .filter_map(|c| {
+            let upper = c.to_ascii_uppercase();
+            upper
+                .strip_prefix("AUTH ")
+                .or_else(|| upper.strip_prefix("AUTH="))
+                .map(str::to_string)
+        })
+        .flat_map(|m| m.split_whitespace().map(str::to_string).collect::<Vec<_>>())
+        .collect()
+}
+
+/// AUTH XOAUTH2 with the token as its file holds it now. A refused token
+/// (the server's 334 error challenge, answered with an empty line, then its
+/// final reply) is retriable: the operator's tooling may not have refreshed
+/// it yet. Whatever the server answers passes a redactor of this token
+/// first, since the receiver's own redactor knows only the token at load.
+async fn xoauth2<S: AsyncRead + AsyncWrite + Unpin>(
+    s: &mut BufReader<S>,
+    login: &OAuth2Login,
+) -> Result<(), DeliveryError> {
+    let token = Secret::from_file(&login.token_file).map_err(|e| {
+        DeliveryError::retriable(format!(
+            "cannot read token_file {}: {e}",
+            login.token_file.display()
+        ))
+    })?;
+    let initial = base64::engine::general_purpose::STANDARD.encode(format!(
+        "user={}\x01auth=Bearer {}\x01\x01",
+        login.username,
+        token.expose()
+    ));
+    let redactor = super::redact::Redactor::new([token.expose(), initial.as_str()]);
+    let result = async {
+        s.get_mut()
+            .write_all(format!("AUTH XOAUTH2 {initial}\r\n").as_bytes())
+            .await
+            .map_err(io_err)?;
+        s.get_mut().flush().await.map_err(io_err)?;
+        let (code, lines) = reply(s, "AUTH XOAUTH2").await?;
+        match code {
+            235 => Ok(()),
+            334 => {
+                // The error challenge (base64 JSON); an empty line ends the exchange.
+                let detail = lines
+                    .first()
+                    .and_then(|l| base64::engine::general_purpose::STANDARD.decode(l.trim()).ok())
+                    .map(|b| String::from_utf8_lossy(&b).into_owned())
+                    .unwrap_or_default();
+                s.get_mut().write_all(b"\r\n").await.map_err(io_err)?;
+                s.get_mut().flush().await.map_err(io_err)?;
+                let (code, lines) = reply(s, "AUTH XOAUTH2").await?;
+                Err(DeliveryError::retriable(format!(
+                    "AUTH XOAUTH2: the token was refused (smtp {code} {}; {detail}); retried with the token file as it is then",
+                    lines.join(" ")
+                )))
+            }
+            _ => Err(reply_error("AUTH XOAUTH2", code, &lines)),
+        }
+    }
+    .await;
+    result.map_err(|e| redactor.error(e))
+}
+
 /// Reads one (possibly multi-line) reply and checks its code: 4xx is
 /// retriable, anything else unexpected permanent. Returns the text lines.
 async fn expect<S: AsyncRead + Unpin>(
@@ -209,6 +286,29 @@ async fn expect<S: AsyncRead + Unpin>(
     code: u16,
     what: &str,
 ) -> Result<Vec<String>, DeliveryError> {
+    let (got, lines) = reply(s, what).await?;
+    if got == code {
+        Ok(lines)
+    } else {
+        Err(reply_error(what, got, &lines))
+    }
+}
+
+/// The error of an unexpected reply: 4xx is retriable, anything else permanent.
+fn reply_error(what: &str, code: u16, lines: &[String]) -> DeliveryError {
+    let message = format!("{what}: smtp {code} {}", lines.join(" "));
+    if (400..500).contains(&code) {
+        DeliveryError::retriable(message)
+    } else {
+        DeliveryError::permanent(message)
+    }
+}
+
+/// Reads one (possibly multi-line) reply: its code and text lines.
+async fn reply<S: AsyncRead + Unpin>(
+    s: &mut BufReader<S>,
+    what: &str,
+) -> Result<(u16, Vec<String>), DeliveryError> {
     let mut lines = Vec::new();
     loop {
         let mut line = String::new();
@@ -230,15 +330,7 @@ async fn expect<S: AsyncRead + Unpin>(
         let last = line.as_bytes().get(3) != Some(&b'-');
         lines.push(line.get(4..).unwrap_or("").to_string());
         if last {
-            if got == code {
-                return Ok(lines);
-            }
-            let message = format!("{what}: smtp {got} {}", lines.join(" "));
-            return Err(if (400..500).contains(&got) {
-                DeliveryError::retriable(message)
-            } else {
-                DeliveryError::permanent(message)
-            });
+            return Ok((got, lines));
         }
         if lines.len() > MAX_REPLY_LINES {
             return Err(DeliveryError::permanent("smtp reply too long"));
@@ -375,6 +467,8 @@ mod tests {
             from: "mailpulse@example.org".into(),
             to: vec!["ops@example.org".into(), "oncall@example.org".into()],
             credentials: creds.then(|| ("alice".to_string(), Secret::new("s3cret"))),
+            oauth2: None,
+            auth: SmtpAuth::Auto,
             tls,
             hello: "agent.example".into(),
         }
@@ -444,6 +538,156 @@ mod tests {
         assert!(seen.contains("Subject: [mailpulse] owa slow (critical)\r\n"));
         assert!(seen.contains("\r\n\r\nowa slow since 02:14:05Z: latency 3.8 s"));
         assert!(seen.ends_with("\r\n.\r\nQUIT\r\n"), "{seen}");
+    }
+
+    /// The SASL exchange an XOAUTH2 server makes, checked: accepts only
+    /// `user=alice@example.org` with the bearer token `expected` says for
+    /// this connection; a wrong one gets the error challenge, which must be
+    /// answered with an empty line, then 535. Records each token it got.
+    async fn xoauth2_server(
+        offers: &'static str,
+        expected: Vec<&'static str>,
+    ) -> (u16, tokio::task::JoinHandle<Vec<String>>) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let handle = tokio::spawn(async move {
+            let mut tokens = Vec::new();
+            for want in expected {
+                let (sock, _) = listener.accept().await.unwrap();
+                let mut sock = BufReader::new(sock);
+                sock.get_mut()
+                    .write_all(b"220 fake ESMTP\r\n")
+                    .await
+                    .unwrap();
+                let mut in_data = false;
+                loop {
+                    let mut line = String::new();
+                    if sock.read_line(&mut line).await.unwrap_or(0) == 0 {
+                        break;
+                    }
+                    let line = line.trim_end().to_string();
+                    let reply: String = if in_data {
+                        if line != "." {
+                            continue;
+                        }
+                        in_data = false;
+                        "250 queued".into()
+                    } else if line.starts_with("EHLO") {
+                        format!("250-fake\r\n250 {offers}")
+                    } else if let Some(initial) = line.strip_prefix("AUTH XOAUTH2 ") {
+                        let decoded = base64::engine::general_purpose::STANDARD
+                            .decode(initial)
+                            .map(|b| String::from_utf8(b).unwrap())
+                            .unwrap_or_default();
+                        let token = decoded
+                            .strip_prefix("user=alice@example.org\x01auth=Bearer ")
+                            .and_then(|rest| rest.strip_suffix("\x01\x01"))
+                            .unwrap_or("<malformed>")
+                            .to_string();
+                        tokens.push(token.clone());
+                        if token == want {
+                            "235 2.7.0 Accepted".into()
+                        } else {
+                            let challenge = base64::engine::general_purpose::STANDARD
+                                .encode(r#"{"status":"401","schemes":"bearer"}"#);
+                            sock.get_mut()
+                                .write_all(format!("334 {challenge}\r\n").as_bytes())
+                                .await
+                                .unwrap();
+                            let mut empty = String::new();
+                            sock.read_line(&mut empty).await.unwrap();
+                            assert_eq!(
+                                empty, "\r\n",
+                                "the error challenge is answered with an empty line"
+                            );
+                            // Echoes what it got, as a hostile server might.
+                            format!("535 5.7.8 rejected {initial}")
+                        }
+                    } else if line == "DATA" {
+                        in_data = true;
+                        "354 go".into()
+                    } else if line == "QUIT" {
+                        sock.get_mut().write_all(b"221 bye\r\n").await.unwrap();
+                        break;
+                    } else {
+                        "250 ok".into()
+                    };
+                    sock.get_mut()
+                        .write_all(format!("{reply}\r\n").as_bytes())
+                        .await
+                        .unwrap();
+                }
+            }
+            tokens
+        });
+        (port, handle)
+    }
+
+    fn oauth2_spec(port: u16, token_file: &std::path::Path) -> EmailSpec {
+        EmailSpec {
+            credentials: None,
+            oauth2: Some(OAuth2Login {
+                username: "alice@example.org".into(),
+                token: Secret::new("at-load"),
+                token_file: token_file.to_path_buf(),
+            }),
+            auth: SmtpAuth::XOAuth2,
+            ..spec(port, SmtpTls::None, false)
+        }
+    }
+
+    #[tokio::test]
+    async fn xoauth2_sends_the_token_as_its_file_holds_it_at_each_send() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("token");
+        std::fs::write(&file, "tok-one\n").unwrap();
+        let (port, server) = xoauth2_server("AUTH PLAIN XOAUTH2", vec!["tok-one", "tok-two"]).await;
+        let r = receiver(oauth2_spec(port, &file));
+        r.send(&sample_event()).await.unwrap();
+        // The operator's tooling refreshes the token.
+        std::fs::write(&file, "tok-two\n").unwrap();
+        r.send(&sample_event()).await.unwrap();
+        assert_eq!(server.await.unwrap(), ["tok-one", "tok-two"]);
+    }
+
+    #[tokio::test]
+    async fn a_refused_token_is_retried_and_never_shown() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("token");
+        std::fs::write(&file, "stale-token-4711\n").unwrap();
+        let (port, server) = xoauth2_server("AUTH XOAUTH2", vec!["fresh-token"]).await;
+        let err = receiver(oauth2_spec(port, &file))
+            .send(&sample_event())
+            .await
+            .unwrap_err();
+        assert!(err.is_retriable(), "{err}");
+        let text = err.to_string();
+        assert!(text.contains("the token was refused (smtp 535"), "{text}");
+        assert!(text.contains(r#""status":"401""#), "{text}");
+        let initial = base64::engine::general_purpose::STANDARD
+            .encode("user=alice@example.org\x01auth=Bearer stale-token-4711\x01\x01");
+        assert!(
+            !text.contains("stale-token-4711") && !text.contains(&initial),
+            "{text}"
+        );
+        assert_eq!(server.await.unwrap(), ["stale-token-4711"]);
+    }
+
+    #[tokio::test]
+    async fn xoauth2_needs_the_server_to_offer_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("token");
+        std::fs::write(&file, "tok\n").unwrap();
+        let (port, _server) = xoauth2_server("AUTH PLAIN LOGIN", vec!["tok"]).await;
+        let err = receiver(oauth2_spec(port, &file))
+            .send(&sample_event())
+            .await
+            .unwrap_err();
+        assert!(!err.is_retriable(), "{err}");
+        assert!(
+            err.to_string().ends_with("does not offer AUTH XOAUTH2"),
+            "{err}"
+        );
     }
 
     #[tokio::test]

@@ -574,6 +574,8 @@ mod tests {
             from: "a@example.org".into(),
             to: vec!["b@example.org".into()],
             credentials: Some(("alice".into(), Secret::new("s3cretpw"))),
+            oauth2: None,
+            auth: crate::config::alerting::SmtpAuth::Auto,
             tls: SmtpTls::None,
             hello: "agent".into(),
         })));

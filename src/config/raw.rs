@@ -286,6 +286,9 @@ pub struct RawReceiver {
     pub tls: Option<String>,
     /// Name sent in EHLO (default: the host name).
     pub hello: Option<String>,
+    /// SMTP AUTH mechanism: `plain`, `login` or `xoauth2` (default: PLAIN or
+    /// LOGIN, as the server offers).
+    pub auth: Option<String>,
 }
 
 impl RawReceiver {
@@ -310,7 +313,8 @@ impl RawReceiver {
             username,
             password_file,
             tls,
-            hello
+            hello,
+            auth
         )
     }
 }

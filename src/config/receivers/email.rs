@@ -1,6 +1,11 @@
 //! `kind = "email"`: SMTP submission of the alert as a plain-text mail,
 //! with STARTTLS (default), implicit TLS or none (loopback relays), and
-//! optional AUTH.
+//! optional AUTH: PLAIN or LOGIN with a password, or XOAUTH2 with an OAuth
+//! access token read from a file at every send (Microsoft 365 and Gmail,
+//! where basic SMTP AUTH is being switched off; the operator's tooling
+//! refreshes the file).
+
+use std::path::PathBuf;
 
 use super::{ReceiverFields, ReceiverSecret, SpecSecrets};
 use crate::config::Secret;
@@ -16,6 +21,31 @@ pub enum SmtpTls {
     None,
 }
 
+/// Which SMTP AUTH mechanism the e-mail receiver uses (`auth`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SmtpAuth {
+    /// No `auth` key: PLAIN, else LOGIN, as the server offers (with a password).
+    Auto,
+    /// `auth = "plain"`: PLAIN only.
+    Plain,
+    /// `auth = "login"`: LOGIN only.
+    Login,
+    /// `auth = "xoauth2"`: XOAUTH2 with the token in `token_file`.
+    XOAuth2,
+}
+
+/// The user and token file of `auth = "xoauth2"`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OAuth2Login {
+    /// The mailbox the token was issued for (`username`).
+    pub username: String,
+    /// The token as it was at load (checked then; also what the redactor
+    /// knows). Every send reads the file again.
+    pub token: Secret,
+    /// Where the token is, re-read at every send.
+    pub token_file: PathBuf,
+}
+
 /// `kind = "email"`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct EmailSpec {
@@ -27,8 +57,12 @@ pub struct EmailSpec {
     pub from: String,
     /// Recipients.
     pub to: Vec<String>,
-    /// AUTH credentials, if any.
+    /// AUTH credentials (user and password), if any.
     pub credentials: Option<(String, Secret)>,
+    /// `auth = "xoauth2"`: the user and the token file.
+    pub oauth2: Option<OAuth2Login>,
+    /// The mechanism.
+    pub auth: SmtpAuth,
     /// Transport security.
     pub tls: SmtpTls,
     /// EHLO name.
@@ -44,6 +78,8 @@ pub(super) const KEYS: &[&str] = &[
     "password_file",
     "tls",
     "hello",
+    "auth",
+    "token_file",
 ];
 
 /// Validates an e-mail receiver's keys, reporting every problem.
@@ -102,26 +138,83 @@ pub(super) fn validate(f: &mut ReceiverFields<'_, '_>) -> Option<EmailSpec> {
             SmtpTls::StartTls
         }
     };
-    let credentials = match (f.raw.username.take(), f.raw.password_file.take()) {
-        (Some(u), Some(file)) => match f.secret("password_file", file) {
-            Some(s) => Some((u, s)),
-            None => {
-                ok = false;
-                None
-            }
-        },
-        (Some(_), None) => {
-            f.error("username", "needs password_file");
+    let auth = match f.raw.auth.take().as_deref() {
+        None => SmtpAuth::Auto,
+        Some("plain") => SmtpAuth::Plain,
+        Some("login") => SmtpAuth::Login,
+        Some("xoauth2") => SmtpAuth::XOAuth2,
+        Some(other) => {
+            f.error(
+                "auth",
+                format!("invalid auth {other:?} (expected \"plain\", \"login\" or \"xoauth2\")"),
+            );
             ok = false;
-            None
+            SmtpAuth::Auto
         }
-        (None, Some(_)) => {
-            f.error("password_file", "needs username");
-            ok = false;
-            None
-        }
-        (None, None) => None,
     };
+    let username = f.raw.username.take();
+    let password_file = f.raw.password_file.take();
+    let token_file = f.raw.token_file.take();
+    let mut credentials = None;
+    let mut oauth2 = None;
+    if auth == SmtpAuth::XOAuth2 {
+        if password_file.is_some() {
+            f.error(
+                "password_file",
+                "not used with auth = \"xoauth2\" (use token_file)",
+            );
+            ok = false;
+        }
+        match (username, token_file) {
+            (Some(username), Some(file)) => match f.secret("token_file", file) {
+                Some(token) => {
+                    let token_file = token.path().to_path_buf();
+                    oauth2 = Some(OAuth2Login {
+                        username,
+                        token,
+                        token_file,
+                    });
+                }
+                None => ok = false,
+            },
+            (None, _) => {
+                f.error_here("auth = \"xoauth2\" needs `username` (the mailbox the token is for)");
+                ok = false;
+            }
+            (Some(_), None) => {
+                f.error(
+                    "auth",
+                    "auth = \"xoauth2\" needs `token_file` (the access token)",
+                );
+                ok = false;
+            }
+        }
+    } else {
+        if token_file.is_some() {
+            f.error("token_file", "only used with auth = \"xoauth2\"");
+            ok = false;
+        }
+        match (username, password_file) {
+            (Some(u), Some(file)) => match f.secret("password_file", file) {
+                Some(s) => credentials = Some((u, s)),
+                None => ok = false,
+            },
+            (Some(_), None) => {
+                f.error("username", "needs password_file");
+                ok = false;
+            }
+            (None, Some(_)) => {
+                f.error("password_file", "needs username");
+                ok = false;
+            }
+            (None, None) => {
+                if auth != SmtpAuth::Auto {
+                    f.error("auth", "needs username and password_file");
+                    ok = false;
+                }
+            }
+        }
+    }
     let hello = match f.raw.hello.take() {
         Some(hello) => hello,
         None => f.hostname().to_string(),
@@ -136,6 +229,8 @@ pub(super) fn validate(f: &mut ReceiverFields<'_, '_>) -> Option<EmailSpec> {
         from,
         to,
         credentials,
+        oauth2,
+        auth,
         tls,
         hello,
     })
@@ -166,9 +261,14 @@ fn looks_like_address(a: &str) -> bool {
 
 impl SpecSecrets for EmailSpec {
     fn secrets(&self) -> Vec<ReceiverSecret<'_>> {
-        match &self.credentials {
-            Some((username, password)) => vec![ReceiverSecret::SmtpLogin { username, password }],
-            None => Vec::new(),
+        let mut secrets = Vec::new();
+        if let Some((username, password)) = &self.credentials {
+            secrets.push(ReceiverSecret::SmtpLogin { username, password });
         }
+        if let Some(login) = &self.oauth2 {
+            // The token at load; the receiver redacts the one it sends too.
+            secrets.push(ReceiverSecret::Token(&login.token));
+        }
+        secrets
     }
 }

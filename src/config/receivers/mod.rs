@@ -30,7 +30,7 @@ use std::fmt;
 
 pub use alertmanager::{AlertmanagerSpec, DEFAULT_ALERTMANAGER_RESEND};
 pub use chat::ChatSpec;
-pub use email::{EmailSpec, SmtpTls};
+pub use email::{EmailSpec, OAuth2Login, SmtpAuth, SmtpTls};
 pub use grafana::GrafanaSpec;
 pub use opsgenie::{OpsgenieSpec, DEFAULT_OPSGENIE_URL};
 pub use pagerduty::{PagerDutySpec, DEFAULT_PAGERDUTY_URL};

@@ -344,6 +344,58 @@ mod tests {
     }
 
     #[test]
+    fn xoauth2_needs_a_user_and_a_token_file_and_no_password() {
+        let dir = tempfile::tempdir().unwrap();
+        let token = dir.path().join("token");
+        std::fs::write(&token, "ya29.a0token\n").unwrap();
+        let t = token.display();
+        let base = "[[receiver]]\nname = \"m\"\nkind = \"email\"\nsmtp_address = \"smtp.office365.com:587\"\nfrom = \"a@b\"\nto = [\"c@d\"]\n";
+        let c = parse(&format!(
+            "{base}auth = \"xoauth2\"\nusername = \"alerts@example.org\"\ntoken_file = \"{t}\"\n"
+        ))
+        .unwrap();
+        let ReceiverSpec::Email(spec) = &c.receivers[0].spec else {
+            panic!("{c:?}")
+        };
+        let login = spec.oauth2.as_ref().unwrap();
+        assert_eq!(spec.auth, SmtpAuth::XOAuth2);
+        assert_eq!(login.username, "alerts@example.org");
+        assert_eq!(login.token_file, token);
+        assert_eq!(login.token.expose(), "ya29.a0token");
+        assert!(spec.credentials.is_none());
+        check_err(
+            &format!("{base}auth = \"xoauth2\"\nusername = \"u\"\n"),
+            "receiver[0].auth",
+            "auth = \"xoauth2\" needs `token_file` (the access token)",
+        );
+        check_err(
+            &format!("{base}auth = \"xoauth2\"\ntoken_file = \"{t}\"\n"),
+            "receiver[0]",
+            "auth = \"xoauth2\" needs `username` (the mailbox the token is for)",
+        );
+        check_err(
+            &format!("{base}auth = \"xoauth2\"\nusername = \"u\"\ntoken_file = \"{t}\"\npassword_file = \"{t}\"\n"),
+            "receiver[0].password_file",
+            "not used with auth = \"xoauth2\" (use token_file)",
+        );
+        check_err(
+            &format!("{base}username = \"u\"\npassword_file = \"{t}\"\ntoken_file = \"{t}\"\n"),
+            "receiver[0].token_file",
+            "only used with auth = \"xoauth2\"",
+        );
+        check_err(
+            &format!("{base}auth = \"cram-md5\"\n"),
+            "receiver[0].auth",
+            "invalid auth \"cram-md5\" (expected \"plain\", \"login\" or \"xoauth2\")",
+        );
+        check_err(
+            &format!("{base}auth = \"login\"\n"),
+            "receiver[0].auth",
+            "needs username and password_file",
+        );
+    }
+
+    #[test]
     fn unknown_keys_are_rejected() {
         let err =
             parse("[[receiver]]\nname = \"x\"\nkind = \"webhook\"\nurl = \"http://h/\"\nulr = 1")
