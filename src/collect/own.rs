@@ -3,7 +3,7 @@
 //! `/proc/self/fd` and `/proc/self/limits`, boot time from `/proc/stat`.
 //!
 //! Read at each scrape (the metrics are a reading of now), so it is a plain
-//! function rather than a [`super::Collector`] of the host rounds.
+//! function rather than a `Collector` of the host rounds.
 
 use std::path::Path;
 
