@@ -11,6 +11,10 @@
 //! `http` on the same host) is still followed, as a probe of where users
 //! land, but without them; and they go over plain HTTP only to an `http://`
 //! target that sets `allow_plaintext_auth`.
+//!
+//! The NTLM handshake is bound to the connection it runs on (Extended
+//! Protection): over TLS, to the certificate the server presented on that
+//! connection (rustls' peer certificates), never to a configured one.
 
 use std::net::SocketAddr;
 use std::sync::{Arc, OnceLock};
