@@ -243,9 +243,9 @@ fn end_point_hash(signature: &str, pss_hash: Option<&str>, certificate: &[u8]) -
 }
 
 /// RFC 5929's `tls-server-end-point` channel binding of the server's
-/// certificate (DER): the prefix, then the certificate's hash (see
-/// [`end_point_hash`]). A certificate that does not parse is hashed with
-/// SHA-256.
+/// certificate (DER): the prefix, then the certificate's hash (its
+/// signature's hash, MD5 and SHA-1 upgraded to SHA-256; SHA-256 when it
+/// names none, or the certificate does not parse).
 pub fn tls_server_end_point(certificate: &[u8]) -> Vec<u8> {
     let hash = match x509_parser::parse_x509_certificate(certificate) {
         Ok((_, cert)) => {
@@ -634,6 +634,12 @@ mod tests {
         let exported = session_base_key(&key, &parsed.nt);
         assert_eq!(hmac_md5(&exported, &[&negotiate, &m, &zeroed]), mic);
         assert_eq!(hex(&mic), "1c71adb3f790d95f77add378e05df88b");
+        // The challenge offered key exchange, signing and sealing (0xe28a8233):
+        // none is taken, and no EncryptedRandomSessionKey is sent, so the
+        // MIC's key is the session base key on both sides.
+        assert_eq!(challenge.flags & (0x4000_0000 | 0x10 | 0x20), 0x4000_0030);
+        assert_eq!(parsed.flags & (0x4000_0000 | 0x10 | 0x20), 0);
+        assert_eq!(&msg[52..54], &[0, 0], "no EncryptedRandomSessionKey");
 
         // Any change to any of the three messages changes it.
         let other = authenticate(
