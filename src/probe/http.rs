@@ -11,6 +11,10 @@
 //! `http` on the same host) is still followed, as a probe of where users
 //! land, but without them; and they go over plain HTTP only to an `http://`
 //! target that sets `allow_plaintext_auth`.
+//!
+//! The NTLM handshake is bound to the connection it runs on (Extended
+//! Protection): over TLS, to the certificate the server presented on that
+//! connection (rustls' peer certificates), never to a configured one.
 
 use std::net::SocketAddr;
 use std::sync::{Arc, OnceLock};
@@ -238,8 +242,28 @@ impl HttpProber {
                 .await
                 .map_err(|e| tls::handshake_error(&e))?;
             rec.tls = Some(tls::info(tls_stream.get_ref().1));
+            // Extended Protection: NTLM is bound to the certificate the
+            // server presented on this very connection.
+            let ntlm = match ntlm {
+                Some(id) => {
+                    let leaf = tls_stream
+                        .get_ref()
+                        .1
+                        .peer_certificates()
+                        .and_then(|chain| chain.first())
+                        .ok_or_else(|| {
+                            ProbeError::new(
+                                FailureReason::Tls,
+                                "the server presented no certificate to bind NTLM to",
+                            )
+                        })?;
+                    Some((id, Channel::Tls(leaf.as_ref().to_vec())))
+                }
+                None => None,
+            };
             exchange(rec, tls_stream, request, self.spec.max_body_bytes, ntlm).await
         } else {
+            let ntlm = ntlm.map(|id| (id, Channel::Plain));
             exchange(rec, stream, request, self.spec.max_body_bytes, ntlm).await
         }
     }
@@ -369,11 +393,21 @@ pub async fn connect(addrs: &[SocketAddr]) -> Result<TcpStream, ProbeError> {
     ))
 }
 
+/// The connection an NTLM login is bound to (`MsvAvChannelBindings`).
+enum Channel {
+    /// Plain HTTP: no channel bindings (the all-zero value).
+    Plain,
+    /// TLS: the leaf certificate (DER) the server presented on this
+    /// connection, for the `tls-server-end-point` binding.
+    Tls(Vec<u8>),
+}
+
 /// Sends one request and reads the response, timing `first_byte` (until the
 /// head arrived) and `transfer` (from there until the body's end arrived).
 /// With an NTLM identity, the handshake comes first on the same connection
 /// (timed as `auth`): NEGOTIATE, the server's 401 CHALLENGE, then the request
-/// itself carrying the AUTHENTICATE message.
+/// itself carrying the AUTHENTICATE message, bound to `Channel` and carrying
+/// a MIC over the three messages.
 /// The connection is driven in this task (not spawned), so a probe cut off by
 /// its deadline leaves nothing running behind it.
 async fn exchange<S>(
@@ -381,7 +415,7 @@ async fn exchange<S>(
     io: S,
     request: Request<Full<Bytes>>,
     max_body: u64,
-    ntlm_identity: Option<ntlm::Identity<'_>>,
+    ntlm_login: Option<(ntlm::Identity<'_>, Channel)>,
 ) -> Result<Response, ProbeError>
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
@@ -394,10 +428,12 @@ where
     let mut conn = std::pin::pin!(conn);
     let mut conn_done = false;
 
+    let ntlm_on = ntlm_login.is_some();
     let work = async {
         let mut request = request;
-        if let Some(id) = ntlm_identity {
+        if let Some((id, channel)) = ntlm_login {
             rec.begin(Phase::Auth);
+            let negotiate_message = ntlm::negotiate();
             let mut negotiate = copy_request(&request);
             negotiate.headers_mut().insert(
                 hyper::header::CONNECTION,
@@ -405,7 +441,7 @@ where
             );
             negotiate.headers_mut().insert(
                 hyper::header::AUTHORIZATION,
-                ntlm_header(&ntlm::negotiate()),
+                ntlm_header(&negotiate_message),
             );
             let response = sender.send_request(negotiate).await.map_err(protocol)?;
             if response.status() != StatusCode::UNAUTHORIZED {
@@ -459,8 +495,20 @@ where
                 .secure_random
                 .fill(&mut client_challenge)
                 .map_err(|_| ProbeError::new(FailureReason::Auth, "no random numbers for NTLM"))?;
-            let message =
-                ntlm::authenticate(&challenge, id, &client_challenge, &ntlm::filetime_now());
+            let binding = ntlm::Binding {
+                negotiate: &negotiate_message,
+                channel_bindings: match &channel {
+                    Channel::Plain => ntlm::NO_CHANNEL_BINDINGS,
+                    Channel::Tls(certificate) => ntlm::tls_channel_bindings(certificate),
+                },
+            };
+            let message = ntlm::authenticate(
+                &challenge,
+                id,
+                &client_challenge,
+                &ntlm::filetime_now(),
+                &binding,
+            );
             sender.ready().await.map_err(|_| {
                 ProbeError::new(
                     FailureReason::Protocol,
@@ -473,13 +521,13 @@ where
         }
         // After NTLM, `auth` ended with the challenge's arrival; computing
         // the answer counts in `total` only.
-        if ntlm_identity.is_some() {
+        if ntlm_on {
             rec.begin_after_read(Phase::FirstByte);
         } else {
             rec.begin(Phase::FirstByte);
         }
         let response = sender.send_request(request).await.map_err(protocol)?;
-        if ntlm_identity.is_some() && response.status() == StatusCode::UNAUTHORIZED {
+        if ntlm_on && response.status() == StatusCode::UNAUTHORIZED {
             // The verdict on the credentials: the probe fails in its auth step.
             rec.begin_after_read(Phase::Auth);
             rec.status = Some(401);

@@ -268,3 +268,267 @@ async fn ntlm_never_starts_a_handshake_with_another_origin() {
     assert_eq!(elsewhere_log.len(), 1, "{elsewhere_log:?}");
     assert_eq!(elsewhere_log[0].1, "", "{elsewhere_log:?}");
 }
+
+/// Extended Protection (issue 20): the probe's NTLM against pyspnego's
+/// acceptor (`tests/ntlm/acceptor.py`), an implementation independent of
+/// ours, with channel bindings on and a MIC required, as an Exchange 2019
+/// CU14+ virtual directory wants them.
+mod extended_protection {
+    use super::*;
+
+    use std::io::{BufRead, BufReader};
+    use std::path::{Path, PathBuf};
+    use std::process::{Child, Command, Stdio};
+    use std::sync::mpsc;
+    use std::time::Duration;
+
+    /// The Python that `.ci/install-deps` installs pyspnego for.
+    const CI_PYTHON: &str = "/opt/mailpulse-ci/venv/bin/python3";
+    /// How long the acceptor may take to start (Python, pyspnego and
+    /// `cryptography` imports on a loaded machine).
+    const START_WITHIN: Duration = Duration::from_secs(30);
+    /// How long its verdict may take once the probe has its answer (it
+    /// writes the verdict before answering: normally there already).
+    const VERDICT_WITHIN: Duration = Duration::from_secs(5);
+    /// How long the acceptor lives at most, should nothing stop it.
+    const LIFETIME_SECS: &str = "120";
+
+    /// A Python with pyspnego: `MAILPULSE_TEST_PYTHON`, the CI venv, or
+    /// `python3`. Outside CI its absence skips (None, with a message); in
+    /// CI it fails.
+    fn python() -> Option<PathBuf> {
+        let candidates = std::env::var_os("MAILPULSE_TEST_PYTHON")
+            .map(PathBuf::from)
+            .into_iter()
+            .chain([PathBuf::from(CI_PYTHON), PathBuf::from("python3")]);
+        for python in candidates {
+            let ok = Command::new(&python)
+                .args(["-c", "import spnego, cryptography"])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success());
+            if ok {
+                return Some(python);
+            }
+        }
+        let why = "no Python with pyspnego (run .ci/install-deps)";
+        if std::env::var_os("CI").is_some() {
+            panic!("{why}");
+        }
+        eprintln!("skipping: {why}");
+        None
+    }
+
+    /// The acceptor, stopped (killed by its PID, and reaped) when dropped;
+    /// closing its stdin would stop it too.
+    struct Acceptor {
+        child: Child,
+        port: u16,
+        lines: mpsc::Receiver<String>,
+    }
+
+    /// How the acceptor runs: plain HTTP, or TLS serving `cert` and binding
+    /// to `bind_to`.
+    enum Mode<'a> {
+        Plain,
+        Tls {
+            cert: &'a Path,
+            key: &'a Path,
+            bind_to: &'a Path,
+        },
+    }
+
+    impl Acceptor {
+        fn start(dir: &Path, mode: Mode<'_>) -> Option<Acceptor> {
+            let python = python()?;
+            let users = support::write_file(dir, "ntlm-users", "Domain:User:Password\n");
+            let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/ntlm/acceptor.py");
+            let mut command = Command::new(python);
+            command
+                .arg(script)
+                .args(["--lifetime", LIFETIME_SECS])
+                .env("NTLM_USER_FILE", users)
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::inherit());
+            if let Mode::Tls { cert, key, bind_to } = mode {
+                command
+                    .arg("--cert")
+                    .arg(cert)
+                    .arg("--key")
+                    .arg(key)
+                    .arg("--bind-to")
+                    .arg(bind_to);
+            }
+            let mut child = command.spawn().expect("start the pyspnego acceptor");
+            let stdout = child.stdout.take().expect("piped");
+            let (tx, lines) = mpsc::channel();
+            std::thread::spawn(move || {
+                for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                    if tx.send(line).is_err() {
+                        break;
+                    }
+                }
+            });
+            let mut acceptor = Acceptor {
+                child,
+                port: 0,
+                lines,
+            };
+            let first = acceptor
+                .lines
+                .recv_timeout(START_WITHIN)
+                .expect("the acceptor says where it listens");
+            acceptor.port = first
+                .strip_prefix("listening ")
+                .and_then(|p| p.parse().ok())
+                .unwrap_or_else(|| panic!("unexpected first line {first:?}"));
+            Some(acceptor)
+        }
+
+        /// Its verdict on the next AUTHENTICATE.
+        fn verdict(&self) -> String {
+            self.lines
+                .recv_timeout(VERDICT_WITHIN)
+                .expect("the acceptor judged an AUTHENTICATE")
+        }
+    }
+
+    impl Drop for Acceptor {
+        fn drop(&mut self) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+
+    /// A throwaway self-signed certificate signed with `alg`, written as
+    /// `NAME.pem` and `NAME.key`.
+    fn certificate(
+        dir: &Path,
+        name: &str,
+        alg: &'static rcgen::SignatureAlgorithm,
+    ) -> (PathBuf, PathBuf) {
+        let key = rcgen::KeyPair::generate_for(alg).unwrap();
+        let params = rcgen::CertificateParams::new(vec!["localhost".to_string()]).unwrap();
+        let cert = params.self_signed(&key).unwrap();
+        (
+            support::write_file(dir, &format!("{name}.pem"), &cert.pem()),
+            support::write_file(dir, &format!("{name}.key"), &key.serialize_pem()),
+        )
+    }
+
+    async fn probe(dir: &Path, url: &str, password: &str, extra: &str) -> Sample {
+        support::write_file(dir, "pw", &format!("{password}\n"));
+        let text = format!(
+            "[[target]]\nname = \"ews\"\nkind = \"http\"\nurl = \"{url}\"\ntimeout = \"10s\"\n\
+             auth = \"ntlm\"\nusername = 'Domain\\User'\npassword_file = \"pw\"\n{extra}\n"
+        );
+        support::probe_once(&support::load_prober(dir, &text)).await
+    }
+
+    /// Over HTTPS the AUTHENTICATE carries the tls-server-end-point binding
+    /// of the certificate the connection presented, and a MIC: pyspnego
+    /// verifies both, for a SHA-256 and a SHA-384 certificate (whose
+    /// binding is hashed with SHA-384).
+    #[tokio::test]
+    async fn pyspnego_with_channel_binding_required_accepts_the_probe() {
+        for (name, alg) in [
+            ("p256", &rcgen::PKCS_ECDSA_P256_SHA256),
+            ("p384", &rcgen::PKCS_ECDSA_P384_SHA384),
+        ] {
+            let dir = tempfile::tempdir().unwrap();
+            let (cert, key) = certificate(dir.path(), name, alg);
+            let mode = Mode::Tls {
+                cert: &cert,
+                key: &key,
+                bind_to: &cert,
+            };
+            let Some(acceptor) = Acceptor::start(dir.path(), mode) else {
+                return;
+            };
+            let url = format!("https://127.0.0.1:{}/EWS/Exchange.asmx", acceptor.port);
+            let s = probe(
+                dir.path(),
+                &url,
+                "Password",
+                "tls_insecure_skip_verify = true",
+            )
+            .await;
+            let verdict = acceptor.verdict();
+            assert!(s.success(), "{name}: {:?}; acceptor: {verdict}", s.failure);
+            assert_eq!(s.status, Some(200));
+            assert!(
+                verdict.starts_with("accepted Domain\\User bindings="),
+                "{name}: {verdict}"
+            );
+        }
+    }
+
+    /// A binding to another certificate (what a TLS-intercepting relay
+    /// would make the client send) is refused, as is a wrong password: the
+    /// acceptor really checks.
+    #[tokio::test]
+    async fn pyspnego_refuses_a_binding_to_another_certificate() {
+        let dir = tempfile::tempdir().unwrap();
+        let (served, key) = certificate(dir.path(), "served", &rcgen::PKCS_ECDSA_P256_SHA256);
+        let (other, _) = certificate(dir.path(), "other", &rcgen::PKCS_ECDSA_P256_SHA256);
+        for (bind_to, password, refusal) in [
+            (
+                &other,
+                "Password",
+                "Acceptor bindings do not match initiator bindings",
+            ),
+            (&served, "Passw0rd", "Invalid NTLM response from initiator"),
+        ] {
+            let mode = Mode::Tls {
+                cert: &served,
+                key: &key,
+                bind_to,
+            };
+            let Some(acceptor) = Acceptor::start(dir.path(), mode) else {
+                return;
+            };
+            let url = format!("https://127.0.0.1:{}/EWS/Exchange.asmx", acceptor.port);
+            let s = probe(
+                dir.path(),
+                &url,
+                password,
+                "tls_insecure_skip_verify = true",
+            )
+            .await;
+            let f = s.failure.expect("must fail");
+            assert_eq!(
+                (f.reason, f.phase),
+                (FailureReason::Auth, Phase::Auth),
+                "{}",
+                f.message
+            );
+            assert_eq!(s.status, Some(401));
+            let verdict = acceptor.verdict();
+            assert!(
+                verdict.starts_with("refused ") && verdict.contains(refusal),
+                "{verdict}"
+            );
+        }
+    }
+
+    /// Over plain HTTP there is no channel to bind to: the probe sends the
+    /// all-zero bindings (as Windows clients do), and the MIC still
+    /// verifies.
+    #[tokio::test]
+    async fn over_plain_http_pyspnego_verifies_the_mic_and_sees_no_bindings() {
+        let dir = tempfile::tempdir().unwrap();
+        let Some(acceptor) = Acceptor::start(dir.path(), Mode::Plain) else {
+            return;
+        };
+        let url = format!("http://127.0.0.1:{}/EWS/Exchange.asmx", acceptor.port);
+        let s = probe(dir.path(), &url, "Password", "allow_plaintext_auth = true").await;
+        let verdict = acceptor.verdict();
+        assert!(s.success(), "{:?}; acceptor: {verdict}", s.failure);
+        assert_eq!(
+            verdict,
+            format!("accepted Domain\\User bindings={}", "00".repeat(16))
+        );
+    }
+}
