@@ -24,6 +24,7 @@ mod hostile_text;
 mod incidents;
 mod kill9;
 mod lifecycle;
+mod logging;
 mod metrics;
 mod probe_hostile;
 mod probe_http;
