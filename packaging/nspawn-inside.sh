@@ -98,6 +98,8 @@ journalctl -u mailpulse -p info --no-pager -o cat | grep -q "state directory pat
 journalctl -u mailpulse --no-pager -o cat | grep -q '^<[0-7]>' && fail "a priority prefix reached the journal unparsed"
 journalctl -u mailpulse --no-pager | grep -q owa-secret-never-logged && fail "the secret reached the journal"
 warnings | tail -n 3
+# The agent read it at start; purge below expects only the package's files.
+rm -f /etc/mailpulse/owa.pw
 
 step "purge"
 dpkg --purge mailpulse || fail "dpkg --purge"

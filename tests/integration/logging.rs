@@ -80,9 +80,7 @@ async fn on_the_journal_stream_every_line_carries_its_priority() {
     write_file(
         dir.path(),
         "c.toml",
-        &format!(
-            "[agent]\nlisten = \"127.0.0.1:{port}\"\nlog_format = \"xml\"\nmemory_trim = \"1s\"\n"
-        ),
+        "[agent]\nlisten = \"nowhere\"\nmemory_trim = \"1s\"\n",
     );
     agent.signal("HUP");
     agent
@@ -117,6 +115,7 @@ async fn on_the_journal_stream_every_line_carries_its_priority() {
     assert!(line_with("configuration loaded").starts_with("<6>"));
     // Both lines of the rejection are errors to journald.
     assert!(line_with("configuration rejected").starts_with("<3>ERROR "));
+    assert!(line_with("agent.listen").starts_with("<3>"), "{log}");
     assert!(line_with("agent.memory_trim").starts_with("<3>"), "{log}");
     assert!(!log.contains(SECRET), "{log}");
 }

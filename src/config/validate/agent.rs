@@ -1,5 +1,6 @@
 //! `[agent]`: the listen address, instance name, state directory, log
-//! level and format and memory trimming of the daemon (`[agent.web]` is `web.rs`).
+//! level and format, and memory trimming of the daemon (`[agent.web]` is
+//! `web.rs`).
 
 use std::net::SocketAddr;
 
