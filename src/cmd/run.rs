@@ -26,7 +26,7 @@ pub struct Args {
     #[arg(short, long, value_name = "FILE")]
     pub config: Option<PathBuf>,
     /// How log lines on stderr are written: text, or one JSON object per
-    /// line for log shippers. Overrides [agent] log_format.
+    /// line for log shippers. Overrides `[agent] log_format`.
     #[arg(long, value_name = "FORMAT")]
     pub log_format: Option<LogFormat>,
 }
