@@ -70,6 +70,37 @@ dpkg -i --force-confold /results/second.deb || fail "dpkg -i (upgrade)"
 grep -q "local edit kept across upgrades" /etc/mailpulse/mailpulse.toml || fail "upgrade replaced the edited config"
 wait_for 100 systemctl is-active --quiet mailpulse || fail "not active after upgrade"
 
+step "journal priorities"
+# A secret file every user may read: the agent logs a warning at start,
+# which journald must file as a warning (the <4> prefix), while info lines
+# stay info.
+printf 'owa-secret-never-logged\n' > /etc/mailpulse/owa.pw
+chmod 0644 /etc/mailpulse/owa.pw
+cat >> /etc/mailpulse/mailpulse.toml <<'TOML'
+
+[[target]]
+name = "owa"
+kind = "http"
+url = "https://127.0.0.1:9/"
+interval = "1m"
+username = "probe"
+password_file = "owa.pw"
+TOML
+systemctl restart mailpulse || fail "restart with the warning"
+wait_for 100 systemctl is-active --quiet mailpulse || fail "not active with the warning"
+warnings() { journalctl -u mailpulse -p warning --no-pager -o cat; }
+wait_for 100 sh -c 'journalctl -u mailpulse -p warning --no-pager -o cat | grep -q "configuration warning.*owa.pw is readable by others"' \
+  || fail "journalctl -p warning does not show the agent's warning"
+journalctl -u mailpulse -p 4..4 --no-pager -o cat | grep -q "configuration warning" || fail "the warning is not at priority 4"
+warnings | grep -q "state directory" && fail "an info line is filed as a warning"
+journalctl -u mailpulse -p info --no-pager -o cat | grep -q "state directory path=/var/lib/mailpulse" \
+  || fail "the state directory is not logged at start"
+journalctl -u mailpulse --no-pager -o cat | grep -q '^<[0-7]>' && fail "a priority prefix reached the journal unparsed"
+journalctl -u mailpulse --no-pager | grep -q owa-secret-never-logged && fail "the secret reached the journal"
+warnings | tail -n 3
+# The agent read it at start; purge below expects only the package's files.
+rm -f /etc/mailpulse/owa.pw
+
 step "purge"
 dpkg --purge mailpulse || fail "dpkg --purge"
 [ ! -e /etc/mailpulse/mailpulse.toml ] || fail "config left after purge"

@@ -6,6 +6,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use mailpulse::cmd::{self, Cli};
+use mailpulse::service::logging;
 
 /// How long probe connections still open in the background may delay exit.
 const EXIT_GRACE: std::time::Duration = std::time::Duration::from_millis(100);
@@ -29,7 +30,8 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("mailpulse: error: {e:#}");
+            let text = format!("mailpulse: error: {e:#}\n");
+            eprint!("{}", logging::stderr_text(&tracing::Level::ERROR, &text));
             ExitCode::from(1)
         }
     }

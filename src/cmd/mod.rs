@@ -13,6 +13,7 @@ use clap::{Parser, Subcommand};
 use crate::config::{self, Config};
 
 pub mod check_config;
+pub mod generate_docs;
 pub mod hash_password;
 pub mod incidents;
 pub mod probe;
@@ -62,6 +63,9 @@ pub enum Command {
     /// Hold pages during ad hoc maintenance: `silence add --target owa --for 2h
     /// --reason "..."`, `silence list`, `silence remove ID`.
     Silence(silence::Args),
+    /// Write the manual pages and shell completions (for packaging).
+    #[command(hide = true)]
+    GenerateDocs(generate_docs::Args),
 }
 
 /// Runs one subcommand; the exit code it asks for, or the error to print.
@@ -75,6 +79,7 @@ pub async fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Incidents(args) => incidents::run(&args),
         Command::TestAlert(args) => test_alert::run(&args).await,
         Command::Silence(args) => silence::run(&args).await,
+        Command::GenerateDocs(args) => generate_docs::run(&args),
     }
 }
 

@@ -14,6 +14,7 @@ use crate::app::{self, Daemon};
 use crate::config::{self, Config};
 use crate::human::{self, Style};
 use crate::metrics::server;
+use crate::service::logging::{self, LogFormat};
 use crate::service::signals::{Control, Signals};
 
 /// `mailpulse run`: the flags.
@@ -24,6 +25,10 @@ pub struct Args {
     /// 127.0.0.1:9717).
     #[arg(short, long, value_name = "FILE")]
     pub config: Option<PathBuf>,
+    /// How log lines on stderr are written: text, or one JSON object per
+    /// line for log shippers. Overrides `[agent] log_format`.
+    #[arg(long, value_name = "FORMAT")]
+    pub log_format: Option<LogFormat>,
 }
 
 /// Runs the daemon until SIGTERM or SIGINT.
@@ -34,7 +39,10 @@ pub async fn run(args: &Args) -> anyhow::Result<ExitCode> {
         Loaded::Config(config) => *config?,
         Loaded::Shutdown => return Ok(ExitCode::SUCCESS),
     };
-    crate::service::logging::init(&config.agent.log_level);
+    logging::init(
+        &config.agent.log_level,
+        args.log_format.unwrap_or(config.agent.log_format),
+    );
     match (&source, &config.source) {
         (ConfigSource::Default, None) => tracing::info!(
             path = config::DEFAULT_CONFIG_PATH,
@@ -43,6 +51,7 @@ pub async fn run(args: &Args) -> anyhow::Result<ExitCode> {
         (_, Some(path)) => tracing::info!(path = %path.display(), "configuration loaded"),
         _ => {}
     }
+    tracing::info!(path = %config.agent.state_dir.display(), "state directory");
     app::log_warnings(&config);
     let listener = server::bind(config.agent.listen)
         .with_context(|| format!("cannot listen on {}", config.agent.listen))?;

@@ -118,6 +118,8 @@ pub struct AgentConfig {
     pub state_dir: PathBuf,
     /// Log filter (`error`, `warn`, `info`, `debug`, `trace`, or a tracing filter).
     pub log_level: String,
+    /// How log lines are written; `run --log-format` overrides it.
+    pub log_format: crate::service::logging::LogFormat,
     /// How often to give back unused code and heap pages
     /// (`service::trim`); `None` is off.
     pub memory_trim: Option<Duration>,

@@ -55,6 +55,7 @@ pub struct RawAgent {
     pub instance: Option<String>,
     pub state_dir: Option<PathBuf>,
     pub log_level: Option<String>,
+    pub log_format: Option<String>,
     pub memory_trim: Option<HumanDuration>,
     pub web: Option<RawWeb>,
 }

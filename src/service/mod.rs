@@ -1,6 +1,7 @@
 //! Living as a service: signals, systemd notifications and the watchdog
 //! feeder, logging, the descriptor limit, and returning start-up's code
-//! pages. Used only by `app`, `cmd/run.rs` and `main`.
+//! pages. Used only by `app`, `cmd/run.rs` and `main` (and `config`, which
+//! holds the `logging::LogFormat` it validated).
 
 pub mod fdlimit;
 pub mod logging;

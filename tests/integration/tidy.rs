@@ -46,7 +46,7 @@ const MAY_USE: &[(&str, &[&str])] = &[
     ("collect", &["sample"]),
     // The host collection task beats the health watchdog.
     ("collect::task", &["collect", "health", "sample"]),
-    ("config", &["detect::SlowdownSettings", "human", "sample"]),
+    ("config", &["detect::SlowdownSettings", "human", "sample", "service::logging::LogFormat"]),
     // The detector is pure (see PURE): samples in, events out.
     ("detect", &["sample"]),
     ("health", &[]),

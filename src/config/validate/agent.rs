@@ -1,5 +1,6 @@
 //! `[agent]`: the listen address, instance name, state directory, log
-//! level and memory trimming of the daemon (`[agent.web]` is `web.rs`).
+//! level and format, and memory trimming of the daemon (`[agent.web]` is
+//! `web.rs`).
 
 use std::net::SocketAddr;
 
@@ -7,6 +8,7 @@ use super::files::resolve;
 use super::web::build_web;
 use super::*;
 use crate::config::raw::RawAgent;
+use crate::service::logging::LogFormat;
 
 /// Validates `[agent]` at `path`, filling defaults.
 pub(super) fn build_agent(
@@ -46,6 +48,20 @@ pub(super) fn build_agent(
             format!("invalid log level {log_level:?} (expected error, warn, info, debug or trace)"),
         );
     }
+    let log_format = match raw.log_format.as_deref().map(LogFormat::from_name) {
+        None => LogFormat::default(),
+        Some(Some(format)) => format,
+        Some(None) => {
+            c.error_at(
+                &path.key("log_format"),
+                format!(
+                    "invalid log format {:?} (expected text or json)",
+                    raw.log_format.unwrap_or_default()
+                ),
+            );
+            LogFormat::default()
+        }
+    };
     let memory_trim = match raw.memory_trim.map(HumanDuration::get) {
         None => Some(DEFAULT_MEMORY_TRIM),
         Some(d) if d.is_zero() => None,
@@ -64,6 +80,7 @@ pub(super) fn build_agent(
             .map(|p| resolve(base, p))
             .unwrap_or_else(default_state_dir),
         log_level,
+        log_format,
         memory_trim,
         web,
     }

@@ -37,6 +37,20 @@ impl Agent {
         agent
     }
 
+    /// [`Agent::start`] with more flags after `run --config FILE`.
+    pub async fn start_with_args(
+        config: &Path,
+        addr: SocketAddr,
+        env: &[(&str, &str)],
+        args: &[&str],
+    ) -> Agent {
+        let mut cmd = Command::new(bin());
+        cmd.arg("run").arg("--config").arg(config).args(args);
+        let agent = Agent::launch_as(cmd, config, addr, env).await;
+        agent.wait_healthz().await;
+        agent
+    }
+
     /// [`Agent::start`] with the descriptor limit (soft and hard) set to
     /// `nofile`, and `RUST_LOG=debug`.
     pub async fn start_with_nofile(config: &Path, addr: SocketAddr, nofile: u64) -> Agent {
@@ -63,11 +77,21 @@ impl Agent {
         addr: SocketAddr,
         env: &[(&str, &str)],
     ) -> Agent {
+        cmd.arg("run").arg("--config").arg(config);
+        Agent::launch_as(cmd, config, addr, env).await
+    }
+
+    /// Runs `cmd` (the binary with its arguments) with stderr in a log
+    /// beside the configuration (an existing log is truncated in place),
+    /// and waits for the agent's listener.
+    async fn launch_as(
+        mut cmd: Command,
+        config: &Path,
+        addr: SocketAddr,
+        env: &[(&str, &str)],
+    ) -> Agent {
         let log = config.with_extension("log");
-        cmd.arg("run")
-            .arg("--config")
-            .arg(config)
-            .stdin(Stdio::null())
+        cmd.stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).unwrap())
             .env("RUST_LOG", "debug");
