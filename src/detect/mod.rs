@@ -157,11 +157,53 @@ pub struct SlowdownSettings {
     /// Optional absolute limit: any latency above it is slow, even before
     /// the baseline is warm.
     pub threshold: Option<Duration>,
+    /// A slow incident whose latency has held steadily at one level this
+    /// long closes as a new baseline, and the baseline moves to that level;
+    /// a rise that never became slow thaws the baseline after as long.
+    #[serde(default = "default_relearn_after")]
+    pub relearn_after: Duration,
+    /// The share of samples of a bad run (and of an incident) that must be
+    /// bad for it to go on: a run survives healthy samples while at least
+    /// this share of its samples are bad.
+    #[serde(default = "default_bad_share")]
+    pub bad_share: f64,
+    /// A pinned baseline: slowness is judged against it instead of a
+    /// learned one (a soak test's known normal), and it never moves.
+    #[serde(default)]
+    pub baseline: Option<Duration>,
+    /// An incident recovers on samples below `recover_factor` times the
+    /// baseline it started from (or less than half `min_delta` above it);
+    /// `None`: the square root of `factor`, halfway in ratio.
+    #[serde(default)]
+    pub recover_factor: Option<f64>,
+}
+
+/// The default `relearn_after`: six hours.
+pub const DEFAULT_RELEARN_AFTER: Duration = Duration::from_secs(6 * 3600);
+
+/// The default `bad_share`: a bad run goes on while half its samples are bad.
+pub const DEFAULT_BAD_SHARE: f64 = 0.5;
+
+fn default_relearn_after() -> Duration {
+    DEFAULT_RELEARN_AFTER
+}
+
+fn default_bad_share() -> f64 {
+    DEFAULT_BAD_SHARE
+}
+
+impl SlowdownSettings {
+    /// The recovery factor in use: `recover_factor`, or the square root of `factor`.
+    pub fn effective_recover_factor(&self) -> f64 {
+        self.recover_factor.unwrap_or_else(|| self.factor.sqrt())
+    }
 }
 
 impl Default for SlowdownSettings {
     /// `factor = 3.0`, `min_delta = "100ms"`, `for = "1m"`,
-    /// `recover_for = "2m"`, no threshold.
+    /// `recover_for = "2m"`, no threshold, `relearn_after = "6h"`,
+    /// `bad_share = 0.5`, a learned baseline, `recover_factor` the square
+    /// root of `factor`.
     fn default() -> Self {
         SlowdownSettings {
             factor: 3.0,
@@ -169,6 +211,10 @@ impl Default for SlowdownSettings {
             for_: Duration::from_secs(60),
             recover_for: Duration::from_secs(120),
             threshold: None,
+            relearn_after: DEFAULT_RELEARN_AFTER,
+            bad_share: DEFAULT_BAD_SHARE,
+            baseline: None,
+            recover_factor: None,
         }
     }
 }
