@@ -137,6 +137,18 @@ pub const MAX_GAP_INTERVALS: u32 = 3;
 /// A recovery run tolerates one bad sample per this many healthy ones.
 pub const RECOVERY_HEALTHY_PER_BAD: u32 = 8;
 
+/// The most healthy samples a recovery run needs, however much of the
+/// incident was already healthy (see [`Detector`]'s intermittent slowness).
+pub const MAX_RECOVERY_SAMPLES: u32 = 30;
+
+/// The healthy share of an open incident is estimated as if it had begun
+/// with this many samples at the largest share a bad run may hold.
+pub const MIX_PRIOR_SAMPLES: u32 = 4;
+
+/// A level shift holds while most samples stay within this factor of its
+/// moving average.
+pub const SHIFT_BAND: f64 = 2.0;
+
 /// Relative tolerance of the `factor` comparison, for floating-point rounding.
 const FACTOR_TOLERANCE: f64 = 1e-9;
 
@@ -334,6 +346,27 @@ impl fmt::Display for IncidentKind {
     }
 }
 
+/// How an incident ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    /// Latency came back near the baseline it started from.
+    Recovered,
+    /// Latency held steadily at a new level for `relearn_after`: the level
+    /// is the new normal, and the baseline moved to it.
+    NewBaseline,
+}
+
+impl Outcome {
+    /// The value used in output: `recovered` or `new_baseline`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Recovered => "recovered",
+            Outcome::NewBaseline => "new_baseline",
+        }
+    }
+}
+
 /// One incident, open or closed, with its timings.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Incident {
@@ -343,7 +376,8 @@ pub struct Incident {
     pub started_at: DateTime<Utc>,
     /// The sample that confirmed it.
     pub detected_at: DateTime<Utc>,
-    /// The first healthy sample of the run that closed it; `None` while open.
+    /// The first healthy sample of the run that closed it (for a new
+    /// baseline, when the level was accepted); `None` while open.
     pub recovered_at: Option<DateTime<Utc>>,
     /// The sample that confirmed the recovery; `None` while open.
     pub closed_at: Option<DateTime<Utc>>,
@@ -360,6 +394,24 @@ pub struct Incident {
     /// How often each phase was the worst of a bad sample, in first-seen order.
     #[serde(default)]
     phase_counts: Vec<(String, u32)>,
+    /// Samples from `started_at` that were not bad.
+    #[serde(default)]
+    pub healthy_count: u32,
+    /// When a slow incident turned into a down one, if it did.
+    #[serde(default)]
+    pub escalated_at: Option<DateTime<Utc>>,
+    /// The first bad sample of an earlier burst in the same bad run, which
+    /// was not the onset (a blip before a pause as long as it); kept for
+    /// the record, not counted.
+    #[serde(default)]
+    pub earlier_burst_at: Option<DateTime<Utc>>,
+    /// How it ended; `None` while open (and in records stored before outcomes
+    /// existed, which all recovered).
+    #[serde(default)]
+    pub outcome: Option<Outcome>,
+    /// The level accepted as the new baseline, for [`Outcome::NewBaseline`].
+    #[serde(default)]
+    pub new_baseline: Option<Duration>,
 }
 
 impl Incident {
@@ -377,13 +429,21 @@ impl Incident {
             slow_count: 0,
             failed_count: 0,
             phase_counts: Vec::new(),
+            healthy_count: 0,
+            escalated_at: None,
+            earlier_burst_at: None,
+            outcome: None,
+            new_baseline: None,
         }
     }
 
-    /// Counts one bad sample.
+    /// Counts one sample.
     fn record(&mut self, obs: &Observation, verdict: Verdict) {
         match verdict {
-            Verdict::Healthy => return,
+            Verdict::Healthy => {
+                self.healthy_count += 1;
+                return;
+            }
             Verdict::Slow => self.slow_count += 1,
             Verdict::Failed => self.failed_count += 1,
         }
@@ -513,12 +573,84 @@ fn interrupt_majority(run: &mut Option<Run>) {
 /// A pending run and the incident it would become.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 struct Pending {
+    /// The whole run, which lives while its share of bad samples holds.
     run: Run,
+    /// The incident its current burst would become.
     draft: Incident,
     /// Wall clock minus time axis when the run started, in microseconds: the
     /// draft's times are axis times plus this.
     #[serde(default)]
     wall_offset_us: i64,
+    /// The current burst: the bad samples since the latest pause at least
+    /// as long as the burst before it; `None`: the whole run.
+    #[serde(default)]
+    burst: Option<Run>,
+    /// Healthy samples since the latest bad one.
+    #[serde(default)]
+    healthy_streak: u32,
+}
+
+/// How much of an open incident (outside its current recovery run) was
+/// back at the recovery level: the more, the longer a recovery run must be
+/// before it is more than chance.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+struct Mix {
+    samples: u32,
+    recovered: u32,
+}
+
+impl Mix {
+    fn add(&mut self, samples: u32, recovered: u32) {
+        self.samples = self.samples.saturating_add(samples);
+        self.recovered = self.recovered.saturating_add(recovered);
+    }
+
+    /// Healthy samples a recovery run needs, besides `recover_for`: a run
+    /// that chance alone would give at most [`background::CHANCE_RUN_PROBABILITY`]
+    /// if a share of the incident's samples were healthy. The share is
+    /// estimated with [`MIX_PRIOR_SAMPLES`] samples at the most an incident
+    /// may hold, `1 - bad_share`, so that a young incident with a few
+    /// healthy samples is not judged clean.
+    fn required_recovery_samples(&self, bad_share: f64) -> u32 {
+        let prior = f64::from(MIX_PRIOR_SAMPLES);
+        let share = (f64::from(self.recovered) + prior * (1.0 - bad_share))
+            / (f64::from(self.samples) + prior);
+        background::chance_run_length(share, MIN_RUN_SAMPLES, MAX_RECOVERY_SAMPLES)
+    }
+}
+
+/// A level an open slow incident's latency holds, and since when.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct Shift {
+    /// `ln(seconds)` in fixed point ([`baseline::to_fixed`]), a moving average.
+    level: i64,
+    /// The first sample at this level.
+    since: DateTime<Utc>,
+    /// Samples within [`SHIFT_BAND`] of the level, and outside it (failures too).
+    inside: u32,
+    outside: u32,
+}
+
+impl Shift {
+    fn start(at: DateTime<Utc>, latency: Duration) -> Shift {
+        Shift {
+            level: baseline::to_fixed(latency.max(baseline::LATENCY_FLOOR).as_secs_f64().ln()),
+            since: at,
+            inside: 1,
+            outside: 0,
+        }
+    }
+
+    /// Whether the level stopped holding: more than one sample in
+    /// [`RECOVERY_HEALTHY_PER_BAD`] outside it (the first few tolerated).
+    fn broken(&self) -> bool {
+        self.outside * RECOVERY_HEALTHY_PER_BAD > self.inside.max(RECOVERY_HEALTHY_PER_BAD)
+    }
+}
+
+/// Whether a run's share of bad samples fell below `share`.
+fn share_broken(run: &Run, share: f64) -> bool {
+    f64::from(run.other) * share > f64::from(run.matching) * (1.0 - share)
 }
 
 /// The slowdown detector of one target. Feed it every probe result in order
@@ -549,6 +681,12 @@ pub struct Detector {
     recovery: Option<Run>,
     /// The failure run that may escalate an open slow incident.
     down_run: Option<Run>,
+    /// The open incident's samples outside its recovery run.
+    #[serde(default)]
+    mix: Mix,
+    /// The level the open slow incident holds, which may become the new baseline.
+    #[serde(default)]
+    shift: Option<Shift>,
 }
 
 impl Detector {
@@ -566,6 +704,8 @@ impl Detector {
             incident: None,
             recovery: None,
             down_run: None,
+            mix: Mix::default(),
+            shift: None,
         }
     }
 
@@ -594,9 +734,15 @@ impl Detector {
         }
     }
 
-    /// The learned baseline, once warm.
+    /// The baseline slowness is judged against: the pinned one, or the
+    /// learned one once warm.
     pub fn baseline(&self) -> Option<Duration> {
-        self.baseline.value()
+        self.settings.baseline.or(self.baseline.value())
+    }
+
+    /// The learned baseline's estimator.
+    pub fn learned_baseline(&self) -> &Baseline {
+        &self.baseline
     }
 
     /// The typical interval between observations, once two were seen.
@@ -638,7 +784,7 @@ impl Detector {
         if self.settings.threshold.is_some_and(|t| latency > t) {
             return Verdict::Slow;
         }
-        if let Some(base) = self.baseline.value() {
+        if let Some(base) = self.baseline() {
             let ratio_line = base.as_secs_f64() * self.settings.factor * (1.0 - FACTOR_TOLERANCE);
             let delta_line = base.saturating_add(self.settings.min_delta);
             if latency.as_secs_f64() >= ratio_line && latency >= delta_line {
@@ -646,6 +792,25 @@ impl Detector {
             }
         }
         Verdict::Healthy
+    }
+
+    /// Whether a sample is back near `base`, the baseline an incident
+    /// started from: under `recover_factor` times it, or less than half
+    /// `min_delta` above it (and not over the threshold). Without a
+    /// baseline, any sample that is not bad.
+    fn is_recovered(&self, latency: Option<Duration>, base: Option<Duration>) -> bool {
+        let Some(latency) = latency else {
+            return false;
+        };
+        if self.classify(Some(latency)).is_bad() {
+            return false;
+        }
+        let Some(base) = base else {
+            return true;
+        };
+        let ratio_line = base.as_secs_f64() * self.settings.effective_recover_factor();
+        let delta_line = base.saturating_add(self.settings.min_delta / 2);
+        latency.as_secs_f64() < ratio_line || latency < delta_line
     }
 
     /// Feeds one observation; returns what it changed, if anything.
@@ -661,23 +826,28 @@ impl Detector {
             }
         }
         let wall_offset = obs.wall.map_or(0, |w| micros(w - at).unwrap_or(0));
+        let mut interval = Duration::ZERO;
         if let Some(last) = self.last_at {
-            let interval = (at - last).to_std().unwrap_or_default();
+            interval = (at - last).to_std().unwrap_or_default();
             if interval > self.max_gap() {
                 // Nothing is known about the silence: runs in progress cannot
                 // be said to have persisted through it.
                 self.drop_pending();
-                self.recovery = None;
+                self.drop_recovery();
                 self.down_run = None;
+                self.cadence.record(interval);
+                // How far the baseline may rise is not known either.
+                interval = Duration::ZERO;
+            } else {
+                self.cadence.record(interval);
             }
-            self.cadence.record(interval);
         }
         self.last_at = Some(at);
         let verdict = self.classify(obs.latency);
         if self.incident.is_some() {
             self.observe_during_incident(at, obs, verdict)
         } else {
-            self.observe_outside_incident(at, wall_offset, obs, verdict)
+            self.observe_outside_incident(at, wall_offset, interval, obs, verdict)
         }
     }
 
@@ -707,10 +877,17 @@ impl Detector {
         }
     }
 
+    /// Drops the recovery run; its samples join the incident's mix.
+    fn drop_recovery(&mut self) {
+        if let Some(r) = self.recovery.take() {
+            self.mix.add(r.matching + r.other, r.matching);
+        }
+    }
+
     /// Counts a sample outside incidents towards the background rates, once
     /// slowness can be judged at all.
     fn record_background(&mut self, verdict: Verdict) {
-        if self.baseline.value().is_some() || self.settings.threshold.is_some() {
+        if self.baseline().is_some() || self.settings.threshold.is_some() {
             self.background
                 .record(verdict == Verdict::Slow, verdict == Verdict::Failed);
         }
@@ -720,15 +897,19 @@ impl Detector {
         &mut self,
         at: DateTime<Utc>,
         wall_offset_us: i64,
+        interval: Duration,
         obs: &Observation,
         verdict: Verdict,
     ) -> Option<DetectEvent> {
+        let share = self.settings.bad_share;
         if verdict == Verdict::Healthy {
             match &mut self.pending {
                 Some(p) => {
                     p.run.other += 1;
+                    p.healthy_streak += 1;
+                    p.draft.record(obs, verdict);
                     // A lone bad sample is a spike, not an onset.
-                    if p.run.matching < 2 || p.run.other > p.run.matching {
+                    if p.run.matching < 2 || share_broken(&p.run, share) {
                         self.drop_pending();
                     }
                 }
@@ -739,29 +920,48 @@ impl Detector {
             if self.pending.is_none() {
                 if let Some(latency) = obs.latency {
                     let alpha = self.baseline_alpha();
-                    self.baseline.learn(latency, alpha);
+                    self.baseline
+                        .learn(latency, alpha, interval, self.settings.relearn_after);
                 }
             }
             return None;
         }
-        let baseline = self.baseline.value();
+        let baseline = self.baseline();
         let pending = match self.pending.as_mut() {
             Some(p) => {
+                let burst_bad = p.burst.as_ref().map_or(p.run.matching, |b| b.matching);
                 p.run.extend(at);
+                if p.healthy_streak >= 2
+                    && f64::from(p.healthy_streak) * share >= f64::from(burst_bad) * (1.0 - share)
+                {
+                    // A pause as long as the burst before it: that burst was
+                    // a blip, and the onset is here.
+                    let earlier = p.draft.earlier_burst_at.unwrap_or(p.draft.started_at);
+                    p.draft = Incident::draft(shift(at, p.wall_offset_us), baseline);
+                    p.draft.earlier_burst_at = Some(earlier);
+                    p.burst = Some(Run::new(at));
+                } else if let Some(b) = &mut p.burst {
+                    b.extend(at);
+                }
+                p.healthy_streak = 0;
                 p
             }
             None => self.pending.insert(Pending {
                 run: Run::new(at),
                 draft: Incident::draft(shift(at, wall_offset_us), baseline),
                 wall_offset_us,
+                burst: None,
+                healthy_streak: 0,
             }),
         };
         pending.draft.record(obs, verdict);
         let mostly_failures = pending.draft.failed_count >= pending.draft.slow_count;
         let required = self.background.required_bad_samples(mostly_failures);
-        if !pending.run.holds(self.settings.for_, required) {
+        let burst = pending.burst.as_ref().unwrap_or(&pending.run);
+        if !burst.holds(self.settings.for_, required) {
             return None;
         }
+        let burst_first_at = burst.first_at;
         let Pending {
             mut draft,
             wall_offset_us,
@@ -776,6 +976,15 @@ impl Detector {
         };
         self.recovery = None;
         self.down_run = None;
+        self.mix = Mix::default();
+        self.mix.add(
+            draft.slow_count + draft.failed_count + draft.healthy_count,
+            draft.healthy_count,
+        );
+        self.shift = obs.latency.map(|l| Shift {
+            inside: draft.slow_count,
+            ..Shift::start(burst_first_at, l)
+        });
         self.incident = Some(draft.clone());
         Some(DetectEvent::Opened(draft))
     }
@@ -786,9 +995,16 @@ impl Detector {
         obs: &Observation,
         verdict: Verdict,
     ) -> Option<DetectEvent> {
+        let onset_base = self.incident.as_ref()?.baseline_at_onset;
+        let recovered = self.is_recovered(obs.latency, onset_base.or(self.baseline()));
+        let required = self.mix.required_recovery_samples(self.settings.bad_share);
+        let offset = self.incident_wall_offset_us;
         let incident = self.incident.as_mut()?;
-        if verdict == Verdict::Healthy {
+        incident.record(obs, verdict);
+        if verdict != Verdict::Failed {
             interrupt_majority(&mut self.down_run);
+        }
+        if recovered {
             let recovery = match self.recovery.as_mut() {
                 Some(r) => {
                     r.extend(at);
@@ -796,29 +1012,41 @@ impl Detector {
                 }
                 None => self.recovery.insert(Run::new(at)),
             };
-            if !recovery.holds(self.settings.recover_for, MIN_RUN_SAMPLES) {
-                return None;
+            // Every bad sample the run tolerated asks for as many healthy
+            // ones again: a near-clean run is likelier by chance than a clean one.
+            let needed = required.saturating_mul(recovery.other + 1);
+            if recovery.holds(self.settings.recover_for, needed) {
+                incident.recovered_at = Some(shift(recovery.first_at, offset));
+                incident.closed_at = Some(shift(at, offset));
+                incident.outcome = Some(Outcome::Recovered);
+                return self.close();
             }
-            let offset = self.incident_wall_offset_us;
-            incident.recovered_at = Some(shift(recovery.first_at, offset));
+        } else {
+            match &mut self.recovery {
+                Some(r) => {
+                    r.other += 1;
+                    if r.other * RECOVERY_HEALTHY_PER_BAD > r.matching {
+                        self.drop_recovery();
+                    }
+                }
+                None => self.mix.add(1, 0),
+            }
+        }
+        if recovered {
+            // Back near the old baseline is a recovery, not a new level.
+            self.shift = None;
+        } else if self.track_shift(at, obs.latency) {
+            let level = self.shift.as_ref().map(|s| baseline::from_fixed(s.level))?;
+            self.baseline.set(level);
+            let incident = self.incident.as_mut()?;
+            incident.recovered_at = Some(shift(at, offset));
             incident.closed_at = Some(shift(at, offset));
-            let closed = self.incident.take()?;
-            self.recovery = None;
-            self.down_run = None;
-            return Some(DetectEvent::Closed(closed));
+            incident.outcome = Some(Outcome::NewBaseline);
+            incident.new_baseline = Some(level);
+            return self.close();
         }
-        incident.record(obs, verdict);
-        if let Some(r) = &mut self.recovery {
-            r.other += 1;
-            if r.other * RECOVERY_HEALTHY_PER_BAD > r.matching {
-                self.recovery = None;
-            }
-        }
-        if incident.kind == IncidentKind::Down {
-            return None;
-        }
-        if verdict != Verdict::Failed {
-            interrupt_majority(&mut self.down_run);
+        let incident = self.incident.as_mut()?;
+        if incident.kind == IncidentKind::Down || verdict != Verdict::Failed {
             return None;
         }
         let down = match self.down_run.as_mut() {
@@ -835,7 +1063,59 @@ impl Detector {
             return None;
         }
         incident.kind = IncidentKind::Down;
+        incident.escalated_at = Some(shift(at, offset));
         self.down_run = None;
+        self.shift = None;
         Some(DetectEvent::Escalated(incident.clone()))
+    }
+
+    /// Ends the open incident (its record is complete) and every run that
+    /// belonged to it.
+    fn close(&mut self) -> Option<DetectEvent> {
+        let closed = self.incident.take()?;
+        self.recovery = None;
+        self.down_run = None;
+        self.mix = Mix::default();
+        self.shift = None;
+        Some(DetectEvent::Closed(closed))
+    }
+
+    /// Follows the level an open slow incident holds; true once it has held
+    /// steadily for `relearn_after` (never with a pinned baseline, nor for
+    /// a down incident).
+    fn track_shift(&mut self, at: DateTime<Utc>, latency: Option<Duration>) -> bool {
+        let slow = self
+            .incident
+            .as_ref()
+            .is_some_and(|i| i.kind == IncidentKind::Slow);
+        if !slow || self.settings.baseline.is_some() {
+            self.shift = None;
+            return false;
+        }
+        let alpha = self.baseline_alpha();
+        let Some(s) = &mut self.shift else {
+            self.shift = latency.map(|l| Shift::start(at, l));
+            return false;
+        };
+        match latency {
+            None => s.outside += 1,
+            Some(l) => {
+                let x = baseline::to_fixed(l.max(baseline::LATENCY_FLOOR).as_secs_f64().ln());
+                let band = baseline::to_fixed(SHIFT_BAND.ln());
+                if (x - s.level).abs() <= band {
+                    s.inside += 1;
+                } else {
+                    s.outside += 1;
+                }
+                let step = (x - s.level).clamp(-band, band) as f64 * alpha;
+                s.level += step.round() as i64;
+            }
+        }
+        if s.broken() {
+            self.shift = latency.map(|l| Shift::start(at, l));
+            return false;
+        }
+        let held = (at - s.since).to_std().unwrap_or_default();
+        held >= self.settings.relearn_after && s.inside >= MIN_RUN_SAMPLES
     }
 }
