@@ -25,11 +25,17 @@
 //! sample followed by a healthy one is a spike and ends the run, so a run's
 //! onset is the first of two consecutive bad samples (an unrelated spike just
 //! before a slowdown does not pull its `started_at` early). After that the run
-//! survives healthy samples as long as they do not outnumber its bad ones (so
+//! survives healthy samples as long as at least `bad_share` of its samples
+//! are bad (by default: as long as healthy ones do not outnumber bad ones), so
 //! a degradation where some probes still get through fast is one run, while
-//! isolated spikes on a healthy target die out at once). It becomes an
-//! incident when its bad samples span at least `for` **and** number at least
-//! [`MIN_RUN_SAMPLES`]. The sample-count floor is what makes one set of
+//! isolated spikes on a healthy target die out at once. A pause in the run
+//! (two healthy samples or more) that is as long, at `bad_share`, as the
+//! burst of bad samples before it makes that burst a blip: the next bad
+//! sample starts a new *burst*, which is the onset, and the blip is kept in
+//! the record only as `earlier_burst_at` (two slow hours, two normal ones,
+//! then the real rise: the incident starts at the rise). The current burst
+//! becomes an incident when its bad samples span at least `for` **and**
+//! number at least [`MIN_RUN_SAMPLES`]. The sample-count floor is what makes one set of
 //! defaults work at every cadence: at 1 s probes `for = 1m` needs ~61 bad
 //! samples; at 30 s it needs 3; with hourly data a single sample would
 //! already "span" an hour, which would turn every spike into an incident, so
@@ -41,18 +47,38 @@
 //!
 //! # Closing: hysteresis
 //!
-//! While an incident is open, a healthy sample starts a *recovery run*. It
-//! survives at most one bad sample per [`RECOVERY_HEALTHY_PER_BAD`] healthy
-//! ones: short recovery runs must be clean (at 30 s probes `recover_for = 2m`
-//! is five samples, and five healthy samples in a row happen by chance in a
-//! degradation where 40% of probes still get through), while long ones
-//! tolerate isolated spikes (at 1 s probes, 120 samples on a noisy target
-//! would rarely all be clean, and the incident would never close). It closes
-//! the incident once its healthy samples span at least `recover_for` and
-//! number at least [`MIN_RUN_SAMPLES`], on a healthy sample. A dip shorter
+//! While an incident is open, a *recovered* sample, one back near the
+//! baseline the incident started from (under `recover_factor` times it, by
+//! default the square root of `factor`, or less than half `min_delta` above
+//! it), starts a *recovery run*. Samples that are no longer slow but not back
+//! either (2.6x with `factor = 3`) neither close the incident nor count as
+//! bad: that is the hysteresis. A recovery run survives at most one other
+//! sample per [`RECOVERY_HEALTHY_PER_BAD`] recovered ones: short recovery
+//! runs must be clean, while long ones tolerate isolated spikes (at 1 s
+//! probes, 120 samples on a noisy target would rarely all be clean, and the
+//! incident would never close). It closes the incident once its recovered
+//! samples span at least `recover_for` and number at least as many as chance
+//! would rarely give: with a share `p` of the incident's earlier samples
+//! already recovered, `k` with `p^k` below
+//! [`background::CHANCE_RUN_PROBABILITY`] (at least [`MIN_RUN_SAMPLES`], at
+//! most [`MAX_RECOVERY_SAMPLES`], and `k` more for each other sample the run
+//! tolerated), `p` starting from a prior of [`MIX_PRIOR_SAMPLES`] samples at
+//! `1 - bad_share`. So intermittent slowness (60% of 30 s probes slow, where
+//! five fast probes in a row are common) stays one incident while that share
+//! holds, and a clean step still closes after `recover_for`. A dip shorter
 //! than `recover_for` inside a degradation is broken off by the next bad
 //! stretch and does not split the incident. `recovered_at` is the first
-//! healthy sample of the run that closed it.
+//! recovered sample of the run that closed it.
+//!
+//! # New baseline
+//!
+//! A slow incident whose latency holds one level (a moving average, with at
+//! most one sample in [`RECOVERY_HEALTHY_PER_BAD`] more than [`SHIFT_BAND`]
+//! away from it, failures included) for `relearn_after` is a level shift,
+//! not an incident: it closes with [`Outcome::NewBaseline`], the level as
+//! `new_baseline`, and the baseline moves to it at once. Until then it stays
+//! open. A down incident, and a target with a pinned `baseline`, never
+//! relearn.
 //!
 //! # Kind
 //!
@@ -62,7 +88,9 @@
 //! latency spikiness: three failed probes in a row are not chance on a target
 //! that rarely fails. A slow incident escalates to `down` when failures alone
 //! persist like such an opening run would (a majority of the samples, for
-//! `for`); a down incident stays down until it closes.
+//! `for`), noted as `escalated_at`; a down incident stays down until it
+//! closes. The open incident's counts (`slow_count`, `failed_count`,
+//! `healthy_count`) are current at every sample.
 //!
 //! # Baseline
 //!
@@ -72,8 +100,12 @@
 //! [`BASELINE_MIN_TIME_CONSTANT_SAMPLES`] samples. It learns only from
 //! healthy samples while no incident is open and no run is pending, so the
 //! onset of a slowdown cannot pollute it, and it is frozen during incidents.
+//! The baseline slowness is judged by rises at most
+//! [`baseline::MAX_DRIFT_PER_HOUR`], and falls back to the level before a
+//! rise that outpaces that, so a ramp (80 ms to 640 ms over an hour) is
+//! judged against its starting level while a busy day's drift is followed.
 //! Until it is warm, only failures and the absolute threshold can open an
-//! incident.
+//! incident. A pinned `baseline` replaces the learned one altogether.
 //!
 //! # Gaps and time
 //!
