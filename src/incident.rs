@@ -4,7 +4,9 @@
 //! A detector's state is saved whenever an incident opens, escalates or
 //! closes (at once, in the same step), whenever a bad run starts or ends (so
 //! a restart keeps an incident's original start), and otherwise at most once
-//! a minute (so the learned baseline survives restarts too). Routine saves
+//! a minute (so the learned baseline survives restarts too); an open
+//! incident's record is saved with it, so the history shows its current
+//! counts. Routine saves
 //! are batched into one transaction per [`Incidents::flush`]. On start-up
 //! the stored detectors are restored, so an incident open before a restart,
 //! even a `kill -9`, continues rather than opening anew; the detector treats
@@ -207,16 +209,22 @@ impl Incidents {
             return Ok(0);
         }
         names.sort();
+        let mut incidents: Vec<(&str, &crate::detect::Incident)> = self
+            .unsaved
+            .iter()
+            .map(|((_, t), i)| (t.as_str(), i))
+            .collect();
+        // An open incident's record follows its current counts.
+        incidents.extend(names.iter().filter_map(|n| {
+            let open = self.tracked[*n].detector.open_incident()?;
+            Some((n.as_str(), open))
+        }));
         let batch = Batch {
             detectors: names
                 .iter()
                 .map(|n| (n.as_str(), &self.tracked[*n].detector))
                 .collect(),
-            incidents: self
-                .unsaved
-                .iter()
-                .map(|((_, t), i)| (t.as_str(), i))
-                .collect(),
+            incidents,
         };
         table::save(store, &batch)?;
         self.unsaved.clear();
