@@ -61,9 +61,9 @@
 //! would rarely give: with a share `p` of the incident's earlier samples
 //! already recovered, `k` with `p^k` below
 //! [`background::CHANCE_RUN_PROBABILITY`] (at least [`MIN_RUN_SAMPLES`], at
-//! most [`MAX_RECOVERY_SAMPLES`], and `k` more for each other sample the run
-//! tolerated), `p` starting from a prior of [`MIX_PRIOR_SAMPLES`] samples at
-//! `1 - bad_share`. So intermittent slowness (60% of 30 s probes slow, where
+//! most [`MAX_RECOVERY_SAMPLES`]; the first `k` must be clean), `p` starting
+//! from a prior of [`MIX_PRIOR_SAMPLES`] samples at `1 - bad_share` and never
+//! above it. So intermittent slowness (60% of 30 s probes slow, where
 //! five fast probes in a row are common) stays one incident while that share
 //! holds, and a clean step still closes after `recover_for`. A dip shorter
 //! than `recover_for` inside a degradation is broken off by the next bad
@@ -645,8 +645,10 @@ impl Mix {
     /// healthy samples is not judged clean.
     fn required_recovery_samples(&self, bad_share: f64) -> u32 {
         let prior = f64::from(MIX_PRIOR_SAMPLES);
-        let share = (f64::from(self.recovered) + prior * (1.0 - bad_share))
-            / (f64::from(self.samples) + prior);
+        let most = 1.0 - bad_share;
+        let share = (f64::from(self.recovered) + prior * most) / (f64::from(self.samples) + prior);
+        // An incident more healthy than a bad run may be is over, not intermittent.
+        let share = share.min(most);
         background::chance_run_length(share, MIN_RUN_SAMPLES, MAX_RECOVERY_SAMPLES)
     }
 }
@@ -1044,10 +1046,7 @@ impl Detector {
                 }
                 None => self.recovery.insert(Run::new(at)),
             };
-            // Every bad sample the run tolerated asks for as many healthy
-            // ones again: a near-clean run is likelier by chance than a clean one.
-            let needed = required.saturating_mul(recovery.other + 1);
-            if recovery.holds(self.settings.recover_for, needed) {
+            if recovery.holds(self.settings.recover_for, required) {
                 incident.recovered_at = Some(shift(recovery.first_at, offset));
                 incident.closed_at = Some(shift(at, offset));
                 incident.outcome = Some(Outcome::Recovered);
@@ -1057,7 +1056,9 @@ impl Detector {
             match &mut self.recovery {
                 Some(r) => {
                     r.other += 1;
-                    if r.other * RECOVERY_HEALTHY_PER_BAD > r.matching {
+                    // Until it has the samples chance would rarely give, a
+                    // recovery run must be clean.
+                    if r.matching < required || r.other * RECOVERY_HEALTHY_PER_BAD > r.matching {
                         self.drop_recovery();
                     }
                 }
