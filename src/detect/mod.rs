@@ -61,7 +61,8 @@
 //! would rarely give: with a share `p` of the incident's earlier samples
 //! already recovered, `k` with `p^k` below
 //! [`background::CHANCE_RUN_PROBABILITY`] (at least [`MIN_RUN_SAMPLES`], at
-//! most [`MAX_RECOVERY_SAMPLES`]; the first `k` must be clean), `p` starting
+//! most [`MAX_RECOVERY_SAMPLES`] and what [`MAX_RECOVERY_SPAN`] holds; the
+//! first `k` must be clean), `p` starting
 //! from a prior of [`MIX_PRIOR_SAMPLES`] samples at `1 - bad_share` and never
 //! above it. So intermittent slowness (60% of 30 s probes slow, where
 //! five fast probes in a row are common) stays one incident while that share
@@ -172,6 +173,9 @@ pub const RECOVERY_HEALTHY_PER_BAD: u32 = 8;
 /// The most healthy samples a recovery run needs, however much of the
 /// incident was already healthy (see [`Detector`]'s intermittent slowness).
 pub const MAX_RECOVERY_SAMPLES: u32 = 30;
+
+/// ... and never more than this span of samples holds.
+pub const MAX_RECOVERY_SPAN: Duration = Duration::from_secs(15 * 60);
 
 /// The healthy share of an open incident is estimated as if it had begun
 /// with this many samples at the largest share a bad run may hold.
@@ -643,13 +647,13 @@ impl Mix {
     /// estimated with [`MIX_PRIOR_SAMPLES`] samples at the most an incident
     /// may hold, `1 - bad_share`, so that a young incident with a few
     /// healthy samples is not judged clean.
-    fn required_recovery_samples(&self, bad_share: f64) -> u32 {
+    fn required_recovery_samples(&self, bad_share: f64, most_samples: u32) -> u32 {
         let prior = f64::from(MIX_PRIOR_SAMPLES);
         let most = 1.0 - bad_share;
         let share = (f64::from(self.recovered) + prior * most) / (f64::from(self.samples) + prior);
         // An incident more healthy than a bad run may be is over, not intermittent.
         let share = share.min(most);
-        background::chance_run_length(share, MIN_RUN_SAMPLES, MAX_RECOVERY_SAMPLES)
+        background::chance_run_length(share, MIN_RUN_SAMPLES, most_samples)
     }
 }
 
@@ -1031,7 +1035,9 @@ impl Detector {
     ) -> Option<DetectEvent> {
         let onset_base = self.incident.as_ref()?.baseline_at_onset;
         let recovered = self.is_recovered(obs.latency, onset_base.or(self.baseline()));
-        let required = self.mix.required_recovery_samples(self.settings.bad_share);
+        let required = self
+            .mix
+            .required_recovery_samples(self.settings.bad_share, self.max_recovery_samples());
         let offset = self.incident_wall_offset_us;
         let incident = self.incident.as_mut()?;
         incident.record(obs, verdict);
@@ -1111,6 +1117,20 @@ impl Detector {
         self.mix = Mix::default();
         self.shift = None;
         Some(DetectEvent::Closed(closed))
+    }
+
+    /// The most samples a recovery run may need: [`MAX_RECOVERY_SAMPLES`],
+    /// and no more than [`MAX_RECOVERY_SPAN`] holds (at least
+    /// [`MIN_RUN_SAMPLES`]), so sparse data (hourly series) is not asked for
+    /// a clean day.
+    fn max_recovery_samples(&self) -> u32 {
+        let by_time = match self.cadence.typical() {
+            Some(t) if !t.is_zero() => {
+                (MAX_RECOVERY_SPAN.as_secs_f64() / t.as_secs_f64()).floor() as u32
+            }
+            _ => MAX_RECOVERY_SAMPLES,
+        };
+        by_time.clamp(MIN_RUN_SAMPLES, MAX_RECOVERY_SAMPLES)
     }
 
     /// Follows the level an open slow incident holds; true once it has held

@@ -1202,3 +1202,21 @@ fn a_state_stored_before_issue_16_restores_and_continues() {
     let old: Incident = serde_json::from_value(record).unwrap();
     assert_eq!((old.outcome, old.healthy_count), (None, 0));
 }
+
+/// Chance-length recovery runs ask hourly data for no more than the usual
+/// three samples (what [`MAX_RECOVERY_SPAN`] holds, at least three): a young
+/// incident would otherwise need nine clean hours to close.
+#[test]
+fn hourly_incidents_close_after_three_recovered_samples() {
+    let mut s = Series::every(3600);
+    s.ok(WARM, 40).ok(4, 400);
+    let recovered = s.now();
+    s.ok(12, 40);
+    let incidents = run(&s.obs);
+    assert_eq!(incidents.len(), 1);
+    assert_eq!(incidents[0].recovered_at, Some(recovered));
+    assert_eq!(
+        incidents[0].closed_at,
+        Some(recovered + Duration::from_secs(2 * 3600))
+    );
+}
