@@ -250,3 +250,64 @@ impl Incidents {
         self.tracked.iter().map(|(n, t)| (n.as_str(), &t.detector))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::sample::{Phase, ProbeKind};
+
+    fn sample(at: DateTime<Utc>, ms: u64) -> Sample {
+        Sample {
+            target: "owa".into(),
+            kind: ProbeKind::Http,
+            started_at: at,
+            steady_at: at,
+            phases: vec![(Phase::Total, Duration::from_millis(ms))],
+            failure: None,
+            status: Some(200),
+            tls: None,
+            schedule_lag: Duration::ZERO,
+            notes: vec![],
+            messages: None,
+        }
+    }
+
+    /// Issue 16: "the open record shows its current counts". The stored
+    /// record of an open incident follows the detector's counts with the
+    /// routine saves, not only at its events.
+    #[test]
+    fn the_stored_open_record_has_its_current_counts() {
+        let config = crate::config::parse(
+            "[[target]]\nname = \"owa\"\nkind = \"http\"\nurl = \"https://127.0.0.1:9/\"\ninterval = \"10s\"\n",
+            None,
+        )
+        .unwrap();
+        let store = Store::in_memory().unwrap();
+        let mut incidents = Incidents::load(Some(store.clone()), &config.targets).unwrap();
+        let mut at: DateTime<Utc> = "2026-12-05T12:00:00Z".parse().unwrap();
+        let mut opened = None;
+        for k in 0..100 {
+            let ms = if k < 40 { 200 } else { 4000 };
+            let (event, error) = incidents.observe(&sample(at, ms));
+            assert!(error.is_none());
+            if let Some(DetectEvent::Opened(i)) = event {
+                opened = Some(i);
+            }
+            if incidents.has_unsaved() {
+                incidents.flush().unwrap();
+            }
+            at += WallDuration::seconds(10);
+        }
+        assert_eq!(opened.unwrap().slow_count, 7);
+        let history = table::history(&store, 10).unwrap();
+        assert_eq!(history.len(), 1);
+        let stored = &history[0].incident;
+        assert!(stored.is_open());
+        // Saved at most a minute (six samples) ago.
+        assert!(stored.slow_count >= 60 - 6, "{}", stored.slow_count);
+        let live = incidents.detector("owa").unwrap().open_incident().unwrap();
+        assert!(stored.slow_count <= live.slow_count);
+    }
+}
