@@ -122,6 +122,18 @@ fn main() -> anyhow::Result<()> {
     series.extend(msft(&datasets)?);
     series.extend(synthetic());
 
+    if let Ok(name) = std::env::var("DETECTOR_BENCH_DUMP") {
+        // Debugging aid: every incident of one series, and its events.
+        for s in series.iter().filter(|s| s.name == name) {
+            for e in &s.events {
+                println!("event {} -> {}", e.start, e.end);
+            }
+            for i in replay_series(&SlowdownSettings::default(), s.observations.iter().cloned()) {
+                println!("{i:?}");
+            }
+        }
+        return Ok(());
+    }
     let defaults = SlowdownSettings::default();
     let started = tokio::time::Instant::now();
     let scores: Vec<Score> = series.iter().map(|s| score(s, &defaults)).collect();
@@ -146,7 +158,37 @@ fn main() -> anyhow::Result<()> {
     .into_iter()
     .map(|(label, settings)| (label, series.iter().map(|s| score(s, &settings)).collect()))
     .collect();
-    let report = render(&series, &scores, &sensitivity, elapsed);
+    let issue16_sensitivity: Vec<(&str, SlowdownSettings, Vec<Score>)> = [
+        (
+            "`factor = 2.5`, `min_delta = \"10ms\"` (the issue's 2.5x, small backends)",
+            SlowdownSettings {
+                factor: 2.5,
+                min_delta: Duration::from_millis(10),
+                ..SlowdownSettings::default()
+            },
+        ),
+        (
+            "`factor = 2.5`, `min_delta = \"0s\"`",
+            SlowdownSettings {
+                factor: 2.5,
+                min_delta: Duration::ZERO,
+                ..SlowdownSettings::default()
+            },
+        ),
+    ]
+    .into_iter()
+    .map(|(label, settings)| {
+        let scores = series.iter().map(|s| score(s, &settings)).collect();
+        (label, settings, scores)
+    })
+    .collect();
+    let report = render(
+        &series,
+        &scores,
+        &sensitivity,
+        &issue16_sensitivity,
+        elapsed,
+    );
     std::fs::write(&out, report)?;
     println!("wrote {}", out.display());
     Ok(())
@@ -979,6 +1021,7 @@ fn render(
     series: &[Series],
     scores: &[Score],
     sensitivity: &[(&str, Vec<Score>)],
+    issue16_sensitivity: &[(&str, SlowdownSettings, Vec<Score>)],
     elapsed: Duration,
 ) -> String {
     let mut out = String::new();
@@ -1001,6 +1044,13 @@ fn render(
         elapsed.as_millis(),
         samples as f64 / elapsed.as_secs_f64().max(1e-9) / 1e6,
     );
+    out.push_str("## Issue 16 targets (default settings)\n\n");
+    out.push_str(&issue16(series, scores, &SlowdownSettings::default(), true));
+    out.push_str(ISSUE16_DISCUSSION);
+    for (k, (label, settings, sensitive)) in issue16_sensitivity.iter().enumerate() {
+        let _ = write!(out, "### Issue 16 targets with {label}\n\n");
+        out.push_str(&issue16(series, sensitive, settings, k == 0));
+    }
     out.push_str(&headline(series, scores, &sensitivity[1].1));
     out.push_str(METHODOLOGY);
     let groups = [
@@ -1190,6 +1240,400 @@ fn render(
     out
 }
 
+/// A labelled MSFT latency run judged by issue 16's definition.
+struct Sustained {
+    series: String,
+    event: Event,
+    /// Median of the unlabelled rows of the two days before it.
+    reference: f64,
+    /// The longest run of consecutive rows at 2.5x the reference or more.
+    longest: usize,
+    /// The labelled values as ratios of the reference.
+    ratios: Vec<f64>,
+    /// The detector's baseline when the run began.
+    baseline: Option<Duration>,
+    /// The detector's baseline before each labelled row.
+    baselines: Vec<Option<Duration>>,
+    /// An incident that began before the run and was still open at its start.
+    open_before: Option<Incident>,
+    hit: Option<Incident>,
+    interval: Duration,
+}
+
+/// How many rows before a labelled run issue 16's reference is the median of.
+const ISSUE16_REFERENCE_ROWS: usize = 48;
+/// Issue 16's rise: 2.5x the reference or more ...
+const ISSUE16_RATIO: f64 = 2.5;
+/// ... on at least this many consecutive rows (the fewest an hourly
+/// incident can open on).
+const ISSUE16_MIN_ROWS: usize = 3;
+
+/// Issue 16's targets: the MSFT latency rises of 2.5x over the preceding
+/// two days' median, caught, started and recovered within one sample; false
+/// alarms per day over the latency series and the quiet series; the
+/// synthetic soak.
+fn issue16(series: &[Series], scores: &[Score], settings: &SlowdownSettings, full: bool) -> String {
+    let settings = settings.clone();
+    let mut judged: Vec<Sustained> = Vec::new();
+    let mut fa = 0usize;
+    let mut fa_days = 0.0;
+    let mut fa_rows: Vec<String> = Vec::new();
+    for (s, sc) in series.iter().zip(scores) {
+        let latency = s.group == "MSFT latency (hourly)";
+        let quiet =
+            s.group == "MSFT unlabelled" || (s.group.starts_with("NAB") && s.events.is_empty());
+        if !latency && !quiet {
+            continue;
+        }
+        let incidents = replay_series(&settings, s.observations.iter().cloned());
+        fa += sc.false_alarms;
+        fa_days += sc.days;
+        let slack = chrono::Duration::from_std(sc.interval).unwrap_or_default();
+        for i in incidents.iter().filter(|i| {
+            !s.events
+                .iter()
+                .any(|e| i.started_at >= e.start - slack && i.started_at <= e.end)
+        }) {
+            fa_rows.push(format!(
+                "| {} | {} | {} | {} | {} | {} |",
+                s.name,
+                i.started_at.format("%Y-%m-%d %H:%M"),
+                i.duration_seconds().map_or("open".into(), dur),
+                i.peak_latency.map_or("-".into(), |p| ms(p.as_secs_f64())),
+                i.baseline_at_onset
+                    .map_or("-".into(), |b| ms(b.as_secs_f64())),
+                i.outcome.map_or("open", |o| o.as_str()),
+            ));
+        }
+        if !latency {
+            continue;
+        }
+        // The detector's baseline before every observation.
+        let mut detector = mailpulse::detect::Detector::new(settings.clone());
+        let mut baselines = Vec::with_capacity(s.observations.len());
+        for o in &s.observations {
+            baselines.push(detector.baseline());
+            detector.observe(o);
+        }
+        let labelled = |at: DateTime<Utc>| s.events.iter().any(|e| at >= e.start && at <= e.end);
+        for e in &s.events {
+            let Some(first) = s.observations.iter().position(|o| o.at == e.start) else {
+                continue;
+            };
+            let before: Vec<f64> = s.observations
+                [first.saturating_sub(ISSUE16_REFERENCE_ROWS)..first]
+                .iter()
+                .filter(|o| !labelled(o.at))
+                .filter_map(|o| o.latency.map(|d| d.as_secs_f64()))
+                .collect();
+            let reference = median_of(before);
+            let ratios: Vec<f64> = s
+                .observations
+                .iter()
+                .filter(|o| o.at >= e.start && o.at <= e.end)
+                .map(|o| {
+                    o.latency
+                        .map_or(f64::INFINITY, |d| d.as_secs_f64() / reference.max(1e-6))
+                })
+                .collect();
+            let mut run = 0;
+            let mut longest = 0;
+            for r in &ratios {
+                run = if *r >= ISSUE16_RATIO { run + 1 } else { 0 };
+                longest = longest.max(run);
+            }
+            if longest < 2 {
+                continue;
+            }
+            let hit = incidents
+                .iter()
+                .find(|i| i.started_at >= e.start - slack && i.started_at <= e.end)
+                .cloned();
+            let open_before = incidents
+                .iter()
+                .find(|i| {
+                    i.started_at < e.start - slack && i.recovered_at.is_none_or(|r| r > e.start)
+                })
+                .cloned();
+            let last = first
+                + s.observations[first..]
+                    .iter()
+                    .take_while(|o| o.at <= e.end)
+                    .count();
+            judged.push(Sustained {
+                baselines: baselines[first..last].to_vec(),
+                open_before,
+                series: s.name.clone(),
+                event: e.clone(),
+                reference,
+                longest,
+                ratios,
+                baseline: baselines[first],
+                hit,
+                interval: sc.interval,
+            });
+        }
+    }
+    let sustained: Vec<&Sustained> = judged
+        .iter()
+        .filter(|j| j.longest >= ISSUE16_MIN_ROWS)
+        .collect();
+    let within = |j: &Sustained, a: DateTime<Utc>, b: Option<DateTime<Utc>>| {
+        b.is_some_and(|b| (b - a).num_seconds().unsigned_abs() <= j.interval.as_secs())
+    };
+    let caught = sustained.iter().filter(|j| j.hit.is_some()).count();
+    let started = sustained
+        .iter()
+        .filter(|j| {
+            j.hit
+                .as_ref()
+                .is_some_and(|i| within(j, j.event.start, Some(i.started_at)))
+        })
+        .count();
+    let recovered = sustained
+        .iter()
+        .filter(|j| {
+            j.hit.as_ref().is_some_and(|i| {
+                j.event
+                    .recovery
+                    .is_some_and(|r| within(j, r, i.recovered_at))
+            })
+        })
+        .count();
+    let soak = totals(
+        series
+            .iter()
+            .zip(scores)
+            .filter(|(s, _)| s.group == "synthetic")
+            .map(|(_, s)| s),
+    );
+    let pct = |n: usize, d: usize| {
+        if d == 0 {
+            0.0
+        } else {
+            100.0 * n as f64 / d as f64
+        }
+    };
+    let mut out = String::new();
+    let _ = write!(
+        out,
+        "\
+| target | wanted | measured |\n|---|---|---|\n\
+| MSFT latency: labelled sustained rises (>= {} consecutive rows at >= {}x the median of the unlabelled rows of the {} h before) caught | >= 90% | **{}/{} ({:.0}%)** |\n\
+| ... started within one sample of the labelled onset | >= 90% | **{}/{} ({:.0}%)** |\n\
+| ... recovered within one sample of the labelled end | >= 90% | **{}/{} ({:.0}%)** |\n\
+| false incidents per day, MSFT latency + quiet series (`service-unavailable`, NAB files without labels) | <= 0.05 | **{:.3}** ({} in {:.0} days) |\n\
+| synthetic soak, in-scope events caught | 100% | **{}/{}** |\n\n",
+        ISSUE16_MIN_ROWS,
+        ISSUE16_RATIO,
+        ISSUE16_REFERENCE_ROWS,
+        caught,
+        sustained.len(),
+        pct(caught, sustained.len()),
+        started,
+        sustained.len(),
+        pct(started, sustained.len()),
+        recovered,
+        sustained.len(),
+        pct(recovered, sustained.len()),
+        fa as f64 / fa_days.max(1e-9),
+        fa,
+        fa_days,
+        soak.rises_in_scope_hit,
+        soak.rises_in_scope,
+    );
+    let _ = writeln!(
+        out,
+        "(Synthetic soak false alarms: {:.2}/day.)\n",
+        soak.false_alarms as f64 / soak.days.max(1e-9)
+    );
+    if !full {
+        return out;
+    }
+    out.push_str(
+        "Every labelled MSFT latency run with at least two consecutive rows at 2.5x (two-row runs are \
+shown for completeness; an hourly series needs three bad samples before anything opens, so they are \
+not counted as sustained). Ratios are of the two-day reference; `-` is a missing row; the baseline is \
+the detector's before the first labelled row.\n\n\
+| series | labelled | rows at 2.5x in a row | reference | baseline | ratios | incident | start | recovery | verdict |\n\
+|---|---|---|---|---|---|---|---|---|---|\n",
+    );
+    for j in &judged {
+        let (incident, start, rec, verdict) = match &j.hit {
+            Some(i) => {
+                let start_ok = within(j, j.event.start, Some(i.started_at));
+                let rec_ok = j
+                    .event
+                    .recovery
+                    .is_some_and(|r| within(j, r, i.recovered_at));
+                (
+                    format!(
+                        "{} {}-{} ({})",
+                        i.kind.as_str(),
+                        i.started_at.format("%m-%d %H:%M"),
+                        i.recovered_at
+                            .map_or("open".into(), |r| r.format("%H:%M").to_string()),
+                        i.outcome.map_or("open", |o| o.as_str()),
+                    ),
+                    dur(secs(j.event.start, i.started_at)),
+                    match (j.event.recovery, i.recovered_at) {
+                        (Some(t), Some(r)) => dur(secs(t, r)),
+                        _ => "-".into(),
+                    },
+                    match (start_ok, rec_ok) {
+                        (true, true) => "ok".to_string(),
+                        (false, true) => "start off".to_string(),
+                        (true, false) => "recovery off".to_string(),
+                        (false, false) => "start and recovery off".to_string(),
+                    },
+                )
+            }
+            None => (
+                "-".into(),
+                "-".into(),
+                "-".into(),
+                miss_reason(j, &settings),
+            ),
+        };
+        let ratios: Vec<String> = j
+            .ratios
+            .iter()
+            .map(|r| {
+                if r.is_finite() {
+                    format!("{r:.1}")
+                } else {
+                    "-".into()
+                }
+            })
+            .collect();
+        let _ = writeln!(
+            out,
+            "| {} | {} -> {} | {}{} | {} | {} | {} | {} | {} | {} | {} |",
+            j.series,
+            j.event.start.format("%m-%d %H:%M"),
+            j.event.end.format("%H:%M"),
+            j.longest,
+            if j.longest < ISSUE16_MIN_ROWS {
+                " (not sustained)"
+            } else {
+                ""
+            },
+            ms(j.reference),
+            j.baseline.map_or("-".into(), |b| ms(b.as_secs_f64())),
+            ratios.join(" "),
+            incident,
+            start,
+            rec,
+            verdict,
+        );
+    }
+    out.push_str(
+        "\nFalse incidents on those series:\n\n\
+| series | started_at | duration | peak | baseline | outcome |\n|---|---|---|---|---|---|\n",
+    );
+    for r in fa_rows {
+        out.push_str(&r);
+        out.push('\n');
+    }
+    out.push('\n');
+    out
+}
+
+/// Why a sustained rise opened nothing, from its rows and the detector's
+/// baseline: the default rule is 3x the baseline and 100 ms above it for
+/// `for` and three samples.
+fn miss_reason(j: &Sustained, d: &SlowdownSettings) -> String {
+    if let Some(i) = &j.open_before {
+        return format!(
+            "missed: inside the incident open since {} ({})",
+            i.started_at.format("%m-%d %H:%M"),
+            i.outcome.map_or("still open", |o| o.as_str())
+        );
+    }
+    let Some(base) = j.baseline else {
+        return "missed: baseline not warm".into();
+    };
+    let moved = j
+        .baselines
+        .iter()
+        .flatten()
+        .map(|b| b.as_secs_f64())
+        .fold(0.0, f64::max);
+    let b = base.as_secs_f64();
+    let values: Vec<f64> = j.ratios.iter().map(|r| r * j.reference.max(1e-6)).collect();
+    let mut run = 0;
+    let mut longest = 0;
+    for v in &values {
+        let slow = !v.is_finite() || (*v >= b * d.factor && *v >= b + d.min_delta.as_secs_f64());
+        run = if slow { run + 1 } else { 0 };
+        longest = longest.max(run);
+    }
+    let ratio_rows = values.iter().filter(|v| **v >= b * d.factor).count();
+    let delta_rows = values
+        .iter()
+        .filter(|v| **v >= b + d.min_delta.as_secs_f64())
+        .count();
+    if longest >= 3 {
+        // Against the baseline the detector had at each row.
+        let mut run = 0;
+        let mut longest_now = 0;
+        for (v, base) in values.iter().zip(&j.baselines) {
+            let b = base.map_or(0.0, |b| b.as_secs_f64());
+            let slow =
+                !v.is_finite() || (*v >= b * d.factor && *v >= b + d.min_delta.as_secs_f64());
+            run = if slow { run + 1 } else { 0 };
+            longest_now = longest_now.max(run);
+        }
+        if longest_now < 3 {
+            format!(
+                "missed: {longest} rows in a row are slow against the {} baseline before the run, but the baseline rose with its first rows (to {}), so at most {longest_now} in a row were slow",
+                ms(b),
+                ms(moved),
+            )
+        } else {
+            format!(
+                "missed: {longest_now} rows in a row were slow; this spiky series' background rate asks for more bad samples in a row"
+            )
+        }
+    } else if ratio_rows >= 3 && delta_rows < 3 {
+        format!(
+            "missed: under min_delta ({} rows {} above the {} baseline)",
+            delta_rows,
+            ms(d.min_delta.as_secs_f64()),
+            ms(b)
+        )
+    } else {
+        format!(
+            "missed: {} rows at {}x the {} baseline, {} in a row slow",
+            ratio_rows,
+            d.factor,
+            ms(b),
+            longest
+        )
+    }
+}
+
+/// What the issue 16 figures mean, whatever they are.
+const ISSUE16_DISCUSSION: &str = "\
+**Reading these figures.** The issue asks for 90% of the labelled MSFT rises of 2.5x or more at the
+*default* settings, and the defaults judge a sample slow at 3x the baseline *and* 100 ms above it.
+The per-event table gives each miss its reason. At the defaults most misses are rises that no rule
+with these defaults can flag: backends of 3-70 ms whose whole rise stays under 100 ms above the
+baseline (`under min_delta`), or rises that peak between 2.5x and 3x. Meeting the target at the
+defaults would mean changing what the defaults are, which this benchmark does not do; the runs below
+show what lower settings give on the same data. With `factor = 2.5` and `min_delta = \"10ms\"` the
+false incidents do not rise on these series, and about half of the rises are caught; what is still
+missed there is (a) gradual rises on hourly data (1.3x, 1.6x, 1.8x, ... an hour apart): at one sample
+an hour, a rise of about 1.2x an hour is as fast as the busy-day drift the baseline must follow (an
+office-hours day, 2.5x over twelve hours, must raise nothing), so the baseline rises with them;
+(b) rises that hold 4x for 17-21 hours: they are caught, but close as `new_baseline` after
+`relearn_after` (6 h), long before the labelled end, which scores as a recovery miss; (c) short rises
+the day after such a new baseline, while the baseline was still coming back down from it. Start and recovery times of the
+rises caught at the defaults are within one sample of the labels. The MSFT labels pad one normal row
+on each side of a run, so a start one hour after the first labelled row is the true onset.
+
+";
+
 /// The headline figures and the discussion, computed from the default run.
 fn headline(series: &[Series], scores: &[Score], factor_two: &[Score]) -> String {
     let pick_from = |scores: &[Score], f: &dyn Fn(&Series) -> bool| {
@@ -1232,8 +1676,8 @@ fn headline(series: &[Series], scores: &[Score], factor_two: &[Score]) -> String
 - **Synthetic soak** ({} simulated days, web and mail targets at 1 s, 10 s, 30 s, 60 s and hourly probes,\n  \
   noise, daily drift, spikes, restarts): **{}/{} in-scope events detected**, **{} false alarms**\n  \
   ({:.2}/day). Median detection delay {} (= `for` at 1-30 s probes; three samples at 60 s and hourly),\n  \
-  median start and recovery error {} and {}. {} events were split into two or three incidents, all in\n  \
-  the SMTP scenario where 60% of probes are slow and 40% still fast (see below).\n\
+  median start and recovery error {} and {}. {} events were split into two or three incidents (11\n  \
+  before issue 16, all in the SMTP scenario where 60% of probes are slow and 40% still fast).\n\
 - **Heavy-tailed target** (log-sigma 0.8, 30 s probes, no events): {:.2} false alarms/day, the known\n  \
   weak spot (14/day before the noise-aware sample floor).\n\
 - **MSFT middle-tier latency** (23 real hourly series, {:.0} days): **{}/{} in-scope labelled rises detected**\n  \
@@ -1286,15 +1730,14 @@ soak from {:.2} to {:.2} a day, so it belongs in a per-target override, not in t
 labels pad one normal row before and after each run, which is where the 1 h start error and the -1 h\n\
 recovery error on that data come from.\n\n\
 **Where it misses, honestly.**\n\
-- *A permanent level shift never recovers.* The baseline is frozen during an incident (as the issue\n  \
-  asks), so when a series moves to a new level for good the incident stays open for the rest of the\n  \
-  series: `ec2_cpu_utilization_ac20cd` jumps 10x on 04-04 and stays there, so its labelled rise on\n  \
-  04-15 happens inside that open incident and is not hit; `ec2_cpu_utilization_825cc2` ends the same\n  \
-  way. An agent would keep one incident open after a deploy that makes a target 3x slower for good,\n  \
-  and report nothing new on top of it. Re-learning after a long incident is an open design question.\n\
-- *Intermittent degradations split at coarse cadences.* With 30 s probes `recover_for = 2m` is five\n  \
-  samples, and in a 40 minute degradation where 40% of probes are still fast, five fast probes in a\n  \
-  row happen by chance: {} of those {} events were split into two or three incidents.\n\
+- *Level shifts* (issue 16). The baseline is frozen during an incident, so a series that moves to a\n  \
+  new level for good used to keep its incident open to the end of the series. Now a slow level held\n  \
+  for `relearn_after` (6 h) closes the incident as `new_baseline` and the baseline moves there (see\n  \
+  the outcome column of the false-alarm tables: most long incidents on the NAB AWS series end so).\n\
+- *Intermittent degradations* (issue 16). With 30 s probes `recover_for = 2m` is five samples, and in\n  \
+  a 40 minute degradation where 40% of probes are still fast, five fast probes in a row happen by\n  \
+  chance: before issue 16, 11 of the 29 such events were split. A recovery run must now be longer than\n  \
+  chance gives at the incident's own share of fast probes: {} of those {} events are split.\n\
 - *Heavy tails at coarse cadences.* On a target whose p99 is 6x its median, about one healthy probe in\n  \
   ten is 3x slow on its own. The noise-aware floor (a run needs `q^k <= 1e-5` bad samples, up to 8)\n  \
   brought this from 14 to {:.2} false alarms a day at 30 s probes; raising `factor` for such a target\n  \
@@ -1313,7 +1756,11 @@ NAB false alarms by a few percent, so nothing depends on a lucky value. Three ch
 benchmark and are covered by unit tests: onsets start at the first of two consecutive bad samples\n\
 (a spike just before a slowdown used to pull `started_at` one or two samples early and score as a miss\n\
 plus a false alarm), recovery runs tolerate one bad sample per eight healthy ones (with one in four,\n\
-24 of the 29 intermittent events split), and the noise-aware sample floor.\n\n",
+24 of the 29 intermittent events split), and the noise-aware sample floor. Issue 16 added the burst\n\
+rule (a blip before a pause as long as it is not the onset), the ramp-proof baseline (rises at most\n\
+1.25x an hour, falls back to the level before a faster rise), the hysteresis (recovered under\n\
+`sqrt(factor)` times the baseline), chance-length recovery runs and `relearn_after`; their constants\n\
+were set on the synthetic unit tests (ramps, an office-hours day, 60%-slow probes), not on these data.\n\n",
         msft_two.rises_hit,
         msft_two.rises,
         all_synthetic.false_alarms as f64 / all_synthetic.days,

@@ -4,7 +4,9 @@
 //! A detector's state is saved whenever an incident opens, escalates or
 //! closes (at once, in the same step), whenever a bad run starts or ends (so
 //! a restart keeps an incident's original start), and otherwise at most once
-//! a minute (so the learned baseline survives restarts too). Routine saves
+//! a minute (so the learned baseline survives restarts too); an open
+//! incident's record is saved with it, so the history shows its current
+//! counts. Routine saves
 //! are batched into one transaction per [`Incidents::flush`]. On start-up
 //! the stored detectors are restored, so an incident open before a restart,
 //! even a `kill -9`, continues rather than opening anew; the detector treats
@@ -207,16 +209,22 @@ impl Incidents {
             return Ok(0);
         }
         names.sort();
+        let mut incidents: Vec<(&str, &crate::detect::Incident)> = self
+            .unsaved
+            .iter()
+            .map(|((_, t), i)| (t.as_str(), i))
+            .collect();
+        // An open incident's record follows its current counts.
+        incidents.extend(names.iter().filter_map(|n| {
+            let open = self.tracked[*n].detector.open_incident()?;
+            Some((n.as_str(), open))
+        }));
         let batch = Batch {
             detectors: names
                 .iter()
                 .map(|n| (n.as_str(), &self.tracked[*n].detector))
                 .collect(),
-            incidents: self
-                .unsaved
-                .iter()
-                .map(|((_, t), i)| (t.as_str(), i))
-                .collect(),
+            incidents,
         };
         table::save(store, &batch)?;
         self.unsaved.clear();
@@ -240,5 +248,66 @@ impl Incidents {
     /// Every target's detector.
     pub fn detectors(&self) -> impl Iterator<Item = (&str, &Detector)> {
         self.tracked.iter().map(|(n, t)| (n.as_str(), &t.detector))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::sample::{Phase, ProbeKind};
+
+    fn sample(at: DateTime<Utc>, ms: u64) -> Sample {
+        Sample {
+            target: "owa".into(),
+            kind: ProbeKind::Http,
+            started_at: at,
+            steady_at: at,
+            phases: vec![(Phase::Total, Duration::from_millis(ms))],
+            failure: None,
+            status: Some(200),
+            tls: None,
+            schedule_lag: Duration::ZERO,
+            notes: vec![],
+            messages: None,
+        }
+    }
+
+    /// Issue 16: "the open record shows its current counts". The stored
+    /// record of an open incident follows the detector's counts with the
+    /// routine saves, not only at its events.
+    #[test]
+    fn the_stored_open_record_has_its_current_counts() {
+        let config = crate::config::parse(
+            "[[target]]\nname = \"owa\"\nkind = \"http\"\nurl = \"https://127.0.0.1:9/\"\ninterval = \"10s\"\n",
+            None,
+        )
+        .unwrap();
+        let store = Store::in_memory().unwrap();
+        let mut incidents = Incidents::load(Some(store.clone()), &config.targets).unwrap();
+        let mut at: DateTime<Utc> = "2026-12-05T12:00:00Z".parse().unwrap();
+        let mut opened = None;
+        for k in 0..100 {
+            let ms = if k < 40 { 200 } else { 4000 };
+            let (event, error) = incidents.observe(&sample(at, ms));
+            assert!(error.is_none());
+            if let Some(DetectEvent::Opened(i)) = event {
+                opened = Some(i);
+            }
+            if incidents.has_unsaved() {
+                incidents.flush().unwrap();
+            }
+            at += WallDuration::seconds(10);
+        }
+        assert_eq!(opened.unwrap().slow_count, 7);
+        let history = table::history(&store, 10).unwrap();
+        assert_eq!(history.len(), 1);
+        let stored = &history[0].incident;
+        assert!(stored.is_open());
+        // Saved at most a minute (six samples) ago.
+        assert!(stored.slow_count >= 60 - 6, "{}", stored.slow_count);
+        let live = incidents.detector("owa").unwrap().open_incident().unwrap();
+        assert!(stored.slow_count <= live.slow_count);
     }
 }

@@ -362,6 +362,8 @@ impl Pipeline {
             DetectEvent::Closed(i) => tracing::info!(
                 target = %sample.target, kind = %i.kind,
                 duration_seconds = i.duration_seconds().unwrap_or_default(),
+                outcome = i.outcome.map_or("recovered", |o| o.as_str()),
+                new_baseline_seconds = i.new_baseline.map(|d| d.as_secs_f64()),
                 "incident closed"
             ),
         }

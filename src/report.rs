@@ -287,14 +287,26 @@ pub fn config_summary(c: &Config) -> String {
 }
 
 /// One recorded incident as a JSON object: the nine fields of `replay`
-/// followed by the worst phase and the slow and failed probe counts.
+/// followed by the worst phase, the slow, failed and healthy probe counts,
+/// `escalated_at`, `earlier_burst_at`, the `outcome` (`recovered`,
+/// `new_baseline`, null while open) and `new_baseline_seconds`.
 pub fn incident_json(r: &crate::store::incidents::IncidentRecord) -> Value {
-    let mut v = serde_json::to_value(crate::replay::IncidentLine::new(&r.target, &r.incident))
+    let i = &r.incident;
+    let mut v = serde_json::to_value(crate::replay::IncidentLine::new(&r.target, i))
         .expect("incident lines serialize");
     if let Value::Object(map) = &mut v {
-        map.insert("worst_phase".into(), json!(r.incident.worst_phase));
-        map.insert("slow_count".into(), json!(r.incident.slow_count));
-        map.insert("failed_count".into(), json!(r.incident.failed_count));
+        let time = |t: Option<DateTime<Utc>>| t.map(crate::replay::rfc3339);
+        map.insert("worst_phase".into(), json!(i.worst_phase));
+        map.insert("slow_count".into(), json!(i.slow_count));
+        map.insert("failed_count".into(), json!(i.failed_count));
+        map.insert("healthy_count".into(), json!(i.healthy_count));
+        map.insert("escalated_at".into(), json!(time(i.escalated_at)));
+        map.insert("earlier_burst_at".into(), json!(time(i.earlier_burst_at)));
+        map.insert("outcome".into(), json!(i.outcome.map(|o| o.as_str())));
+        map.insert(
+            "new_baseline_seconds".into(),
+            json!(i.new_baseline.map(|d| d.as_secs_f64())),
+        );
     }
     v
 }

@@ -81,6 +81,10 @@ pub struct AlertEvent {
     pub peak_latency_seconds: Option<f64>,
     /// The normal latency before the incident, seconds.
     pub baseline_latency_seconds: Option<f64>,
+    /// For an incident that ended as a level shift held for `relearn_after`
+    /// (outcome `new_baseline`): the new baseline, seconds.
+    #[serde(default)]
+    pub new_baseline_latency_seconds: Option<f64>,
     /// The latency when this event was made, seconds.
     pub current_latency_seconds: Option<f64>,
     /// The phase that slowed down most (`first_byte`, `tls`, ...).
@@ -165,6 +169,7 @@ impl AlertEvent {
             recovered_at: incident.recovered_at,
             peak_latency_seconds: incident.peak_latency.map(secs),
             baseline_latency_seconds: incident.baseline_at_onset.map(secs),
+            new_baseline_latency_seconds: incident.new_baseline.map(secs),
             current_latency_seconds: ctx.current_latency_seconds,
             worst_phase: incident.worst_phase.clone(),
             slow_count: u64::from(incident.slow_count),

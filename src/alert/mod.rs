@@ -183,6 +183,7 @@ pub(crate) mod tests {
             recovered_at: None,
             peak_latency_seconds: Some(6.2),
             baseline_latency_seconds: Some(0.18),
+            new_baseline_latency_seconds: None,
             current_latency_seconds: Some(3.8),
             worst_phase: Some("first_byte".into()),
             slow_count: 12,

@@ -26,11 +26,15 @@ pub fn alertname(e: &AlertEvent) -> String {
     format!("Mailpulse{kind}")
 }
 
-/// A short headline: `owa slow`, `owa recovered`, `TEST: owa slow`.
+/// A short headline: `owa slow`, `owa recovered`, `owa new baseline`,
+/// `TEST: owa slow`.
 pub fn title(e: &AlertEvent) -> String {
     let core = match e.status {
         AlertStatus::Firing if e.reminder => format!("{} still {}", e.target, e.incident_kind),
         AlertStatus::Firing => format!("{} {}", e.target, e.incident_kind),
+        AlertStatus::Resolved if e.new_baseline_latency_seconds.is_some() => {
+            format!("{} new baseline", e.target)
+        }
         AlertStatus::Resolved => format!("{} recovered", e.target),
     };
     if e.test {
@@ -42,7 +46,8 @@ pub fn title(e: &AlertEvent) -> String {
 
 /// The one-sentence summary, e.g. `owa slow since 02:14:05Z: latency 3.8 s
 /// against a 180 ms baseline (21x), CPU 97%, 4,120 TCP established` or
-/// `owa recovered at 02:24:08Z after 10m 3s (detected 61 s after onset, peak 6.2 s)`.
+/// `owa recovered at 02:24:08Z after 10m 3s (detected 61 s after onset, peak 6.2 s)` or
+/// `owa has a new baseline of 800 ms, was 180 ms (4.4x): slow since 02:14:05Z, held for relearn_after, accepted at 08:14:05Z`.
 pub fn summary(e: &AlertEvent) -> String {
     let text = match e.status {
         AlertStatus::Firing => firing_sentence(e),
@@ -98,6 +103,27 @@ fn firing_sentence(e: &AlertEvent) -> String {
 }
 
 fn recovery_sentence(e: &AlertEvent) -> String {
+    if let Some(new) = e.new_baseline_latency_seconds {
+        let mut s = format!(
+            "{} has a new baseline of {}",
+            e.target,
+            human::seconds(new, Style::Latency)
+        );
+        if let Some(old) = e.baseline_latency_seconds {
+            s.push_str(&format!(", was {}", human::seconds(old, Style::Latency)));
+            if let Some(r) = ratio(new, old) {
+                s.push_str(&format!(" ({r})"));
+            }
+        }
+        s.push_str(&format!(
+            ": slow since {}, held for relearn_after",
+            clock_time(e.started_at)
+        ));
+        if let Some(at) = e.recovered_at {
+            s.push_str(&format!(", accepted at {}", clock_time(at)));
+        }
+        return s;
+    }
     let mut s = match e.recovered_at {
         Some(at) => format!(
             "{} recovered at {} after {}",
@@ -162,6 +188,9 @@ pub fn facts(e: &AlertEvent) -> Vec<(&'static str, String)> {
     if let Some(v) = e.baseline_latency_seconds {
         f.push(("Baseline", human::seconds(v, Style::Latency)));
     }
+    if let Some(v) = e.new_baseline_latency_seconds {
+        f.push(("New baseline", human::seconds(v, Style::Latency)));
+    }
     if let Some(p) = &e.worst_phase {
         f.push(("Worst phase", p.clone()));
     }
@@ -221,6 +250,10 @@ pub fn annotations(e: &AlertEvent) -> BTreeMap<String, String> {
     }
     if let Some(v) = e.baseline_latency_seconds {
         put("baseline_latency_seconds", number(v));
+    }
+    if let Some(v) = e.new_baseline_latency_seconds {
+        put("outcome", "new_baseline".into());
+        put("new_baseline_latency_seconds", number(v));
     }
     if let Some(v) = e.current_latency_seconds {
         put("current_latency_seconds", number(v));
@@ -373,6 +406,35 @@ mod tests {
             "owa recovered at 02:24:08Z after 10m 3s (detected 61 s after onset, peak 6.2 s)"
         );
         assert_eq!(title(&e), "owa recovered");
+    }
+
+    /// Issue 16: a level shift held for `relearn_after` closes as a new
+    /// baseline, and its notification says so with the old and new levels.
+    #[test]
+    fn a_new_baseline_says_so_with_both_levels() {
+        let mut e = sample_event();
+        e.status = AlertStatus::Resolved;
+        e.recovered_at = Some(at("2026-12-05T08:14:05Z"));
+        e.new_baseline_latency_seconds = Some(0.8);
+        assert_eq!(title(&e), "owa new baseline");
+        assert_eq!(
+            summary(&e),
+            "owa has a new baseline of 800 ms, was 180 ms (4.4x): slow since 02:14:05Z, held for relearn_after, accepted at 08:14:05Z"
+        );
+        assert!(description(&e).contains("\nBaseline: 180 ms\nNew baseline: 800 ms\n"));
+        let a = annotations(&e);
+        assert_eq!(a.get("outcome").map(String::as_str), Some("new_baseline"));
+        assert_eq!(
+            a.get("new_baseline_latency_seconds").map(String::as_str),
+            Some("0.8")
+        );
+        // A stored alert from before issue 16 decodes, as a recovery.
+        let mut json = serde_json::to_value(sample_event()).unwrap();
+        json.as_object_mut()
+            .unwrap()
+            .remove("new_baseline_latency_seconds");
+        let old: AlertEvent = serde_json::from_value(json).unwrap();
+        assert_eq!(old.new_baseline_latency_seconds, None);
     }
 
     #[test]

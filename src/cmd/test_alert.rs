@@ -42,6 +42,7 @@ fn test_event(instance: &str, severity: &str, now: DateTime<Utc>) -> AlertEvent 
         recovered_at: None,
         peak_latency_seconds: Some(2.4),
         baseline_latency_seconds: Some(0.12),
+        new_baseline_latency_seconds: None,
         current_latency_seconds: Some(1.9),
         worst_phase: Some("first_byte".into()),
         slow_count: 4,

@@ -20,8 +20,14 @@ pub const MAX_FACTOR: f64 = 100.0;
 /// The longest accepted `for` and `recover_for`.
 pub const MAX_PERSISTENCE: Duration = Duration::from_secs(86400);
 
-/// The largest accepted `min_delta` and `threshold`.
+/// The largest accepted `min_delta`, `threshold` and `baseline`.
 pub const MAX_LATENCY_SETTING: Duration = Duration::from_secs(3600);
+
+/// The longest accepted `relearn_after`.
+pub const MAX_RELEARN_AFTER: Duration = Duration::from_secs(30 * 86400);
+
+/// The smallest accepted `bad_share`: below it a "bad run" would be mostly healthy.
+pub const MIN_BAD_SHARE: f64 = 0.1;
 
 /// One `[slowdown]` table as written; every key is optional.
 ///
@@ -32,6 +38,10 @@ pub const MAX_LATENCY_SETTING: Duration = Duration::from_secs(3600);
 /// for = "1m"            # bad samples must persist this long to open an incident
 /// recover_for = "2m"    # healthy samples must persist this long to close it
 /// # threshold = "2s"    # optional absolute limit
+/// relearn_after = "6h"  # a slow level held this long is the new normal
+/// bad_share = 0.5       # a bad run goes on while this share of its probes is bad
+/// # baseline = "80ms"   # pin the baseline instead of learning it
+/// # recover_factor = 1.7 # recovered under this many times the baseline (default sqrt(factor))
 /// ```
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -47,6 +57,14 @@ pub struct RawSlowdown {
     pub recover_for: Option<HumanDuration>,
     /// `threshold`: an absolute latency above which a sample is slow.
     pub threshold: Option<HumanDuration>,
+    /// `relearn_after`: how long a slow level must hold to become the new baseline.
+    pub relearn_after: Option<HumanDuration>,
+    /// `bad_share`: the share of a bad run's probes that must be bad for it to go on.
+    pub bad_share: Option<f64>,
+    /// `baseline`: a pinned baseline latency.
+    pub baseline: Option<HumanDuration>,
+    /// `recover_factor`: samples under this many times the baseline are recovered.
+    pub recover_factor: Option<f64>,
 }
 
 /// Merges the global table and a target's override over the defaults, and
@@ -90,6 +108,60 @@ pub fn resolve(
             }
             check_at_most(&key("threshold"), d, MAX_LATENCY_SETTING)?;
             settings.threshold = Some(d.get());
+        }
+        if let Some(d) = raw.relearn_after {
+            if d.get().is_zero() {
+                return Err((
+                    key("relearn_after"),
+                    "relearn_after must be greater than 0s".into(),
+                ));
+            }
+            check_at_most(&key("relearn_after"), d, MAX_RELEARN_AFTER)?;
+            settings.relearn_after = d.get();
+        }
+        if let Some(share) = raw.bad_share {
+            if !share.is_finite() || !(MIN_BAD_SHARE..=1.0).contains(&share) {
+                return Err((
+                    key("bad_share"),
+                    format!("bad_share must be between {MIN_BAD_SHARE} and 1, got {share}"),
+                ));
+            }
+            settings.bad_share = share;
+        }
+        if let Some(d) = raw.baseline {
+            if d.get().is_zero() {
+                return Err((key("baseline"), "baseline must be greater than 0s".into()));
+            }
+            check_at_most(&key("baseline"), d, MAX_LATENCY_SETTING)?;
+            settings.baseline = Some(d.get());
+        }
+        if let Some(f) = raw.recover_factor {
+            if !f.is_finite() || f <= 1.0 || f > MAX_FACTOR {
+                return Err((
+                    key("recover_factor"),
+                    format!(
+                        "recover_factor must be greater than 1 and at most {MAX_FACTOR}, got {f}"
+                    ),
+                ));
+            }
+            settings.recover_factor = Some(f);
+        }
+    }
+    if let Some(f) = settings.recover_factor {
+        if f > settings.factor {
+            // Reported where it was set last (the target's table wins).
+            let table = if per_target.is_some_and(|t| t.recover_factor.is_some()) {
+                "target.slowdown"
+            } else {
+                "slowdown"
+            };
+            return Err((
+                format!("{table}.recover_factor"),
+                format!(
+                    "recover_factor must be at most factor ({}), got {f}",
+                    settings.factor
+                ),
+            ));
         }
     }
     Ok(settings)
@@ -201,6 +273,68 @@ mod tests {
             "min_delta = \"2h\"",
             "",
             Err(("slowdown.min_delta", "min_delta must be at most 1h, got 2h")),
+        );
+    }
+
+    #[test]
+    fn issue_16_keys_resolve_and_validate() {
+        check(
+            "relearn_after = \"12h\"\nbad_share = 0.4",
+            "baseline = \"80ms\"\nrecover_factor = 1.5",
+            Ok(settings(|s| {
+                s.relearn_after = Duration::from_secs(12 * 3600);
+                s.bad_share = 0.4;
+                s.baseline = Some(Duration::from_millis(80));
+                s.recover_factor = Some(1.5);
+            })),
+        );
+        check(
+            "",
+            "relearn_after = \"0s\"",
+            Err((
+                "target.slowdown.relearn_after",
+                "relearn_after must be greater than 0s",
+            )),
+        );
+        check(
+            "relearn_after = \"31d\"",
+            "",
+            Err((
+                "slowdown.relearn_after",
+                "relearn_after must be at most 30d, got 31d",
+            )),
+        );
+        check(
+            "bad_share = 0.05",
+            "",
+            Err((
+                "slowdown.bad_share",
+                "bad_share must be between 0.1 and 1, got 0.05",
+            )),
+        );
+        check(
+            "",
+            "baseline = \"0s\"",
+            Err((
+                "target.slowdown.baseline",
+                "baseline must be greater than 0s",
+            )),
+        );
+        check(
+            "recover_factor = 1",
+            "",
+            Err((
+                "slowdown.recover_factor",
+                "recover_factor must be greater than 1 and at most 100, got 1",
+            )),
+        );
+        check(
+            "recover_factor = 2.5",
+            "factor = 2",
+            Err((
+                "slowdown.recover_factor",
+                "recover_factor must be at most factor (2), got 2.5",
+            )),
         );
     }
 

@@ -75,15 +75,24 @@ impl Background {
         } else {
             self.rate()
         };
-        if q <= 0.0 {
-            return MIN_BAD_SAMPLES;
-        }
-        if q >= 0.5 {
-            return MAX_BAD_SAMPLES;
-        }
-        let k = (CHANCE_RUN_PROBABILITY.ln() / q.ln()).ceil();
-        (k as u32).clamp(MIN_BAD_SAMPLES, MAX_BAD_SAMPLES)
+        chance_run_length(q, MIN_BAD_SAMPLES, MAX_BAD_SAMPLES)
     }
+}
+
+/// How many samples a run of events that each happen with probability `q`
+/// needs to be at most [`CHANCE_RUN_PROBABILITY`] likely, within `min..=max`.
+pub fn chance_run_length(q: f64, min: u32, max: u32) -> u32 {
+    if q <= 0.0 {
+        return min;
+    }
+    if q >= 1.0 {
+        return max;
+    }
+    let k = (CHANCE_RUN_PROBABILITY.ln() / q.ln()).ceil();
+    if k >= f64::from(max) {
+        return max;
+    }
+    (k as u32).clamp(min, max)
 }
 
 #[cfg(test)]

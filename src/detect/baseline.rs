@@ -29,6 +29,24 @@
 //! Compared to a rolling median this needs O(1) state (it is persisted with
 //! the detector) and follows slow drift smoothly, while the clamp and the
 //! healthy-only rule give it the robustness a median would have.
+//!
+//! # Rises faster than drift
+//!
+//! A moving average follows a ramp: a load test that takes latency from
+//! 80 ms to 640 ms over an hour keeps every sample under three times the
+//! average of the half hour before it, so nothing would ever be slow. The
+//! baseline the detector judges by ([`Baseline::value`]) is therefore not the
+//! average itself but the average limited to rise at most
+//! [`MAX_DRIFT_PER_HOUR`] per hour, the pace of a busy day's drift (an
+//! office-hours day that takes latency to 2.5x over twelve hours rises about
+//! 1.1x an hour at its steepest). When the average outruns that limit by
+//! [`FREEZE_GAP`], or [`FREEZE_SAMPLES`] learned samples in a row are above
+//! the baseline while the average rose, the rise is not drift: the baseline falls back to the
+//! *anchor*, its value when the last learned sample was at or below it (the
+//! level before the rise began), and stays there until the average comes
+//! back down to it, or until the rise has held for `thaw_after` (the
+//! detector passes `relearn_after`), when it is accepted as the new normal.
+//! Falls are followed at once: a faster target is never a false alarm.
 
 use std::time::Duration;
 
@@ -52,21 +70,56 @@ pub const LATENCY_FLOOR: Duration = Duration::from_micros(1);
 /// floats do not always survive a round trip exactly).
 const LEVEL_SCALE: f64 = 1e12;
 
+/// The judged baseline rises at most this factor per hour of learning.
+pub const MAX_DRIFT_PER_HOUR: f64 = 1.25;
+
+/// When the moving average is this factor above the rate-limited baseline,
+/// the rise outpaces drift and the baseline falls back to its anchor.
+pub const FREEZE_GAP: f64 = 1.25;
+
+/// A rise also outpaces drift when this many learned samples in a row are
+/// above the judged baseline (on a healthy target about half of them are at
+/// or below it, so twenty in a row happen about once in a million samples).
+pub const FREEZE_SAMPLES: u32 = 20;
+
 /// A robust moving estimate of typical latency in log space.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Baseline {
     /// The warm-up samples in nanoseconds, until there are enough.
     warmup: Vec<u64>,
-    /// `ln(seconds) * LEVEL_SCALE` of the current baseline, once warmed up.
+    /// `ln(seconds) * LEVEL_SCALE` of the moving average, once warmed up.
     level: Option<i64>,
     /// How many samples were learned in total.
     learned: u64,
+    /// The judged baseline in the same fixed point: `level` limited to rise
+    /// at most [`MAX_DRIFT_PER_HOUR`]; `None` (a state saved before it
+    /// existed) means `level`.
+    #[serde(default)]
+    limited: Option<i64>,
+    /// The judged baseline when the last learned sample was at or below it.
+    #[serde(default)]
+    anchor: Option<i64>,
+    /// While frozen at the anchor: microseconds of learning since it froze.
+    #[serde(default)]
+    frozen_us: Option<u64>,
+    /// Samples learned since the last one at or below the judged baseline.
+    #[serde(default)]
+    rising: u32,
 }
 
 impl Baseline {
     /// Learns from one healthy latency; `alpha` in `(0, 1]` is the weight of
-    /// a new sample once the baseline has seen more than `1/alpha` samples.
-    pub fn learn(&mut self, latency: Duration, alpha: f64) {
+    /// a new sample once the baseline has seen more than `1/alpha` samples;
+    /// `elapsed` is the time since the previous observation (how far the
+    /// judged baseline may rise), `thaw_after` how long a rise that outpaced
+    /// drift keeps it frozen at most.
+    pub fn learn(
+        &mut self,
+        latency: Duration,
+        alpha: f64,
+        elapsed: Duration,
+        thaw_after: Duration,
+    ) {
         let latency = latency.max(LATENCY_FLOOR);
         self.learned += 1;
         match self.level {
@@ -76,25 +129,94 @@ impl Baseline {
                 if self.warmup.len() >= WARMUP_SAMPLES {
                     let mut logs: Vec<f64> =
                         self.warmup.iter().map(|&n| (n as f64 / 1e9).ln()).collect();
-                    self.level = Some(to_fixed(median(&mut logs)));
+                    self.reset(to_fixed(median(&mut logs)));
                     self.warmup = Vec::new();
                 }
             }
             Some(level) => {
+                let previous = level;
                 let level = level as f64 / LEVEL_SCALE;
                 let x = latency.as_secs_f64().ln();
                 let weight = alpha.max(1.0 / self.learned as f64).min(1.0);
                 let step = MAX_STEP_FACTOR.ln();
-                self.level = Some(to_fixed(level + weight * (x - level).clamp(-step, step)));
+                let level = to_fixed(level + weight * (x - level).clamp(-step, step));
+                self.level = Some(level);
+                self.limit(previous, level, to_fixed(x), elapsed, thaw_after);
             }
         }
     }
 
-    /// The baseline, once warmed up.
+    /// Moves the judged baseline after the average moved to `level` on a
+    /// sample `x` (all in fixed point).
+    fn limit(
+        &mut self,
+        previous: i64,
+        level: i64,
+        x: i64,
+        elapsed: Duration,
+        thaw_after: Duration,
+    ) {
+        let limited = self.limited.unwrap_or(previous);
+        let anchor = self.anchor.unwrap_or(limited);
+        if let Some(frozen) = self.frozen_us {
+            let frozen =
+                frozen.saturating_add(u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX));
+            if level <= anchor
+                || frozen >= u64::try_from(thaw_after.as_micros()).unwrap_or(u64::MAX)
+            {
+                // The rise is over, or held long enough to be the new normal.
+                self.reset(level);
+            } else {
+                self.frozen_us = Some(frozen);
+            }
+            return;
+        }
+        let allowance = to_fixed(MAX_DRIFT_PER_HOUR.ln() * elapsed.as_secs_f64() / 3600.0);
+        let limited = level.min(limited.saturating_add(allowance));
+        let rising = if x <= limited { 0 } else { self.rising + 1 };
+        let outran = level - limited > to_fixed(FREEZE_GAP.ln());
+        if outran || (rising >= FREEZE_SAMPLES && level > anchor) {
+            self.limited = Some(anchor);
+            self.frozen_us = Some(0);
+            self.rising = 0;
+            return;
+        }
+        self.limited = Some(limited);
+        self.rising = rising;
+        if rising == 0 {
+            self.anchor = Some(limited);
+        }
+    }
+
+    /// Sets the average and the judged baseline to `level` (fixed point).
+    fn reset(&mut self, level: i64) {
+        self.level = Some(level);
+        self.limited = Some(level);
+        self.anchor = Some(level);
+        self.frozen_us = None;
+        self.rising = 0;
+    }
+
+    /// Makes `latency` the baseline at once (a level shift accepted as the
+    /// new normal), keeping the count of learned samples.
+    pub fn set(&mut self, latency: Duration) {
+        self.warmup = Vec::new();
+        self.reset(to_fixed(latency.max(LATENCY_FLOOR).as_secs_f64().ln()));
+    }
+
+    /// The baseline slowness is judged by, once warmed up.
     pub fn value(&self) -> Option<Duration> {
-        // Rounded to the nanosecond, so a constant latency gives itself back.
-        self.level
-            .map(|l| Duration::from_nanos(((l as f64 / LEVEL_SCALE).exp() * 1e9).round() as u64))
+        self.limited.or(self.level).map(from_fixed)
+    }
+
+    /// The moving average itself, which follows rises the baseline does not.
+    pub fn average(&self) -> Option<Duration> {
+        self.level.map(from_fixed)
+    }
+
+    /// Whether a rise that outpaced drift holds the baseline at its anchor.
+    pub fn is_frozen(&self) -> bool {
+        self.frozen_us.is_some()
     }
 
     /// How many samples were learned in total (warm-up included).
@@ -103,8 +225,14 @@ impl Baseline {
     }
 }
 
+/// A latency from a log-space level in fixed point, rounded to the
+/// nanosecond, so a constant latency gives itself back.
+pub(crate) fn from_fixed(level: i64) -> Duration {
+    Duration::from_nanos(((level as f64 / LEVEL_SCALE).exp() * 1e9).round() as u64)
+}
+
 /// A log-space level in fixed point.
-fn to_fixed(level: f64) -> i64 {
+pub(crate) fn to_fixed(level: f64) -> i64 {
     (level * LEVEL_SCALE).round() as i64
 }
 
@@ -133,7 +261,7 @@ mod tests {
         let mut b = Baseline::default();
         for v in [2000, 180, 170, 190, 185, 175, 5, 180, 182, 178] {
             assert_eq!(b.value(), None);
-            b.learn(ms(v), 0.01);
+            b.learn(ms(v), 0.01, Duration::ZERO, Duration::MAX);
         }
         let got = b.value().unwrap().as_secs_f64();
         assert!((got - 0.1805).abs() < 0.002, "{got}");
@@ -143,10 +271,11 @@ mod tests {
     fn updates_are_clamped() {
         let mut b = Baseline::default();
         for _ in 0..WARMUP_SAMPLES {
-            b.learn(ms(10), 0.5);
+            b.learn(ms(10), 0.5, Duration::ZERO, Duration::MAX);
         }
-        b.learn(ms(10_000), 1.0);
-        let got = b.value().unwrap().as_secs_f64();
+        b.learn(ms(10_000), 1.0, Duration::ZERO, Duration::MAX);
+        // The moving average: the judged baseline does not follow the jump at all.
+        let got = b.average().unwrap().as_secs_f64();
         assert!((got - 0.020).abs() < 1e-9, "{got}");
     }
 
@@ -154,7 +283,7 @@ mod tests {
     fn zero_latency_stays_finite() {
         let mut b = Baseline::default();
         for _ in 0..WARMUP_SAMPLES + 5 {
-            b.learn(Duration::ZERO, 0.1);
+            b.learn(Duration::ZERO, 0.1, Duration::ZERO, Duration::MAX);
         }
         let got = b.value().unwrap().as_secs_f64();
         assert!((got - 1e-6).abs() < 1e-9, "{got}");

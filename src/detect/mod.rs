@@ -25,11 +25,17 @@
 //! sample followed by a healthy one is a spike and ends the run, so a run's
 //! onset is the first of two consecutive bad samples (an unrelated spike just
 //! before a slowdown does not pull its `started_at` early). After that the run
-//! survives healthy samples as long as they do not outnumber its bad ones (so
+//! survives healthy samples as long as at least `bad_share` of its samples
+//! are bad (by default: as long as healthy ones do not outnumber bad ones), so
 //! a degradation where some probes still get through fast is one run, while
-//! isolated spikes on a healthy target die out at once). It becomes an
-//! incident when its bad samples span at least `for` **and** number at least
-//! [`MIN_RUN_SAMPLES`]. The sample-count floor is what makes one set of
+//! isolated spikes on a healthy target die out at once. A pause in the run
+//! (two healthy samples or more) that is as long, at `bad_share`, as the
+//! burst of bad samples before it makes that burst a blip: the next bad
+//! sample starts a new *burst*, which is the onset, and the blip is kept in
+//! the record only as `earlier_burst_at` (two slow hours, two normal ones,
+//! then the real rise: the incident starts at the rise). The current burst
+//! becomes an incident when its bad samples span at least `for` **and**
+//! number at least [`MIN_RUN_SAMPLES`]. The sample-count floor is what makes one set of
 //! defaults work at every cadence: at 1 s probes `for = 1m` needs ~61 bad
 //! samples; at 30 s it needs 3; with hourly data a single sample would
 //! already "span" an hour, which would turn every spike into an incident, so
@@ -41,18 +47,39 @@
 //!
 //! # Closing: hysteresis
 //!
-//! While an incident is open, a healthy sample starts a *recovery run*. It
-//! survives at most one bad sample per [`RECOVERY_HEALTHY_PER_BAD`] healthy
-//! ones: short recovery runs must be clean (at 30 s probes `recover_for = 2m`
-//! is five samples, and five healthy samples in a row happen by chance in a
-//! degradation where 40% of probes still get through), while long ones
-//! tolerate isolated spikes (at 1 s probes, 120 samples on a noisy target
-//! would rarely all be clean, and the incident would never close). It closes
-//! the incident once its healthy samples span at least `recover_for` and
-//! number at least [`MIN_RUN_SAMPLES`], on a healthy sample. A dip shorter
+//! While an incident is open, a *recovered* sample, one back near the
+//! baseline the incident started from (under `recover_factor` times it, by
+//! default the square root of `factor`, or less than half `min_delta` above
+//! it), starts a *recovery run*. Samples that are no longer slow but not back
+//! either (2.6x with `factor = 3`) neither close the incident nor count as
+//! bad: that is the hysteresis. A recovery run survives at most one other
+//! sample per [`RECOVERY_HEALTHY_PER_BAD`] recovered ones: short recovery
+//! runs must be clean, while long ones tolerate isolated spikes (at 1 s
+//! probes, 120 samples on a noisy target would rarely all be clean, and the
+//! incident would never close). It closes the incident once its recovered
+//! samples span at least `recover_for` and number at least as many as chance
+//! would rarely give: with a share `p` of the incident's earlier samples
+//! already recovered, `k` with `p^k` below
+//! [`background::CHANCE_RUN_PROBABILITY`] (at least [`MIN_RUN_SAMPLES`], at
+//! most [`MAX_RECOVERY_SAMPLES`] and what [`MAX_RECOVERY_SPAN`] holds; the
+//! first `k` must be clean), `p` starting
+//! from a prior of [`MIX_PRIOR_SAMPLES`] samples at `1 - bad_share` and never
+//! above it. So intermittent slowness (60% of 30 s probes slow, where
+//! five fast probes in a row are common) stays one incident while that share
+//! holds, and a clean step still closes after `recover_for`. A dip shorter
 //! than `recover_for` inside a degradation is broken off by the next bad
 //! stretch and does not split the incident. `recovered_at` is the first
-//! healthy sample of the run that closed it.
+//! recovered sample of the run that closed it.
+//!
+//! # New baseline
+//!
+//! A slow incident whose latency holds one level (a moving average, with at
+//! most one sample in [`RECOVERY_HEALTHY_PER_BAD`] more than [`SHIFT_BAND`]
+//! away from it, failures included) for `relearn_after` is a level shift,
+//! not an incident: it closes with [`Outcome::NewBaseline`], the level as
+//! `new_baseline`, and the baseline moves to it at once. Until then it stays
+//! open. A down incident, and a target with a pinned `baseline`, never
+//! relearn.
 //!
 //! # Kind
 //!
@@ -62,7 +89,9 @@
 //! latency spikiness: three failed probes in a row are not chance on a target
 //! that rarely fails. A slow incident escalates to `down` when failures alone
 //! persist like such an opening run would (a majority of the samples, for
-//! `for`); a down incident stays down until it closes.
+//! `for`), noted as `escalated_at`; a down incident stays down until it
+//! closes. The open incident's counts (`slow_count`, `failed_count`,
+//! `healthy_count`) are current at every sample.
 //!
 //! # Baseline
 //!
@@ -72,8 +101,12 @@
 //! [`BASELINE_MIN_TIME_CONSTANT_SAMPLES`] samples. It learns only from
 //! healthy samples while no incident is open and no run is pending, so the
 //! onset of a slowdown cannot pollute it, and it is frozen during incidents.
+//! The baseline slowness is judged by rises at most
+//! [`baseline::MAX_DRIFT_PER_HOUR`], and falls back to the level before a
+//! rise that outpaces that, so a ramp (80 ms to 640 ms over an hour) is
+//! judged against its starting level while a busy day's drift is followed.
 //! Until it is warm, only failures and the absolute threshold can open an
-//! incident.
+//! incident. A pinned `baseline` replaces the learned one altogether.
 //!
 //! # Gaps and time
 //!
@@ -137,6 +170,21 @@ pub const MAX_GAP_INTERVALS: u32 = 3;
 /// A recovery run tolerates one bad sample per this many healthy ones.
 pub const RECOVERY_HEALTHY_PER_BAD: u32 = 8;
 
+/// The most healthy samples a recovery run needs, however much of the
+/// incident was already healthy (see [`Detector`]'s intermittent slowness).
+pub const MAX_RECOVERY_SAMPLES: u32 = 30;
+
+/// ... and never more than this span of samples holds.
+pub const MAX_RECOVERY_SPAN: Duration = Duration::from_secs(15 * 60);
+
+/// The healthy share of an open incident is estimated as if it had begun
+/// with this many samples at the largest share a bad run may hold.
+pub const MIX_PRIOR_SAMPLES: u32 = 4;
+
+/// A level shift holds while most samples stay within this factor of its
+/// moving average.
+pub const SHIFT_BAND: f64 = 2.0;
+
 /// Relative tolerance of the `factor` comparison, for floating-point rounding.
 const FACTOR_TOLERANCE: f64 = 1e-9;
 
@@ -157,11 +205,53 @@ pub struct SlowdownSettings {
     /// Optional absolute limit: any latency above it is slow, even before
     /// the baseline is warm.
     pub threshold: Option<Duration>,
+    /// A slow incident whose latency has held steadily at one level this
+    /// long closes as a new baseline, and the baseline moves to that level;
+    /// a rise that never became slow thaws the baseline after as long.
+    #[serde(default = "default_relearn_after")]
+    pub relearn_after: Duration,
+    /// The share of samples of a bad run (and of an incident) that must be
+    /// bad for it to go on: a run survives healthy samples while at least
+    /// this share of its samples are bad.
+    #[serde(default = "default_bad_share")]
+    pub bad_share: f64,
+    /// A pinned baseline: slowness is judged against it instead of a
+    /// learned one (a soak test's known normal), and it never moves.
+    #[serde(default)]
+    pub baseline: Option<Duration>,
+    /// An incident recovers on samples below `recover_factor` times the
+    /// baseline it started from (or less than half `min_delta` above it);
+    /// `None`: the square root of `factor`, halfway in ratio.
+    #[serde(default)]
+    pub recover_factor: Option<f64>,
+}
+
+/// The default `relearn_after`: six hours.
+pub const DEFAULT_RELEARN_AFTER: Duration = Duration::from_secs(6 * 3600);
+
+/// The default `bad_share`: a bad run goes on while half its samples are bad.
+pub const DEFAULT_BAD_SHARE: f64 = 0.5;
+
+fn default_relearn_after() -> Duration {
+    DEFAULT_RELEARN_AFTER
+}
+
+fn default_bad_share() -> f64 {
+    DEFAULT_BAD_SHARE
+}
+
+impl SlowdownSettings {
+    /// The recovery factor in use: `recover_factor`, or the square root of `factor`.
+    pub fn effective_recover_factor(&self) -> f64 {
+        self.recover_factor.unwrap_or_else(|| self.factor.sqrt())
+    }
 }
 
 impl Default for SlowdownSettings {
     /// `factor = 3.0`, `min_delta = "100ms"`, `for = "1m"`,
-    /// `recover_for = "2m"`, no threshold.
+    /// `recover_for = "2m"`, no threshold, `relearn_after = "6h"`,
+    /// `bad_share = 0.5`, a learned baseline, `recover_factor` the square
+    /// root of `factor`.
     fn default() -> Self {
         SlowdownSettings {
             factor: 3.0,
@@ -169,6 +259,10 @@ impl Default for SlowdownSettings {
             for_: Duration::from_secs(60),
             recover_for: Duration::from_secs(120),
             threshold: None,
+            relearn_after: DEFAULT_RELEARN_AFTER,
+            bad_share: DEFAULT_BAD_SHARE,
+            baseline: None,
+            recover_factor: None,
         }
     }
 }
@@ -288,6 +382,27 @@ impl fmt::Display for IncidentKind {
     }
 }
 
+/// How an incident ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    /// Latency came back near the baseline it started from.
+    Recovered,
+    /// Latency held steadily at a new level for `relearn_after`: the level
+    /// is the new normal, and the baseline moved to it.
+    NewBaseline,
+}
+
+impl Outcome {
+    /// The value used in output: `recovered` or `new_baseline`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Recovered => "recovered",
+            Outcome::NewBaseline => "new_baseline",
+        }
+    }
+}
+
 /// One incident, open or closed, with its timings.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Incident {
@@ -297,7 +412,8 @@ pub struct Incident {
     pub started_at: DateTime<Utc>,
     /// The sample that confirmed it.
     pub detected_at: DateTime<Utc>,
-    /// The first healthy sample of the run that closed it; `None` while open.
+    /// The first healthy sample of the run that closed it (for a new
+    /// baseline, when the level was accepted); `None` while open.
     pub recovered_at: Option<DateTime<Utc>>,
     /// The sample that confirmed the recovery; `None` while open.
     pub closed_at: Option<DateTime<Utc>>,
@@ -314,6 +430,24 @@ pub struct Incident {
     /// How often each phase was the worst of a bad sample, in first-seen order.
     #[serde(default)]
     phase_counts: Vec<(String, u32)>,
+    /// Samples from `started_at` that were not bad.
+    #[serde(default)]
+    pub healthy_count: u32,
+    /// When a slow incident turned into a down one, if it did.
+    #[serde(default)]
+    pub escalated_at: Option<DateTime<Utc>>,
+    /// The first bad sample of an earlier burst in the same bad run, which
+    /// was not the onset (a blip before a pause as long as it); kept for
+    /// the record, not counted.
+    #[serde(default)]
+    pub earlier_burst_at: Option<DateTime<Utc>>,
+    /// How it ended; `None` while open (and in records stored before outcomes
+    /// existed, which all recovered).
+    #[serde(default)]
+    pub outcome: Option<Outcome>,
+    /// The level accepted as the new baseline, for [`Outcome::NewBaseline`].
+    #[serde(default)]
+    pub new_baseline: Option<Duration>,
 }
 
 impl Incident {
@@ -331,13 +465,21 @@ impl Incident {
             slow_count: 0,
             failed_count: 0,
             phase_counts: Vec::new(),
+            healthy_count: 0,
+            escalated_at: None,
+            earlier_burst_at: None,
+            outcome: None,
+            new_baseline: None,
         }
     }
 
-    /// Counts one bad sample.
+    /// Counts one sample.
     fn record(&mut self, obs: &Observation, verdict: Verdict) {
         match verdict {
-            Verdict::Healthy => return,
+            Verdict::Healthy => {
+                self.healthy_count += 1;
+                return;
+            }
             Verdict::Slow => self.slow_count += 1,
             Verdict::Failed => self.failed_count += 1,
         }
@@ -467,12 +609,86 @@ fn interrupt_majority(run: &mut Option<Run>) {
 /// A pending run and the incident it would become.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 struct Pending {
+    /// The whole run, which lives while its share of bad samples holds.
     run: Run,
+    /// The incident its current burst would become.
     draft: Incident,
     /// Wall clock minus time axis when the run started, in microseconds: the
     /// draft's times are axis times plus this.
     #[serde(default)]
     wall_offset_us: i64,
+    /// The current burst: the bad samples since the latest pause at least
+    /// as long as the burst before it; `None`: the whole run.
+    #[serde(default)]
+    burst: Option<Run>,
+    /// Healthy samples since the latest bad one.
+    #[serde(default)]
+    healthy_streak: u32,
+}
+
+/// How much of an open incident (outside its current recovery run) was
+/// back at the recovery level: the more, the longer a recovery run must be
+/// before it is more than chance.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+struct Mix {
+    samples: u32,
+    recovered: u32,
+}
+
+impl Mix {
+    fn add(&mut self, samples: u32, recovered: u32) {
+        self.samples = self.samples.saturating_add(samples);
+        self.recovered = self.recovered.saturating_add(recovered);
+    }
+
+    /// Healthy samples a recovery run needs, besides `recover_for`: a run
+    /// that chance alone would give at most [`background::CHANCE_RUN_PROBABILITY`]
+    /// if a share of the incident's samples were healthy. The share is
+    /// estimated with [`MIX_PRIOR_SAMPLES`] samples at the most an incident
+    /// may hold, `1 - bad_share`, so that a young incident with a few
+    /// healthy samples is not judged clean.
+    fn required_recovery_samples(&self, bad_share: f64, most_samples: u32) -> u32 {
+        let prior = f64::from(MIX_PRIOR_SAMPLES);
+        let most = 1.0 - bad_share;
+        let share = (f64::from(self.recovered) + prior * most) / (f64::from(self.samples) + prior);
+        // An incident more healthy than a bad run may be is over, not intermittent.
+        let share = share.min(most);
+        background::chance_run_length(share, MIN_RUN_SAMPLES, most_samples)
+    }
+}
+
+/// A level an open slow incident's latency holds, and since when.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct Shift {
+    /// `ln(seconds)` in fixed point ([`baseline::to_fixed`]), a moving average.
+    level: i64,
+    /// The first sample at this level.
+    since: DateTime<Utc>,
+    /// Samples within [`SHIFT_BAND`] of the level, and outside it (failures too).
+    inside: u32,
+    outside: u32,
+}
+
+impl Shift {
+    fn start(at: DateTime<Utc>, latency: Duration) -> Shift {
+        Shift {
+            level: baseline::to_fixed(latency.max(baseline::LATENCY_FLOOR).as_secs_f64().ln()),
+            since: at,
+            inside: 1,
+            outside: 0,
+        }
+    }
+
+    /// Whether the level stopped holding: more than one sample in
+    /// [`RECOVERY_HEALTHY_PER_BAD`] outside it (the first few tolerated).
+    fn broken(&self) -> bool {
+        self.outside * RECOVERY_HEALTHY_PER_BAD > self.inside.max(RECOVERY_HEALTHY_PER_BAD)
+    }
+}
+
+/// Whether a run's share of bad samples fell below `share`.
+fn share_broken(run: &Run, share: f64) -> bool {
+    f64::from(run.other) * share > f64::from(run.matching) * (1.0 - share)
 }
 
 /// The slowdown detector of one target. Feed it every probe result in order
@@ -503,6 +719,12 @@ pub struct Detector {
     recovery: Option<Run>,
     /// The failure run that may escalate an open slow incident.
     down_run: Option<Run>,
+    /// The open incident's samples outside its recovery run.
+    #[serde(default)]
+    mix: Mix,
+    /// The level the open slow incident holds, which may become the new baseline.
+    #[serde(default)]
+    shift: Option<Shift>,
 }
 
 impl Detector {
@@ -520,6 +742,8 @@ impl Detector {
             incident: None,
             recovery: None,
             down_run: None,
+            mix: Mix::default(),
+            shift: None,
         }
     }
 
@@ -548,9 +772,15 @@ impl Detector {
         }
     }
 
-    /// The learned baseline, once warm.
+    /// The baseline slowness is judged against: the pinned one, or the
+    /// learned one once warm.
     pub fn baseline(&self) -> Option<Duration> {
-        self.baseline.value()
+        self.settings.baseline.or(self.baseline.value())
+    }
+
+    /// The learned baseline's estimator.
+    pub fn learned_baseline(&self) -> &Baseline {
+        &self.baseline
     }
 
     /// The typical interval between observations, once two were seen.
@@ -592,7 +822,7 @@ impl Detector {
         if self.settings.threshold.is_some_and(|t| latency > t) {
             return Verdict::Slow;
         }
-        if let Some(base) = self.baseline.value() {
+        if let Some(base) = self.baseline() {
             let ratio_line = base.as_secs_f64() * self.settings.factor * (1.0 - FACTOR_TOLERANCE);
             let delta_line = base.saturating_add(self.settings.min_delta);
             if latency.as_secs_f64() >= ratio_line && latency >= delta_line {
@@ -600,6 +830,25 @@ impl Detector {
             }
         }
         Verdict::Healthy
+    }
+
+    /// Whether a sample is back near `base`, the baseline an incident
+    /// started from: under `recover_factor` times it, or less than half
+    /// `min_delta` above it (and not over the threshold). Without a
+    /// baseline, any sample that is not bad.
+    fn is_recovered(&self, latency: Option<Duration>, base: Option<Duration>) -> bool {
+        let Some(latency) = latency else {
+            return false;
+        };
+        if self.classify(Some(latency)).is_bad() {
+            return false;
+        }
+        let Some(base) = base else {
+            return true;
+        };
+        let ratio_line = base.as_secs_f64() * self.settings.effective_recover_factor();
+        let delta_line = base.saturating_add(self.settings.min_delta / 2);
+        latency.as_secs_f64() < ratio_line || latency < delta_line
     }
 
     /// Feeds one observation; returns what it changed, if anything.
@@ -615,23 +864,28 @@ impl Detector {
             }
         }
         let wall_offset = obs.wall.map_or(0, |w| micros(w - at).unwrap_or(0));
+        let mut interval = Duration::ZERO;
         if let Some(last) = self.last_at {
-            let interval = (at - last).to_std().unwrap_or_default();
+            interval = (at - last).to_std().unwrap_or_default();
             if interval > self.max_gap() {
                 // Nothing is known about the silence: runs in progress cannot
                 // be said to have persisted through it.
                 self.drop_pending();
-                self.recovery = None;
+                self.drop_recovery();
                 self.down_run = None;
+                self.cadence.record(interval);
+                // How far the baseline may rise is not known either.
+                interval = Duration::ZERO;
+            } else {
+                self.cadence.record(interval);
             }
-            self.cadence.record(interval);
         }
         self.last_at = Some(at);
         let verdict = self.classify(obs.latency);
         if self.incident.is_some() {
             self.observe_during_incident(at, obs, verdict)
         } else {
-            self.observe_outside_incident(at, wall_offset, obs, verdict)
+            self.observe_outside_incident(at, wall_offset, interval, obs, verdict)
         }
     }
 
@@ -661,10 +915,17 @@ impl Detector {
         }
     }
 
+    /// Drops the recovery run; its samples join the incident's mix.
+    fn drop_recovery(&mut self) {
+        if let Some(r) = self.recovery.take() {
+            self.mix.add(r.matching + r.other, r.matching);
+        }
+    }
+
     /// Counts a sample outside incidents towards the background rates, once
     /// slowness can be judged at all.
     fn record_background(&mut self, verdict: Verdict) {
-        if self.baseline.value().is_some() || self.settings.threshold.is_some() {
+        if self.baseline().is_some() || self.settings.threshold.is_some() {
             self.background
                 .record(verdict == Verdict::Slow, verdict == Verdict::Failed);
         }
@@ -674,15 +935,19 @@ impl Detector {
         &mut self,
         at: DateTime<Utc>,
         wall_offset_us: i64,
+        interval: Duration,
         obs: &Observation,
         verdict: Verdict,
     ) -> Option<DetectEvent> {
+        let share = self.settings.bad_share;
         if verdict == Verdict::Healthy {
             match &mut self.pending {
                 Some(p) => {
                     p.run.other += 1;
+                    p.healthy_streak += 1;
+                    p.draft.record(obs, verdict);
                     // A lone bad sample is a spike, not an onset.
-                    if p.run.matching < 2 || p.run.other > p.run.matching {
+                    if p.run.matching < 2 || share_broken(&p.run, share) {
                         self.drop_pending();
                     }
                 }
@@ -693,29 +958,48 @@ impl Detector {
             if self.pending.is_none() {
                 if let Some(latency) = obs.latency {
                     let alpha = self.baseline_alpha();
-                    self.baseline.learn(latency, alpha);
+                    self.baseline
+                        .learn(latency, alpha, interval, self.settings.relearn_after);
                 }
             }
             return None;
         }
-        let baseline = self.baseline.value();
+        let baseline = self.baseline();
         let pending = match self.pending.as_mut() {
             Some(p) => {
+                let burst_bad = p.burst.as_ref().map_or(p.run.matching, |b| b.matching);
                 p.run.extend(at);
+                if p.healthy_streak >= 2
+                    && f64::from(p.healthy_streak) * share >= f64::from(burst_bad) * (1.0 - share)
+                {
+                    // A pause as long as the burst before it: that burst was
+                    // a blip, and the onset is here.
+                    let earlier = p.draft.earlier_burst_at.unwrap_or(p.draft.started_at);
+                    p.draft = Incident::draft(shift(at, p.wall_offset_us), baseline);
+                    p.draft.earlier_burst_at = Some(earlier);
+                    p.burst = Some(Run::new(at));
+                } else if let Some(b) = &mut p.burst {
+                    b.extend(at);
+                }
+                p.healthy_streak = 0;
                 p
             }
             None => self.pending.insert(Pending {
                 run: Run::new(at),
                 draft: Incident::draft(shift(at, wall_offset_us), baseline),
                 wall_offset_us,
+                burst: None,
+                healthy_streak: 0,
             }),
         };
         pending.draft.record(obs, verdict);
         let mostly_failures = pending.draft.failed_count >= pending.draft.slow_count;
         let required = self.background.required_bad_samples(mostly_failures);
-        if !pending.run.holds(self.settings.for_, required) {
+        let burst = pending.burst.as_ref().unwrap_or(&pending.run);
+        if !burst.holds(self.settings.for_, required) {
             return None;
         }
+        let burst_first_at = burst.first_at;
         let Pending {
             mut draft,
             wall_offset_us,
@@ -730,6 +1014,15 @@ impl Detector {
         };
         self.recovery = None;
         self.down_run = None;
+        self.mix = Mix::default();
+        self.mix.add(
+            draft.slow_count + draft.failed_count + draft.healthy_count,
+            draft.healthy_count,
+        );
+        self.shift = obs.latency.map(|l| Shift {
+            inside: draft.slow_count,
+            ..Shift::start(burst_first_at, l)
+        });
         self.incident = Some(draft.clone());
         Some(DetectEvent::Opened(draft))
     }
@@ -740,9 +1033,18 @@ impl Detector {
         obs: &Observation,
         verdict: Verdict,
     ) -> Option<DetectEvent> {
+        let onset_base = self.incident.as_ref()?.baseline_at_onset;
+        let recovered = self.is_recovered(obs.latency, onset_base.or(self.baseline()));
+        let required = self
+            .mix
+            .required_recovery_samples(self.settings.bad_share, self.max_recovery_samples());
+        let offset = self.incident_wall_offset_us;
         let incident = self.incident.as_mut()?;
-        if verdict == Verdict::Healthy {
+        incident.record(obs, verdict);
+        if verdict != Verdict::Failed {
             interrupt_majority(&mut self.down_run);
+        }
+        if recovered {
             let recovery = match self.recovery.as_mut() {
                 Some(r) => {
                     r.extend(at);
@@ -750,29 +1052,40 @@ impl Detector {
                 }
                 None => self.recovery.insert(Run::new(at)),
             };
-            if !recovery.holds(self.settings.recover_for, MIN_RUN_SAMPLES) {
-                return None;
+            if recovery.holds(self.settings.recover_for, required) {
+                incident.recovered_at = Some(shift(recovery.first_at, offset));
+                incident.closed_at = Some(shift(at, offset));
+                incident.outcome = Some(Outcome::Recovered);
+                return self.close();
             }
-            let offset = self.incident_wall_offset_us;
-            incident.recovered_at = Some(shift(recovery.first_at, offset));
+        } else {
+            match &mut self.recovery {
+                Some(r) => {
+                    r.other += 1;
+                    // Until it has the samples chance would rarely give, a
+                    // recovery run must be clean.
+                    if r.matching < required || r.other * RECOVERY_HEALTHY_PER_BAD > r.matching {
+                        self.drop_recovery();
+                    }
+                }
+                None => self.mix.add(1, 0),
+            }
+        }
+        if recovered {
+            // Back near the old baseline is a recovery, not a new level.
+            self.shift = None;
+        } else if self.track_shift(at, obs.latency) {
+            let level = self.shift.as_ref().map(|s| baseline::from_fixed(s.level))?;
+            self.baseline.set(level);
+            let incident = self.incident.as_mut()?;
+            incident.recovered_at = Some(shift(at, offset));
             incident.closed_at = Some(shift(at, offset));
-            let closed = self.incident.take()?;
-            self.recovery = None;
-            self.down_run = None;
-            return Some(DetectEvent::Closed(closed));
+            incident.outcome = Some(Outcome::NewBaseline);
+            incident.new_baseline = Some(level);
+            return self.close();
         }
-        incident.record(obs, verdict);
-        if let Some(r) = &mut self.recovery {
-            r.other += 1;
-            if r.other * RECOVERY_HEALTHY_PER_BAD > r.matching {
-                self.recovery = None;
-            }
-        }
-        if incident.kind == IncidentKind::Down {
-            return None;
-        }
-        if verdict != Verdict::Failed {
-            interrupt_majority(&mut self.down_run);
+        let incident = self.incident.as_mut()?;
+        if incident.kind == IncidentKind::Down || verdict != Verdict::Failed {
             return None;
         }
         let down = match self.down_run.as_mut() {
@@ -789,7 +1102,73 @@ impl Detector {
             return None;
         }
         incident.kind = IncidentKind::Down;
+        incident.escalated_at = Some(shift(at, offset));
         self.down_run = None;
+        self.shift = None;
         Some(DetectEvent::Escalated(incident.clone()))
+    }
+
+    /// Ends the open incident (its record is complete) and every run that
+    /// belonged to it.
+    fn close(&mut self) -> Option<DetectEvent> {
+        let closed = self.incident.take()?;
+        self.recovery = None;
+        self.down_run = None;
+        self.mix = Mix::default();
+        self.shift = None;
+        Some(DetectEvent::Closed(closed))
+    }
+
+    /// The most samples a recovery run may need: [`MAX_RECOVERY_SAMPLES`],
+    /// and no more than [`MAX_RECOVERY_SPAN`] holds (at least
+    /// [`MIN_RUN_SAMPLES`]), so sparse data (hourly series) is not asked for
+    /// a clean day.
+    fn max_recovery_samples(&self) -> u32 {
+        let by_time = match self.cadence.typical() {
+            Some(t) if !t.is_zero() => {
+                (MAX_RECOVERY_SPAN.as_secs_f64() / t.as_secs_f64()).floor() as u32
+            }
+            _ => MAX_RECOVERY_SAMPLES,
+        };
+        by_time.clamp(MIN_RUN_SAMPLES, MAX_RECOVERY_SAMPLES)
+    }
+
+    /// Follows the level an open slow incident holds; true once it has held
+    /// steadily for `relearn_after` (never with a pinned baseline, nor for
+    /// a down incident).
+    fn track_shift(&mut self, at: DateTime<Utc>, latency: Option<Duration>) -> bool {
+        let slow = self
+            .incident
+            .as_ref()
+            .is_some_and(|i| i.kind == IncidentKind::Slow);
+        if !slow || self.settings.baseline.is_some() {
+            self.shift = None;
+            return false;
+        }
+        let alpha = self.baseline_alpha();
+        let Some(s) = &mut self.shift else {
+            self.shift = latency.map(|l| Shift::start(at, l));
+            return false;
+        };
+        match latency {
+            None => s.outside += 1,
+            Some(l) => {
+                let x = baseline::to_fixed(l.max(baseline::LATENCY_FLOOR).as_secs_f64().ln());
+                let band = baseline::to_fixed(SHIFT_BAND.ln());
+                if (x - s.level).abs() <= band {
+                    s.inside += 1;
+                } else {
+                    s.outside += 1;
+                }
+                let step = (x - s.level).clamp(-band, band) as f64 * alpha;
+                s.level += step.round() as i64;
+            }
+        }
+        if s.broken() {
+            self.shift = latency.map(|l| Shift::start(at, l));
+            return false;
+        }
+        let held = (at - s.since).to_std().unwrap_or_default();
+        held >= self.settings.relearn_after && s.inside >= MIN_RUN_SAMPLES
     }
 }

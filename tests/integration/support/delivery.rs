@@ -142,6 +142,7 @@ pub fn slow(key: &str, started: DateTime<Utc>) -> AlertEvent {
         recovered_at: None,
         peak_latency_seconds: Some(6.2),
         baseline_latency_seconds: Some(0.18),
+        new_baseline_latency_seconds: None,
         current_latency_seconds: Some(3.8),
         worst_phase: Some("first_byte".into()),
         slow_count: 12,
