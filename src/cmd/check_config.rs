@@ -4,6 +4,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use super::out;
 use crate::config;
 use crate::report;
 
@@ -23,7 +24,7 @@ pub fn run(args: &Args) -> ExitCode {
             for w in &c.warnings {
                 eprintln!("warning: {w}");
             }
-            print!("{}", report::config_summary(&c));
+            out::print(report::config_summary(&c));
             ExitCode::SUCCESS
         }
         Err(e) => {

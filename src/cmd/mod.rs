@@ -1,7 +1,8 @@
 //! The command line: the top-level [`Cli`], the [`Command`] enum, and
 //! [`run()`], which hands each subcommand to its own file. One file per
 //! subcommand holds its clap arguments (`Args`) and its `run`; a command
-//! prints for people and returns the exit code it wants (`Err` is printed
+//! prints for people (through [`out`], where a reader that left early is a
+//! normal end) and returns the exit code it wants (`Err` is printed
 //! once by `main.rs` as a chain, and exits 1). To add a command: a file here
 //! with `Args` and `run`, a variant in [`Command`], a line in [`run()`].
 
@@ -15,6 +16,7 @@ use crate::config::{self, Config};
 pub mod check_config;
 pub mod hash_password;
 pub mod incidents;
+pub mod out;
 pub mod probe;
 pub mod replay;
 pub mod run;
@@ -66,7 +68,7 @@ pub enum Command {
 
 /// Runs one subcommand; the exit code it asks for, or the error to print.
 pub async fn run(command: Command) -> anyhow::Result<ExitCode> {
-    match command {
+    let code = match command {
         Command::Run(args) => run::run(&args).await,
         Command::CheckConfig(args) => Ok(check_config::run(&args)),
         Command::Probe(args) => probe::run(&args).await,
@@ -75,7 +77,10 @@ pub async fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Incidents(args) => incidents::run(&args),
         Command::TestAlert(args) => test_alert::run(&args).await,
         Command::Silence(args) => silence::run(&args).await,
-    }
+    }?;
+    // A reader that left early is a normal end; a failed write is not.
+    out::finish().map_err(|e| anyhow::anyhow!("cannot write to standard output: {e}"))?;
+    Ok(code)
 }
 
 /// Where the configuration comes from, for the commands whose `--config`

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 
+use super::out;
 use crate::config::{self, Target};
 use crate::probe::{self, Prober};
 use crate::report;
@@ -66,14 +67,14 @@ pub async fn run(args: &Args) -> anyhow::Result<ExitCode> {
             .iter()
             .map(|(_, s)| report::sample_json(s))
             .collect();
-        println!("{}", serde_json::to_string_pretty(&list)?);
+        out::line(serde_json::to_string_pretty(&list)?);
     } else {
         let now = chrono::Utc::now();
         let blocks: Vec<String> = samples
             .iter()
             .map(|(_, s)| report::sample_table(s, now))
             .collect();
-        print!("{}", blocks.join("\n"));
+        out::print(blocks.join("\n"));
     }
     Ok(if all_ok {
         ExitCode::SUCCESS

@@ -11,6 +11,7 @@ use anyhow::{bail, Context as _};
 use chrono::{DateTime, SubsecRound, Utc};
 use clap::Subcommand;
 
+use super::out;
 use crate::alert::render;
 use crate::config::alerting::WindowSchedule;
 use crate::config::duration::parse_duration;
@@ -103,7 +104,7 @@ pub async fn run(args: &Args) -> anyhow::Result<ExitCode> {
                     .ok(),
             };
             let id = outbox::add_silence(&store, &silence)?;
-            println!(
+            out::line(format_args!(
                 "silence {id} added: {} until {} ({})",
                 if target == "*" {
                     "all targets".into()
@@ -112,7 +113,7 @@ pub async fn run(args: &Args) -> anyhow::Result<ExitCode> {
                 },
                 render::rfc3339(silence.ends_at),
                 terminal_text(&silence.reason)
-            );
+            ));
         }
         SilenceCommand::List { all } => {
             let silences = outbox::silences(&store)?;
@@ -121,12 +122,12 @@ pub async fn run(args: &Args) -> anyhow::Result<ExitCode> {
                 .filter(|s| *all || s.ends_at > now)
                 .collect();
             if shown.is_empty() {
-                println!("no silences");
+                out::line("no silences");
             } else {
-                println!(
+                out::line(format_args!(
                     "{:<5} {:<16} {:<21} {:<21} {:<8} REASON",
                     "ID", "TARGET", "STARTS", "ENDS", "STATE"
-                );
+                ));
                 for s in shown {
                     let state = if s.ends_at <= now {
                         "ended"
@@ -138,7 +139,7 @@ pub async fn run(args: &Args) -> anyhow::Result<ExitCode> {
                     // Reasons, targets and users are whatever was typed
                     // (or stored by another tool): escape what a terminal
                     // would obey instead of show.
-                    println!(
+                    out::line(format_args!(
                         "{:<5} {:<16} {:<21} {:<21} {:<8} {}{}",
                         s.id,
                         terminal_text(&s.target),
@@ -150,7 +151,7 @@ pub async fn run(args: &Args) -> anyhow::Result<ExitCode> {
                             .as_deref()
                             .map(|u| format!(" (by {})", terminal_text(u)))
                             .unwrap_or_default()
-                    );
+                    ));
                 }
             }
             for w in &file.alerting.maintenance {
@@ -182,16 +183,16 @@ pub async fn run(args: &Args) -> anyhow::Result<ExitCode> {
                         human::duration(*duration, Style::Spaced)
                     ),
                 };
-                println!(
+                out::line(format_args!(
                     "maintenance {:?}: {targets}, {when}{}",
                     w.name,
                     if w.open_at(now) { " (open now)" } else { "" }
-                );
+                ));
             }
         }
         SilenceCommand::Remove { id } => {
             if outbox::remove_silence(&store, *id)? {
-                println!("silence {id} removed");
+                out::line(format_args!("silence {id} removed"));
             } else {
                 bail!("no silence with id {id}");
             }

@@ -9,6 +9,7 @@ use std::process::ExitCode;
 use anyhow::{bail, Context as _};
 use chrono::{DateTime, SubsecRound, Utc};
 
+use super::out;
 use crate::alert::{build_receiver, render, AlertEvent, AlertStatus, HostLoad, ReceiverContext};
 use crate::config::load_alerting;
 use crate::config::DEFAULT_CONFIG_PATH;
@@ -92,12 +93,12 @@ pub async fn run(args: &Args) -> anyhow::Result<ExitCode> {
         .send(&event)
         .await
         .with_context(|| format!("test notification to {} ({}) failed", rc.name, rc.kind()))?;
-    println!(
+    out::line(format_args!(
         "sent a test notification to {} ({}): {}",
         rc.name,
         rc.kind(),
         render::summary(&event)
-    );
+    ));
     if receiver.stateful() {
         event.status = AlertStatus::Resolved;
         event.recovered_at = Some(now);
@@ -105,7 +106,7 @@ pub async fn run(args: &Args) -> anyhow::Result<ExitCode> {
             .send(&event)
             .await
             .with_context(|| format!("resolving the test alert at {} failed", rc.name))?;
-        println!("resolved the test alert at {}", rc.name);
+        out::line(format_args!("resolved the test alert at {}", rc.name));
     }
     Ok(ExitCode::SUCCESS)
 }

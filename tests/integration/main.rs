@@ -15,6 +15,7 @@ mod alert_outage_hour;
 mod alert_receiver_panic;
 mod alert_secrets;
 mod alerts;
+mod commands;
 mod config;
 mod dashboards;
 mod fleet;
