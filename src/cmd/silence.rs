@@ -11,12 +11,10 @@ use anyhow::{bail, Context as _};
 use chrono::{DateTime, SubsecRound, Utc};
 use clap::Subcommand;
 
-use super::out;
+use super::{out, ConfigSource};
 use crate::alert::render;
 use crate::config::alerting::WindowSchedule;
 use crate::config::duration::parse_duration;
-use crate::config::load_alerting;
-use crate::config::DEFAULT_CONFIG_PATH;
 use crate::human::{self, Style};
 use crate::report::terminal_text;
 use crate::store::outbox::{self, Silence};
@@ -28,9 +26,10 @@ pub struct Args {
     /// What to do.
     #[command(subcommand)]
     pub command: SilenceCommand,
-    /// Configuration file (for `[agent] state_dir`).
-    #[arg(short, long, value_name = "FILE", default_value = DEFAULT_CONFIG_PATH, global = true)]
-    pub config: PathBuf,
+    /// Configuration file (for `[agent] state_dir`). Without it,
+    /// /etc/mailpulse/mailpulse.toml if it exists, else the built-in default.
+    #[arg(short, long, value_name = "FILE", global = true)]
+    pub config: Option<PathBuf>,
 }
 
 /// The silence subcommands.
@@ -67,7 +66,7 @@ pub enum SilenceCommand {
 
 /// Runs `mailpulse silence ...`.
 pub async fn run(args: &Args) -> anyhow::Result<ExitCode> {
-    let file = load_alerting(&args.config)?;
+    let file = ConfigSource::new(args.config.clone()).load_alerting()?;
     let state_dir = file.state_dir.clone();
     let store = tokio::task::spawn_blocking(move || Store::open(&state_dir)).await??;
     // Whole seconds: silences are listed and compared by humans.

@@ -1,13 +1,16 @@
-//! Commands that agree (issue 20), through the real binary: a reader that
-//! closes standard output early is a normal end for every command (no
-//! panic, no error text, the command's own exit code).
+//! Commands that agree (issue 20), through the real binary: one rule for
+//! where every command's configuration comes from (`--config`, else
+//! /etc/mailpulse/mailpulse.toml if it exists, else the built-in default,
+//! said on stderr), and a reader that closes standard output early is a
+//! normal end for every command (no panic, no error text, the command's own
+//! exit code).
 
 use crate::support;
 
 use std::io::Write as _;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::{Command, Output, Stdio};
 
 use support::write_file;
 
@@ -187,4 +190,251 @@ fn incidents_json_piped_into_head_ends_cleanly() {
     let first: serde_json::Value = serde_json::from_str(stdout.trim_end()).unwrap();
     assert_eq!(first["target"], "owa", "{stdout}");
     assert_eq!(text(&out.stderr), "exit=0\n");
+}
+
+/// The default configuration path the commands look at.
+const DEFAULT_CONFIG: &str = "/etc/mailpulse/mailpulse.toml";
+
+/// What every command says on stderr when it runs on the built-in default.
+const NOTE: &str = "mailpulse: no configuration file (no --config, and /etc/mailpulse/mailpulse.toml does not exist); using the built-in default (host load only: no targets, no receivers)\n";
+
+/// `mailpulse ARGS` with its state directory (for the built-in default,
+/// which has no `state_dir`) in `state`.
+fn mailpulse_in(state: &Path, args: &[&str]) -> Output {
+    Command::new(support::bin())
+        .args(args)
+        .env("STATE_DIRECTORY", state)
+        .env_remove("CREDENTIALS_DIRECTORY")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap()
+}
+
+/// Whether the machine has a default configuration file, so that the
+/// built-in default cannot be tested here (prints why).
+fn default_file_exists() -> bool {
+    let exists = std::fs::symlink_metadata(DEFAULT_CONFIG).is_ok();
+    if exists {
+        eprintln!("skipping: {DEFAULT_CONFIG} exists on this machine, so no command runs on the built-in default");
+    }
+    exists
+}
+
+/// Whether this process runs as root (mount namespaces need it).
+fn is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("Uid:"))
+                .and_then(|ids| ids.split_whitespace().nth(1).map(|euid| euid == "0"))
+        })
+        .unwrap_or(false)
+}
+
+/// issue 20: without `--config` and without /etc/mailpulse/mailpulse.toml,
+/// `run` and `incidents` used the built-in default while `check-config`,
+/// `probe`, `silence` and `test-alert` failed with "cannot read
+/// configuration". Now every one of them takes the built-in default, says
+/// so once on stderr, and where it leaves nothing to do says why.
+#[test]
+fn without_a_file_every_command_runs_on_the_builtin_default() {
+    if default_file_exists() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    std::fs::create_dir(&state).unwrap();
+
+    let out = mailpulse_in(&state, &["check-config"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stderr), NOTE);
+    let summary = text(&out.stdout);
+    assert!(
+        summary.starts_with("built-in default: valid\n"),
+        "{summary}"
+    );
+    assert!(
+        summary.contains(&format!("state in {}, ", state.display())),
+        "{summary}"
+    );
+    assert!(summary.contains("\ntargets: 0\n"), "{summary}");
+
+    let out = mailpulse_in(&state, &["incidents"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stderr), NOTE);
+    assert_eq!(
+        text(&out.stdout),
+        format!("no incidents recorded in {}\n", state.display())
+    );
+
+    // silence keeps its silences in the default state directory, where the
+    // daemon on the built-in default looks for them.
+    let out = mailpulse_in(
+        &state,
+        &[
+            "silence", "add", "--target", "owa", "--for", "2h", "--reason", "patching",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stderr), NOTE);
+    assert!(
+        text(&out.stdout).starts_with("silence 1 added: owa until "),
+        "{}",
+        text(&out.stdout)
+    );
+    assert!(state.join("mailpulse.redb").exists());
+    let out = mailpulse_in(&state, &["silence", "list"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stderr), NOTE);
+    let list = text(&out.stdout);
+    assert!(list.starts_with("ID "), "{list}");
+    assert!(list.contains(" active   patching"), "{list}");
+    let out = mailpulse_in(&state, &["silence", "remove", "1"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "silence 1 removed\n");
+
+    // Nothing to probe and no receiver to test: an error that says why,
+    // not "cannot read configuration".
+    let out = mailpulse_in(&state, &["probe"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        text(&out.stderr),
+        format!(
+            "{NOTE}mailpulse: error: nothing to probe: the built-in default has no targets; name a file with --config FILE\n"
+        )
+    );
+    assert!(out.stdout.is_empty());
+    let out = mailpulse_in(&state, &["test-alert", "--receiver", "pager"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        text(&out.stderr),
+        "mailpulse: error: no receiver named \"pager\": the built-in default has no receivers; name the file that defines it with --config FILE\n"
+    );
+}
+
+/// The rule's first clause: a file named with `--config` must exist, for
+/// every command (no falling back to a default).
+#[test]
+fn a_named_file_that_is_missing_is_an_error_for_every_command() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("missing.toml");
+    let m = missing.to_str().unwrap();
+    let state = dir.path();
+    let why = format!("{m}: cannot read configuration: No such file or directory (os error 2)\n");
+    let cases: [&[&str]; 6] = [
+        &["check-config", "--config", m],
+        &["probe", "--config", m],
+        &["incidents", "--config", m],
+        &["silence", "list", "--config", m],
+        &["test-alert", "--receiver", "pager", "--config", m],
+        &["replay", "--csv", m, "--config", m],
+    ];
+    for args in cases {
+        let out = mailpulse_in(state, args);
+        assert_eq!(out.status.code(), Some(1), "{args:?}");
+        let stderr = text(&out.stderr);
+        let want = if args[0] == "check-config" {
+            why.clone()
+        } else {
+            format!("mailpulse: error: {why}")
+        };
+        assert_eq!(stderr, want, "{args:?}");
+    }
+}
+
+/// The rule's second clause, on the real path: with no `--config`, an
+/// /etc/mailpulse/mailpulse.toml that exists is what every command reads
+/// (and nothing is said about a built-in default). The file is put there
+/// in a private mount namespace (an overlay on /etc that only the command
+/// sees), so the machine's /etc is never written. Needs root.
+#[test]
+fn without_config_the_default_file_is_read_when_it_exists() {
+    if !is_root() {
+        eprintln!(
+            "skipping: not root (an overlay on /etc in a private mount namespace needs root)"
+        );
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let etc = dir.path().join("etc");
+    std::fs::create_dir_all(etc.join("mailpulse")).unwrap();
+    let state = dir.path().join("state");
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    write_file(
+        &etc.join("mailpulse"),
+        "mailpulse.toml",
+        &format!(
+            "[agent]\nstate_dir = \"{}\"\n[[target]]\nname = \"smtp-local\"\nkind = \"tcp\"\naddress = \"127.0.0.1:{port}\"\n\
+             [[receiver]]\nname = \"hook\"\nkind = \"webhook\"\nurl = \"http://127.0.0.1:9/hook\"\n",
+            state.display()
+        ),
+    );
+    let in_namespace = |args: &str| -> Option<Output> {
+        let script = format!(
+            "mount -t overlay overlay -o lowerdir={}:/etc /etc || exit 97; exec {} {args}",
+            etc.display(),
+            support::bin().display()
+        );
+        let out = Command::new("unshare")
+            .args(["--mount", "--propagation", "private", "sh", "-c", &script])
+            .env_remove("STATE_DIRECTORY")
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        if out.status.code() == Some(97) {
+            eprintln!(
+                "skipping: cannot mount an overlay on /etc here: {}",
+                text(&out.stderr)
+            );
+            return None;
+        }
+        Some(out)
+    };
+    let Some(out) = in_namespace("check-config") else {
+        return;
+    };
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stderr), "");
+    let summary = text(&out.stdout);
+    assert!(
+        summary.starts_with(&format!("{DEFAULT_CONFIG}: valid\n")),
+        "{summary}"
+    );
+    assert!(summary.contains("\n  smtp-local "), "{summary}");
+
+    let out = in_namespace("probe").unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).contains("smtp-local"),
+        "{}",
+        text(&out.stdout)
+    );
+    drop(listener);
+
+    let out = in_namespace("silence add --for 1h --reason upgrade").unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stderr), "");
+    assert!(
+        state.join("mailpulse.redb").exists(),
+        "the file's state_dir"
+    );
+
+    let out = in_namespace("incidents").unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(
+        text(&out.stdout),
+        format!("no incidents recorded in {}\n", state.display())
+    );
+
+    // test-alert finds the file's receiver (which nothing answers).
+    let out = in_namespace("test-alert --receiver hook").unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr)
+            .starts_with("mailpulse: error: test notification to hook (webhook) failed"),
+        "{}",
+        text(&out.stderr)
+    );
 }
