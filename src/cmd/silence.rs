@@ -13,10 +13,8 @@ use clap::Subcommand;
 
 use super::{out, ConfigSource};
 use crate::alert::render;
-use crate::config::alerting::WindowSchedule;
 use crate::config::duration::parse_duration;
-use crate::human::{self, Style};
-use crate::report::terminal_text;
+use crate::report::{self, terminal_text};
 use crate::store::outbox::{self, Silence};
 use crate::store::Store;
 
@@ -154,37 +152,9 @@ pub async fn run(args: &Args) -> anyhow::Result<ExitCode> {
                 }
             }
             for w in &file.alerting.maintenance {
-                let targets = if w.targets.is_empty() {
-                    "all targets".to_string()
-                } else {
-                    w.targets
-                        .iter()
-                        .map(|g| terminal_text(&g.0))
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                };
-                let when = match &w.schedule {
-                    WindowSchedule::Once { start, end } => {
-                        format!("{} to {}", render::rfc3339(*start), render::rfc3339(*end))
-                    }
-                    WindowSchedule::Weekly {
-                        weekday,
-                        at,
-                        duration,
-                    } => format!(
-                        "every {weekday} {} UTC for {}",
-                        at.format("%H:%M"),
-                        human::duration(*duration, Style::Spaced)
-                    ),
-                    WindowSchedule::Daily { at, duration } => format!(
-                        "every day {} UTC for {}",
-                        at.format("%H:%M"),
-                        human::duration(*duration, Style::Spaced)
-                    ),
-                };
                 out::line(format_args!(
-                    "maintenance {:?}: {targets}, {when}{}",
-                    w.name,
+                    "maintenance {}{}",
+                    report::maintenance_window(w),
                     if w.open_at(now) { " (open now)" } else { "" }
                 ));
             }

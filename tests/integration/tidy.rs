@@ -60,7 +60,7 @@ const MAY_USE: &[(&str, &[&str])] = &[
     // Probes return data: no metrics, detection, incidents or alerts.
     ("probe", &["clock", "config", "sample"]),
     ("replay", &["config", "detect", "human", "probe::http::USER_AGENT"]),
-    ("report", &["alert::render", "config", "detect::Incident", "human", "replay::IncidentLine", "sample", "store::incidents"]),
+    ("report", &["alert::render", "config", "detect::Incident", "detect::SlowdownSettings", "human", "replay::IncidentLine", "sample", "store::incidents"]),
     // Plain data shared by every stage: it depends on nothing.
     ("sample", &[]),
     ("schedule", &["clock", "config", "health", "probe", "sample"]),
