@@ -1,5 +1,5 @@
 //! Standard output of the commands: everything a command prints for people
-//! or programs goes through [`print`] (`println!` and `print!` are not used
+//! or programs goes through [`print()`] (`println!` and `print!` are not used
 //! anywhere in `src/`; `tests/integration/tidy.rs` checks it).
 //!
 //! A reader that stops early (`mailpulse incidents --json | head -1`,
@@ -80,7 +80,7 @@ pub fn print(text: impl fmt::Display) {
     out.write(&mut io::stdout().lock(), format_args!("{text}"));
 }
 
-/// Prints `text` and a newline, as [`print`] does.
+/// Prints `text` and a newline, as [`print()`] does.
 pub fn line(text: impl fmt::Display) {
     print(format_args!("{text}\n"));
 }
