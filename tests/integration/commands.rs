@@ -184,6 +184,13 @@ fn without_config_the_default_file_is_read_when_it_exists() {
         );
         return;
     }
+    let namespaces = Command::new("unshare")
+        .args(["--mount", "--propagation", "private", "true"])
+        .output();
+    if !namespaces.as_ref().is_ok_and(|o| o.status.success()) {
+        eprintln!("skipping: no private mount namespace here (unshare --mount): {namespaces:?}");
+        return;
+    }
     let dir = tempfile::tempdir().unwrap();
     let etc = dir.path().join("etc");
     std::fs::create_dir_all(etc.join("mailpulse")).unwrap();
