@@ -13,7 +13,12 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
 
+use crate::alert::render;
+use crate::config::alerting::{
+    MaintenanceWindow, ReceiverAuth, ReceiverSpec, SmtpTls, WindowSchedule,
+};
 use crate::config::{Config, HttpAuth, ProbeSpec};
+use crate::detect::SlowdownSettings;
 use crate::human::{self, Style};
 use crate::sample::{Phase, Sample};
 
@@ -283,7 +288,241 @@ pub fn config_summary(c: &Config) -> String {
             what
         );
     }
+    alerting_summary(c, &mut out);
     out
+}
+
+/// The sections of [`config_summary`] after the targets: the detector's
+/// settings and each target's overrides of them, then receivers, routes and
+/// maintenance windows. Secrets are never shown: a receiver URL is shown as
+/// its origin only (scheme, host, port: a path or query may hold a token),
+/// and one that is itself the secret (Slack, Teams) not at all; secret
+/// files are named by path.
+fn alerting_summary(c: &Config, out: &mut String) {
+    let _ = writeln!(out, "slowdown: {}", slowdown_text(&c.slowdown));
+    for t in &c.targets {
+        let overrides = slowdown_overrides(&c.slowdown, &t.slowdown);
+        if !overrides.is_empty() {
+            let _ = writeln!(out, "  {:<16} overrides {}", t.name, overrides.join(", "));
+        }
+    }
+    let a = &c.alerting;
+    let _ = writeln!(out, "receivers: {}", a.receivers.len());
+    for r in &a.receivers {
+        let mut what = receiver_text(&r.spec);
+        let _ = write!(
+            what,
+            ", timeout {}",
+            human::duration(r.timeout, Style::Config)
+        );
+        if !r.send_resolved {
+            what.push_str(", no resolve notices");
+        }
+        if r.tls.insecure_skip_verify {
+            what.push_str(", certificate not verified");
+        }
+        let _ = writeln!(
+            out,
+            "  {:<16} {:<12} {}",
+            terminal_text(&r.name),
+            r.kind().as_str(),
+            terminal_text(&what)
+        );
+    }
+    if a.routes.is_empty() {
+        let _ = writeln!(
+            out,
+            "routes: 0{}",
+            if a.receivers.is_empty() {
+                ""
+            } else {
+                " (every receiver gets every alert)"
+            }
+        );
+    } else {
+        let _ = writeln!(out, "routes: {} (tried in order)", a.routes.len());
+    }
+    for route in &a.routes {
+        let mut matchers = Vec::new();
+        if let Some(g) = &route.target {
+            matchers.push(format!("target {:?}", g.0));
+        }
+        for (key, value) in [
+            ("kind", &route.kind),
+            ("incident", &route.incident),
+            ("severity", &route.severity),
+        ] {
+            if let Some(v) = value {
+                matchers.push(format!("{key} {v}"));
+            }
+        }
+        let matchers = if matchers.is_empty() {
+            "every alert".to_string()
+        } else {
+            matchers.join(", ")
+        };
+        let _ = writeln!(
+            out,
+            "  {} -> {}{}",
+            terminal_text(&matchers),
+            terminal_text(&route.receivers.join(", ")),
+            if route.continue_matching {
+                " (continue)"
+            } else {
+                ""
+            }
+        );
+    }
+    let _ = writeln!(out, "maintenance windows: {}", a.maintenance.len());
+    for w in &a.maintenance {
+        let _ = writeln!(out, "  {}", maintenance_window(w));
+    }
+}
+
+/// Detector settings as the summary shows them: `factor 3, min_delta 100ms,
+/// for 1m, recover_for 2m` and the threshold when there is one.
+fn slowdown_text(s: &SlowdownSettings) -> String {
+    let mut text = format!(
+        "factor {}, min_delta {}, for {}, recover_for {}",
+        s.factor,
+        human::duration(s.min_delta, Style::Config),
+        human::duration(s.for_, Style::Config),
+        human::duration(s.recover_for, Style::Config)
+    );
+    if let Some(t) = s.threshold {
+        let _ = write!(text, ", threshold {}", human::duration(t, Style::Config));
+    }
+    text
+}
+
+/// The keys of a target's detector settings that differ from `[slowdown]`,
+/// with the target's values.
+fn slowdown_overrides(global: &SlowdownSettings, own: &SlowdownSettings) -> Vec<String> {
+    let d = |d: Duration| human::duration(d, Style::Config);
+    let mut keys = Vec::new();
+    if own.factor != global.factor {
+        keys.push(format!("factor {}", own.factor));
+    }
+    for (key, g, o) in [
+        ("min_delta", global.min_delta, own.min_delta),
+        ("for", global.for_, own.for_),
+        ("recover_for", global.recover_for, own.recover_for),
+    ] {
+        if g != o {
+            keys.push(format!("{key} {}", d(o)));
+        }
+    }
+    if own.threshold != global.threshold {
+        keys.push(match own.threshold {
+            Some(t) => format!("threshold {}", d(t)),
+            None => "no threshold".to_string(),
+        });
+    }
+    keys
+}
+
+/// Where a receiver sends and how it authenticates, without a secret.
+fn receiver_text(spec: &ReceiverSpec) -> String {
+    let origin = |u: &url::Url| u.origin().ascii_serialization();
+    let auth = |a: &ReceiverAuth| match a {
+        ReceiverAuth::None => String::new(),
+        ReceiverAuth::Bearer(token) => format!(", bearer token from {}", token.path().display()),
+        ReceiverAuth::Basic { username, .. } => format!(", basic auth as {username:?}"),
+    };
+    match spec {
+        ReceiverSpec::Webhook(w) => format!("{}{}", origin(&w.url), auth(&w.auth)),
+        ReceiverSpec::Alertmanager(a) => format!(
+            "{}{}, resend every {}",
+            origin(&a.url),
+            auth(&a.auth),
+            human::duration(a.resend_interval, Style::Config)
+        ),
+        ReceiverSpec::PagerDuty(p) => format!(
+            "{}, routing key from {}",
+            origin(&p.url),
+            p.routing_key.path().display()
+        ),
+        ReceiverSpec::Opsgenie(o) => format!(
+            "{}, API key from {}",
+            origin(&o.url),
+            o.api_key.path().display()
+        ),
+        // The URL is the secret: not even its host is shown.
+        ReceiverSpec::Slack(c) | ReceiverSpec::Teams(c) => match c.url.file() {
+            Some(file) => format!(
+                "webhook URL from {} (not shown: it is a secret)",
+                file.display()
+            ),
+            None => "webhook URL not shown (it is a secret)".to_string(),
+        },
+        ReceiverSpec::Email(e) => {
+            let mut text = format!(
+                "smtp {}:{} tls {}, from {:?} to {}",
+                e.host,
+                e.port,
+                match e.tls {
+                    SmtpTls::StartTls => "starttls",
+                    SmtpTls::Implicit => "implicit",
+                    SmtpTls::None => "none",
+                },
+                e.from,
+                e.to.iter()
+                    .map(|t| format!("{t:?}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+            if let Some((user, password)) = &e.credentials {
+                let _ = write!(
+                    text,
+                    ", auth as {user:?} (password from {})",
+                    password.path().display()
+                );
+            }
+            text
+        }
+        ReceiverSpec::Grafana(g) => {
+            let mut text = format!("{}{}", origin(&g.url), auth(&g.auth));
+            if let Some(uid) = &g.dashboard_uid {
+                let _ = write!(text, ", dashboard {uid:?}");
+            }
+            text
+        }
+    }
+}
+
+/// A configured maintenance window in one line, as `silence list` and
+/// `check-config` show it: `"patch": all targets, every Sun 02:00 UTC for
+/// 2h`.
+pub fn maintenance_window(w: &MaintenanceWindow) -> String {
+    let targets = if w.targets.is_empty() {
+        "all targets".to_string()
+    } else {
+        w.targets
+            .iter()
+            .map(|g| terminal_text(&g.0))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let when = match &w.schedule {
+        WindowSchedule::Once { start, end } => {
+            format!("{} to {}", render::rfc3339(*start), render::rfc3339(*end))
+        }
+        WindowSchedule::Weekly {
+            weekday,
+            at,
+            duration,
+        } => format!(
+            "every {weekday} {} UTC for {}",
+            at.format("%H:%M"),
+            human::duration(*duration, Style::Spaced)
+        ),
+        WindowSchedule::Daily { at, duration } => format!(
+            "every day {} UTC for {}",
+            at.format("%H:%M"),
+            human::duration(*duration, Style::Spaced)
+        ),
+    };
+    format!("{:?}: {targets}, {when}", w.name)
 }
 
 /// One recorded incident as a JSON object: the nine fields of `replay`

@@ -4,26 +4,27 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use crate::config;
+use super::{out, ConfigSource};
 use crate::report;
 
 /// `mailpulse check-config`: the flags.
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Configuration file to check.
-    #[arg(short, long, value_name = "FILE", default_value = config::DEFAULT_CONFIG_PATH)]
-    pub config: PathBuf,
+    /// Configuration file to check. Without it,
+    /// /etc/mailpulse/mailpulse.toml if it exists, else the built-in default.
+    #[arg(short, long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
 }
 
 /// Prints the summary (and warnings) of a valid file and exits 0, or every
 /// error of an invalid one and exits 1.
 pub fn run(args: &Args) -> ExitCode {
-    match config::load(&args.config) {
+    match ConfigSource::new(args.config.clone()).load() {
         Ok(c) => {
             for w in &c.warnings {
                 eprintln!("warning: {w}");
             }
-            print!("{}", report::config_summary(&c));
+            out::print(report::config_summary(&c));
             ExitCode::SUCCESS
         }
         Err(e) => {

@@ -6,7 +6,6 @@
 //! cannot drift from the flags the binary takes. Hidden commands (this
 //! one) appear in neither.
 
-use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -36,9 +35,8 @@ const COMPLETIONS: &[(Shell, &str)] = &[
 
 /// Writes the pages and completions, and prints each file's path.
 pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
-    let mut stdout = std::io::stdout().lock();
     for path in generate(&args.out)? {
-        writeln!(stdout, "{}", path.display())?;
+        super::out::line(path.display());
     }
     Ok(ExitCode::SUCCESS)
 }

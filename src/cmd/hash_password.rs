@@ -24,6 +24,6 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
     if password.is_empty() {
         anyhow::bail!("empty password on standard input");
     }
-    println!("{}", bcrypt::hash(password, args.cost)?);
+    super::out::line(bcrypt::hash(password, args.cost)?);
     Ok(ExitCode::SUCCESS)
 }

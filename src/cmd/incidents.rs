@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use super::ConfigSource;
+use super::{out, ConfigSource};
 use crate::report;
 use crate::store::{incidents as history, Store};
 
@@ -43,12 +43,12 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
     };
     if args.json {
         for r in &records {
-            println!("{}", report::incident_json(r));
+            out::line(report::incident_json(r));
         }
     } else if records.is_empty() {
-        println!("no incidents recorded in {}", dir.display());
+        out::line(format_args!("no incidents recorded in {}", dir.display()));
     } else {
-        print!("{}", report::incident_table(&records));
+        out::print(report::incident_table(&records));
     }
     Ok(ExitCode::SUCCESS)
 }

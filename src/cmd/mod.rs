@@ -1,7 +1,8 @@
 //! The command line: the top-level [`Cli`], the [`Command`] enum, and
 //! [`run()`], which hands each subcommand to its own file. One file per
 //! subcommand holds its clap arguments (`Args`) and its `run`; a command
-//! prints for people and returns the exit code it wants (`Err` is printed
+//! prints for people (through [`out`], where a reader that left early is a
+//! normal end) and returns the exit code it wants (`Err` is printed
 //! once by `main.rs` as a chain, and exits 1). To add a command: a file here
 //! with `Args` and `run`, a variant in [`Command`], a line in [`run()`].
 
@@ -10,12 +11,14 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+use crate::config::alerting::AlertingFile;
 use crate::config::{self, Config};
 
 pub mod check_config;
 pub mod generate_docs;
 pub mod hash_password;
 pub mod incidents;
+pub mod out;
 pub mod probe;
 pub mod replay;
 pub mod run;
@@ -70,7 +73,7 @@ pub enum Command {
 
 /// Runs one subcommand; the exit code it asks for, or the error to print.
 pub async fn run(command: Command) -> anyhow::Result<ExitCode> {
-    match command {
+    let code = match command {
         Command::Run(args) => run::run(&args).await,
         Command::CheckConfig(args) => Ok(check_config::run(&args)),
         Command::Probe(args) => probe::run(&args).await,
@@ -80,11 +83,21 @@ pub async fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::TestAlert(args) => test_alert::run(&args).await,
         Command::Silence(args) => silence::run(&args).await,
         Command::GenerateDocs(args) => generate_docs::run(&args),
-    }
+    }?;
+    // A reader that left early is a normal end; a failed write is not.
+    out::finish().map_err(|e| anyhow::anyhow!("cannot write to standard output: {e}"))?;
+    Ok(code)
 }
 
-/// Where the configuration comes from, for the commands whose `--config`
-/// is optional (`run`, `incidents`).
+/// Where the configuration comes from: one rule for every command that
+/// reads one (`run`, `check-config`, `probe`, `incidents`, `test-alert`,
+/// `silence`). The file `--config` names, which must exist; without
+/// `--config`, [`config::DEFAULT_CONFIG_PATH`] if there is such a file (one
+/// that cannot be read is an error, not a reason to fall back); else the
+/// built-in default, host load only, which the commands say on stderr
+/// ([`BUILTIN_NOTE`]) and `run` logs. (`replay` reads a configuration only
+/// when `--config` names one: its built-in detector settings are the
+/// documented default for a series from anywhere.)
 #[derive(Debug, Clone)]
 pub enum ConfigSource {
     /// A file named with `--config`: it must exist.
@@ -92,6 +105,10 @@ pub enum ConfigSource {
     /// No `--config`: the default path if it exists, else the built-in default.
     Default,
 }
+
+/// What a command says on stderr, once, when it runs on the built-in
+/// default because there is no configuration file.
+pub const BUILTIN_NOTE: &str = "mailpulse: no configuration file (no --config, and /etc/mailpulse/mailpulse.toml does not exist); using the built-in default (host load only: no targets, no receivers)";
 
 impl ConfigSource {
     /// The source `--config` names: that file, or the default.
@@ -102,18 +119,100 @@ impl ConfigSource {
         }
     }
 
-    /// Loads the configuration this source names.
-    pub fn load(&self) -> anyhow::Result<Config> {
+    /// The file to read; `None` for the built-in default.
+    pub fn file(&self) -> Option<PathBuf> {
+        self.file_or(Path::new(config::DEFAULT_CONFIG_PATH))
+    }
+
+    /// [`ConfigSource::file`] with `default` in place of the default path.
+    /// There is a file when there is an entry of that name, even one that
+    /// cannot be read or a dangling link: loading it reports why.
+    fn file_or(&self, default: &Path) -> Option<PathBuf> {
         match self {
-            ConfigSource::Explicit(path) => Ok(config::load(path)?),
-            ConfigSource::Default => {
-                let path = Path::new(config::DEFAULT_CONFIG_PATH);
-                if path.exists() {
-                    Ok(config::load(path)?)
-                } else {
-                    Ok(Config::builtin())
-                }
+            ConfigSource::Explicit(path) => Some(path.clone()),
+            ConfigSource::Default => match std::fs::symlink_metadata(default) {
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+                _ => Some(default.to_path_buf()),
+            },
+        }
+    }
+
+    /// Loads the configuration this source names, saying on stderr when
+    /// that is the built-in default.
+    pub fn load(&self) -> anyhow::Result<Config> {
+        let config = self.load_quiet()?;
+        if config.source.is_none() {
+            eprintln!("{BUILTIN_NOTE}");
+        }
+        Ok(config)
+    }
+
+    /// Loads the configuration this source names, saying nothing: the
+    /// daemon logs which one it runs on (once, at start) and loads again on
+    /// every SIGHUP.
+    pub fn load_quiet(&self) -> anyhow::Result<Config> {
+        match self.file() {
+            Some(path) => Ok(config::load(&path)?),
+            None => Ok(Config::builtin()),
+        }
+    }
+
+    /// Loads what the alert commands need ([`config::load_alerting`]) by
+    /// the same rule, saying on stderr when that is the built-in default
+    /// (the default state directory and instance, no receivers, no routes,
+    /// no windows).
+    pub fn load_alerting(&self) -> anyhow::Result<AlertingFile> {
+        match self.file() {
+            Some(path) => Ok(config::load_alerting(&path)?),
+            None => {
+                eprintln!("{BUILTIN_NOTE}");
+                let builtin = Config::builtin();
+                Ok(AlertingFile {
+                    state_dir: builtin.agent.state_dir,
+                    instance: builtin.agent.instance,
+                    alerting: builtin.alerting,
+                })
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_default_path_is_read_when_it_exists_and_only_then() {
+        let dir = tempfile::tempdir().unwrap();
+        let default = dir.path().join("mailpulse.toml");
+        assert_eq!(ConfigSource::Default.file_or(&default), None);
+        std::fs::write(&default, "").unwrap();
+        assert_eq!(
+            ConfigSource::Default.file_or(&default),
+            Some(default.clone())
+        );
+        // A dangling link is a file meant to be there: loading it says why.
+        let link = dir.path().join("link.toml");
+        std::os::unix::fs::symlink(dir.path().join("gone.toml"), &link).unwrap();
+        assert_eq!(ConfigSource::Default.file_or(&link), Some(link.clone()));
+    }
+
+    #[test]
+    fn an_explicit_file_is_read_even_when_missing() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("missing.toml");
+        let source = ConfigSource::new(Some(missing.clone()));
+        assert_eq!(
+            source.file_or(&dir.path().join("other")),
+            Some(missing.clone())
+        );
+        let e = source.load().unwrap_err().to_string();
+        assert!(
+            e.starts_with(&format!(
+                "{}: cannot read configuration: ",
+                missing.display()
+            )),
+            "{e}"
+        );
     }
 }

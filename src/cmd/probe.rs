@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 
-use crate::config::{self, Target};
+use super::{out, ConfigSource};
+use crate::config::Target;
 use crate::probe::{self, Prober};
 use crate::report;
 use crate::sample::Sample;
@@ -15,9 +16,11 @@ use crate::sample::Sample;
 /// `mailpulse probe`: the flags.
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Configuration file with the targets.
-    #[arg(short, long, value_name = "FILE", default_value = config::DEFAULT_CONFIG_PATH)]
-    pub config: PathBuf,
+    /// Configuration file with the targets. Without it,
+    /// /etc/mailpulse/mailpulse.toml if it exists, else the built-in default
+    /// (which has no targets).
+    #[arg(short, long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
     /// Print JSON (one array of results) instead of tables.
     #[arg(long)]
     pub json: bool,
@@ -28,8 +31,13 @@ pub struct Args {
 
 /// Probes and prints; exits 0 when every probe succeeded, 2 when one failed.
 pub async fn run(args: &Args) -> anyhow::Result<ExitCode> {
-    let (path, names) = (&args.config, &args.targets);
-    let config = config::load(path)?;
+    let names = &args.targets;
+    let config = ConfigSource::new(args.config.clone()).load()?;
+    let Some(path) = &config.source else {
+        anyhow::bail!(
+            "nothing to probe: the built-in default has no targets; name a file with --config FILE"
+        );
+    };
     for name in names {
         if config.target(name).is_none() {
             let known: Vec<&str> = config.targets.iter().map(|t| t.name.as_str()).collect();
@@ -66,14 +74,14 @@ pub async fn run(args: &Args) -> anyhow::Result<ExitCode> {
             .iter()
             .map(|(_, s)| report::sample_json(s))
             .collect();
-        println!("{}", serde_json::to_string_pretty(&list)?);
+        out::line(serde_json::to_string_pretty(&list)?);
     } else {
         let now = chrono::Utc::now();
         let blocks: Vec<String> = samples
             .iter()
             .map(|(_, s)| report::sample_table(s, now))
             .collect();
-        print!("{}", blocks.join("\n"));
+        out::print(blocks.join("\n"));
     }
     Ok(if all_ok {
         ExitCode::SUCCESS

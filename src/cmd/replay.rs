@@ -213,6 +213,6 @@ pub async fn run(args: &Args) -> anyhow::Result<ExitCode> {
     } else {
         out = render_table(&results);
     }
-    print!("{out}");
+    super::out::print(out);
     Ok(ExitCode::SUCCESS)
 }

@@ -95,7 +95,7 @@ enum Loaded {
 async fn load_off_thread(source: &ConfigSource, signals: &mut Signals) -> Loaded {
     let job = {
         let source = source.clone();
-        tokio::task::spawn_blocking(move || source.load())
+        tokio::task::spawn_blocking(move || source.load_quiet())
     };
     let job = tokio::time::timeout(CONFIG_LOAD_TIMEOUT, job);
     let mut job = std::pin::pin!(job);

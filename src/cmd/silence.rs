@@ -11,13 +11,10 @@ use anyhow::{bail, Context as _};
 use chrono::{DateTime, SubsecRound, Utc};
 use clap::Subcommand;
 
+use super::{out, ConfigSource};
 use crate::alert::render;
-use crate::config::alerting::WindowSchedule;
 use crate::config::duration::parse_duration;
-use crate::config::load_alerting;
-use crate::config::DEFAULT_CONFIG_PATH;
-use crate::human::{self, Style};
-use crate::report::terminal_text;
+use crate::report::{self, terminal_text};
 use crate::store::outbox::{self, Silence};
 use crate::store::Store;
 
@@ -27,9 +24,10 @@ pub struct Args {
     /// What to do.
     #[command(subcommand)]
     pub command: SilenceCommand,
-    /// Configuration file (for `[agent] state_dir`).
-    #[arg(short, long, value_name = "FILE", default_value = DEFAULT_CONFIG_PATH, global = true)]
-    pub config: PathBuf,
+    /// Configuration file (for `[agent] state_dir`). Without it,
+    /// /etc/mailpulse/mailpulse.toml if it exists, else the built-in default.
+    #[arg(short, long, value_name = "FILE", global = true)]
+    pub config: Option<PathBuf>,
 }
 
 /// The silence subcommands.
@@ -66,7 +64,7 @@ pub enum SilenceCommand {
 
 /// Runs `mailpulse silence ...`.
 pub async fn run(args: &Args) -> anyhow::Result<ExitCode> {
-    let file = load_alerting(&args.config)?;
+    let file = ConfigSource::new(args.config.clone()).load_alerting()?;
     let state_dir = file.state_dir.clone();
     let store = tokio::task::spawn_blocking(move || Store::open(&state_dir)).await??;
     // Whole seconds: silences are listed and compared by humans.
@@ -103,7 +101,7 @@ pub async fn run(args: &Args) -> anyhow::Result<ExitCode> {
                     .ok(),
             };
             let id = outbox::add_silence(&store, &silence)?;
-            println!(
+            out::line(format_args!(
                 "silence {id} added: {} until {} ({})",
                 if target == "*" {
                     "all targets".into()
@@ -112,7 +110,7 @@ pub async fn run(args: &Args) -> anyhow::Result<ExitCode> {
                 },
                 render::rfc3339(silence.ends_at),
                 terminal_text(&silence.reason)
-            );
+            ));
         }
         SilenceCommand::List { all } => {
             let silences = outbox::silences(&store)?;
@@ -121,12 +119,12 @@ pub async fn run(args: &Args) -> anyhow::Result<ExitCode> {
                 .filter(|s| *all || s.ends_at > now)
                 .collect();
             if shown.is_empty() {
-                println!("no silences");
+                out::line("no silences");
             } else {
-                println!(
+                out::line(format_args!(
                     "{:<5} {:<16} {:<21} {:<21} {:<8} REASON",
                     "ID", "TARGET", "STARTS", "ENDS", "STATE"
-                );
+                ));
                 for s in shown {
                     let state = if s.ends_at <= now {
                         "ended"
@@ -138,7 +136,7 @@ pub async fn run(args: &Args) -> anyhow::Result<ExitCode> {
                     // Reasons, targets and users are whatever was typed
                     // (or stored by another tool): escape what a terminal
                     // would obey instead of show.
-                    println!(
+                    out::line(format_args!(
                         "{:<5} {:<16} {:<21} {:<21} {:<8} {}{}",
                         s.id,
                         terminal_text(&s.target),
@@ -150,48 +148,20 @@ pub async fn run(args: &Args) -> anyhow::Result<ExitCode> {
                             .as_deref()
                             .map(|u| format!(" (by {})", terminal_text(u)))
                             .unwrap_or_default()
-                    );
+                    ));
                 }
             }
             for w in &file.alerting.maintenance {
-                let targets = if w.targets.is_empty() {
-                    "all targets".to_string()
-                } else {
-                    w.targets
-                        .iter()
-                        .map(|g| terminal_text(&g.0))
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                };
-                let when = match &w.schedule {
-                    WindowSchedule::Once { start, end } => {
-                        format!("{} to {}", render::rfc3339(*start), render::rfc3339(*end))
-                    }
-                    WindowSchedule::Weekly {
-                        weekday,
-                        at,
-                        duration,
-                    } => format!(
-                        "every {weekday} {} UTC for {}",
-                        at.format("%H:%M"),
-                        human::duration(*duration, Style::Spaced)
-                    ),
-                    WindowSchedule::Daily { at, duration } => format!(
-                        "every day {} UTC for {}",
-                        at.format("%H:%M"),
-                        human::duration(*duration, Style::Spaced)
-                    ),
-                };
-                println!(
-                    "maintenance {:?}: {targets}, {when}{}",
-                    w.name,
+                out::line(format_args!(
+                    "maintenance {}{}",
+                    report::maintenance_window(w),
                     if w.open_at(now) { " (open now)" } else { "" }
-                );
+                ));
             }
         }
         SilenceCommand::Remove { id } => {
             if outbox::remove_silence(&store, *id)? {
-                println!("silence {id} removed");
+                out::line(format_args!("silence {id} removed"));
             } else {
                 bail!("no silence with id {id}");
             }

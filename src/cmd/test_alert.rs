@@ -9,9 +9,8 @@ use std::process::ExitCode;
 use anyhow::{bail, Context as _};
 use chrono::{DateTime, SubsecRound, Utc};
 
+use super::{out, ConfigSource};
 use crate::alert::{build_receiver, render, AlertEvent, AlertStatus, HostLoad, ReceiverContext};
-use crate::config::load_alerting;
-use crate::config::DEFAULT_CONFIG_PATH;
 use crate::store::Store;
 
 /// `mailpulse test-alert`: sends a test notification to one receiver.
@@ -20,9 +19,11 @@ pub struct Args {
     /// The receiver to send to, by name (`[[receiver]] name`).
     #[arg(long, value_name = "NAME")]
     pub receiver: String,
-    /// Configuration file with the receiver.
-    #[arg(short, long, value_name = "FILE", default_value = DEFAULT_CONFIG_PATH)]
-    pub config: PathBuf,
+    /// Configuration file with the receiver. Without it,
+    /// /etc/mailpulse/mailpulse.toml if it exists, else the built-in default
+    /// (which has no receivers).
+    #[arg(short, long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
 }
 
 /// The synthetic incident a test notification describes.
@@ -61,7 +62,14 @@ fn test_event(instance: &str, severity: &str, now: DateTime<Utc>) -> AlertEvent 
 /// receivers that keep an open alert, its resolve) directly, not through the
 /// outbox, and reports the outcome.
 pub async fn run(args: &Args) -> anyhow::Result<ExitCode> {
-    let file = load_alerting(&args.config)?;
+    let source = ConfigSource::new(args.config.clone());
+    let Some(path) = source.file() else {
+        bail!(
+            "no receiver named {:?}: the built-in default has no receivers; name the file that defines it with --config FILE",
+            args.receiver
+        );
+    };
+    let file = ConfigSource::Explicit(path.clone()).load_alerting()?;
     let Some(rc) = file.alerting.receiver(&args.receiver) else {
         let known: Vec<&str> = file
             .alerting
@@ -72,7 +80,7 @@ pub async fn run(args: &Args) -> anyhow::Result<ExitCode> {
         bail!(
             "no receiver named {:?} in {} (receivers: {})",
             args.receiver,
-            args.config.display(),
+            path.display(),
             if known.is_empty() {
                 "none".to_string()
             } else {
@@ -93,12 +101,12 @@ pub async fn run(args: &Args) -> anyhow::Result<ExitCode> {
         .send(&event)
         .await
         .with_context(|| format!("test notification to {} ({}) failed", rc.name, rc.kind()))?;
-    println!(
+    out::line(format_args!(
         "sent a test notification to {} ({}): {}",
         rc.name,
         rc.kind(),
         render::summary(&event)
-    );
+    ));
     if receiver.stateful() {
         event.status = AlertStatus::Resolved;
         event.recovered_at = Some(now);
@@ -106,7 +114,7 @@ pub async fn run(args: &Args) -> anyhow::Result<ExitCode> {
             .send(&event)
             .await
             .with_context(|| format!("resolving the test alert at {} failed", rc.name))?;
-        println!("resolved the test alert at {}", rc.name);
+        out::line(format_args!("resolved the test alert at {}", rc.name));
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -173,6 +173,12 @@ impl Secret {
         &self.path
     }
 
+    /// The file the secret was read from; `None` for one written in the
+    /// configuration itself (or held in memory).
+    pub fn file(&self) -> Option<&Path> {
+        self.mode.is_some().then_some(self.path.as_path())
+    }
+
     /// The permission bits of its file when every user may read it
     /// ([`READABLE_BY_OTHERS`]), for a warning; `None` otherwise.
     pub fn readable_by_others(&self) -> Option<u32> {

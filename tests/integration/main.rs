@@ -16,6 +16,7 @@ mod alert_receiver_panic;
 mod alert_secrets;
 mod alerts;
 mod cli_docs;
+mod commands;
 mod config;
 mod dashboards;
 mod fleet;

@@ -60,7 +60,7 @@ const MAY_USE: &[(&str, &[&str])] = &[
     // Probes return data: no metrics, detection, incidents or alerts.
     ("probe", &["clock", "config", "sample"]),
     ("replay", &["config", "detect", "human", "probe::http::USER_AGENT"]),
-    ("report", &["alert::render", "config", "detect::Incident", "human", "replay::IncidentLine", "sample", "store::incidents"]),
+    ("report", &["alert::render", "config", "detect::Incident", "detect::SlowdownSettings", "human", "replay::IncidentLine", "replay::rfc3339", "sample", "store::incidents"]),
     // Plain data shared by every stage: it depends on nothing.
     ("sample", &[]),
     ("schedule", &["clock", "config", "health", "probe", "sample"]),
@@ -289,6 +289,56 @@ fn only_the_store_opens_redb_and_only_trim_allows_unsafe() {
         }
     }
     assert!(bad.is_empty(), "{}", bad.join("\n"));
+}
+
+/// The one writer of standard output, through which every command prints.
+const STDOUT_WRITER: &str = "src/cmd/out.rs";
+
+/// issue 20: `println!` panics when the reader of standard output has left
+/// (`mailpulse incidents --json | head -1` exited 101). Commands print
+/// through `cmd::out`, where that is a normal end; nothing else in `src/`
+/// writes to standard output.
+#[test]
+fn only_cmd_out_writes_to_standard_output() {
+    let mut bad = Vec::new();
+    for (file, text) in sources() {
+        if file == STDOUT_WRITER {
+            continue;
+        }
+        for (i, line) in strip(&text).lines().enumerate() {
+            if writes_stdout(line) {
+                bad.push(format!(
+                    "{file}:{}: writes to standard output; print through cmd::out ({STDOUT_WRITER})",
+                    i + 1
+                ));
+            }
+        }
+    }
+    assert!(bad.is_empty(), "{}", bad.join("\n"));
+}
+
+/// Whether a line of code (comments and strings removed) prints to
+/// standard output: `print!`, `println!` or `stdout()` (not `eprint!`,
+/// `eprintln!` or a path ending in them).
+fn writes_stdout(line: &str) -> bool {
+    ["print!", "println!", "stdout()"].iter().any(|needle| {
+        line.match_indices(needle).any(|(at, _)| {
+            !line[..at]
+                .chars()
+                .next_back()
+                .is_some_and(|c| c.is_alphanumeric() || c == '_')
+        })
+    })
+}
+
+#[test]
+fn the_stdout_check_tells_print_from_eprint() {
+    assert!(writes_stdout("    println!(\"{}\", x);"));
+    assert!(writes_stdout("print!(\"{out}\");"));
+    assert!(writes_stdout("let w = std::io::stdout();"));
+    assert!(!writes_stdout("    eprintln!(\"{e}\");"));
+    assert!(!writes_stdout("eprint!(\"x\");"));
+    assert!(!writes_stdout("out::print(x); out::line(y);"));
 }
 
 /// The checks themselves, on snippets.
