@@ -297,34 +297,8 @@ fn with_stdout_closed(args: &[&str], stdin: &str) -> (Option<i32>, String) {
 
 /// `n` closed incidents of target `owa` in the store in `state`.
 fn store_incidents(state: &Path, n: usize) {
-    use mailpulse::store::{incidents as table, Store};
-    let store = Store::open(state).unwrap();
-    let records: Vec<mailpulse::detect::Incident> = (0..n)
-        .map(|i| {
-            let start =
-                chrono::DateTime::from_timestamp(1_780_000_000 + i as i64 * 600, 0).unwrap();
-            serde_json::from_value(serde_json::json!({
-                "kind": "slow",
-                "started_at": start,
-                "detected_at": start + chrono::Duration::seconds(30),
-                "recovered_at": start + chrono::Duration::seconds(300),
-                "closed_at": start + chrono::Duration::seconds(330),
-                "peak_latency": {"secs": 2, "nanos": 0},
-                "baseline_at_onset": {"secs": 0, "nanos": 100_000_000},
-                "worst_phase": "first_byte",
-                "slow_count": 10,
-                "failed_count": 0
-            }))
-            .unwrap()
-        })
-        .collect();
-    for chunk in records.chunks(100) {
-        let batch = table::Batch {
-            detectors: Vec::new(),
-            incidents: chunk.iter().map(|i| ("owa", i)).collect(),
-        };
-        table::save(&store, &batch).unwrap();
-    }
+    let store = mailpulse::store::Store::open(state).unwrap();
+    support::save_closed_incidents(&store, "owa", n, 100);
 }
 
 /// A configuration in `dir` with its state there and one tcp target at `port`.

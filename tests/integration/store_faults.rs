@@ -560,7 +560,7 @@ fn old_alert(target: &str, secs: i64, resolved: bool) -> mailpulse::alert::Alert
 /// receiver `hook` (firing and resolved each), and `history` closed incidents
 /// of that target. The same arguments give the same layout of pages.
 fn previous_run_store(state: &Path, queued: usize, history: usize) {
-    use mailpulse::store::{incidents as table, outbox, Store};
+    use mailpulse::store::{outbox, Store};
     let store = Store::open(state).unwrap();
     // Queued ten minutes ago, well within max_age; whole seconds, so every
     // run writes values of the same size and the file has the same layout.
@@ -572,32 +572,7 @@ fn previous_run_store(state: &Path, queued: usize, history: usize) {
             outbox::enqueue(&store, &["hook"], &e.incident_key, &payload, at).unwrap();
         }
     }
-    let records: Vec<mailpulse::detect::Incident> = (0..history)
-        .map(|i| {
-            let start =
-                chrono::DateTime::from_timestamp(1_780_000_000 + i as i64 * 600, 0).unwrap();
-            serde_json::from_value(serde_json::json!({
-                "kind": "slow",
-                "started_at": start,
-                "detected_at": start + chrono::Duration::seconds(30),
-                "recovered_at": start + chrono::Duration::seconds(300),
-                "closed_at": start + chrono::Duration::seconds(330),
-                "peak_latency": {"secs": 2, "nanos": 0},
-                "baseline_at_onset": {"secs": 0, "nanos": 100_000_000},
-                "worst_phase": "first_byte",
-                "slow_count": 10,
-                "failed_count": 0
-            }))
-            .unwrap()
-        })
-        .collect();
-    for chunk in records.chunks(50) {
-        let batch = table::Batch {
-            detectors: Vec::new(),
-            incidents: chunk.iter().map(|i| ("old", i)).collect(),
-        };
-        table::save(&store, &batch).unwrap();
-    }
+    support::save_closed_incidents(&store, "old", history, 50);
 }
 
 /// Overwrites 4 KiB page `page` of `file` with bytes from `rng`.

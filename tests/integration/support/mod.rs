@@ -308,3 +308,41 @@ pub fn rss_kib(pid: u32) -> u64 {
 pub fn open_fds(pid: u32) -> usize {
     std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |d| d.count())
 }
+
+/// Saves `n` closed slow incidents of `target` in `store`, ten minutes apart
+/// from a fixed instant, `per_commit` to a transaction (which fixes the
+/// file's layout of pages, for tests that damage it).
+pub fn save_closed_incidents(
+    store: &mailpulse::store::Store,
+    target: &str,
+    n: usize,
+    per_commit: usize,
+) {
+    use mailpulse::store::incidents::{save, Batch};
+    let records: Vec<mailpulse::detect::Incident> = (0..n)
+        .map(|i| {
+            let start =
+                chrono::DateTime::from_timestamp(1_780_000_000 + i as i64 * 600, 0).unwrap();
+            serde_json::from_value(serde_json::json!({
+                "kind": "slow",
+                "started_at": start,
+                "detected_at": start + chrono::Duration::seconds(30),
+                "recovered_at": start + chrono::Duration::seconds(300),
+                "closed_at": start + chrono::Duration::seconds(330),
+                "peak_latency": {"secs": 2, "nanos": 0},
+                "baseline_at_onset": {"secs": 0, "nanos": 100_000_000},
+                "worst_phase": "first_byte",
+                "slow_count": 10,
+                "failed_count": 0
+            }))
+            .unwrap()
+        })
+        .collect();
+    for chunk in records.chunks(per_commit) {
+        let batch = Batch {
+            detectors: Vec::new(),
+            incidents: chunk.iter().map(|i| (target, i)).collect(),
+        };
+        save(store, &batch).unwrap();
+    }
+}
