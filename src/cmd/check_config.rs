@@ -4,8 +4,11 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use tracing::Level;
+
 use super::{out, ConfigSource};
 use crate::report;
+use crate::service::logging::stderr_text;
 
 /// `mailpulse check-config`: the flags.
 #[derive(Debug, clap::Args)]
@@ -17,18 +20,20 @@ pub struct Args {
 }
 
 /// Prints the summary (and warnings) of a valid file and exits 0, or every
-/// error of an invalid one and exits 1.
+/// error of an invalid one and exits 1. Under journald (the unit's
+/// `ExecStartPre`) each stderr line carries its priority: `<4>` a warning,
+/// `<3>` an error.
 pub fn run(args: &Args) -> ExitCode {
     match ConfigSource::new(args.config.clone()).load() {
         Ok(c) => {
             for w in &c.warnings {
-                eprintln!("warning: {w}");
+                eprint!("{}", stderr_text(&Level::WARN, &format!("warning: {w}\n")));
             }
             out::print(report::config_summary(&c));
             ExitCode::SUCCESS
         }
         Err(e) => {
-            eprintln!("{e}");
+            eprint!("{}", stderr_text(&Level::ERROR, &format!("{e}\n")));
             ExitCode::from(1)
         }
     }

@@ -291,3 +291,42 @@ fn the_last_error_on_the_journal_stream_is_an_error() {
     let text = String::from_utf8_lossy(&plain.stderr);
     assert!(text.starts_with("mailpulse: error: "), "{text}");
 }
+
+/// `check-config` runs as the unit's `ExecStartPre`: under journald its
+/// warnings are warnings and its errors errors, a priority on every line.
+#[test]
+fn check_config_on_the_journal_stream_prefixes_warnings_and_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path(), support::free_port(), "");
+    let log = dir.path().join("stderr");
+    let stream = stream_id(&log);
+    let run = |config: &Path| {
+        let status = Command::new(support::bin())
+            .args(["check-config", "--config"])
+            .arg(config)
+            .env("JOURNAL_STREAM", &stream)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .status()
+            .unwrap();
+        (status.code(), std::fs::read_to_string(&log).unwrap())
+    };
+    let (code, text) = run(&cfg);
+    assert_eq!(code, Some(0), "{text}");
+    assert!(text.starts_with("<4>warning: "), "{text}");
+    assert!(text.contains("readable by others"), "{text}");
+    assert!(text.lines().all(|l| priority(l) == Some(4)), "{text}");
+
+    // Two errors, a line each, every one an error.
+    let bad = write_file(
+        dir.path(),
+        "bad.toml",
+        "[agent]\nlog_format = \"xml\"\n[[target]]\nname = \"a\"\nkind = \"tcp\"\naddress = \"nowhere\"\n",
+    );
+    let (code, text) = run(&bad);
+    assert_eq!(code, Some(1), "{text}");
+    assert_eq!(text.lines().count(), 2, "{text}");
+    assert!(text.lines().all(|l| priority(l) == Some(3)), "{text}");
+    assert!(!text.contains(SECRET));
+}
