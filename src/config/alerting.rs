@@ -105,8 +105,76 @@ pub struct ReceiverConfig {
     /// TLS settings for HTTPS endpoints and SMTP (CA certificates and
     /// `tls_insecure_skip_verify`; no client identity).
     pub tls: TlsOptions,
+    /// `proxy_url` of an HTTP receiver: every request goes through it
+    /// (without it, through the proxies of the environment).
+    pub proxy: Option<ProxyUrl>,
     /// Kind-specific settings.
     pub spec: ReceiverSpec,
+}
+
+/// A receiver's `proxy_url`: an `http://` or `https://` proxy, with
+/// optional credentials (`http://user:password@proxy:3128`), which are a
+/// secret: formatting shows only the origin, and the receiver's redactor
+/// knows the password in every form it is sent.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ProxyUrl(url::Url);
+
+impl ProxyUrl {
+    /// Parses a proxy URL. The error never quotes the text (it may hold a
+    /// password).
+    pub fn parse(text: &str) -> Result<ProxyUrl, String> {
+        const UNQUOTED: &str = "the URL is not quoted, it may hold a password";
+        let url = url::Url::parse(text.trim())
+            .map_err(|e| format!("invalid proxy URL: {e} ({UNQUOTED})"))?;
+        if !matches!(url.scheme(), "http" | "https") {
+            return Err(format!(
+                "unsupported proxy scheme {:?} (expected http:// or https://; {UNQUOTED})",
+                url.scheme()
+            ));
+        }
+        if url.host_str().is_none_or(str::is_empty) {
+            return Err(format!("invalid proxy URL: no host ({UNQUOTED})"));
+        }
+        if url.path() != "/" || url.query().is_some() || url.fragment().is_some() {
+            return Err(format!(
+                "a proxy URL is scheme://[user:password@]host[:port] with no path or query ({UNQUOTED})"
+            ));
+        }
+        Ok(ProxyUrl(url))
+    }
+
+    /// The URL with its credentials, for the HTTP client only.
+    pub fn url(&self) -> &url::Url {
+        &self.0
+    }
+
+    /// `scheme://host:port`, for messages.
+    pub fn origin(&self) -> String {
+        let host = self.0.host_str().unwrap_or_default();
+        let port = self.0.port_or_known_default().unwrap_or(80);
+        format!("{}://{host}:{port}", self.0.scheme())
+    }
+
+    /// Whether the URL carries credentials.
+    pub fn has_credentials(&self) -> bool {
+        !self.0.username().is_empty() || self.0.password().is_some()
+    }
+}
+
+impl fmt::Display for ProxyUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.origin())?;
+        if self.has_credentials() {
+            f.write_str(" (with credentials)")?;
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Debug for ProxyUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "ProxyUrl({self})")
+    }
 }
 
 impl ReceiverConfig {
