@@ -351,3 +351,54 @@ async fn an_endless_answer_is_cut_at_the_cap() {
         );
     }
 }
+
+/// `replay --prometheus` shares the client: `HTTP_PROXY` of the environment
+/// takes it to a Prometheus only the proxy can reach.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replay_reaches_prometheus_through_the_proxy_of_the_environment() {
+    let prometheus = HttpServer::start().await;
+    prometheus.route(
+        "/api/v1/query_range",
+        Reply::json(
+            r#"{"status":"success","data":{"resultType":"matrix","result":[{"metric":{"target":"web"},"values":[[1709251200,"0.2"]]}]}}"#,
+        ),
+    );
+    let proxy = Proxy::start(&[("prometheus.invalid", prometheus.addr)], None).await;
+    let mut cmd = Command::new(support::bin());
+    cmd.args([
+        "replay",
+        "--json",
+        "--prometheus",
+        &format!("http://prometheus.invalid:{}", prometheus.addr.port()),
+        "--query",
+        "probe_duration_seconds",
+        "--start",
+        "0",
+        "--end",
+        "1",
+        "--step",
+        "1",
+    ]);
+    for var in mailpulse::outbound::PROXY_ENV_VARS
+        .iter()
+        .chain(&["NO_PROXY", "no_proxy"])
+    {
+        cmd.env_remove(var);
+    }
+    cmd.env("HTTP_PROXY", proxy.url(None));
+    let out = tokio::task::spawn_blocking(move || cmd.output().unwrap())
+        .await
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(prometheus.requests().len(), 1);
+    assert!(prometheus.requests()[0]
+        .path
+        .starts_with("/api/v1/query_range?query=probe_duration_seconds"));
+    let seen = proxy.seen();
+    assert_eq!(seen.len(), 1, "{seen:?}");
+    assert_eq!(seen[0].method, "GET");
+    assert_eq!(
+        seen[0].target,
+        format!("prometheus.invalid:{}", prometheus.addr.port())
+    );
+}
