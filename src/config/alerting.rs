@@ -274,3 +274,48 @@ pub struct AlertingFile {
     /// The alerting tables.
     pub alerting: AlertingConfig,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_proxy_url_never_shows_its_credentials() {
+        let p = ProxyUrl::parse("http://ops:s3cr%40t@proxy.example.org:3128").unwrap();
+        assert_eq!(p.origin(), "http://proxy.example.org:3128");
+        assert_eq!(
+            p.to_string(),
+            "http://proxy.example.org:3128 (with credentials)"
+        );
+        assert_eq!(
+            format!("{p:?}"),
+            "ProxyUrl(http://proxy.example.org:3128 (with credentials))"
+        );
+        assert_eq!(p.url().password(), Some("s3cr%40t"));
+        let p = ProxyUrl::parse("https://proxy.example.org").unwrap();
+        assert_eq!(p.to_string(), "https://proxy.example.org:443");
+    }
+
+    #[test]
+    fn a_bad_proxy_url_is_refused_without_being_quoted() {
+        for (text, want) in [
+            (
+                "socks5://ops:s3cret@proxy:1080",
+                "unsupported proxy scheme \"socks5\"",
+            ),
+            ("http://ops:s3cret@proxy:3128/path", "with no path or query"),
+            ("http://ops:s3cret@proxy:3128/?q=1", "with no path or query"),
+            ("ops:s3cret@proxy:3128", "unsupported proxy scheme \"ops\""),
+            ("http://ops:s3cret@:3128", "invalid proxy URL: empty host"),
+            ("proxy", "invalid proxy URL: relative URL without a base"),
+        ] {
+            let e = ProxyUrl::parse(text).unwrap_err();
+            assert!(e.contains(want), "{text}: {e}");
+            assert!(!e.contains("s3cret"), "{e}");
+            assert!(
+                e.ends_with("the URL is not quoted, it may hold a password)"),
+                "{e}"
+            );
+        }
+    }
+}

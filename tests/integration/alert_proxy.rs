@@ -402,3 +402,30 @@ async fn replay_reaches_prometheus_through_the_proxy_of_the_environment() {
         format!("prometheus.invalid:{}", prometheus.addr.port())
     );
 }
+
+/// A proxy that echoes the request it got, `Proxy-Authorization` and all,
+/// in its error answer: the quoted answer shows the credentials redacted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_proxy_that_echoes_its_credentials_gets_them_redacted() {
+    let dir = tempfile::tempdir().unwrap();
+    let proxy = Proxy::echoing().await;
+    let c = config(
+        dir.path(),
+        &[receiver(
+            "echo",
+            &format!("http://{HIDDEN}:8080/hook"),
+            &format!("proxy_url = \"{}\"\n", proxy.url(Some(&userinfo(PASSWORD)))),
+        )],
+    );
+    let out = test_alert(&c, "echo", &[]).await;
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(
+        err.contains("HTTP 502: POST http://receiver.invalid:8080/hook HTTP/1.1"),
+        "{err}"
+    );
+    assert!(err.contains("<redacted>"), "{err}");
+    assert_no_secret(&err, PASSWORD);
+    // It did get them.
+    assert_eq!(proxy.seen()[0].authorization, Some(basic(USER, PASSWORD)));
+}

@@ -39,11 +39,34 @@ pub struct Proxy {
     task: JoinHandle<()>,
 }
 
+/// What the proxy does with a request it accepts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// Tunnels or forwards it.
+    Forward,
+    /// Answers 502 with the request's head as the body, credentials and
+    /// all (a misbehaving proxy that echoes what it got).
+    Echo,
+}
+
 impl Proxy {
     /// A proxy that forwards to `hosts` (`name` → address; other targets
     /// are resolved as usual) and, with `credentials`, requires exactly
     /// this `Proxy-Authorization` value (answering 407 otherwise).
     pub async fn start(hosts: &[(&str, SocketAddr)], credentials: Option<String>) -> Proxy {
+        Proxy::launch(hosts, credentials, Mode::Forward).await
+    }
+
+    /// A proxy that answers every request 502, echoing its head.
+    pub async fn echoing() -> Proxy {
+        Proxy::launch(&[], None, Mode::Echo).await
+    }
+
+    async fn launch(
+        hosts: &[(&str, SocketAddr)],
+        credentials: Option<String>,
+        mode: Mode,
+    ) -> Proxy {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let seen: Arc<Mutex<Vec<Seen>>> = Arc::default();
@@ -60,7 +83,7 @@ impl Proxy {
                 let (seen, hosts, credentials) =
                     (record.clone(), hosts.clone(), credentials.clone());
                 tokio::spawn(async move {
-                    let _ = serve(client, &hosts, credentials.as_deref(), &seen).await;
+                    let _ = serve(client, &hosts, credentials.as_deref(), mode, &seen).await;
                 });
             }
         });
@@ -93,6 +116,7 @@ async fn serve(
     mut client: TcpStream,
     hosts: &HashMap<String, SocketAddr>,
     credentials: Option<&str>,
+    mode: Mode,
     seen: &Mutex<Vec<Seen>>,
 ) -> std::io::Result<()> {
     let mut buf = Vec::new();
@@ -152,6 +176,16 @@ async fn serve(
         authorization: authorization.clone(),
         answered: 200,
     };
+    if mode == Mode::Echo {
+        record.answered = 502;
+        seen.lock().unwrap().push(record);
+        let answer = format!(
+            "HTTP/1.1 502 Bad Gateway\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{head}",
+            head.len()
+        );
+        client.write_all(answer.as_bytes()).await?;
+        return Ok(());
+    }
     if credentials.is_some() && authorization.as_deref() != credentials {
         record.answered = 407;
         seen.lock().unwrap().push(record);
