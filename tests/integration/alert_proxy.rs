@@ -429,3 +429,59 @@ async fn a_proxy_that_echoes_its_credentials_gets_them_redacted() {
     // It did get them.
     assert_eq!(proxy.seen()[0].authorization, Some(basic(USER, PASSWORD)));
 }
+
+/// The daemon (`mailpulse run`, a child process) pages an HTTPS receiver
+/// that only the proxy in its `HTTPS_PROXY` reaches; its probes keep their
+/// own client and go straight to their target (`HTTP_PROXY` names a dead
+/// proxy, which would fail them).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_daemon_pages_through_the_https_proxy_of_its_environment() {
+    let _timed = support::timed();
+    let dir = tempfile::tempdir().unwrap();
+    let (receiver_server, ca) = https_receiver(dir.path()).await;
+    let proxy = Proxy::start(&[(HIDDEN, receiver_server.addr)], None).await;
+    let target = HttpServer::start().await;
+    target.route("/owa", Reply::ok("ok"));
+    let port = support::free_port();
+    let text = format!(
+        "[agent]\nlisten = \"127.0.0.1:{port}\"\ninstance = \"cas01\"\nstate_dir = \"{}\"\n[host]\nenabled = false\n\
+         [slowdown]\nfactor = 3.0\nmin_delta = \"50ms\"\nfor = \"500ms\"\nrecover_for = \"1s\"\n\
+         [alerting]\nmax_backoff = \"1s\"\n\
+         [[target]]\nname = \"owa\"\nkind = \"http\"\nurl = \"{}\"\ninterval = \"100ms\"\ntimeout = \"90ms\"\n{}",
+        dir.path().join("state").display(),
+        target.url("/owa"),
+        receiver(
+            "hook",
+            &format!("https://{HIDDEN}:{}/hook", receiver_server.addr.port()),
+            &format!("tls_ca_file = \"{ca}\"\n"),
+        ),
+    );
+    let cfg = support::write_file(dir.path(), "c.toml", &text);
+    let https_proxy = proxy.url(None);
+    let env = [
+        ("HTTPS_PROXY", https_proxy.as_str()),
+        ("HTTP_PROXY", "http://127.0.0.1:9"),
+        // Set and empty: no bypass, whatever the test's own environment says.
+        ("NO_PROXY", ""),
+        ("no_proxy", ""),
+    ];
+    let agent = support::Agent::start(&cfg, ([127, 0, 0, 1], port).into(), &env).await;
+    agent.wait_baseline("owa").await;
+    target.route(
+        "/owa",
+        Reply::ok("ok").delayed(std::time::Duration::from_millis(60)),
+    );
+    let firing = receiver_server
+        .wait_accepted(1, std::time::Duration::from_secs(15))
+        .await;
+    let body = firing[0].json();
+    assert_eq!(body["status"], "firing");
+    assert_eq!(body["alerts"][0]["labels"]["target"], "owa");
+    let seen = proxy.seen();
+    assert!(
+        !seen.is_empty()
+            && seen.iter().all(|s| s.method == "CONNECT"
+                && s.target == format!("{HIDDEN}:{}", receiver_server.addr.port())),
+        "{seen:?}"
+    );
+}
