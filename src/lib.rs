@@ -20,6 +20,7 @@ pub mod health;
 pub mod human;
 pub mod incident;
 pub mod metrics;
+pub mod outbound;
 pub mod pipeline;
 pub mod probe;
 pub mod replay;

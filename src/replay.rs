@@ -10,10 +10,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context as _};
-use bytes::Bytes;
 use chrono::{DateTime, NaiveDateTime, SecondsFormat, Utc};
-use http_body_util::{BodyExt, Empty};
-use hyper_util::rt::TokioIo;
 use serde::{Deserialize, Serialize};
 
 use crate::detect::{DetectEvent, Detector, Incident, Observation, SlowdownSettings};
@@ -24,6 +21,8 @@ pub const PROMETHEUS_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// The largest Prometheus answer read (a week of 1 s points is ~30 MB).
 pub const PROMETHEUS_MAX_BODY: usize = 256 * 1024 * 1024;
+/// The largest Prometheus error answer read (its message is quoted).
+pub const PROMETHEUS_MAX_ERROR_BODY: usize = 64 * 1024;
 
 /// The unit of the values in a series.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
@@ -423,7 +422,7 @@ struct PromSeries {
     values: Vec<(f64, String)>,
 }
 
-/// Runs a range query against the Prometheus at `base` (plain http) and
+/// Runs a range query against the Prometheus at `base` (http or https) and
 /// returns each series' name and observations, in the order returned.
 pub async fn query_range(
     base: &str,
@@ -431,8 +430,8 @@ pub async fn query_range(
     unit: ValueUnit,
 ) -> anyhow::Result<Vec<(String, Vec<Observation>)>> {
     let mut url = url::Url::parse(base).with_context(|| format!("invalid URL {base:?}"))?;
-    if url.scheme() != "http" {
-        bail!("only http:// Prometheus URLs are supported, got {base:?}");
+    if !matches!(url.scheme(), "http" | "https") {
+        bail!("only http:// and https:// Prometheus URLs are supported, got {base:?}");
     }
     url.path_segments_mut()
         .map_err(|()| anyhow!("invalid URL {base:?}"))?
@@ -454,42 +453,27 @@ pub async fn query_range(
     parse_matrix(&body, unit)
 }
 
-/// GETs `url` over one plain HTTP/1.1 connection; returns the body of a
-/// 2xx answer or the body of an error answer as an error.
-async fn http_get(url: &url::Url) -> anyhow::Result<Bytes> {
-    let host = url.host_str().ok_or_else(|| anyhow!("no host in {url}"))?;
-    let port = url.port_or_known_default().unwrap_or(80);
-    let stream = tokio::net::TcpStream::connect((host.trim_matches(['[', ']']), port))
-        .await
-        .with_context(|| format!("cannot connect to {host}:{port}"))?;
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-        .await
-        .context("http handshake with prometheus failed")?;
-    // The connection task ends when the response is read and the sender dropped.
-    tokio::spawn(conn);
-    let path = match url.query() {
-        Some(q) => format!("{}?{q}", url.path()),
-        None => url.path().to_string(),
+/// GETs `url` with the agent's one outbound HTTP client (system roots,
+/// the proxies of the environment, no redirect followed); returns the body
+/// of a 2xx answer or the body of an error answer as an error.
+async fn http_get(url: &url::Url) -> anyhow::Result<Vec<u8>> {
+    let client = crate::outbound::Client::new(&crate::config::TlsOptions::default(), None)
+        .map_err(|e| anyhow!("{e}"))?;
+    let limits = crate::outbound::BodyLimits {
+        success: PROMETHEUS_MAX_BODY,
+        error: PROMETHEUS_MAX_ERROR_BODY,
     };
-    let authority = match url.port() {
-        Some(p) => format!("{host}:{p}"),
-        None => host.to_string(),
-    };
-    let request = hyper::Request::get(path)
-        .header(hyper::header::HOST, authority)
-        .header(hyper::header::ACCEPT, "application/json")
-        .header(hyper::header::USER_AGENT, crate::probe::http::USER_AGENT)
-        .body(Empty::<Bytes>::new())?;
-    let response = sender
-        .send_request(request)
+    let headers = [("accept", "application/json".to_string())];
+    let answer = client
+        .send(hyper::Method::GET, url, &headers, Vec::new(), limits)
         .await
-        .context("prometheus request failed")?;
-    let status = response.status();
-    let body = http_body_util::Limited::new(response.into_body(), PROMETHEUS_MAX_BODY)
-        .collect()
-        .await
-        .map_err(|e| anyhow!("cannot read the prometheus answer: {e}"))?
-        .to_bytes();
+        .map_err(|e| anyhow!("prometheus request failed: {e}"))?;
+    if let Some(e) = &answer.read_error {
+        bail!("cannot read the prometheus answer: {e}");
+    }
+    let status = hyper::StatusCode::from_u16(answer.status)
+        .map_err(|_| anyhow!("prometheus answered status {}", answer.status))?;
+    let body = answer.body;
     if !status.is_success() {
         let detail = serde_json::from_slice::<PromResponse>(&body)
             .ok()
@@ -502,6 +486,12 @@ async fn http_get(url: &url::Url) -> anyhow::Result<Bytes> {
                     .collect()
             });
         bail!("prometheus answered {status}: {detail}");
+    }
+    if answer.cut {
+        bail!(
+            "cannot read the prometheus answer: longer than {} bytes",
+            PROMETHEUS_MAX_BODY
+        );
     }
     Ok(body)
 }

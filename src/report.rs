@@ -15,7 +15,7 @@ use serde_json::{json, Value};
 
 use crate::alert::render;
 use crate::config::alerting::{
-    MaintenanceWindow, ReceiverAuth, ReceiverSpec, SmtpTls, WindowSchedule,
+    MaintenanceWindow, ReceiverAuth, ReceiverSpec, SmtpAuth, SmtpTls, WindowSchedule,
 };
 use crate::config::{Config, HttpAuth, ProbeSpec};
 use crate::detect::SlowdownSettings;
@@ -310,6 +310,10 @@ fn alerting_summary(c: &Config, out: &mut String) {
     let _ = writeln!(out, "receivers: {}", a.receivers.len());
     for r in &a.receivers {
         let mut what = receiver_text(&r.spec);
+        if let Some(proxy) = &r.proxy {
+            // The proxy's origin only (its Display), never its credentials.
+            let _ = write!(what, ", via proxy {proxy}");
+        }
         let _ = write!(
             what,
             ", timeout {}",
@@ -472,10 +476,23 @@ fn receiver_text(spec: &ReceiverSpec) -> String {
                     .join(", ")
             );
             if let Some((user, password)) = &e.credentials {
+                let mechanism = match e.auth {
+                    SmtpAuth::Plain => " PLAIN",
+                    SmtpAuth::Login => " LOGIN",
+                    _ => "",
+                };
                 let _ = write!(
                     text,
-                    ", auth as {user:?} (password from {})",
+                    ", auth{mechanism} as {user:?} (password from {})",
                     password.path().display()
+                );
+            }
+            if let Some(login) = &e.oauth2 {
+                let _ = write!(
+                    text,
+                    ", auth XOAUTH2 as {:?} (token from {}, read at every send)",
+                    login.username,
+                    login.token_file.display()
                 );
             }
             text

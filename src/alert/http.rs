@@ -1,31 +1,29 @@
-//! The small HTTP client every HTTP receiver shares: one request per
-//! connection (hyper 1 over TCP, or rustls with the ring provider), a
-//! per-request deadline, a capped response body, and the classification of
-//! answers into delivered / retriable / permanent (Alertmanager's rule: 2xx
-//! delivered; 5xx, 408 and 429 retriable, honouring `Retry-After`; other
-//! codes permanent; network errors and timeouts retriable).
+//! What every HTTP receiver shares: the agent's one outbound HTTP client
+//! (`outbound`: reqwest over the agent's rustls configuration, through a
+//! receiver's `proxy_url` or the proxies of the environment, no redirect
+//! followed, no idle connection kept), a per-request deadline, a capped
+//! response body, and the classification of answers into delivered /
+//! retriable / permanent (Alertmanager's rule: 2xx delivered; 5xx, 408 and
+//! 429 retriable, honouring `Retry-After`; other codes permanent; network
+//! errors and timeouts retriable).
 //!
 //! No pooling: alerts are rare, and a fresh connection per attempt means a
-//! dead peer is never hidden by a stale socket. The connection is driven
-//! inside the request's own future, so a cancelled attempt leaves nothing
-//! running. Request bodies and headers are never logged (they may carry keys).
+//! dead peer is never hidden by a stale socket. A cancelled attempt drops
+//! its connection. Request bodies and headers are never logged (they may
+//! carry keys), and every message names origins only.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
-use hyper::header::{HeaderMap, HeaderName, HeaderValue};
+use hyper::header::HeaderMap;
 use hyper::Method;
-use hyper_util::rt::TokioIo;
-use rustls::pki_types::ServerName;
 use rustls::ClientConfig;
-use tokio::net::TcpStream;
 
 use super::redact::Redactor;
 use super::DeliveryError;
-use crate::config::alerting::ReceiverConfig;
+use crate::config::alerting::{ProxyUrl, ReceiverConfig};
 use crate::config::TlsOptions;
+use crate::outbound::{self, BodyLimits, Step};
 
 /// The body of a successful answer is read up to this size (Grafana's
 /// annotation id is in it); the rest is never read.
@@ -48,30 +46,49 @@ pub struct Response {
     pub body: String,
 }
 
-/// A client for one receiver: its TLS settings, timeout, and the redactor
-/// of its secrets (built from the same configuration, so no receiver can
-/// have a client without it).
+/// A client for one receiver: its TLS settings, proxy, timeout, and the
+/// redactor of its secrets (built from the same configuration, so no
+/// receiver can have a client without it).
 #[derive(Clone)]
 pub struct HttpClient {
-    tls: Arc<ClientConfig>,
+    client: outbound::Client,
     timeout: Duration,
     redactor: Redactor,
 }
 
 impl std::fmt::Debug for HttpClient {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "HttpClient(timeout {:?})", self.timeout)
+        write!(
+            f,
+            "HttpClient(timeout {:?}, {:?})",
+            self.timeout, self.client
+        )
     }
 }
 
 impl HttpClient {
-    /// A client with the receiver's TLS settings, per-request timeout and
-    /// secrets (every error it returns is redacted).
+    /// A client with the receiver's TLS settings, proxy, per-request
+    /// timeout and secrets (every error it returns is redacted).
     pub fn new(config: &ReceiverConfig) -> Result<HttpClient, String> {
+        HttpClient::with(
+            &config.tls,
+            config.proxy.as_ref(),
+            config.timeout,
+            Redactor::for_receiver(config),
+        )
+    }
+
+    /// A client from its parts.
+    pub fn with(
+        tls: &TlsOptions,
+        proxy: Option<&ProxyUrl>,
+        timeout: Duration,
+        redactor: Redactor,
+    ) -> Result<HttpClient, String> {
         Ok(HttpClient {
-            tls: tls_config(&config.tls, &[b"http/1.1"])?,
-            timeout: config.timeout,
-            redactor: Redactor::for_receiver(config),
+            client: outbound::Client::new(tls, proxy).map_err(|e| redactor.message(&e))?,
+            timeout,
+            redactor,
         })
     }
 
@@ -101,7 +118,8 @@ impl HttpClient {
     }
 
     /// Sends one request and returns whatever the server answered; only
-    /// failures to get an answer are errors (retriable).
+    /// failures to get an answer are errors (retriable, but for a request
+    /// that cannot be built).
     pub async fn request(
         &self,
         method: Method,
@@ -109,131 +127,27 @@ impl HttpClient {
         headers: &[(&str, String)],
         body: Vec<u8>,
     ) -> Result<Response, DeliveryError> {
-        match tokio::time::timeout(self.timeout, self.exchange(method, url, headers, body)).await {
-            Ok(r) => r.map_err(|e| self.redactor.error(e)),
+        let limits = BodyLimits {
+            success: MAX_RESPONSE_BYTES,
+            error: MAX_ERROR_BODY_BYTES,
+        };
+        let exchange = self.client.send(method, url, headers, body, limits);
+        match tokio::time::timeout(self.timeout, exchange).await {
+            Ok(Ok(answer)) => Ok(Response {
+                status: answer.status,
+                headers: answer.headers,
+                body: String::from_utf8_lossy(&answer.body).into_owned(),
+            }),
+            Ok(Err(failure)) => Err(self.redactor.error(match failure.step {
+                Step::Invalid => DeliveryError::permanent(failure.message),
+                _ => DeliveryError::retriable(failure.message),
+            })),
             Err(_) => Err(DeliveryError::retriable(format!(
                 "no answer from {} within {}",
                 origin(url),
                 crate::config::HumanDuration(self.timeout)
             ))),
         }
-    }
-
-    async fn exchange(
-        &self,
-        method: Method,
-        url: &url::Url,
-        headers: &[(&str, String)],
-        body: Vec<u8>,
-    ) -> Result<Response, DeliveryError> {
-        let host = url
-            .host_str()
-            .ok_or_else(|| DeliveryError::permanent("url has no host"))?;
-        let port = url
-            .port_or_known_default()
-            .ok_or_else(|| DeliveryError::permanent("url has no port"))?;
-        let net = |what: &str, e: &dyn std::fmt::Display| {
-            DeliveryError::retriable(format!("{what} {}: {e}", origin(url)))
-        };
-        let connect_host = host.trim_start_matches('[').trim_end_matches(']');
-        let tcp = TcpStream::connect((connect_host, port))
-            .await
-            .map_err(|e| net("cannot connect to", &e))?;
-        let _ = tcp.set_nodelay(true);
-        let mut path = url.path().to_string();
-        if let Some(q) = url.query() {
-            path.push('?');
-            path.push_str(q);
-        }
-        let authority = match url.port() {
-            Some(p) => format!("{host}:{p}"),
-            None => host.to_string(),
-        };
-        let mut builder = hyper::Request::builder()
-            .method(method)
-            .uri(path)
-            .header(hyper::header::HOST, authority)
-            .header(
-                hyper::header::USER_AGENT,
-                concat!("mailpulse/", env!("CARGO_PKG_VERSION")),
-            );
-        for (k, v) in headers {
-            let name = HeaderName::from_bytes(k.as_bytes())
-                .map_err(|e| DeliveryError::permanent(format!("invalid header name: {e}")))?;
-            let value = HeaderValue::from_str(v)
-                .map_err(|_| DeliveryError::permanent(format!("invalid value of header {k}")))?;
-            builder = builder.header(name, value);
-        }
-        let request = builder
-            .body(Full::new(Bytes::from(body)))
-            .map_err(|e| DeliveryError::permanent(format!("invalid request: {e}")))?;
-        if url.scheme() == "https" {
-            let name = ServerName::try_from(connect_host.to_string())
-                .map_err(|_| DeliveryError::permanent(format!("invalid TLS name {host:?}")))?;
-            let tls = tokio_rustls::TlsConnector::from(self.tls.clone())
-                .connect(name, tcp)
-                .await
-                .map_err(|e| net("TLS handshake with", &e))?;
-            roundtrip(TokioIo::new(tls), request, url).await
-        } else {
-            roundtrip(TokioIo::new(tcp), request, url).await
-        }
-    }
-}
-
-async fn roundtrip<T>(
-    io: T,
-    request: hyper::Request<Full<Bytes>>,
-    url: &url::Url,
-) -> Result<Response, DeliveryError>
-where
-    T: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
-{
-    let net = |what: &str, e: &dyn std::fmt::Display| {
-        DeliveryError::retriable(format!("{what} {}: {e}", origin(url)))
-    };
-    let (mut sender, conn) = hyper::client::conn::http1::handshake::<_, Full<Bytes>>(io)
-        .await
-        .map_err(|e| net("HTTP handshake with", &e))?;
-    let exchange = async {
-        let response = sender
-            .send_request(request)
-            .await
-            .map_err(|e| net("request to", &e))?;
-        let (parts, mut body) = response.into_parts();
-        let limit = if parts.status.is_success() {
-            MAX_RESPONSE_BYTES
-        } else {
-            MAX_ERROR_BODY_BYTES
-        };
-        // Read up to the limit and no further; a body cut short still leaves
-        // the status to judge by. The connection is dropped with the rest.
-        let mut bytes = Vec::new();
-        while bytes.len() < limit {
-            match body.frame().await {
-                Some(Ok(frame)) => {
-                    if let Ok(data) = frame.into_data() {
-                        let take = data.len().min(limit - bytes.len());
-                        bytes.extend_from_slice(&data[..take]);
-                    }
-                }
-                Some(Err(_)) | None => break,
-            }
-        }
-        Ok(Response {
-            status: parts.status.as_u16(),
-            headers: parts.headers,
-            body: String::from_utf8_lossy(&bytes).into_owned(),
-        })
-    };
-    let mut conn = std::pin::pin!(conn);
-    let mut exchange = std::pin::pin!(exchange);
-    tokio::select! {
-        r = &mut exchange => r,
-        c = &mut conn => match c {
-            Ok(()) => exchange.await,
-            Err(e) => Err(net("connection to", &e)),
-        },
     }
 }
 
@@ -325,10 +239,7 @@ pub fn retry_after(headers: &HeaderMap) -> Option<Duration> {
 /// `scheme://host:port` of a URL, for messages (paths may hold secrets, as
 /// Slack and Teams webhook URLs do).
 pub fn origin(url: &url::Url) -> String {
-    match (url.host_str(), url.port_or_known_default()) {
-        (Some(h), Some(p)) => format!("{}://{h}:{p}", url.scheme()),
-        _ => url.scheme().to_string(),
-    }
+    outbound::origin(url)
 }
 
 /// A rustls client configuration from a receiver's TLS settings: the same
@@ -363,6 +274,7 @@ pub fn authorization(auth: &crate::config::alerting::ReceiverAuth) -> Option<Str
 #[cfg(test)]
 mod tests {
     use super::*;
+    use hyper::header::HeaderValue;
 
     fn response(status: u16, retry: Option<&str>) -> Response {
         let mut headers = HeaderMap::new();
@@ -459,11 +371,13 @@ mod tests {
 
     #[tokio::test]
     async fn a_long_error_body_is_quoted_from_its_start_and_redacted_before_the_cut() {
-        let client = HttpClient {
-            tls: tls_config(&TlsOptions::default(), &[b"http/1.1"]).unwrap(),
-            timeout: Duration::from_secs(5),
-            redactor: Redactor::new(["t0p-s3cret-t0ken"]),
-        };
+        let client = HttpClient::with(
+            &TlsOptions::default(),
+            None,
+            Duration::from_secs(5),
+            Redactor::new(["t0p-s3cret-t0ken"]),
+        )
+        .unwrap();
         // A 1 MiB body (more than either cap) whose secret straddles the
         // 200th character, where the quote is cut.
         let lead = format!("quota exceeded for {}(t0p-s3cret-t0ken)", ".".repeat(172));

@@ -84,6 +84,17 @@ impl Redactor {
                 }
             }
         }
+        // The proxy's credentials: the configured one's, and those of the
+        // environment's proxies (read as the HTTP client reads them, when the
+        // receiver is built), in every form they are sent.
+        if let Some(proxy) = &config.proxy {
+            for form in crate::outbound::credential_forms(proxy.url()) {
+                r.add_secret(&form);
+            }
+        }
+        for form in crate::outbound::environment_proxy_secrets() {
+            r.add_secret(&form);
+        }
         r.finish()
     }
 
@@ -468,6 +479,7 @@ mod tests {
             timeout: std::time::Duration::from_secs(1),
             send_resolved: true,
             tls: TlsOptions::default(),
+            proxy: None,
             spec,
         }
     }

@@ -105,8 +105,76 @@ pub struct ReceiverConfig {
     /// TLS settings for HTTPS endpoints and SMTP (CA certificates and
     /// `tls_insecure_skip_verify`; no client identity).
     pub tls: TlsOptions,
+    /// `proxy_url` of an HTTP receiver: every request goes through it
+    /// (without it, through the proxies of the environment).
+    pub proxy: Option<ProxyUrl>,
     /// Kind-specific settings.
     pub spec: ReceiverSpec,
+}
+
+/// A receiver's `proxy_url`: an `http://` or `https://` proxy, with
+/// optional credentials (`http://user:password@proxy:3128`), which are a
+/// secret: formatting shows only the origin, and the receiver's redactor
+/// knows the password in every form it is sent.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ProxyUrl(url::Url);
+
+impl ProxyUrl {
+    /// Parses a proxy URL. The error never quotes the text (it may hold a
+    /// password).
+    pub fn parse(text: &str) -> Result<ProxyUrl, String> {
+        const UNQUOTED: &str = "the URL is not quoted, it may hold a password";
+        let url = url::Url::parse(text.trim())
+            .map_err(|e| format!("invalid proxy URL: {e} ({UNQUOTED})"))?;
+        if !matches!(url.scheme(), "http" | "https") {
+            return Err(format!(
+                "unsupported proxy scheme {:?} (expected http:// or https://; {UNQUOTED})",
+                url.scheme()
+            ));
+        }
+        if url.host_str().is_none_or(str::is_empty) {
+            return Err(format!("invalid proxy URL: no host ({UNQUOTED})"));
+        }
+        if url.path() != "/" || url.query().is_some() || url.fragment().is_some() {
+            return Err(format!(
+                "a proxy URL is scheme://[user:password@]host[:port] with no path or query ({UNQUOTED})"
+            ));
+        }
+        Ok(ProxyUrl(url))
+    }
+
+    /// The URL with its credentials, for the HTTP client only.
+    pub fn url(&self) -> &url::Url {
+        &self.0
+    }
+
+    /// `scheme://host:port`, for messages.
+    pub fn origin(&self) -> String {
+        let host = self.0.host_str().unwrap_or_default();
+        let port = self.0.port_or_known_default().unwrap_or(80);
+        format!("{}://{host}:{port}", self.0.scheme())
+    }
+
+    /// Whether the URL carries credentials.
+    pub fn has_credentials(&self) -> bool {
+        !self.0.username().is_empty() || self.0.password().is_some()
+    }
+}
+
+impl fmt::Display for ProxyUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.origin())?;
+        if self.has_credentials() {
+            f.write_str(" (with credentials)")?;
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Debug for ProxyUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "ProxyUrl({self})")
+    }
 }
 
 impl ReceiverConfig {
@@ -205,4 +273,49 @@ pub struct AlertingFile {
     pub instance: String,
     /// The alerting tables.
     pub alerting: AlertingConfig,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_proxy_url_never_shows_its_credentials() {
+        let p = ProxyUrl::parse("http://ops:s3cr%40t@proxy.example.org:3128").unwrap();
+        assert_eq!(p.origin(), "http://proxy.example.org:3128");
+        assert_eq!(
+            p.to_string(),
+            "http://proxy.example.org:3128 (with credentials)"
+        );
+        assert_eq!(
+            format!("{p:?}"),
+            "ProxyUrl(http://proxy.example.org:3128 (with credentials))"
+        );
+        assert_eq!(p.url().password(), Some("s3cr%40t"));
+        let p = ProxyUrl::parse("https://proxy.example.org").unwrap();
+        assert_eq!(p.to_string(), "https://proxy.example.org:443");
+    }
+
+    #[test]
+    fn a_bad_proxy_url_is_refused_without_being_quoted() {
+        for (text, want) in [
+            (
+                "socks5://ops:s3cret@proxy:1080",
+                "unsupported proxy scheme \"socks5\"",
+            ),
+            ("http://ops:s3cret@proxy:3128/path", "with no path or query"),
+            ("http://ops:s3cret@proxy:3128/?q=1", "with no path or query"),
+            ("ops:s3cret@proxy:3128", "unsupported proxy scheme \"ops\""),
+            ("http://ops:s3cret@:3128", "invalid proxy URL: empty host"),
+            ("proxy", "invalid proxy URL: relative URL without a base"),
+        ] {
+            let e = ProxyUrl::parse(text).unwrap_err();
+            assert!(e.contains(want), "{text}: {e}");
+            assert!(!e.contains("s3cret"), "{e}");
+            assert!(
+                e.ends_with("the URL is not quoted, it may hold a password)"),
+                "{e}"
+            );
+        }
+    }
 }

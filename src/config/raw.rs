@@ -263,6 +263,8 @@ pub struct RawReceiver {
     pub tls_ca_file: Option<PathBuf>,
     /// Accept any TLS certificate.
     pub tls_insecure_skip_verify: Option<bool>,
+    /// HTTP receivers: the proxy every request goes through.
+    pub proxy_url: Option<String>,
     /// Alertmanager: re-post interval of firing alerts (default 1m).
     pub resend_interval: Option<HumanDuration>,
     /// Grafana: dashboard of the annotation (else an organisation annotation).
@@ -304,6 +306,7 @@ impl RawReceiver {
             api_key_file,
             tls_ca_file,
             tls_insecure_skip_verify,
+            proxy_url,
             resend_interval,
             dashboard_uid,
             panel_id,

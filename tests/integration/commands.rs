@@ -438,6 +438,7 @@ fn check_config_summarises_alerting_and_overrides_without_secrets() {
         ),
         ("mail.pw", "MAILSECRET\n"),
         ("hook.token", "HOOKTOKEN\n"),
+        ("o365.token", "OAUTHTOKEN\n"),
     ] {
         let path = write_file(dir.path(), name, content);
         std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o600))
@@ -454,9 +455,11 @@ fn check_config_summarises_alerting_and_overrides_without_secrets() {
          [[receiver]]\nname = \"chat\"\nkind = \"slack\"\nurl_file = \"slack.url\"\n\
          [[receiver]]\nname = \"teams\"\nkind = \"teams\"\nurl = \"https://prod.example.org/workflows/TEAMSPATH?sig=TEAMSSIG\"\n\
          [[receiver]]\nname = \"hook\"\nkind = \"webhook\"\nurl = \"https://hooks.example.org:8443/in/HOOKPATH?key=HOOKQUERY\"\n\
-         token_file = \"hook.token\"\nsend_resolved = false\n\
+         token_file = \"hook.token\"\nsend_resolved = false\nproxy_url = \"http://ops:PROXYPW@proxy.example.org:3128\"\n\
          [[receiver]]\nname = \"mail\"\nkind = \"email\"\nsmtp_address = \"smtp.example.org:587\"\n\
          from = \"mailpulse@example.org\"\nto = [\"ops@example.org\"]\nusername = \"mailpulse\"\npassword_file = \"mail.pw\"\n\
+         [[receiver]]\nname = \"o365\"\nkind = \"email\"\nsmtp_address = \"smtp.office365.com:587\"\n\
+         from = \"alerts@example.org\"\nto = [\"ops@example.org\"]\nauth = \"xoauth2\"\nusername = \"alerts@example.org\"\ntoken_file = \"o365.token\"\n\
          [[route]]\ntarget = \"owa*\"\nkind = \"http\"\nreceivers = [\"pager\", \"chat\"]\ncontinue = true\n\
          [[route]]\nreceivers = [\"mail\"]\n\
          [[maintenance]]\nname = \"patch\"\ntargets = [\"owa\"]\nweekly = \"Sun 02:00\"\nduration = \"2h\"\n\
@@ -476,12 +479,13 @@ fn check_config_summarises_alerting_and_overrides_without_secrets() {
            mx               tcp      every 30s    timeout 10s    127.0.0.1:25 tls none\n\
          slowdown: factor 3, min_delta 100ms, for 2m, recover_for 2m\n  \
            owa              overrides for 5m, threshold 2s\n\
-         receivers: 5\n  \
+         receivers: 6\n  \
            pager            pagerduty    https://events.pagerduty.com, routing key from {d}/pd.key, timeout 10s\n  \
            chat             slack        webhook URL from {d}/slack.url (not shown: it is a secret), timeout 10s\n  \
            teams            teams        webhook URL not shown (it is a secret), timeout 10s\n  \
-           hook             webhook      https://hooks.example.org:8443, bearer token from {d}/hook.token, timeout 10s, no resolve notices\n  \
-           mail             email        smtp smtp.example.org:587 tls starttls, from \"mailpulse@example.org\" to \"ops@example.org\", auth as \"mailpulse\" (password from {d}/mail.pw), timeout 10s\n\
+           hook             webhook      https://hooks.example.org:8443, bearer token from {d}/hook.token, via proxy http://proxy.example.org:3128 (with credentials), timeout 10s, no resolve notices\n  \
+           mail             email        smtp smtp.example.org:587 tls starttls, from \"mailpulse@example.org\" to \"ops@example.org\", auth as \"mailpulse\" (password from {d}/mail.pw), timeout 10s\n  \
+           o365             email        smtp smtp.office365.com:587 tls starttls, from \"alerts@example.org\" to \"ops@example.org\", auth XOAUTH2 as \"alerts@example.org\" (token from {d}/o365.token, read at every send), timeout 10s\n\
          routes: 2 (tried in order)\n  \
            target \"owa*\", kind http -> pager, chat (continue)\n  \
            every alert -> mail\n\
@@ -505,6 +509,9 @@ fn check_config_summarises_alerting_and_overrides_without_secrets() {
         "prod.example.org",
         "HOOKPATH",
         "HOOKQUERY",
+        "PROXYPW",
+        "ops:",
+        "OAUTHTOKEN",
     ] {
         assert!(!summary.contains(secret), "{secret} shown:\n{summary}");
     }

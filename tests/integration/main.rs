@@ -12,6 +12,7 @@ mod alert_e2e;
 mod alert_email;
 mod alert_misbehaving;
 mod alert_outage_hour;
+mod alert_proxy;
 mod alert_receiver_panic;
 mod alert_secrets;
 mod alerts;

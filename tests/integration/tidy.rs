@@ -30,7 +30,7 @@ use std::process::Command;
 const MAY_USE: &[(&str, &[&str])] = &[
     // Alerting sends; it never probes or collects (it shares only the TLS
     // client setup of probe::tls).
-    ("alert", &["clock", "config", "detect::Incident", "human", "metrics", "probe::tls", "report", "store"]),
+    ("alert", &["clock", "config", "detect::Incident", "human", "metrics", "outbound", "probe::tls", "report", "store"]),
     // The repair after a crash reads the incident layer's open incidents.
     ("alert::reconcile", &["alert", "clock", "config", "detect::Incident", "human", "incident::Incidents", "metrics", "probe::tls", "report", "store"]),
     // Message text is pure (see PURE): the alert model, nothing else.
@@ -56,10 +56,13 @@ const MAY_USE: &[(&str, &[&str])] = &[
     // Metrics record what they are given; they never probe or decide (no
     // detect::Detector).
     ("metrics", &["collect::tests", "config", "detect::DetectEvent", "detect::Incident", "detect::IncidentKind", "detect::State", "health", "sample"]),
+    // The one outbound HTTP client (receivers, replay): the agent's TLS
+    // setup, nothing else.
+    ("outbound", &["config", "probe::tls"]),
     ("pipeline", &["alert", "clock", "config", "detect", "health", "incident", "metrics", "sample", "store"]),
     // Probes return data: no metrics, detection, incidents or alerts.
     ("probe", &["clock", "config", "sample"]),
-    ("replay", &["config", "detect", "human", "probe::http::USER_AGENT"]),
+    ("replay", &["config", "detect", "human", "outbound"]),
     ("report", &["alert::render", "config", "detect::Incident", "detect::SlowdownSettings", "human", "replay::IncidentLine", "replay::rfc3339", "sample", "store::incidents"]),
     // Plain data shared by every stage: it depends on nothing.
     ("sample", &[]),

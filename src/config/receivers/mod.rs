@@ -6,7 +6,8 @@
 //! To add a receiver kind `foo`:
 //! 1. `config/receivers/foo.rs`: `pub struct FooSpec` (with
 //!    [`SpecSecrets`]), `pub(super) const KEYS` (the keys it accepts besides
-//!    `name`, `kind`, `timeout`, `send_resolved` and the TLS keys) and
+//!    `name`, `kind`, `timeout`, `send_resolved`, the TLS keys and, for
+//!    every kind but `email`, `proxy_url`) and
 //!    `pub(super) fn validate(&mut ReceiverFields) -> Option<FooSpec>`, which
 //!    takes its keys from the raw table through the fields' helpers. A key no
 //!    kind had yet is one more field of `RawReceiver` (`raw.rs`).
@@ -211,6 +212,7 @@ mod tests {
             "send_resolved",
             "tls_ca_file",
             "tls_insecure_skip_verify",
+            "proxy_url",
         ];
         for kind in ReceiverKind::ALL {
             assert_eq!(ReceiverKind::from_name(kind.as_str()), Some(*kind));

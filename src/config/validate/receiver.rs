@@ -8,13 +8,16 @@
 use super::files::{receiver_secret, receiver_tls};
 use super::*;
 use crate::config::alerting::{
-    ReceiverAuth, ReceiverConfig, ReceiverKind, DEFAULT_RECEIVER_TIMEOUT,
+    ProxyUrl, ReceiverAuth, ReceiverConfig, ReceiverKind, DEFAULT_RECEIVER_TIMEOUT,
 };
 use crate::config::raw::RawReceiver;
 
 /// The keys every receiver kind accepts besides `name`, `kind`, `timeout`
 /// and `send_resolved`: its TLS settings.
 const COMMON_KEYS: &[&str] = &["tls_ca_file", "tls_insecure_skip_verify"];
+/// The keys every kind that sends over HTTP (all but `email`) accepts: its
+/// proxy.
+const HTTP_KEYS: &[&str] = &["proxy_url"];
 
 /// One receiver table as its kind's validation sees it: the raw keys (a
 /// kind takes those it reads) and helpers that read a URL, a secret or the
@@ -192,7 +195,11 @@ pub(super) fn build_receiver(
         c,
         path,
         r.keys_set(),
-        |key| COMMON_KEYS.contains(&key) || kind.keys().contains(&key),
+        |key| {
+            COMMON_KEYS.contains(&key)
+                || (kind != ReceiverKind::Email && HTTP_KEYS.contains(&key))
+                || kind.keys().contains(&key)
+        },
         &format!("receiver kind {kind_name:?}"),
     );
     let timeout = r
@@ -209,6 +216,22 @@ pub(super) fn build_receiver(
         r.tls_ca_file.clone(),
         r.tls_insecure_skip_verify,
     );
+    let mut proxy_ok = true;
+    let proxy = match r
+        .proxy_url
+        .as_deref()
+        .filter(|_| kind != ReceiverKind::Email)
+    {
+        Some(text) => match ProxyUrl::parse(text) {
+            Ok(p) => Some(p),
+            Err(message) => {
+                c.error_at(&path.key("proxy_url"), message);
+                proxy_ok = false;
+                None
+            }
+        },
+        None => None,
+    };
     let mut fields = ReceiverFields {
         c,
         path,
@@ -218,7 +241,7 @@ pub(super) fn build_receiver(
         raw: r,
     };
     let spec = kind.validate(&mut fields)?;
-    if misplaced {
+    if misplaced || !proxy_ok {
         return None;
     }
     Some(ReceiverConfig {
@@ -226,6 +249,7 @@ pub(super) fn build_receiver(
         timeout,
         send_resolved: fields.raw.send_resolved.unwrap_or(true),
         tls: tls?,
+        proxy,
         spec,
     })
 }
