@@ -55,13 +55,13 @@ fn priority(line: &str) -> Option<u8> {
     n.parse().ok()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn on_the_journal_stream_every_line_carries_its_priority() {
-    let dir = tempfile::tempdir().unwrap();
+/// The agent on [`config`] (with `extra` in `[agent]`) whose stderr is the
+/// journal's stream: its log file, whose device and inode are what systemd
+/// would put in `JOURNAL_STREAM` (Agent truncates it in place); returned
+/// once it has warned about the secret file.
+async fn agent_on_the_journal(dir: &Path, extra: &str) -> Agent {
     let port = support::free_port();
-    let cfg = config(dir.path(), port, "");
-    // The agent's stderr is this file (Agent truncates it in place): its
-    // device and inode are what systemd would put in JOURNAL_STREAM.
+    let cfg = config(dir, port, extra);
     let stream = stream_id(&cfg.with_extension("log"));
     let agent = Agent::start(
         &cfg,
@@ -75,6 +75,13 @@ async fn on_the_journal_stream_every_line_carries_its_priority() {
             "the warning about the secret file",
         )
         .await;
+    agent
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_the_journal_stream_every_line_carries_its_priority() {
+    let dir = tempfile::tempdir().unwrap();
+    let agent = agent_on_the_journal(dir.path(), "").await;
 
     // A reload of a file with two errors: one event, a line for each error.
     write_file(
@@ -220,21 +227,7 @@ async fn log_format_json_writes_one_object_a_line() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn log_format_json_in_the_configuration_and_under_the_journal() {
     let dir = tempfile::tempdir().unwrap();
-    let port = support::free_port();
-    let cfg = config(dir.path(), port, "log_format = \"json\"\n");
-    let stream = stream_id(&cfg.with_extension("log"));
-    let agent = Agent::start(
-        &cfg,
-        ([127, 0, 0, 1], port).into(),
-        &[("JOURNAL_STREAM", &stream)],
-    )
-    .await;
-    agent
-        .wait_until(
-            || async { agent.log_text().contains("configuration warning") },
-            "the warning about the secret file",
-        )
-        .await;
+    let agent = agent_on_the_journal(dir.path(), "log_format = \"json\"\n").await;
     // Each line: the priority prefix (journald strips it), then the object.
     let log = agent.log_text();
     let mut unprefixed = String::new();
