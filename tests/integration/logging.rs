@@ -55,14 +55,14 @@ fn priority(line: &str) -> Option<u8> {
     n.parse().ok()
 }
 
-/// The agent on [`config`] (with `extra` in `[agent]`) whose stderr is the
-/// journal's stream: its log file, whose device and inode are what systemd
-/// would put in `JOURNAL_STREAM` (Agent truncates it in place); returned
-/// once it has warned about the secret file.
-async fn agent_on_the_journal(dir: &Path, extra: &str) -> Agent {
+/// The agent on [`config`] (with `extra` in `[agent]`), its
+/// `JOURNAL_STREAM` naming `stream` (`None`: its own log file, whose device
+/// and inode are what systemd would put there; Agent truncates it in
+/// place); returned once it has warned about the secret file.
+async fn agent_with_stream(dir: &Path, extra: &str, stream: Option<&Path>) -> Agent {
     let port = support::free_port();
     let cfg = config(dir, port, extra);
-    let stream = stream_id(&cfg.with_extension("log"));
+    let stream = stream_id(stream.unwrap_or(&cfg.with_extension("log")));
     let agent = Agent::start(
         &cfg,
         ([127, 0, 0, 1], port).into(),
@@ -81,7 +81,7 @@ async fn agent_on_the_journal(dir: &Path, extra: &str) -> Agent {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn on_the_journal_stream_every_line_carries_its_priority() {
     let dir = tempfile::tempdir().unwrap();
-    let agent = agent_on_the_journal(dir.path(), "").await;
+    let agent = agent_with_stream(dir.path(), "", None).await;
 
     // A reload of a file with two errors: one event, a line for each error.
     write_file(
@@ -130,22 +130,8 @@ async fn on_the_journal_stream_every_line_carries_its_priority() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_journal_stream_naming_another_file_is_not_the_journal() {
     let dir = tempfile::tempdir().unwrap();
-    let port = support::free_port();
-    let cfg = config(dir.path(), port, "");
     // Inherited from a unit whose stderr was the journal; this one's is not.
-    let elsewhere = stream_id(&dir.path().join("other"));
-    let agent = Agent::start(
-        &cfg,
-        ([127, 0, 0, 1], port).into(),
-        &[("JOURNAL_STREAM", &elsewhere)],
-    )
-    .await;
-    agent
-        .wait_until(
-            || async { agent.log_text().contains("configuration warning") },
-            "the warning about the secret file",
-        )
-        .await;
+    let agent = agent_with_stream(dir.path(), "", Some(&dir.path().join("other"))).await;
     let log = agent.log_text();
     for line in log.lines() {
         assert_eq!(priority(line), None, "{line}");
@@ -227,7 +213,7 @@ async fn log_format_json_writes_one_object_a_line() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn log_format_json_in_the_configuration_and_under_the_journal() {
     let dir = tempfile::tempdir().unwrap();
-    let agent = agent_on_the_journal(dir.path(), "log_format = \"json\"\n").await;
+    let agent = agent_with_stream(dir.path(), "log_format = \"json\"\n", None).await;
     // Each line: the priority prefix (journald strips it), then the object.
     let log = agent.log_text();
     let mut unprefixed = String::new();
