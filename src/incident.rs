@@ -253,25 +253,10 @@ impl Incidents {
 
 #[cfg(test)]
 mod tests {
-    use std::time::Duration;
-
     use super::*;
-    use crate::sample::{Phase, ProbeKind};
 
     fn sample(at: DateTime<Utc>, ms: u64) -> Sample {
-        Sample {
-            target: "owa".into(),
-            kind: ProbeKind::Http,
-            started_at: at,
-            steady_at: at,
-            phases: vec![(Phase::Total, Duration::from_millis(ms))],
-            failure: None,
-            status: Some(200),
-            tls: None,
-            schedule_lag: Duration::ZERO,
-            notes: vec![],
-            messages: None,
-        }
+        Sample::http_ok(at, at, ms)
     }
 
     /// Issue 16: "the open record shows its current counts". The stored

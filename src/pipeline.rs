@@ -446,7 +446,6 @@ mod tests {
     use super::*;
     use crate::alert::{AlertStatus, BoxFuture, DeliveryError, Receiver};
     use crate::clock::TokioClock;
-    use crate::sample::ProbeKind;
     use crate::store::{incidents as history, outbox};
     use chrono::Duration as WallDuration;
     use chrono::{DateTime, Utc};
@@ -648,19 +647,7 @@ mod tests {
     }
 
     fn stamped(stamp: Stamp, ms: u64) -> Sample {
-        Sample {
-            target: "owa".into(),
-            kind: ProbeKind::Http,
-            started_at: stamp.wall,
-            steady_at: stamp.steady,
-            phases: vec![(Phase::Total, Duration::from_millis(ms))],
-            failure: None,
-            status: Some(200),
-            tls: None,
-            schedule_lag: Duration::ZERO,
-            notes: vec![],
-            messages: None,
-        }
+        Sample::http_ok(stamp.wall, stamp.steady, ms)
     }
 
     /// Issue 21, break 10, in the agent: the system clock is stepped back an

@@ -281,3 +281,25 @@ impl Sample {
         self.phase(Phase::Total).unwrap_or_default()
     }
 }
+
+#[cfg(test)]
+impl Sample {
+    /// A successful HTTP probe of target `owa` that took `ms` in all,
+    /// started at `wall` on the wall clock and `steady` on the steady one:
+    /// the sample the unit tests of later stages feed in.
+    pub(crate) fn http_ok(wall: DateTime<Utc>, steady: DateTime<Utc>, ms: u64) -> Sample {
+        Sample {
+            target: "owa".into(),
+            kind: ProbeKind::Http,
+            started_at: wall,
+            steady_at: steady,
+            phases: vec![(Phase::Total, Duration::from_millis(ms))],
+            failure: None,
+            status: Some(200),
+            tls: None,
+            schedule_lag: Duration::ZERO,
+            notes: vec![],
+            messages: None,
+        }
+    }
+}
