@@ -326,7 +326,7 @@ impl Pipeline {
                 .kinds
                 .insert(sample.target.clone(), sample.kind.as_str().to_string());
         }
-        let (event, saved, state, baseline) = {
+        let (event, saved, state, baseline, open_since) = {
             let incidents = &mut self.incidents;
             // Only a sample that opens, escalates or closes an incident writes
             // to the store; the rest stay on this worker (block_in_place hands
@@ -342,11 +342,12 @@ impl Pipeline {
             let Some(d) = incidents.detector(&sample.target) else {
                 return;
             };
-            (event, error.is_none(), d.state(), d.baseline())
+            let open_since = d.open_incident().map(|i| i.started_at);
+            (event, error.is_none(), d.state(), d.baseline(), open_since)
         };
         self.metrics
             .detect
-            .record_state(&sample.target, state, baseline);
+            .record_state(&sample.target, state, baseline, open_since);
         let Some(event) = event else { return };
         self.metrics.detect.record_event(&sample.target, &event);
         let incident = event.incident();

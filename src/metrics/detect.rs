@@ -3,8 +3,9 @@
 //!
 //! The per-target families (`mailpulse_target_degraded`, `_down`,
 //! `_baseline_seconds`, `mailpulse_incidents_total`,
-//! `mailpulse_incidents_closed_total`, `mailpulse_incident_closed_seconds_total`
-//! and `mailpulse_last_incident_duration_seconds`) are kept outside the
+//! `mailpulse_incidents_closed_total`, `mailpulse_incident_closed_seconds_total`,
+//! `mailpulse_last_incident_duration_seconds` and the two incident timestamps
+//! the dashboards draw incident bands from) are kept outside the
 //! `prometheus` registry, like the probe families: every probe updates them,
 //! and through the registry every scrape copied each series and its labels.
 //! Their text is the crate's, byte for byte (see the tests). The incident
@@ -15,6 +16,7 @@
 
 use std::sync::Arc;
 
+use chrono::{DateTime, Utc};
 use prometheus::{HistogramOpts, HistogramVec, Registry};
 
 use super::register;
@@ -42,12 +44,18 @@ struct Series {
     /// Total duration of the closed incidents, seconds, by slot of [`KINDS`].
     closed_seconds: [Option<f64>; KINDS.len()],
     last_duration: Option<f64>,
+    /// Onset of the open incident, or of the latest one once it closed.
+    started: Option<f64>,
+    /// Recovery of the latest incident; 0 while it is open.
+    recovered: Option<f64>,
 }
 
 /// The families kept here.
 #[derive(Debug, Clone, Copy)]
 enum Family {
     ClosedSeconds,
+    Recovered,
+    Started,
     Closed,
     Incidents,
     LastDuration,
@@ -57,13 +65,27 @@ enum Family {
 }
 
 /// The families, in the order the page lists them (by name).
-const FAMILIES: [FamilyDef<Family>; 7] = [
+const FAMILIES: [FamilyDef<Family>; 9] = [
     FamilyDef {
         family: Family::ClosedSeconds,
         name: "mailpulse_incident_closed_seconds_total",
         help: "Total duration of closed incidents, by the kind they ended as; starts at 0.",
         kind: "counter",
         labels: &["kind", "target"],
+    },
+    FamilyDef {
+        family: Family::Recovered,
+        name: "mailpulse_incident_recovered_timestamp_seconds",
+        help: "When the target's latest incident recovered (its first healthy sample); 0 while it is open.",
+        kind: "gauge",
+        labels: &["target"],
+    },
+    FamilyDef {
+        family: Family::Started,
+        name: "mailpulse_incident_started_timestamp_seconds",
+        help: "Onset (first bad sample) of the target's open incident, or of its latest one once closed.",
+        kind: "gauge",
+        labels: &["target"],
     },
     FamilyDef {
         family: Family::Closed,
@@ -141,8 +163,16 @@ impl DetectMetrics {
         FAMILIES.iter().map(|f| f.name)
     }
 
-    /// Sets the target's state and baseline after an observation.
-    pub fn record_state(&self, target: &str, state: State, baseline: Option<std::time::Duration>) {
+    /// Sets the target's state and baseline after an observation, and the
+    /// onset of its open incident (`open_since`), if it has one: after a
+    /// restart too, where the incident was opened before it.
+    pub fn record_state(
+        &self,
+        target: &str,
+        state: State,
+        baseline: Option<std::time::Duration>,
+        open_since: Option<DateTime<Utc>>,
+    ) {
         let (degraded, down) = match state {
             State::Healthy => (false, false),
             State::Degraded => (true, false),
@@ -152,6 +182,10 @@ impl DetectMetrics {
             s.degraded = Some(degraded);
             s.down = Some(down);
             s.baseline = baseline.map(|b| b.as_secs_f64());
+            if let Some(t) = open_since {
+                s.started = Some(seconds(t));
+                s.recovered = Some(0.0);
+            }
         });
     }
 
@@ -174,6 +208,8 @@ impl DetectMetrics {
                         .observe(d);
                     let slot = kind_slot(i.kind);
                     self.targets.with(target, Series::default, |s| {
+                        s.started = Some(seconds(i.started_at));
+                        s.recovered = i.recovered_at.or(i.closed_at).map(seconds);
                         s.last_duration = Some(d);
                         s.closed[slot] = Some(s.closed[slot].unwrap_or(0) + 1);
                         s.closed_seconds[slot] = Some(s.closed_seconds[slot].unwrap_or(0.0) + d);
@@ -239,6 +275,8 @@ impl DetectMetrics {
                         Family::Baseline => s.baseline,
                         Family::Degraded => s.degraded.map(flag),
                         Family::Down => s.down.map(flag),
+                        Family::Started => s.started,
+                        Family::Recovered => s.recovered,
                         Family::Incidents | Family::Closed | Family::ClosedSeconds => None,
                     };
                     if let Some(v) = value {
@@ -249,6 +287,11 @@ impl DetectMetrics {
         }
         write_rows(def, rows, out);
     }
+}
+
+/// A time as Unix seconds, to the millisecond.
+fn seconds(t: DateTime<Utc>) -> f64 {
+    t.timestamp_millis() as f64 / 1000.0
 }
 
 /// The slot of an incident kind in [`KINDS`].
@@ -279,6 +322,8 @@ mod tests {
         closed_seconds: CounterVec,
         last: GaugeVec,
         baseline: GaugeVec,
+        started: GaugeVec,
+        recovered: GaugeVec,
     }
 
     impl Oracle {
@@ -307,6 +352,16 @@ mod tests {
                 last: GaugeVec::new(opts("mailpulse_last_incident_duration_seconds"), target)
                     .unwrap(),
                 baseline: GaugeVec::new(opts("mailpulse_target_baseline_seconds"), target).unwrap(),
+                started: GaugeVec::new(
+                    opts("mailpulse_incident_started_timestamp_seconds"),
+                    target,
+                )
+                .unwrap(),
+                recovered: GaugeVec::new(
+                    opts("mailpulse_incident_recovered_timestamp_seconds"),
+                    target,
+                )
+                .unwrap(),
                 reg,
             };
             oracle
@@ -331,6 +386,9 @@ mod tests {
                 .reg
                 .register(Box::new(oracle.baseline.clone()))
                 .unwrap();
+            for g in [&oracle.started, &oracle.recovered] {
+                oracle.reg.register(Box::new(g.clone())).unwrap();
+            }
             oracle
         }
 
@@ -380,14 +438,22 @@ mod tests {
                 oracle.closed_seconds.with_label_values(&[t, kind.as_str()]);
             }
         }
+        // The open incidents' onsets, seconds after the epoch, to the millisecond.
         let states = [
-            ("owa", State::Degraded, Some(0.184)),
-            ("ews \"2\"", State::Down, None),
-            ("a-imap", State::Healthy, Some(0.0095)),
-            ("zimbra", State::Healthy, Some(1.5)),
+            ("owa", State::Degraded, Some(0.184), Some(1_700_000_000_250)),
+            ("ews \"2\"", State::Down, None, Some(1_700_000_100_000)),
+            ("a-imap", State::Healthy, Some(0.0095), None),
+            ("zimbra", State::Healthy, Some(1.5), None),
         ];
-        for (t, state, baseline) in states {
-            m.record_state(t, state, baseline.map(Duration::from_secs_f64));
+        for (t, state, baseline, open_since) in states {
+            let open_since =
+                open_since.map(|ms| chrono::DateTime::from_timestamp_millis(ms).unwrap());
+            m.record_state(t, state, baseline.map(Duration::from_secs_f64), open_since);
+            if let Some(at) = open_since {
+                let at = at.timestamp_millis() as f64 / 1000.0;
+                oracle.started.with_label_values(&[t]).set(at);
+                oracle.recovered.with_label_values(&[t]).set(0.0);
+            }
             let (degraded, down) = match state {
                 State::Healthy => (0, 0),
                 State::Degraded => (1, 0),
@@ -431,6 +497,9 @@ mod tests {
                 DetectEvent::Escalated(_) => oracle.incidents.with_label_values(&[t, "down"]).inc(),
                 DetectEvent::Closed(i) => {
                     let d = i.duration_seconds().unwrap();
+                    // The latest incident's onset and recovery, for the bands.
+                    oracle.started.with_label_values(&[t]).set(0.0);
+                    oracle.recovered.with_label_values(&[t]).set(d);
                     oracle.last.with_label_values(&[t]).set(d);
                     oracle.closed.with_label_values(&[t, i.kind.as_str()]).inc();
                     oracle
@@ -448,11 +517,14 @@ mod tests {
             .any(|f| f.name() == "mailpulse_incident_duration_seconds"));
 
         // A baseline that is no longer known disappears; a removed target's series too.
-        m.record_state("owa", State::Healthy, None);
+        m.record_state("owa", State::Healthy, None, None);
         let _ = oracle.baseline.remove_label_values(&["owa"]);
         oracle.degraded.with_label_values(&["owa"]).set(0);
         m.remove_target("ews \"2\"");
         for v in [&oracle.degraded, &oracle.down] {
+            let _ = v.remove_label_values(&["ews \"2\""]);
+        }
+        for v in [&oracle.started, &oracle.recovered] {
             let _ = v.remove_label_values(&["ews \"2\""]);
         }
         for kind in KINDS {

@@ -129,3 +129,110 @@ async fn dashboards_pass_their_checks_against_a_live_scrape() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// The expression of the annotation `name` in the dashboard `file`, with its
+/// `$job`, `$instance` and `$target` variables matching everything.
+fn annotation_expr(file: &str, name: &str) -> String {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(file);
+    let dash: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    let list = dash["annotations"]["list"].as_array().unwrap();
+    let a = list
+        .iter()
+        .find(|a| a["name"] == name)
+        .unwrap_or_else(|| panic!("{file} has no annotation {name:?}"));
+    let expr = a["target"]["expr"].as_str().unwrap();
+    ["$job", "$instance", "$target"]
+        .iter()
+        .fold(expr.to_string(), |e, v| e.replace(v, ".*"))
+}
+
+/// Both dashboards draw each incident as one band from its onset (the first
+/// bad sample, before the incident was detected) to its recovery, evaluated
+/// by a real Prometheus engine (`promtool test rules`) over the two incident
+/// timestamps a target's agent exports: a slow incident from minute 10,
+/// detected at 13, recovered at 20, and a second one from 40, detected at
+/// 43, recovered at 50.
+#[test]
+fn incident_bands_run_from_onset_to_recovery() {
+    let Some(promtool) = support::promtool() else {
+        return;
+    };
+    const NAME: &str = "Incidents, onset to recovery";
+    let expr = annotation_expr("dashboards/mailpulse-soak-test.json", NAME);
+    assert_eq!(
+        expr,
+        annotation_expr("dashboards/mailpulse-fleet-overview.json", NAME),
+        "the two dashboards draw incidents alike"
+    );
+    // One value a minute, minutes 0 to 70; `_` is no sample (the agent
+    // exports the series from the first detection on).
+    let minutes = |f: &dyn Fn(u32) -> Option<u32>| -> String {
+        (0..=70)
+            .map(|m| f(m).map_or("_".to_string(), |v| v.to_string()))
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    let started = minutes(&|m| match m {
+        0..=12 => None,
+        13..=42 => Some(600),
+        _ => Some(2400),
+    });
+    let recovered = minutes(&|m| match m {
+        0..=12 => None,
+        13..=19 => Some(0),
+        20..=42 => Some(1200),
+        43..=49 => Some(0),
+        _ => Some(3000),
+    });
+    let labels = r#"{job="mailpulse", instance="cas01", target="owa"}"#;
+    // Minute of evaluation and the band's value there (the onset), if any.
+    let expected = [
+        (9, None),
+        (11, Some(600)), // after the onset, before detection
+        (15, Some(600)),
+        (19, Some(600)),
+        (21, None),
+        (39, None),
+        (41, Some(2400)),
+        (49, Some(2400)),
+        (51, None),
+    ];
+    let tests: Vec<serde_json::Value> = expected
+        .iter()
+        .map(|(minute, value)| {
+            let samples: Vec<serde_json::Value> = value
+                .iter()
+                .map(|v| serde_json::json!({"labels": r#"{instance="cas01", target="owa"}"#, "value": v}))
+                .collect();
+            serde_json::json!({"expr": expr, "eval_time": format!("{minute}m"), "exp_samples": samples})
+        })
+        .collect();
+    // JSON is YAML.
+    let file = serde_json::json!({
+        "rule_files": [],
+        "evaluation_interval": "1m",
+        "tests": [{
+            "interval": "1m",
+            "input_series": [
+                {"series": format!("mailpulse_incident_started_timestamp_seconds{labels}"), "values": started},
+                {"series": format!("mailpulse_incident_recovered_timestamp_seconds{labels}"), "values": recovered},
+            ],
+            "promql_expr_test": tests,
+        }],
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bands.test.yml");
+    std::fs::write(&path, file.to_string()).unwrap();
+    let out = Command::new(promtool)
+        .args(["test", "rules"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "promtool test rules:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
