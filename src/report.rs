@@ -289,6 +289,27 @@ pub fn config_summary(c: &Config) -> String {
         );
     }
     alerting_summary(c, &mut out);
+    if !c.slos.is_empty() {
+        let _ = writeln!(out, "slos: {}", c.slos.len());
+        let all = |globs: &[crate::config::alerting::Glob], what: &str| {
+            if globs.is_empty() {
+                format!("every {what}")
+            } else {
+                let list: Vec<&str> = globs.iter().map(|g| g.0.as_str()).collect();
+                format!("{what}s {}", list.join(", "))
+            }
+        };
+        for slo in &c.slos {
+            let _ = writeln!(
+                out,
+                "  {:?}: {} ({}; {})",
+                terminal_text(&slo.name),
+                slo.objective,
+                terminal_text(&all(&slo.targets, "target")),
+                terminal_text(&all(&slo.phases, "phase"))
+            );
+        }
+    }
     out
 }
 

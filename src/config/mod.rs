@@ -13,6 +13,7 @@ pub mod net;
 mod raw;
 mod receivers;
 pub mod secret;
+pub mod slo;
 pub mod slowdown;
 mod validate;
 
@@ -102,6 +103,8 @@ pub struct Config {
     pub targets: Vec<Target>,
     /// `[alerting]`, `[[receiver]]`, `[[route]]` and `[[maintenance]]`.
     pub alerting: alerting::AlertingConfig,
+    /// `[[slo]]`: what a soak run must meet, in file order, names unique.
+    pub slos: Vec<slo::Slo>,
     /// Problems that do not stop the agent (a secret file others can read),
     /// in file order; `check-config` prints them and `run` logs them.
     pub warnings: Vec<ConfigWarning>,

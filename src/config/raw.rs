@@ -45,6 +45,8 @@ pub struct RawConfig {
     pub routes: Vec<RawRoute>,
     #[serde(default)]
     pub maintenance: Vec<RawMaintenance>,
+    #[serde(default, rename = "slo")]
+    pub slos: Vec<RawSlo>,
 }
 
 /// `[agent]`
@@ -360,4 +362,24 @@ pub struct RawMaintenance {
     pub daily: Option<String>,
     /// Length of a recurring window.
     pub duration: Option<HumanDuration>,
+}
+
+/// `[[slo]]`: one objective of a soak run.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSlo {
+    /// Its name in the report.
+    pub name: Option<String>,
+    /// Target name patterns; default every target.
+    pub targets: Option<Vec<String>>,
+    /// Phase name patterns; default every phase.
+    pub phases: Option<Vec<String>>,
+    /// `"p95 < 1s"`.
+    pub latency: Option<String>,
+    /// The step a latency objective measures; default `total`.
+    pub step: Option<String>,
+    /// `">= 99.9%"`.
+    pub success: Option<String>,
+    /// The longest incident allowed.
+    pub max_incident: Option<HumanDuration>,
 }

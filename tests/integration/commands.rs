@@ -517,6 +517,52 @@ fn check_config_summarises_alerting_and_overrides_without_secrets() {
     }
 }
 
+/// issue 17: `check-config` lists the `[[slo]]` objectives a soak run is
+/// held to, as it understood them, after the alerting sections; a mistake
+/// in one is a `file:line:col: key: message` error.
+#[test]
+fn check_config_lists_the_soak_objectives() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_file(
+        dir.path(),
+        "c.toml",
+        "[[target]]\nname = \"owa\"\nkind = \"http\"\nurl = \"https://owa.example.org/owa/\"\n\
+         [[slo]]\nname = \"owa p95\"\ntargets = [\"owa*\"]\nphases = [\"plateau*\"]\nlatency = \"p95 < 1s\"\n\
+         [[slo]]\nname = \"first byte\"\nlatency = \"p99 <= 250ms\"\nstep = \"first_byte\"\n\
+         [[slo]]\nname = \"mail available\"\ntargets = [\"smtp*\", \"imap*\"]\nsuccess = \">= 99.9%\"\n\
+         [[slo]]\nname = \"no long slowdown\"\nmax_incident = \"5m\"\n",
+    );
+    let out = support::mailpulse(&["check-config", "--config", config.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let summary = text(&out.stdout);
+    assert!(
+        summary.ends_with(
+            "slos: 4\n  \
+               \"owa p95\": p95 of total < 1s (targets owa*; phases plateau*)\n  \
+               \"first byte\": p99 of first_byte <= 250ms (every target; every phase)\n  \
+               \"mail available\": success >= 99.9% (targets smtp*, imap*; every phase)\n  \
+               \"no long slowdown\": no incident longer than 5m (every target; every phase)\n"
+        ),
+        "{summary}"
+    );
+
+    let bad = write_file(
+        dir.path(),
+        "bad.toml",
+        "[[slo]]\nname = \"owa p95\"\nlatency = \"p95 > 1s\"\n",
+    );
+    let out = support::mailpulse(&["check-config", "--config", bad.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains(&format!(
+            "{}:3:11: slo[0].latency: invalid latency objective \"p95 > 1s\"",
+            bad.display()
+        )),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
 /// The instance name the summary shows (the host name by default).
 fn summary_instance(summary: &str) -> String {
     let line = summary.lines().nth(1).unwrap();

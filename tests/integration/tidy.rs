@@ -69,6 +69,8 @@ const MAY_USE: &[(&str, &[&str])] = &[
     ("schedule", &["clock", "config", "health", "probe", "sample"]),
     // systemd integration; the watchdog reads the health of the tasks.
     ("service", &["health"]),
+    // The quantile sketch is pure arithmetic (see PURE): values in, quantiles out.
+    ("sketch", &[]),
     // The store keeps bytes: it knows nothing of alerts, probes or metrics.
     ("store", &["detect"]),
 ];
@@ -80,7 +82,7 @@ const PRIVATE: &[&str] = &[
 ];
 
 /// Modules that do no IO, read no clock and need no runtime.
-const PURE: &[&str] = &["detect", "alert::render", "human"];
+const PURE: &[&str] = &["detect", "alert::render", "human", "sketch"];
 
 /// What a [`PURE`] module may not name.
 const IMPURE: &[&str] = &[

@@ -31,6 +31,7 @@ mod http;
 mod mail;
 mod maintenance;
 mod receiver;
+mod slo;
 mod target;
 mod web;
 
@@ -376,6 +377,7 @@ fn build(c: &mut Checker<'_>, raw: RawConfig, base: &Path, path: Option<&Path>) 
     // targets only when the alerting tables are valid.
     let alerting_valid = c.errors.len() == errors_before;
     let (targets, seen) = build_targets(c, &root, raw.targets, base, raw.slowdown.as_ref());
+    let slos = slo::build_slos(c, &root, raw.slos);
 
     let severity_targets = alerting.severity.keys().filter(|_| alerting_valid);
     for name in severity_targets {
@@ -393,6 +395,7 @@ fn build(c: &mut Checker<'_>, raw: RawConfig, base: &Path, path: Option<&Path>) 
         slowdown,
         targets,
         alerting,
+        slos,
         warnings: Vec::new(),
     }
 }
