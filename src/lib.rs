@@ -30,3 +30,4 @@ pub mod schedule;
 pub mod service;
 pub mod sketch;
 pub mod store;
+pub mod verdict;

@@ -71,6 +71,9 @@ const MAY_USE: &[(&str, &[&str])] = &[
     ("service", &["health"]),
     // The quantile sketch is pure arithmetic (see PURE): values in, quantiles out.
     ("sketch", &[]),
+    // The soak verdict: phase figures, objectives and incidents in, report
+    // out (see PURE); tables and terminal escaping are report's.
+    ("verdict", &["config", "human", "report::table", "report::terminal_text", "report::Width", "sample", "sketch"]),
     // The store keeps bytes: it knows nothing of alerts, probes or metrics.
     ("store", &["detect"]),
 ];
@@ -82,7 +85,7 @@ const PRIVATE: &[&str] = &[
 ];
 
 /// Modules that do no IO, read no clock and need no runtime.
-const PURE: &[&str] = &["detect", "alert::render", "human", "sketch"];
+const PURE: &[&str] = &["detect", "alert::render", "human", "sketch", "verdict"];
 
 /// What a [`PURE`] module may not name.
 const IMPURE: &[&str] = &[
