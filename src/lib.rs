@@ -28,4 +28,5 @@ pub mod report;
 pub mod sample;
 pub mod schedule;
 pub mod service;
+pub mod status;
 pub mod store;
