@@ -203,6 +203,31 @@ async fn the_status_page_follows_a_slowdown_and_its_incident_in_chromium() {
         "{incident}"
     );
     let id = incident["id"].as_str().unwrap().to_string();
+    // `mailpulse incidents --agent URL` reads the same through the API.
+    let agent_url = base.clone();
+    let cli = tokio::task::spawn_blocking(move || {
+        support::mailpulse(&[
+            "incidents",
+            "--agent",
+            &agent_url,
+            "--json",
+            "--target",
+            "owa",
+        ])
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&cli.stdout).to_string();
+    assert!(
+        cli.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&cli.stderr)
+    );
+    let line: Value = serde_json::from_str(stdout.lines().next().unwrap()).unwrap();
+    assert_eq!(line["target"], "owa", "{line}");
+    assert_eq!(line["started_at"], incident["started_at"], "{line}");
+    assert_eq!(line["recovered_at"], incident["recovered_at"], "{line}");
+    assert_eq!(line["worst_phase"], incident["worst_step"], "{line}");
     let page = chromium::dump_dom(&format!("{base}/")).await;
     assert_clean(&page, "the page after recovery");
     assert!(
