@@ -309,3 +309,56 @@ async fn the_incident_api_filters_and_refuses_bad_parameters() {
     assert!(!body.contains("nonsense"), "{body}");
     agent.stop().unwrap();
 }
+
+/// The status routes sit behind the same basic authentication as
+/// `/metrics`: refused without credentials, served with them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_status_routes_need_the_same_credentials_as_metrics() {
+    let dir = tempfile::tempdir().unwrap();
+    let hash = bcrypt::hash("pw", 4).unwrap();
+    let cfg = write_file(
+        dir.path(),
+        "c.toml",
+        &format!(
+            "[agent]\nstate_dir = \"{}\"\n[host]\nenabled = false\n[agent.web]\nbasic_auth_users = {{ ops = \"{hash}\" }}\n",
+            dir.path().join("state").display()
+        ),
+    );
+    let agent = InProcessAgent::spawn(&cfg);
+    let good = support::basic_auth("ops", "pw");
+    let bad = support::basic_auth("ops", "guess");
+    for path in [
+        "/",
+        "/api/v1/status",
+        "/api/v1/incidents",
+        "/incidents/0123456789abcdef",
+    ] {
+        let get = |auth: Option<String>| async move {
+            let stream = tokio::net::TcpStream::connect(agent.addr).await.ok()?;
+            let headers: Vec<(&str, &str)> = auth
+                .as_deref()
+                .map(|a| vec![("Authorization", a)])
+                .unwrap_or_default();
+            support::get_on(stream, agent.addr, path, &headers).await
+        };
+        assert_eq!(get(None).await.map(|a| a.0), Some(401), "{path}");
+        assert_eq!(
+            get(Some(bad.clone())).await.map(|a| a.0),
+            Some(401),
+            "{path}"
+        );
+        let served = support::wait_until("the status routes", WAIT, || {
+            let good = good.clone();
+            let get = &get;
+            async move { get(Some(good)).await.filter(|a| a.0 != 503) }
+        })
+        .await;
+        let expected = if path.starts_with("/incidents/") {
+            404
+        } else {
+            200
+        };
+        assert_eq!(served.0, expected, "{path}: {}", served.1);
+    }
+    agent.stop().unwrap();
+}
