@@ -287,3 +287,25 @@ fn notifications(store: &Store, record: &IncidentRecord) -> Result<Vec<Notificat
     out.sort_by_key(|(id, _)| *id);
     Ok(out.into_iter().map(|(_, n)| n).collect())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn filters_read_targets_times_durations_and_bounded_limits() {
+        let now = DateTime::parse_from_rfc3339("2026-12-03T08:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        let f = Filter::parse(Some("target=%3Cb%3E+x&since=2h&limit=5"), now).unwrap();
+        assert_eq!(f.target.as_deref(), Some("<b> x"));
+        assert_eq!(f.since, Some(now - chrono::Duration::hours(2)));
+        assert_eq!(f.limit, 5);
+        let f = Filter::parse(Some("since=2026-12-01T00:00:00Z"), now).unwrap();
+        assert_eq!(f.since.unwrap().to_rfc3339(), "2026-12-01T00:00:00+00:00");
+        assert_eq!(f.limit, DEFAULT_LIMIT);
+        assert!(Filter::parse(Some("limit=1001"), now).is_err());
+        assert!(Filter::parse(Some("limit=0"), now).is_err());
+        assert!(Filter::parse(Some("since=soon"), now).is_err());
+    }
+}

@@ -634,6 +634,16 @@ mod tests {
     }
 
     #[test]
+    fn a_rejected_reload_is_shown_with_its_error_escaped() {
+        let mut b = board();
+        b.record_reload(at(90), Some("c.toml:3:1: target[0].name: bad <b>".into()));
+        let page = status_page(&StatusView::new(&b, at(100)), &[]);
+        assert!(page.contains("last reload rejected at"), "{page}");
+        assert!(page.contains("bad &lt;b&gt;"), "{page}");
+        assert_inert(&page);
+    }
+
+    #[test]
     fn escape_covers_markup_and_attribute_quotes() {
         assert_eq!(escape("a<b>&\"c'"), "a&lt;b&gt;&amp;&quot;c&#39;");
         assert!(matches!(escape("plain"), std::borrow::Cow::Borrowed(_)));
