@@ -31,6 +31,8 @@ use crate::metrics::Metrics;
 use crate::pipeline::{Message, Pipeline, Reload};
 use crate::schedule;
 use crate::service::{systemd, watchdog};
+use crate::status::api::Pages;
+use crate::status::Shared;
 use crate::store::Store;
 
 /// How long shutdown waits for tasks to finish.
@@ -54,6 +56,8 @@ struct Agent {
     /// The alerting configuration the delivery loop runs on.
     alerting: Arc<Alerting>,
     delivery: Option<(CancellationToken, tokio::task::JoinHandle<()>)>,
+    /// The status page's board (reload outcomes go there).
+    status: Shared,
 }
 
 impl Agent {
@@ -238,6 +242,8 @@ impl Daemon {
 
         let web =
             WebRuntime::new(&config.agent.web).map_err(|e| anyhow::anyhow!("agent.web: {e}"))?;
+        let clock = clock::system();
+        let status = Shared::new(&config.agent.instance, clock.now());
         let server = Arc::new(ServerState::new(metrics.clone(), health.clone(), web));
         if let Some(limit) = crate::service::fdlimit::raise() {
             server.limit_descriptors(limit.soft);
@@ -250,8 +256,13 @@ impl Daemon {
         }
         tracker.spawn(server::serve(listener, server.clone(), root.child_token()));
 
-        let clock = clock::system();
         let store = open_store(&config, &metrics);
+        // Until here the status routes answer 503 (the store is not open yet).
+        server.set_pages(Pages::new(
+            status.clone(),
+            Some(store.clone()),
+            clock.clone(),
+        ));
         // A read that fails on damaged contents makes the store replace the file
         // (keeping what reads) before its next use: load once more from that.
         let loaded = Incidents::load(Some(store.clone()), &config.targets).or_else(|e| {
@@ -290,6 +301,7 @@ impl Daemon {
             clock: clock.clone(),
             health: health.clone(),
             kinds,
+            status: status.clone(),
         };
         tracker.spawn(flow.run(rx));
 
@@ -306,6 +318,7 @@ impl Daemon {
             store,
             alerting,
             delivery: None,
+            status,
         };
         agent.start_delivery();
         agent.start_host(&config.host);
@@ -350,6 +363,8 @@ impl Daemon {
         }
         self.agent.apply(new).await;
         mark_reload(&self.agent.metrics, true);
+        let now = self.agent.clock.now();
+        self.agent.status.update(|b| b.record_reload(now, None));
         tracing::info!(targets = self.agent.targets.len(), "configuration reloaded");
         systemd::ready(&self.agent.status_line());
     }
@@ -358,6 +373,10 @@ impl Daemon {
     /// stays.
     pub fn reject(&self, error: &anyhow::Error) {
         self.agent.metrics.agent.reload_success.set(0);
+        let now = self.agent.clock.now();
+        self.agent
+            .status
+            .update(|b| b.record_reload(now, Some(format!("{error:#}"))));
         tracing::error!(error = %format!("{error:#}"), "configuration rejected; keeping the running one");
         systemd::ready(&format!(
             "{}; last reload rejected",

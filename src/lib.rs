@@ -29,5 +29,6 @@ pub mod sample;
 pub mod schedule;
 pub mod service;
 pub mod sketch;
+pub mod status;
 pub mod store;
 pub mod verdict;

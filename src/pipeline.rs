@@ -34,6 +34,8 @@ use crate::incident::Incidents;
 use crate::metrics::Metrics;
 use crate::sample::host::{HostSnapshot, TcpState};
 use crate::sample::{Phase, Sample};
+use crate::status::board::Judged;
+use crate::status::Shared;
 use crate::store::Store;
 
 /// How often detector states changed since the last save are written (and
@@ -102,6 +104,9 @@ pub struct Pipeline {
     /// Each configured target's probe kind, for [`alert::reconcile`]; samples keep
     /// it current after reloads.
     pub kinds: HashMap<String, String>,
+    /// The status page's board, kept current with every sample, host
+    /// snapshot and incident event.
+    pub status: Shared,
 }
 
 /// What the pipeline keeps between samples.
@@ -176,6 +181,7 @@ impl Pipeline {
     /// Records a host snapshot and keeps its summary for alert texts.
     fn record_host(&mut self, snapshot: &HostSnapshot) {
         self.metrics.host.record(snapshot);
+        self.status.update(|board| board.record_host(snapshot));
         self.host_load = Some(host_load(snapshot));
     }
 
@@ -186,6 +192,8 @@ impl Pipeline {
             self.alerting = alerting;
         }
         self.incidents.configure(&reload.targets);
+        let names: Vec<&str> = reload.targets.iter().map(|t| t.name.as_str()).collect();
+        self.status.update(|board| board.retain_targets(&names));
     }
 
     /// Logs and counts a step of the system clock that a sample's start
@@ -342,8 +350,21 @@ impl Pipeline {
             let Some(d) = incidents.detector(&sample.target) else {
                 return;
             };
+            let (state, baseline) = (d.state(), d.baseline());
             let open_since = d.open_incident().map(|i| i.started_at);
-            (event, error.is_none(), d.state(), d.baseline(), open_since)
+            self.status.update(|board| {
+                board.record(
+                    sample,
+                    Judged {
+                        state,
+                        baseline,
+                        settings: d.settings(),
+                        open: d.open_incident(),
+                        event: event.is_some(),
+                    },
+                )
+            });
+            (event, error.is_none(), state, baseline, open_since)
         };
         self.metrics
             .detect
@@ -483,6 +504,7 @@ mod tests {
             clock: crate::clock::system(),
             health: Health::new(),
             kinds: HashMap::from([("owa".to_string(), "http".to_string())]),
+            status: Shared::new("cas01", chrono::Utc::now()),
         }
     }
 
@@ -678,6 +700,7 @@ mod tests {
             clock: clock.clone(),
             health: Health::new(),
             kinds: HashMap::from([("owa".to_string(), "http".to_string())]),
+            status: Shared::new("cas01", chrono::Utc::now()),
         };
         let (tx, rx) = mpsc::channel(16);
         let running = tokio::spawn(flow.run(rx));

@@ -456,7 +456,7 @@ pub async fn query_range(
 /// GETs `url` with the agent's one outbound HTTP client (system roots,
 /// the proxies of the environment, no redirect followed); returns the body
 /// of a 2xx answer or the body of an error answer as an error.
-async fn http_get(url: &url::Url) -> anyhow::Result<Vec<u8>> {
+pub async fn http_get(url: &url::Url) -> anyhow::Result<Vec<u8>> {
     let client = crate::outbound::Client::new(&crate::config::TlsOptions::default(), None)
         .map_err(|e| anyhow!("{e}"))?;
     let limits = crate::outbound::BodyLimits {

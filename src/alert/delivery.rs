@@ -70,8 +70,9 @@ enum Done {
 /// An outcome known to the loop and not yet written to the outbox. Its group
 /// stays busy until it is, so nothing of that incident is sent meanwhile.
 enum Record {
-    /// Delivered, or refused for good: the entry goes.
-    Remove(OutboxEntry),
+    /// Delivered, or refused for good: the entry goes, and what became of
+    /// it goes into the delivery log (target, incident start, row).
+    Remove(OutboxEntry, Option<(String, i64, outbox::Sent)>),
     /// Failed; the next attempt not before `next_at`.
     Reschedule {
         entry: OutboxEntry,
@@ -83,7 +84,7 @@ enum Record {
 impl Record {
     fn entry(&self) -> &OutboxEntry {
         match self {
-            Record::Remove(e) | Record::Reschedule { entry: e, .. } => e,
+            Record::Remove(e, _) | Record::Reschedule { entry: e, .. } => e,
         }
     }
 }
@@ -484,6 +485,29 @@ async fn attempt(
     result
 }
 
+/// The delivery-log row of a notification leaving the queue with `outcome`
+/// at `now` (`None` for test notifications and undecodable payloads).
+pub(crate) fn sent_row(
+    entry: &OutboxEntry,
+    outcome: &str,
+    now: DateTime<Utc>,
+    error: Option<String>,
+) -> Option<(String, i64, outbox::Sent)> {
+    let event = stored::queued(entry).ok().filter(|e| !e.test)?;
+    let sent = outbox::Sent {
+        id: entry.id,
+        receiver: entry.receiver.clone(),
+        status: event.status.as_str().to_string(),
+        reminder: event.reminder,
+        outcome: outcome.to_string(),
+        created_at: entry.created_at,
+        done_at: now,
+        attempts: entry.attempts,
+        last_error: error.or_else(|| entry.last_error.clone()),
+    };
+    Some((event.target, event.started_at.timestamp_micros(), sent))
+}
+
 impl Books {
     /// Takes in the outcome of a finished task: frees its slot, counts and logs
     /// it, and queues what the outbox must record.
@@ -529,12 +553,14 @@ impl Books {
             Ok(()) => {
                 metrics.record(&receiver, NotificationResult::Delivered);
                 tracing::info!(receiver = %receiver, incident = %entry.incident_key, attempts = entry.attempts + 1, "notification delivered");
-                self.unrecorded.push(Record::Remove(entry));
+                let log = sent_row(&entry, "delivered", now, None);
+                self.unrecorded.push(Record::Remove(entry, log));
             }
             Err(DeliveryError::Permanent { message }) => {
                 metrics.record(&receiver, NotificationResult::Failed);
                 tracing::error!(receiver = %receiver, incident = %entry.incident_key, error = %message, "notification refused; dropped");
-                self.unrecorded.push(Record::Remove(entry));
+                let log = sent_row(&entry, "rejected", now, Some(message));
+                self.unrecorded.push(Record::Remove(entry, log));
             }
             Err(DeliveryError::Retriable {
                 message,
@@ -580,8 +606,11 @@ impl Books {
             let result = s.write(|tx| {
                 for r in &records {
                     match r {
-                        Record::Remove(entry) => {
+                        Record::Remove(entry, log) => {
                             outbox::remove_in(tx, entry)?;
+                            if let Some((target, started, sent)) = log {
+                                outbox::sent::log_in(tx, target, *started, sent)?;
+                            }
                         }
                         Record::Reschedule {
                             entry,

@@ -30,6 +30,15 @@ pub(super) async fn housekeeping(
     let max_age = alerting.config.max_age;
     match blocking(store, move |s| outbox::expire(s, now, max_age)).await {
         Ok(expired) => {
+            let log: Vec<_> = expired
+                .iter()
+                .filter_map(|e| super::delivery::sent_row(e, "expired", now, None))
+                .collect();
+            if !log.is_empty() {
+                if let Err(e) = blocking(store, move |s| outbox::sent::log(s, &log)).await {
+                    tracing::warn!(error = %e, "cannot log expired notifications for the status page");
+                }
+            }
             for e in expired {
                 metrics.record(&e.receiver, NotificationResult::Expired);
                 tracing::error!(

@@ -79,7 +79,7 @@ pub async fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Probe(args) => probe::run(&args).await,
         Command::HashPassword(args) => hash_password::run(&args),
         Command::Replay(args) => replay::run(&args).await,
-        Command::Incidents(args) => incidents::run(&args),
+        Command::Incidents(args) => incidents::run(&args).await,
         Command::TestAlert(args) => test_alert::run(&args).await,
         Command::Silence(args) => silence::run(&args).await,
         Command::GenerateDocs(args) => generate_docs::run(&args),

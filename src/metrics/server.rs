@@ -1,6 +1,7 @@
 //! The HTTP listener: `/metrics` (Prometheus text format), `/healthz`
-//! (200 while every loop makes progress, 503 naming the stale ones) and a
-//! small index page. The listener is bound by the caller before READY=1.
+//! (200 while every loop makes progress, 503 naming the stale ones) and the
+//! status page and its JSON API (`crate::status`), all behind the same
+//! protection. The listener is bound by the caller before READY=1.
 //!
 //! `[agent.web]` can require TLS (optionally with client certificates), HTTP
 //! basic authentication against bcrypt hashes (`auth`), and restrict clients
@@ -34,6 +35,7 @@ use super::Metrics;
 use crate::config::net::IpNet;
 use crate::config::WebConfig;
 use crate::health::Health;
+use crate::status::api::Pages;
 
 /// How long a client may take to finish the TLS handshake, and then to send
 /// each request head; an idle keep-alive connection is closed after as long
@@ -147,6 +149,9 @@ pub struct ServerState {
     connections: Arc<Connections>,
     /// Failed-check counts and the bcrypt queue, kept across reloads.
     gate: Gate,
+    /// The status page and API (`/`, `/incidents/ID`, `/api/v1/*`), once
+    /// the daemon has opened its store.
+    pages: std::sync::OnceLock<Pages>,
 }
 
 /// The thread that renders `/metrics` pages, one at a time. One long-lived
@@ -200,6 +205,57 @@ impl ServerState {
             health,
             web: RwLock::new(Arc::new(web)),
             last_scrape: tokio::sync::Mutex::new(None),
+            pages: std::sync::OnceLock::new(),
+        }
+    }
+
+    /// Serves the status page and API from `pages` (set once; later calls
+    /// are ignored).
+    pub fn set_pages(&self, pages: Pages) {
+        let _ = self.pages.set(pages);
+    }
+
+    /// Answers a status route off the serving workers (it reads the store).
+    async fn status_page(&self, path: &str, query: Option<&str>) -> Response<Full<Bytes>> {
+        let Some(pages) = self.pages.get().cloned() else {
+            return text(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "text/plain",
+                "starting: the status page is not ready yet\n",
+            );
+        };
+        let (path, query) = (path.to_string(), query.map(str::to_string));
+        match tokio::task::spawn_blocking(move || pages.answer(&path, query.as_deref())).await {
+            Ok(reply) => {
+                let mut r = text(
+                    StatusCode::from_u16(reply.status).unwrap_or(StatusCode::OK),
+                    reply.content_type,
+                    reply.body,
+                );
+                r.headers_mut().insert(
+                    hyper::header::CACHE_CONTROL,
+                    hyper::header::HeaderValue::from_static("no-store"),
+                );
+                r.headers_mut().insert(
+                    hyper::header::CONTENT_SECURITY_POLICY,
+                    hyper::header::HeaderValue::from_static(
+                        "default-src 'none'; style-src 'unsafe-inline'; img-src 'self' data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
+                    ),
+                );
+                r.headers_mut().insert(
+                    hyper::header::X_CONTENT_TYPE_OPTIONS,
+                    hyper::header::HeaderValue::from_static("nosniff"),
+                );
+                r
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "status page render failed");
+                text(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "text/plain",
+                    "status page failed\n",
+                )
+            }
         }
     }
 
@@ -420,15 +476,7 @@ async fn handle(
             (true, body) => text(StatusCode::OK, "text/plain", body),
             (false, body) => text(StatusCode::SERVICE_UNAVAILABLE, "text/plain", body),
         },
-        "/" => text(
-            StatusCode::OK,
-            "text/html; charset=utf-8",
-            concat!(
-                "<html><head><title>mailpulse</title></head><body><h1>mailpulse ",
-                env!("CARGO_PKG_VERSION"),
-                "</h1><p><a href=\"/metrics\">metrics</a> · <a href=\"/healthz\">health</a></p></body></html>\n"
-            ),
-        ),
+        path if Pages::serves(path) => state.status_page(path, req.uri().query()).await,
         _ => text(StatusCode::NOT_FOUND, "text/plain", "not found\n"),
     }
 }

@@ -148,6 +148,62 @@ pub fn history(store: &Store, limit: usize) -> Result<Vec<IncidentRecord>, Store
     })
 }
 
+/// The incident history, newest first: of `target` only when given, started
+/// at or after `since` (microseconds since the epoch) when given, at most
+/// `limit` entries.
+pub fn select(
+    store: &Store,
+    target: Option<&str>,
+    since_micros: Option<i64>,
+    limit: usize,
+) -> Result<Vec<IncidentRecord>, StoreError> {
+    store.read(|tx| {
+        let table = match tx.open_table(INCIDENTS) {
+            Ok(t) => t,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
+            Err(e) => return Err(e.into()),
+        };
+        let mut out = Vec::new();
+        let from = since_micros.unwrap_or(i64::MIN);
+        for entry in table.range((from, "")..)?.rev() {
+            if out.len() >= limit {
+                break;
+            }
+            let (k, v) = entry?;
+            if target.is_some_and(|t| t != k.value().1) {
+                continue;
+            }
+            if let Ok(record) = serde_json::from_slice::<IncidentRecord>(v.value()) {
+                out.push(record);
+            }
+        }
+        Ok(out)
+    })
+}
+
+/// The newest incident whose key (start in microseconds, target) `matches`;
+/// only that one is decoded.
+pub fn find(
+    store: &Store,
+    matches: impl Fn(i64, &str) -> bool,
+) -> Result<Option<IncidentRecord>, StoreError> {
+    store.read(|tx| {
+        let table = match tx.open_table(INCIDENTS) {
+            Ok(t) => t,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
+            Err(e) => return Err(e.into()),
+        };
+        for entry in table.iter()?.rev() {
+            let (k, v) = entry?;
+            let (at, target) = k.value();
+            if matches(at, target) {
+                return Ok(serde_json::from_slice::<IncidentRecord>(v.value()).ok());
+            }
+        }
+        Ok(None)
+    })
+}
+
 /// Opens the store read-only in spirit: callers only read. Kept here so the
 /// CLI does not need to know the file layout.
 pub fn database_exists(state_dir: &std::path::Path) -> bool {

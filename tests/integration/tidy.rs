@@ -36,7 +36,7 @@ const MAY_USE: &[(&str, &[&str])] = &[
     // Message text is pure (see PURE): the alert model, nothing else.
     ("alert::render", &["alert::AlertEvent", "alert::AlertStatus", "alert::HostLoad", "alert::tests", "human"]),
     // The supervisor: the only module that knows them all.
-    ("app", &["alert", "clock", "collect", "config", "health", "incident", "metrics", "pipeline", "probe", "report", "sample", "schedule", "service", "store"]),
+    ("app", &["alert", "clock", "collect", "config", "health", "incident", "metrics", "pipeline", "probe", "report", "sample", "schedule", "service", "status", "store"]),
     // The commands: each parses its arguments, calls into the library and
     // prints. Only `run` starts the daemon.
     ("cmd", &["alert", "clock", "config", "detect", "human", "probe", "replay", "report", "sample", "service::logging", "store"]),
@@ -56,10 +56,12 @@ const MAY_USE: &[(&str, &[&str])] = &[
     // Metrics record what they are given; they never probe or decide (no
     // detect::Detector).
     ("metrics", &["collect::tests", "config", "detect::DetectEvent", "detect::Incident", "detect::IncidentKind", "detect::State", "health", "sample"]),
+    // The web server hands the status routes to the status module.
+    ("metrics::server", &["config", "health", "metrics", "status::api"]),
     // The one outbound HTTP client (receivers, replay): the agent's TLS
     // setup, nothing else.
     ("outbound", &["config", "probe::tls"]),
-    ("pipeline", &["alert", "clock", "config", "detect", "health", "incident", "metrics", "sample", "store"]),
+    ("pipeline", &["alert", "clock", "config", "detect", "health", "incident", "metrics", "sample", "status", "store"]),
     // Probes return data: no metrics, detection, incidents or alerts.
     ("probe", &["clock", "config", "sample"]),
     ("replay", &["config", "detect", "human", "outbound"]),
@@ -69,6 +71,9 @@ const MAY_USE: &[(&str, &[&str])] = &[
     ("schedule", &["clock", "config", "health", "probe", "sample"]),
     // systemd integration; the watchdog reads the health of the tasks.
     ("service", &["health"]),
+    // The status page and API: the board the pipeline keeps, the incident
+    // history and the outbox's notifications (decoded by alert::stored).
+    ("status", &["alert::stored", "clock", "config", "detect", "human", "sample", "store"]),
     // The quantile sketch is pure arithmetic (see PURE): values in, quantiles out.
     ("sketch", &[]),
     // The soak verdict: phase figures, objectives and incidents in, report
@@ -85,7 +90,16 @@ const PRIVATE: &[&str] = &[
 ];
 
 /// Modules that do no IO, read no clock and need no runtime.
-const PURE: &[&str] = &["detect", "alert::render", "human", "sketch", "verdict"];
+const PURE: &[&str] = &[
+    "detect",
+    "alert::render",
+    "human",
+    "sketch",
+    "status::board",
+    "status::json",
+    "status::html",
+    "verdict",
+];
 
 /// What a [`PURE`] module may not name.
 const IMPURE: &[&str] = &[

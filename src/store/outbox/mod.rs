@@ -15,8 +15,10 @@
 //! module stores and orders, it never interprets an alert or sends anything.
 
 mod copy;
+pub mod sent;
 
 pub(crate) use copy::{apply, collect, Collected};
+pub use sent::{sent_for, Sent};
 
 use std::collections::HashSet;
 

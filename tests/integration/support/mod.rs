@@ -10,6 +10,7 @@
 
 pub mod agent;
 pub mod alertmanager;
+pub mod chromium;
 pub mod delivery;
 pub mod http;
 pub mod in_process;

@@ -1,0 +1,311 @@
+//! The status routes: `/`, `/incidents/ID`, `/api/v1/status`,
+//! `/api/v1/incidents` and `/api/v1/incidents/ID`. [`Pages::answer`] reads
+//! a copy of the board, the incident history and the outbox (blocking IO:
+//! the web server calls it off its workers) and renders the page or JSON.
+//! The web server's protection (TLS, basic auth, networks) is applied
+//! before any of this runs.
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+
+use super::json::{IncidentDetail, IncidentList, IncidentView, NotificationView, StatusView};
+use super::{html, id_of_key, Shared};
+use crate::alert::stored;
+use crate::clock::Clock;
+use crate::store::incidents::{self as history, IncidentRecord};
+use crate::store::{outbox, Store};
+
+/// Incidents `/api/v1/incidents` returns when no `limit` is given.
+pub const DEFAULT_LIMIT: usize = 100;
+/// The largest `limit` `/api/v1/incidents` takes.
+pub const MAX_LIMIT: usize = 1000;
+/// Recent incidents the page `/` lists besides the open ones.
+pub const PAGE_INCIDENTS: usize = 50;
+
+/// A rendered answer.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Reply {
+    /// The HTTP status code.
+    pub status: u16,
+    /// Its `Content-Type`.
+    pub content_type: &'static str,
+    /// The body.
+    pub body: String,
+}
+
+const HTML: &str = "text/html; charset=utf-8";
+const JSON: &str = "application/json";
+
+impl Reply {
+    fn html(status: u16, body: String) -> Reply {
+        Reply {
+            status,
+            content_type: HTML,
+            body,
+        }
+    }
+
+    fn json(status: u16, value: &impl serde::Serialize) -> Reply {
+        let mut body = serde_json::to_string_pretty(value).unwrap_or_else(|_| "{}".into());
+        body.push('\n');
+        Reply {
+            status,
+            content_type: JSON,
+            body,
+        }
+    }
+
+    fn error(status: u16, message: &str) -> Reply {
+        Reply::json(status, &serde_json::json!({ "error": message }))
+    }
+}
+
+/// What the status routes read.
+#[derive(Clone)]
+pub struct Pages {
+    board: Shared,
+    store: Option<Store>,
+    clock: Arc<dyn Clock>,
+}
+
+impl std::fmt::Debug for Pages {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pages").finish_non_exhaustive()
+    }
+}
+
+/// The filters of `/api/v1/incidents`.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Filter {
+    /// Only this target's incidents.
+    pub target: Option<String>,
+    /// Only incidents started at or after this time.
+    pub since: Option<DateTime<Utc>>,
+    /// At most this many (newest first).
+    pub limit: usize,
+}
+
+impl Filter {
+    /// Reads `target`, `since` (RFC 3339, or a duration such as `2h` back
+    /// from `now`) and `limit` (1 to [`MAX_LIMIT`]) from a query string.
+    pub fn parse(query: Option<&str>, now: DateTime<Utc>) -> Result<Filter, String> {
+        let mut f = Filter {
+            limit: DEFAULT_LIMIT,
+            ..Filter::default()
+        };
+        for (key, value) in url::form_urlencoded::parse(query.unwrap_or("").as_bytes()) {
+            match key.as_ref() {
+                "target" => f.target = Some(value.into_owned()),
+                "since" => {
+                    let since = match DateTime::parse_from_rfc3339(&value) {
+                        Ok(t) => t.with_timezone(&Utc),
+                        Err(_) => {
+                            let back =
+                                crate::config::duration::parse_duration(&value).map_err(|_| {
+                                    "since: expected an RFC 3339 time or a duration such as 2h"
+                                        .to_string()
+                                })?;
+                            now - chrono::Duration::from_std(back)
+                                .map_err(|_| "since: duration too long".to_string())?
+                        }
+                    };
+                    f.since = Some(since);
+                }
+                "limit" => {
+                    f.limit = value
+                        .parse::<usize>()
+                        .ok()
+                        .filter(|n| (1..=MAX_LIMIT).contains(n))
+                        .ok_or_else(|| format!("limit: expected a number from 1 to {MAX_LIMIT}"))?;
+                }
+                _ => {}
+            }
+        }
+        Ok(f)
+    }
+}
+
+impl Pages {
+    /// Routes over `board`, the incident history and outbox of `store`
+    /// (`None`: the agent runs without one), at the time of `clock`.
+    pub fn new(board: Shared, store: Option<Store>, clock: Arc<dyn Clock>) -> Pages {
+        Pages {
+            board,
+            store,
+            clock,
+        }
+    }
+
+    /// Whether `path` is one of these routes.
+    pub fn serves(path: &str) -> bool {
+        path == "/" || path.starts_with("/incidents/") || path.starts_with("/api/v1/")
+    }
+
+    /// The answer to `GET path?query`; blocking (reads the store).
+    pub fn answer(&self, path: &str, query: Option<&str>) -> Reply {
+        let now = self.clock.now();
+        match path {
+            "/" => {
+                let board = self.board.snapshot();
+                let view = StatusView::new(&board, now);
+                let recent = self
+                    .select(None, None, PAGE_INCIDENTS + view.open_incidents.len())
+                    .unwrap_or_default();
+                let recent: Vec<IncidentView> = recent
+                    .iter()
+                    .map(|r| IncidentView::new(&r.target, &r.incident, now))
+                    .collect();
+                Reply::html(200, html::status_page(&view, &recent))
+            }
+            "/api/v1/status" => Reply::json(200, &StatusView::new(&self.board.snapshot(), now)),
+            "/api/v1/incidents" => {
+                let filter = match Filter::parse(query, now) {
+                    Ok(f) => f,
+                    Err(e) => return Reply::error(400, &e),
+                };
+                match self.select(
+                    filter.target.as_deref(),
+                    filter.since.map(|t| t.timestamp_micros()),
+                    filter.limit,
+                ) {
+                    Ok(records) => Reply::json(
+                        200,
+                        &IncidentList {
+                            incidents: records
+                                .iter()
+                                .map(|r| IncidentView::new(&r.target, &r.incident, now))
+                                .collect(),
+                        },
+                    ),
+                    Err(e) => Reply::error(503, &e),
+                }
+            }
+            _ => {
+                if let Some(id) = path.strip_prefix("/api/v1/incidents/") {
+                    return match self.detail(id, now) {
+                        Ok(Some(d)) => Reply::json(200, &d),
+                        Ok(None) => Reply::error(404, "no such incident"),
+                        Err(e) => Reply::error(503, &e),
+                    };
+                }
+                if let Some(id) = path.strip_prefix("/incidents/") {
+                    let instance = self.board.snapshot().agent.instance;
+                    return match self.detail(id, now) {
+                        Ok(Some(d)) => Reply::html(200, html::incident_page(&instance, &d)),
+                        Ok(None) => Reply::html(404, html::not_found_page("No such incident.")),
+                        Err(e) => Reply::html(503, html::not_found_page(&e)),
+                    };
+                }
+                Reply::error(404, "not found")
+            }
+        }
+    }
+
+    fn select(
+        &self,
+        target: Option<&str>,
+        since: Option<i64>,
+        limit: usize,
+    ) -> Result<Vec<IncidentRecord>, String> {
+        let Some(store) = &self.store else {
+            return Ok(Vec::new());
+        };
+        history::select(store, target, since, limit)
+            .map_err(|e| format!("cannot read the incident history: {e}"))
+    }
+
+    /// One incident with its timeline and notifications; `None` if no
+    /// stored incident has this id.
+    fn detail(&self, id: &str, now: DateTime<Utc>) -> Result<Option<IncidentDetail>, String> {
+        let valid = id.len() == 16 && id.bytes().all(|b| b.is_ascii_hexdigit());
+        let Some(store) = self.store.as_ref().filter(|_| valid) else {
+            return Ok(None);
+        };
+        let id = id.to_ascii_lowercase();
+        let found = history::find(store, |at, target| id_of_key(at, target) == id)
+            .map_err(|e| format!("cannot read the incident history: {e}"))?;
+        let Some(record) = found else { return Ok(None) };
+        let notifications = notifications(store, &record)?;
+        let board = self.board.snapshot();
+        Ok(Some(IncidentDetail::new(
+            &record.target,
+            &record.incident,
+            board.targets.get(&record.target),
+            notifications,
+            now,
+        )))
+    }
+}
+
+/// The notifications of an incident: those the outbox still holds (queued
+/// or retrying) and those it delivered or gave up on, oldest first.
+fn notifications(store: &Store, record: &IncidentRecord) -> Result<Vec<NotificationView>, String> {
+    let started = record.incident.started_at;
+    let mut out = Vec::new();
+    let rows = outbox::all_rows(store).map_err(|e| format!("cannot read the outbox: {e}"))?;
+    for entry in rows {
+        let Ok(event) = stored::queued(&entry) else {
+            continue;
+        };
+        if event.target != record.target || event.started_at != started || event.test {
+            continue;
+        }
+        out.push((
+            entry.id,
+            NotificationView {
+                receiver: entry.receiver.clone(),
+                status: event.status.as_str().to_string(),
+                reminder: event.reminder,
+                outcome: "queued".into(),
+                queued_at: super::json::time(entry.created_at),
+                done_at: None,
+                attempts: entry.attempts,
+                next_attempt_at: Some(super::json::time(entry.next_attempt_at)),
+                last_error: entry.last_error.clone(),
+            },
+        ));
+    }
+    for done in outbox::sent_for(store, &record.target, started.timestamp_micros())
+        .map_err(|e| format!("cannot read the delivery log: {e}"))?
+    {
+        out.push((
+            done.id,
+            NotificationView {
+                receiver: done.receiver,
+                status: done.status,
+                reminder: done.reminder,
+                outcome: done.outcome,
+                queued_at: super::json::time(done.created_at),
+                done_at: Some(super::json::time(done.done_at)),
+                attempts: done.attempts,
+                next_attempt_at: None,
+                last_error: done.last_error,
+            },
+        ));
+    }
+    out.sort_by_key(|(id, _)| *id);
+    Ok(out.into_iter().map(|(_, n)| n).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn filters_read_targets_times_durations_and_bounded_limits() {
+        let now = DateTime::parse_from_rfc3339("2026-12-03T08:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        let f = Filter::parse(Some("target=%3Cb%3E+x&since=2h&limit=5"), now).unwrap();
+        assert_eq!(f.target.as_deref(), Some("<b> x"));
+        assert_eq!(f.since, Some(now - chrono::Duration::hours(2)));
+        assert_eq!(f.limit, 5);
+        let f = Filter::parse(Some("since=2026-12-01T00:00:00Z"), now).unwrap();
+        assert_eq!(f.since.unwrap().to_rfc3339(), "2026-12-01T00:00:00+00:00");
+        assert_eq!(f.limit, DEFAULT_LIMIT);
+        assert!(Filter::parse(Some("limit=1001"), now).is_err());
+        assert!(Filter::parse(Some("limit=0"), now).is_err());
+        assert!(Filter::parse(Some("since=soon"), now).is_err());
+    }
+}
