@@ -1,29 +1,54 @@
-//! The probe phase histograms (`mailpulse_probe_duration_seconds`), kept
+//! The probe latency histograms (`mailpulse_probe_duration_seconds`), kept
 //! outside the `prometheus` registry and written straight into the page.
 //!
-//! With one series per target and phase, this family is most of the page
-//! (4,500 of 5,400 lines at 50 HTTP targets). Through the registry, every
-//! scrape copied each series into protobuf structures (labels and buckets
-//! cloned, about 20 allocations a series) before encoding them; here a scrape
-//! reads each series' counts under its target's lock and writes the lines
-//! directly, with the labels escaped once per series. The text is the same
-//! as the crate's: same names, labels, bucket bounds, order and numbers.
+//! Each series keeps two histograms of the same observations: the classic
+//! one, on the configured bucket bounds (`[agent] latency_buckets`), which
+//! the text format carries, and a native one (Prometheus's sparse
+//! exponential buckets, schema 5: each bucket 2^(1/32) wide, about 2.2%, so a
+//! quantile read from it is within about 1.1% of the exact one), which only
+//! the protobuf format carries. By default only `phase="total"` has a
+//! histogram; `[agent] phase_histograms = true` adds one per step (the steps'
+//! latest durations are always in `mailpulse_probe_last_duration_seconds`).
+//!
+//! A scrape reads each series' counts under its target's lock and writes the
+//! lines directly, with the labels escaped once per series. The text is the
+//! same as the crate's: same names, labels, bucket bounds, order and numbers.
 //!
 //! Like the rest of `metrics`, this records what it is given and decides nothing.
 
-use std::sync::Mutex;
+use std::collections::BTreeMap;
+use std::sync::{Mutex, PoisonError, RwLock};
 use std::time::Duration;
 
 use super::table::{lock, SeriesTable};
-use super::{order, text};
+use super::{order, protobuf, text, Format};
 use crate::sample::{Phase, ProbeKind};
 
+/// The native histograms' schema: bucket boundaries at powers of 2^(2^-5).
+pub const SCHEMA: i32 = 5;
+/// Observations at or below this many seconds go to the native histograms'
+/// zero bucket (the value client libraries use by default, 2^-128).
+const ZERO_THRESHOLD: f64 = 2.938_735_877_055_719e-39;
+
+/// The native bucket of `v` (seconds): bucket `i` holds (2^((i-1)/32), 2^(i/32)].
+pub fn native_index(v: f64) -> i32 {
+    (v.log2() * f64::from(1 << SCHEMA)).ceil() as i32
+}
+
+/// The upper bound of native bucket `i`.
+pub fn native_bound(i: i32) -> f64 {
+    (f64::from(i) / f64::from(1 << SCHEMA)).exp2()
+}
+
 /// Bucket counts of one series (not cumulative), their sum and count.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 struct Counts {
     buckets: Vec<u64>,
     sum: f64,
     count: u64,
+    /// Native buckets by index, and the zero bucket.
+    native: BTreeMap<i32, u64>,
+    zero: u64,
 }
 
 /// The series of one target: its kind and one slot per [`Phase`].
@@ -33,22 +58,34 @@ struct TargetSeries {
     phases: Vec<Option<Counts>>,
 }
 
+/// Which series exist and their classic buckets.
+#[derive(Debug, Clone, PartialEq)]
+struct Shape {
+    bounds: Vec<f64>,
+    all_phases: bool,
+}
+
 /// A histogram family labelled `kind`, `phase` and `target`.
 #[derive(Debug)]
 pub struct PhaseHistograms {
     name: &'static str,
     help: &'static str,
-    bounds: &'static [f64],
+    shape: RwLock<Shape>,
     targets: SeriesTable<TargetSeries>,
 }
 
 impl PhaseHistograms {
-    /// An empty family; `bounds` are the upper bounds of the buckets, ascending.
-    pub fn new(name: &'static str, help: &'static str, bounds: &'static [f64]) -> Self {
+    /// An empty family; `bounds` are the upper bounds of the classic
+    /// buckets, ascending; with `all_phases` every phase has a series, else
+    /// only [`Phase::Total`].
+    pub fn new(name: &'static str, help: &'static str, bounds: &[f64], all_phases: bool) -> Self {
         PhaseHistograms {
             name,
             help,
-            bounds,
+            shape: RwLock::new(Shape {
+                bounds: bounds.to_vec(),
+                all_phases,
+            }),
             targets: SeriesTable::default(),
         }
     }
@@ -58,38 +95,40 @@ impl PhaseHistograms {
         self.name
     }
 
+    /// Changes the classic buckets and which phases have series. A change
+    /// of buckets starts every series over (a reload); turning
+    /// `all_phases` off ends the steps' series.
+    pub fn configure(&self, bounds: &[f64], all_phases: bool) {
+        let mut shape = self.shape.write().unwrap_or_else(PoisonError::into_inner);
+        let new = Shape {
+            bounds: bounds.to_vec(),
+            all_phases,
+        };
+        if *shape == new {
+            return;
+        }
+        let restart = shape.bounds != new.bounds;
+        let map = self.targets.sorted();
+        for series in map.values() {
+            let mut s = lock(series);
+            for (i, slot) in s.phases.iter_mut().enumerate() {
+                if restart || (!all_phases && Phase::ALL[i] != Phase::Total) {
+                    *slot = None;
+                }
+            }
+        }
+        *shape = new;
+    }
+
     /// Observes each `(phase, duration)` of one probe of `target`.
     pub fn observe(&self, target: &str, kind: ProbeKind, phases: &[(Phase, Duration)]) {
+        let shape = self.shape.read().unwrap_or_else(PoisonError::into_inner);
         let new = || TargetSeries {
             kind,
             phases: vec![None; Phase::ALL.len()],
         };
         self.targets
-            .with(target, new, |series| self.add(series, kind, phases));
-    }
-
-    fn add(&self, series: &mut TargetSeries, kind: ProbeKind, phases: &[(Phase, Duration)]) {
-        if series.kind != kind {
-            // The target changed kind (a reload): its old series end here.
-            series.kind = kind;
-            series.phases.iter_mut().for_each(|p| *p = None);
-        }
-        for (phase, d) in phases {
-            let v = d.as_secs_f64();
-            let counts = series.phases[order::phase_index(*phase)].get_or_insert_with(|| Counts {
-                buckets: vec![0; self.bounds.len()],
-                sum: 0.0,
-                count: 0,
-            });
-            // The first bucket whose upper bound holds the value; past the last
-            // bound only the count (the +Inf bucket) grows.
-            let i = self.bounds.partition_point(|b| *b < v);
-            if let Some(b) = counts.buckets.get_mut(i) {
-                *b += 1;
-            }
-            counts.sum += v;
-            counts.count += 1;
-        }
+            .with(target, new, |series| add(&shape, series, kind, phases));
     }
 
     /// Removes every series of `target`.
@@ -97,9 +136,10 @@ impl PhaseHistograms {
         self.targets.remove(target);
     }
 
-    /// Writes the family in the text format; nothing when it has no series
-    /// (as the registry leaves out empty families).
-    pub fn encode(&self, out: &mut Vec<u8>) {
+    /// Writes the family in `format`; nothing when it has no series (as the
+    /// registry leaves out empty families).
+    pub fn encode(&self, format: Format, out: &mut Vec<u8>) {
+        let shape = self.shape.read().unwrap_or_else(PoisonError::into_inner);
         let map = self.targets.sorted();
         // ((kind rank, phase rank), (kind, target), series lock, phase slot).
         // The map keeps targets sorted, and a stable sort on kind and phase
@@ -120,10 +160,31 @@ impl PhaseHistograms {
             return;
         }
         rows.sort_by_key(|r| r.0);
+        let snapshots = rows
+            .into_iter()
+            .filter_map(|(_, (kind, target), series, slot)| {
+                let s = lock(series);
+                // The target may have changed kind since the rows were listed.
+                let c = s.phases[slot]
+                    .as_ref()
+                    .filter(|_| s.kind.as_str() == kind)?;
+                Some((kind, target, Phase::ALL[slot], c.clone()))
+            });
+        match format {
+            Format::Text => self.encode_text(&shape.bounds, snapshots, out),
+            Format::Protobuf => self.encode_protobuf(&shape.bounds, snapshots, out),
+        }
+    }
+
+    fn encode_text<'a>(
+        &self,
+        bounds: &[f64],
+        series: impl Iterator<Item = (&'a str, &'a str, Phase, Counts)>,
+        out: &mut Vec<u8>,
+    ) {
         // Each bound with the end of its line's labels, so that a bucket line
         // is three copies and a count: prefix, bound, count.
-        let bounds: Vec<Vec<u8>> = self
-            .bounds
+        let bounds: Vec<Vec<u8>> = bounds
             .iter()
             .map(|b| {
                 let mut t = Vec::with_capacity(12);
@@ -137,26 +198,11 @@ impl PhaseHistograms {
         text::family_head(out, self.name, self.help, "histogram");
         let mut labels = Vec::with_capacity(128);
         let mut prefix = Vec::with_capacity(192);
-        let mut snapshot = Counts {
-            buckets: vec![0; self.bounds.len()],
-            sum: 0.0,
-            count: 0,
-        };
-        for (_, (kind, target), series, slot) in rows {
-            {
-                let s = lock(series);
-                // The target may have changed kind since the rows were listed.
-                let Some(c) = s.phases[slot].as_ref().filter(|_| s.kind.as_str() == kind) else {
-                    continue;
-                };
-                snapshot.buckets.copy_from_slice(&c.buckets);
-                snapshot.sum = c.sum;
-                snapshot.count = c.count;
-            }
+        for (kind, target, phase, snapshot) in series {
             labels.clear();
             text::label_pair(&mut labels, "kind", kind);
             labels.push(b',');
-            text::label_pair(&mut labels, "phase", Phase::ALL[slot].as_str());
+            text::label_pair(&mut labels, "phase", phase.as_str());
             labels.push(b',');
             text::label_pair(&mut labels, "target", target);
             prefix.clear();
@@ -185,6 +231,108 @@ impl PhaseHistograms {
             out.push(b'\n');
         }
     }
+
+    fn encode_protobuf<'a>(
+        &self,
+        bounds: &[f64],
+        series: impl Iterator<Item = (&'a str, &'a str, Phase, Counts)>,
+        out: &mut Vec<u8>,
+    ) {
+        let mut family = protobuf::FamilyBuf::new(self.name, self.help, protobuf::Kind::Histogram);
+        let (mut metric, mut h, mut scratch) = (Vec::new(), Vec::new(), Vec::new());
+        let mut deltas = Vec::new();
+        for (kind, target, phase, c) in series {
+            metric.clear();
+            protobuf::label(&mut metric, "kind", kind, &mut scratch);
+            protobuf::label(&mut metric, "phase", phase.as_str(), &mut scratch);
+            protobuf::label(&mut metric, "target", target, &mut scratch);
+            h.clear();
+            protobuf::uint(&mut h, 1, c.count);
+            protobuf::double(&mut h, 2, c.sum);
+            let mut cumulative = 0;
+            for (b, n) in bounds.iter().zip(&c.buckets) {
+                cumulative += n;
+                scratch.clear();
+                protobuf::uint(&mut scratch, 1, cumulative);
+                protobuf::double(&mut scratch, 2, *b);
+                protobuf::bytes(&mut h, 3, &scratch);
+            }
+            protobuf::sint(&mut h, 5, i64::from(SCHEMA));
+            protobuf::double(&mut h, 6, ZERO_THRESHOLD);
+            protobuf::uint(&mut h, 7, c.zero);
+            // Spans of consecutive buckets (offset from the end of the span
+            // before), and each bucket's count as a delta from the previous one.
+            deltas.clear();
+            let (mut previous_index, mut previous_count): (Option<i32>, i64) = (None, 0);
+            let mut span: Option<(i32, u32)> = None;
+            for (&i, &n) in &c.native {
+                match (&mut span, previous_index) {
+                    (Some((_, len)), Some(p)) if i == p + 1 => *len += 1,
+                    _ => {
+                        if let Some((offset, len)) = span.take() {
+                            write_span(&mut h, offset, len, &mut scratch);
+                        }
+                        let offset = previous_index.map_or(i, |p| i - p - 1);
+                        span = Some((offset, 1));
+                    }
+                }
+                let n = n as i64;
+                deltas.push(n - previous_count);
+                previous_count = n;
+                previous_index = Some(i);
+            }
+            match span {
+                Some((offset, len)) => write_span(&mut h, offset, len, &mut scratch),
+                // No bucket yet: an empty span marks the histogram native.
+                None => write_span(&mut h, 0, 0, &mut scratch),
+            }
+            if !deltas.is_empty() {
+                protobuf::packed_sint(&mut h, 13, &deltas, &mut scratch);
+            }
+            protobuf::bytes(&mut metric, 7, &h);
+            family.metric(&metric);
+        }
+        family.finish(out);
+    }
+}
+
+/// One `BucketSpan` of the positive native buckets (field 12).
+fn write_span(h: &mut Vec<u8>, offset: i32, len: u32, scratch: &mut Vec<u8>) {
+    scratch.clear();
+    protobuf::sint(scratch, 1, i64::from(offset));
+    protobuf::uint(scratch, 2, u64::from(len));
+    protobuf::bytes(h, 12, scratch);
+}
+
+fn add(shape: &Shape, series: &mut TargetSeries, kind: ProbeKind, phases: &[(Phase, Duration)]) {
+    if series.kind != kind {
+        // The target changed kind (a reload): its old series end here.
+        series.kind = kind;
+        series.phases.iter_mut().for_each(|p| *p = None);
+    }
+    for (phase, d) in phases {
+        if !shape.all_phases && *phase != Phase::Total {
+            continue;
+        }
+        let v = d.as_secs_f64();
+        let counts = series.phases[order::phase_index(*phase)].get_or_insert_with(|| Counts {
+            buckets: vec![0; shape.bounds.len()],
+            ..Counts::default()
+        });
+        // The first bucket whose upper bound holds the value; past the last
+        // bound only the count (the +Inf bucket) grows.
+        let i = shape.bounds.partition_point(|b| *b < v);
+        if let Some(b) = counts.buckets.get_mut(i) {
+            *b += 1;
+        }
+        if v <= ZERO_THRESHOLD {
+            counts.zero += 1;
+        } else {
+            *counts.native.entry(native_index(v)).or_insert(0) += 1;
+        }
+        counts.sum += v;
+        counts.count += 1;
+    }
 }
 
 #[cfg(test)]
@@ -192,7 +340,7 @@ mod tests {
     use prometheus::{HistogramOpts, HistogramVec, Registry};
 
     use super::*;
-    use crate::metrics::LATENCY_BUCKETS;
+    use crate::config::DEFAULT_LATENCY_BUCKETS as LATENCY_BUCKETS;
 
     /// The same observations through the `prometheus` crate and through ours
     /// give the same text.
@@ -205,7 +353,7 @@ mod tests {
         )
         .unwrap();
         reg.register(Box::new(vec.clone())).unwrap();
-        let ours = PhaseHistograms::new("h_seconds", "Phase durations.", LATENCY_BUCKETS);
+        let ours = PhaseHistograms::new("h_seconds", "Phase durations.", LATENCY_BUCKETS, true);
         let ms = |v: f64| Duration::from_secs_f64(v / 1000.0);
         type Probe<'a> = (&'a str, ProbeKind, Vec<(Phase, Duration)>);
         let probes: Vec<Probe> = vec![
@@ -249,7 +397,7 @@ mod tests {
         let mut expected = Vec::new();
         text::encode(&reg.gather(), &mut expected);
         let mut got = Vec::new();
-        ours.encode(&mut got);
+        ours.encode(Format::Text, &mut got);
         assert_eq!(
             String::from_utf8(got).unwrap(),
             String::from_utf8(expected).unwrap()
@@ -263,7 +411,7 @@ mod tests {
         let mut expected = Vec::new();
         text::encode(&reg.gather(), &mut expected);
         let mut got = Vec::new();
-        ours.encode(&mut got);
+        ours.encode(Format::Text, &mut got);
         assert_eq!(
             String::from_utf8(got).unwrap(),
             String::from_utf8(expected).unwrap()
@@ -272,9 +420,9 @@ mod tests {
 
     #[test]
     fn an_empty_family_writes_nothing_and_a_kind_change_starts_over() {
-        let h = PhaseHistograms::new("h_seconds", "H.", LATENCY_BUCKETS);
+        let h = PhaseHistograms::new("h_seconds", "H.", LATENCY_BUCKETS, false);
         let mut out = Vec::new();
-        h.encode(&mut out);
+        h.encode(Format::Text, &mut out);
         assert!(out.is_empty());
         h.observe(
             "t",
@@ -286,7 +434,7 @@ mod tests {
             ProbeKind::Tcp,
             &[(Phase::Total, Duration::from_millis(2))],
         );
-        h.encode(&mut out);
+        h.encode(Format::Text, &mut out);
         let text = String::from_utf8(out).unwrap();
         assert!(
             text.contains("h_seconds_count{kind=\"tcp\",phase=\"total\",target=\"t\"} 1\n"),
