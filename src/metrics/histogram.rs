@@ -442,4 +442,182 @@ mod tests {
         );
         assert!(!text.contains("kind=\"http\""), "{text}");
     }
+
+    /// A protobuf field: (number, varint value or bytes).
+    enum Field<'a> {
+        Varint(u64),
+        Fixed(u64),
+        Bytes(&'a [u8]),
+    }
+
+    fn read_varint(b: &[u8], at: &mut usize) -> u64 {
+        let (mut v, mut shift) = (0u64, 0);
+        loop {
+            let byte = b[*at];
+            *at += 1;
+            v |= u64::from(byte & 0x7f) << shift;
+            if byte < 0x80 {
+                return v;
+            }
+            shift += 7;
+        }
+    }
+
+    /// The fields of one message, in order (a test decoder, independent of the encoder).
+    fn fields(b: &[u8]) -> Vec<(u64, Field<'_>)> {
+        let mut at = 0;
+        let mut out = Vec::new();
+        while at < b.len() {
+            let key = read_varint(b, &mut at);
+            let field = match key & 7 {
+                0 => Field::Varint(read_varint(b, &mut at)),
+                1 => {
+                    let v = u64::from_le_bytes(b[at..at + 8].try_into().unwrap());
+                    at += 8;
+                    Field::Fixed(v)
+                }
+                2 => {
+                    let n = read_varint(b, &mut at) as usize;
+                    at += n;
+                    Field::Bytes(&b[at - n..at])
+                }
+                w => panic!("wire type {w}"),
+            };
+            out.push((key >> 3, field));
+        }
+        out
+    }
+
+    fn unzigzag(v: u64) -> i64 {
+        ((v >> 1) as i64) ^ -((v & 1) as i64)
+    }
+
+    /// The native buckets of a histogram message, as (index, count), from
+    /// its spans and deltas.
+    fn native_buckets(h: &[u8]) -> (i64, Vec<(i64, i64)>) {
+        let (mut spans, mut deltas, mut schema) = (Vec::new(), Vec::new(), 0);
+        for (n, f) in fields(h) {
+            match (n, f) {
+                (5, Field::Varint(v)) => schema = unzigzag(v),
+                (12, Field::Bytes(span)) => {
+                    let mut s = (0, 0);
+                    for (n, f) in fields(span) {
+                        match (n, f) {
+                            (1, Field::Varint(v)) => s.0 = unzigzag(v),
+                            (2, Field::Varint(v)) => s.1 = v as i64,
+                            _ => {}
+                        }
+                    }
+                    spans.push(s);
+                }
+                (13, Field::Bytes(packed)) => {
+                    let mut at = 0;
+                    while at < packed.len() {
+                        deltas.push(unzigzag(read_varint(packed, &mut at)));
+                    }
+                }
+                _ => {}
+            }
+        }
+        let (mut out, mut index, mut count, mut d) = (Vec::new(), 0i64, 0i64, deltas.iter());
+        for (k, (offset, len)) in spans.iter().enumerate() {
+            index += offset + if k == 0 { 0 } else { 1 };
+            for j in 0..*len {
+                if j > 0 {
+                    index += 1;
+                }
+                count += d.next().unwrap();
+                out.push((index, count));
+            }
+        }
+        (schema, out)
+    }
+
+    /// The protobuf page's native buckets hold each observation where
+    /// Prometheus's schema 5 puts it, gaps between buckets included.
+    #[test]
+    fn native_buckets_are_encoded_as_spans_and_deltas() {
+        let h = PhaseHistograms::new("h_seconds", "H.", LATENCY_BUCKETS, false);
+        let at = |i: i32| Duration::from_secs_f64(native_bound(i) * 0.999);
+        // Buckets -100 (x2), -99, -96 (a gap of two), 50 (far away).
+        for i in [-100, -100, -99, -96, 50] {
+            h.observe("t", ProbeKind::Http, &[(Phase::Total, at(i))]);
+        }
+        assert_eq!(native_index(1.0), 0);
+        assert_eq!(native_index(2.0), 32);
+        assert_eq!(native_index(2.0f64.next_up()), 33);
+        let mut out = Vec::new();
+        h.encode(Format::Protobuf, &mut out);
+        let mut at = 0;
+        let len = read_varint(&out, &mut at) as usize;
+        assert_eq!(at + len, out.len(), "one delimited family");
+        let family = fields(&out[at..]);
+        let metrics: Vec<&[u8]> = family
+            .iter()
+            .filter_map(|(n, f)| match (n, f) {
+                (4, Field::Bytes(b)) => Some(*b),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(metrics.len(), 1);
+        let histogram = fields(metrics[0])
+            .into_iter()
+            .find_map(|(n, f)| match (n, f) {
+                (7, Field::Bytes(b)) => Some(b),
+                _ => None,
+            })
+            .unwrap();
+        let (schema, buckets) = native_buckets(histogram);
+        assert_eq!(schema, 5);
+        assert_eq!(buckets, [(-100, 2), (-99, 1), (-96, 1), (50, 1)]);
+        let count = fields(histogram)
+            .into_iter()
+            .find_map(|(n, f)| match (n, f) {
+                (1, Field::Varint(v)) => Some(v),
+                _ => None,
+            });
+        assert_eq!(count, Some(5));
+        let zero_threshold = fields(histogram)
+            .into_iter()
+            .find_map(|(n, f)| match (n, f) {
+                (6, Field::Fixed(v)) => Some(f64::from_bits(v)),
+                _ => None,
+            });
+        assert!(
+            zero_threshold.is_some_and(|z| z > 0.0),
+            "marks the histogram native"
+        );
+    }
+
+    /// A reload that changes the buckets starts the series over; turning
+    /// `phase_histograms` off ends the steps' series and keeps `total`.
+    #[test]
+    fn configure_restarts_or_trims_the_series() {
+        let h = PhaseHistograms::new("h_seconds", "H.", LATENCY_BUCKETS, true);
+        let probe = [
+            (Phase::Connect, Duration::from_millis(1)),
+            (Phase::Total, Duration::from_millis(3)),
+        ];
+        h.observe("t", ProbeKind::Http, &probe);
+        let text = |h: &PhaseHistograms| {
+            let mut out = Vec::new();
+            h.encode(Format::Text, &mut out);
+            String::from_utf8(out).unwrap()
+        };
+        h.configure(LATENCY_BUCKETS, false);
+        let page = text(&h);
+        assert!(!page.contains("phase=\"connect\""), "{page}");
+        assert!(
+            page.contains("h_seconds_count{kind=\"http\",phase=\"total\",target=\"t\"} 1\n"),
+            "{page}"
+        );
+        h.observe("t", ProbeKind::Http, &probe);
+        assert!(!text(&h).contains("phase=\"connect\""));
+        h.configure(&[0.002, 0.004], false);
+        assert_eq!(text(&h), "", "new buckets: the old counts are gone");
+        h.observe("t", ProbeKind::Http, &probe);
+        let page = text(&h);
+        assert!(page.contains("le=\"0.004\"} 1\n"), "{page}");
+        assert!(!page.contains("le=\"0.005\""), "{page}");
+    }
 }
