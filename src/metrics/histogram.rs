@@ -145,7 +145,6 @@ impl PhaseHistograms {
         // The map keeps targets sorted, and a stable sort on kind and phase
         // keeps them so: the registry's order (by label values in label-name
         // order) without comparing target names.
-        type Row<'a> = ((u8, u8), (&'a str, &'a str), &'a Mutex<TargetSeries>, usize);
         let mut rows: Vec<Row> = Vec::new();
         for (target, series) in map.iter() {
             let s = lock(series);
@@ -160,28 +159,17 @@ impl PhaseHistograms {
             return;
         }
         rows.sort_by_key(|r| r.0);
-        let snapshots = rows
-            .into_iter()
-            .filter_map(|(_, (kind, target), series, slot)| {
-                let s = lock(series);
-                // The target may have changed kind since the rows were listed.
-                let c = s.phases[slot]
-                    .as_ref()
-                    .filter(|_| s.kind.as_str() == kind)?;
-                Some((kind, target, Phase::ALL[slot], c.clone()))
-            });
         match format {
-            Format::Text => self.encode_text(&shape.bounds, snapshots, out),
-            Format::Protobuf => self.encode_protobuf(&shape.bounds, snapshots, out),
+            Format::Text => self.encode_text(&shape.bounds, &rows, out),
+            Format::Protobuf => self.encode_protobuf(&shape.bounds, &rows, out),
         }
     }
 
-    fn encode_text<'a>(
-        &self,
-        bounds: &[f64],
-        series: impl Iterator<Item = (&'a str, &'a str, Phase, Counts)>,
-        out: &mut Vec<u8>,
-    ) {
+    fn encode_text(&self, bounds: &[f64], rows: &[Row], out: &mut Vec<u8>) {
+        let mut snapshot = Counts {
+            buckets: vec![0; bounds.len()],
+            ..Counts::default()
+        };
         // Each bound with the end of its line's labels, so that a bucket line
         // is three copies and a count: prefix, bound, count.
         let bounds: Vec<Vec<u8>> = bounds
@@ -198,7 +186,18 @@ impl PhaseHistograms {
         text::family_head(out, self.name, self.help, "histogram");
         let mut labels = Vec::with_capacity(128);
         let mut prefix = Vec::with_capacity(192);
-        for (kind, target, phase, snapshot) in series {
+        for (_, (kind, target), series, slot) in rows {
+            {
+                // Copied out, so the target's lock is held only that long.
+                let s = lock(series);
+                let Some(c) = counts_of(&s, kind, *slot) else {
+                    continue;
+                };
+                snapshot.buckets.copy_from_slice(&c.buckets);
+                snapshot.sum = c.sum;
+                snapshot.count = c.count;
+            }
+            let phase = Phase::ALL[*slot];
             labels.clear();
             text::label_pair(&mut labels, "kind", kind);
             labels.push(b',');
@@ -232,16 +231,17 @@ impl PhaseHistograms {
         }
     }
 
-    fn encode_protobuf<'a>(
-        &self,
-        bounds: &[f64],
-        series: impl Iterator<Item = (&'a str, &'a str, Phase, Counts)>,
-        out: &mut Vec<u8>,
-    ) {
+    fn encode_protobuf(&self, bounds: &[f64], rows: &[Row], out: &mut Vec<u8>) {
         let mut family = protobuf::FamilyBuf::new(self.name, self.help, protobuf::Kind::Histogram);
         let (mut metric, mut h, mut scratch) = (Vec::new(), Vec::new(), Vec::new());
         let mut deltas = Vec::new();
-        for (kind, target, phase, c) in series {
+        for (_, (kind, target), series, slot) in rows {
+            // Encoded under the target's lock: the native buckets are not copied.
+            let s = lock(series);
+            let Some(c) = counts_of(&s, kind, *slot) else {
+                continue;
+            };
+            let phase = Phase::ALL[*slot];
             metric.clear();
             protobuf::label(&mut metric, "kind", kind, &mut scratch);
             protobuf::label(&mut metric, "phase", phase.as_str(), &mut scratch);
@@ -294,6 +294,15 @@ impl PhaseHistograms {
         }
         family.finish(out);
     }
+}
+
+/// A row of a scrape: ((kind rank, phase rank), (kind, target), series
+/// lock, phase slot).
+type Row<'a> = ((u8, u8), (&'a str, &'a str), &'a Mutex<TargetSeries>, usize);
+
+/// The counts of `slot`, unless the target changed kind since the rows were listed.
+fn counts_of<'s>(s: &'s TargetSeries, kind: &str, slot: usize) -> Option<&'s Counts> {
+    s.phases[slot].as_ref().filter(|_| s.kind.as_str() == kind)
 }
 
 /// One `BucketSpan` of the positive native buckets (field 12).
