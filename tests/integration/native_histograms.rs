@@ -122,10 +122,32 @@ async fn prometheus_quantiles_from_native_histograms_are_within_5_percent() {
         // Sampling the agent's page, not waiting for an event.
         tokio::time::sleep(Duration::from_millis(40)).await;
     }
-    // No more successful probes: the histogram stops where the record does.
+    // No more successful probes: the histogram stops where the record does,
+    // once a probe has failed (a probe under way when the server stopped
+    // may still succeed; probes of a target never overlap).
+    let failures = |s: &str| {
+        s.lines()
+            .filter(|l| {
+                l.starts_with("mailpulse_probe_failures_total{") && l.contains("target=\"lat\"")
+            })
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum::<f64>()
+    };
+    let failed_before = failures(&agent.scrape().await);
     server.stop();
-    let final_scrape = agent.scrape().await;
-    record(&final_scrape, &mut totals);
+    let stopped = tokio::time::Instant::now();
+    let final_scrape = loop {
+        let s = agent.scrape().await;
+        record(&s, &mut totals);
+        if failures(&s) > failed_before {
+            break s;
+        }
+        assert!(
+            stopped.elapsed() < Duration::from_secs(10),
+            "no probe failed after the server stopped"
+        );
+        tokio::time::sleep(Duration::from_millis(40)).await;
+    };
     let count = count_of(&final_scrape);
     assert!(count >= 200, "only {count} probes in 70 s");
     assert!(missed * 50 <= count, "{missed} of {count} probes not seen");
