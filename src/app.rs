@@ -29,6 +29,7 @@ use crate::incident::Incidents;
 use crate::metrics::server::{self, ServerState, WebRuntime};
 use crate::metrics::Metrics;
 use crate::pipeline::{Message, Pipeline, Reload};
+use crate::probe;
 use crate::schedule;
 use crate::service::{systemd, watchdog};
 use crate::status::api::Pages;
@@ -95,7 +96,11 @@ impl Agent {
             self.clock.clone(),
         ) {
             Ok(()) => {
-                self.metrics.probe.add_target(&target.name, target.kind());
+                self.metrics.probe.add_target(
+                    &target.name,
+                    target.kind(),
+                    &probe::failure_reasons(target),
+                );
                 self.metrics.detect.add_target(&target.name);
                 self.targets
                     .insert(target.name.clone(), (target.clone(), token));
@@ -139,6 +144,9 @@ impl Agent {
     /// Applies a new configuration: unchanged targets keep running (and keep
     /// their state); changed ones restart; removed ones stop and lose their series.
     async fn apply(&mut self, new: Config) {
+        self.metrics
+            .probe
+            .configure_histograms(&new.agent.latency_buckets, new.agent.phase_histograms);
         if new.agent.listen != self.config.agent.listen {
             tracing::warn!(
                 old = %self.config.agent.listen,
@@ -234,6 +242,9 @@ impl Daemon {
         metrics
             .register_process(crate::collect::own::read_self)
             .context("cannot register metrics")?;
+        metrics
+            .probe
+            .configure_histograms(&config.agent.latency_buckets, config.agent.phase_histograms);
         mark_reload(&metrics, true);
         let health = Health::new();
         let root = CancellationToken::new();

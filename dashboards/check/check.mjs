@@ -602,9 +602,14 @@ function checkScrape(file, docs) {
 function checkScrapeText(text, file, docs) {
   const have = scrapeNames(text);
   const used = new Map();
+  // A histogram's own name is its native series (Prometheus with native histograms scrapes the
+  // protobuf format, which the text scrape cannot show): allowed in an expression that also
+  // reads its classic _bucket series, the fallback for a Prometheus without them.
   for (const { file: f, dash } of docs) {
     for (const e of expressions(f, dash)) {
-      for (const n of usedNames(e.expr)) {
+      const names = usedNames(e.expr);
+      for (const n of names) {
+        if (!have.has(n) && have.has(`${n}_bucket`) && names.includes(`${n}_bucket`)) continue;
         if (!used.has(n)) used.set(n, []);
         used.get(n).push(e.where);
       }
@@ -613,7 +618,7 @@ function checkScrapeText(text, file, docs) {
   for (const [name, wheres] of [...used].sort()) {
     if (have.has(name)) continue;
     let hint = '';
-    if (have.has(`${name}_bucket`)) hint = ` (a histogram: use ${name}_bucket, _sum or _count)`;
+    if (have.has(`${name}_bucket`)) hint = ` (a histogram: use ${name}_bucket, _sum or _count, or its native series beside ${name}_bucket)`;
     fail('scrape', name, `not in ${file}${hint}; used by ${wheres.length} quer${wheres.length === 1 ? 'y' : 'ies'}:\n      ${[...new Set(wheres)].join('\n      ')}`);
   }
   return used.size;

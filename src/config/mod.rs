@@ -73,6 +73,13 @@ pub const DEFAULT_HOST_INTERVAL: Duration = Duration::from_secs(15);
 
 /// Default `agent.memory_trim`: how often unused code and heap pages go back.
 pub const DEFAULT_MEMORY_TRIM: Duration = Duration::from_secs(600);
+/// Default `agent.latency_buckets`: the upper bounds, in seconds, of the
+/// classic probe latency histogram's buckets, 1 ms to 30 s.
+pub const DEFAULT_LATENCY_BUCKETS: &[f64] = &[
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+];
+/// Most `agent.latency_buckets` accepted: each is one series per target.
+pub const MAX_LATENCY_BUCKETS: usize = 40;
 /// Default probe interval of a target.
 pub const DEFAULT_TARGET_INTERVAL: Duration = Duration::from_secs(30);
 /// Default probe timeout of a target (capped at its interval).
@@ -126,6 +133,12 @@ pub struct AgentConfig {
     /// How often to give back unused code and heap pages
     /// (`service::trim`); `None` is off.
     pub memory_trim: Option<Duration>,
+    /// Upper bounds (seconds, ascending, positive) of the classic probe
+    /// latency histogram's buckets.
+    pub latency_buckets: Vec<f64>,
+    /// Export a latency histogram for every probe step, not only
+    /// `phase="total"`.
+    pub phase_histograms: bool,
     /// Protection of the metrics endpoint.
     pub web: WebConfig,
 }

@@ -59,6 +59,8 @@ pub struct RawAgent {
     pub log_level: Option<String>,
     pub log_format: Option<String>,
     pub memory_trim: Option<HumanDuration>,
+    pub latency_buckets: Option<Vec<f64>>,
+    pub phase_histograms: Option<bool>,
     pub web: Option<RawWeb>,
 }
 

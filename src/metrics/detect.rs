@@ -21,6 +21,7 @@ use prometheus::{HistogramOpts, HistogramVec, Registry};
 
 use super::register;
 use super::table::{lock, write_rows, FamilyDef, SeriesTable};
+use super::Format;
 use crate::detect::{DetectEvent, IncidentKind, State};
 
 /// Buckets for incident durations, 30 s to a day.
@@ -241,8 +242,8 @@ impl DetectMetrics {
     }
 
     /// Writes the family `name` (one of [`DetectMetrics::names`]) in the
-    /// text format; nothing when it has no series, as the registry does.
-    pub fn encode(&self, name: &str, out: &mut Vec<u8>) {
+    /// `format`; nothing when it has no series, as the registry does.
+    pub fn encode(&self, name: &str, format: Format, out: &mut Vec<u8>) {
         let Some(def) = FAMILIES.iter().find(|f| f.name == name) else {
             return;
         };
@@ -285,7 +286,7 @@ impl DetectMetrics {
                 }
             }
         }
-        write_rows(def, rows, out);
+        write_rows(def, rows, format, out);
     }
 }
 
@@ -402,7 +403,7 @@ mod tests {
     fn ours(m: &DetectMetrics) -> String {
         let mut out = Vec::new();
         for name in DetectMetrics::names() {
-            m.encode(name, &mut out);
+            m.encode(name, crate::metrics::Format::Text, &mut out);
         }
         String::from_utf8(out).unwrap()
     }

@@ -16,6 +16,7 @@ pub mod host;
 mod order;
 pub mod probe;
 pub mod process;
+pub mod protobuf;
 pub mod server;
 mod table;
 pub mod targets;
@@ -29,10 +30,15 @@ use bytes::Bytes;
 
 use prometheus::Registry;
 
-/// Histogram buckets for latencies from 0.5 ms to 30 s.
-pub const LATENCY_BUCKETS: &[f64] = &[
-    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
-];
+/// The formats `/metrics` is written in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// The text format, version 0.0.4 (what a scraper gets by default).
+    Text,
+    /// Length-delimited `io.prometheus.client.MetricFamily` messages
+    /// ([`protobuf`]), with the native latency histograms.
+    Protobuf,
+}
 
 /// Every metric family the agent exports.
 pub struct Metrics {
@@ -87,8 +93,13 @@ impl Metrics {
 
     /// The registry in the Prometheus text format (version 0.0.4).
     pub fn encode(&self) -> Vec<u8> {
+        self.encode_as(Format::Text)
+    }
+
+    /// The registry in `format`.
+    pub fn encode_as(&self, format: Format) -> Vec<u8> {
         let mut out = Vec::with_capacity(self.last_size.load(Ordering::Relaxed) + 4096);
-        self.write_page(&mut out);
+        self.write_page(format, &mut out);
         out
     }
 
@@ -98,6 +109,11 @@ impl Metrics {
     /// targets) is freed into whichever allocator arena the serving thread
     /// has, and each arena kept its own high-water mark resident.
     pub fn page(&self) -> Bytes {
+        self.page_as(Format::Text)
+    }
+
+    /// [`Metrics::page`] in `format`.
+    pub fn page_as(&self, format: Format) -> Bytes {
         let mut out = self
             .spare_page
             .lock()
@@ -106,14 +122,14 @@ impl Metrics {
             .unwrap_or_default();
         out.clear();
         out.reserve(self.last_size.load(Ordering::Relaxed) + 4096);
-        self.write_page(&mut out);
+        self.write_page(format, &mut out);
         Bytes::from_owner(Page {
             bytes: out,
             home: self.spare_page.clone(),
         })
     }
 
-    fn write_page(&self, out: &mut Vec<u8>) {
+    fn write_page(&self, format: Format, out: &mut Vec<u8>) {
         let families = self.registry.gather();
         // The families kept outside the registry, sorted by name like the
         // registry's, go in their places among them.
@@ -131,16 +147,28 @@ impl Metrics {
         let mut rest = &families[..];
         for (name, owner) in outside {
             let split = rest.partition_point(|f| f.name() < name);
-            text::encode(&rest[..split], out);
+            encode_registry(format, &rest[..split], out);
             rest = &rest[split..];
             match owner {
-                Outside::Targets => self.probe.targets.encode(name, out),
-                Outside::Detect => self.detect.encode(name, out),
-                Outside::Histograms => self.probe.duration.encode(out),
+                Outside::Targets => self.probe.targets.encode(name, format, out),
+                Outside::Detect => self.detect.encode(name, format, out),
+                Outside::Histograms => self.probe.duration.encode(format, out),
             }
         }
-        text::encode(rest, out);
+        encode_registry(format, rest, out);
         self.last_size.store(out.len(), Ordering::Relaxed);
+    }
+}
+
+/// Writes families of the registry in `format`.
+fn encode_registry(
+    format: Format,
+    families: &[prometheus::proto::MetricFamily],
+    out: &mut Vec<u8>,
+) {
+    match format {
+        Format::Text => text::encode(families, out),
+        Format::Protobuf => protobuf::encode(families, out),
     }
 }
 
@@ -185,7 +213,8 @@ mod tests {
     fn families_are_listed_once_each_sorted_by_name() {
         use crate::sample::{Phase, ProbeKind, Sample};
         let m = Metrics::new("test").unwrap();
-        m.probe.add_target("owa", ProbeKind::Http);
+        m.probe
+            .add_target("owa", ProbeKind::Http, &[crate::sample::FailureReason::Dns]);
         m.probe.record(&Sample {
             target: "owa".into(),
             kind: ProbeKind::Http,

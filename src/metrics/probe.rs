@@ -3,9 +3,10 @@
 use prometheus::{HistogramOpts, Registry};
 
 use super::histogram::PhaseHistograms;
+use super::register;
 use super::targets::TargetFamilies;
-use super::{register, LATENCY_BUCKETS};
-use crate::sample::{ProbeKind, Sample};
+use crate::config::DEFAULT_LATENCY_BUCKETS;
+use crate::sample::{FailureReason, ProbeKind, Sample};
 
 /// Families fed by probe results.
 pub struct ProbeMetrics {
@@ -25,7 +26,8 @@ impl ProbeMetrics {
             duration: PhaseHistograms::new(
                 "mailpulse_probe_duration_seconds",
                 "Duration of each phase of successful probes.",
-                LATENCY_BUCKETS,
+                DEFAULT_LATENCY_BUCKETS,
+                false,
             ),
             targets: TargetFamilies::new(),
             schedule_lag: register(
@@ -44,6 +46,12 @@ impl ProbeMetrics {
         })
     }
 
+    /// Sets the latency histograms' classic buckets and whether every phase
+    /// has one (`[agent] latency_buckets`, `phase_histograms`).
+    pub fn configure_histograms(&self, bounds: &[f64], all_phases: bool) {
+        self.duration.configure(bounds, all_phases);
+    }
+
     /// Records one probe result.
     pub fn record(&self, s: &Sample) {
         self.targets.record(s);
@@ -54,9 +62,10 @@ impl ProbeMetrics {
     }
 
     /// Creates a configured target's failure counters at zero, one per
-    /// reason, so that `rate()` and `increase()` see its first failure.
-    pub fn add_target(&self, target: &str, kind: ProbeKind) {
-        self.targets.add_target(target, kind);
+    /// reason in `reasons` (those it can meet: `probe::failure_reasons`),
+    /// so that `rate()` and `increase()` see its first failure.
+    pub fn add_target(&self, target: &str, kind: ProbeKind, reasons: &[FailureReason]) {
+        self.targets.add_target(target, kind, reasons);
     }
 
     /// Removes every series of a target that is no longer configured.

@@ -1,7 +1,9 @@
-//! The HTTP listener: `/metrics` (Prometheus text format), `/healthz`
-//! (200 while every loop makes progress, 503 naming the stale ones) and the
-//! status page and its JSON API (`crate::status`), all behind the same
-//! protection. The listener is bound by the caller before READY=1.
+//! The HTTP listener: `/metrics` (Prometheus text format, or protobuf with
+//! native histograms when the scraper's `Accept` asks for it; gzip-compressed
+//! when its `Accept-Encoding` allows), `/healthz` (200 while every loop makes
+//! progress, 503 naming the stale ones) and the status page and its JSON API
+//! (`crate::status`), all behind the same protection. The listener is bound
+//! by the caller before READY=1.
 //!
 //! `[agent.web]` can require TLS (optionally with client certificates), HTTP
 //! basic authentication against bcrypt hashes (`auth`), and restrict clients
@@ -31,7 +33,7 @@ use tokio_util::sync::CancellationToken;
 use super::auth::{Gate, Rejection, Users};
 use super::connections::{descriptor_budget, Connections, Slot};
 use super::web::{AuthRejected, Closed, Refused};
-use super::Metrics;
+use super::{protobuf, Format, Metrics};
 use crate::config::net::IpNet;
 use crate::config::WebConfig;
 use crate::health::Health;
@@ -140,9 +142,9 @@ pub struct ServerState {
     pub health: Arc<Health>,
     /// The endpoint's protection; replaced on reload.
     pub web: RwLock<Arc<WebRuntime>>,
-    /// The latest rendering of `/metrics` and when it began; the lock also
-    /// makes renders take turns (see [`ServerState::scrape`]).
-    last_scrape: tokio::sync::Mutex<Option<(Instant, Bytes)>>,
+    /// The latest rendering of `/metrics` in each [`Variant`] and when it
+    /// began; the lock also makes renders take turns (see [`ServerState::scrape`]).
+    last_scrape: tokio::sync::Mutex<[Option<(Instant, Bytes)>; 4]>,
     /// Asks the render thread for a page.
     renderer: Renderer,
     /// The open connections and their limit.
@@ -160,21 +162,103 @@ pub struct ServerState {
 /// such arena stayed resident (about 2 MiB at 50 targets). The thread ends
 /// when its `Renderer` is dropped.
 struct Renderer {
-    requests: std::sync::mpsc::Sender<tokio::sync::oneshot::Sender<Bytes>>,
+    requests: std::sync::mpsc::Sender<(Variant, tokio::sync::oneshot::Sender<Bytes>)>,
+}
+
+/// What a scraper gets: a format, compressed or not.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Variant {
+    /// Text or protobuf.
+    pub format: Format,
+    /// gzip-compressed.
+    pub gzip: bool,
+}
+
+impl Variant {
+    /// Plain text, uncompressed: what a scraper that asks for nothing gets.
+    pub const TEXT: Variant = Variant {
+        format: Format::Text,
+        gzip: false,
+    };
+
+    /// The variant a request's `Accept` and `Accept-Encoding` ask for.
+    pub fn of(headers: &hyper::HeaderMap) -> Variant {
+        let header = |name| {
+            headers
+                .get_all(name)
+                .iter()
+                .filter_map(|v| v.to_str().ok())
+                .collect::<Vec<_>>()
+                .join(",")
+        };
+        let format = if protobuf::accepts(&header(hyper::header::ACCEPT)) {
+            Format::Protobuf
+        } else {
+            Format::Text
+        };
+        Variant {
+            format,
+            gzip: accepts_gzip(&header(hyper::header::ACCEPT_ENCODING)),
+        }
+    }
+
+    fn slot(self) -> usize {
+        usize::from(self.format == Format::Protobuf) * 2 + usize::from(self.gzip)
+    }
+
+    fn content_type(self) -> &'static str {
+        match self.format {
+            Format::Text => "text/plain; version=0.0.4; charset=utf-8",
+            Format::Protobuf => protobuf::CONTENT_TYPE,
+        }
+    }
+
+    /// Renders `metrics` as this variant asks.
+    fn render(self, metrics: &Metrics) -> Bytes {
+        let page = metrics.page_as(self.format);
+        if !self.gzip {
+            return page;
+        }
+        // The fastest level: the page is repetitive enough that it still
+        // shrinks about tenfold (bench/RESULTS.md), for a fraction of the CPU.
+        let mut gz = flate2::write::GzEncoder::new(
+            Vec::with_capacity(page.len() / 6),
+            flate2::Compression::fast(),
+        );
+        use std::io::Write as _;
+        // Writing into a Vec cannot fail.
+        let _ = gz.write_all(&page);
+        gz.finish().map(Bytes::from).unwrap_or_default()
+    }
+}
+
+/// Whether an `Accept-Encoding` value allows gzip (listed, without `q=0`).
+fn accepts_gzip(value: &str) -> bool {
+    value.split(',').any(|part| {
+        let mut params = part.split(';').map(str::trim);
+        let coding = params.next().unwrap_or("");
+        (coding.eq_ignore_ascii_case("gzip") || coding.eq_ignore_ascii_case("x-gzip"))
+            && !params.any(|p| {
+                p.strip_prefix("q=")
+                    .is_some_and(|q| q.parse::<f64>().is_ok_and(|q| q <= 0.0))
+            })
+    })
 }
 
 impl Renderer {
     fn start(metrics: Arc<Metrics>) -> Renderer {
-        let (requests, rx) = std::sync::mpsc::channel::<tokio::sync::oneshot::Sender<Bytes>>();
+        let (requests, rx) =
+            std::sync::mpsc::channel::<(Variant, tokio::sync::oneshot::Sender<Bytes>)>();
         let spawned = std::thread::Builder::new()
             .name("mailpulse-metrics".into())
             .spawn(move || {
-                while let Ok(reply) = rx.recv() {
+                while let Ok((variant, reply)) = rx.recv() {
                     // The encoder does not panic; if it ever did, that scrape
                     // is empty and the thread goes on.
-                    let page =
-                        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| metrics.page()))
-                            .unwrap_or_default();
+                    let page = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                        variant.render(&metrics)
+                    }))
+                    .unwrap_or_default();
                     let _ = reply.send(page);
                 }
             });
@@ -185,9 +269,9 @@ impl Renderer {
         Renderer { requests }
     }
 
-    async fn page(&self) -> Bytes {
+    async fn page(&self, variant: Variant) -> Bytes {
         let (tx, rx) = tokio::sync::oneshot::channel();
-        if self.requests.send(tx).is_err() {
+        if self.requests.send((variant, tx)).is_err() {
             return Bytes::new();
         }
         rx.await.unwrap_or_default()
@@ -204,7 +288,7 @@ impl ServerState {
             metrics,
             health,
             web: RwLock::new(Arc::new(web)),
-            last_scrape: tokio::sync::Mutex::new(None),
+            last_scrape: tokio::sync::Mutex::new(Default::default()),
             pages: std::sync::OnceLock::new(),
         }
     }
@@ -277,9 +361,10 @@ impl ServerState {
     /// that waited while another render ran reuses the next one that began
     /// after it arrived: it is as fresh as a render of its own, and a burst of
     /// concurrent scrapes costs about two renders instead of one each.
-    pub async fn scrape(&self) -> Bytes {
+    pub async fn scrape(&self, variant: Variant) -> Bytes {
         let arrived = Instant::now();
-        let mut last = self.last_scrape.lock().await;
+        let mut all = self.last_scrape.lock().await;
+        let last = &mut all[variant.slot()];
         if let Some((began, body)) = &*last {
             if *began >= arrived {
                 return body.clone();
@@ -289,7 +374,7 @@ impl ServerState {
         // render (a page kept here would hold a second page-sized buffer).
         *last = None;
         let began = Instant::now();
-        let body = self.renderer.page().await;
+        let body = self.renderer.page(variant).await;
         *last = Some((began, body.clone()));
         body
     }
@@ -467,11 +552,26 @@ async fn handle(
         );
     }
     match req.uri().path() {
-        "/metrics" => text(
-            StatusCode::OK,
-            "text/plain; version=0.0.4; charset=utf-8",
-            state.scrape().await,
-        ),
+        "/metrics" => {
+            let variant = Variant::of(req.headers());
+            let mut r = text(
+                StatusCode::OK,
+                variant.content_type(),
+                state.scrape(variant).await,
+            );
+            let headers = r.headers_mut();
+            headers.insert(
+                hyper::header::VARY,
+                hyper::header::HeaderValue::from_static("Accept, Accept-Encoding"),
+            );
+            if variant.gzip {
+                headers.insert(
+                    hyper::header::CONTENT_ENCODING,
+                    hyper::header::HeaderValue::from_static("gzip"),
+                );
+            }
+            r
+        }
         "/healthz" => match state.health.report() {
             (true, body) => text(StatusCode::OK, "text/plain", body),
             (false, body) => text(StatusCode::SERVICE_UNAVAILABLE, "text/plain", body),
@@ -490,15 +590,66 @@ mod tests {
         let metrics = Arc::new(Metrics::new("test").unwrap());
         let web = WebRuntime::new(&WebConfig::default()).unwrap();
         let state = ServerState::new(metrics, Health::new(), web);
-        let first = state.scrape().await;
+        let first = state.scrape(Variant::TEXT).await;
         let ptr = first.as_ptr();
         // The HTTP layer has sent and dropped the response.
         drop(first);
-        let second = state.scrape().await;
+        let second = state.scrape(Variant::TEXT).await;
         assert_eq!(
             second.as_ptr(),
             ptr,
             "the second render wrote into the first page's buffer"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_gzip_scrape_is_the_text_page_compressed() {
+        let metrics = Arc::new(Metrics::new("test").unwrap());
+        let web = WebRuntime::new(&WebConfig::default()).unwrap();
+        let state = ServerState::new(metrics, Health::new(), web);
+        let gzip = Variant {
+            format: Format::Text,
+            gzip: true,
+        };
+        let body = state.scrape(gzip).await;
+        assert_eq!(&body[..2], [0x1f, 0x8b], "gzip magic");
+        let mut text = String::new();
+        std::io::Read::read_to_string(&mut flate2::read::GzDecoder::new(&body[..]), &mut text)
+            .unwrap();
+        assert!(
+            text.contains("# TYPE mailpulse_build_info gauge\n"),
+            "{text}"
+        );
+        let plain = state.scrape(Variant::TEXT).await;
+        assert!(
+            body.len() < plain.len(),
+            "{} vs {}",
+            body.len(),
+            plain.len()
+        );
+    }
+
+    #[test]
+    fn gzip_is_served_only_when_accepted() {
+        assert!(accepts_gzip("gzip"));
+        assert!(accepts_gzip("deflate, gzip;q=0.5"));
+        assert!(accepts_gzip("GZIP"));
+        assert!(!accepts_gzip("gzip;q=0"));
+        assert!(!accepts_gzip("identity"));
+        assert!(!accepts_gzip(""));
+        let mut headers = hyper::HeaderMap::new();
+        assert_eq!(Variant::of(&headers), Variant::TEXT);
+        headers.insert(hyper::header::ACCEPT_ENCODING, "gzip".parse().unwrap());
+        headers.insert(
+            hyper::header::ACCEPT,
+            "application/vnd.google.protobuf;proto=io.prometheus.client.MetricFamily;encoding=delimited;q=0.7,text/plain;version=0.0.4;q=0.3".parse().unwrap(),
+        );
+        assert_eq!(
+            Variant::of(&headers),
+            Variant {
+                format: Format::Protobuf,
+                gzip: true
+            }
         );
     }
 }

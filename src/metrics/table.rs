@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 use std::sync::{Mutex, PoisonError, RwLock, RwLockReadGuard};
 
-use super::text;
+use super::{protobuf, text, Format};
 
 /// Each target's record of type `S`.
 #[derive(Debug)]
@@ -81,10 +81,26 @@ pub(crate) struct FamilyDef<F> {
 pub(crate) fn write_rows<'a, F, const N: usize>(
     def: &FamilyDef<F>,
     rows: impl IntoIterator<Item = ([&'a str; N], f64)>,
+    format: Format,
     out: &mut Vec<u8>,
 ) {
     let mut rows = rows.into_iter().peekable();
     if rows.peek().is_none() {
+        return;
+    }
+    if format == Format::Protobuf {
+        let kind = protobuf::Kind::from_text(def.kind);
+        let mut family = protobuf::FamilyBuf::new(def.name, def.help, kind);
+        let (mut metric, mut scratch) = (Vec::with_capacity(128), Vec::with_capacity(64));
+        for (values, v) in rows {
+            metric.clear();
+            for (n, value) in def.labels.iter().zip(values) {
+                protobuf::label(&mut metric, n, value, &mut scratch);
+            }
+            protobuf::value(&mut metric, kind, v);
+            family.metric(&metric);
+        }
+        family.finish(out);
         return;
     }
     text::family_head(out, def.name, def.help, def.kind);

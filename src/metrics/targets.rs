@@ -15,20 +15,11 @@
 
 use super::order;
 use super::table::{lock, write_rows, FamilyDef, SeriesTable};
+use super::Format;
 use crate::sample::{FailureReason, Phase, ProbeKind, Sample};
 
 /// All failure reasons, in the order of their slots.
-pub(crate) const REASONS: [FailureReason; 9] = [
-    FailureReason::Dns,
-    FailureReason::Connect,
-    FailureReason::Tls,
-    FailureReason::Timeout,
-    FailureReason::Status,
-    FailureReason::Body,
-    FailureReason::Protocol,
-    FailureReason::Auth,
-    FailureReason::Reply,
-];
+pub(crate) const REASONS: [FailureReason; 9] = FailureReason::ALL;
 
 const PHASES: usize = Phase::ALL.len();
 
@@ -200,11 +191,12 @@ impl TargetFamilies {
     }
 
     /// Creates a configured target's failure counters at zero, one per
-    /// reason, so that `rate()` and `increase()` see its first failure.
-    pub fn add_target(&self, target: &str, kind: ProbeKind) {
+    /// reason in `reasons` (those it can meet), so that `rate()` and
+    /// `increase()` see its first failure.
+    pub fn add_target(&self, target: &str, kind: ProbeKind, reasons: &[FailureReason]) {
         self.with(target, kind, |series| {
-            for slot in &mut series.failures {
-                slot.get_or_insert(0);
+            for r in reasons {
+                series.failures[reason_index(*r)].get_or_insert(0);
             }
         });
     }
@@ -215,8 +207,8 @@ impl TargetFamilies {
     }
 
     /// Writes the family `name` (one of [`TargetFamilies::names`]) in the
-    /// text format; nothing when it has no series, as the registry does.
-    pub fn encode(&self, name: &str, out: &mut Vec<u8>) {
+    /// `format`; nothing when it has no series, as the registry does.
+    pub fn encode(&self, name: &str, format: Format, out: &mut Vec<u8>) {
         let Some(def) = FAMILIES.iter().find(|f| f.name == name) else {
             return;
         };
@@ -283,7 +275,12 @@ impl TargetFamilies {
             ((0, 0), [cipher.as_str(), *target, version.as_str()], 1.0)
         }));
         rows.sort_by_key(|r| r.0);
-        write_rows(def, rows.into_iter().map(|(_, values, v)| (values, v)), out);
+        write_rows(
+            def,
+            rows.into_iter().map(|(_, values, v)| (values, v)),
+            format,
+            out,
+        );
     }
 }
 
@@ -398,7 +395,7 @@ mod tests {
     fn ours(f: &TargetFamilies) -> String {
         let mut out = Vec::new();
         for name in TargetFamilies::names() {
-            f.encode(name, &mut out);
+            f.encode(name, crate::metrics::Format::Text, &mut out);
         }
         String::from_utf8(out).unwrap()
     }
@@ -467,7 +464,7 @@ mod tests {
                 .failures
                 .with_label_values(&["smtp", "smtp", r.as_str()]);
         }
-        ours_.add_target("smtp", ProbeKind::Smtp);
+        ours_.add_target("smtp", ProbeKind::Smtp, &FailureReason::ALL);
         assert_eq!(ours(&ours_), oracle.text());
     }
 
@@ -475,7 +472,7 @@ mod tests {
     fn removing_a_target_removes_its_series_and_empty_families_write_nothing() {
         let f = TargetFamilies::new();
         assert_eq!(ours(&f), "");
-        f.add_target("t", ProbeKind::Http);
+        f.add_target("t", ProbeKind::Http, &FailureReason::ALL);
         f.record(&sample("t", ProbeKind::Http, 5.0));
         assert!(ours(&f).contains("mailpulse_probe_success{kind=\"http\",target=\"t\"} 1\n"));
         f.remove_target("t");

@@ -261,7 +261,7 @@ mod tests {
         let reg = Registry::new();
         let h = HistogramVec::new(
             HistogramOpts::new("h_seconds", "A histogram\nwith \\ in its help.")
-                .buckets(crate::metrics::LATENCY_BUCKETS.to_vec()),
+                .buckets(crate::config::DEFAULT_LATENCY_BUCKETS.to_vec()),
             &["target", "phase"],
         )
         .unwrap();

@@ -227,6 +227,36 @@ impl Prober {
     }
 }
 
+/// The failure reasons a probe of `target` can meet whatever its server
+/// does, so their counters can start at zero. An HTTP target leaves out
+/// `reply` (mail only), `tls` unless its URL is `https` (a redirect to
+/// `https` can still fail it), `body` unless it checks the body and `auth`
+/// unless it uses NTLM; the other kinds list every reason. A reason not
+/// listed is still counted, from its first failure on.
+pub fn failure_reasons(target: &Target) -> Vec<FailureReason> {
+    use crate::config::HttpAuth;
+    let ProbeSpec::Http(http) = &target.spec else {
+        return FailureReason::ALL.to_vec();
+    };
+    let mut reasons = vec![
+        FailureReason::Dns,
+        FailureReason::Connect,
+        FailureReason::Timeout,
+        FailureReason::Status,
+        FailureReason::Protocol,
+    ];
+    if http.url.scheme() == "https" {
+        reasons.push(FailureReason::Tls);
+    }
+    if http.body_regex.is_some() || http.body_not_regex.is_some() {
+        reasons.push(FailureReason::Body);
+    }
+    if matches!(http.auth, Some(HttpAuth::Ntlm { .. })) {
+        reasons.push(FailureReason::Auth);
+    }
+    reasons
+}
+
 /// Probes once under the target's timeout. `started_at` is the start on the
 /// wall and the steady clock (a plain `DateTime` for both) and
 /// `schedule_lag` how late this run started against its schedule; all are

@@ -188,6 +188,19 @@ pub enum FailureReason {
 }
 
 impl FailureReason {
+    /// Every reason, in declaration order.
+    pub const ALL: [FailureReason; 9] = [
+        FailureReason::Dns,
+        FailureReason::Connect,
+        FailureReason::Tls,
+        FailureReason::Timeout,
+        FailureReason::Status,
+        FailureReason::Body,
+        FailureReason::Protocol,
+        FailureReason::Auth,
+        FailureReason::Reply,
+    ];
+
     /// The label value used in metrics and output.
     pub fn as_str(self) -> &'static str {
         match self {

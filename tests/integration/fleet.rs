@@ -8,113 +8,39 @@
 use crate::support;
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
 use std::time::Duration;
 
 use serde_json::Value;
 use support::alertmanager::Alertmanager;
+use support::prometheus::Prometheus;
 use support::{wait_until, write_file, Agent, HttpServer, Reply};
 
-const PROMETHEUS: &str = "/usr/bin/prometheus";
-
-/// A real Prometheus, stopped by its PID on drop.
-struct Prometheus {
-    child: Child,
-    addr: SocketAddr,
-    log: PathBuf,
-}
-
-impl Drop for Prometheus {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Prometheus {
-    /// Starts Prometheus scraping `agents` (their `[agent] instance` and
-    /// address) as README's fleet section says: each target labelled with
-    /// the agent's instance name, so Prometheus's `instance` is the agent's.
-    async fn start(
-        dir: &Path,
-        agents: &[(&str, SocketAddr)],
-        alertmanager: SocketAddr,
-    ) -> Prometheus {
-        let rules =
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("dashboards/prometheus/mailpulse-rules.yml");
-        let targets: String = agents
-            .iter()
-            .map(|(name, addr)| {
-                format!("      - targets: [\"{addr}\"]\n        labels: {{instance: {name}}}\n")
-            })
-            .collect();
-        let config = write_file(
-            dir,
-            "prometheus.yml",
-            &format!(
-                "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n\
-                 rule_files:\n  - {}\n\
-                 alerting:\n  alertmanagers:\n    - static_configs:\n        - targets: [\"{alertmanager}\"]\n\
-                 scrape_configs:\n  - job_name: mailpulse\n    static_configs:\n{targets}",
-                rules.display(),
-            ),
-        );
-        let addr: SocketAddr = ([127, 0, 0, 1], support::free_port()).into();
-        let log = dir.join("prometheus.log");
-        let child = Command::new(PROMETHEUS)
-            .arg(format!("--config.file={}", config.display()))
-            .arg(format!(
-                "--storage.tsdb.path={}",
-                dir.join("tsdb").display()
-            ))
-            .arg(format!("--web.listen-address={addr}"))
-            // Send alert updates to Alertmanager every second instead of every minute.
-            .arg("--rules.alert.resend-delay=1s")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .unwrap();
-        let p = Prometheus { child, addr, log };
-        if support::answers(addr, "/-/ready", Duration::from_secs(20)).await {
-            return p;
-        }
-        panic!(
-            "prometheus did not start:\n{}",
-            std::fs::read_to_string(&p.log).unwrap_or_default()
-        );
-    }
-
-    /// Instant query results: (labels, value) pairs.
-    async fn query(&self, promql: &str) -> Vec<(Value, f64)> {
-        let encoded: String = promql
-            .bytes()
-            .map(|b| match b {
-                b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'_' | b'-' | b'.' => {
-                    (b as char).to_string()
-                }
-                _ => format!("%{b:02X}"),
-            })
-            .collect();
-        let Some((200, body)) =
-            support::get(self.addr, &format!("/api/v1/query?query={encoded}")).await
-        else {
-            return Vec::new();
-        };
-        let v: Value = serde_json::from_str(&body).unwrap();
-        v["data"]["result"]
-            .as_array()
-            .unwrap_or(&Vec::new())
-            .iter()
-            .map(|r| {
-                (
-                    r["metric"].clone(),
-                    r["value"][1].as_str().unwrap().parse().unwrap(),
-                )
-            })
-            .collect()
-    }
+/// Starts Prometheus scraping `agents` (their `[agent] instance` and
+/// address) as README's fleet section says: each target labelled with the
+/// agent's instance name, so Prometheus's `instance` is the agent's.
+async fn start_prometheus(
+    dir: &Path,
+    agents: &[(&str, SocketAddr)],
+    alertmanager: SocketAddr,
+) -> Prometheus {
+    let rules =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("dashboards/prometheus/mailpulse-rules.yml");
+    let targets: String = agents
+        .iter()
+        .map(|(name, addr)| {
+            format!("      - targets: [\"{addr}\"]\n        labels: {{instance: {name}}}\n")
+        })
+        .collect();
+    let config = format!(
+        "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n\
+         rule_files:\n  - {}\n\
+         alerting:\n  alertmanagers:\n    - static_configs:\n        - targets: [\"{alertmanager}\"]\n\
+         scrape_configs:\n  - job_name: mailpulse\n    static_configs:\n{targets}",
+        rules.display(),
+    );
+    // Send alert updates to Alertmanager every second instead of every minute.
+    Prometheus::start(dir, &config, &["--rules.alert.resend-delay=1s"]).await
 }
 
 fn agent_config(port: u16, instance: &str, state: &Path, url: &str, am: SocketAddr) -> String {
@@ -155,12 +81,7 @@ async fn active(am: &Alertmanager) -> Vec<(String, String)> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_agents_prometheus_and_alertmanager_see_a_slowdown_come_and_go() {
-    if !Path::new(PROMETHEUS).exists() {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "{PROMETHEUS} is required in CI"
-        );
-        eprintln!("skipping: {PROMETHEUS} missing (run .ci/install-deps)");
+    if !support::prometheus::available() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
@@ -189,7 +110,7 @@ async fn two_agents_prometheus_and_alertmanager_see_a_slowdown_come_and_go() {
         agents.push(Agent::start(&cfg, addr, &[]).await);
         addrs.push((instance, addr));
     }
-    let prom = Prometheus::start(dir.path(), &addrs, am.addr).await;
+    let prom = start_prometheus(dir.path(), &addrs, am.addr).await;
 
     // Both agents are scraped and have learned a baseline.
     wait_until(

@@ -139,7 +139,7 @@ async fn a_hundred_hostile_targets_keep_memory_bounded_and_good_targets_on_time(
     let dir = tempfile::tempdir().unwrap();
     let port = support::free_port();
     let mut text = format!(
-        "[agent]\nlisten = \"127.0.0.1:{port}\"\nstate_dir = \"{}\"\n[host]\nenabled = false\n",
+        "[agent]\nlisten = \"127.0.0.1:{port}\"\nphase_histograms = true\nstate_dir = \"{}\"\n[host]\nenabled = false\n",
         dir.path().join("state").display()
     );
     for i in 0..HOSTILE {

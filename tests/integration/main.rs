@@ -29,6 +29,7 @@ mod kill9;
 mod lifecycle;
 mod logging;
 mod metrics;
+mod native_histograms;
 mod probe_hostile;
 mod probe_http;
 mod probe_mail;

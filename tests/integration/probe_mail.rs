@@ -588,7 +588,9 @@ async fn the_agent_exports_mail_phases_that_pass_promtool() {
     let _delivering = DELIVERING.lock().await;
     let dir = tempfile::tempdir().unwrap();
     let port = support::free_port();
-    let mut text = format!("[agent]\nlisten = \"127.0.0.1:{port}\"\n[host]\nenabled = false\n");
+    let mut text = format!(
+        "[agent]\nlisten = \"127.0.0.1:{port}\"\nphase_histograms = true\n[host]\nenabled = false\n"
+    );
     text.push_str(&all_kinds_config(srv, &srv.account()).replace(
         "timeout = \"8s\"",
         "interval = \"2s\"\ntimeout = \"1500ms\"",

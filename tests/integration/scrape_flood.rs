@@ -70,7 +70,7 @@ async fn a_scrape_flood_keeps_memory_bounded_and_probes_on_time() {
     let port = support::free_port();
     let addr: SocketAddr = ([127, 0, 0, 1], port).into();
     let mut text = format!(
-        "[agent]\nlisten = \"127.0.0.1:{port}\"\nstate_dir = \"{}\"\n",
+        "[agent]\nlisten = \"127.0.0.1:{port}\"\nphase_histograms = true\nstate_dir = \"{}\"\n",
         dir.path().join("state").display()
     );
     let names = ["web1", "web2", "web3", "web4"];

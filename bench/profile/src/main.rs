@@ -4,7 +4,8 @@
 //! - one HTTP probe (`probe::run`) of a loopback server that allocates nothing;
 //! - recording one sample into the probe metrics, and feeding it to detection;
 //! - one `/metrics` page with 50 targets: `gather()`, then the text encoding
-//!   (mailpulse's own and the `prometheus` crate's, for comparison).
+//!   (mailpulse's own and the `prometheus` crate's, for comparison);
+//! - the latency histograms' footprint and quantile error (`footprint`).
 //!
 //! Prints a Markdown table; `bench/profile.sh` runs it. Counts are for the
 //! whole process while the measured call runs; the loopback server is
@@ -20,6 +21,8 @@ use mailpulse::incident::Incidents;
 use mailpulse::metrics::Metrics;
 use mailpulse::probe::{self, Prober};
 use prometheus::Encoder as _;
+
+mod footprint;
 
 /// Counts allocations (and bytes) made through the system allocator.
 struct Counting;
@@ -264,4 +267,5 @@ fn main() {
         400 * TARGETS,
         (after - warm) as f64 / 1024.0
     );
+    footprint::report();
 }

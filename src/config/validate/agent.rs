@@ -1,6 +1,6 @@
 //! `[agent]`: the listen address, instance name, state directory, log
-//! level and format, and memory trimming of the daemon (`[agent.web]` is
-//! `web.rs`).
+//! level and format, memory trimming of the daemon, and the shape of the
+//! probe latency histograms (`[agent.web]` is `web.rs`).
 
 use std::net::SocketAddr;
 
@@ -71,6 +71,10 @@ pub(super) fn build_agent(
         }
         Some(d) => Some(d),
     };
+    let latency_buckets = match raw.latency_buckets {
+        None => DEFAULT_LATENCY_BUCKETS.to_vec(),
+        Some(b) => latency_buckets(c, &path.key("latency_buckets"), b),
+    };
     let web = build_web(c, &path.key("web"), base, raw.web);
     AgentConfig {
         listen,
@@ -82,6 +86,46 @@ pub(super) fn build_agent(
         log_level,
         log_format,
         memory_trim,
+        latency_buckets,
+        phase_histograms: raw.phase_histograms.unwrap_or(false),
         web,
+    }
+}
+
+/// Checks `agent.latency_buckets`: 1 to [`MAX_LATENCY_BUCKETS`] finite,
+/// positive bounds, each above the one before; the default where they are not.
+fn latency_buckets(c: &mut Checker<'_>, path: &KeyPath, bounds: Vec<f64>) -> Vec<f64> {
+    let before = c.errors.len();
+    if bounds.is_empty() {
+        c.error_at(path, "must list at least one bucket bound (seconds)");
+    } else if bounds.len() > MAX_LATENCY_BUCKETS {
+        c.error_at(
+            path,
+            format!(
+                "at most {MAX_LATENCY_BUCKETS} buckets (each is one series per target), got {}",
+                bounds.len()
+            ),
+        );
+    }
+    for (i, b) in bounds.iter().enumerate() {
+        if !b.is_finite() || *b <= 0.0 {
+            c.error_at(
+                &path.index(i),
+                format!("{b} is not a positive number of seconds"),
+            );
+        } else if i > 0 && bounds[i - 1].is_finite() && *b <= bounds[i - 1] {
+            c.error_at(
+                &path.index(i),
+                format!(
+                    "{b} is not above the bound before it ({}): list bounds in ascending order",
+                    bounds[i - 1]
+                ),
+            );
+        }
+    }
+    if c.errors.len() > before {
+        DEFAULT_LATENCY_BUCKETS.to_vec()
+    } else {
+        bounds
     }
 }

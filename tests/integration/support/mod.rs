@@ -15,6 +15,7 @@ pub mod delivery;
 pub mod http;
 pub mod in_process;
 pub mod peers;
+pub mod prometheus;
 pub mod proxy;
 pub mod scrape;
 pub mod tls;
