@@ -96,6 +96,8 @@ pub struct Config {
     pub agent: AgentConfig,
     /// `[host]`
     pub host: HostConfig,
+    /// `[soak]`
+    pub soak: SoakConfig,
     /// `[slowdown]`: the detector defaults every target starts from.
     pub slowdown: crate::detect::SlowdownSettings,
     /// `[[target]]`, in file order, names unique.
@@ -178,6 +180,18 @@ pub struct WebTls {
     /// When set, clients must present a certificate signed by one of these.
     pub client_ca: Vec<CertificateDer<'static>>,
 }
+
+/// `[soak]`: soak-test runs (`mailpulse soak`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct SoakConfig {
+    /// How many runs the store keeps; the oldest go first.
+    pub keep_runs: usize,
+}
+
+/// Default of `[soak] keep_runs`.
+pub const DEFAULT_KEEP_RUNS: usize = 20;
+/// Largest `[soak] keep_runs`.
+pub const MAX_KEEP_RUNS: usize = 1000;
 
 /// `[host]`: host load collection.
 #[derive(Debug, Clone, PartialEq)]
