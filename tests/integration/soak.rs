@@ -117,3 +117,159 @@ fn runs_are_marked_in_order_and_refusals_exit_1_changing_nothing() {
         text(&out.stdout)
     );
 }
+
+fn agent_config(port: u16, state: &Path, url: &str) -> String {
+    format!(
+        "[agent]\nlisten = \"127.0.0.1:{port}\"\nstate_dir = \"{}\"\n[host]\nenabled = false\n\
+         [slowdown]\nfactor = 3.0\nmin_delta = \"50ms\"\nfor = \"500ms\"\nrecover_for = \"1s\"\n\
+         [[target]]\nname = \"owa\"\nkind = \"http\"\nurl = \"{url}\"\ninterval = \"100ms\"\ntimeout = \"90ms\"\n",
+        state.display()
+    )
+}
+
+/// Issue 17: the daemon notices runs marked by the command while it runs
+/// (metrics of the phase in progress), an incident opened during a run
+/// carries its run and phase (table, JSON, `--run`), and the marks survive
+/// `kill -9`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_daemon_exports_the_phase_and_incidents_carry_it() {
+    use std::time::Duration;
+    use support::{incidents, Agent, HttpServer, Reply};
+
+    let server = HttpServer::start().await;
+    server.route("/owa", Reply::ok("ok"));
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let port = support::free_port();
+    let cfg = write_file(
+        dir.path(),
+        "c.toml",
+        &agent_config(port, &state, &server.url("/owa")),
+    );
+    let addr = ([127, 0, 0, 1], port).into();
+    let mut agent = Agent::start(&cfg, addr, &[]).await;
+    agent.wait_baseline("owa").await;
+    assert_eq!(
+        agent
+            .metric("mailpulse_soak_phase_info", &[("run", "golive")])
+            .await,
+        None
+    );
+
+    let out = soak(&cfg, &["start", "golive", "--phase", "baseline"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let info = [("run", "golive"), ("phase", "baseline")];
+    agent
+        .wait_metric(
+            "mailpulse_soak_phase_info",
+            &info,
+            |v| v == Some(1.0),
+            "the baseline phase",
+        )
+        .await;
+    let out = soak(&cfg, &["phase", "plateau"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let plateau = [("run", "golive"), ("phase", "plateau")];
+    agent
+        .wait_metric(
+            "mailpulse_soak_phase_info",
+            &plateau,
+            |v| v == Some(1.0),
+            "the plateau phase",
+        )
+        .await;
+    let scrape = agent.scrape().await;
+    assert_eq!(
+        support::metric(&scrape, "mailpulse_soak_phase_info", &info),
+        None
+    );
+    let started = support::metric(
+        &scrape,
+        "mailpulse_soak_phase_started_timestamp_seconds",
+        &plateau,
+    )
+    .unwrap();
+    let listed = runs(&cfg);
+    let phase_start: chrono::DateTime<chrono::Utc> = listed[0]["phases"][1]["started_at"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((started - phase_start.timestamp_millis() as f64 / 1000.0).abs() < 0.001);
+
+    // A slowdown during the plateau.
+    server.route("/owa", Reply::ok("ok").delayed(Duration::from_millis(60)));
+    agent
+        .wait_degraded("owa", true, "the incident to open")
+        .await;
+    let open = incidents(&cfg);
+    assert_eq!(open.len(), 1, "{open:?}");
+    assert_eq!(open[0]["run"], "golive");
+    assert_eq!(open[0]["phase"], "plateau");
+
+    // kill -9: the run and its phases are still there, and exported again.
+    agent.child.kill().unwrap();
+    agent.child.wait().unwrap();
+    drop(agent);
+    let agent = Agent::start(&cfg, addr, &[]).await;
+    agent
+        .wait_metric(
+            "mailpulse_soak_phase_info",
+            &plateau,
+            |v| v == Some(1.0),
+            "the plateau after the restart",
+        )
+        .await;
+    server.route("/owa", Reply::ok("ok"));
+    agent
+        .wait_degraded("owa", false, "the incident to close")
+        .await;
+    let out = soak(&cfg, &["end"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    agent
+        .wait_metric(
+            "mailpulse_soak_phase_info",
+            &plateau,
+            |v| v.is_none(),
+            "no phase after the end",
+        )
+        .await;
+
+    let closed = incidents(&cfg);
+    assert_eq!(closed.len(), 1, "{closed:?}");
+    assert_eq!(
+        closed[0]["run"], "golive",
+        "the closed record keeps its run"
+    );
+    assert_eq!(closed[0]["phase"], "plateau");
+    let c = cfg.to_str().unwrap();
+    let table = support::mailpulse(&["incidents", "--config", c]);
+    let table = text(&table.stdout);
+    assert!(
+        table.contains("RUN") && table.contains("golive") && table.contains("plateau"),
+        "{table}"
+    );
+    let other = support::mailpulse(&["incidents", "--json", "--run", "other", "--config", c]);
+    assert!(other.status.success());
+    assert_eq!(text(&other.stdout), "");
+    let ours = support::mailpulse(&[
+        "incidents",
+        "--json",
+        "--run",
+        "golive",
+        "--since",
+        "1h",
+        "--config",
+        c,
+    ]);
+    assert_eq!(text(&ours.stdout).lines().count(), 1);
+    let before = support::mailpulse(&[
+        "incidents",
+        "--json",
+        "--until",
+        "2020-01-01T00:00:00Z",
+        "--config",
+        c,
+    ]);
+    assert_eq!(text(&before.stdout), "");
+}
