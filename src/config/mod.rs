@@ -127,6 +127,25 @@ pub struct AgentConfig {
     pub memory_trim: Option<Duration>,
     /// Protection of the metrics endpoint.
     pub web: WebConfig,
+    /// The write API (`/api/v1/` writes).
+    pub api: ApiConfig,
+}
+
+/// `[agent.api]`: who may write through the agent's HTTP API (`POST
+/// /api/v1/...`). Off (no writes) while `write_users` is empty. Reads
+/// follow `[agent.web]`, as `/metrics` does.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct ApiConfig {
+    /// User name to bcrypt hash of the users who may write; names distinct
+    /// from `[agent.web] basic_auth_users`.
+    pub write_users: Vec<(String, String)>,
+}
+
+impl ApiConfig {
+    /// Whether writes are enabled.
+    pub fn writes_enabled(&self) -> bool {
+        !self.write_users.is_empty()
+    }
 }
 
 /// `[agent.web]`: TLS, basic authentication and client networks for the

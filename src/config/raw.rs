@@ -60,6 +60,14 @@ pub struct RawAgent {
     pub log_format: Option<String>,
     pub memory_trim: Option<HumanDuration>,
     pub web: Option<RawWeb>,
+    pub api: Option<RawApi>,
+}
+
+/// `[agent.api]`: the agent's write API.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawApi {
+    pub write_users: Option<BTreeMap<String, String>>,
 }
 
 /// `[agent.web]`: protection of the metrics endpoint.
