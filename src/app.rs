@@ -21,6 +21,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::alert::{self, Alerting};
+use crate::api::AgentApi;
 use crate::clock::{self, Clock};
 use crate::collect::{self, CollectOptions, HostCollector};
 use crate::config::{Config, HostConfig, Target};
@@ -236,8 +237,9 @@ impl Daemon {
         let started = root.clone().drop_guard();
         let tracker = TaskTracker::new();
 
-        let web =
-            WebRuntime::new(&config.agent.web).map_err(|e| anyhow::anyhow!("agent.web: {e}"))?;
+        let web = WebRuntime::new(&config.agent.web)
+            .and_then(|w| w.with_writers(&config.agent.api.write_users))
+            .map_err(|e| anyhow::anyhow!("agent.web: {e}"))?;
         let server = Arc::new(ServerState::new(metrics.clone(), health.clone(), web));
         if let Some(limit) = crate::service::fdlimit::raise() {
             server.limit_descriptors(limit.soft);
@@ -248,10 +250,15 @@ impl Daemon {
                 "descriptor limit"
             );
         }
-        tracker.spawn(server::serve(listener, server.clone(), root.child_token()));
 
         let clock = clock::system();
         let store = open_store(&config, &metrics);
+        // Before the listener serves, so no request finds the API missing.
+        server.set_api(Arc::new(AgentApi::new(
+            store.clone(),
+            config.soak.keep_runs,
+        )));
+        tracker.spawn(server::serve(listener, server.clone(), root.child_token()));
         // A read that fails on damaged contents makes the store replace the file
         // (keeping what reads) before its next use: load once more from that.
         let loaded = Incidents::load(Some(store.clone()), &config.targets).or_else(|e| {
@@ -340,8 +347,12 @@ impl Daemon {
     /// host collection and alerting as a diff against the running one.
     pub async fn reload(&mut self, new: Config) {
         log_warnings(&new);
-        if new.agent.web != self.agent.config.agent.web {
-            match WebRuntime::new(&new.agent.web) {
+        if new.agent.web != self.agent.config.agent.web
+            || new.agent.api != self.agent.config.agent.api
+        {
+            let web = WebRuntime::new(&new.agent.web)
+                .and_then(|w| w.with_writers(&new.agent.api.write_users));
+            match web {
                 Ok(web) => self.server.set_web(web),
                 Err(e) => {
                     tracing::error!(error = %e, "agent.web rejected; keeping the running one")

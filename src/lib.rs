@@ -10,6 +10,7 @@
 #![deny(unsafe_code)]
 
 pub mod alert;
+pub mod api;
 pub mod app;
 pub mod clock;
 pub mod cmd;

@@ -31,14 +31,20 @@ use crate::config::Target;
 use crate::detect::DetectEvent;
 use crate::health::{Condition, Health};
 use crate::incident::Incidents;
+use crate::metrics::soak::ActivePhase;
 use crate::metrics::Metrics;
 use crate::sample::host::{HostSnapshot, TcpState};
 use crate::sample::{Phase, Sample};
+use crate::store::soak::{self, Run};
 use crate::store::Store;
 
 /// How often detector states changed since the last save are written (and
 /// what waits in memory for the store, and the store's condition reported).
 pub const FLUSH_INTERVAL: Duration = Duration::from_secs(1);
+
+/// How often the store is read for the soak-test run in progress (which
+/// `mailpulse soak` and the API change), for the soak metrics.
+pub const SOAK_POLL: Duration = Duration::from_secs(2);
 
 /// The `/healthz` source of the store's conditions.
 const HEALTH_SOURCE: &str = "state store";
@@ -118,6 +124,21 @@ struct Backlog {
     corruptions: u64,
     /// Whether the last routine save failed (logged once, not every second).
     failing: bool,
+    /// The soak-test run in progress when the store was last read.
+    soak: Option<Run>,
+}
+
+/// The soak metrics' view of a run in progress.
+fn active_phase(run: &Run) -> ActivePhase {
+    let (phase, at) = match run.current_phase() {
+        Some(p) => (p.name.clone(), p.started_at),
+        None => (String::new(), run.started_at),
+    };
+    ActivePhase {
+        run: run.name.clone(),
+        phase,
+        started_at: at.timestamp_millis() as f64 / 1000.0,
+    }
 }
 
 /// The short host-load summary alerts carry.
@@ -149,6 +170,8 @@ impl Pipeline {
         let mut jumps = JumpWatch::default();
         let mut flush = tokio::time::interval(FLUSH_INTERVAL);
         flush.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut soak_poll = tokio::time::interval(SOAK_POLL);
+        soak_poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
                 message = rx.recv() => match message {
@@ -162,6 +185,7 @@ impl Pipeline {
                     None => break,
                 },
                 _ = flush.tick() => self.settle(&mut backlog),
+                _ = soak_poll.tick() => self.poll_soak(&mut backlog),
             }
         }
         self.settle(&mut backlog);
@@ -170,6 +194,20 @@ impl Pipeline {
                 alerts = backlog.pending.len(),
                 "stopping with alerts the state store never took; they are lost"
             );
+        }
+    }
+
+    /// Reads the soak-test run in progress and shows it in the metrics when
+    /// it changed. A store that cannot be read keeps the last known run.
+    fn poll_soak(&mut self, backlog: &mut Backlog) {
+        let Ok(run) = tokio::task::block_in_place(|| soak::active_run(&self.store)) else {
+            return;
+        };
+        if run != backlog.soak {
+            self.metrics
+                .soak
+                .set(run.as_ref().map(active_phase).as_ref());
+            backlog.soak = run;
         }
     }
 
@@ -331,9 +369,28 @@ impl Pipeline {
             // Only a sample that opens, escalates or closes an incident writes
             // to the store; the rest stay on this worker (block_in_place hands
             // the worker to another thread, which costs more than detection).
-            let event = incidents.detect(sample);
-            let error = event.as_ref().and_then(|e| {
-                tokio::task::block_in_place(|| incidents.save_event(&sample.target, e)).err()
+            let mut event = incidents.detect(sample);
+            let store = &self.store;
+            let known = &backlog.soak;
+            let error = event.as_mut().and_then(|e| {
+                tokio::task::block_in_place(|| {
+                    if let DetectEvent::Opened(i) = e {
+                        // The store, not the last poll: a phase marked a
+                        // second ago counts.
+                        let run = soak::active_run(store).unwrap_or_else(|_| known.clone());
+                        if let Some(run) = run {
+                            let phase = run
+                                .phase_at(i.started_at)
+                                .or_else(|| run.current_phase())
+                                .map(|p| p.name.clone());
+                            incidents.mark_open(&sample.target, &run.name, phase.as_deref());
+                            i.run = Some(run.name);
+                            i.run_phase = phase;
+                        }
+                    }
+                    incidents.save_event(&sample.target, e)
+                })
+                .err()
             });
             if let Some(err) = &error {
                 self.metrics.agent.store_errors.inc();

@@ -1,10 +1,13 @@
 //! `mailpulse incidents`: the incident history the agent recorded, newest
-//! first, read from the state store (works while the daemon runs).
+//! first, read from the state store (works while the daemon runs), by
+//! target, time window and soak-test run.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use super::{out, ConfigSource};
+use chrono::Utc;
+
+use super::{out, parse_time, ConfigSource};
 use crate::report;
 use crate::store::{incidents as history, Store};
 
@@ -24,6 +27,17 @@ pub struct Args {
     /// At most this many incidents.
     #[arg(long, default_value_t = 50)]
     pub limit: usize,
+    /// Only incidents still open at or after this time (RFC 3339, or a
+    /// duration ago such as "2h").
+    #[arg(long, value_name = "TIME")]
+    pub since: Option<String>,
+    /// Only incidents that began before this time (RFC 3339, or a duration
+    /// ago such as "30m").
+    #[arg(long, value_name = "TIME")]
+    pub until: Option<String>,
+    /// Only incidents opened during this soak-test run.
+    #[arg(long, value_name = "NAME")]
+    pub run: Option<String>,
 }
 
 /// Prints the recorded incidents as a table or JSON lines.
@@ -31,11 +45,26 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
     let config = ConfigSource::new(args.config.clone()).load()?;
     let dir = &config.agent.state_dir;
     let target = args.target.as_deref();
+    let now = Utc::now();
+    let since = args
+        .since
+        .as_deref()
+        .map(|t| parse_time("--since", t, now))
+        .transpose()?;
+    let until = args
+        .until
+        .as_deref()
+        .map(|t| parse_time("--until", t, now))
+        .transpose()?;
+    let run = args.run.as_deref();
     let records = if history::database_exists(dir) {
         let store = Store::open(dir)?;
         history::history(&store, history::MAX_HISTORY as usize)?
             .into_iter()
             .filter(|r| target.is_none_or(|t| r.target == t))
+            .filter(|r| run.is_none_or(|n| r.incident.run.as_deref() == Some(n)))
+            .filter(|r| until.is_none_or(|u| r.incident.started_at < u))
+            .filter(|r| since.is_none_or(|s| r.incident.recovered_at.is_none_or(|end| end >= s)))
             .take(args.limit)
             .collect()
     } else {

@@ -38,6 +38,7 @@ mod probe_tls;
 mod replay;
 mod rules;
 mod scrape_flood;
+mod soak;
 mod store_faults;
 mod tidy;
 mod web;

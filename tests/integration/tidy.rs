@@ -36,7 +36,9 @@ const MAY_USE: &[(&str, &[&str])] = &[
     // Message text is pure (see PURE): the alert model, nothing else.
     ("alert::render", &["alert::AlertEvent", "alert::AlertStatus", "alert::HostLoad", "alert::tests", "human"]),
     // The supervisor: the only module that knows them all.
-    ("app", &["alert", "clock", "collect", "config", "health", "incident", "metrics", "pipeline", "probe", "report", "sample", "schedule", "service", "store"]),
+    // The agent's API: what its endpoints mean (the listener authenticates).
+    ("api", &["config", "metrics::server", "store"]),
+    ("app", &["alert", "api", "clock", "collect", "config", "health", "incident", "metrics", "pipeline", "probe", "report", "sample", "schedule", "service", "store"]),
     // The commands: each parses its arguments, calls into the library and
     // prints. Only `run` starts the daemon.
     ("cmd", &["alert", "clock", "config", "detect", "human", "probe", "replay", "report", "sample", "service::logging", "store"]),

@@ -5,9 +5,9 @@
 use std::net::SocketAddr;
 
 use super::files::resolve;
-use super::web::build_web;
+use super::web::{bcrypt_users, build_web};
 use super::*;
-use crate::config::raw::RawAgent;
+use crate::config::raw::{RawAgent, RawApi};
 use crate::service::logging::LogFormat;
 
 /// Validates `[agent]` at `path`, filling defaults.
@@ -72,6 +72,7 @@ pub(super) fn build_agent(
         Some(d) => Some(d),
     };
     let web = build_web(c, &path.key("web"), base, raw.web);
+    let api = build_api(c, &path.key("api"), raw.api, listen, &web);
     AgentConfig {
         listen,
         instance,
@@ -83,5 +84,38 @@ pub(super) fn build_agent(
         log_format,
         memory_trim,
         web,
+        api,
     }
+}
+
+/// Validates `[agent.api]`: writers are bcrypt users distinct from the
+/// read-only ones, and their credentials never cross the network in clear
+/// (TLS, or a loopback listener).
+fn build_api(
+    c: &mut Checker<'_>,
+    path: &KeyPath,
+    raw: Option<RawApi>,
+    listen: SocketAddr,
+    web: &WebConfig,
+) -> ApiConfig {
+    let Some(raw) = raw else {
+        return ApiConfig::default();
+    };
+    let key = path.key("write_users");
+    let write_users = bcrypt_users(c, &key, raw.write_users.unwrap_or_default());
+    for (user, _) in &write_users {
+        if web.basic_auth_users.iter().any(|(u, _)| u == user) {
+            c.error_at(
+                &key.key(user),
+                format!("{user:?} is also in [agent.web] basic_auth_users; writers must be distinct from read-only users"),
+            );
+        }
+    }
+    if !write_users.is_empty() && web.tls.is_none() && !listen.ip().is_loopback() {
+        c.error_at(
+            &key,
+            format!("writes on plain HTTP need a loopback listen address, not {listen} (credentials would cross the network in clear); set [agent.web] tls_cert_file and tls_key_file"),
+        );
+    }
+    ApiConfig { write_users }
 }
