@@ -36,7 +36,9 @@ use crate::metrics::Metrics;
 use crate::sample::host::{HostSnapshot, TcpState};
 use crate::sample::{Phase, Sample};
 use crate::store::soak::{self, Run};
+use crate::store::soak_stats;
 use crate::store::Store;
+use crate::verdict::stats::PhaseStats;
 
 /// How often detector states changed since the last save are written (and
 /// what waits in memory for the store, and the store's condition reported).
@@ -126,6 +128,52 @@ struct Backlog {
     failing: bool,
     /// The soak-test run in progress when the store was last read.
     soak: Option<Run>,
+    /// The figures of its phase in progress, for `mailpulse soak report`.
+    phase: Option<PhaseRecorder>,
+}
+
+/// How often the figures of the soak phase in progress are saved (and when
+/// the phase ends, and at shutdown): what a `kill -9` can lose of them.
+pub const PHASE_SAVE: Duration = Duration::from_secs(60);
+
+/// The figures of one soak phase as the pipeline gathers them.
+#[derive(Debug)]
+struct PhaseRecorder {
+    /// The run's id.
+    run: u64,
+    /// The phase's index in the run.
+    index: u32,
+    /// The oldest run the store keeps (older rows go at the next save).
+    oldest_run: u64,
+    /// What was gathered, including what was saved before a restart.
+    stats: PhaseStats,
+    /// Whether something was gathered since the last save.
+    dirty: bool,
+    /// When the figures were last saved.
+    saved_at: std::time::Instant,
+}
+
+impl PhaseRecorder {
+    /// Saves the figures if something changed; logs a failure (the next
+    /// save tries again).
+    fn save(&mut self, store: &Store) {
+        if !self.dirty {
+            return;
+        }
+        let bytes = serde_json::to_vec(&self.stats).expect("phase figures serialize");
+        let saved = tokio::task::block_in_place(|| {
+            soak_stats::save(store, self.run, self.index, &bytes, self.oldest_run)
+        });
+        match saved {
+            Ok(()) => {
+                self.dirty = false;
+                self.saved_at = std::time::Instant::now();
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot save the soak phase's figures; trying again later")
+            }
+        }
+    }
 }
 
 /// The soak metrics' view of a run in progress.
@@ -180,7 +228,13 @@ impl Pipeline {
                         self.watch_clock(&mut jumps, &s);
                         self.handle(&mut backlog, &s);
                     }
-                    Some(Message::Host(snapshot)) => self.record_host(&snapshot),
+                    Some(Message::Host(snapshot)) => {
+                        self.record_host(&snapshot);
+                        if let Some(r) = &mut backlog.phase {
+                            r.stats.observe_host(&snapshot);
+                            r.dirty = true;
+                        }
+                    }
                     Some(Message::Reload(reload)) => self.reload(*reload),
                     None => break,
                 },
@@ -189,6 +243,9 @@ impl Pipeline {
             }
         }
         self.settle(&mut backlog);
+        if let Some(r) = &mut backlog.phase {
+            r.save(&self.store);
+        }
         if !backlog.pending.is_empty() {
             tracing::error!(
                 alerts = backlog.pending.len(),
@@ -203,12 +260,59 @@ impl Pipeline {
         let Ok(run) = tokio::task::block_in_place(|| soak::active_run(&self.store)) else {
             return;
         };
-        if run != backlog.soak {
+        let changed = run != backlog.soak;
+        backlog.soak = run;
+        // The figures first: once the metrics show a phase over, its
+        // figures are in the store.
+        self.follow_phase(backlog);
+        if changed {
             self.metrics
                 .soak
-                .set(run.as_ref().map(active_phase).as_ref());
-            backlog.soak = run;
+                .set(backlog.soak.as_ref().map(active_phase).as_ref());
         }
+    }
+
+    /// Keeps the phase figures in step with the run in progress: saves a
+    /// phase's figures when it ends, and starts the next phase's from what
+    /// the store has of it (a restart mid-phase goes on where it stopped).
+    fn follow_phase(&mut self, backlog: &mut Backlog) {
+        let now = backlog.soak.as_ref().and_then(|run| {
+            run.current_phase()
+                .map(|_| (run.id, (run.phases.len() - 1) as u32))
+        });
+        let current = backlog.phase.as_ref().map(|r| (r.run, r.index));
+        if now == current {
+            if let Some(r) = backlog
+                .phase
+                .as_mut()
+                .filter(|r| r.saved_at.elapsed() >= PHASE_SAVE)
+            {
+                r.save(&self.store);
+            }
+            return;
+        }
+        if let Some(mut ended) = backlog.phase.take() {
+            ended.save(&self.store);
+        }
+        let Some((run, index)) = now else { return };
+        let stored = tokio::task::block_in_place(|| soak_stats::load(&self.store, run));
+        let stats = stored
+            .ok()
+            .and_then(|rows| rows.into_iter().find(|(i, _)| *i == index))
+            .and_then(|(_, bytes)| serde_json::from_slice(&bytes).ok())
+            .unwrap_or_default();
+        let oldest_run = tokio::task::block_in_place(|| soak::runs(&self.store))
+            .ok()
+            .and_then(|runs| runs.first().map(|r| r.id))
+            .unwrap_or(run);
+        backlog.phase = Some(PhaseRecorder {
+            run,
+            index,
+            oldest_run,
+            stats,
+            dirty: false,
+            saved_at: std::time::Instant::now(),
+        });
     }
 
     /// Records a host snapshot and keeps its summary for alert texts.
@@ -354,6 +458,10 @@ impl Pipeline {
     /// Records one sample and acts on what its detector decided.
     fn handle(&mut self, backlog: &mut Backlog, sample: &Sample) {
         self.metrics.probe.record(sample);
+        if let Some(r) = &mut backlog.phase {
+            r.stats.observe(sample);
+            r.dirty = true;
+        }
         // A store that failed (disk full) shows as not durable until it recovers.
         self.metrics
             .agent

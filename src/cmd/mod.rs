@@ -25,6 +25,7 @@ pub mod replay;
 pub mod run;
 pub mod silence;
 pub mod soak;
+pub mod soak_report;
 pub mod test_alert;
 
 /// mailpulse: probes mail and web-access services step by step, collects host

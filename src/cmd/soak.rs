@@ -63,6 +63,19 @@ pub enum SoakCommand {
         #[arg(long, value_name = "TIME")]
         at: Option<String>,
     },
+    /// The end-of-run report of a run from this agent: phases, per-target
+    /// percentiles, incidents, host load and each [[slo]] with PASS or FAIL.
+    /// Exit 0 when all pass, 3 when one fails.
+    Report {
+        /// The run's name (the newest run of that name).
+        name: String,
+        /// Output format.
+        #[arg(long, value_enum, default_value = "text")]
+        format: super::soak_report::ReportFormat,
+        /// Write the report to FILE (the verdict goes to standard output).
+        #[arg(short, long, value_name = "FILE")]
+        output: Option<PathBuf>,
+    },
     /// List the stored runs, newest first, with their phases.
     List {
         /// One JSON object per run per line instead of text.
@@ -96,7 +109,7 @@ impl SoakCommand {
                 at,
             ),
             SoakCommand::End { at } => (Mark::End, at),
-            SoakCommand::List { .. } => return Ok(None),
+            SoakCommand::List { .. } | SoakCommand::Report { .. } => return Ok(None),
         };
         let at = match at {
             Some(text) => parse_time("--at", text, now)?,
@@ -112,6 +125,14 @@ pub async fn run(args: &Args) -> anyhow::Result<ExitCode> {
     let keep = config.soak.keep_runs;
     let state_dir = config.agent.state_dir.clone();
     let store = tokio::task::spawn_blocking(move || Store::open(&state_dir)).await??;
+    if let SoakCommand::Report {
+        name,
+        format,
+        output,
+    } = &args.command
+    {
+        return super::soak_report::run(&config, store, name, *format, output.as_deref()).await;
+    }
     let now = Utc::now();
     match args.command.mark(now)? {
         Some((mark, at)) => {

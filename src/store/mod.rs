@@ -43,6 +43,7 @@ pub mod outbox;
 mod repair;
 pub(crate) mod salvage;
 pub mod soak;
+pub mod soak_stats;
 #[cfg(test)]
 mod tests;
 mod unwind;

@@ -39,6 +39,7 @@ mod replay;
 mod rules;
 mod scrape_flood;
 mod soak;
+mod soak_report;
 mod store_faults;
 mod tidy;
 mod web;

@@ -41,7 +41,7 @@ const MAY_USE: &[(&str, &[&str])] = &[
     ("app", &["alert", "api", "clock", "collect", "config", "health", "incident", "metrics", "pipeline", "probe", "report", "sample", "schedule", "service", "store"]),
     // The commands: each parses its arguments, calls into the library and
     // prints. Only `run` starts the daemon.
-    ("cmd", &["alert", "clock", "config", "detect", "human", "probe", "replay", "report", "sample", "service::logging", "store"]),
+    ("cmd", &["alert", "clock", "config", "detect", "human", "probe", "replay", "report", "sample", "service::logging", "store", "verdict"]),
     ("cmd::run", &["app", "cmd", "config", "human", "metrics", "service"]),
     ("clock", &[]),
     // Collectors return data: no metrics, probes, detection or alerts.
@@ -61,7 +61,7 @@ const MAY_USE: &[(&str, &[&str])] = &[
     // The one outbound HTTP client (receivers, replay): the agent's TLS
     // setup, nothing else.
     ("outbound", &["config", "probe::tls"]),
-    ("pipeline", &["alert", "clock", "config", "detect", "health", "incident", "metrics", "sample", "store"]),
+    ("pipeline", &["alert", "clock", "config", "detect", "health", "incident", "metrics", "sample", "store", "verdict"]),
     // Probes return data: no metrics, detection, incidents or alerts.
     ("probe", &["clock", "config", "sample"]),
     ("replay", &["config", "detect", "human", "outbound"]),
