@@ -374,3 +374,114 @@ async fn the_write_api_takes_writers_only() {
     assert_eq!(runs[0]["phases"][1]["started_at"], "2026-12-05T10:30:00Z");
     agent.stop().unwrap();
 }
+
+/// Issue 17: a fleet mark goes to every agent with one stamp; an agent that
+/// does not take it gets its own line and the command exits 1.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fleet_mark_reaches_every_agent_and_reports_the_unreachable_one() {
+    use support::in_process::InProcessAgent;
+
+    let writer = bcrypt::hash("write-pw", 4).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mut agents = Vec::new();
+    for name in ["a", "b"] {
+        let cfg = write_file(
+            dir.path(),
+            &format!("{name}.toml"),
+            &format!(
+                "[agent]\nlisten = \"127.0.0.1:9\"\nstate_dir = \"{}\"\n[host]\nenabled = false\n\
+                 [agent.api]\nwrite_users = {{ ops = \"{writer}\" }}\n",
+                dir.path().join(name).display()
+            ),
+        );
+        agents.push(InProcessAgent::start(&cfg).await);
+    }
+    // Nothing listens there.
+    let gone = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let gone_addr = gone.local_addr().unwrap();
+    drop(gone);
+    let urls: Vec<String> = agents
+        .iter()
+        .map(|a| format!("http://{}", a.addr))
+        .collect();
+    let fleet = move |args: &[&str], with_gone: bool| {
+        let mut cmd = std::process::Command::new(support::bin());
+        cmd.arg("soak").args(args);
+        for u in &urls {
+            cmd.args(["--agent", u]);
+        }
+        if with_gone {
+            cmd.args(["--agent", &format!("http://{gone_addr}")]);
+        }
+        cmd.env("MAILPULSE_API_USER", "ops")
+            .env("MAILPULSE_API_PASSWORD", "write-pw");
+        cmd
+    };
+    let mut start = fleet(&["start", "golive", "--phase", "baseline"], false);
+    let out = tokio::task::spawn_blocking(move || start.output().unwrap())
+        .await
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    let lines = text(&out.stdout);
+    assert_eq!(lines.lines().count(), 2, "{lines}");
+    assert!(
+        lines
+            .lines()
+            .all(|l| l.contains(": soak run golive started at ")),
+        "{lines}"
+    );
+    // One stamp for all.
+    let stamps: std::collections::HashSet<&str> = lines
+        .lines()
+        .map(|l| l.split(" started at ").nth(1).unwrap())
+        .collect();
+    assert_eq!(stamps.len(), 1, "{lines}");
+
+    let mut phase = fleet(&["phase", "plateau"], true);
+    let out = tokio::task::spawn_blocking(move || phase.output().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    let lines = text(&out.stdout);
+    assert_eq!(lines.lines().count(), 3, "{lines}");
+    assert_eq!(
+        lines
+            .lines()
+            .filter(|l| l.contains(": phase plateau began at "))
+            .count(),
+        2,
+        "{lines}"
+    );
+    let failed: Vec<&str> = lines.lines().filter(|l| l.contains("FAILED")).collect();
+    assert_eq!(failed.len(), 1, "{lines}");
+    assert!(
+        failed[0].starts_with(&format!("http://{gone_addr}: FAILED: ")),
+        "{lines}"
+    );
+    assert!(text(&out.stderr).contains("1 of 3 agent(s) failed"));
+
+    // Without credentials the agents refuse, agent by agent.
+    let mut end = fleet(&["end"], false);
+    end.env_remove("MAILPULSE_API_USER");
+    let out = tokio::task::spawn_blocking(move || end.output().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        text(&out.stdout)
+            .lines()
+            .filter(|l| l.contains("FAILED: status 401"))
+            .count(),
+        2,
+        "{}",
+        text(&out.stdout)
+    );
+    for a in agents {
+        a.stop().unwrap();
+    }
+}
