@@ -343,7 +343,8 @@ impl Daemon {
         systemd::reloading();
     }
 
-    /// Applies a reloaded configuration: `[agent.web]` at once; targets,
+    /// Applies a reloaded configuration: `[agent.web]`, `[agent.api]` and
+    /// `[soak]` at once; targets,
     /// host collection and alerting as a diff against the running one.
     pub async fn reload(&mut self, new: Config) {
         log_warnings(&new);
@@ -358,6 +359,12 @@ impl Daemon {
                     tracing::error!(error = %e, "agent.web rejected; keeping the running one")
                 }
             }
+        }
+        if new.soak != self.agent.config.soak {
+            self.server.set_api(Arc::new(AgentApi::new(
+                self.agent.store.clone(),
+                new.soak.keep_runs,
+            )));
         }
         self.agent.apply(new).await;
         mark_reload(&self.agent.metrics, true);

@@ -17,6 +17,7 @@ pub mod cmd;
 pub mod collect;
 pub mod config;
 pub mod detect;
+pub mod fleet;
 pub mod health;
 pub mod human;
 pub mod incident;

@@ -150,7 +150,7 @@ struct PhaseRecorder {
     /// Whether something was gathered since the last save.
     dirty: bool,
     /// When the figures were last saved.
-    saved_at: std::time::Instant,
+    saved_at: tokio::time::Instant,
 }
 
 impl PhaseRecorder {
@@ -167,7 +167,7 @@ impl PhaseRecorder {
         match saved {
             Ok(()) => {
                 self.dirty = false;
-                self.saved_at = std::time::Instant::now();
+                self.saved_at = tokio::time::Instant::now();
             }
             Err(e) => {
                 tracing::warn!(error = %e, "cannot save the soak phase's figures; trying again later")
@@ -311,7 +311,7 @@ impl Pipeline {
             oldest_run,
             stats,
             dirty: false,
-            saved_at: std::time::Instant::now(),
+            saved_at: tokio::time::Instant::now(),
         });
     }
 

@@ -1,7 +1,9 @@
 //! `mailpulse soak start|phase|end|list`: soak-test runs and their phases,
 //! marked in the local agent's state store (also while the daemon runs,
-//! which notices within seconds). Every mark is stamped once, by this
-//! command (`--at`, else now), so the phase boundaries are the caller's.
+//! which notices within seconds), or, with `--agent`/`--prometheus`, on
+//! every agent of a fleet through their API (`fleet`), a line per agent.
+//! Every mark is stamped once, by this command (`--at`, else now), so the
+//! phase boundaries are the caller's and all agents agree on them.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -11,6 +13,8 @@ use clap::Subcommand;
 
 use super::{out, parse_time, ConfigSource};
 use crate::alert::render;
+use crate::config::secret::Secret;
+use crate::fleet;
 use crate::report::terminal_text;
 use crate::store::soak::{self, Mark, Run};
 use crate::store::Store;
@@ -26,7 +30,29 @@ pub struct Args {
     /// built-in default.
     #[arg(short, long, value_name = "FILE", global = true)]
     pub config: Option<PathBuf>,
+    /// Act on this agent through its API instead of on the local store
+    /// (repeatable): http(s)://HOST:PORT.
+    #[arg(long = "agent", value_name = "URL", global = true)]
+    pub agents: Vec<String>,
+    /// Act on every agent this Prometheus scrapes (its targets API).
+    #[arg(long, value_name = "URL", global = true)]
+    pub prometheus: Option<String>,
+    /// With --prometheus: only the targets of this job.
+    #[arg(long, value_name = "JOB", global = true)]
+    pub job: Option<String>,
+    /// The agents' API user (`[agent.api] write_users`); default
+    /// $MAILPULSE_API_USER.
+    #[arg(long, value_name = "USER", global = true)]
+    pub user: Option<String>,
+    /// A file holding that user's password; default $MAILPULSE_API_PASSWORD.
+    #[arg(long, value_name = "FILE", global = true)]
+    pub password_file: Option<PathBuf>,
 }
+
+/// The environment variable of the API user.
+pub const USER_ENV: &str = "MAILPULSE_API_USER";
+/// The environment variable of the API password.
+pub const PASSWORD_ENV: &str = "MAILPULSE_API_PASSWORD";
 
 /// The soak subcommands.
 #[derive(Debug, Subcommand)]
@@ -121,6 +147,12 @@ impl SoakCommand {
 
 /// Runs `mailpulse soak ...`.
 pub async fn run(args: &Args) -> anyhow::Result<ExitCode> {
+    if !args.agents.is_empty() || args.prometheus.is_some() {
+        return fleet_run(args).await;
+    }
+    if args.job.is_some() {
+        anyhow::bail!("--job needs --prometheus");
+    }
     let config = ConfigSource::new(args.config.clone()).load()?;
     let keep = config.soak.keep_runs;
     let state_dir = config.agent.state_dir.clone();
@@ -147,6 +179,104 @@ pub async fn run(args: &Args) -> anyhow::Result<ExitCode> {
             let json = matches!(args.command, SoakCommand::List { json: true });
             print_runs(&runs, json);
         }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The API credentials from the flags or the environment; `None` when no
+/// user is given.
+fn credentials(args: &Args) -> anyhow::Result<Option<fleet::Credentials>> {
+    let user = args.user.clone().or_else(|| std::env::var(USER_ENV).ok());
+    let Some(user) = user.filter(|u| !u.is_empty()) else {
+        return Ok(None);
+    };
+    let password = match &args.password_file {
+        Some(path) => Secret::from_file(path)
+            .map_err(|e| anyhow::anyhow!("cannot read --password-file {}: {e}", path.display()))?,
+        None => match std::env::var(PASSWORD_ENV) {
+            Ok(p) => Secret::new(p),
+            Err(_) => anyhow::bail!(
+                "the API user {user:?} needs a password: --password-file FILE or ${PASSWORD_ENV}"
+            ),
+        },
+    };
+    Ok(Some(fleet::Credentials { user, password }))
+}
+
+/// `soak ...` on every agent named with `--agent` or found through
+/// `--prometheus`: the mark stamped once, here; a line per agent; exit 1
+/// when any agent did not take it.
+async fn fleet_run(args: &Args) -> anyhow::Result<ExitCode> {
+    let mut agents = args
+        .agents
+        .iter()
+        .map(|a| fleet::agent_url(a))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    if let Some(prometheus) = &args.prometheus {
+        agents.extend(fleet::discover(prometheus, args.job.as_deref()).await?);
+    } else if args.job.is_some() {
+        anyhow::bail!("--job needs --prometheus");
+    }
+    agents.dedup();
+    let credentials = credentials(args)?;
+    let now = Utc::now();
+    let (outcomes, mark) = match args.command.mark(now)? {
+        Some((mark, at)) => {
+            let mut body = serde_json::to_value(&mark)?;
+            let path = match body.as_object_mut().and_then(|m| m.remove("action")) {
+                Some(serde_json::Value::String(a)) => format!("soak/{a}"),
+                _ => anyhow::bail!("internal: a mark without its action"),
+            };
+            body["at"] = serde_json::Value::String(render::rfc3339(at));
+            let outcomes = fleet::send_all(
+                &agents,
+                hyper::Method::POST,
+                &path,
+                Some(&body),
+                credentials.as_ref(),
+            )
+            .await?;
+            (outcomes, true)
+        }
+        None => {
+            let outcomes = fleet::send_all(
+                &agents,
+                hyper::Method::GET,
+                "soak/runs",
+                None,
+                credentials.as_ref(),
+            )
+            .await?;
+            (outcomes, false)
+        }
+    };
+    let json = matches!(args.command, SoakCommand::List { json: true });
+    let mut failed = 0;
+    for o in &outcomes {
+        let agent = terminal_text(&o.agent);
+        match &o.result {
+            Err(e) => {
+                failed += 1;
+                out::line(format_args!("{agent}: FAILED: {}", terminal_text(e)));
+            }
+            Ok(v) if mark => match serde_json::from_value::<Run>(v["run"].clone()) {
+                Ok(run) => out::line(format_args!("{agent}: {}", marked(&run))),
+                Err(e) => {
+                    failed += 1;
+                    out::line(format_args!("{agent}: FAILED: unexpected answer: {e}"));
+                }
+            },
+            Ok(v) if json => out::line(serde_json::json!({ "agent": o.agent, "runs": v })),
+            Ok(v) => {
+                let runs: Vec<Run> = serde_json::from_value(v.clone()).unwrap_or_default();
+                out::line(format_args!("{agent}:"));
+                print_runs(&runs, false);
+            }
+        }
+    }
+    if failed > 0 {
+        eprintln!("mailpulse: {failed} of {} agent(s) failed", outcomes.len());
+        return Ok(ExitCode::FAILURE);
     }
     Ok(ExitCode::SUCCESS)
 }

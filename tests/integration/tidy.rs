@@ -41,7 +41,7 @@ const MAY_USE: &[(&str, &[&str])] = &[
     ("app", &["alert", "api", "clock", "collect", "config", "health", "incident", "metrics", "pipeline", "probe", "report", "sample", "schedule", "service", "store"]),
     // The commands: each parses its arguments, calls into the library and
     // prints. Only `run` starts the daemon.
-    ("cmd", &["alert", "clock", "config", "detect", "human", "probe", "replay", "report", "sample", "service::logging", "store", "verdict"]),
+    ("cmd", &["alert", "clock", "config", "detect", "fleet", "human", "probe", "replay", "report", "sample", "service::logging", "store", "verdict"]),
     ("cmd::run", &["app", "cmd", "config", "human", "metrics", "service"]),
     ("clock", &[]),
     // Collectors return data: no metrics, probes, detection or alerts.
@@ -51,6 +51,9 @@ const MAY_USE: &[(&str, &[&str])] = &[
     ("config", &["detect::SlowdownSettings", "human", "sample", "service::logging::LogFormat"]),
     // The detector is pure (see PURE): samples in, events out.
     ("detect", &["sample"]),
+    // Fleet fan-out (soak marks, later change windows): one authenticated
+    // request to many agents, through the one outbound client.
+    ("fleet", &["config", "outbound"]),
     ("health", &[]),
     // The one human duration formatter: pure, depends on nothing.
     ("human", &[]),
