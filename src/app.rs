@@ -21,6 +21,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::alert::{self, Alerting};
+use crate::api::AgentApi;
 use crate::clock::{self, Clock};
 use crate::collect::{self, CollectOptions, HostCollector};
 use crate::config::{Config, HostConfig, Target};
@@ -251,8 +252,9 @@ impl Daemon {
         let started = root.clone().drop_guard();
         let tracker = TaskTracker::new();
 
-        let web =
-            WebRuntime::new(&config.agent.web).map_err(|e| anyhow::anyhow!("agent.web: {e}"))?;
+        let web = WebRuntime::new(&config.agent.web)
+            .and_then(|w| w.with_writers(&config.agent.api.write_users))
+            .map_err(|e| anyhow::anyhow!("agent.web: {e}"))?;
         let clock = clock::system();
         let status = Shared::new(&config.agent.instance, clock.now());
         let server = Arc::new(ServerState::new(metrics.clone(), health.clone(), web));
@@ -265,15 +267,20 @@ impl Daemon {
                 "descriptor limit"
             );
         }
-        tracker.spawn(server::serve(listener, server.clone(), root.child_token()));
 
         let store = open_store(&config, &metrics);
-        // Until here the status routes answer 503 (the store is not open yet).
+        // Before the listener serves, so no request finds the status pages
+        // or the API missing.
         server.set_pages(Pages::new(
             status.clone(),
             Some(store.clone()),
             clock.clone(),
         ));
+        server.set_api(Arc::new(AgentApi::new(
+            store.clone(),
+            config.soak.keep_runs,
+        )));
+        tracker.spawn(server::serve(listener, server.clone(), root.child_token()));
         // A read that fails on damaged contents makes the store replace the file
         // (keeping what reads) before its next use: load once more from that.
         let loaded = Incidents::load(Some(store.clone()), &config.targets).or_else(|e| {
@@ -360,17 +367,28 @@ impl Daemon {
         systemd::reloading();
     }
 
-    /// Applies a reloaded configuration: `[agent.web]` at once; targets,
+    /// Applies a reloaded configuration: `[agent.web]`, `[agent.api]` and
+    /// `[soak]` at once; targets,
     /// host collection and alerting as a diff against the running one.
     pub async fn reload(&mut self, new: Config) {
         log_warnings(&new);
-        if new.agent.web != self.agent.config.agent.web {
-            match WebRuntime::new(&new.agent.web) {
+        if new.agent.web != self.agent.config.agent.web
+            || new.agent.api != self.agent.config.agent.api
+        {
+            let web = WebRuntime::new(&new.agent.web)
+                .and_then(|w| w.with_writers(&new.agent.api.write_users));
+            match web {
                 Ok(web) => self.server.set_web(web),
                 Err(e) => {
                     tracing::error!(error = %e, "agent.web rejected; keeping the running one")
                 }
             }
+        }
+        if new.soak != self.agent.config.soak {
+            self.server.set_api(Arc::new(AgentApi::new(
+                self.agent.store.clone(),
+                new.soak.keep_runs,
+            )));
         }
         self.agent.apply(new).await;
         mark_reload(&self.agent.metrics, true);

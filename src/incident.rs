@@ -240,6 +240,15 @@ impl Incidents {
         Ok(count)
     }
 
+    /// Notes on `target`'s open incident the soak-test run and phase it
+    /// belongs to; saved with the detector.
+    pub fn mark_open(&mut self, target: &str, run: &str, phase: Option<&str>) {
+        if let Some(t) = self.tracked.get_mut(target) {
+            t.detector.mark_open_incident(run, phase);
+            t.dirty = true;
+        }
+    }
+
     /// The detector of a target.
     pub fn detector(&self, target: &str) -> Option<&Detector> {
         self.tracked.get(target).map(|t| &t.detector)

@@ -10,12 +10,14 @@
 #![deny(unsafe_code)]
 
 pub mod alert;
+pub mod api;
 pub mod app;
 pub mod clock;
 pub mod cmd;
 pub mod collect;
 pub mod config;
 pub mod detect;
+pub mod fleet;
 pub mod health;
 pub mod human;
 pub mod incident;

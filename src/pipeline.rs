@@ -31,16 +31,24 @@ use crate::config::Target;
 use crate::detect::DetectEvent;
 use crate::health::{Condition, Health};
 use crate::incident::Incidents;
+use crate::metrics::soak::ActivePhase;
 use crate::metrics::Metrics;
 use crate::sample::host::{HostSnapshot, TcpState};
 use crate::sample::{Phase, Sample};
 use crate::status::board::Judged;
 use crate::status::Shared;
+use crate::store::soak::{self, Run};
+use crate::store::soak_stats;
 use crate::store::Store;
+use crate::verdict::stats::PhaseStats;
 
 /// How often detector states changed since the last save are written (and
 /// what waits in memory for the store, and the store's condition reported).
 pub const FLUSH_INTERVAL: Duration = Duration::from_secs(1);
+
+/// How often the store is read for the soak-test run in progress (which
+/// `mailpulse soak` and the API change), for the soak metrics.
+pub const SOAK_POLL: Duration = Duration::from_secs(2);
 
 /// The `/healthz` source of the store's conditions.
 const HEALTH_SOURCE: &str = "state store";
@@ -123,6 +131,67 @@ struct Backlog {
     corruptions: u64,
     /// Whether the last routine save failed (logged once, not every second).
     failing: bool,
+    /// The soak-test run in progress when the store was last read.
+    soak: Option<Run>,
+    /// The figures of its phase in progress, for `mailpulse soak report`.
+    phase: Option<PhaseRecorder>,
+}
+
+/// How often the figures of the soak phase in progress are saved (and when
+/// the phase ends, and at shutdown): what a `kill -9` can lose of them.
+pub const PHASE_SAVE: Duration = Duration::from_secs(60);
+
+/// The figures of one soak phase as the pipeline gathers them.
+#[derive(Debug)]
+struct PhaseRecorder {
+    /// The run's id.
+    run: u64,
+    /// The phase's index in the run.
+    index: u32,
+    /// The oldest run the store keeps (older rows go at the next save).
+    oldest_run: u64,
+    /// What was gathered, including what was saved before a restart.
+    stats: PhaseStats,
+    /// Whether something was gathered since the last save.
+    dirty: bool,
+    /// When the figures were last saved.
+    saved_at: tokio::time::Instant,
+}
+
+impl PhaseRecorder {
+    /// Saves the figures if something changed; logs a failure (the next
+    /// save tries again).
+    fn save(&mut self, store: &Store) {
+        if !self.dirty {
+            return;
+        }
+        let bytes = serde_json::to_vec(&self.stats).expect("phase figures serialize");
+        let saved = tokio::task::block_in_place(|| {
+            soak_stats::save(store, self.run, self.index, &bytes, self.oldest_run)
+        });
+        match saved {
+            Ok(()) => {
+                self.dirty = false;
+                self.saved_at = tokio::time::Instant::now();
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot save the soak phase's figures; trying again later")
+            }
+        }
+    }
+}
+
+/// The soak metrics' view of a run in progress.
+fn active_phase(run: &Run) -> ActivePhase {
+    let (phase, at) = match run.current_phase() {
+        Some(p) => (p.name.clone(), p.started_at),
+        None => (String::new(), run.started_at),
+    };
+    ActivePhase {
+        run: run.name.clone(),
+        phase,
+        started_at: at.timestamp_millis() as f64 / 1000.0,
+    }
 }
 
 /// The short host-load summary alerts carry.
@@ -154,6 +223,8 @@ impl Pipeline {
         let mut jumps = JumpWatch::default();
         let mut flush = tokio::time::interval(FLUSH_INTERVAL);
         flush.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut soak_poll = tokio::time::interval(SOAK_POLL);
+        soak_poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
                 message = rx.recv() => match message {
@@ -162,20 +233,91 @@ impl Pipeline {
                         self.watch_clock(&mut jumps, &s);
                         self.handle(&mut backlog, &s);
                     }
-                    Some(Message::Host(snapshot)) => self.record_host(&snapshot),
+                    Some(Message::Host(snapshot)) => {
+                        self.record_host(&snapshot);
+                        if let Some(r) = &mut backlog.phase {
+                            r.stats.observe_host(&snapshot);
+                            r.dirty = true;
+                        }
+                    }
                     Some(Message::Reload(reload)) => self.reload(*reload),
                     None => break,
                 },
                 _ = flush.tick() => self.settle(&mut backlog),
+                _ = soak_poll.tick() => self.poll_soak(&mut backlog),
             }
         }
         self.settle(&mut backlog);
+        if let Some(r) = &mut backlog.phase {
+            r.save(&self.store);
+        }
         if !backlog.pending.is_empty() {
             tracing::error!(
                 alerts = backlog.pending.len(),
                 "stopping with alerts the state store never took; they are lost"
             );
         }
+    }
+
+    /// Reads the soak-test run in progress and shows it in the metrics when
+    /// it changed. A store that cannot be read keeps the last known run.
+    fn poll_soak(&mut self, backlog: &mut Backlog) {
+        let Ok(run) = tokio::task::block_in_place(|| soak::active_run(&self.store)) else {
+            return;
+        };
+        let changed = run != backlog.soak;
+        backlog.soak = run;
+        // The figures first: once the metrics show a phase over, its
+        // figures are in the store.
+        self.follow_phase(backlog);
+        if changed {
+            self.metrics
+                .soak
+                .set(backlog.soak.as_ref().map(active_phase).as_ref());
+        }
+    }
+
+    /// Keeps the phase figures in step with the run in progress: saves a
+    /// phase's figures when it ends, and starts the next phase's from what
+    /// the store has of it (a restart mid-phase goes on where it stopped).
+    fn follow_phase(&mut self, backlog: &mut Backlog) {
+        let now = backlog.soak.as_ref().and_then(|run| {
+            run.current_phase()
+                .map(|_| (run.id, (run.phases.len() - 1) as u32))
+        });
+        let current = backlog.phase.as_ref().map(|r| (r.run, r.index));
+        if now == current {
+            if let Some(r) = backlog
+                .phase
+                .as_mut()
+                .filter(|r| r.saved_at.elapsed() >= PHASE_SAVE)
+            {
+                r.save(&self.store);
+            }
+            return;
+        }
+        if let Some(mut ended) = backlog.phase.take() {
+            ended.save(&self.store);
+        }
+        let Some((run, index)) = now else { return };
+        let stored = tokio::task::block_in_place(|| soak_stats::load(&self.store, run));
+        let stats = stored
+            .ok()
+            .and_then(|rows| rows.into_iter().find(|(i, _)| *i == index))
+            .and_then(|(_, bytes)| serde_json::from_slice(&bytes).ok())
+            .unwrap_or_default();
+        let oldest_run = tokio::task::block_in_place(|| soak::runs(&self.store))
+            .ok()
+            .and_then(|runs| runs.first().map(|r| r.id))
+            .unwrap_or(run);
+        backlog.phase = Some(PhaseRecorder {
+            run,
+            index,
+            oldest_run,
+            stats,
+            dirty: false,
+            saved_at: tokio::time::Instant::now(),
+        });
     }
 
     /// Records a host snapshot and keeps its summary for alert texts.
@@ -324,6 +466,10 @@ impl Pipeline {
     /// Records one sample and acts on what its detector decided.
     fn handle(&mut self, backlog: &mut Backlog, sample: &Sample) {
         self.metrics.probe.record(sample);
+        if let Some(r) = &mut backlog.phase {
+            r.stats.observe(sample);
+            r.dirty = true;
+        }
         // A store that failed (disk full) shows as not durable until it recovers.
         self.metrics
             .agent
@@ -339,9 +485,28 @@ impl Pipeline {
             // Only a sample that opens, escalates or closes an incident writes
             // to the store; the rest stay on this worker (block_in_place hands
             // the worker to another thread, which costs more than detection).
-            let event = incidents.detect(sample);
-            let error = event.as_ref().and_then(|e| {
-                tokio::task::block_in_place(|| incidents.save_event(&sample.target, e)).err()
+            let mut event = incidents.detect(sample);
+            let store = &self.store;
+            let known = &backlog.soak;
+            let error = event.as_mut().and_then(|e| {
+                tokio::task::block_in_place(|| {
+                    if let DetectEvent::Opened(i) = e {
+                        // The store, not the last poll: a phase marked a
+                        // second ago counts.
+                        let run = soak::active_run(store).unwrap_or_else(|_| known.clone());
+                        if let Some(run) = run {
+                            let phase = run
+                                .phase_at(i.started_at)
+                                .or_else(|| run.current_phase())
+                                .map(|p| p.name.clone());
+                            incidents.mark_open(&sample.target, &run.name, phase.as_deref());
+                            i.run = Some(run.name);
+                            i.run_phase = phase;
+                        }
+                    }
+                    incidents.save_event(&sample.target, e)
+                })
+                .err()
             });
             if let Some(err) = &error {
                 self.metrics.agent.store_errors.inc();

@@ -584,6 +584,8 @@ pub fn incident_json(r: &crate::store::incidents::IncidentRecord) -> Value {
             "new_baseline_seconds".into(),
             json!(i.new_baseline.map(|d| d.as_secs_f64())),
         );
+        map.insert("run".into(), json!(i.run));
+        map.insert("phase".into(), json!(i.run_phase));
     }
     v
 }
@@ -602,6 +604,8 @@ pub fn incident_table(records: &[crate::store::incidents::IncidentRecord]) -> St
         "WORST PHASE",
         "SLOW",
         "FAILED",
+        "RUN",
+        "PHASE",
     ];
     let time = |t: DateTime<Utc>| t.format("%Y-%m-%d %H:%M:%SZ").to_string();
     let secs = |s: f64| human::duration(Duration::from_secs_f64(s.max(0.0)), Style::Spaced);
@@ -625,6 +629,12 @@ pub fn incident_table(records: &[crate::store::incidents::IncidentRecord]) -> St
                     .map_or("-".to_string(), |p| terminal_text(p).into_owned()),
                 i.slow_count.to_string(),
                 i.failed_count.to_string(),
+                i.run
+                    .as_deref()
+                    .map_or("-".to_string(), |r| terminal_text(r).into_owned()),
+                i.run_phase
+                    .as_deref()
+                    .map_or("-".to_string(), |p| terminal_text(p).into_owned()),
             ]
         })
         .collect();

@@ -97,6 +97,12 @@ pub struct AlertEvent {
     pub last_error: Option<String>,
     /// Host load when detected.
     pub host: Option<HostLoad>,
+    /// The soak-test run active when the incident opened, if any.
+    #[serde(default)]
+    pub run: Option<String>,
+    /// That run's phase.
+    #[serde(default)]
+    pub phase: Option<String>,
 }
 
 /// The stable key of an incident: 16 hex digits of a 64-bit FNV-1a hash of
@@ -176,6 +182,8 @@ impl AlertEvent {
             failed_count: u64::from(incident.failed_count),
             last_error: ctx.last_error,
             host: ctx.host,
+            run: incident.run.clone(),
+            phase: incident.run_phase.clone(),
         }
     }
 }

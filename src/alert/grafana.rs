@@ -90,6 +90,13 @@ pub fn tags(e: &AlertEvent, extra: &[String]) -> Vec<String> {
     if e.test {
         t.push("test".into());
     }
+    if let Some(run) = &e.run {
+        t.push("soak".into());
+        t.push(format!("run:{run}"));
+        if let Some(p) = &e.phase {
+            t.push(format!("phase:{p}"));
+        }
+    }
     t.extend(extra.iter().cloned());
     t
 }

@@ -195,6 +195,8 @@ pub(crate) mod tests {
                 memory_available_bytes: Some(1_288_490_189),
                 tcp_established: Some(4120),
             }),
+            run: None,
+            phase: None,
         }
     }
 }

@@ -194,6 +194,10 @@ pub fn facts(e: &AlertEvent) -> Vec<(&'static str, String)> {
     if let Some(p) = &e.worst_phase {
         f.push(("Worst phase", p.clone()));
     }
+    if let Some(run) = &e.run {
+        let phase = e.phase.as_deref().map(|p| format!(", phase {p}"));
+        f.push(("Soak run", format!("{run}{}", phase.unwrap_or_default())));
+    }
     f.push((
         "Probes",
         format!("{} slow, {} failed", e.slow_count, e.failed_count),
@@ -212,15 +216,24 @@ pub fn facts(e: &AlertEvent) -> Vec<(&'static str, String)> {
 }
 
 /// The labels of the alert (its identity in Alertmanager): `alertname`,
-/// `target`, `kind` (the probe kind), `instance`, `severity`.
+/// `target`, `kind` (the probe kind), `instance`, `severity`, and `run` and
+/// `phase` for an incident opened during a soak-test run (fixed when it
+/// opens, so the identity stays the same until it resolves).
 pub fn labels(e: &AlertEvent) -> BTreeMap<String, String> {
-    BTreeMap::from([
+    let mut labels = BTreeMap::from([
         ("alertname".to_string(), alertname(e)),
         ("target".to_string(), e.target.clone()),
         ("kind".to_string(), e.probe_kind.clone()),
         ("instance".to_string(), e.instance.clone()),
         ("severity".to_string(), e.severity.clone()),
-    ])
+    ]);
+    if let Some(run) = &e.run {
+        labels.insert("run".to_string(), run.clone());
+        if let Some(p) = &e.phase {
+            labels.insert("phase".to_string(), p.clone());
+        }
+    }
+    labels
 }
 
 /// The annotations: the incident record as strings. Absent values are left out.
@@ -260,6 +273,12 @@ pub fn annotations(e: &AlertEvent) -> BTreeMap<String, String> {
     }
     if let Some(p) = &e.worst_phase {
         put("worst_phase", p.clone());
+    }
+    if let Some(run) = &e.run {
+        put("run", run.clone());
+    }
+    if let Some(p) = &e.phase {
+        put("phase", p.clone());
     }
     put("slow_count", e.slow_count.to_string());
     put("failed_count", e.failed_count.to_string());
@@ -484,6 +503,24 @@ Probes: 12 slow, 0 failed
 Host: CPU 97%, load 12.3, 1.2 GiB memory available, 4,120 TCP established
 Incident: 3f2a9c0d11e4b7a2";
         assert_eq!(description(&e), expect);
+    }
+
+    /// Issue 17: an incident opened during a soak-test run names the run
+    /// and phase in its labels, annotations and facts; others do not.
+    #[test]
+    fn a_soak_run_shows_in_labels_annotations_and_facts() {
+        let mut e = sample_event();
+        assert!(!labels(&e).contains_key("run"));
+        assert!(!annotations(&e).contains_key("run"));
+        e.run = Some("golive".into());
+        e.phase = Some("plateau".into());
+        let l = labels(&e);
+        assert_eq!(l.get("run").map(String::as_str), Some("golive"));
+        assert_eq!(l.get("phase").map(String::as_str), Some("plateau"));
+        let a = annotations(&e);
+        assert_eq!(a.get("run").map(String::as_str), Some("golive"));
+        assert_eq!(a.get("phase").map(String::as_str), Some("plateau"));
+        assert!(description(&e).contains("\nSoak run: golive, phase plateau\n"));
     }
 
     #[test]

@@ -1,11 +1,14 @@
 //! `mailpulse incidents`: the incident history the agent recorded, newest
 //! first, read from the state store (works while the daemon runs), or with
-//! `--agent URL` from a running agent's JSON API (`/api/v1/incidents`).
+//! `--agent URL` from a running agent's JSON API (`/api/v1/incidents`); by
+//! target, time window and soak-test run.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use super::{out, ConfigSource};
+use chrono::Utc;
+
+use super::{out, parse_time, ConfigSource};
 use crate::report;
 use anyhow::Context as _;
 
@@ -33,6 +36,17 @@ pub struct Args {
     /// local state store.
     #[arg(long, value_name = "URL", conflicts_with = "config")]
     pub agent: Option<url::Url>,
+    /// Only incidents still open at or after this time (RFC 3339, or a
+    /// duration ago such as "2h").
+    #[arg(long, value_name = "TIME")]
+    pub since: Option<String>,
+    /// Only incidents that began before this time (RFC 3339, or a duration
+    /// ago such as "30m").
+    #[arg(long, value_name = "TIME")]
+    pub until: Option<String>,
+    /// Only incidents opened during this soak-test run.
+    #[arg(long, value_name = "NAME")]
+    pub run: Option<String>,
 }
 
 /// How long `--agent` waits for the agent's answer.
@@ -86,6 +100,8 @@ fn record_of(v: &serde_json::Value) -> anyhow::Result<IncidentRecord> {
         "failed_count": v["failed_probes"],
         "escalated_at": v["escalated_at"],
         "outcome": v["outcome"],
+        "run": v["run"],
+        "run_phase": v["phase"],
     });
     Ok(IncidentRecord {
         target: v["target"]
@@ -99,8 +115,35 @@ fn record_of(v: &serde_json::Value) -> anyhow::Result<IncidentRecord> {
 /// Prints the recorded incidents as a table or JSON lines.
 pub async fn run(args: &Args) -> anyhow::Result<ExitCode> {
     let target = args.target.as_deref();
+    let now = Utc::now();
+    let since = args
+        .since
+        .as_deref()
+        .map(|t| parse_time("--since", t, now))
+        .transpose()?;
+    let until = args
+        .until
+        .as_deref()
+        .map(|t| parse_time("--until", t, now))
+        .transpose()?;
+    let run = args.run.as_deref();
+    let wanted = |r: &IncidentRecord| {
+        target.is_none_or(|t| r.target == t)
+            && run.is_none_or(|n| r.incident.run.as_deref() == Some(n))
+            && until.is_none_or(|u| r.incident.started_at < u)
+            && since.is_none_or(|s| r.incident.recovered_at.is_none_or(|end| end >= s))
+    };
     if let Some(agent) = &args.agent {
-        let records = from_agent(agent, target, args.limit).await?;
+        // The API filters by target; the rest is filtered here, from as
+        // many as it gives.
+        let filtered = since.is_some() || until.is_some() || run.is_some();
+        let fetch = if filtered { 1000 } else { args.limit };
+        let records: Vec<IncidentRecord> = from_agent(agent, target, fetch)
+            .await?
+            .into_iter()
+            .filter(|r| wanted(r))
+            .take(args.limit)
+            .collect();
         print(&records, args.json, || {
             format!(
                 "no incidents recorded by {}",
@@ -115,7 +158,7 @@ pub async fn run(args: &Args) -> anyhow::Result<ExitCode> {
         let store = Store::open(dir)?;
         history::history(&store, history::MAX_HISTORY as usize)?
             .into_iter()
-            .filter(|r| target.is_none_or(|t| r.target == t))
+            .filter(|r| wanted(r))
             .take(args.limit)
             .collect()
     } else {

@@ -9,6 +9,7 @@
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+use chrono::{DateTime, Utc};
 use clap::{Parser, Subcommand};
 
 use crate::config::alerting::AlertingFile;
@@ -23,6 +24,8 @@ pub mod probe;
 pub mod replay;
 pub mod run;
 pub mod silence;
+pub mod soak;
+pub mod soak_report;
 pub mod test_alert;
 
 /// mailpulse: probes mail and web-access services step by step, collects host
@@ -66,6 +69,10 @@ pub enum Command {
     /// Hold pages during ad hoc maintenance: `silence add --target owa --for 2h
     /// --reason "..."`, `silence list`, `silence remove ID`.
     Silence(silence::Args),
+    /// Mark soak-test runs and their phases: `soak start NAME --phase
+    /// baseline`, `soak phase plateau`, `soak end`, `soak list`. Incidents
+    /// opened during a run carry its name and phase.
+    Soak(soak::Args),
     /// Write the manual pages and shell completions (for packaging).
     #[command(hide = true)]
     GenerateDocs(generate_docs::Args),
@@ -82,6 +89,7 @@ pub async fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Incidents(args) => incidents::run(&args).await,
         Command::TestAlert(args) => test_alert::run(&args).await,
         Command::Silence(args) => silence::run(&args).await,
+        Command::Soak(args) => soak::run(&args).await,
         Command::GenerateDocs(args) => generate_docs::run(&args),
     }?;
     // A reader that left early is a normal end; a failed write is not.
@@ -177,9 +185,36 @@ impl ConfigSource {
     }
 }
 
+/// Reads a time given as `flag`: RFC 3339 (`2026-12-05T22:00:00Z`), or a
+/// duration before `now` (`90s`, `2h`, `1d`).
+pub fn parse_time(flag: &str, text: &str, now: DateTime<Utc>) -> anyhow::Result<DateTime<Utc>> {
+    if let Ok(t) = DateTime::parse_from_rfc3339(text) {
+        return Ok(t.with_timezone(&Utc));
+    }
+    match crate::config::duration::parse_duration(text) {
+        Ok(ago) => Ok(now - chrono::Duration::from_std(ago)?),
+        Err(_) => anyhow::bail!(
+            "invalid {flag} {text:?} (expected RFC 3339, e.g. 2026-12-05T22:00:00Z, or a duration ago, e.g. 2h)"
+        ),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn times_are_rfc3339_or_a_duration_ago() {
+        let now: DateTime<Utc> = "2026-12-05T12:00:00Z".parse().unwrap();
+        let t = parse_time("--at", "2026-12-05T13:00:00+01:00", now).unwrap();
+        assert_eq!(t, now);
+        let t = parse_time("--since", "2h", now).unwrap();
+        assert_eq!(t, "2026-12-05T10:00:00Z".parse::<DateTime<Utc>>().unwrap());
+        let e = parse_time("--since", "yesterday", now)
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("invalid --since \"yesterday\""), "{e}");
+    }
 
     #[test]
     fn the_default_path_is_read_when_it_exists_and_only_then() {

@@ -55,6 +55,8 @@ fn test_event(instance: &str, severity: &str, now: DateTime<Utc>) -> AlertEvent 
             memory_available_bytes: Some(2 * 1024 * 1024 * 1024),
             tcp_established: Some(321),
         }),
+        run: None,
+        phase: None,
     }
 }
 

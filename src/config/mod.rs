@@ -104,6 +104,8 @@ pub struct Config {
     pub agent: AgentConfig,
     /// `[host]`
     pub host: HostConfig,
+    /// `[soak]`
+    pub soak: SoakConfig,
     /// `[slowdown]`: the detector defaults every target starts from.
     pub slowdown: crate::detect::SlowdownSettings,
     /// `[[target]]`, in file order, names unique.
@@ -141,6 +143,25 @@ pub struct AgentConfig {
     pub phase_histograms: bool,
     /// Protection of the metrics endpoint.
     pub web: WebConfig,
+    /// The write API (`/api/v1/` writes).
+    pub api: ApiConfig,
+}
+
+/// `[agent.api]`: who may write through the agent's HTTP API (`POST
+/// /api/v1/...`). Off (no writes) while `write_users` is empty. Reads
+/// follow `[agent.web]`, as `/metrics` does.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct ApiConfig {
+    /// User name to bcrypt hash of the users who may write; names distinct
+    /// from `[agent.web] basic_auth_users`.
+    pub write_users: Vec<(String, String)>,
+}
+
+impl ApiConfig {
+    /// Whether writes are enabled.
+    pub fn writes_enabled(&self) -> bool {
+        !self.write_users.is_empty()
+    }
 }
 
 /// `[agent.web]`: TLS, basic authentication and client networks for the
@@ -194,6 +215,18 @@ pub struct WebTls {
     /// When set, clients must present a certificate signed by one of these.
     pub client_ca: Vec<CertificateDer<'static>>,
 }
+
+/// `[soak]`: soak-test runs (`mailpulse soak`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct SoakConfig {
+    /// How many runs the store keeps; the oldest go first.
+    pub keep_runs: usize,
+}
+
+/// Default of `[soak] keep_runs`.
+pub const DEFAULT_KEEP_RUNS: usize = 20;
+/// Largest `[soak] keep_runs`.
+pub const MAX_KEEP_RUNS: usize = 1000;
 
 /// `[host]`: host load collection.
 #[derive(Debug, Clone, PartialEq)]

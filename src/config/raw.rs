@@ -34,6 +34,8 @@ pub struct RawConfig {
     pub agent: RawAgent,
     #[serde(default)]
     pub host: RawHost,
+    #[serde(default)]
+    pub soak: RawSoak,
     pub slowdown: Option<super::slowdown::RawSlowdown>,
     #[serde(default, rename = "target")]
     pub targets: Vec<RawTarget>,
@@ -62,6 +64,14 @@ pub struct RawAgent {
     pub latency_buckets: Option<Vec<f64>>,
     pub phase_histograms: Option<bool>,
     pub web: Option<RawWeb>,
+    pub api: Option<RawApi>,
+}
+
+/// `[agent.api]`: the agent's write API.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawApi {
+    pub write_users: Option<BTreeMap<String, String>>,
 }
 
 /// `[agent.web]`: protection of the metrics endpoint.
@@ -74,6 +84,13 @@ pub struct RawWeb {
     pub basic_auth_users: Option<BTreeMap<String, String>>,
     pub allowed_networks: Option<Vec<String>>,
     pub max_connections: Option<u64>,
+}
+
+/// `[soak]`: soak-test runs.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSoak {
+    pub keep_runs: Option<i64>,
 }
 
 /// `[host]`

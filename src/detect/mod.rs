@@ -448,6 +448,13 @@ pub struct Incident {
     /// The level accepted as the new baseline, for [`Outcome::NewBaseline`].
     #[serde(default)]
     pub new_baseline: Option<Duration>,
+    /// The soak-test run active when it opened, if any (noted by the
+    /// incident layer, which knows the runs; the detector only keeps it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run: Option<String>,
+    /// That run's phase at the incident's start (or when it opened).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run_phase: Option<String>,
 }
 
 impl Incident {
@@ -470,6 +477,8 @@ impl Incident {
             earlier_burst_at: None,
             outcome: None,
             new_baseline: None,
+            run: None,
+            run_phase: None,
         }
     }
 
@@ -791,6 +800,15 @@ impl Detector {
     /// The open incident, if any.
     pub fn open_incident(&self) -> Option<&Incident> {
         self.incident.as_ref()
+    }
+
+    /// Notes the soak-test run and phase the open incident belongs to (the
+    /// incident layer knows the runs; the detector only keeps the names).
+    pub fn mark_open_incident(&mut self, run: &str, phase: Option<&str>) {
+        if let Some(i) = self.incident.as_mut() {
+            i.run = Some(run.to_string());
+            i.run_phase = phase.map(str::to_string);
+        }
     }
 
     /// The rates of bad and of failed samples outside incidents (that did

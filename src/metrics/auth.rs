@@ -190,6 +190,11 @@ fn cost_of(hash: &str) -> u32 {
 }
 
 /// The user name and password of a `Basic` `Authorization` header.
+/// The user name of a request's basic credentials (after a check passed).
+pub(crate) fn basic_user(headers: &HeaderMap) -> Option<String> {
+    basic_credentials(headers).map(|(user, _)| user)
+}
+
 fn basic_credentials(headers: &HeaderMap) -> Option<(String, String)> {
     let value = headers.get(hyper::header::AUTHORIZATION)?.to_str().ok()?;
     let encoded = value

@@ -18,6 +18,7 @@ pub mod probe;
 pub mod process;
 pub mod protobuf;
 pub mod server;
+pub mod soak;
 mod table;
 pub mod targets;
 pub mod text;
@@ -56,6 +57,8 @@ pub struct Metrics {
     pub alert: alert::AlertMetrics,
     /// The metrics listener itself: connections and authentication.
     pub web: web::WebMetrics,
+    /// The soak-test run and phase in progress.
+    pub soak: soak::SoakMetrics,
     /// Size of the last page, so the next one is written without regrowing.
     last_size: AtomicUsize,
     /// The buffer of the last page, back from the HTTP layer (see [`Metrics::page`]).
@@ -72,6 +75,7 @@ impl Metrics {
         let detect = detect::DetectMetrics::register(&registry)?;
         let alert = alert::AlertMetrics::register(&registry)?;
         let web = web::WebMetrics::register(&registry)?;
+        let soak = soak::SoakMetrics::register(&registry)?;
         Ok(Metrics {
             registry,
             probe,
@@ -80,6 +84,7 @@ impl Metrics {
             detect,
             alert,
             web,
+            soak,
             last_size: AtomicUsize::new(16 * 1024),
             spare_page: Arc::default(),
         })

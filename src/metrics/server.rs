@@ -1,9 +1,16 @@
 //! The HTTP listener: `/metrics` (Prometheus text format, or protobuf with
 //! native histograms when the scraper's `Accept` asks for it; gzip-compressed
 //! when its `Accept-Encoding` allows), `/healthz` (200 while every loop makes
-//! progress, 503 naming the stale ones) and the status page and its JSON API
-//! (`crate::status`), all behind the same protection. The listener is bound
-//! by the caller before READY=1.
+//! progress, 503 naming the stale ones), the status page and its JSON API
+//! (`crate::status`), and the other endpoints of `/api/v1/`, which the daemon
+//! plugs in as an [`Api`]. The listener is bound by the caller before READY=1.
+//!
+//! Authentication is the listener's, for every endpoint alike: reads (GET)
+//! follow `[agent.web]`, as `/metrics` does; writes (POST under `/api/v1/`)
+//! need a user of `[agent.api] write_users`, checked by the same gate
+//! (bcrypt off the workers, per-client failure limit): no or wrong
+//! credentials are 401, a read-only user's are 403, and writes are 404
+//! while no writer is configured. The [`Api`] only gives the meaning.
 //!
 //! `[agent.web]` can require TLS (optionally with client certificates), HTTP
 //! basic authentication against bcrypt hashes (`auth`), and restrict clients
@@ -77,10 +84,30 @@ pub fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
     socket.listen(LISTEN_BACKLOG)
 }
 
+/// Largest request body read (API writes); a larger one is answered 413.
+pub const MAX_BODY_BYTES: usize = 16 * 1024;
+
+/// An answer of the [`Api`]: the status code and a JSON body.
+pub type ApiAnswer = (StatusCode, String);
+
+/// The endpoints under `/api/v1/`, plugged in by the daemon. The listener
+/// authenticates before calling; both methods may block (the store), so
+/// they run on the blocking pool.
+pub trait Api: Send + Sync {
+    /// A read (GET) of `path`, the part after `/api/v1/`; `None` when
+    /// there is no such endpoint.
+    fn read(&self, path: &str) -> Option<ApiAnswer>;
+    /// A write (POST) of `path` with its `body`, by the writer `user`;
+    /// `None` when there is no such endpoint.
+    fn write(&self, path: &str, body: &[u8], user: &str) -> Option<ApiAnswer>;
+}
+
 /// The endpoint's protection, rebuilt from `[agent.web]` on every (re)load.
 pub struct WebRuntime {
     acceptor: Option<tokio_rustls::TlsAcceptor>,
     users: Users,
+    /// `[agent.api] write_users`; empty while writes are off.
+    writers: Users,
     networks: Vec<IpNet>,
     max_connections: usize,
 }
@@ -124,9 +151,16 @@ impl WebRuntime {
             // No hashing here (the decoys are made, not computed), so a
             // reload never holds up the task that handles signals.
             users: Users::new(&web.basic_auth_users)?,
+            writers: Users::new(&[])?,
             networks: web.allowed_networks.clone(),
             max_connections: web.max_connections,
         })
+    }
+
+    /// Adds the users of `[agent.api] write_users`, who alone may write.
+    pub fn with_writers(mut self, writers: &[(String, String)]) -> Result<WebRuntime, String> {
+        self.writers = Users::new(writers)?;
+        Ok(self)
     }
 
     fn allows(&self, peer: SocketAddr) -> bool {
@@ -142,6 +176,9 @@ pub struct ServerState {
     pub health: Arc<Health>,
     /// The endpoint's protection; replaced on reload.
     pub web: RwLock<Arc<WebRuntime>>,
+    /// The endpoints under `/api/v1/` besides the status API, once the
+    /// daemon plugs them in.
+    api: RwLock<Option<Arc<dyn Api>>>,
     /// The latest rendering of `/metrics` in each [`Variant`] and when it
     /// began; the lock also makes renders take turns (see [`ServerState::scrape`]).
     last_scrape: tokio::sync::Mutex<[Option<(Instant, Bytes)>; 4]>,
@@ -288,6 +325,7 @@ impl ServerState {
             metrics,
             health,
             web: RwLock::new(Arc::new(web)),
+            api: RwLock::new(None),
             last_scrape: tokio::sync::Mutex::new(Default::default()),
             pages: std::sync::OnceLock::new(),
         }
@@ -377,6 +415,11 @@ impl ServerState {
         let body = self.renderer.page(variant).await;
         *last = Some((began, body.clone()));
         body
+    }
+
+    /// Plugs in the endpoints under `/api/v1/`.
+    pub fn set_api(&self, api: Arc<dyn Api>) {
+        *self.api.write().expect("api lock") = Some(api);
     }
 
     /// Replaces the protection (after a reload).
@@ -534,12 +577,84 @@ fn refusal(rejection: Rejection) -> Response<Full<Bytes>> {
     r
 }
 
+fn json(status: StatusCode, body: String) -> Response<Full<Bytes>> {
+    text(status, "application/json", body)
+}
+
+/// A write under `/api/v1/`: a writer's credentials (401 without or with
+/// wrong ones, 403 for a read-only user's), a body of at most
+/// [`MAX_BODY_BYTES`], then the [`Api`].
+async fn write(
+    state: &ServerState,
+    web: &WebRuntime,
+    peer: IpAddr,
+    req: Request<Incoming>,
+) -> Response<Full<Bytes>> {
+    use http_body_util::BodyExt as _;
+    let api = state.api.read().expect("api lock").clone();
+    let (Some(api), false) = (api, web.writers.is_empty()) else {
+        return json(
+            StatusCode::NOT_FOUND,
+            r#"{"error":"writes are off ([agent.api] write_users)"}"#.into(),
+        );
+    };
+    if let Err(rejection) = state.gate.check(&web.writers, peer, req.headers()).await {
+        state.metrics.web.auth_rejected(rejection.reason);
+        // A read-only user's own credentials: known, but not allowed.
+        if rejection.reason == AuthRejected::Invalid
+            && !web.users.is_empty()
+            && state
+                .gate
+                .check(&web.users, peer, req.headers())
+                .await
+                .is_ok()
+        {
+            return json(
+                StatusCode::FORBIDDEN,
+                r#"{"error":"this user may read, not write"}"#.into(),
+            );
+        }
+        return refusal(rejection);
+    }
+    let user = super::auth::basic_user(req.headers()).unwrap_or_default();
+    let path = req.uri().path()["/api/v1/".len()..].to_string();
+    let body = match http_body_util::Limited::new(req.into_body(), MAX_BODY_BYTES)
+        .collect()
+        .await
+    {
+        Ok(b) => b.to_bytes(),
+        Err(_) => {
+            return json(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!(
+                    r#"{{"error":"the body is not readable or longer than {MAX_BODY_BYTES} bytes"}}"#
+                ),
+            )
+        }
+    };
+    let answer = tokio::task::spawn_blocking(move || api.write(&path, &body, &user)).await;
+    match answer {
+        Ok(Some((status, body))) => json(status, body),
+        Ok(None) => json(
+            StatusCode::NOT_FOUND,
+            r#"{"error":"no such endpoint"}"#.into(),
+        ),
+        Err(_) => json(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            r#"{"error":"the write failed"}"#.into(),
+        ),
+    }
+}
+
 async fn handle(
     state: &ServerState,
     web: &WebRuntime,
     peer: IpAddr,
     req: Request<Incoming>,
 ) -> Response<Full<Bytes>> {
+    if req.method() == Method::POST && req.uri().path().starts_with("/api/v1/") {
+        return write(state, web, peer, req).await;
+    }
     if let Err(rejection) = state.gate.check(&web.users, peer, req.headers()).await {
         state.metrics.web.auth_rejected(rejection.reason);
         return refusal(rejection);
@@ -550,6 +665,28 @@ async fn handle(
             "text/plain",
             "method not allowed\n",
         );
+    }
+    // The status API's paths are the status pages'; the rest of /api/v1/ is the Api's.
+    let api_path = Some(req.uri().path())
+        .filter(|p| !Pages::serves(p))
+        .and_then(|p| p.strip_prefix("/api/v1/"));
+    if let Some(path) = api_path {
+        let api = state.api.read().expect("api lock").clone();
+        let path = path.to_string();
+        let answer = match api {
+            Some(api) => tokio::task::spawn_blocking(move || api.read(&path))
+                .await
+                .ok()
+                .flatten(),
+            None => None,
+        };
+        return match answer {
+            Some((status, body)) => json(status, body),
+            None => json(
+                StatusCode::NOT_FOUND,
+                r#"{"error":"no such endpoint"}"#.into(),
+            ),
+        };
     }
     match req.uri().path() {
         "/metrics" => {

@@ -139,7 +139,11 @@ impl Pages {
 
     /// Whether `path` is one of these routes.
     pub fn serves(path: &str) -> bool {
-        path == "/" || path.starts_with("/incidents/") || path.starts_with("/api/v1/")
+        path == "/"
+            || path.starts_with("/incidents/")
+            || path == "/api/v1/status"
+            || path == "/api/v1/incidents"
+            || path.starts_with("/api/v1/incidents/")
     }
 
     /// The answer to `GET path?query`; blocking (reads the store).

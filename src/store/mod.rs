@@ -1,10 +1,11 @@
 //! The embedded state store: one redb file, `<state_dir>/mailpulse.redb`,
 //! shared by every part of the agent that must survive a restart (the alert
-//! outbox, incident history and detector state, in sibling modules).
+//! outbox, incident history and detector state, soak-test runs, in sibling
+//! modules).
 //!
 //! [`Store`] is a cheap handle (`Arc` inside) around the database. It owns
 //! opening, the schema-version key and the transaction helpers; each table's
-//! meaning belongs to its module (`outbox/`, `incidents.rs`). Every write
+//! meaning belongs to its module (`outbox/`, `incidents.rs`, `soak.rs`). Every write
 //! commits with redb's default `Immediate` durability (fsync before the commit
 //! returns), so what a caller was told is stored survives `kill -9` and power
 //! loss. The file is opened in redb's multi-writer mode so that short-lived
@@ -41,6 +42,8 @@ mod open;
 pub mod outbox;
 mod repair;
 pub(crate) mod salvage;
+pub mod soak;
+pub mod soak_stats;
 #[cfg(test)]
 mod tests;
 mod unwind;

@@ -11,7 +11,8 @@
 //! half-updated); one that was not (redb would have to repair it first) is
 //! read from a copy repaired in memory, so the file moved aside stays as it
 //! was found. Only rows that decode are copied. Each
-//! table's module decides how its rows merge (`outbox.rs`, `incidents.rs`);
+//! table's module decides how its rows merge (`outbox.rs`, `incidents.rs`,
+//! `soak.rs`);
 //! this module reads, counts and reports.
 
 use std::collections::HashSet;
@@ -22,7 +23,7 @@ use redb::{
     TableDefinition, Value,
 };
 
-use super::{incidents, outbox, read_table, unwind, CACHE_SIZE, META};
+use super::{incidents, outbox, read_table, soak, unwind, CACHE_SIZE, META};
 
 /// Where rows are copied from.
 pub(crate) enum Source<'a> {
@@ -290,6 +291,7 @@ const NOT_COPIED: &[&str] = &["schema_version", outbox::OUTBOX_COUNTER];
 pub(crate) struct Collected {
     outbox: outbox::Collected,
     incidents: incidents::Collected,
+    soak: soak::Collected,
     counters: Vec<(String, u64)>,
     /// What was read.
     pub(crate) report: Report,
@@ -304,6 +306,7 @@ impl Collected {
         }
         let outbox = outbox::collect(source, &mut report);
         let incidents = incidents::collect(source, &mut report);
+        let soak = soak::collect(source, &mut report);
         let meta = source.rows(META);
         let counters: Vec<(String, u64)> = meta
             .rows
@@ -317,6 +320,7 @@ impl Collected {
         Collected {
             outbox,
             incidents,
+            soak,
             counters,
             report,
         }
@@ -341,6 +345,7 @@ impl Collected {
         }
         outbox::apply(tx, &self.outbox, newer)?;
         incidents::apply(tx, &self.incidents, newer)?;
+        soak::apply(tx, &self.soak, newer)?;
         Ok(())
     }
 }

@@ -39,6 +39,8 @@ mod probe_tls;
 mod replay;
 mod rules;
 mod scrape_flood;
+mod soak;
+mod soak_report;
 mod status_page;
 mod store_faults;
 mod tidy;

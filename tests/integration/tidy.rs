@@ -36,10 +36,12 @@ const MAY_USE: &[(&str, &[&str])] = &[
     // Message text is pure (see PURE): the alert model, nothing else.
     ("alert::render", &["alert::AlertEvent", "alert::AlertStatus", "alert::HostLoad", "alert::tests", "human"]),
     // The supervisor: the only module that knows them all.
-    ("app", &["alert", "clock", "collect", "config", "health", "incident", "metrics", "pipeline", "probe", "report", "sample", "schedule", "service", "status", "store"]),
+    // The agent's API: what its endpoints mean (the listener authenticates).
+    ("api", &["config", "metrics::server", "store"]),
+    ("app", &["alert", "api", "clock", "collect", "config", "health", "incident", "metrics", "pipeline", "probe", "report", "sample", "schedule", "service", "status", "store"]),
     // The commands: each parses its arguments, calls into the library and
     // prints. Only `run` starts the daemon.
-    ("cmd", &["alert", "clock", "config", "detect", "human", "probe", "replay", "report", "sample", "service::logging", "store"]),
+    ("cmd", &["alert", "clock", "config", "detect", "fleet", "human", "probe", "replay", "report", "sample", "service::logging", "store", "verdict"]),
     ("cmd::run", &["app", "cmd", "config", "human", "metrics", "service"]),
     ("clock", &[]),
     // Collectors return data: no metrics, probes, detection or alerts.
@@ -49,6 +51,9 @@ const MAY_USE: &[(&str, &[&str])] = &[
     ("config", &["detect::SlowdownSettings", "human", "sample", "service::logging::LogFormat"]),
     // The detector is pure (see PURE): samples in, events out.
     ("detect", &["sample"]),
+    // Fleet fan-out (soak marks, later change windows): one authenticated
+    // request to many agents, through the one outbound client.
+    ("fleet", &["config", "outbound"]),
     ("health", &[]),
     // The one human duration formatter: pure, depends on nothing.
     ("human", &[]),
@@ -61,7 +66,7 @@ const MAY_USE: &[(&str, &[&str])] = &[
     // The one outbound HTTP client (receivers, replay): the agent's TLS
     // setup, nothing else.
     ("outbound", &["config", "probe::tls"]),
-    ("pipeline", &["alert", "clock", "config", "detect", "health", "incident", "metrics", "sample", "status", "store"]),
+    ("pipeline", &["alert", "clock", "config", "detect", "health", "incident", "metrics", "sample", "status", "store", "verdict"]),
     // Probes return data: no metrics, detection, incidents or alerts.
     ("probe", &["clock", "config", "sample"]),
     ("replay", &["config", "detect", "human", "outbound"]),

@@ -5,9 +5,9 @@
 use std::net::SocketAddr;
 
 use super::files::resolve;
-use super::web::build_web;
+use super::web::{bcrypt_users, build_web};
 use super::*;
-use crate::config::raw::RawAgent;
+use crate::config::raw::{RawAgent, RawApi};
 use crate::service::logging::LogFormat;
 
 /// Validates `[agent]` at `path`, filling defaults.
@@ -76,6 +76,7 @@ pub(super) fn build_agent(
         Some(b) => latency_buckets(c, &path.key("latency_buckets"), b),
     };
     let web = build_web(c, &path.key("web"), base, raw.web);
+    let api = build_api(c, &path.key("api"), raw.api, listen, &web);
     AgentConfig {
         listen,
         instance,
@@ -89,6 +90,7 @@ pub(super) fn build_agent(
         latency_buckets,
         phase_histograms: raw.phase_histograms.unwrap_or(false),
         web,
+        api,
     }
 }
 
@@ -128,4 +130,36 @@ fn latency_buckets(c: &mut Checker<'_>, path: &KeyPath, bounds: Vec<f64>) -> Vec
     } else {
         bounds
     }
+}
+
+/// Validates `[agent.api]`: writers are bcrypt users distinct from the
+/// read-only ones, and their credentials never cross the network in clear
+/// (TLS, or a loopback listener).
+fn build_api(
+    c: &mut Checker<'_>,
+    path: &KeyPath,
+    raw: Option<RawApi>,
+    listen: SocketAddr,
+    web: &WebConfig,
+) -> ApiConfig {
+    let Some(raw) = raw else {
+        return ApiConfig::default();
+    };
+    let key = path.key("write_users");
+    let write_users = bcrypt_users(c, &key, raw.write_users.unwrap_or_default());
+    for (user, _) in &write_users {
+        if web.basic_auth_users.iter().any(|(u, _)| u == user) {
+            c.error_at(
+                &key.key(user),
+                format!("{user:?} is also in [agent.web] basic_auth_users; writers must be distinct from read-only users"),
+            );
+        }
+    }
+    if !write_users.is_empty() && web.tls.is_none() && !listen.ip().is_loopback() {
+        c.error_at(
+            &key,
+            format!("writes on plain HTTP need a loopback listen address, not {listen} (credentials would cross the network in clear); set [agent.web] tls_cert_file and tls_key_file"),
+        );
+    }
+    ApiConfig { write_users }
 }

@@ -9,7 +9,7 @@
 //! One file per part of the configuration: `agent.rs`, `web.rs`, `host.rs`,
 //! `target.rs` (the keys every target has, then per kind: `http.rs`, and
 //! `mail.rs` for tcp, smtp, imap, pop3 and mailflow, whose endpoints
-//! `connect.rs` reads), `alerting.rs` (with `receiver.rs`, which hands each
+//! `connect.rs` reads), `soak.rs`, `alerting.rs` (with `receiver.rs`, which hands each
 //! kind to `config/receivers/`, and `maintenance.rs`); `files.rs` reads
 //! every secret, certificate and key file. `[slowdown]` is `config/slowdown.rs`.
 //!
@@ -32,6 +32,7 @@ mod mail;
 mod maintenance;
 mod receiver;
 mod slo;
+mod soak;
 mod target;
 mod web;
 
@@ -357,6 +358,7 @@ fn build(c: &mut Checker<'_>, raw: RawConfig, base: &Path, path: Option<&Path>) 
     let root = KeyPath::default();
     let agent = build_agent(c, &root.key("agent"), base, raw.agent);
     let host = build_host(c, &root.key("host"), base, raw.host);
+    let soak = soak::build_soak(c, &root.key("soak"), raw.soak);
     let slowdown = match slowdown::resolve(raw.slowdown.as_ref(), None) {
         Ok(s) => s,
         Err((key, message)) => {
@@ -392,6 +394,7 @@ fn build(c: &mut Checker<'_>, raw: RawConfig, base: &Path, path: Option<&Path>) 
         source: path.map(Path::to_path_buf),
         agent,
         host,
+        soak,
         slowdown,
         targets,
         alerting,

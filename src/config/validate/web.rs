@@ -36,34 +36,11 @@ pub(super) fn build_web(
         }
         (tls, None) => tls,
     };
-    let mut basic_auth_users = Vec::new();
-    for (user, hash) in raw.basic_auth_users.unwrap_or_default() {
-        if user.is_empty() || user.contains(':') {
-            c.error_at(
-                &wp.key("basic_auth_users"),
-                format!("invalid user name {user:?}"),
-            );
-        } else {
-            match hash.parse::<bcrypt::HashParts>().map(|h| h.get_cost()) {
-                Err(_) => c.error_at(
-                    &wp.key("basic_auth_users").key(&user),
-                    "expected a bcrypt hash (\"$2b$...\"; make one with `mailpulse hash-password`)",
-                ),
-                // Every failed check costs this much CPU (and unknown users
-                // are checked at the highest configured cost): bounded, so
-                // a typo cannot make one check take days.
-                Ok(cost) if cost > MAX_BCRYPT_COST => c.error_at(
-                    &wp.key("basic_auth_users").key(&user),
-                    format!("bcrypt cost {cost} is above the maximum {MAX_BCRYPT_COST}"),
-                ),
-                Ok(cost) if cost < MIN_BCRYPT_COST => c.error_at(
-                    &wp.key("basic_auth_users").key(&user),
-                    format!("bcrypt cost {cost} is below the minimum {MIN_BCRYPT_COST}"),
-                ),
-                Ok(_) => basic_auth_users.push((user, hash)),
-            }
-        }
-    }
+    let basic_auth_users = bcrypt_users(
+        c,
+        &wp.key("basic_auth_users"),
+        raw.basic_auth_users.unwrap_or_default(),
+    );
     let max_connections = match raw.max_connections {
         None => DEFAULT_MAX_CONNECTIONS,
         Some(n) if (1..=MAX_CONNECTIONS_LIMIT as u64).contains(&n) => n as usize,
@@ -88,4 +65,39 @@ pub(super) fn build_web(
         allowed_networks,
         max_connections,
     }
+}
+
+/// Checks a table of users and bcrypt hashes (`basic_auth_users`,
+/// `write_users`) at `key`, keeping the valid ones.
+pub(super) fn bcrypt_users(
+    c: &mut Checker<'_>,
+    key: &KeyPath,
+    users: std::collections::BTreeMap<String, String>,
+) -> Vec<(String, String)> {
+    let mut valid = Vec::new();
+    for (user, hash) in users {
+        if user.is_empty() || user.contains(':') {
+            c.error_at(key, format!("invalid user name {user:?}"));
+        } else {
+            match hash.parse::<bcrypt::HashParts>().map(|h| h.get_cost()) {
+                Err(_) => c.error_at(
+                    &key.key(&user),
+                    "expected a bcrypt hash (\"$2b$...\"; make one with `mailpulse hash-password`)",
+                ),
+                // Every failed check costs this much CPU (and unknown users
+                // are checked at the highest configured cost): bounded, so
+                // a typo cannot make one check take days.
+                Ok(cost) if cost > MAX_BCRYPT_COST => c.error_at(
+                    &key.key(&user),
+                    format!("bcrypt cost {cost} is above the maximum {MAX_BCRYPT_COST}"),
+                ),
+                Ok(cost) if cost < MIN_BCRYPT_COST => c.error_at(
+                    &key.key(&user),
+                    format!("bcrypt cost {cost} is below the minimum {MIN_BCRYPT_COST}"),
+                ),
+                Ok(_) => valid.push((user, hash)),
+            }
+        }
+    }
+    valid
 }

@@ -149,6 +149,8 @@ pub fn slow(key: &str, started: DateTime<Utc>) -> AlertEvent {
         failed_count: 0,
         last_error: None,
         host: None,
+        run: None,
+        phase: None,
     }
 }
 

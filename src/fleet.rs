@@ -1,0 +1,274 @@
+//! Fleet fan-out: one authenticated request to every agent of a fleet, with
+//! an outcome per agent, and finding the agents through Prometheus's
+//! targets API (the engine that already knows the fleet).
+//!
+//! Generic on purpose: [`send_all`] takes a method, a path under the
+//! agents' `/api/v1/` and a JSON body, so every fleet command (soak marks
+//! now, change windows later) shares it. Requests go through `outbound`
+//! (no redirect followed, so credentials reach only the agent named),
+//! concurrently, each bounded by [`AGENT_TIMEOUT`]. Messages name origins
+//! only, never a password.
+
+use std::time::Duration;
+
+use anyhow::{anyhow, bail, Context as _};
+use base64::Engine as _;
+use hyper::Method;
+use serde::Deserialize;
+use url::Url;
+
+use crate::config::secret::Secret;
+use crate::outbound::{self, BodyLimits, Client};
+
+/// Longest wait for one agent's answer.
+pub const AGENT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Longest wait for Prometheus's targets.
+pub const PROMETHEUS_TIMEOUT: Duration = Duration::from_secs(30);
+/// Largest answer read from an agent.
+const AGENT_MAX_BODY: usize = 1024 * 1024;
+/// Largest answer read from Prometheus's targets API.
+const TARGETS_MAX_BODY: usize = 16 * 1024 * 1024;
+
+/// Basic-authentication credentials for the agents' API.
+#[derive(Debug, Clone)]
+pub struct Credentials {
+    /// The user of `[agent.api] write_users` (or `[agent.web]` for reads).
+    pub user: String,
+    /// Its password; never shown.
+    pub password: Secret,
+}
+
+impl Credentials {
+    fn header(&self) -> String {
+        let pair = format!("{}:{}", self.user, self.password.expose());
+        format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(pair)
+        )
+    }
+}
+
+/// What one agent answered.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    /// The agent, as its origin (`https://cas01:9717`).
+    pub agent: String,
+    /// The answer's JSON body on a 2xx, else why it failed (the agent's
+    /// `error`, its status, or the connection failure).
+    pub result: Result<serde_json::Value, String>,
+}
+
+/// Reads an agent's base URL (`http://host:port`, a path is kept as a
+/// prefix).
+pub fn agent_url(text: &str) -> anyhow::Result<Url> {
+    let url = Url::parse(text).with_context(|| format!("invalid agent URL {text:?}"))?;
+    if !matches!(url.scheme(), "http" | "https") || url.host().is_none() {
+        bail!("invalid agent URL {text:?} (expected http://HOST:PORT or https://HOST:PORT)");
+    }
+    Ok(url)
+}
+
+fn endpoint(base: &Url, path: &str) -> Url {
+    let mut url = base.clone();
+    url.set_query(None);
+    url.set_fragment(None);
+    if let Ok(mut segments) = url.path_segments_mut() {
+        segments
+            .pop_if_empty()
+            .extend(["api", "v1"])
+            .extend(path.split('/'));
+    }
+    url
+}
+
+/// Sends `method` `/api/v1/<path>` with `body` (JSON) to every agent at
+/// once, as `credentials`; one outcome per agent, in the given order.
+pub async fn send_all(
+    agents: &[Url],
+    method: Method,
+    path: &str,
+    body: Option<&serde_json::Value>,
+    credentials: Option<&Credentials>,
+) -> anyhow::Result<Vec<Outcome>> {
+    let client = Client::new(&crate::config::TlsOptions::default(), None)
+        .map_err(|e| anyhow!("cannot build the HTTP client: {e}"))?;
+    let mut headers = vec![("accept", "application/json".to_string())];
+    if body.is_some() {
+        headers.push(("content-type", "application/json".to_string()));
+    }
+    if let Some(c) = credentials {
+        headers.push(("authorization", c.header()));
+    }
+    let bytes = body.map(|b| b.to_string().into_bytes()).unwrap_or_default();
+    let mut tasks = tokio::task::JoinSet::new();
+    for (i, base) in agents.iter().enumerate() {
+        let (client, headers, bytes, method) = (
+            client.clone(),
+            headers.clone(),
+            bytes.clone(),
+            method.clone(),
+        );
+        let url = endpoint(base, path);
+        let origin = outbound::origin(base);
+        tasks.spawn(async move {
+            let headers: Vec<(&str, String)> =
+                headers.iter().map(|(k, v)| (*k, v.clone())).collect();
+            let limits = BodyLimits {
+                success: AGENT_MAX_BODY,
+                error: AGENT_MAX_BODY,
+            };
+            let sent = tokio::time::timeout(
+                AGENT_TIMEOUT,
+                client.send(method, &url, &headers, bytes, limits),
+            )
+            .await;
+            let result = match sent {
+                Err(_) => Err(format!("no answer within {}s", AGENT_TIMEOUT.as_secs())),
+                Ok(Err(e)) => Err(e.to_string()),
+                Ok(Ok(answer)) => judge(answer),
+            };
+            (
+                i,
+                Outcome {
+                    agent: origin,
+                    result,
+                },
+            )
+        });
+    }
+    let mut outcomes: Vec<Option<Outcome>> = vec![None; agents.len()];
+    while let Some(done) = tasks.join_next().await {
+        let (i, outcome) = done.context("a fleet request panicked")?;
+        outcomes[i] = Some(outcome);
+    }
+    Ok(outcomes.into_iter().flatten().collect())
+}
+
+fn judge(answer: outbound::Answer) -> Result<serde_json::Value, String> {
+    if let Some(e) = answer.read_error {
+        return Err(format!("cannot read the answer: {e}"));
+    }
+    let json = serde_json::from_slice::<serde_json::Value>(&answer.body);
+    if (200..300).contains(&answer.status) {
+        return json.map_err(|e| format!("the answer is not JSON: {e}"));
+    }
+    let detail = json
+        .ok()
+        .and_then(|v| v.get("error")?.as_str().map(str::to_string));
+    Err(match detail {
+        Some(d) => format!("status {}: {d}", answer.status),
+        None => format!("status {}", answer.status),
+    })
+}
+
+#[derive(Deserialize)]
+struct TargetsAnswer {
+    data: TargetsData,
+}
+
+#[derive(Deserialize)]
+struct TargetsData {
+    #[serde(rename = "activeTargets", default)]
+    active: Vec<ActiveTarget>,
+}
+
+#[derive(Deserialize)]
+struct ActiveTarget {
+    #[serde(rename = "scrapeUrl")]
+    scrape_url: String,
+    #[serde(default)]
+    labels: std::collections::BTreeMap<String, String>,
+}
+
+/// The agents Prometheus at `prometheus` scrapes (its active targets, those
+/// of job `job` when given): each scrape URL's origin, once, sorted.
+pub async fn discover(prometheus: &str, job: Option<&str>) -> anyhow::Result<Vec<Url>> {
+    let mut url =
+        Url::parse(prometheus).with_context(|| format!("invalid Prometheus URL {prometheus:?}"))?;
+    if !matches!(url.scheme(), "http" | "https") {
+        bail!("only http:// and https:// Prometheus URLs are supported, got {prometheus:?}");
+    }
+    url.path_segments_mut()
+        .map_err(|()| anyhow!("invalid Prometheus URL {prometheus:?}"))?
+        .pop_if_empty()
+        .extend(["api", "v1", "targets"]);
+    url.query_pairs_mut().append_pair("state", "active");
+    let client = Client::new(&crate::config::TlsOptions::default(), None)
+        .map_err(|e| anyhow!("cannot build the HTTP client: {e}"))?;
+    let limits = BodyLimits {
+        success: TARGETS_MAX_BODY,
+        error: 4096,
+    };
+    let headers = [("accept", "application/json".to_string())];
+    let answer = tokio::time::timeout(
+        PROMETHEUS_TIMEOUT,
+        client.send(Method::GET, &url, &headers, Vec::new(), limits),
+    )
+    .await
+    .map_err(|_| {
+        anyhow!(
+            "prometheus did not answer within {}s",
+            PROMETHEUS_TIMEOUT.as_secs()
+        )
+    })?
+    .map_err(|e| anyhow!("prometheus request failed: {e}"))?;
+    if !(200..300).contains(&answer.status) || answer.cut {
+        bail!(
+            "prometheus answered status {} to the targets query",
+            answer.status
+        );
+    }
+    let parsed: TargetsAnswer =
+        serde_json::from_slice(&answer.body).context("cannot read prometheus's targets answer")?;
+    let mut agents: Vec<Url> = parsed
+        .data
+        .active
+        .into_iter()
+        .filter(|t| job.is_none_or(|j| t.labels.get("job").map(String::as_str) == Some(j)))
+        .filter_map(|t| {
+            let mut u = Url::parse(&t.scrape_url).ok()?;
+            u.set_path("/");
+            u.set_query(None);
+            Some(u)
+        })
+        .collect();
+    agents.sort_by(|a, b| a.as_str().cmp(b.as_str()));
+    agents.dedup();
+    if agents.is_empty() {
+        bail!(
+            "prometheus {} has no active targets{}",
+            outbound::origin(&url),
+            job.map(|j| format!(" of job {j:?}")).unwrap_or_default()
+        );
+    }
+    Ok(agents)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn endpoints_go_under_api_v1_of_the_agent() {
+        let base = agent_url("http://127.0.0.1:9717").unwrap();
+        assert_eq!(
+            endpoint(&base, "soak/start").as_str(),
+            "http://127.0.0.1:9717/api/v1/soak/start"
+        );
+        let prefixed = agent_url("https://proxy.example.org/cas01/").unwrap();
+        assert_eq!(
+            endpoint(&prefixed, "soak/runs").as_str(),
+            "https://proxy.example.org/cas01/api/v1/soak/runs"
+        );
+        assert!(agent_url("ftp://x").is_err());
+    }
+
+    #[test]
+    fn credentials_never_show_the_password() {
+        let c = Credentials {
+            user: "ops".into(),
+            password: Secret::new("hunter2"),
+        };
+        assert!(!format!("{c:?}").contains("hunter2"));
+    }
+}

@@ -1,0 +1,640 @@
+//! Soak-test runs: `mailpulse soak start|phase|end|list` on the local store,
+//! their refusals, and the marks surviving a restart of the store.
+
+use crate::support;
+
+use std::path::Path;
+use std::process::Output;
+
+use serde_json::Value;
+use support::write_file;
+
+fn soak(config: &Path, args: &[&str]) -> Output {
+    let mut all = vec!["soak"];
+    all.extend_from_slice(args);
+    let c = config.to_str().unwrap();
+    all.extend_from_slice(&["--config", c]);
+    support::mailpulse(&all)
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+fn runs(config: &Path) -> Vec<Value> {
+    let out = soak(config, &["list", "--json"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    text(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+#[test]
+fn runs_are_marked_in_order_and_refusals_exit_1_changing_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let cfg = write_file(
+        dir.path(),
+        "c.toml",
+        &format!(
+            "[agent]\nstate_dir = \"{}\"\n[soak]\nkeep_runs = 2\n",
+            state.display()
+        ),
+    );
+    // Nothing to end or advance yet.
+    for args in [&["end"][..], &["phase", "ramp"][..]] {
+        let out = soak(&cfg, args);
+        assert_eq!(out.status.code(), Some(1), "{args:?}");
+        assert!(
+            text(&out.stderr).contains("no soak run is active"),
+            "{}",
+            text(&out.stderr)
+        );
+    }
+    let out = soak(
+        &cfg,
+        &[
+            "start",
+            "golive",
+            "--phase",
+            "baseline",
+            "--note",
+            "1x users",
+            "--at",
+            "2026-12-05T10:00:00Z",
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(
+        text(&out.stdout),
+        "soak run golive started at 2026-12-05T10:00:00Z (phase baseline)\n"
+    );
+    // A second run while one is active is refused.
+    let out = soak(&cfg, &["start", "other"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("soak run \"golive\" is still active"),
+        "{}",
+        text(&out.stderr)
+    );
+    // A mark before the last one would reorder the phases.
+    let out = soak(&cfg, &["phase", "ramp", "--at", "2026-12-05T09:00:00Z"]);
+    assert_eq!(out.status.code(), Some(1));
+    let out = soak(&cfg, &["phase", "plateau", "--at", "2026-12-05T10:30:00Z"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(
+        text(&out.stdout),
+        "soak run golive: phase plateau began at 2026-12-05T10:30:00Z\n"
+    );
+    let out = soak(&cfg, &["end", "--at", "2026-12-05T11:00:00Z"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+
+    let listed = runs(&cfg);
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    let run = &listed[0];
+    assert_eq!(run["name"], "golive");
+    assert_eq!(run["ended_at"], "2026-12-05T11:00:00Z");
+    let phases = run["phases"].as_array().unwrap();
+    assert_eq!(phases.len(), 2);
+    assert_eq!(phases[0]["name"], "baseline");
+    assert_eq!(phases[0]["note"], "1x users");
+    assert_eq!(phases[0]["ended_at"], "2026-12-05T10:30:00Z");
+    assert_eq!(phases[1]["name"], "plateau");
+
+    // `[soak] keep_runs = 2`: the third run drops the first.
+    for name in ["second", "third"] {
+        assert!(soak(&cfg, &["start", name]).status.success());
+        assert!(soak(&cfg, &["end"]).status.success());
+    }
+    let names: Vec<Value> = runs(&cfg).iter().map(|r| r["name"].clone()).collect();
+    assert_eq!(names, ["third", "second"]);
+
+    let out = soak(&cfg, &["list"]);
+    assert!(
+        text(&out.stdout).contains(" third "),
+        "{}",
+        text(&out.stdout)
+    );
+}
+
+fn agent_config(port: u16, state: &Path, url: &str) -> String {
+    format!(
+        "[agent]\nlisten = \"127.0.0.1:{port}\"\nstate_dir = \"{}\"\n[host]\nenabled = false\n\
+         [slowdown]\nfactor = 3.0\nmin_delta = \"50ms\"\nfor = \"500ms\"\nrecover_for = \"1s\"\n\
+         [[target]]\nname = \"owa\"\nkind = \"http\"\nurl = \"{url}\"\ninterval = \"100ms\"\ntimeout = \"90ms\"\n",
+        state.display()
+    )
+}
+
+/// Issue 17: the daemon notices runs marked by the command while it runs
+/// (metrics of the phase in progress), an incident opened during a run
+/// carries its run and phase (table, JSON, `--run`), and the marks survive
+/// `kill -9`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_daemon_exports_the_phase_and_incidents_carry_it() {
+    use std::time::Duration;
+    use support::{incidents, Agent, HttpServer, Reply};
+
+    let server = HttpServer::start().await;
+    server.route("/owa", Reply::ok("ok"));
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let port = support::free_port();
+    let cfg = write_file(
+        dir.path(),
+        "c.toml",
+        &agent_config(port, &state, &server.url("/owa")),
+    );
+    let addr = ([127, 0, 0, 1], port).into();
+    let mut agent = Agent::start(&cfg, addr, &[]).await;
+    agent.wait_baseline("owa").await;
+    assert_eq!(
+        agent
+            .metric("mailpulse_soak_phase_info", &[("run", "golive")])
+            .await,
+        None
+    );
+
+    let out = soak(&cfg, &["start", "golive", "--phase", "baseline"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let info = [("run", "golive"), ("phase", "baseline")];
+    agent
+        .wait_metric(
+            "mailpulse_soak_phase_info",
+            &info,
+            |v| v == Some(1.0),
+            "the baseline phase",
+        )
+        .await;
+    let out = soak(&cfg, &["phase", "plateau"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let plateau = [("run", "golive"), ("phase", "plateau")];
+    agent
+        .wait_metric(
+            "mailpulse_soak_phase_info",
+            &plateau,
+            |v| v == Some(1.0),
+            "the plateau phase",
+        )
+        .await;
+    let scrape = agent.scrape().await;
+    assert_eq!(
+        support::metric(&scrape, "mailpulse_soak_phase_info", &info),
+        None
+    );
+    let started = support::metric(
+        &scrape,
+        "mailpulse_soak_phase_started_timestamp_seconds",
+        &plateau,
+    )
+    .unwrap();
+    let listed = runs(&cfg);
+    let phase_start: chrono::DateTime<chrono::Utc> = listed[0]["phases"][1]["started_at"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((started - phase_start.timestamp_millis() as f64 / 1000.0).abs() < 0.001);
+
+    // A slowdown during the plateau.
+    server.route("/owa", Reply::ok("ok").delayed(Duration::from_millis(60)));
+    agent
+        .wait_degraded("owa", true, "the incident to open")
+        .await;
+    let open = incidents(&cfg);
+    assert_eq!(open.len(), 1, "{open:?}");
+    assert_eq!(open[0]["run"], "golive");
+    assert_eq!(open[0]["phase"], "plateau");
+
+    // kill -9: the run and its phases are still there, and exported again.
+    agent.child.kill().unwrap();
+    agent.child.wait().unwrap();
+    drop(agent);
+    let agent = Agent::start(&cfg, addr, &[]).await;
+    agent
+        .wait_metric(
+            "mailpulse_soak_phase_info",
+            &plateau,
+            |v| v == Some(1.0),
+            "the plateau after the restart",
+        )
+        .await;
+    server.route("/owa", Reply::ok("ok"));
+    agent
+        .wait_degraded("owa", false, "the incident to close")
+        .await;
+    let out = soak(&cfg, &["end"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    agent
+        .wait_metric(
+            "mailpulse_soak_phase_info",
+            &plateau,
+            |v| v.is_none(),
+            "no phase after the end",
+        )
+        .await;
+
+    let closed = incidents(&cfg);
+    assert_eq!(closed.len(), 1, "{closed:?}");
+    assert_eq!(
+        closed[0]["run"], "golive",
+        "the closed record keeps its run"
+    );
+    assert_eq!(closed[0]["phase"], "plateau");
+    let c = cfg.to_str().unwrap();
+    let table = support::mailpulse(&["incidents", "--config", c]);
+    let table = text(&table.stdout);
+    assert!(
+        table.contains("RUN") && table.contains("golive") && table.contains("plateau"),
+        "{table}"
+    );
+    let other = support::mailpulse(&["incidents", "--json", "--run", "other", "--config", c]);
+    assert!(other.status.success());
+    assert_eq!(text(&other.stdout), "");
+    let ours = support::mailpulse(&[
+        "incidents",
+        "--json",
+        "--run",
+        "golive",
+        "--since",
+        "1h",
+        "--config",
+        c,
+    ]);
+    assert_eq!(text(&ours.stdout).lines().count(), 1);
+    let before = support::mailpulse(&[
+        "incidents",
+        "--json",
+        "--until",
+        "2020-01-01T00:00:00Z",
+        "--config",
+        c,
+    ]);
+    assert_eq!(text(&before.stdout), "");
+}
+
+/// A raw HTTP/1.1 request to `addr`: the status and the body.
+async fn request(
+    addr: std::net::SocketAddr,
+    method: &str,
+    path: &str,
+    auth: Option<(&str, &str)>,
+    body: &str,
+) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let mut req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    if let Some((user, password)) = auth {
+        req.push_str(&format!(
+            "Authorization: {}\r\n",
+            support::basic_auth(user, password)
+        ));
+    }
+    req.push_str("\r\n");
+    req.push_str(body);
+    stream.write_all(req.as_bytes()).await.unwrap();
+    let mut out = Vec::new();
+    stream.read_to_end(&mut out).await.unwrap();
+    let text = String::from_utf8_lossy(&out).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap();
+    let status = head.split_whitespace().nth(1).unwrap().parse().unwrap();
+    (status, body.to_string())
+}
+
+/// Issue 17: the write API refuses no credentials (401), a wrong password
+/// (401) and a read-only user (403), each changing nothing; a writer marks
+/// runs; reads follow the `/metrics` rules.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_write_api_takes_writers_only() {
+    use support::in_process::InProcessAgent;
+
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let reader = bcrypt::hash("read-pw", 4).unwrap();
+    let writer = bcrypt::hash("write-pw", 4).unwrap();
+    let cfg = write_file(
+        dir.path(),
+        "c.toml",
+        &format!(
+            "[agent]\nlisten = \"127.0.0.1:9\"\nstate_dir = \"{}\"\n[host]\nenabled = false\n\
+             [agent.web]\nbasic_auth_users = {{ prom = \"{reader}\" }}\n\
+             [agent.api]\nwrite_users = {{ ops = \"{writer}\" }}\n",
+            state.display()
+        ),
+    );
+    let agent = InProcessAgent::start(&cfg).await;
+    let addr = agent.addr;
+    let start = r#"{"name":"golive","phase":"baseline","at":"2026-12-05T10:00:00Z"}"#;
+    let runs_now = || async {
+        let (code, body) = request(
+            addr,
+            "GET",
+            "/api/v1/soak/runs",
+            Some(("prom", "read-pw")),
+            "",
+        )
+        .await;
+        assert_eq!(code, 200, "{body}");
+        serde_json::from_str::<Vec<Value>>(&body).unwrap()
+    };
+    for (auth, want) in [
+        (None, 401),
+        (Some(("ops", "wrong")), 401),
+        (Some(("prom", "read-pw")), 403),
+    ] {
+        let (code, body) = request(addr, "POST", "/api/v1/soak/start", auth, start).await;
+        assert_eq!(code, want, "{auth:?}: {body}");
+        assert!(runs_now().await.is_empty(), "{auth:?} changed nothing");
+    }
+    // Reads need the read credentials, as /metrics does.
+    let (code, _) = request(addr, "GET", "/api/v1/soak/runs", None, "").await;
+    assert_eq!(code, 401);
+
+    let ops = Some(("ops", "write-pw"));
+    let (code, body) = request(addr, "POST", "/api/v1/soak/start", ops, start).await;
+    assert_eq!(code, 200, "{body}");
+    let (code, body) = request(addr, "POST", "/api/v1/soak/start", ops, start).await;
+    assert_eq!(code, 409, "{body}");
+    assert!(body.contains("still active"), "{body}");
+    let (code, body) = request(
+        addr,
+        "POST",
+        "/api/v1/soak/phase",
+        ops,
+        r#"{"phase":"plateau","at":"2026-12-05T10:30:00Z"}"#,
+    )
+    .await;
+    assert_eq!(code, 200, "{body}");
+    let runs = runs_now().await;
+    assert_eq!(runs.len(), 1);
+    assert_eq!(runs[0]["phases"][1]["started_at"], "2026-12-05T10:30:00Z");
+    agent.stop().unwrap();
+}
+
+/// Issue 17: a fleet mark goes to every agent with one stamp; an agent that
+/// does not take it gets its own line and the command exits 1.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fleet_mark_reaches_every_agent_and_reports_the_unreachable_one() {
+    use support::in_process::InProcessAgent;
+
+    let writer = bcrypt::hash("write-pw", 4).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mut agents = Vec::new();
+    for name in ["a", "b"] {
+        let cfg = write_file(
+            dir.path(),
+            &format!("{name}.toml"),
+            &format!(
+                "[agent]\nlisten = \"127.0.0.1:9\"\nstate_dir = \"{}\"\n[host]\nenabled = false\n\
+                 [agent.api]\nwrite_users = {{ ops = \"{writer}\" }}\n",
+                dir.path().join(name).display()
+            ),
+        );
+        agents.push(InProcessAgent::start(&cfg).await);
+    }
+    // Nothing listens there.
+    let gone = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let gone_addr = gone.local_addr().unwrap();
+    drop(gone);
+    let urls: Vec<String> = agents
+        .iter()
+        .map(|a| format!("http://{}", a.addr))
+        .collect();
+    let fleet = move |args: &[&str], with_gone: bool| {
+        let mut cmd = std::process::Command::new(support::bin());
+        cmd.arg("soak").args(args);
+        for u in &urls {
+            cmd.args(["--agent", u]);
+        }
+        if with_gone {
+            cmd.args(["--agent", &format!("http://{gone_addr}")]);
+        }
+        cmd.env("MAILPULSE_API_USER", "ops")
+            .env("MAILPULSE_API_PASSWORD", "write-pw");
+        cmd
+    };
+    let mut start = fleet(&["start", "golive", "--phase", "baseline"], false);
+    let out = tokio::task::spawn_blocking(move || start.output().unwrap())
+        .await
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    let lines = text(&out.stdout);
+    assert_eq!(lines.lines().count(), 2, "{lines}");
+    assert!(
+        lines
+            .lines()
+            .all(|l| l.contains(": soak run golive started at ")),
+        "{lines}"
+    );
+    // One stamp for all.
+    let stamps: std::collections::HashSet<&str> = lines
+        .lines()
+        .map(|l| l.split(" started at ").nth(1).unwrap())
+        .collect();
+    assert_eq!(stamps.len(), 1, "{lines}");
+
+    let mut phase = fleet(&["phase", "plateau"], true);
+    let out = tokio::task::spawn_blocking(move || phase.output().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    let lines = text(&out.stdout);
+    assert_eq!(lines.lines().count(), 3, "{lines}");
+    assert_eq!(
+        lines
+            .lines()
+            .filter(|l| l.contains(": phase plateau began at "))
+            .count(),
+        2,
+        "{lines}"
+    );
+    let failed: Vec<&str> = lines.lines().filter(|l| l.contains("FAILED")).collect();
+    assert_eq!(failed.len(), 1, "{lines}");
+    assert!(
+        failed[0].starts_with(&format!("http://{gone_addr}: FAILED: ")),
+        "{lines}"
+    );
+    assert!(text(&out.stderr).contains("1 of 3 agent(s) failed"));
+
+    // Without credentials the agents refuse, agent by agent.
+    let mut end = fleet(&["end"], false);
+    end.env_remove("MAILPULSE_API_USER");
+    let out = tokio::task::spawn_blocking(move || end.output().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        text(&out.stdout)
+            .lines()
+            .filter(|l| l.contains("FAILED: status 401"))
+            .count(),
+        2,
+        "{}",
+        text(&out.stdout)
+    );
+    for a in agents {
+        a.stop().unwrap();
+    }
+}
+
+/// A real Prometheus (Debian's) scraping `jobs`, stopped by its PID on drop.
+struct Prometheus {
+    child: std::process::Child,
+    addr: std::net::SocketAddr,
+}
+
+impl Drop for Prometheus {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Prometheus {
+    async fn start(dir: &Path, jobs: &[(&str, Vec<std::net::SocketAddr>)]) -> Prometheus {
+        let scrape: String = jobs
+            .iter()
+            .map(|(job, addrs)| {
+                let list: Vec<String> = addrs.iter().map(|a| format!("\"{a}\"")).collect();
+                format!(
+                    "  - job_name: {job}\n    static_configs:\n      - targets: [{}]\n",
+                    list.join(", ")
+                )
+            })
+            .collect();
+        let config = write_file(
+            dir,
+            "prometheus.yml",
+            &format!("global:\n  scrape_interval: 1s\nscrape_configs:\n{scrape}"),
+        );
+        let addr: std::net::SocketAddr = ([127, 0, 0, 1], support::free_port()).into();
+        let log = dir.join("prometheus.log");
+        let child = std::process::Command::new("/usr/bin/prometheus")
+            .arg(format!("--config.file={}", config.display()))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.join("tsdb").display()
+            ))
+            .arg(format!("--web.listen-address={addr}"))
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        let p = Prometheus { child, addr };
+        assert!(
+            support::answers(addr, "/-/ready", std::time::Duration::from_secs(20)).await,
+            "prometheus did not start:\n{}",
+            std::fs::read_to_string(&log).unwrap_or_default()
+        );
+        p
+    }
+}
+
+/// Issue 17: `--prometheus URL --job JOB` finds the agents in a real
+/// Prometheus's targets and marks them all; another job's targets are left
+/// out, and without `--job` they are tried too (and fail, exit 1).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn agents_are_found_through_prometheus() {
+    use support::in_process::InProcessAgent;
+
+    let writer = bcrypt::hash("write-pw", 4).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mut agents = Vec::new();
+    for name in ["a", "b"] {
+        let cfg = write_file(
+            dir.path(),
+            &format!("{name}.toml"),
+            &format!(
+                "[agent]\nlisten = \"127.0.0.1:9\"\nstate_dir = \"{}\"\n[host]\nenabled = false\n\
+                 [agent.api]\nwrite_users = {{ ops = \"{writer}\" }}\n",
+                dir.path().join(name).display()
+            ),
+        );
+        agents.push(InProcessAgent::start(&cfg).await);
+    }
+    let gone = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let gone_addr = gone.local_addr().unwrap();
+    drop(gone);
+    let prom = Prometheus::start(
+        dir.path(),
+        &[
+            ("mailpulse", agents.iter().map(|a| a.addr).collect()),
+            ("other", vec![gone_addr]),
+        ],
+    )
+    .await;
+    let url = format!("http://{}", prom.addr);
+    // Service discovery hands Prometheus its static targets just after ready.
+    let prom_addr = prom.addr;
+    support::wait_until(
+        "prometheus to list the three targets",
+        std::time::Duration::from_secs(20),
+        || async move {
+            support::get(prom_addr, "/api/v1/targets?state=active")
+                .await
+                .is_some_and(|(code, body)| {
+                    code == 200 && body.matches("\"scrapeUrl\"").count() == 3
+                })
+        },
+    )
+    .await;
+    let run = move |args: Vec<String>| async move {
+        tokio::task::spawn_blocking(move || {
+            std::process::Command::new(support::bin())
+                .arg("soak")
+                .args(&args)
+                .env("MAILPULSE_API_USER", "ops")
+                .env("MAILPULSE_API_PASSWORD", "write-pw")
+                .output()
+                .unwrap()
+        })
+        .await
+        .unwrap()
+    };
+    let args = |more: &[&str]| -> Vec<String> { more.iter().map(|s| s.to_string()).collect() };
+    let out = run(args(&[
+        "start",
+        "golive",
+        "--prometheus",
+        &url,
+        "--job",
+        "mailpulse",
+    ]))
+    .await;
+    assert!(
+        out.status.success(),
+        "{}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    let lines = text(&out.stdout);
+    for a in &agents {
+        assert!(
+            lines.contains(&format!("http://{}: soak run golive started at ", a.addr)),
+            "{lines}"
+        );
+    }
+    assert_eq!(lines.lines().count(), 2, "{lines}");
+    let out = run(args(&["end", "--prometheus", &url])).await;
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stdout));
+    let lines = text(&out.stdout);
+    assert_eq!(lines.lines().count(), 3, "{lines}");
+    assert!(
+        lines.contains(&format!("http://{gone_addr}: FAILED: ")),
+        "{lines}"
+    );
+    drop(prom);
+    for a in agents {
+        a.stop().unwrap();
+    }
+}
