@@ -305,6 +305,9 @@ pub struct AlertingFile {
     pub instance: String,
     /// The alerting tables.
     pub alerting: AlertingConfig,
+    /// The names of the configured targets, as written (unvalidated), for
+    /// warnings such as a silence that matches none.
+    pub target_names: Vec<String>,
 }
 
 #[cfg(test)]

@@ -205,6 +205,10 @@ pub struct RawAlertingFile {
     /// `[[maintenance]]`
     #[serde(default)]
     pub maintenance: Vec<RawMaintenance>,
+    /// `[[target]]`, read as any TOML (for the names only): a target being
+    /// edited never stops an alert command.
+    #[serde(default, rename = "target")]
+    pub targets: Option<toml::Value>,
 }
 
 /// The `[agent]` keys the alert commands read (`state_dir`, `instance`); the
