@@ -902,12 +902,24 @@ async fn silences_hold_pages_and_release_them_when_they_end() {
     tokio::time::sleep(Duration::from_millis(1500)).await;
     assert_eq!(rx.seen().len(), 1, "nothing for owa while silenced");
     assert!(h.scrape().contains("mailpulse_alerts_held 1"));
+    // Per target too, for the Prometheus rules; smtp, not held, has no series.
+    let scrape = h.scrape();
+    assert!(
+        scrape.contains("mailpulse_alerts_held_by_target{target=\"owa\"} 1"),
+        "{scrape}"
+    );
+    assert!(!scrape.contains("target=\"smtp\""), "{scrape}");
     // The silence ends with incident a still open: it pages now.
     assert!(outbox::remove_silence(&h.store, id, Utc::now(), None).unwrap());
     wait_until("owa paged after the window", WAIT, || async {
         rx.seen().len() == 2
     })
     .await;
+    wait_until("owa no longer held", WAIT, || async {
+        !h.scrape().contains("mailpulse_alerts_held_by_target{")
+    })
+    .await;
+    assert!(h.scrape().contains("mailpulse_alerts_held 0"));
     assert_eq!(rx.seen()[1], ("a".to_string(), AlertStatus::Firing, false));
     h.enqueue(&resolved("a", "owa"));
     wait_until("owa resolved", WAIT, || async { rx.seen().len() == 3 }).await;
