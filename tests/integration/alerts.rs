@@ -887,6 +887,22 @@ async fn silences_hold_pages_and_release_them_when_they_end() {
     .unwrap();
     // Held while silenced; another target pages as usual.
     assert!(matches!(h.enqueue(&firing("a", "owa")), Enqueued::Held(r) if r.contains("patching")));
+    let held_since = |key: &str| {
+        alert::stored::held_events(&h.store)
+            .unwrap()
+            .into_iter()
+            .find(|e| e.incident_key == key)
+            .and_then(|e| e.held)
+            .map(|held| held.since)
+    };
+    let since = held_since("a").expect("the held page records since when");
+    // An escalation while held keeps its latest details, and since when.
+    let down = AlertEvent {
+        incident_kind: "down".into(),
+        ..firing("a", "owa")
+    };
+    assert!(matches!(h.enqueue(&down), Enqueued::Held(_)));
+    assert_eq!(held_since("a"), Some(since));
     h.enqueue(&firing("b", "smtp"));
     // An incident that starts and ends inside the window pages nobody.
     assert!(matches!(h.enqueue(&firing("c", "owa")), Enqueued::Held(_)));
@@ -921,6 +937,26 @@ async fn silences_hold_pages_and_release_them_when_they_end() {
     .await;
     assert!(h.scrape().contains("mailpulse_alerts_held 0"));
     assert_eq!(rx.seen()[1], ("a".to_string(), AlertStatus::Firing, false));
+    // The released page says it was held, by what and since when.
+    let released = rx.seen.lock().unwrap()[1].clone();
+    let held = released
+        .held
+        .clone()
+        .expect("the released page says it was held");
+    assert_eq!(held.by, format!("silence {id} (patching)"));
+    assert_eq!(held.since, since);
+    assert_eq!(released.incident_kind, "down", "the latest details");
+    let annotations = alert::render::annotations(&released);
+    assert_eq!(annotations["held_by"], held.by);
+    assert_eq!(annotations["held_since"], alert::render::rfc3339(since));
+    assert!(
+        alert::render::description(&released).contains(&format!(
+            "Held: by silence {id} (patching) since {} (paged when it ended)",
+            alert::render::rfc3339(held.since)
+        )),
+        "{}",
+        alert::render::description(&released)
+    );
     h.enqueue(&resolved("a", "owa"));
     wait_until("owa resolved", WAIT, || async { rx.seen().len() == 3 }).await;
     h.stop().await;
