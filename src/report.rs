@@ -15,7 +15,7 @@ use serde_json::{json, Value};
 
 use crate::alert::render;
 use crate::config::alerting::{
-    MaintenanceWindow, ReceiverAuth, ReceiverSpec, SmtpAuth, SmtpTls, WindowSchedule,
+    zone_name, MaintenanceWindow, ReceiverAuth, ReceiverSpec, SmtpAuth, SmtpTls, WindowSchedule,
 };
 use crate::config::{Config, HttpAuth, ProbeSpec};
 use crate::detect::SlowdownSettings;
@@ -550,13 +550,15 @@ pub fn maintenance_window(w: &MaintenanceWindow) -> String {
             at,
             duration,
         } => format!(
-            "every {weekday} {} UTC for {}",
+            "every {weekday} {} {} for {}",
             at.format("%H:%M"),
+            zone_name(&w.time_zone),
             human::duration(*duration, Style::Spaced)
         ),
         WindowSchedule::Daily { at, duration } => format!(
-            "every day {} UTC for {}",
+            "every day {} {} for {}",
             at.format("%H:%M"),
+            zone_name(&w.time_zone),
             human::duration(*duration, Style::Spaced)
         ),
     };
@@ -684,6 +686,24 @@ pub fn table(header: &[&str], rows: &[Vec<String>], width: Width) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_maintenance_window_names_its_time_zone() {
+        let c = crate::config::alerting::parse(
+            "[[maintenance]]\nname = \"patch\"\nweekly = \"Sat 22:00\"\nduration = \"4h\"\ntime_zone = \"Europe/London\"\n[[maintenance]]\nname = \"nightly\"\ndaily = \"02:00\"\nduration = \"1h\"\n",
+            std::path::Path::new(""),
+            "agent.example",
+        )
+        .unwrap();
+        assert_eq!(
+            maintenance_window(&c.maintenance[0]),
+            "\"patch\": all targets, every Sat 22:00 Europe/London for 4h"
+        );
+        assert_eq!(
+            maintenance_window(&c.maintenance[1]),
+            "\"nightly\": all targets, every day 02:00 UTC for 1h"
+        );
+    }
 
     #[test]
     fn terminal_text_escapes_what_a_terminal_would_obey() {

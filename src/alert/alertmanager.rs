@@ -10,6 +10,13 @@
 //! Alertmanager restarted meanwhile still learns it ended). What is open lives
 //! in the store (per-receiver state), so re-posting survives our restarts.
 //! Labels are the identity, so re-posts never duplicate a notification.
+//!
+//! Each incident is its own alert: its labels carry the incident's key
+//! (`incident`, see [`INCIDENT_LABEL`]). Without it, a target's second
+//! incident within [`RESOLVED_RESEND`] of the first had the first one's labels,
+//! so the re-posted resolve of the first and the re-posted firing of the second
+//! overwrote each other in Alertmanager and the pager flapped between
+//! "resolved" and "firing".
 
 use std::time::Duration;
 
@@ -26,6 +33,9 @@ use crate::store::{outbox, Store};
 
 /// How long a resolved alert keeps being re-posted.
 pub const RESOLVED_RESEND: Duration = Duration::from_secs(5 * 60);
+/// The label naming the incident (its [`incident_key`](super::incident_key)),
+/// so two incidents of one target are two alerts to Alertmanager.
+pub const INCIDENT_LABEL: &str = "incident";
 /// `endsAt` of a firing alert is this many resend intervals ahead, so two
 /// lost re-posts do not resolve it (Prometheus' rule).
 const ENDS_AT_INTERVALS: u32 = 4;
@@ -103,7 +113,7 @@ impl AlertmanagerReceiver {
 }
 
 /// One API v2 alert. Firing: `endsAt` a few resend intervals ahead; resolved:
-/// the recovery time.
+/// the recovery time. The labels are the common ones plus the incident's key.
 pub fn alert(e: &AlertEvent, now: DateTime<Utc>, resend: Duration, generator_url: &str) -> Value {
     let ends_at = match e.status {
         AlertStatus::Firing => {
@@ -112,8 +122,10 @@ pub fn alert(e: &AlertEvent, now: DateTime<Utc>, resend: Duration, generator_url
         }
         AlertStatus::Resolved => e.recovered_at.unwrap_or(now).min(now),
     };
+    let mut labels = render::labels(e);
+    labels.insert(INCIDENT_LABEL.to_string(), e.incident_key.clone());
     let mut v = json!({
-        "labels": render::labels(e),
+        "labels": labels,
         "annotations": render::annotations(e),
         "startsAt": render::rfc3339(e.started_at),
         "endsAt": render::rfc3339(ends_at),
@@ -218,6 +230,7 @@ mod tests {
         assert_eq!(a["endsAt"], "2026-12-05T02:19:06Z");
         assert_eq!(a["generatorURL"], "http://x/");
         assert_eq!(a["labels"]["alertname"], "MailpulseSlow");
+        assert_eq!(a["labels"][INCIDENT_LABEL], e.incident_key.as_str());
         e.status = AlertStatus::Resolved;
         e.recovered_at = Some(e.started_at + chrono::Duration::seconds(603));
         let r = alert(

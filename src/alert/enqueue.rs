@@ -8,7 +8,7 @@ use super::routing::{route_and_push, silenced_by};
 #[cfg(doc)]
 use super::run_delivery;
 use super::stored;
-use super::{AlertEvent, AlertStatus, Alerting};
+use super::{AlertEvent, AlertStatus, Alerting, Held};
 use crate::store::outbox::{self, OpenRecord};
 use crate::store::{Store, StoreError};
 
@@ -103,9 +103,18 @@ fn enqueue_tx(
             }
         }
         AlertStatus::Firing if held => {
-            // Keep the latest details for when the window ends.
-            outbox::hold(tx, key, payload)?;
-            return Ok(Enqueued::Held(hold.unwrap_or_else(|| "held".into())));
+            // Keep the latest details for when the window ends, and since
+            // when (and by what) the page has been held.
+            let before = outbox::take_held(tx, key)?
+                .and_then(|p| stored::decode("held", key, &p).ok())
+                .and_then(|e| e.held);
+            let reason = hold.unwrap_or_else(|| "held".into());
+            let held = before.unwrap_or_else(|| Held {
+                by: reason.clone(),
+                since: now,
+            });
+            outbox::hold(tx, key, &held_payload(event, held))?;
+            return Ok(Enqueued::Held(reason));
         }
         AlertStatus::Firing if open.is_some() => {
             // The same incident again: news only if it escalated (slow to down)
@@ -120,7 +129,11 @@ fn enqueue_tx(
         }
         AlertStatus::Firing => {
             if let Some(reason) = hold {
-                outbox::hold(tx, key, payload)?;
+                let held = Held {
+                    by: reason.clone(),
+                    since: now,
+                };
+                outbox::hold(tx, key, &held_payload(event, held))?;
                 return Ok(Enqueued::Held(reason));
             }
         }
@@ -138,4 +151,13 @@ fn enqueue_tx(
         return Ok(Enqueued::Unrouted);
     }
     Ok(Enqueued::Queued(names))
+}
+
+/// The stored payload of a held page: the event, marked with what holds it
+/// and since when, so the page released later says so.
+fn held_payload(event: &AlertEvent, held: Held) -> String {
+    stored::encode(&AlertEvent {
+        held: Some(held),
+        ..event.clone()
+    })
 }

@@ -103,6 +103,21 @@ pub struct AlertEvent {
     /// That run's phase.
     #[serde(default)]
     pub phase: Option<String>,
+    /// Set on a page a maintenance window or silence held: by which and
+    /// since when. Pages that were never held leave it out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub held: Option<Held>,
+}
+
+/// Why and since when a page was held, carried by the page released when
+/// the window or silence ends.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Held {
+    /// The window or silence, as [`silenced_by`](super::silenced_by) names it
+    /// (`maintenance window "patch"`, `silence 3 (upgrade)`).
+    pub by: String,
+    /// When the page was first held.
+    pub since: DateTime<Utc>,
 }
 
 /// The stable key of an incident: 16 hex digits of a 64-bit FNV-1a hash of
@@ -181,6 +196,7 @@ impl AlertEvent {
             slow_count: u64::from(incident.slow_count),
             failed_count: u64::from(incident.failed_count),
             last_error: ctx.last_error,
+            held: None,
             host: ctx.host,
             run: incident.run.clone(),
             phase: incident.run_phase.clone(),

@@ -56,11 +56,15 @@ pub(super) async fn housekeeping(
     let result = blocking(store, move |s| {
         release_held(s, &a, now)?;
         send_reminders(s, &a, now)?;
-        Ok((outbox::stats(s)?, outbox::held(s)?.len()))
+        let mut per_target = std::collections::BTreeMap::<String, usize>::new();
+        for e in stored::held_events(s)? {
+            *per_target.entry(e.target).or_default() += 1;
+        }
+        Ok((outbox::stats(s)?, outbox::held(s)?.len(), per_target))
     })
     .await;
     match result {
-        Ok((stats, held)) => {
+        Ok((stats, held, per_target)) => {
             metrics.outbox_pending.set(stats.pending as i64);
             metrics.outbox_oldest_age.set(
                 stats
@@ -68,7 +72,7 @@ pub(super) async fn housekeeping(
                     .map(|t| (now - t).num_milliseconds().max(0) as f64 / 1000.0)
                     .unwrap_or(0.0),
             );
-            metrics.held.set(held as i64);
+            metrics.set_held(held, &per_target);
         }
         Err(e) => tracing::error!(error = %e, "alert housekeeping failed"),
     }

@@ -59,7 +59,7 @@ pub use delivery::{
     MAX_RETRY_AFTER, MIN_RETRY_DELAY,
 };
 pub use enqueue::{enqueue, Enqueued};
-pub use event::{incident_key, AlertEvent, AlertStatus, HostLoad, IncidentContext};
+pub use event::{incident_key, AlertEvent, AlertStatus, Held, HostLoad, IncidentContext};
 pub use housekeeping::HOUSEKEEPING_INTERVAL;
 pub use receiver::{BoxFuture, DeliveryError, Receiver};
 pub use reconcile::{reconcile, resolve_recovered};
@@ -189,6 +189,7 @@ pub(crate) mod tests {
             slow_count: 12,
             failed_count: 0,
             last_error: None,
+            held: None,
             host: Some(HostLoad {
                 cpu_ratio: Some(0.97),
                 load1: Some(12.3),

@@ -211,6 +211,16 @@ pub fn facts(e: &AlertEvent) -> Vec<(&'static str, String)> {
             f.push(("Host", line));
         }
     }
+    if let Some(h) = &e.held {
+        f.push((
+            "Held",
+            format!(
+                "by {} since {} (paged when it ended)",
+                h.by,
+                rfc3339(h.since)
+            ),
+        ));
+    }
     f.push(("Incident", e.incident_key.clone()));
     f
 }
@@ -243,6 +253,10 @@ pub fn annotations(e: &AlertEvent) -> BTreeMap<String, String> {
         a.insert(k.to_string(), v);
     };
     put("summary", summary(e));
+    if let Some(h) = &e.held {
+        put("held_by", h.by.clone());
+        put("held_since", rfc3339(h.since));
+    }
     put("description", description(e));
     put("incident_key", e.incident_key.clone());
     put("incident_kind", e.incident_kind.clone());

@@ -1,13 +1,16 @@
 //! Maintenance windows at work: whether a [`MaintenanceWindow`] is open at
 //! a given time and holds pages of a target. `config` holds the validated
 //! schedule as data; evaluating it against the clock is alerting's business,
-//! so it lives here (an inherent impl on the configuration type).
+//! so it lives here (an inherent impl on the configuration type). A
+//! recurring window starts at a local time of its zone, so "Sat 22:00
+//! Europe/London" is 22:00 on the clocks of London on both sides of a
+//! daylight-saving change; its length is elapsed time.
 
 use std::time::Duration;
 
-use chrono::{DateTime, Datelike, TimeZone, Utc};
+use chrono::{DateTime, Datelike, NaiveDate, NaiveTime, Utc};
 
-use crate::config::alerting::{MaintenanceWindow, WindowSchedule};
+use crate::config::alerting::{local_instant, MaintenanceWindow, TimeZone, WindowSchedule};
 
 impl MaintenanceWindow {
     /// Whether the window holds pages of `target` at `at`.
@@ -18,6 +21,7 @@ impl MaintenanceWindow {
 
     /// Whether the window is open at `at`.
     pub fn open_at(&self, at: DateTime<Utc>) -> bool {
+        let zone = &self.time_zone;
         match &self.schedule {
             WindowSchedule::Once { start, end } => *start <= at && at < *end,
             WindowSchedule::Weekly {
@@ -26,25 +30,53 @@ impl MaintenanceWindow {
                 duration,
             } => {
                 // The latest start at or before `at`: this week's or last week's.
-                let day = at.date_naive();
+                let Some(day) = local_date(zone, at) else {
+                    return false;
+                };
                 let back =
                     (7 + day.weekday().num_days_from_monday() - weekday.num_days_from_monday()) % 7;
-                let mut start = Utc
-                    .from_utc_datetime(&(day - chrono::Days::new(u64::from(back))).and_time(*time));
-                if start > at {
-                    start -= chrono::Duration::days(7);
-                }
-                at < start + to_chrono(*duration)
+                let day = day - chrono::Days::new(u64::from(back));
+                open_since_latest(zone, day, *time, 7, at, *duration)
             }
             WindowSchedule::Daily { at: time, duration } => {
-                let mut start = Utc.from_utc_datetime(&at.date_naive().and_time(*time));
-                if start > at {
-                    start -= chrono::Duration::days(1);
-                }
-                at < start + to_chrono(*duration)
+                let Some(day) = local_date(zone, at) else {
+                    return false;
+                };
+                open_since_latest(zone, day, *time, 1, at, *duration)
             }
         }
     }
+}
+
+/// Whether a recurring window that starts at `time` on `day` (local), or
+/// `period_days` earlier if that start is still ahead of `at`, is open at `at`.
+fn open_since_latest(
+    zone: &TimeZone,
+    day: NaiveDate,
+    time: NaiveTime,
+    period_days: u64,
+    at: DateTime<Utc>,
+    duration: Duration,
+) -> bool {
+    let start = |day: NaiveDate| local_instant(zone, day.and_time(time));
+    let latest = match start(day) {
+        Some(s) if s <= at => Some(s),
+        _ => day
+            .checked_sub_days(chrono::Days::new(period_days))
+            .and_then(start),
+    };
+    latest.is_some_and(|s| s <= at && at < s + to_chrono(duration))
+}
+
+/// The local calendar date of `at` in `zone`.
+fn local_date(zone: &TimeZone, at: DateTime<Utc>) -> Option<NaiveDate> {
+    let stamp = jiff::Timestamp::from_second(at.timestamp()).ok()?;
+    let date = zone.to_datetime(stamp).date();
+    NaiveDate::from_ymd_opt(
+        i32::from(date.year()),
+        u32::try_from(date.month()).ok()?,
+        u32::try_from(date.day()).ok()?,
+    )
 }
 
 fn to_chrono(d: Duration) -> chrono::Duration {
@@ -100,5 +132,189 @@ mod tests {
         let once = &c.maintenance[2];
         assert!(once.covers("x", at("2026-12-01T10:30:00Z")));
         assert!(!once.covers("x", at("2026-12-01T11:00:00Z")));
+    }
+}
+
+/// Windows in local time across daylight-saving changes, on explicit
+/// instants (the clock is the caller's): Europe/London's March and October
+/// changes of 2026 (01:00 UTC on 29 March and 25 October) and
+/// America/New_York's (07:00 UTC on 8 March, 06:00 UTC on 1 November).
+#[cfg(test)]
+mod time_zones {
+    use std::path::Path;
+
+    use super::*;
+    use crate::config::alerting::AlertingConfig;
+
+    fn parse(text: &str) -> AlertingConfig {
+        crate::config::alerting::parse(text, Path::new(""), "agent.example").unwrap()
+    }
+
+    fn at(text: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(text)
+            .unwrap()
+            .with_timezone(&Utc)
+    }
+
+    /// Asserts the window opens at `start` and closes at `end` (UTC).
+    fn opens_and_closes(w: &MaintenanceWindow, start: &str, end: &str) {
+        let (s, e) = (at(start), at(end));
+        let second = chrono::Duration::seconds(1);
+        assert!(!w.open_at(s - second), "{} open before {start}", w.name);
+        assert!(w.open_at(s), "{} not open at {start}", w.name);
+        assert!(w.open_at(e - second), "{} not open until {end}", w.name);
+        assert!(!w.open_at(e), "{} still open at {end}", w.name);
+    }
+
+    #[test]
+    fn weekly_sat_22_london_is_22_local_on_both_sides_of_both_changes() {
+        let c = parse(
+            r#"
+            [[maintenance]]
+            name = "patch"
+            weekly = "Sat 22:00"
+            duration = "4h"
+            time_zone = "Europe/London"
+            "#,
+        );
+        let w = &c.maintenance[0];
+        // October: Sat 24th is summer time (UTC+1), Sat 31st winter (UTC).
+        opens_and_closes(w, "2026-10-24T21:00:00Z", "2026-10-25T01:00:00Z");
+        opens_and_closes(w, "2026-10-31T22:00:00Z", "2026-11-01T02:00:00Z");
+        // March: Sat 28th is winter time, Sat 4 April summer time.
+        opens_and_closes(w, "2026-03-28T22:00:00Z", "2026-03-29T02:00:00Z");
+        opens_and_closes(w, "2026-04-04T21:00:00Z", "2026-04-05T01:00:00Z");
+    }
+
+    #[test]
+    fn weekly_across_the_new_york_changes() {
+        let c = parse(
+            r#"
+            [[maintenance]]
+            weekly = "Sun 03:00"
+            duration = "2h"
+            time_zone = "America/New_York"
+            "#,
+        );
+        let w = &c.maintenance[0];
+        // Sun 1 March EST (UTC-5); Sun 8 March: 03:00 is the first local hour
+        // of summer time (UTC-4), an hour after the change.
+        opens_and_closes(w, "2026-03-01T08:00:00Z", "2026-03-01T10:00:00Z");
+        opens_and_closes(w, "2026-03-08T07:00:00Z", "2026-03-08T09:00:00Z");
+        // Sun 1 November: 03:00 is winter time again, two hours after the
+        // clocks went back at 02:00 summer time.
+        opens_and_closes(w, "2026-10-25T07:00:00Z", "2026-10-25T09:00:00Z");
+        opens_and_closes(w, "2026-11-01T08:00:00Z", "2026-11-01T10:00:00Z");
+    }
+
+    #[test]
+    fn daily_follows_local_time_through_a_gap_and_a_fold() {
+        let c = parse(
+            r#"
+            [[maintenance]]
+            name = "nine"
+            daily = "09:00"
+            duration = "30m"
+            time_zone = "America/New_York"
+            [[maintenance]]
+            name = "half past one"
+            daily = "01:30"
+            duration = "1h"
+            time_zone = "Europe/London"
+            "#,
+        );
+        let nine = &c.maintenance[0];
+        opens_and_closes(nine, "2026-03-07T14:00:00Z", "2026-03-07T14:30:00Z");
+        opens_and_closes(nine, "2026-03-08T13:00:00Z", "2026-03-08T13:30:00Z");
+        opens_and_closes(nine, "2026-10-31T13:00:00Z", "2026-10-31T13:30:00Z");
+        opens_and_closes(nine, "2026-11-01T14:00:00Z", "2026-11-01T14:30:00Z");
+        let half = &c.maintenance[1];
+        // 29 March: 01:30 does not exist (01:00 GMT -> 02:00 BST); the window
+        // opens as far into the day as 01:30 is, 02:30 BST = 01:30 UTC.
+        opens_and_closes(half, "2026-03-28T01:30:00Z", "2026-03-28T02:30:00Z");
+        opens_and_closes(half, "2026-03-29T01:30:00Z", "2026-03-29T02:30:00Z");
+        opens_and_closes(half, "2026-03-30T00:30:00Z", "2026-03-30T01:30:00Z");
+        // 25 October: 01:30 happens twice; the window opens at the first
+        // (BST, 00:30 UTC) and lasts an hour of elapsed time.
+        opens_and_closes(half, "2026-10-24T00:30:00Z", "2026-10-24T01:30:00Z");
+        opens_and_closes(half, "2026-10-25T00:30:00Z", "2026-10-25T01:30:00Z");
+        opens_and_closes(half, "2026-10-26T01:30:00Z", "2026-10-26T02:30:00Z");
+    }
+
+    #[test]
+    fn one_off_local_times_are_read_in_the_zone() {
+        let c = parse(
+            r#"
+            [[maintenance]]
+            name = "london night of the change"
+            start = "2026-10-25T00:30"
+            end = "2026-10-25T03:00"
+            time_zone = "Europe/London"
+            [[maintenance]]
+            name = "new york spring night"
+            start = "2026-03-08T01:00:00"
+            end = "2026-03-08T04:00:00"
+            time_zone = "America/New_York"
+            [[maintenance]]
+            name = "london spring morning, offsets given"
+            start = "2026-03-29T00:30:00+00:00"
+            end = "2026-03-29T03:00:00+01:00"
+            time_zone = "Europe/London"
+            "#,
+        );
+        // 00:30 BST is 23:30 UTC the day before; 03:00 GMT is 03:00 UTC.
+        opens_and_closes(
+            &c.maintenance[0],
+            "2026-10-24T23:30:00Z",
+            "2026-10-25T03:00:00Z",
+        );
+        // 01:00 EST to 04:00 EDT: two hours, the clocks skip one.
+        opens_and_closes(
+            &c.maintenance[1],
+            "2026-03-08T06:00:00Z",
+            "2026-03-08T08:00:00Z",
+        );
+        // An explicit offset is an instant: the zone does not change it.
+        opens_and_closes(
+            &c.maintenance[2],
+            "2026-03-29T00:30:00Z",
+            "2026-03-29T02:00:00Z",
+        );
+    }
+
+    #[test]
+    fn without_a_zone_windows_stay_in_utc() {
+        let c = parse(
+            r#"
+            [[maintenance]]
+            weekly = "Sat 22:00"
+            duration = "4h"
+            [[maintenance]]
+            start = "2026-10-25T00:30"
+            end = "2026-10-25T03:00"
+            "#,
+        );
+        opens_and_closes(
+            &c.maintenance[0],
+            "2026-10-24T22:00:00Z",
+            "2026-10-25T02:00:00Z",
+        );
+        opens_and_closes(
+            &c.maintenance[1],
+            "2026-10-25T00:30:00Z",
+            "2026-10-25T03:00:00Z",
+        );
+    }
+
+    #[test]
+    fn an_unknown_zone_is_an_error_naming_its_key() {
+        let text = "[[maintenance]]\ndaily = \"02:00\"\nduration = \"1h\"\ntime_zone = \"Europe/Lundon\"\n";
+        let err = crate::config::alerting::parse(text, Path::new(""), "agent.example")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("maintenance[0].time_zone: unknown time zone \"Europe/Lundon\""),
+            "{err}"
+        );
     }
 }

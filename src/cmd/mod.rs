@@ -178,6 +178,7 @@ impl ConfigSource {
                 Ok(AlertingFile {
                     state_dir: builtin.agent.state_dir,
                     instance: builtin.agent.instance,
+                    target_names: builtin.targets.iter().map(|t| t.name.clone()).collect(),
                     alerting: builtin.alerting,
                 })
             }

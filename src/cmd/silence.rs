@@ -1,7 +1,10 @@
-//! `mailpulse silence add|list|remove`: ad hoc maintenance windows, stored
-//! in the state store the daemon reads, and the configured windows listed
-//! beside them. Reads the alerting part of the configuration itself and
-//! prints for humans; never starts the daemon.
+//! `mailpulse silence add|list|extend|remove`: ad hoc maintenance windows,
+//! stored in the state store the daemon reads, and the configured windows
+//! listed beside them. Silences can be audited: each records who added it
+//! (`--by`, else the login name), who extended it and who removed it, and
+//! removed or ended ones stay listed by `silence list --all` (for a while,
+//! see `store::outbox::SILENCE_RETENTION`). Reads the alerting part of the
+//! configuration itself and prints for humans; never starts the daemon.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -13,6 +16,7 @@ use clap::Subcommand;
 
 use super::{out, ConfigSource};
 use crate::alert::render;
+use crate::config::alerting::Glob;
 use crate::config::duration::parse_duration;
 use crate::report::{self, terminal_text};
 use crate::store::outbox::{self, Silence};
@@ -48,18 +52,50 @@ pub enum SilenceCommand {
         /// Start later than now (RFC 3339, e.g. 2026-12-05T22:00:00Z).
         #[arg(long, value_name = "TIME")]
         start: Option<String>,
+        /// Who adds it, for the audit; default $SUDO_USER, else $USER.
+        #[arg(long = "by", value_name = "AUTHOR")]
+        author: Option<String>,
     },
     /// List silences and configured maintenance windows.
     List {
-        /// Include silences that have ended.
+        /// Include silences that have ended or were removed (kept 30 days).
         #[arg(long)]
         all: bool,
     },
-    /// Remove a silence by id.
+    /// Move the end of a silence that has not ended later.
+    Extend {
+        /// The id `silence list` shows.
+        id: u64,
+        /// How much longer, e.g. "1h".
+        #[arg(long = "by", value_name = "DURATION", value_parser = parse_duration)]
+        duration: Duration,
+    },
+    /// Remove a silence by id: it stops holding pages now, and stays listed
+    /// by `silence list --all`.
     Remove {
         /// The id `silence list` shows.
         id: u64,
+        /// Who removes it, for the audit; default $SUDO_USER, else $USER.
+        #[arg(long = "by", value_name = "AUTHOR")]
+        author: Option<String>,
     },
+}
+
+/// The user running the command: `$SUDO_USER` (who ran sudo), else `$USER`.
+fn login_name() -> Option<String> {
+    std::env::var("SUDO_USER")
+        .or_else(|_| std::env::var("USER"))
+        .ok()
+        .filter(|u| !u.is_empty())
+}
+
+/// `--by`, else the login name; a blank `--by` is refused.
+fn author(by: &Option<String>) -> anyhow::Result<Option<String>> {
+    match by {
+        Some(b) if b.trim().is_empty() => bail!("--by must not be empty"),
+        Some(b) => Ok(Some(b.clone())),
+        None => Ok(login_name()),
+    }
 }
 
 /// Runs `mailpulse silence ...`.
@@ -75,6 +111,7 @@ pub async fn run(args: &Args) -> anyhow::Result<ExitCode> {
             duration,
             reason,
             start,
+            author: by,
         } => {
             let starts_at = match start {
                 Some(text) => DateTime::parse_from_rfc3339(text)
@@ -96,10 +133,18 @@ pub async fn run(args: &Args) -> anyhow::Result<ExitCode> {
                 ends_at: starts_at + chrono::Duration::from_std(*duration)?,
                 reason: reason.clone(),
                 created_at: now,
-                created_by: std::env::var("SUDO_USER")
-                    .or_else(|_| std::env::var("USER"))
-                    .ok(),
+                created_by: author(by)?,
+                removed_at: None,
+                removed_by: None,
+                extensions: Vec::new(),
             };
+            let names = &file.target_names;
+            if !names.is_empty() && !names.iter().any(|n| Glob(target.clone()).matches(n)) {
+                eprintln!(
+                    "warning: --target \"{}\" matches no configured target; the silence is stored anyway",
+                    terminal_text(target)
+                );
+            }
             let id = outbox::add_silence(&store, &silence)?;
             out::line(format_args!(
                 "silence {id} added: {} until {} ({})",
@@ -126,7 +171,9 @@ pub async fn run(args: &Args) -> anyhow::Result<ExitCode> {
                     "ID", "TARGET", "STARTS", "ENDS", "STATE"
                 ));
                 for s in shown {
-                    let state = if s.ends_at <= now {
+                    let state = if s.removed_at.is_some() {
+                        "removed"
+                    } else if s.ends_at <= now {
                         "ended"
                     } else if s.starts_at > now {
                         "pending"
@@ -144,10 +191,7 @@ pub async fn run(args: &Args) -> anyhow::Result<ExitCode> {
                         render::rfc3339(s.ends_at),
                         state,
                         terminal_text(&s.reason),
-                        s.created_by
-                            .as_deref()
-                            .map(|u| format!(" (by {})", terminal_text(u)))
-                            .unwrap_or_default()
+                        audit(s)
                     ));
                 }
             }
@@ -159,13 +203,69 @@ pub async fn run(args: &Args) -> anyhow::Result<ExitCode> {
                 ));
             }
         }
-        SilenceCommand::Remove { id } => {
-            if outbox::remove_silence(&store, *id)? {
+        SilenceCommand::Extend { id, duration } => {
+            let by = chrono::Duration::from_std(*duration)?;
+            if by.is_zero() {
+                bail!("--by must be longer than zero");
+            }
+            let s = outbox::extend_silence(&store, *id, by, now, login_name())??;
+            out::line(format_args!(
+                "silence {id} extended until {}",
+                render::rfc3339(s.ends_at)
+            ));
+        }
+        SilenceCommand::Remove { id, author: by } => {
+            let by = author(by)?;
+            if outbox::remove_silence(&store, *id, now, by)? {
                 out::line(format_args!("silence {id} removed"));
             } else {
-                bail!("no silence with id {id}");
+                match outbox::silences(&store)?.iter().find(|s| s.id == *id) {
+                    Some(s) => bail!(
+                        "no silence with id {id} to remove: it was removed at {}{}",
+                        s.removed_at.map(render::rfc3339).unwrap_or_default(),
+                        who(&s.removed_by)
+                    ),
+                    None => bail!("no silence with id {id}"),
+                }
             }
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// ` by NAME`, escaped, or nothing when nobody is known.
+fn who(by: &Option<String>) -> String {
+    by.as_deref()
+        .map(|u| format!(" by {}", terminal_text(u)))
+        .unwrap_or_default()
+}
+
+/// What `silence list` adds after the reason: who added it, each extension
+/// and the removal, e.g. ` (by alice; extended at ... by bob to ...;
+/// removed at ... by carol)`. Names are escaped.
+fn audit(s: &Silence) -> String {
+    let mut parts = Vec::new();
+    if let Some(by) = &s.created_by {
+        parts.push(format!("by {}", terminal_text(by)));
+    }
+    for e in &s.extensions {
+        parts.push(format!(
+            "extended at {}{} to {}",
+            render::rfc3339(e.at),
+            who(&e.by),
+            render::rfc3339(e.to)
+        ));
+    }
+    if let Some(at) = s.removed_at {
+        parts.push(format!(
+            "removed at {}{}",
+            render::rfc3339(at),
+            who(&s.removed_by)
+        ));
+    }
+    if parts.is_empty() {
+        String::new()
+    } else {
+        format!(" ({})", parts.join("; "))
+    }
 }

@@ -49,6 +49,7 @@ fn test_event(instance: &str, severity: &str, now: DateTime<Utc>) -> AlertEvent 
         slow_count: 4,
         failed_count: 0,
         last_error: None,
+        held: None,
         host: Some(HostLoad {
             cpu_ratio: Some(0.42),
             load1: Some(1.5),

@@ -13,7 +13,8 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use chrono::{DateTime, NaiveTime, Utc, Weekday};
+use chrono::{DateTime, NaiveDateTime, NaiveTime, Utc, Weekday};
+pub use jiff::tz::TimeZone;
 
 // The receiver kinds' settings (`ReceiverKind`, `ReceiverSpec`, each kind's
 // spec and defaults) live in `receivers/`, one file a kind; this is their
@@ -221,18 +222,20 @@ pub enum WindowSchedule {
         /// End (exclusive).
         end: DateTime<Utc>,
     },
-    /// Every week on `weekday` at `at` (UTC), for `duration`.
+    /// Every week on `weekday` at `at` (local time of the window's zone),
+    /// for `duration` (elapsed time).
     Weekly {
         /// Day of the start.
         weekday: Weekday,
-        /// Time of the start, UTC.
+        /// Time of the start, local.
         at: NaiveTime,
         /// Length.
         duration: Duration,
     },
-    /// Every day at `at` (UTC), for `duration`.
+    /// Every day at `at` (local time of the window's zone), for `duration`
+    /// (elapsed time).
     Daily {
-        /// Time of the start, UTC.
+        /// Time of the start, local.
         at: NaiveTime,
         /// Length.
         duration: Duration,
@@ -248,6 +251,35 @@ pub struct MaintenanceWindow {
     pub targets: Vec<Glob>,
     /// When it is open.
     pub schedule: WindowSchedule,
+    /// `time_zone`: the zone whose local time a recurring schedule names
+    /// (default UTC); one-off times are already instants.
+    pub time_zone: TimeZone,
+}
+
+/// The instant a local date and time of `zone` names. In a gap (clocks going
+/// forward) it is as far past the gap's start as the time is (01:30 in a
+/// 01:00-02:00 gap is 02:30 after the change); in a fold (clocks going back)
+/// it is the earlier of the two. `None` only outside the representable range.
+pub fn local_instant(zone: &TimeZone, local: NaiveDateTime) -> Option<DateTime<Utc>> {
+    use chrono::{Datelike, Timelike};
+    let narrow = |v: u32| i8::try_from(v).ok();
+    let civil = jiff::civil::DateTime::new(
+        i16::try_from(local.year()).ok()?,
+        narrow(local.month())?,
+        narrow(local.day())?,
+        narrow(local.hour())?,
+        narrow(local.minute())?,
+        narrow(local.second())?,
+        0,
+    )
+    .ok()?;
+    let at = zone.to_ambiguous_timestamp(civil).compatible().ok()?;
+    DateTime::from_timestamp(at.as_second(), 0)
+}
+
+/// The name a zone is shown by: its IANA name (`UTC` for the default).
+pub fn zone_name(zone: &TimeZone) -> &str {
+    zone.iana_name().unwrap_or("UTC")
 }
 
 /// Parses and validates the alerting tables of configuration text (the
@@ -273,6 +305,9 @@ pub struct AlertingFile {
     pub instance: String,
     /// The alerting tables.
     pub alerting: AlertingConfig,
+    /// The names of the configured targets, as written (unvalidated), for
+    /// warnings such as a silence that matches none.
+    pub target_names: Vec<String>,
 }
 
 #[cfg(test)]

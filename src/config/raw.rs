@@ -226,6 +226,10 @@ pub struct RawAlertingFile {
     /// `[[maintenance]]`
     #[serde(default)]
     pub maintenance: Vec<RawMaintenance>,
+    /// `[[target]]`, read as any TOML (for the names only): a target being
+    /// edited never stops an alert command.
+    #[serde(default, rename = "target")]
+    pub targets: Option<toml::Value>,
 }
 
 /// The `[agent]` keys the alert commands read (`state_dir`, `instance`); the
@@ -371,16 +375,18 @@ pub struct RawMaintenance {
     pub name: Option<String>,
     /// Target name patterns; default every target.
     pub targets: Option<Vec<String>>,
-    /// One-off window start, RFC 3339.
+    /// One-off window start, RFC 3339 or local `YYYY-MM-DDTHH:MM[:SS]`.
     pub start: Option<String>,
-    /// One-off window end, RFC 3339.
+    /// One-off window end, RFC 3339 or local `YYYY-MM-DDTHH:MM[:SS]`.
     pub end: Option<String>,
-    /// Recurring weekly start, `"Sat 22:00"` (UTC).
+    /// Recurring weekly start, `"Sat 22:00"` (local).
     pub weekly: Option<String>,
-    /// Recurring daily start, `"02:00"` (UTC).
+    /// Recurring daily start, `"02:00"` (local).
     pub daily: Option<String>,
     /// Length of a recurring window.
     pub duration: Option<HumanDuration>,
+    /// IANA time zone of local times (`"Europe/London"`); default UTC.
+    pub time_zone: Option<String>,
 }
 
 /// `[[slo]]`: one objective of a soak run.

@@ -1,12 +1,16 @@
 //! Alert delivery metric families: notification outcomes per receiver, the
-//! outbox backlog, how long receivers take to answer, and stored alerts that
-//! do not decode.
+//! outbox backlog, how long receivers take to answer, pages held by windows
+//! (in all and per target), and stored alerts that do not decode.
 //!
 //! This module only defines and records; the delivery loop in `alert` decides
 //! what happened and calls the functions here.
 
+use std::collections::BTreeMap;
+
+use prometheus::core::Collector as _;
 use prometheus::{
-    Gauge, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
+    Gauge, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry,
 };
 
 use super::register;
@@ -59,6 +63,8 @@ pub struct AlertMetrics {
     pub outbox_oldest_age: Gauge,
     /// Incidents whose page is held by a maintenance window or silence.
     pub held: IntGauge,
+    /// The same per target; a target with none held has no series.
+    held_by_target: IntGaugeVec,
     bad_payloads: IntCounter,
 }
 
@@ -108,6 +114,16 @@ impl AlertMetrics {
                     "Open incidents whose page is held by a maintenance window or silence.",
                 )?,
             )?,
+            held_by_target: register(
+                reg,
+                IntGaugeVec::new(
+                    Opts::new(
+                        "mailpulse_alerts_held_by_target",
+                        "Open incidents of the target whose page is held by a maintenance window or silence; no series while none is.",
+                    ),
+                    &["target"],
+                )?,
+            )?,
             bad_payloads: register(
                 reg,
                 IntCounter::new(
@@ -140,6 +156,31 @@ impl AlertMetrics {
             .observe(seconds);
     }
 
+    /// Sets the held pages: `total` (`mailpulse_alerts_held`) and the count
+    /// of each target that has any (`mailpulse_alerts_held_by_target`). A
+    /// target no longer in `per_target` loses its series; the others are
+    /// updated in place, so a scrape never sees a held target missing.
+    pub fn set_held(&self, total: usize, per_target: &BTreeMap<String, usize>) {
+        self.held.set(total as i64);
+        let shown: Vec<String> = self
+            .held_by_target
+            .collect()
+            .iter()
+            .flat_map(|f| f.get_metric().iter())
+            .flat_map(|m| m.get_label().iter())
+            .filter(|l| l.name() == "target")
+            .map(|l| l.value().to_string())
+            .collect();
+        for (target, n) in per_target {
+            self.held_by_target
+                .with_label_values(&[target.as_str()])
+                .set(*n as i64);
+        }
+        for gone in shown.iter().filter(|t| !per_target.contains_key(*t)) {
+            let _ = self.held_by_target.remove_label_values(&[gone.as_str()]);
+        }
+    }
+
     /// Raises the bad-payload counter to `total`, the count kept where alerts
     /// are decoded (it never goes down).
     pub fn count_bad_payloads(&self, total: u64) {
@@ -159,5 +200,45 @@ impl AlertMetrics {
         self.notifications
             .with_label_values(&[receiver, result.as_str()])
             .get()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn page(reg: &Registry) -> String {
+        let mut out = Vec::new();
+        prometheus::Encoder::encode(&prometheus::TextEncoder::new(), &reg.gather(), &mut out)
+            .unwrap();
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn held_pages_are_counted_in_all_and_per_target_and_vanish_when_released() {
+        let reg = Registry::new();
+        let m = AlertMetrics::register(&reg).unwrap();
+        let held = BTreeMap::from([("owa".to_string(), 1), ("smtp".to_string(), 2)]);
+        m.set_held(3, &held);
+        let text = page(&reg);
+        assert!(text.contains("mailpulse_alerts_held 3\n"), "{text}");
+        assert!(
+            text.contains("mailpulse_alerts_held_by_target{target=\"owa\"} 1\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("mailpulse_alerts_held_by_target{target=\"smtp\"} 2\n"),
+            "{text}"
+        );
+        m.set_held(1, &BTreeMap::from([("smtp".to_string(), 1)]));
+        let text = page(&reg);
+        assert!(text.contains("mailpulse_alerts_held 1\n"), "{text}");
+        assert!(!text.contains("target=\"owa\""), "{text}");
+        assert!(
+            text.contains("mailpulse_alerts_held_by_target{target=\"smtp\"} 1\n"),
+            "{text}"
+        );
+        m.set_held(0, &BTreeMap::new());
+        assert!(!page(&reg).contains("mailpulse_alerts_held_by_target{"));
     }
 }

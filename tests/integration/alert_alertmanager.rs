@@ -1,6 +1,8 @@
 //! The `alertmanager` receiver against a real Alertmanager (Debian package
 //! `prometheus-alertmanager`) on 127.0.0.1: a firing incident becomes an
-//! active alert, stays fresh through re-posts, and disappears once resolved.
+//! active alert, stays fresh through re-posts, and disappears once resolved;
+//! a target's second incident soon after its first is a second alert, which
+//! the first one's re-posted resolve leaves firing.
 //!
 //! Without the binary the test skips with a message, unless `CI` is set, in
 //! which case it fails: CI must exercise the real peer (`support::alertmanager`).
@@ -10,8 +12,11 @@ use crate::support;
 use std::time::Duration;
 
 use chrono::Utc;
-use mailpulse::alert::{self, AlertEvent, Enqueued};
-use mailpulse::config::alerting::parse;
+use mailpulse::alert::alertmanager::{AlertmanagerReceiver, INCIDENT_LABEL};
+use mailpulse::alert::{self, AlertEvent, Enqueued, Receiver, ReceiverContext};
+use mailpulse::clock::{Clock, TokioClock};
+use mailpulse::config::alerting::{parse, ReceiverSpec};
+use mailpulse::store::Store;
 use serde_json::Value;
 use support::alertmanager::Alertmanager;
 use support::delivery::{self, Delivery};
@@ -91,4 +96,78 @@ async fn a_real_alertmanager_sees_the_incident_open_and_then_resolved() {
     })
     .await;
     d.stop().await;
+}
+
+/// The flap seen on pagers: a target's incident resolves, a second one opens
+/// a minute later, and the receiver re-posts the first one's resolve (for
+/// `RESOLVED_RESEND`) besides the second one's firing. With the same labels,
+/// each re-post overwrote the other in Alertmanager: resolved, firing,
+/// resolved. The receiver is driven directly, so the first resolve is
+/// re-posted alone, after the second incident fired.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_incident_of_a_target_is_a_second_alert_the_old_resolve_leaves_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(am) = Alertmanager::start_or_skip(dir.path()).await else {
+        return;
+    };
+    let config = parse(
+        &format!(
+            "[[receiver]]\nname = \"am\"\nkind = \"alertmanager\"\nurl = \"http://{}\"\nresend_interval = \"1m\"\n",
+            am.addr
+        ),
+        dir.path(),
+        "agent.test",
+    )
+    .unwrap();
+    let ReceiverSpec::Alertmanager(spec) = &config.receivers[0].spec else {
+        panic!("not an alertmanager receiver");
+    };
+    let clock = TokioClock::starting_at(Utc::now());
+    let ctx = ReceiverContext {
+        store: Store::open(&dir.path().join("state")).unwrap(),
+        clock: clock.clone(),
+        external_url: None,
+    };
+    let receiver = AlertmanagerReceiver::new(&config.receivers[0], spec, &ctx).unwrap();
+
+    let now = clock.now();
+    let first = AlertEvent {
+        target: "owa".into(),
+        detected_at: now - chrono::Duration::seconds(150),
+        ..delivery::slow("first", now - chrono::Duration::seconds(180))
+    };
+    let first_resolved = delivery::resolved_at(&first, now - chrono::Duration::seconds(60));
+    let second = AlertEvent {
+        target: "owa".into(),
+        detected_at: now - chrono::Duration::seconds(5),
+        ..delivery::slow("second", now - chrono::Duration::seconds(30))
+    };
+    receiver.send(&first).await.unwrap();
+    let first_resolved_sent = clock.now();
+    receiver.send(&first_resolved).await.unwrap();
+    clock.step(chrono::Duration::seconds(10));
+    receiver.send(&second).await.unwrap();
+    let listed = am.alerts("owa").await.unwrap();
+    assert_eq!(listed.len(), 1, "{listed:#?}");
+    assert_eq!(
+        listed[0]["startsAt"].as_str().unwrap()[..19],
+        alert::render::rfc3339(second.started_at)[..19]
+    );
+
+    // One resend interval after the first resolve: only it is due again.
+    receiver
+        .refresh(first_resolved_sent + chrono::Duration::seconds(65))
+        .await;
+    let listed = am.alerts("owa").await.unwrap();
+    assert_eq!(
+        listed.len(),
+        1,
+        "the second incident must still fire after the first one's resolve was re-posted: {listed:#?}"
+    );
+    assert_eq!(listed[0]["status"]["state"], "active", "{listed:#?}");
+    assert_eq!(
+        listed[0]["startsAt"].as_str().unwrap()[..19],
+        alert::render::rfc3339(second.started_at)[..19]
+    );
+    assert_eq!(listed[0]["labels"][INCIDENT_LABEL], "second", "{listed:#?}");
 }

@@ -879,11 +879,30 @@ async fn silences_hold_pages_and_release_them_when_they_end() {
             reason: "patching".into(),
             created_at: now,
             created_by: None,
+            removed_at: None,
+            removed_by: None,
+            extensions: Vec::new(),
         },
     )
     .unwrap();
     // Held while silenced; another target pages as usual.
     assert!(matches!(h.enqueue(&firing("a", "owa")), Enqueued::Held(r) if r.contains("patching")));
+    let held_since = |key: &str| {
+        alert::stored::held_events(&h.store)
+            .unwrap()
+            .into_iter()
+            .find(|e| e.incident_key == key)
+            .and_then(|e| e.held)
+            .map(|held| held.since)
+    };
+    let since = held_since("a").expect("the held page records since when");
+    // An escalation while held keeps its latest details, and since when.
+    let down = AlertEvent {
+        incident_kind: "down".into(),
+        ..firing("a", "owa")
+    };
+    assert!(matches!(h.enqueue(&down), Enqueued::Held(_)));
+    assert_eq!(held_since("a"), Some(since));
     h.enqueue(&firing("b", "smtp"));
     // An incident that starts and ends inside the window pages nobody.
     assert!(matches!(h.enqueue(&firing("c", "owa")), Enqueued::Held(_)));
@@ -899,13 +918,45 @@ async fn silences_hold_pages_and_release_them_when_they_end() {
     tokio::time::sleep(Duration::from_millis(1500)).await;
     assert_eq!(rx.seen().len(), 1, "nothing for owa while silenced");
     assert!(h.scrape().contains("mailpulse_alerts_held 1"));
+    // Per target too, for the Prometheus rules; smtp, not held, has no series.
+    let scrape = h.scrape();
+    assert!(
+        scrape.contains("mailpulse_alerts_held_by_target{target=\"owa\"} 1"),
+        "{scrape}"
+    );
+    assert!(!scrape.contains("target=\"smtp\""), "{scrape}");
     // The silence ends with incident a still open: it pages now.
-    assert!(outbox::remove_silence(&h.store, id).unwrap());
+    assert!(outbox::remove_silence(&h.store, id, Utc::now(), None).unwrap());
     wait_until("owa paged after the window", WAIT, || async {
         rx.seen().len() == 2
     })
     .await;
+    wait_until("owa no longer held", WAIT, || async {
+        !h.scrape().contains("mailpulse_alerts_held_by_target{")
+    })
+    .await;
+    assert!(h.scrape().contains("mailpulse_alerts_held 0"));
     assert_eq!(rx.seen()[1], ("a".to_string(), AlertStatus::Firing, false));
+    // The released page says it was held, by what and since when.
+    let released = rx.seen.lock().unwrap()[1].clone();
+    let held = released
+        .held
+        .clone()
+        .expect("the released page says it was held");
+    assert_eq!(held.by, format!("silence {id} (patching)"));
+    assert_eq!(held.since, since);
+    assert_eq!(released.incident_kind, "down", "the latest details");
+    let annotations = alert::render::annotations(&released);
+    assert_eq!(annotations["held_by"], held.by);
+    assert_eq!(annotations["held_since"], alert::render::rfc3339(since));
+    assert!(
+        alert::render::description(&released).contains(&format!(
+            "Held: by silence {id} (patching) since {} (paged when it ended)",
+            alert::render::rfc3339(held.since)
+        )),
+        "{}",
+        alert::render::description(&released)
+    );
     h.enqueue(&resolved("a", "owa"));
     wait_until("owa resolved", WAIT, || async { rx.seen().len() == 3 }).await;
     h.stop().await;
@@ -1163,4 +1214,100 @@ fn silence_add_list_remove() {
         "silence", "add", "--for", "5 min", "--reason", "x", "--config", c,
     ]);
     assert_eq!(out.status.code(), Some(2), "clap rejects a bad duration");
+}
+
+/// Silences an on-call team can audit: who added (`--by`, else the login
+/// name), extended and removed each one, kept for `silence list --all`; a
+/// pattern that matches no configured target is stored with a warning.
+#[test]
+fn silences_are_audited() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("mailpulse.toml");
+    std::fs::write(
+        &config,
+        "[agent]\nstate_dir = \"state\"\n[[target]]\nname = \"owa\"\nkind = \"http\"\nurl = \"https://cas01.example.org/owa/\"\n[[target]]\nname = \"smtp-in\"\nkind = \"smtp\"\n",
+    )
+    .unwrap();
+    let c = config.to_str().unwrap();
+    let run = |args: &[&str]| {
+        std::process::Command::new(support::bin())
+            .args(args)
+            .args(["--config", c])
+            .env_remove("SUDO_USER")
+            .env("USER", "dave")
+            .output()
+            .unwrap()
+    };
+    let text = |b: &[u8]| String::from_utf8_lossy(b).to_string();
+
+    // A typo: stored, with a warning on stderr.
+    let out = run(&[
+        "silence", "add", "--target", "owx", "--for", "2h", "--reason", "typo", "--by", "alice",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(
+        text(&out.stderr),
+        "warning: --target \"owx\" matches no configured target; the silence is stored anyway\n"
+    );
+    // A pattern that matches: no warning; the author defaults to the user.
+    let out = run(&[
+        "silence", "add", "--target", "ow*", "--for", "2h", "--reason", "patching",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stderr), "");
+
+    let store_ends = || {
+        let store = Store::open(&dir.path().join("state")).unwrap();
+        outbox::silences(&store).unwrap()
+    };
+    let before = store_ends();
+    assert_eq!(before[0].created_by.as_deref(), Some("alice"));
+    assert_eq!(before[1].created_by.as_deref(), Some("dave"));
+
+    let out = run(&["silence", "extend", "2", "--by", "1h"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).starts_with("silence 2 extended until "));
+    let after = store_ends();
+    assert_eq!(
+        after[1].ends_at - before[1].ends_at,
+        chrono::Duration::hours(1)
+    );
+    assert_eq!(after[1].extensions[0].by.as_deref(), Some("dave"));
+
+    let out = run(&["silence", "remove", "1", "--by", "carol"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let out = run(&["silence", "extend", "1", "--by", "1h"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("silence 1 has ended or was removed"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = run(&["silence", "remove", "1"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("no silence with id 1 to remove: it was removed at ")
+            && text(&out.stderr).contains(" by carol"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    // The current list leaves the removed one out; --all shows the record.
+    let list = text(&run(&["silence", "list"]).stdout);
+    assert!(!list.contains(" typo"), "{list}");
+    assert!(
+        list.contains(" active   patching (by dave; extended at "),
+        "{list}"
+    );
+    let all = text(&run(&["silence", "list", "--all"]).stdout);
+    let removed = all
+        .lines()
+        .find(|l| l.contains(" typo"))
+        .unwrap_or_default();
+    assert!(removed.starts_with("1 "), "{all}");
+    assert!(
+        removed.contains(" removed  typo (by alice; removed at "),
+        "{all}"
+    );
+    assert!(removed.ends_with(" by carol)"), "{all}");
 }

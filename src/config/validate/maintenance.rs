@@ -1,11 +1,13 @@
 //! `[[maintenance]]`: a one-off window (`start`, `end`) or a recurring one
-//! (`weekly` or `daily` with `duration`), all in UTC. Whether a window is
-//! open at a given time is `alert/window.rs`'s business.
+//! (`weekly` or `daily` with `duration`), in the local time of its IANA
+//! `time_zone` (default UTC), which is looked up once here in the system's
+//! time zone database. Whether a window is open at a given time is
+//! `alert/window.rs`'s business.
 
-use chrono::{DateTime, NaiveTime, Utc, Weekday};
+use chrono::{DateTime, NaiveDateTime, NaiveTime, Utc, Weekday};
 
 use super::*;
-use crate::config::alerting::{Glob, MaintenanceWindow, WindowSchedule};
+use crate::config::alerting::{local_instant, Glob, MaintenanceWindow, TimeZone, WindowSchedule};
 use crate::config::raw::RawMaintenance;
 
 pub(super) fn build_window(
@@ -25,6 +27,21 @@ pub(super) fn build_window(
         .map(Glob)
         .collect();
     let key = |k: &str| path.key(k);
+    let time_zone = match m.time_zone.as_deref() {
+        None => TimeZone::UTC,
+        Some(zone) => match TimeZone::get(zone) {
+            Ok(tz) => tz,
+            Err(_) => {
+                c.error_at(
+                    &key("time_zone"),
+                    format!(
+                        "unknown time zone {zone:?} (expected an IANA name from the system's time zone database, e.g. \"Europe/London\")"
+                    ),
+                );
+                return None;
+            }
+        },
+    };
     let schedule = match (m.start, m.end, m.weekly, m.daily) {
         (Some(start), Some(end), None, None) => {
             if m.duration.is_some() {
@@ -34,8 +51,8 @@ pub(super) fn build_window(
                 );
                 return None;
             }
-            let s = parse_time(c, &key("start"), &start)?;
-            let t = parse_time(c, &key("end"), &end)?;
+            let s = parse_time(c, &key("start"), &start, &time_zone)?;
+            let t = parse_time(c, &key("end"), &end, &time_zone)?;
             if t <= s {
                 c.error_at(&key("end"), "must be after start");
                 return None;
@@ -60,7 +77,7 @@ pub(super) fn build_window(
             let Some((day, time)) = weekly.split_once(' ') else {
                 c.error_at(
                     &key("weekly"),
-                    format!("invalid weekly start {weekly:?} (expected e.g. \"Sat 22:00\", UTC)"),
+                    format!("invalid weekly start {weekly:?} (expected e.g. \"Sat 22:00\", local time of time_zone)"),
                 );
                 return None;
             };
@@ -70,7 +87,7 @@ pub(super) fn build_window(
                     c.error_at(
                         &key("weekly"),
                         format!(
-                            "invalid weekly start {weekly:?} (expected e.g. \"Sat 22:00\", UTC)"
+                            "invalid weekly start {weekly:?} (expected e.g. \"Sat 22:00\", local time of time_zone)"
                         ),
                     );
                     return None;
@@ -108,6 +125,7 @@ pub(super) fn build_window(
         name,
         targets,
         schedule,
+        time_zone,
     })
 }
 
@@ -139,13 +157,26 @@ fn window_duration(
     }
 }
 
-fn parse_time(c: &mut Checker<'_>, key: &KeyPath, text: &str) -> Option<DateTime<Utc>> {
-    match DateTime::parse_from_rfc3339(text) {
-        Ok(t) => Some(t.with_timezone(&Utc)),
-        Err(_) => {
+/// An instant: RFC 3339 with its offset, or a local date and time of `zone`
+/// (`2026-10-24T22:00` or with seconds).
+fn parse_time(
+    c: &mut Checker<'_>,
+    key: &KeyPath,
+    text: &str,
+    zone: &TimeZone,
+) -> Option<DateTime<Utc>> {
+    if let Ok(t) = DateTime::parse_from_rfc3339(text) {
+        return Some(t.with_timezone(&Utc));
+    }
+    let local = ["%Y-%m-%dT%H:%M:%S", "%Y-%m-%dT%H:%M"]
+        .iter()
+        .find_map(|f| NaiveDateTime::parse_from_str(text, f).ok());
+    match local.and_then(|l| local_instant(zone, l)) {
+        Some(t) => Some(t),
+        None => {
             c.error_at(
                 key,
-                format!("invalid time {text:?} (expected RFC 3339, e.g. \"2026-12-05T22:00:00Z\")"),
+                format!("invalid time {text:?} (expected RFC 3339, e.g. \"2026-12-05T22:00:00Z\", or a local time of time_zone, e.g. \"2026-12-05T22:00\")"),
             );
             None
         }
@@ -158,7 +189,7 @@ fn parse_clock(c: &mut Checker<'_>, key: &KeyPath, text: &str) -> Option<NaiveTi
         Err(_) => {
             c.error_at(
                 key,
-                format!("invalid time of day {text:?} (expected HH:MM, UTC)"),
+                format!("invalid time of day {text:?} (expected HH:MM, local time of time_zone)"),
             );
             None
         }

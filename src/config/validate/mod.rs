@@ -274,12 +274,26 @@ pub(super) fn parse_alerting(
         .map(|p| resolve(base, p))
         .unwrap_or_else(default_state_dir);
     let instance = agent.instance.unwrap_or_else(|| hostname.to_string());
+    let target_names = target_names(raw.targets.take());
     let alerting = build_alerting(&mut checker, raw, base, hostname);
     checker.finish(super::alerting::AlertingFile {
         state_dir,
         instance,
         alerting,
+        target_names,
     })
+}
+
+/// The names of the `[[target]]` tables as written (tables without a string
+/// `name` are skipped; the daemon's loader reports them).
+fn target_names(targets: Option<toml::Value>) -> Vec<String> {
+    let Some(toml::Value::Array(tables)) = targets else {
+        return Vec::new();
+    };
+    tables
+        .iter()
+        .filter_map(|t| t.get("name")?.as_str().map(str::to_string))
+        .collect()
 }
 
 /// The `name` a target or receiver at `path` needs: not blank, without
@@ -372,6 +386,7 @@ fn build(c: &mut Checker<'_>, raw: RawConfig, base: &Path, path: Option<&Path>) 
         receivers: raw.receivers,
         routes: raw.routes,
         maintenance: raw.maintenance,
+        targets: None,
     };
     let errors_before = c.errors.len();
     let alerting = build_alerting(c, alerting_raw, base, &hostname());

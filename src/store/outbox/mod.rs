@@ -332,7 +332,10 @@ pub fn pending_for(store: &Store, receiver: &str, incident_key: &str) -> Result<
 // Silences.
 // ---------------------------------------------------------------------------
 
-/// An ad hoc maintenance window, from `mailpulse silence add`.
+/// An ad hoc maintenance window, from `mailpulse silence add`. Removed and
+/// ended silences are kept for the audit (`silence list --all`), for
+/// [`SILENCE_RETENTION`] and at most [`MAX_ENDED_SILENCES`] of them. Fields
+/// added later default, so silences stored by earlier versions still read.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Silence {
     /// Id for `silence remove`.
@@ -341,25 +344,73 @@ pub struct Silence {
     pub target: String,
     /// Start.
     pub starts_at: DateTime<Utc>,
-    /// End (exclusive).
+    /// End (exclusive); the removal time once removed, if that was earlier.
     pub ends_at: DateTime<Utc>,
     /// Why, for whoever looks later.
     pub reason: String,
     /// When it was added.
     pub created_at: DateTime<Utc>,
-    /// Who added it (the login name), if known.
+    /// Who added it (`--by`, else the login name), if known.
     #[serde(default)]
     pub created_by: Option<String>,
+    /// When it was removed (`silence remove`), if it was.
+    #[serde(default)]
+    pub removed_at: Option<DateTime<Utc>>,
+    /// Who removed it, if known.
+    #[serde(default)]
+    pub removed_by: Option<String>,
+    /// Each `silence extend`, oldest first (the latest [`MAX_EXTENSIONS`]).
+    #[serde(default)]
+    pub extensions: Vec<SilenceExtension>,
+}
+
+/// One `silence extend`: who moved the end, when, and from where to where.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SilenceExtension {
+    /// When.
+    pub at: DateTime<Utc>,
+    /// Who, if known.
+    pub by: Option<String>,
+    /// The end before.
+    pub from: DateTime<Utc>,
+    /// The end after.
+    pub to: DateTime<Utc>,
+}
+
+/// How long an ended or removed silence is kept for `silence list --all`.
+pub const SILENCE_RETENTION: chrono::Duration = chrono::Duration::days(30);
+/// How many ended or removed silences are kept at most (the latest ended).
+pub const MAX_ENDED_SILENCES: usize = 200;
+/// How many extensions a silence remembers (the latest).
+pub const MAX_EXTENSIONS: usize = 20;
+
+/// Why a silence could not be extended.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ExtendRefused {
+    /// No silence has the id.
+    #[error("no silence with id {0}")]
+    Missing(u64),
+    /// The silence was removed or has ended: add a new one.
+    #[error("silence {0} has ended or was removed; add a new one")]
+    Ended(u64),
 }
 
 /// Stores a silence, assigning its id (the `id` given is ignored). Silences
-/// that ended more than a day ago are pruned in the same commit.
+/// that ended more than [`SILENCE_RETENTION`] before it was made, and ended
+/// ones beyond the latest [`MAX_ENDED_SILENCES`], are pruned in the same
+/// commit.
 pub fn add_silence(store: &Store, silence: &Silence) -> Result<u64, StoreError> {
-    let prune_before = silence.created_at - chrono::Duration::days(1);
-    let ended: Vec<u64> = silences(store)?
+    let now = silence.created_at;
+    let mut ended: Vec<Silence> = silences(store)?
         .into_iter()
-        .filter(|s| s.ends_at < prune_before)
-        .map(|s| s.id)
+        .filter(|s| s.ends_at <= now)
+        .collect();
+    ended.sort_by_key(|s| std::cmp::Reverse((s.ends_at, s.id)));
+    let prune: Vec<u64> = ended
+        .iter()
+        .enumerate()
+        .filter(|(i, s)| *i >= MAX_ENDED_SILENCES || s.ends_at < now - SILENCE_RETENTION)
+        .map(|(_, s)| s.id)
         .collect();
     store.write(|tx| {
         let id = Store::next_counter(tx, SILENCE_COUNTER)?;
@@ -367,7 +418,7 @@ pub fn add_silence(store: &Store, silence: &Silence) -> Result<u64, StoreError> 
         s.id = id;
         let mut t = tx.open_table(SILENCES)?;
         t.insert(id, encode(&s).as_slice())?;
-        for old in &ended {
+        for old in &prune {
             t.remove(*old)?;
         }
         Ok(id)
@@ -379,9 +430,76 @@ pub fn silences(store: &Store) -> Result<Vec<Silence>, StoreError> {
     decoded_values(store, SILENCES)
 }
 
-/// Removes a silence. Returns whether it existed.
-pub fn remove_silence(store: &Store, id: u64) -> Result<bool, StoreError> {
-    store.write(|tx| Ok(tx.open_table(SILENCES)?.remove(id)?.is_some()))
+/// Reads silence `id`, lets `change` edit it and writes it back, in one
+/// transaction. `change` returns what the caller gets; the silence is
+/// written only when it returns `Ok`. `None` when there is no such silence.
+fn update_silence<R, E>(
+    store: &Store,
+    id: u64,
+    change: impl FnOnce(&mut Silence) -> Result<R, E>,
+) -> Result<Option<Result<R, E>>, StoreError> {
+    store.write(|tx| {
+        let mut t = tx.open_table(SILENCES)?;
+        let stored = t.get(id)?.map(|v| v.value().to_vec());
+        let Some(mut silence) = stored.and_then(|b| serde_json::from_slice::<Silence>(&b).ok())
+        else {
+            return Ok(None);
+        };
+        let result = change(&mut silence);
+        if result.is_ok() {
+            t.insert(id, encode(&silence).as_slice())?;
+        }
+        Ok(Some(result))
+    })
+}
+
+/// Removes a silence at `at` by `by`: it stops holding pages then (its end
+/// becomes `at` if that is earlier) and is kept for the audit. Returns
+/// whether there was such a silence not yet removed.
+pub fn remove_silence(
+    store: &Store,
+    id: u64,
+    at: DateTime<Utc>,
+    by: Option<String>,
+) -> Result<bool, StoreError> {
+    let removed = update_silence(store, id, |s| {
+        if s.removed_at.is_some() {
+            return Err(());
+        }
+        s.removed_at = Some(at);
+        s.removed_by = by;
+        s.ends_at = s.ends_at.min(at);
+        Ok(())
+    })?;
+    Ok(matches!(removed, Some(Ok(()))))
+}
+
+/// Moves the end of silence `id` `by` later, at `at` by `who`. Refused for a
+/// silence that has ended or was removed. Returns the silence as stored.
+pub fn extend_silence(
+    store: &Store,
+    id: u64,
+    by: chrono::Duration,
+    at: DateTime<Utc>,
+    who: Option<String>,
+) -> Result<Result<Silence, ExtendRefused>, StoreError> {
+    let extended = update_silence(store, id, |s| {
+        if s.removed_at.is_some() || s.ends_at <= at {
+            return Err(ExtendRefused::Ended(id));
+        }
+        let to = s.ends_at + by;
+        s.extensions.push(SilenceExtension {
+            at,
+            by: who,
+            from: s.ends_at,
+            to,
+        });
+        let excess = s.extensions.len().saturating_sub(MAX_EXTENSIONS);
+        s.extensions.drain(..excess);
+        s.ends_at = to;
+        Ok(s.clone())
+    })?;
+    Ok(extended.unwrap_or(Err(ExtendRefused::Missing(id))))
 }
 
 // ---------------------------------------------------------------------------
@@ -638,33 +756,147 @@ mod tests {
         );
     }
 
+    fn silence(target: &str, start: i64, end: i64) -> Silence {
+        Silence {
+            id: 0,
+            target: target.into(),
+            starts_at: t(start),
+            ends_at: t(end),
+            reason: "patching".into(),
+            created_at: t(start),
+            created_by: Some("ops".into()),
+            removed_at: None,
+            removed_by: None,
+            extensions: Vec::new(),
+        }
+    }
+
     #[test]
     fn silences_round_trip_and_prune() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();
-        let s = Silence {
-            id: 0,
-            target: "owa".into(),
-            starts_at: t(0),
-            ends_at: t(7200),
-            reason: "patching".into(),
-            created_at: t(0),
-            created_by: Some("ops".into()),
-        };
+        let s = silence("owa", 0, 7200);
         assert_eq!(add_silence(&store, &s).unwrap(), 1);
-        let later = Silence {
+        // Ended a day ago: kept for the audit.
+        let next = Silence {
             created_at: t(7200 + 86400 + 1),
             ..s.clone()
         };
-        assert_eq!(add_silence(&store, &later).unwrap(), 2);
+        assert_eq!(add_silence(&store, &next).unwrap(), 2);
+        assert_eq!(silences(&store).unwrap().len(), 2, "first kept");
+        let later = Silence {
+            created_at: t(7200) + SILENCE_RETENTION + chrono::Duration::seconds(1),
+            ..s.clone()
+        };
+        assert_eq!(add_silence(&store, &later).unwrap(), 3);
         let all = silences(&store).unwrap();
         assert_eq!(
             all.iter().map(|s| s.id).collect::<Vec<_>>(),
-            [2],
-            "first pruned"
+            [3],
+            "first two pruned after the retention"
         );
-        assert!(remove_silence(&store, 2).unwrap());
-        assert!(!remove_silence(&store, 2).unwrap());
+        assert!(remove_silence(&store, 3, t(10), Some("lead".into())).unwrap());
+        assert!(!remove_silence(&store, 3, t(11), None).unwrap());
+        assert!(!remove_silence(&store, 4, t(11), None).unwrap());
+    }
+
+    #[test]
+    fn ended_silences_are_kept_up_to_a_bound() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        for i in 0..(MAX_ENDED_SILENCES as i64 + 5) {
+            add_silence(&store, &silence("owa", i * 10, i * 10 + 5)).unwrap();
+        }
+        let all = silences(&store).unwrap();
+        assert_eq!(
+            all.len(),
+            MAX_ENDED_SILENCES + 1,
+            "the bound plus the new one"
+        );
+        // The oldest went first.
+        assert_eq!(all[0].id, 5);
+    }
+
+    #[test]
+    fn a_removed_silence_ends_and_stays_for_the_audit() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let id = add_silence(&store, &silence("owa", 0, 7200)).unwrap();
+        assert!(remove_silence(&store, id, t(600), Some("lead".into())).unwrap());
+        let s = &silences(&store).unwrap()[0];
+        assert_eq!(s.ends_at, t(600));
+        assert_eq!(s.removed_at, Some(t(600)));
+        assert_eq!(s.removed_by.as_deref(), Some("lead"));
+        assert_eq!(
+            extend_silence(&store, id, chrono::Duration::hours(1), t(700), None).unwrap(),
+            Err(ExtendRefused::Ended(id))
+        );
+    }
+
+    #[test]
+    fn extending_moves_the_end_and_records_who() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let id = add_silence(&store, &silence("owa", 0, 7200)).unwrap();
+        let s = extend_silence(
+            &store,
+            id,
+            chrono::Duration::hours(1),
+            t(60),
+            Some("lead".into()),
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(s.ends_at, t(7200 + 3600));
+        assert_eq!(
+            s.extensions,
+            [SilenceExtension {
+                at: t(60),
+                by: Some("lead".into()),
+                from: t(7200),
+                to: t(10800)
+            }]
+        );
+        assert_eq!(silences(&store).unwrap()[0], s);
+        assert_eq!(
+            extend_silence(&store, id, chrono::Duration::hours(1), t(10800), None).unwrap(),
+            Err(ExtendRefused::Ended(id)),
+            "ended at the new end"
+        );
+        assert_eq!(
+            extend_silence(&store, 9, chrono::Duration::hours(1), t(60), None).unwrap(),
+            Err(ExtendRefused::Missing(9))
+        );
+        for i in 0..MAX_EXTENSIONS + 3 {
+            extend_silence(
+                &store,
+                id,
+                chrono::Duration::minutes(1),
+                t(61 + i as i64),
+                None,
+            )
+            .unwrap()
+            .unwrap();
+        }
+        let s = &silences(&store).unwrap()[0];
+        assert_eq!(s.extensions.len(), MAX_EXTENSIONS);
+        assert_eq!(s.extensions[0].at, t(61 + 3));
+    }
+
+    #[test]
+    fn silences_stored_before_the_audit_fields_still_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let old = br#"{"id":7,"target":"owa","starts_at":"2027-01-15T08:00:00Z","ends_at":"2027-01-15T10:00:00Z","reason":"patching","created_at":"2027-01-15T08:00:00Z","created_by":"ops"}"#;
+        store
+            .write(|tx| {
+                tx.open_table(SILENCES)?.insert(7, old.as_slice())?;
+                Ok(())
+            })
+            .unwrap();
+        let s = &silences(&store).unwrap()[0];
+        assert_eq!((s.id, s.removed_at, s.extensions.len()), (7, None, 0));
+        assert!(remove_silence(&store, 7, t(0), None).unwrap());
     }
 
     #[test]

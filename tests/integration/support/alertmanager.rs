@@ -83,12 +83,21 @@ impl Alertmanager {
 
     /// The alert for `target` as Alertmanager lists it (active or not).
     pub async fn alert(&self, target: &str) -> Option<Value> {
+        self.alerts(target).await?.into_iter().next()
+    }
+
+    /// Every alert for `target` Alertmanager lists (it leaves out resolved
+    /// ones); `None` when it does not answer.
+    pub async fn alerts(&self, target: &str) -> Option<Vec<Value>> {
         let (status, body) = super::get(self.addr, "/api/v2/alerts").await?;
         assert_eq!(status, 200, "{body}");
         let list: Value = serde_json::from_str(&body).ok()?;
-        list.as_array()?
-            .iter()
-            .find(|a| a["labels"]["target"] == target)
-            .cloned()
+        Some(
+            list.as_array()?
+                .iter()
+                .filter(|a| a["labels"]["target"] == target)
+                .cloned()
+                .collect(),
+        )
     }
 }

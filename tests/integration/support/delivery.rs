@@ -148,6 +148,7 @@ pub fn slow(key: &str, started: DateTime<Utc>) -> AlertEvent {
         slow_count: 12,
         failed_count: 0,
         last_error: None,
+        held: None,
         host: None,
         run: None,
         phase: None,
