@@ -2,6 +2,9 @@
 //! an outcome per agent, and finding the agents through Prometheus's
 //! targets API (the engine that already knows the fleet).
 //!
+//! [`Prometheus`] runs instant queries over the fleet's metrics there
+//! (`mailpulse status --prometheus`).
+//!
 //! Generic on purpose: [`send_all`] takes a method, a path under the
 //! agents' `/api/v1/` and a JSON body, so every fleet command (soak marks
 //! now, change windows later) shares it. Requests go through `outbound`
@@ -244,6 +247,171 @@ pub async fn discover(prometheus: &str, job: Option<&str>) -> anyhow::Result<Vec
     Ok(agents)
 }
 
+/// Longest wait for one instant query's answer.
+pub const QUERY_TIMEOUT: Duration = Duration::from_secs(10);
+/// Largest answer read from an instant query.
+const QUERY_MAX_BODY: usize = 16 * 1024 * 1024;
+
+/// Reads a Prometheus base URL (`http://host:9090`; a path is kept as a
+/// prefix).
+pub fn prometheus_url(text: &str) -> anyhow::Result<Url> {
+    let url = Url::parse(text).with_context(|| format!("invalid Prometheus URL {text:?}"))?;
+    if !matches!(url.scheme(), "http" | "https") || url.host().is_none() {
+        bail!("only http:// and https:// Prometheus URLs are supported, got {text:?}");
+    }
+    Ok(url)
+}
+
+/// `text` as a PromQL string literal (quoted, `\` and `"` escaped).
+pub fn promql_string(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + 2);
+    out.push('"');
+    for ch in text.chars() {
+        match ch {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            '\n' => out.push_str("\\n"),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// One series of an instant query's answer.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Series {
+    /// Its labels (`__name__` included when Prometheus keeps it).
+    pub labels: std::collections::BTreeMap<String, String>,
+    /// Its value (`NaN` and infinities as Prometheus wrote them).
+    pub value: f64,
+}
+
+/// A Prometheus server to run instant queries on, through `outbound`.
+#[derive(Debug, Clone)]
+pub struct Prometheus {
+    url: Url,
+    client: Client,
+}
+
+impl Prometheus {
+    /// The Prometheus at `text` (see [`prometheus_url`]).
+    pub fn new(text: &str) -> anyhow::Result<Prometheus> {
+        let url = prometheus_url(text)?;
+        let client = Client::new(&crate::config::TlsOptions::default(), None)
+            .map_err(|e| anyhow!("cannot build the HTTP client: {e}"))?;
+        Ok(Prometheus { url, client })
+    }
+
+    /// Its origin, for messages (never a path or credentials).
+    pub fn origin(&self) -> String {
+        outbound::origin(&self.url)
+    }
+
+    /// Runs `promql` as an instant query evaluated at `at` (Unix seconds),
+    /// bounded by [`QUERY_TIMEOUT`]; the vector it answers.
+    pub async fn query(&self, promql: &str, at: f64) -> anyhow::Result<Vec<Series>> {
+        let mut url = self.url.clone();
+        url.set_query(None);
+        url.set_fragment(None);
+        url.path_segments_mut()
+            .map_err(|()| anyhow!("invalid Prometheus URL"))?
+            .pop_if_empty()
+            .extend(["api", "v1", "query"]);
+        url.query_pairs_mut()
+            .append_pair("query", promql)
+            .append_pair("time", &format!("{at:.3}"));
+        let limits = BodyLimits {
+            success: QUERY_MAX_BODY,
+            error: 4096,
+        };
+        let headers = [("accept", "application/json".to_string())];
+        let answer = tokio::time::timeout(
+            QUERY_TIMEOUT,
+            self.client
+                .send(Method::GET, &url, &headers, Vec::new(), limits),
+        )
+        .await
+        .map_err(|_| {
+            anyhow!(
+                "prometheus {} did not answer within {}s",
+                self.origin(),
+                QUERY_TIMEOUT.as_secs()
+            )
+        })?
+        .map_err(|e| anyhow!("prometheus request failed: {e}"))?;
+        if let Some(e) = &answer.read_error {
+            bail!("cannot read the prometheus answer: {e}");
+        }
+        if answer.cut {
+            bail!("cannot read the prometheus answer: longer than {QUERY_MAX_BODY} bytes");
+        }
+        parse_vector(answer.status, &answer.body)
+    }
+}
+
+#[derive(Deserialize)]
+struct QueryAnswer {
+    status: String,
+    data: Option<QueryData>,
+    error: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct QueryData {
+    #[serde(rename = "resultType")]
+    result_type: String,
+    #[serde(default)]
+    result: Vec<VectorItem>,
+}
+
+#[derive(Deserialize)]
+struct VectorItem {
+    #[serde(default)]
+    metric: std::collections::BTreeMap<String, String>,
+    value: (f64, String),
+}
+
+/// The series of an instant query's answer (`status` and body).
+fn parse_vector(status: u16, body: &[u8]) -> anyhow::Result<Vec<Series>> {
+    let parsed = serde_json::from_slice::<QueryAnswer>(body);
+    if !(200..300).contains(&status) {
+        let detail = parsed.ok().and_then(|a| a.error);
+        match detail {
+            Some(d) => bail!("prometheus answered status {status}: {d}"),
+            None => bail!("prometheus answered status {status}"),
+        }
+    }
+    let answer = parsed.context("invalid prometheus answer")?;
+    if answer.status != "success" {
+        bail!(
+            "prometheus query failed: {}",
+            answer.error.unwrap_or(answer.status)
+        );
+    }
+    let data = answer
+        .data
+        .ok_or_else(|| anyhow!("prometheus answer has no data"))?;
+    if data.result_type != "vector" {
+        bail!(
+            "prometheus answered a {}, expected a vector",
+            data.result_type
+        );
+    }
+    data.result
+        .into_iter()
+        .map(|item| {
+            let value = item.value.1.parse::<f64>().map_err(|_| {
+                anyhow!("invalid value {:?} in the prometheus answer", item.value.1)
+            })?;
+            Ok(Series {
+                labels: item.metric,
+                value,
+            })
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -261,6 +429,40 @@ mod tests {
             "https://proxy.example.org/cas01/api/v1/soak/runs"
         );
         assert!(agent_url("ftp://x").is_err());
+    }
+
+    #[test]
+    fn instant_query_answers_are_read_or_refused_with_the_reason() {
+        let body = br#"{"status":"success","data":{"resultType":"vector","result":[
+            {"metric":{"target":"owa","instance":"cas01"},"value":[1764000000.5,"0.25"]},
+            {"metric":{"target":"imap"},"value":[1764000000.5,"NaN"]}]}}"#;
+        let series = parse_vector(200, body).unwrap();
+        assert_eq!(series.len(), 2);
+        assert_eq!(series[0].labels["instance"], "cas01");
+        assert_eq!(series[0].value, 0.25);
+        assert!(series[1].value.is_nan());
+        let bad = br#"{"status":"error","errorType":"bad_data","error":"parse error at char 3"}"#;
+        assert_eq!(
+            parse_vector(400, bad).unwrap_err().to_string(),
+            "prometheus answered status 400: parse error at char 3"
+        );
+        let matrix = br#"{"status":"success","data":{"resultType":"matrix","result":[]}}"#;
+        assert!(parse_vector(200, matrix)
+            .unwrap_err()
+            .to_string()
+            .contains("expected a vector"));
+        assert!(parse_vector(502, b"<html>")
+            .unwrap_err()
+            .to_string()
+            .ends_with("status 502"));
+    }
+
+    #[test]
+    fn promql_strings_are_quoted_and_escaped() {
+        assert_eq!(promql_string("mailpulse"), r#""mailpulse""#);
+        assert_eq!(promql_string(r#"a"b\c"#), r#""a\"b\\c""#);
+        assert!(prometheus_url("ftp://x").is_err());
+        assert!(prometheus_url("http://127.0.0.1:9090").is_ok());
     }
 
     #[test]

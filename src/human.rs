@@ -31,6 +31,9 @@ pub enum Style {
     /// A latency in the unit that suits it: `450 µs`, `1.5 ms`, `180 ms`,
     /// `3.8 s`, `250 s` (alert texts).
     Latency,
+    /// An age at a glance, its two largest units rounded down: `45s`,
+    /// `12m`, `2h5m`, `3d4h` (open incidents in `status`).
+    Age,
 }
 
 /// `d` written in `style`.
@@ -49,6 +52,12 @@ pub fn duration(d: Duration, style: Style) -> String {
         }
         Style::Seconds => duration(d, Style::Spaced),
         Style::Millis | Style::Latency => seconds(d.as_secs_f64(), style),
+        Style::Age => match d.as_secs() {
+            secs @ 0..60 => format!("{secs}s"),
+            secs @ 60..3600 => format!("{}m", secs / 60),
+            secs @ 3600..86400 => compound(secs - secs % 60, ""),
+            secs => compound(secs - secs % 3600, ""),
+        },
     }
 }
 
@@ -180,6 +189,21 @@ mod tests {
                 (ms(1500), "1.5s"),
                 (s(60), "1m"),
                 (ms(5_400_500), "1h30m"),
+            ],
+        );
+    }
+
+    #[test]
+    fn age_style() {
+        check(
+            Style::Age,
+            &[
+                (ms(999), "0s"),
+                (s(45), "45s"),
+                (s(60 * 12 + 59), "12m"),
+                (s(2 * 3600 + 5 * 60 + 30), "2h5m"),
+                (s(7200), "2h"),
+                (s(3 * 86400 + 4 * 3600 + 59 * 60), "3d4h"),
             ],
         );
     }

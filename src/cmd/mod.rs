@@ -26,6 +26,7 @@ pub mod run;
 pub mod silence;
 pub mod soak;
 pub mod soak_report;
+pub mod status;
 pub mod test_alert;
 
 /// mailpulse: probes mail and web-access services step by step, collects host
@@ -73,6 +74,10 @@ pub enum Command {
     /// baseline`, `soak phase plateau`, `soak end`, `soak list`. Incidents
     /// opened during a run carry its name and phase.
     Soak(soak::Args),
+    /// The whole fleet at a glance, from Prometheus: every agent's targets
+    /// and their state (ok, slow, down), slowest first, open incidents with
+    /// their age. `--watch` redraws until Ctrl-C.
+    Status(status::Args),
     /// Write the manual pages and shell completions (for packaging).
     #[command(hide = true)]
     GenerateDocs(generate_docs::Args),
@@ -90,6 +95,7 @@ pub async fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::TestAlert(args) => test_alert::run(&args).await,
         Command::Silence(args) => silence::run(&args).await,
         Command::Soak(args) => soak::run(&args).await,
+        Command::Status(args) => status::run(&args).await,
         Command::GenerateDocs(args) => generate_docs::run(&args),
     }?;
     // A reader that left early is a normal end; a failed write is not.

@@ -85,6 +85,13 @@ pub fn line(text: impl fmt::Display) {
     print(format_args!("{text}\n"));
 }
 
+/// Whether standard output has ended (the reader left, or a write
+/// failed): a command that prints until stopped (`status --watch`) stops.
+pub fn ended() -> bool {
+    let out = STDOUT.lock().unwrap_or_else(PoisonError::into_inner);
+    out.ended.is_some()
+}
+
 /// The end of a command's output: `Err` with the write error that cut it
 /// short, if one did (a reader that left is not one). `cmd::run` calls it
 /// once the command returns.
