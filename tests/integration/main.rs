@@ -21,6 +21,7 @@ mod commands;
 mod config;
 mod dashboards;
 mod fleet;
+mod fleet_status;
 mod fuzz_corpus;
 mod hostile_fleet;
 mod hostile_text;
