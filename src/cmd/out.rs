@@ -92,6 +92,12 @@ pub fn ended() -> bool {
     out.ended.is_some()
 }
 
+/// Whether standard output is a terminal (a command that redraws clears
+/// the screen only then).
+pub fn is_terminal() -> bool {
+    io::IsTerminal::is_terminal(&io::stdout())
+}
+
 /// The end of a command's output: `Err` with the write error that cut it
 /// short, if one did (a reader that left is not one). `cmd::run` calls it
 /// once the command returns.

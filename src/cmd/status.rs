@@ -9,7 +9,6 @@
 //! target names, errors) is escaped with [`report::terminal_text`].
 
 use std::collections::BTreeMap;
-use std::io::IsTerminal as _;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -419,7 +418,7 @@ pub async fn run(args: &Args) -> anyhow::Result<ExitCode> {
     }
     let mut interrupt = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
         .context("cannot listen for Ctrl-C")?;
-    let terminal = std::io::stdout().is_terminal();
+    let terminal = out::is_terminal();
     let mut first = true;
     loop {
         let result = tokio::select! {
