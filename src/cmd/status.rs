@@ -130,6 +130,9 @@ pub enum Field {
     Started,
     /// `mailpulse_incident_recovered_timestamp_seconds`.
     Recovered,
+    /// Agents Prometheus scraped within the last hour (they exported
+    /// `mailpulse_build_info`) whose latest scrape failed (`up == 0`).
+    Unreachable,
 }
 
 /// The queries: each family and the extra matcher it needs.
@@ -155,6 +158,17 @@ const QUERIES: [(Field, &str, &str); 7] = [
     ),
 ];
 
+/// The PromQL of [`Field::Unreachable`], narrowed to `job`: `up == 0` of
+/// the agents that exported `mailpulse_build_info` within the last hour
+/// (their targets are gone from the other answers).
+pub fn unreachable_query(job: Option<&str>) -> String {
+    format!(
+        "{} == 0 and on(job, instance) last_over_time({}[1h])",
+        selector("up", "", job),
+        selector("mailpulse_build_info", "", job)
+    )
+}
+
 /// The PromQL selector of `family` with `matcher`, narrowed to `job`.
 pub fn selector(family: &str, matcher: &str, job: Option<&str>) -> String {
     let mut matchers: Vec<String> = Vec::new();
@@ -172,15 +186,27 @@ pub fn selector(family: &str, matcher: &str, job: Option<&str>) -> String {
 }
 
 /// The rows the answers make: one per (instance, target) any series names,
-/// unsorted. An incident is open when its recovery stamp is 0.
-pub fn build(answers: &[(Field, Vec<Series>)]) -> Vec<Row> {
+/// unsorted (an incident is open when its recovery stamp is 0); and the
+/// agents Prometheus could not scrape, sorted.
+pub fn build(answers: &[(Field, Vec<Series>)]) -> (Vec<Row>, Vec<String>) {
+    let mut unreachable: Vec<String> = answers
+        .iter()
+        .filter(|(field, _)| *field == Field::Unreachable)
+        .flat_map(|(_, series)| {
+            series
+                .iter()
+                .filter_map(|s| s.labels.get("instance").cloned())
+        })
+        .collect();
+    unreachable.sort();
+    unreachable.dedup();
     #[derive(Default)]
     struct Values {
         kind: Option<String>,
         fields: BTreeMap<u8, f64>,
     }
     let mut by_key: BTreeMap<(String, String), Values> = BTreeMap::new();
-    for (field, series) in answers {
+    for (field, series) in answers.iter().filter(|(f, _)| *f != Field::Unreachable) {
         for s in series {
             let (Some(instance), Some(target)) = (s.labels.get("instance"), s.labels.get("target"))
             else {
@@ -195,7 +221,7 @@ pub fn build(answers: &[(Field, Vec<Series>)]) -> Vec<Row> {
             v.fields.insert(*field as u8, s.value);
         }
     }
-    by_key
+    let rows = by_key
         .into_iter()
         .map(|((instance, target), v)| {
             let get = |f: Field| v.fields.get(&(f as u8)).copied().filter(|x| !x.is_nan());
@@ -221,7 +247,8 @@ pub fn build(answers: &[(Field, Vec<Series>)]) -> Vec<Row> {
                 incident_started,
             }
         })
-        .collect()
+        .collect();
+    (rows, unreachable)
 }
 
 /// Down first, then slow, then by latency over baseline (highest first;
@@ -248,6 +275,8 @@ pub struct Snapshot {
     pub at: DateTime<Utc>,
     /// The rows, sorted.
     pub rows: Vec<Row>,
+    /// The agents Prometheus could not scrape at its latest try, sorted.
+    pub unreachable: Vec<String>,
 }
 
 fn unix(at: DateTime<Utc>) -> f64 {
@@ -264,7 +293,7 @@ pub fn header(s: &Snapshot, source: &str) -> String {
         s.rows.iter().map(|r| r.instance.as_str()).collect();
     let count = |state| s.rows.iter().filter(|r| r.state == state).count();
     let plural = |n: usize, word: &str| format!("{n} {word}{}", if n == 1 { "" } else { "s" });
-    format!(
+    let mut line = format!(
         "{}  {}: {}, {}, {} down, {} slow",
         rfc3339(s.at),
         report::terminal_text(source),
@@ -272,7 +301,16 @@ pub fn header(s: &Snapshot, source: &str) -> String {
         plural(s.rows.len(), "target"),
         count(State::Down),
         count(State::Slow),
-    )
+    );
+    if !s.unreachable.is_empty() {
+        let names: Vec<String> = s
+            .unreachable
+            .iter()
+            .map(|i| report::terminal_text(i).into_owned())
+            .collect();
+        line.push_str(&format!("; not scraped: {}", names.join(", ")));
+    }
+    line
 }
 
 /// The snapshot as a header line and a table for people.
@@ -324,26 +362,32 @@ pub fn render_table(s: &Snapshot, source: &str) -> String {
 /// The snapshot as one JSON object per row.
 pub fn render_json(s: &Snapshot) -> Vec<Value> {
     let at = unix(s.at);
-    s.rows
-        .iter()
-        .map(|r| {
-            json!({
-                "at": rfc3339(s.at),
-                "instance": r.instance,
-                "target": r.target,
-                "kind": r.kind,
-                "state": r.state.as_str(),
-                "success": r.success,
-                "latency_seconds": r.latency,
-                "baseline_seconds": r.baseline,
-                "ratio": r.ratio(),
-                "incident_started_at": r.incident_started
-                    .and_then(|t| DateTime::from_timestamp_millis((t * 1000.0).round() as i64))
-                    .map(rfc3339),
-                "incident_age_seconds": r.incident_age(at).map(|d| d.as_secs()),
-            })
+    let unreachable = s.unreachable.iter().map(|i| {
+        json!({
+            "at": rfc3339(s.at),
+            "instance": i,
+            "target": null,
+            "state": "unreachable",
         })
-        .collect()
+    });
+    let rows = s.rows.iter().map(|r| {
+        json!({
+            "at": rfc3339(s.at),
+            "instance": r.instance,
+            "target": r.target,
+            "kind": r.kind,
+            "state": r.state.as_str(),
+            "success": r.success,
+            "latency_seconds": r.latency,
+            "baseline_seconds": r.baseline,
+            "ratio": r.ratio(),
+            "incident_started_at": r.incident_started
+                .and_then(|t| DateTime::from_timestamp_millis((t * 1000.0).round() as i64))
+                .map(rfc3339),
+            "incident_age_seconds": r.incident_age(at).map(|d| d.as_secs()),
+        })
+    });
+    unreachable.chain(rows).collect()
 }
 
 /// Queries Prometheus (every family at once, evaluated at the same time,
@@ -352,8 +396,12 @@ pub async fn snapshot(prometheus: &Prometheus, job: Option<&str>) -> anyhow::Res
     let at = Utc::now();
     let t = unix(at);
     let mut tasks = tokio::task::JoinSet::new();
-    for (field, family, matcher) in QUERIES {
-        let (prometheus, promql) = (prometheus.clone(), selector(family, matcher, job));
+    let queries = QUERIES
+        .iter()
+        .map(|(field, family, matcher)| (*field, *family, selector(family, matcher, job)))
+        .chain([(Field::Unreachable, "up", unreachable_query(job))]);
+    for (field, family, promql) in queries {
+        let prometheus = prometheus.clone();
         tasks.spawn(async move {
             let series = prometheus
                 .query(&promql, t)
@@ -377,9 +425,13 @@ pub async fn snapshot(prometheus: &Prometheus, job: Option<&str>) -> anyhow::Res
             fleet::QUERY_TIMEOUT.as_secs()
         )
     })??;
-    let mut rows = build(&gathered);
+    let (mut rows, unreachable) = build(&gathered);
     sort(&mut rows);
-    Ok(Snapshot { at, rows })
+    Ok(Snapshot {
+        at,
+        rows,
+        unreachable,
+    })
 }
 
 /// Where a snapshot came from, for the header.
@@ -550,11 +602,12 @@ mod tests {
     }
 
     fn snap() -> Snapshot {
-        let mut rows = build(&answers());
+        let (mut rows, unreachable) = build(&answers());
         sort(&mut rows);
         Snapshot {
             at: DateTime::from_timestamp(AT as i64, 0).unwrap(),
             rows,
+            unreachable,
         }
     }
 
@@ -652,9 +705,40 @@ cas02     owa     ok     100 ms          100 ms    1.0x        -
         let empty = Snapshot {
             at: DateTime::from_timestamp(AT as i64, 0).unwrap(),
             rows: Vec::new(),
+            unreachable: Vec::new(),
         };
         assert!(render_table(&empty, "x")
             .ends_with("0 agents, 0 targets, 0 down, 0 slow\nno mailpulse targets found\n"));
+    }
+
+    #[test]
+    fn agents_prometheus_cannot_scrape_are_named() {
+        let mut answers = answers();
+        answers.push((
+            Field::Unreachable,
+            vec![
+                series(&[("instance", "cas03"), ("job", "mailpulse")], 0.0),
+                series(&[("instance", "mx\u{1b}1"), ("job", "mailpulse")], 0.0),
+            ],
+        ));
+        let (rows, unreachable) = build(&answers);
+        assert_eq!(rows.len(), 4, "no row of its own: {rows:?}");
+        assert_eq!(unreachable, ["cas03", "mx\u{1b}1"]);
+        let s = Snapshot {
+            at: DateTime::from_timestamp(AT as i64, 0).unwrap(),
+            rows,
+            unreachable,
+        };
+        assert!(header(&s, "p").ends_with("1 down, 1 slow; not scraped: cas03, mx\\u{1b}1"));
+        let json = render_json(&s);
+        assert_eq!(json.len(), 6);
+        assert_eq!(json[0]["instance"], "cas03");
+        assert_eq!(json[0]["state"], "unreachable");
+        assert_eq!(json[0]["target"], Value::Null);
+        assert_eq!(
+            unreachable_query(Some("mailpulse")),
+            "up{job=\"mailpulse\"} == 0 and on(job, instance) last_over_time(mailpulse_build_info{job=\"mailpulse\"}[1h])"
+        );
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! Issue 19: `mailpulse status --prometheus URL`, the fleet view for the
 //! bridge call, against a real Prometheus (Debian's) scraping two
 //! in-process agents, one of whose targets is made slow until it opens an
-//! incident; and against a Prometheus that is not there, once (exit 1) and
+//! incident, and the other one then stopped; and against a Prometheus that is not there, once (exit 1) and
 //! watching (the error shown, tried again, Ctrl-C ends it).
 
 use crate::support;
@@ -167,9 +167,29 @@ async fn the_slow_target_comes_first_with_its_open_incident() {
         text(&out.stdout)
     );
 
+    // cas02 stops: Prometheus cannot scrape it, and the view says so.
+    cas02.stop().unwrap();
+    wait_until(
+        "cas02's failed scrape in Prometheus",
+        Duration::from_secs(30),
+        || async { prom.query("up{instance=\"cas02\"} == 0").await.len() == 1 },
+    )
+    .await;
+    let out = status(&["status", "--prometheus", &url]).await;
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}{}", text(&out.stderr));
+    assert!(
+        stdout
+            .lines()
+            .next()
+            .unwrap()
+            .ends_with("1 agent, 1 target, 0 down, 1 slow; not scraped: cas02"),
+        "{stdout}"
+    );
+    assert!(!stdout.contains("\ncas02 "), "{stdout}");
+
     drop(prom);
     cas01.stop().unwrap();
-    cas02.stop().unwrap();
 }
 
 /// A port nothing listens on.
