@@ -452,6 +452,15 @@ fn print(s: &Snapshot, args: &Args, source: &str) {
     }
 }
 
+/// Why a snapshot failed, for people: the whole chain on one line, with
+/// what Prometheus (or whatever answered) said escaped.
+fn failure(source: &str, e: &anyhow::Error) -> String {
+    format!(
+        "cannot read the fleet's status from {source}: {}",
+        report::terminal_text(&format!("{e:#}"))
+    )
+}
+
 /// Clears a terminal and puts the cursor home.
 const CLEAR: &str = "\x1b[H\x1b[2J";
 
@@ -462,9 +471,10 @@ pub async fn run(args: &Args) -> anyhow::Result<ExitCode> {
     let job = args.job.as_deref();
     let source = source(&prometheus, job);
     if !args.watch {
-        let s = snapshot(&prometheus, job)
-            .await
-            .with_context(|| format!("cannot read the fleet's status from {source}"))?;
+        let s = match snapshot(&prometheus, job).await {
+            Ok(s) => s,
+            Err(e) => anyhow::bail!("{}", failure(&source, &e)),
+        };
         print(&s, args, &source);
         return Ok(ExitCode::SUCCESS);
     }
@@ -487,9 +497,9 @@ pub async fn run(args: &Args) -> anyhow::Result<ExitCode> {
             Ok(s) => print(&s, args, &source),
             Err(e) => {
                 let message = format!(
-                    "{}  cannot read the fleet's status from {source}: {}; trying again in {}",
+                    "{}  {}; trying again in {}",
                     rfc3339(Utc::now()),
-                    report::terminal_text(&format!("{e:#}")),
+                    failure(&source, &e),
                     human::duration(args.interval, Style::Config)
                 );
                 if args.json {
@@ -738,6 +748,16 @@ cas02     owa     ok     100 ms          100 ms    1.0x        -
         assert_eq!(
             unreachable_query(Some("mailpulse")),
             "up{job=\"mailpulse\"} == 0 and on(job, instance) last_over_time(mailpulse_build_info{job=\"mailpulse\"}[1h])"
+        );
+    }
+
+    #[test]
+    fn what_prometheus_says_in_an_error_is_escaped() {
+        let e = anyhow::anyhow!("prometheus answered status 400: bad\u{1b}[2J\rquery")
+            .context("cannot query mailpulse_target_down");
+        assert_eq!(
+            failure("http://p:9090", &e),
+            "cannot read the fleet's status from http://p:9090: cannot query mailpulse_target_down: prometheus answered status 400: bad\\u{1b}[2J\\u{d}query"
         );
     }
 
