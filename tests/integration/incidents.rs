@@ -8,33 +8,17 @@ use crate::support;
 use std::time::Duration;
 
 use serde_json::Value;
-use support::{incidents, metric, write_file, Agent, HttpServer, Reply};
-
-fn config(port: u16, state_dir: &std::path::Path, url: &str) -> String {
-    format!(
-        "[agent]\nlisten = \"127.0.0.1:{port}\"\nstate_dir = \"{}\"\n[host]\nenabled = false\n\
-         [slowdown]\nfactor = 3.0\nmin_delta = \"50ms\"\nfor = \"500ms\"\nrecover_for = \"1s\"\n\
-         [[target]]\nname = \"owa\"\nkind = \"http\"\nurl = \"{url}\"\ninterval = \"100ms\"\ntimeout = \"90ms\"\n",
-        state_dir.display()
-    )
-}
+use support::{incidents, metric, Agent, Reply};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slowdown_survives_kill_9_as_one_incident_with_its_original_start() {
-    let server = HttpServer::start().await;
-    server.route("/owa", Reply::ok("ok"));
-    let dir = tempfile::tempdir().unwrap();
-    let state = dir.path().join("state");
-    let port = support::free_port();
-    let cfg = write_file(
-        dir.path(),
-        "c.toml",
-        &config(port, &state, &server.url("/owa")),
-    );
-    let addr = ([127, 0, 0, 1], port).into();
-
-    let mut agent = Agent::start(&cfg, addr, &[]).await;
-    agent.wait_baseline("owa").await;
+    let support::owa::Owa {
+        server,
+        dir: _dir,
+        cfg,
+        addr,
+        mut agent,
+    } = support::owa::start("100ms", "90ms", "").await;
     assert_eq!(
         agent
             .metric(

@@ -118,15 +118,6 @@ fn runs_are_marked_in_order_and_refusals_exit_1_changing_nothing() {
     );
 }
 
-fn agent_config(port: u16, state: &Path, url: &str) -> String {
-    format!(
-        "[agent]\nlisten = \"127.0.0.1:{port}\"\nstate_dir = \"{}\"\n[host]\nenabled = false\n\
-         [slowdown]\nfactor = 3.0\nmin_delta = \"50ms\"\nfor = \"500ms\"\nrecover_for = \"1s\"\n\
-         [[target]]\nname = \"owa\"\nkind = \"http\"\nurl = \"{url}\"\ninterval = \"100ms\"\ntimeout = \"90ms\"\n",
-        state.display()
-    )
-}
-
 /// Issue 17: the daemon notices runs marked by the command while it runs
 /// (metrics of the phase in progress), an incident opened during a run
 /// carries its run and phase (table, JSON, `--run`), and the marks survive
@@ -134,21 +125,15 @@ fn agent_config(port: u16, state: &Path, url: &str) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_daemon_exports_the_phase_and_incidents_carry_it() {
     use std::time::Duration;
-    use support::{incidents, Agent, HttpServer, Reply};
+    use support::{incidents, Agent, Reply};
 
-    let server = HttpServer::start().await;
-    server.route("/owa", Reply::ok("ok"));
-    let dir = tempfile::tempdir().unwrap();
-    let state = dir.path().join("state");
-    let port = support::free_port();
-    let cfg = write_file(
-        dir.path(),
-        "c.toml",
-        &agent_config(port, &state, &server.url("/owa")),
-    );
-    let addr = ([127, 0, 0, 1], port).into();
-    let mut agent = Agent::start(&cfg, addr, &[]).await;
-    agent.wait_baseline("owa").await;
+    let support::owa::Owa {
+        server,
+        dir: _dir,
+        cfg,
+        addr,
+        mut agent,
+    } = support::owa::start("100ms", "90ms", "").await;
     assert_eq!(
         agent
             .metric("mailpulse_soak_phase_info", &[("run", "golive")])

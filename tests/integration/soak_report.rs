@@ -11,7 +11,7 @@ use std::process::{Command, Output};
 use std::time::Duration;
 
 use serde_json::Value;
-use support::{write_file, Agent, HttpServer, Reply};
+use support::{Agent, Reply};
 
 fn soak(config: &Path, args: &[&str]) -> Output {
     let mut all = vec!["soak"];
@@ -24,17 +24,11 @@ fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
 
-fn config(port: u16, state: &Path, url: &str) -> String {
-    format!(
-        "[agent]\nlisten = \"127.0.0.1:{port}\"\nstate_dir = \"{}\"\n[host]\nenabled = false\n\
-         [slowdown]\nfactor = 3.0\nmin_delta = \"50ms\"\nfor = \"500ms\"\nrecover_for = \"1s\"\n\
-         [[target]]\nname = \"owa\"\nkind = \"http\"\nurl = \"{url}\"\ninterval = \"200ms\"\ntimeout = \"190ms\"\n\
-         [[slo]]\nname = \"owa p95\"\ntargets = [\"owa*\"]\nlatency = \"p95 < 40ms\"\n\
-         [[slo]]\nname = \"owa p95 off-peak\"\nphases = [\"baseline\", \"cool*\"]\nlatency = \"p95 < 40ms\"\n\
-         [[slo]]\nname = \"no long slowdown\"\nmax_incident = \"1h\"\n",
-        state.display()
-    )
-}
+/// The objectives: the p95 under 40 ms everywhere and outside the plateau,
+/// and no incident over an hour.
+const SLOS: &str = "[[slo]]\nname = \"owa p95\"\ntargets = [\"owa*\"]\nlatency = \"p95 < 40ms\"\n\
+     [[slo]]\nname = \"owa p95 off-peak\"\nphases = [\"baseline\", \"cool*\"]\nlatency = \"p95 < 40ms\"\n\
+     [[slo]]\nname = \"no long slowdown\"\nmax_incident = \"1h\"\n";
 
 /// Waits until the agent has run `n` more probes of `owa` than now.
 async fn probes(agent: &Agent, n: f64) {
@@ -53,19 +47,13 @@ async fn probes(agent: &Agent, n: f64) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_report_places_the_slowdown_in_its_phase_and_fails_there_alone() {
-    let server = HttpServer::start().await;
-    server.route("/owa", Reply::ok("ok"));
-    let dir = tempfile::tempdir().unwrap();
-    let state = dir.path().join("state");
-    let port = support::free_port();
-    let cfg = write_file(
-        dir.path(),
-        "c.toml",
-        &config(port, &state, &server.url("/owa")),
-    );
-    let addr = ([127, 0, 0, 1], port).into();
-    let agent = Agent::start(&cfg, addr, &[]).await;
-    agent.wait_baseline("owa").await;
+    let support::owa::Owa {
+        server,
+        dir,
+        cfg,
+        agent,
+        ..
+    } = support::owa::start("200ms", "190ms", SLOS).await;
 
     let out = soak(&cfg, &["start", "golive", "--phase", "baseline"]);
     assert!(out.status.success(), "{}", text(&out.stderr));

@@ -14,6 +14,7 @@ pub mod chromium;
 pub mod delivery;
 pub mod http;
 pub mod in_process;
+pub mod owa;
 pub mod peers;
 pub mod prometheus;
 pub mod proxy;
