@@ -6,7 +6,8 @@
 //! (it installs the Debian package when it runs as root). In CI a missing node or npm is a
 //! failure; elsewhere the test is skipped with a message. The check runs with a live scrape
 //! (`check.sh --scrape FILE`) of a real agent that has been through an incident, with an
-//! HTTPS target and a receiver, so every `mailpulse_*` metric a panel names must exist.
+//! HTTPS target, a receiver and a soak-test run in progress, so every `mailpulse_*` metric a
+//! panel or annotation names must exist.
 
 use crate::support;
 
@@ -47,7 +48,7 @@ fn missing_tools() -> Option<String> {
 }
 
 /// A scrape of an agent that has been through a slow incident, with an HTTPS
-/// target, host collection and a webhook receiver.
+/// target, host collection, a webhook receiver and a soak run in progress.
 async fn live_scrape(dir: &Path) -> String {
     use std::time::Duration;
     use support::{write_file, Agent, HttpServer, Reply};
@@ -96,6 +97,29 @@ async fn live_scrape(dir: &Path) -> String {
         )
         .await;
     hook.wait_accepted(2, Duration::from_secs(15)).await;
+    // A soak run in progress, so the soak metrics exist.
+    let out = support::mailpulse(&[
+        "soak",
+        "start",
+        "golive",
+        "--phase",
+        "baseline",
+        "--config",
+        cfg.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    agent
+        .wait_metric(
+            "mailpulse_soak_phase_info",
+            &[("run", "golive"), ("phase", "baseline")],
+            has,
+            "the soak phase",
+        )
+        .await;
     agent.scrape().await
 }
 
