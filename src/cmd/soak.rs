@@ -90,7 +90,7 @@ pub enum SoakCommand {
         at: Option<String>,
     },
     /// The end-of-run report of a run from this agent: phases, per-target
-    /// percentiles, incidents, host load and each [[slo]] with PASS or FAIL.
+    /// percentiles, incidents, host load and each `[[slo]]` objective with PASS or FAIL.
     /// Exit 0 when all pass, 3 when one fails.
     Report {
         /// The run's name (the newest run of that name).
