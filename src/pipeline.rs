@@ -135,6 +135,10 @@ struct Backlog {
     soak: Option<Run>,
     /// The figures of its phase in progress, for `mailpulse soak report`.
     phase: Option<PhaseRecorder>,
+    /// The newest run as its phase boundaries were last queued for the
+    /// `grafana` receivers; `None` until that succeeded (and after a
+    /// reload, so new receivers get them).
+    annotated: Option<Run>,
 }
 
 /// How often the figures of the soak phase in progress are saved (and when
@@ -240,7 +244,10 @@ impl Pipeline {
                             r.dirty = true;
                         }
                     }
-                    Some(Message::Reload(reload)) => self.reload(*reload),
+                    Some(Message::Reload(reload)) => {
+                        self.reload(*reload);
+                        backlog.annotated = None;
+                    }
                     None => break,
                 },
                 _ = flush.tick() => self.settle(&mut backlog),
@@ -262,9 +269,11 @@ impl Pipeline {
     /// Reads the soak-test run in progress and shows it in the metrics when
     /// it changed. A store that cannot be read keeps the last known run.
     fn poll_soak(&mut self, backlog: &mut Backlog) {
-        let Ok(run) = tokio::task::block_in_place(|| soak::active_run(&self.store)) else {
+        let Ok(newest) = tokio::task::block_in_place(|| soak::newest_run(&self.store)) else {
             return;
         };
+        self.annotate_phases(backlog, newest.as_ref());
+        let run = newest.filter(Run::is_active);
         let changed = run != backlog.soak;
         backlog.soak = run;
         // The figures first: once the metrics show a phase over, its
@@ -274,6 +283,27 @@ impl Pipeline {
             self.metrics
                 .soak
                 .set(backlog.soak.as_ref().map(active_phase).as_ref());
+        }
+    }
+
+    /// Queues the phase boundaries of the newest run for the `grafana`
+    /// receivers when it changed since they were last queued (and once after
+    /// start-up and each reload); the outbox remembers what it queued, so
+    /// reading the same run again queues nothing twice.
+    fn annotate_phases(&mut self, backlog: &mut Backlog, newest: Option<&Run>) {
+        let Some(run) = newest else { return };
+        if backlog.annotated.as_ref() == Some(run) {
+            return;
+        }
+        let now = self.clock.now();
+        let queued = tokio::task::block_in_place(|| {
+            alert::enqueue_phase_marks(&self.store, &self.alerting, &self.instance, run, now)
+        });
+        match queued {
+            Ok(_) => backlog.annotated = Some(run.clone()),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot queue the soak phase annotations; trying again later")
+            }
         }
     }
 

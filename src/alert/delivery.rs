@@ -486,14 +486,17 @@ async fn attempt(
 }
 
 /// The delivery-log row of a notification leaving the queue with `outcome`
-/// at `now` (`None` for test notifications and undecodable payloads).
+/// at `now` (`None` for test notifications, soak phase marks, which have
+/// no target, and undecodable payloads).
 pub(crate) fn sent_row(
     entry: &OutboxEntry,
     outcome: &str,
     now: DateTime<Utc>,
     error: Option<String>,
 ) -> Option<(String, i64, outbox::Sent)> {
-    let event = stored::queued(entry).ok().filter(|e| !e.test)?;
+    let event = stored::queued(entry)
+        .ok()
+        .filter(|e| !e.test && !e.soak_phase)?;
     let sent = outbox::Sent {
         id: entry.id,
         receiver: entry.receiver.clone(),

@@ -103,6 +103,12 @@ pub struct AlertEvent {
     /// That run's phase.
     #[serde(default)]
     pub phase: Option<String>,
+    /// Not an incident but a soak-test phase boundary (`run` and `phase`
+    /// name it; `started_at` is the phase's start and `recovered_at` its
+    /// end), queued for the `grafana` receivers only
+    /// ([`enqueue_phase_marks`](super::enqueue_phase_marks)).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub soak_phase: bool,
     /// Set on a page a maintenance window or silence held: by which and
     /// since when. Pages that were never held leave it out.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -200,6 +206,7 @@ impl AlertEvent {
             host: ctx.host,
             run: incident.run.clone(),
             phase: incident.run_phase.clone(),
+            soak_phase: false,
         }
     }
 }

@@ -6,7 +6,10 @@
 //! `timeEnd`). A recovery whose onset was never annotated posts the whole
 //! region at once, and so does one whose annotation was deleted meanwhile
 //! (the PATCH answers 404). A firing event for an incident already annotated
-//! is not posted again.
+//! is not posted again. Soak-test phases (`alert/soak.rs`) take the same
+//! path: a point at the phase's start, a region once it ended; a phase's id
+//! is kept after its region closed (one small row per phase), so an end sent
+//! again after a crash patches the same region instead of adding one.
 
 use hyper::Method;
 use serde_json::{json, Value};
@@ -78,8 +81,16 @@ impl GrafanaReceiver {
     }
 }
 
-/// The tags of an incident's annotation.
+/// The tags of an incident's annotation; a soak phase's are `mailpulse`,
+/// `soak`, `run:NAME` and `phase:NAME`. The receiver's own tags follow.
 pub fn tags(e: &AlertEvent, extra: &[String]) -> Vec<String> {
+    if e.soak_phase {
+        let mut t = vec!["mailpulse".to_string(), "soak".to_string()];
+        t.extend(e.run.iter().map(|r| format!("run:{r}")));
+        t.extend(e.phase.iter().map(|p| format!("phase:{p}")));
+        t.extend(extra.iter().cloned());
+        return t;
+    }
     let mut t = vec![
         "mailpulse".to_string(),
         format!("target:{}", e.target),
@@ -101,6 +112,19 @@ pub fn tags(e: &AlertEvent, extra: &[String]) -> Vec<String> {
     t
 }
 
+/// The annotation's text: the incident's summary, or the soak phase and
+/// its run.
+fn text(e: &AlertEvent) -> String {
+    if e.soak_phase {
+        return format!(
+            "soak run {}: phase {}",
+            e.run.as_deref().unwrap_or_default(),
+            e.phase.as_deref().unwrap_or_default()
+        );
+    }
+    render::summary(e)
+}
+
 /// The body creating the annotation: a point at onset while firing, the
 /// whole region once resolved.
 pub fn create_payload(
@@ -112,7 +136,7 @@ pub fn create_payload(
     let mut v = json!({
         "time": e.started_at.timestamp_millis(),
         "tags": tags(e, extra_tags),
-        "text": render::summary(e),
+        "text": text(e),
     });
     if let (AlertStatus::Resolved, Some(end)) = (e.status, e.recovered_at) {
         v["timeEnd"] = json!(end.timestamp_millis());
@@ -132,7 +156,7 @@ pub fn close_payload(e: &AlertEvent, extra_tags: &[String]) -> Value {
         "time": e.started_at.timestamp_millis(),
         "timeEnd": e.recovered_at.unwrap_or(e.detected_at).timestamp_millis(),
         "tags": tags(e, extra_tags),
-        "text": render::summary(e),
+        "text": text(e),
     })
 }
 
@@ -187,10 +211,12 @@ impl Receiver for GrafanaReceiver {
                         }
                         Err(e) => return Err(e),
                     }
-                    let (name, k) = (self.name.clone(), key);
-                    // Failing to forget the id only leaves a stale row behind.
-                    let _ =
-                        blocking(&self.store, move |s| outbox::remove_state(s, &name, &k)).await;
+                    if !event.soak_phase {
+                        let (name, k) = (self.name.clone(), key);
+                        // Failing to forget the id only leaves a stale row behind.
+                        let _ = blocking(&self.store, move |s| outbox::remove_state(s, &name, &k))
+                            .await;
+                    }
                     Ok(())
                 }
                 (status, None) => {

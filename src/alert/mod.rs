@@ -26,7 +26,8 @@
 //! backoff; `housekeeping.rs` its periodic upkeep (expiry, held pages,
 //! reminders); `pending.rs` alerts waiting in memory for the store. One
 //! receiver kind per file beside them, sharing `http.rs`, `render.rs` and
-//! `redact.rs`; `registry.rs` maps each kind to its receiver; `glob.rs`
+//! `redact.rs`; `soak.rs` queues soak-test phase boundaries for the
+//! `grafana` receivers; `registry.rs` maps each kind to its receiver; `glob.rs`
 //! matches target patterns and `window.rs` says whether a maintenance window
 //! is open.
 
@@ -49,6 +50,7 @@ mod registry;
 pub mod render;
 mod routing;
 pub mod slack;
+mod soak;
 pub mod stored;
 pub mod teams;
 pub mod webhook;
@@ -64,6 +66,7 @@ pub use housekeeping::HOUSEKEEPING_INTERVAL;
 pub use receiver::{BoxFuture, DeliveryError, Receiver};
 pub use reconcile::{reconcile, resolve_recovered};
 pub use routing::silenced_by;
+pub use soak::{enqueue_phase_marks, phase_events, phase_key};
 pub use stored::open_incidents;
 
 use std::collections::BTreeMap;
@@ -198,6 +201,7 @@ pub(crate) mod tests {
             }),
             run: None,
             phase: None,
+            soak_phase: false,
         }
     }
 }

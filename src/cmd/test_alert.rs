@@ -58,6 +58,7 @@ fn test_event(instance: &str, severity: &str, now: DateTime<Utc>) -> AlertEvent 
         }),
         run: None,
         phase: None,
+        soak_phase: false,
     }
 }
 

@@ -384,6 +384,20 @@ pub fn runs(store: &Store) -> Result<Vec<Run>, StoreError> {
     })
 }
 
+/// The newest run, active or not, if any (a row that does not decode
+/// counts as none).
+pub fn newest_run(store: &Store) -> Result<Option<Run>, StoreError> {
+    store.read(|tx| {
+        let Some(table) = read_table(tx, RUNS)? else {
+            return Ok(None);
+        };
+        let Some((_, v)) = table.last()? else {
+            return Ok(None);
+        };
+        Ok(serde_json::from_slice::<Run>(v.value()).ok())
+    })
+}
+
 /// The active run, if any (the newest run, when it has not ended).
 pub fn active_run(store: &Store) -> Result<Option<Run>, StoreError> {
     store.read(|tx| {

@@ -1053,6 +1053,58 @@ async fn grafana_redraws_a_region_whose_annotation_was_deleted() {
     h.stop().await;
 }
 
+/// Issue 17: a soak phase's closing resent after a crash (delivered, but
+/// the outbox never recorded it) patches the same region again instead of
+/// posting a second one: the receiver keeps a phase's annotation id.
+#[tokio::test]
+async fn grafana_patches_a_resent_soak_phase_end_into_the_same_region() {
+    let cap = HttpServer::receiver().await;
+    cap.default_reply(Reply::json(r#"{"message":"Annotation added","id":7}"#));
+    let dir = tempfile::tempdir().unwrap();
+    let h = Delivery::from_config(config(
+        &format!(
+            "[[receiver]]\nname = \"gf\"\nkind = \"grafana\"\nurl = \"{}\"\n",
+            cap.url("/")
+        ),
+        dir.path(),
+    ));
+    let t0 = at("2026-12-05T10:00:00Z");
+    let soak =
+        mailpulse::store::soak::start(&h.store, "golive", Some("baseline"), None, t0, 5).unwrap();
+    let push = |e: &AlertEvent| {
+        let payload = alert::stored::encode(e);
+        h.store
+            .write(|tx| outbox::push(tx, "gf", &e.incident_key, &payload, Utc::now()))
+            .unwrap();
+    };
+    let begun = alert::phase_events("cas01", &soak).remove(0);
+    assert!(begun.soak_phase && begun.status == AlertStatus::Firing);
+    push(&begun);
+    cap.wait_accepted(1, WAIT).await;
+    let t1 = t0 + chrono::Duration::minutes(30);
+    let soak = mailpulse::store::soak::phase(&h.store, "plateau", None, t1, 5).unwrap();
+    let ended = alert::phase_events("cas01", &soak).remove(0);
+    assert_eq!(ended.status, AlertStatus::Resolved);
+    push(&ended);
+    cap.wait_accepted(2, WAIT).await;
+    push(&ended);
+    let got = cap.wait_accepted(3, WAIT).await;
+    let calls: Vec<(&str, &str)> = got
+        .iter()
+        .map(|c| (c.method.as_str(), c.path.as_str()))
+        .collect();
+    assert_eq!(
+        calls,
+        [
+            ("POST", "/api/annotations"),
+            ("PATCH", "/api/annotations/7"),
+            ("PATCH", "/api/annotations/7")
+        ]
+    );
+    assert_eq!(got[2].json()["timeEnd"], t1.timestamp_millis());
+    h.stop().await;
+}
+
 #[tokio::test(start_paused = true)]
 async fn backoff_grows_to_max_backoff_in_virtual_time() {
     let clock = mailpulse::clock::TokioClock::starting_at(at("2026-12-05T00:00:00Z"));

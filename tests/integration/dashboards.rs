@@ -6,7 +6,8 @@
 //! (it installs the Debian package when it runs as root). In CI a missing node or npm is a
 //! failure; elsewhere the test is skipped with a message. The check runs with a live scrape
 //! (`check.sh --scrape FILE`) of a real agent that has been through an incident, with an
-//! HTTPS target and a receiver, so every `mailpulse_*` metric a panel names must exist.
+//! HTTPS target, a receiver and a soak-test run in progress, so every `mailpulse_*` metric a
+//! panel or annotation names must exist.
 
 use crate::support;
 
@@ -47,7 +48,7 @@ fn missing_tools() -> Option<String> {
 }
 
 /// A scrape of an agent that has been through a slow incident, with an HTTPS
-/// target, host collection and a webhook receiver.
+/// target, host collection, a webhook receiver and a soak run in progress.
 async fn live_scrape(dir: &Path) -> String {
     use std::time::Duration;
     use support::{write_file, Agent, HttpServer, Reply};
@@ -96,6 +97,29 @@ async fn live_scrape(dir: &Path) -> String {
         )
         .await;
     hook.wait_accepted(2, Duration::from_secs(15)).await;
+    // A soak run in progress, so the soak metrics exist.
+    let out = support::mailpulse(&[
+        "soak",
+        "start",
+        "golive",
+        "--phase",
+        "baseline",
+        "--config",
+        cfg.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    agent
+        .wait_metric(
+            "mailpulse_soak_phase_info",
+            &[("run", "golive"), ("phase", "baseline")],
+            has,
+            "the soak phase",
+        )
+        .await;
     agent.scrape().await
 }
 
@@ -223,6 +247,79 @@ fn incident_bands_run_from_onset_to_recovery() {
     });
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("bands.test.yml");
+    std::fs::write(&path, file.to_string()).unwrap();
+    let out = Command::new(promtool)
+        .args(["test", "rules"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "promtool test rules:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Issue 17: the soak-test dashboard draws each phase of the selected run as
+/// a band while any agent reports it in progress (`mailpulse_soak_phase_info`),
+/// one band for the fleet, ending where the next phase begins.
+#[test]
+fn soak_phase_bands_follow_the_selected_run() {
+    let Some(promtool) = support::promtool() else {
+        return;
+    };
+    let expr = annotation_expr("dashboards/mailpulse-soak-test.json", "Soak-test phases")
+        .replace("$run", "golive");
+    // One value a minute, minutes 0 to 30: 1 while the phase is in
+    // progress, a staleness marker when the agent stops exporting it.
+    let series = |from: u32, to: u32| -> String {
+        (0..=30)
+            .map(|m| match m {
+                m if m < from => "_",
+                m if m < to => "1",
+                _ => "stale",
+            })
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    let info = |instance: &str, run: &str, phase: &str| {
+        format!(
+            r#"mailpulse_soak_phase_info{{job="mailpulse", instance="{instance}", run="{run}", phase="{phase}"}}"#
+        )
+    };
+    let input = serde_json::json!([
+        {"series": info("cas01", "golive", "baseline"), "values": series(2, 10)},
+        {"series": info("cas02", "golive", "baseline"), "values": series(2, 10)},
+        {"series": info("cas01", "golive", "plateau"), "values": series(10, 20)},
+        {"series": info("cas02", "golive", "plateau"), "values": series(10, 20)},
+        {"series": info("cas03", "other", "plateau"), "values": series(0, 30)},
+    ]);
+    let expected = [
+        (1, None),
+        (5, Some("baseline")),
+        (9, Some("baseline")),
+        (11, Some("plateau")),
+        (19, Some("plateau")),
+        (21, None),
+    ];
+    let tests: Vec<serde_json::Value> = expected
+        .iter()
+        .map(|(minute, phase)| {
+            let samples: Vec<serde_json::Value> = phase
+                .iter()
+                .map(|p| serde_json::json!({"labels": format!(r#"{{run="golive", phase="{p}"}}"#), "value": 1}))
+                .collect();
+            serde_json::json!({"expr": expr, "eval_time": format!("{minute}m"), "exp_samples": samples})
+        })
+        .collect();
+    let file = serde_json::json!({
+        "rule_files": [],
+        "evaluation_interval": "1m",
+        "tests": [{"interval": "1m", "input_series": input, "promql_expr_test": tests}],
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("phases.test.yml");
     std::fs::write(&path, file.to_string()).unwrap();
     let out = Command::new(promtool)
         .args(["test", "rules"])

@@ -623,3 +623,121 @@ async fn agents_are_found_through_prometheus() {
         a.stop().unwrap();
     }
 }
+
+/// Issue 17: phase boundaries reach the `grafana` receivers through the
+/// outbox as one annotation per phase (a point at its start, a region once
+/// it ended), tagged `mailpulse`, `soak`, `run:NAME`, `phase:NAME`, and a
+/// restart posts no boundary twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn phases_become_grafana_annotations_once_across_a_restart() {
+    use std::time::Duration;
+    use support::{Agent, HttpServer, Reply};
+
+    const WAIT: Duration = Duration::from_secs(20);
+    let server = HttpServer::start().await;
+    server.route("/owa", Reply::ok("ok"));
+    let gf = HttpServer::receiver().await;
+    gf.default_reply(Reply::json(r#"{"message":"Annotation added","id":42}"#));
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let port = support::free_port();
+    let cfg = write_file(
+        dir.path(),
+        "c.toml",
+        &format!(
+            "{}[[receiver]]\nname = \"gf\"\nkind = \"grafana\"\nurl = \"{}\"\n",
+            agent_config(port, &state, &server.url("/owa")),
+            gf.url("/grafana/")
+        ),
+    );
+    let addr = ([127, 0, 0, 1], port).into();
+    let mut agent = Agent::start(&cfg, addr, &[]).await;
+
+    let out = soak(&cfg, &["start", "golive", "--phase", "baseline"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let got = gf.wait_accepted(1, WAIT).await;
+    assert_eq!(
+        (got[0].method.as_str(), got[0].path.as_str()),
+        ("POST", "/grafana/api/annotations")
+    );
+    let first = got[0].json();
+    assert_eq!(
+        first["tags"],
+        serde_json::json!(["mailpulse", "soak", "run:golive", "phase:baseline"])
+    );
+    assert_eq!(first["text"], "soak run golive: phase baseline");
+    assert!(first.get("timeEnd").is_none(), "{first}");
+    let listed = runs(&cfg);
+    let millis = |v: &Value| {
+        v.as_str()
+            .unwrap()
+            .parse::<chrono::DateTime<chrono::Utc>>()
+            .unwrap()
+            .timestamp_millis()
+    };
+    assert_eq!(first["time"], millis(&listed[0]["phases"][0]["started_at"]));
+
+    // The baseline's region closed and the plateau's point posted; then a
+    // restart: neither is queued again (the closed baseline, whose
+    // annotation id is forgotten, would be posted anew as a region). The
+    // stop is SIGTERM, which records the deliveries: a kill -9 in the
+    // instant between Grafana's answer and that record sends it again
+    // (at least once, as every receiver).
+    let out = soak(&cfg, &["phase", "plateau"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    gf.wait_accepted(3, WAIT).await;
+    agent.signal("TERM");
+    agent.child.wait().unwrap();
+    drop(agent);
+    let agent = Agent::start(&cfg, addr, &[]).await;
+    let out = soak(&cfg, &["end"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    // The plateau's region closes.
+    let closes = |phase: &'static str| {
+        gf.accepted().iter().any(|r| {
+            r.method == "PATCH" && r.json()["tags"][3] == format!("phase:{phase}").as_str()
+        })
+    };
+    support::wait_until("the plateau's region", WAIT, || async {
+        closes("plateau") && closes("baseline")
+    })
+    .await;
+    let got = gf.accepted();
+    let listed = runs(&cfg);
+    let phases = &listed[0]["phases"];
+
+    let posts: Vec<Value> = got
+        .iter()
+        .filter(|r| r.method == "POST")
+        .map(|r| r.json())
+        .collect();
+    let patches: Vec<Value> = got
+        .iter()
+        .filter(|r| r.method == "PATCH")
+        .inspect(|r| assert_eq!(r.path, "/grafana/api/annotations/42"))
+        .map(|r| r.json())
+        .collect();
+    let phase_of = |v: &Value| v["tags"][3].as_str().unwrap().to_string();
+    let mut posted: Vec<String> = posts.iter().map(phase_of).collect();
+    posted.sort();
+    assert_eq!(posted, ["phase:baseline", "phase:plateau"], "{got:#?}");
+    let mut patched: Vec<String> = patches.iter().map(phase_of).collect();
+    patched.sort();
+    assert_eq!(patched, ["phase:baseline", "phase:plateau"], "{got:#?}");
+    for p in &patches {
+        let i = usize::from(phase_of(p) == "phase:plateau");
+        assert_eq!(p["time"], millis(&phases[i]["started_at"]));
+        assert_eq!(p["timeEnd"], millis(&phases[i]["ended_at"]));
+    }
+    // No boundary is posted again while the agent keeps reading the ended run.
+    agent
+        .wait_metric(
+            "mailpulse_outbox_pending",
+            &[],
+            |v| v == Some(0.0),
+            "an empty outbox",
+        )
+        .await;
+    let posts = gf.requests().iter().filter(|r| r.method == "POST").count();
+    assert_eq!(posts, 2, "{:#?}", gf.requests());
+}

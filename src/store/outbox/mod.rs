@@ -520,6 +520,29 @@ pub fn put_state(
     })
 }
 
+/// `receiver`'s state for `key`, inside a caller's write transaction.
+pub fn get_state_in(
+    tx: &redb::WriteTransaction,
+    receiver: &str,
+    key: &str,
+) -> Result<Option<Vec<u8>>, redb::Error> {
+    let t = tx.open_table(RECEIVER_STATE)?;
+    let value = t.get((receiver, key))?.map(|v| v.value().to_vec());
+    Ok(value)
+}
+
+/// Sets `receiver`'s state for `key`, inside a caller's write transaction.
+pub fn put_state_in(
+    tx: &redb::WriteTransaction,
+    receiver: &str,
+    key: &str,
+    value: &[u8],
+) -> Result<(), redb::Error> {
+    tx.open_table(RECEIVER_STATE)?
+        .insert((receiver, key), value)?;
+    Ok(())
+}
+
 /// `receiver`'s state for `incident_key`, if any.
 pub fn get_state(
     store: &Store,

@@ -152,6 +152,7 @@ pub fn slow(key: &str, started: DateTime<Utc>) -> AlertEvent {
         host: None,
         run: None,
         phase: None,
+        soak_phase: false,
     }
 }
 
