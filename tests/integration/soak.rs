@@ -634,24 +634,19 @@ async fn phases_become_grafana_annotations_once_across_a_restart() {
     use support::{Agent, HttpServer, Reply};
 
     const WAIT: Duration = Duration::from_secs(20);
-    let server = HttpServer::start().await;
-    server.route("/owa", Reply::ok("ok"));
     let gf = HttpServer::receiver().await;
     gf.default_reply(Reply::json(r#"{"message":"Annotation added","id":42}"#));
-    let dir = tempfile::tempdir().unwrap();
-    let state = dir.path().join("state");
-    let port = support::free_port();
-    let cfg = write_file(
-        dir.path(),
-        "c.toml",
-        &format!(
-            "{}[[receiver]]\nname = \"gf\"\nkind = \"grafana\"\nurl = \"{}\"\n",
-            agent_config(port, &state, &server.url("/owa")),
-            gf.url("/grafana/")
-        ),
+    let receiver = format!(
+        "[[receiver]]\nname = \"gf\"\nkind = \"grafana\"\nurl = \"{}\"\n",
+        gf.url("/grafana/")
     );
-    let addr = ([127, 0, 0, 1], port).into();
-    let mut agent = Agent::start(&cfg, addr, &[]).await;
+    let support::owa::Owa {
+        dir: _dir,
+        cfg,
+        addr,
+        mut agent,
+        ..
+    } = support::owa::start("100ms", "90ms", &receiver).await;
 
     let out = soak(&cfg, &["start", "golive", "--phase", "baseline"]);
     assert!(out.status.success(), "{}", text(&out.stderr));
