@@ -219,9 +219,14 @@ fn incidents_table(out: &mut String, caption: &str, incidents: &[&IncidentView])
         out.push_str("<p>No incidents.</p></section>");
         return;
     }
-    // Soak run/phase and change-window columns go here once incident
-    // records carry them (shown only when some row has them).
-    out.push_str("<table><thead><tr><th scope=\"col\">Target</th><th scope=\"col\">State</th><th scope=\"col\">Started</th><th scope=\"col\">Detected</th><th scope=\"col\">Recovered</th><th scope=\"col\">Duration</th><th scope=\"col\">Peak</th><th scope=\"col\">Baseline</th><th scope=\"col\">Worst step</th></tr></thead><tbody>");
+    // The soak run column shows only when some row has a run (the
+    // change-window column will do the same once records carry windows).
+    let soak = incidents.iter().any(|i| i.run.is_some());
+    out.push_str("<table><thead><tr><th scope=\"col\">Target</th><th scope=\"col\">State</th><th scope=\"col\">Started</th><th scope=\"col\">Detected</th><th scope=\"col\">Recovered</th><th scope=\"col\">Duration</th><th scope=\"col\">Peak</th><th scope=\"col\">Baseline</th><th scope=\"col\">Worst step</th>");
+    if soak {
+        out.push_str("<th scope=\"col\">Soak run / phase</th>");
+    }
+    out.push_str("</tr></thead><tbody>");
     for i in incidents {
         let _ = write!(
             out,
@@ -242,7 +247,7 @@ fn incidents_table(out: &mut String, caption: &str, incidents: &[&IncidentView])
         }
         let _ = write!(
             out,
-            "</td><td>{}</td><td>{}</td><td>{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td>{}</td></tr>",
+            "</td><td>{}</td><td>{}</td><td>{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td>{}</td>",
             when(&i.started_at),
             when(&i.detected_at),
             i.recovered_at.as_deref().map_or_else(|| "–".into(), when),
@@ -251,6 +256,16 @@ fn incidents_table(out: &mut String, caption: &str, incidents: &[&IncidentView])
             opt_latency(i.baseline_seconds),
             escape(i.worst_step.as_deref().unwrap_or("–"))
         );
+        if soak {
+            let _ = match (&i.run, &i.phase) {
+                (Some(run), Some(phase)) => {
+                    write!(out, "<td>{} / {}</td>", escape(run), escape(phase))
+                }
+                (Some(run), None) => write!(out, "<td>{}</td>", escape(run)),
+                _ => write!(out, "<td>–</td>"),
+            };
+        }
+        out.push_str("</tr>");
     }
     out.push_str("</tbody></table></section>");
 }
@@ -674,6 +689,39 @@ mod tests {
         let open_row = page.find(" open</td>").unwrap();
         let closed_row = page.find("slow recovered").unwrap();
         assert!(open_row < closed_row);
+    }
+
+    /// Incidents of a soak run show their run and phase in a column of
+    /// their own, escaped; without any, the column is not there.
+    #[test]
+    fn soak_runs_get_a_column_when_an_incident_has_one() {
+        let b = board();
+        let view = StatusView::new(&b, at(100));
+        let plain = vec![IncidentView::new("owa", &incident(10, Some(20)), at(100))];
+        assert!(!status_page(&view, &plain).contains("Soak run"));
+        let mut during = incident(30, Some(40));
+        during.run = Some("golive<1>".into());
+        during.run_phase = Some("plateau".into());
+        let rows = vec![
+            IncidentView::new("owa", &during, at(100)),
+            IncidentView::new("owa", &incident(10, Some(20)), at(100)),
+        ];
+        let page = status_page(&view, &rows);
+        assert!(
+            page.contains("<th scope=\"col\">Soak run / phase</th>"),
+            "{page}"
+        );
+        assert!(
+            page.contains("<td>golive&lt;1&gt; / plateau</td>"),
+            "{page}"
+        );
+        assert!(page.contains("<td>–</td></tr>"), "{page}");
+        let json = serde_json::to_value(&rows[0]).unwrap();
+        assert_eq!(
+            (json["run"].as_str(), json["phase"].as_str()),
+            (Some("golive<1>"), Some("plateau"))
+        );
+        assert_inert(&page);
     }
 
     #[test]

@@ -229,9 +229,13 @@ pub struct IncidentView {
     pub failed_probes: u32,
     /// How it ended (`recovered`, `new_baseline`, ...); `null` while open.
     pub outcome: Option<&'static str>,
-    // Hook for the soak run/phase and change-window columns (issues #soak,
-    // #windows): once incident records carry them, they become optional
-    // fields here and the tables show their columns when any row has them.
+    /// The soak-test run active when it opened; `null` outside runs.
+    pub run: Option<String>,
+    /// That run's phase; `null` outside runs.
+    pub phase: Option<String>,
+    // Hook for the change-window column (#windows): once incident records
+    // carry their window, it becomes an optional field here and the tables
+    // show its column when any row has one, as they do for the soak run.
 }
 
 impl IncidentView {
@@ -254,6 +258,8 @@ impl IncidentView {
             slow_probes: i.slow_count,
             failed_probes: i.failed_count,
             outcome: i.outcome.map(|o| o.as_str()),
+            run: i.run.clone(),
+            phase: i.run_phase.clone(),
         }
     }
 }
