@@ -301,68 +301,24 @@ pub fn report(input: &Input<'_>) -> Report {
 /// Measures one objective everywhere it applies.
 fn evaluate(input: &Input<'_>, slo: &Slo) -> SloResult {
     let mut checks = Vec::new();
-    let phase_ok = |name: &str| matches(&slo.phases, name);
     match slo.objective {
         Objective::Latency {
             quantile,
             step,
             cmp,
             limit,
-        } => {
-            for server in input.servers {
-                for (phase, stats) in input.phases.iter().zip(&server.phases) {
-                    if !phase_ok(&phase.name) {
-                        continue;
-                    }
-                    for (target, t) in &stats.targets {
-                        if !matches(&slo.targets, target) {
-                            continue;
-                        }
-                        let Some(v) = t.step(step.as_str()).and_then(|s| s.quantile(quantile))
-                        else {
-                            continue;
-                        };
-                        checks.push(SloCheck {
-                            server: server.server.clone(),
-                            target: target.clone(),
-                            phase: phase.name.clone(),
-                            measured: v,
-                            measured_text: seconds(v),
-                            pass: cmp.holds(v, limit.as_secs_f64()),
-                        });
-                    }
-                }
-            }
-        }
-        Objective::Success { cmp, percent } => {
-            for server in input.servers {
-                for (phase, stats) in input.phases.iter().zip(&server.phases) {
-                    if !phase_ok(&phase.name) {
-                        continue;
-                    }
-                    for (target, t) in &stats.targets {
-                        let Some(v) = t
-                            .success_percent()
-                            .filter(|_| matches(&slo.targets, target))
-                        else {
-                            continue;
-                        };
-                        checks.push(SloCheck {
-                            server: server.server.clone(),
-                            target: target.clone(),
-                            phase: phase.name.clone(),
-                            measured: v,
-                            measured_text: format!("{v:.3}% of {}", t.probes),
-                            pass: cmp.holds(v, percent),
-                        });
-                    }
-                }
-            }
-        }
+        } => per_target_phase(input, slo, &mut checks, |t| {
+            let v = t.step(step.as_str())?.quantile(quantile)?;
+            Some((v, seconds(v), cmp.holds(v, limit.as_secs_f64())))
+        }),
+        Objective::Success { cmp, percent } => per_target_phase(input, slo, &mut checks, |t| {
+            let v = t.success_percent()?;
+            Some((v, format!("{v:.3}% of {}", t.probes), cmp.holds(v, percent)))
+        }),
         Objective::MaxIncident(max) => {
             for i in input.incidents {
                 let phase = i.phase.as_deref().unwrap_or("");
-                if !matches(&slo.targets, &i.target) || !phase_ok(phase) {
+                if !matches(&slo.targets, &i.target) || !matches(&slo.phases, phase) {
                     continue;
                 }
                 let d = i.duration(input.end).num_milliseconds().max(0) as f64 / 1000.0;
@@ -415,6 +371,39 @@ fn evaluate(input: &Input<'_>, slo: &Slo) -> SloResult {
         pass,
         measured,
         checks,
+    }
+}
+
+/// Checks an objective in every phase and on every target it names:
+/// `measure` gives a target's figure in a phase (value, text, whether it
+/// meets the objective), or `None` when there is nothing to measure.
+fn per_target_phase(
+    input: &Input<'_>,
+    slo: &Slo,
+    checks: &mut Vec<SloCheck>,
+    measure: impl Fn(&stats::TargetStats) -> Option<(f64, String, bool)>,
+) {
+    for server in input.servers {
+        for (phase, stats) in input.phases.iter().zip(&server.phases) {
+            if !matches(&slo.phases, &phase.name) {
+                continue;
+            }
+            for (target, t) in &stats.targets {
+                if !matches(&slo.targets, target) {
+                    continue;
+                }
+                if let Some((measured, measured_text, pass)) = measure(t) {
+                    checks.push(SloCheck {
+                        server: server.server.clone(),
+                        target: target.clone(),
+                        phase: phase.name.clone(),
+                        measured,
+                        measured_text,
+                        pass,
+                    });
+                }
+            }
+        }
     }
 }
 
