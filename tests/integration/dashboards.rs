@@ -245,20 +245,7 @@ fn incident_bands_run_from_onset_to_recovery() {
             "promql_expr_test": tests,
         }],
     });
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("bands.test.yml");
-    std::fs::write(&path, file.to_string()).unwrap();
-    let out = Command::new(promtool)
-        .args(["test", "rules"])
-        .arg(&path)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "promtool test rules:\n{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    promtool_test(&promtool, &file);
 }
 
 /// Issue 17: the soak-test dashboard draws each phase of the selected run as
@@ -318,8 +305,14 @@ fn soak_phase_bands_follow_the_selected_run() {
         "evaluation_interval": "1m",
         "tests": [{"interval": "1m", "input_series": input, "promql_expr_test": tests}],
     });
+    promtool_test(&promtool, &file);
+}
+
+/// Runs `promtool test rules` on `file` (a unit-test file, JSON being YAML)
+/// and fails with its output unless every case passes.
+fn promtool_test(promtool: &Path, file: &serde_json::Value) {
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("phases.test.yml");
+    let path = dir.path().join("cases.test.yml");
     std::fs::write(&path, file.to_string()).unwrap();
     let out = Command::new(promtool)
         .args(["test", "rules"])
