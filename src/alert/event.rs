@@ -109,6 +109,15 @@ pub struct AlertEvent {
     /// ([`enqueue_phase_marks`](super::enqueue_phase_marks)).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub soak_phase: bool,
+    /// The change window that covered the target when the incident opened
+    /// (its page is held while the window is open), if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub window: Option<String>,
+    /// Set on a page sent during a change window because the incident went
+    /// beyond the window's tolerance: why, in words (`latency 21x the
+    /// baseline, tolerance 10x`, `down for 5m, max_down 5m`, ...).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub beyond_tolerance: Option<String>,
     /// Set on a page a maintenance window or silence held: by which and
     /// since when. Pages that were never held leave it out.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -207,6 +216,8 @@ impl AlertEvent {
             run: incident.run.clone(),
             phase: incident.run_phase.clone(),
             soak_phase: false,
+            window: None,
+            beyond_tolerance: None,
         }
     }
 }

@@ -202,6 +202,8 @@ pub(crate) mod tests {
             run: None,
             phase: None,
             soak_phase: false,
+            window: None,
+            beyond_tolerance: None,
         }
     }
 }

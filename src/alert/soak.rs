@@ -69,6 +69,8 @@ pub fn phase_events(instance: &str, run: &Run) -> Vec<AlertEvent> {
             phase: Some(p.name.clone()),
             held: None,
             soak_phase: true,
+            window: None,
+            beyond_tolerance: None,
         })
         .collect()
 }

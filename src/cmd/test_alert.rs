@@ -59,6 +59,8 @@ fn test_event(instance: &str, severity: &str, now: DateTime<Utc>) -> AlertEvent 
         run: None,
         phase: None,
         soak_phase: false,
+        window: None,
+        beyond_tolerance: None,
     }
 }
 

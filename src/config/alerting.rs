@@ -34,6 +34,13 @@ pub const DEFAULT_RECEIVER_TIMEOUT: Duration = Duration::from_secs(10);
 pub const DEFAULT_SEVERITY: &str = "critical";
 /// Accepted severities, most severe first (PagerDuty's set).
 pub const SEVERITIES: &[&str] = &["critical", "error", "warning", "info"];
+/// Change windows: latency at or above this many times the baseline is
+/// beyond tolerance and pages at once (`tolerance`, `--tolerance`).
+pub const DEFAULT_WINDOW_TOLERANCE: f64 = 10.0;
+/// Change windows: down for longer than this pages at once (`max_down`).
+pub const DEFAULT_WINDOW_MAX_DOWN: Duration = Duration::from_secs(5 * 60);
+/// Change windows: open for longer than this pages at once (`max_incident`).
+pub const DEFAULT_WINDOW_MAX_INCIDENT: Duration = Duration::from_secs(30 * 60);
 
 // ---------------------------------------------------------------------------
 // Typed: what the agent runs on.

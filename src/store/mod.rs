@@ -1,6 +1,6 @@
 //! The embedded state store: one redb file, `<state_dir>/mailpulse.redb`,
 //! shared by every part of the agent that must survive a restart (the alert
-//! outbox, incident history and detector state, soak-test runs, in sibling
+//! outbox, incident history and detector state, soak-test runs, change windows, in sibling
 //! modules).
 //!
 //! [`Store`] is a cheap handle (`Arc` inside) around the database. It owns
@@ -47,6 +47,7 @@ pub mod soak_stats;
 #[cfg(test)]
 mod tests;
 mod unwind;
+pub mod windows;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};

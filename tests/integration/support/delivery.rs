@@ -153,6 +153,8 @@ pub fn slow(key: &str, started: DateTime<Utc>) -> AlertEvent {
         run: None,
         phase: None,
         soak_phase: false,
+        window: None,
+        beyond_tolerance: None,
     }
 }
 
