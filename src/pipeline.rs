@@ -39,6 +39,7 @@ use crate::status::board::Judged;
 use crate::status::Shared;
 use crate::store::soak::{self, Run};
 use crate::store::soak_stats;
+use crate::store::windows::{self, ChangeWindow};
 use crate::store::Store;
 use crate::verdict::stats::PhaseStats;
 
@@ -139,6 +140,9 @@ struct Backlog {
     /// `grafana` receivers; `None` until that succeeded (and after a
     /// reload, so new receivers get them).
     annotated: Option<Run>,
+    /// The change windows open when the store was last read (every
+    /// [`SOAK_POLL`]); kept when a read fails.
+    windows: Vec<ChangeWindow>,
 }
 
 /// How often the figures of the soak phase in progress are saved (and when
@@ -251,7 +255,10 @@ impl Pipeline {
                     None => break,
                 },
                 _ = flush.tick() => self.settle(&mut backlog),
-                _ = soak_poll.tick() => self.poll_soak(&mut backlog),
+                _ = soak_poll.tick() => {
+                    self.poll_soak(&mut backlog);
+                    self.poll_windows(&mut backlog);
+                }
             }
         }
         self.settle(&mut backlog);
@@ -283,6 +290,16 @@ impl Pipeline {
             self.metrics
                 .soak
                 .set(backlog.soak.as_ref().map(active_phase).as_ref());
+        }
+    }
+
+    /// Reads the change windows open now (`mailpulse window`, the API and
+    /// `[[window]]` write them from elsewhere, so there is no event to wait
+    /// for). A store that cannot be read keeps the last known windows.
+    fn poll_windows(&mut self, backlog: &mut Backlog) {
+        let now = self.clock.now();
+        if let Ok(open) = tokio::task::block_in_place(|| windows::open_at(&self.store, now)) {
+            backlog.windows = open;
         }
     }
 

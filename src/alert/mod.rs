@@ -68,6 +68,7 @@ pub use reconcile::{reconcile, resolve_recovered};
 pub use routing::silenced_by;
 pub use soak::{enqueue_phase_marks, phase_events, phase_key};
 pub use stored::open_incidents;
+pub use window::change_window_covers;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

@@ -10,7 +10,8 @@ use std::time::Duration;
 
 use chrono::{DateTime, Datelike, NaiveDate, NaiveTime, Utc};
 
-use crate::config::alerting::{local_instant, MaintenanceWindow, TimeZone, WindowSchedule};
+use crate::config::alerting::{local_instant, Glob, MaintenanceWindow, TimeZone, WindowSchedule};
+use crate::store::windows::ChangeWindow;
 
 impl MaintenanceWindow {
     /// Whether the window holds pages of `target` at `at`.
@@ -46,6 +47,17 @@ impl MaintenanceWindow {
             }
         }
     }
+}
+
+/// Whether the change window `window` covers `target` at `at`: open then,
+/// and one of its patterns matches (no pattern covers every target).
+pub fn change_window_covers(window: &ChangeWindow, target: &str, at: DateTime<Utc>) -> bool {
+    window.is_open_at(at)
+        && (window.targets.is_empty()
+            || window
+                .targets
+                .iter()
+                .any(|p| Glob(p.clone()).matches(target)))
 }
 
 /// Whether a recurring window that starts at `time` on `day` (local), or
