@@ -8,7 +8,8 @@
 # Usage: bench/run.sh [--quick] [--only side,accuracy,scale,steady,incidents] [--steady-seconds N]
 #   --quick   about 5 minutes, for smoke runs (default: the full run, about an hour)
 #   --only    run only these scenarios; the other sections of RESULTS.md are
-#             kept from earlier runs on this machine (bench/out/)
+#             kept from earlier runs on this machine (bench/out/), else from
+#             RESULTS.md as it stands
 #   --steady-seconds N  length of the steady run (full: 900; a whole accelerated
 #             day at 10x is 8640)
 # Environment: CARGO_TARGET_DIR as usual (default: target/).

@@ -114,20 +114,39 @@ pub fn write_section(env: &Env, scenario: &str, section: &Section) -> io::Result
     fs::write(env.out.join(format!("{scenario}.verdict")), rows)
 }
 
-/// Joins the sections present in `out` into `results`.
+/// Joins the sections present in `out` into `results`. A scenario with no
+/// section in `out` (a `--only` run on a machine without the earlier runs'
+/// output) keeps its section and verdict rows from the `results` already
+/// there, so a partial run never drops what it did not measure.
 pub fn compose(out: &Path, results: &Path) -> io::Result<()> {
+    let before = fs::read_to_string(results).unwrap_or_default();
     let mut verdicts = String::new();
     let mut sections = String::new();
     for s in SCENARIOS {
         if let Ok(v) = fs::read_to_string(out.join(format!("{s}.verdict"))) {
             verdicts.push_str(&v);
         }
-        if let Ok(b) = fs::read_to_string(out.join(format!("{s}.md"))) {
-            sections.push_str(&b);
-            sections.push('\n');
+        match fs::read_to_string(out.join(format!("{s}.md"))) {
+            Ok(b) => {
+                sections.push_str(&b);
+                sections.push('\n');
+            }
+            Err(_) => {
+                if let Some(b) = section_of(&before, heading(s)) {
+                    sections.push_str(b.trim_end());
+                    sections.push_str("\n\n");
+                }
+            }
         }
     }
-    let machine = fs::read_to_string(out.join("machine.md")).unwrap_or_default();
+    for row in kept_verdicts(&before, &verdicts) {
+        verdicts.push_str(row);
+        verdicts.push('\n');
+    }
+    let machine = fs::read_to_string(out.join("machine.md"))
+        .ok()
+        .or_else(|| machine_of(&before))
+        .unwrap_or_default();
     let notes = results
         .parent()
         .map(|d| fs::read_to_string(d.join("notes.md")).unwrap_or_default())
@@ -145,4 +164,91 @@ pub fn compose(out: &Path, results: &Path) -> io::Result<()> {
         fs::create_dir_all(dir)?;
     }
     fs::write(results, text)
+}
+
+/// The section of `text` under `## {heading}`, heading included, up to the
+/// next `## ` heading.
+fn section_of<'a>(text: &'a str, heading: &str) -> Option<&'a str> {
+    let start = text.find(&format!("\n## {heading}\n"))? + 1;
+    let rest = &text[start..];
+    let end = rest[3..].find("\n## ").map_or(rest.len(), |i| i + 4);
+    Some(&rest[..end])
+}
+
+/// The machine lines (`- Machine: ...` and what follows) of an earlier result.
+fn machine_of(text: &str) -> Option<String> {
+    let start = text.find("- Machine: ")?;
+    let end = text[start..]
+        .find("\n\n")
+        .map_or(text.len(), |i| start + i + 1);
+    Some(text[start..end].to_string())
+}
+
+/// The verdict rows of an earlier result whose target no row of `fresh`
+/// names: the verdicts of scenarios this run did not measure.
+fn kept_verdicts<'a>(before: &'a str, fresh: &str) -> Vec<&'a str> {
+    let target = |row: &str| row.split(" | ").next().map(str::to_string);
+    let fresh: Vec<String> = fresh.lines().filter_map(target).collect();
+    let Some(table) = section_of(before, "Verdicts") else {
+        return Vec::new();
+    };
+    table
+        .lines()
+        .filter(|l| l.starts_with("| ") && !l.starts_with("| target |"))
+        .filter(|l| target(l).is_some_and(|t| !fresh.contains(&t)))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_partial_run_keeps_the_sections_and_verdicts_it_did_not_measure() {
+        let dir =
+            std::env::temp_dir().join(format!("mailpulse-bench-compose-{}", std::process::id()));
+        let out = dir.join("out");
+        fs::create_dir_all(&out).unwrap();
+        let results = dir.join("RESULTS.md");
+        fs::write(
+            &results,
+            format!(
+                "# Performance benchmark results\n\nintro\n\n- Machine: old box\n- mailpulse: old\n\n\
+                 ## Verdicts\n\n| target | verdict | measured |\n|---|---|---|\n\
+                 | Memory target | **met** | old memory |\n| Accuracy target | **met** | old accuracy |\n\n\
+                 ## {}\n\nold side figures\n\n## {}\n\nold accuracy figures\n\n## Discussion\n\nold notes\n",
+                heading("side"),
+                heading("accuracy")
+            ),
+        )
+        .unwrap();
+        fs::write(
+            out.join("side.md"),
+            format!("## {}\n\nnew side figures\n", heading("side")),
+        )
+        .unwrap();
+        fs::write(
+            out.join("side.verdict"),
+            "| Memory target | **met** | new memory |\n",
+        )
+        .unwrap();
+        compose(&out, &results).unwrap();
+        let text = fs::read_to_string(&results).unwrap();
+        let _ = fs::remove_dir_all(&dir);
+        assert!(
+            text.contains("new side figures") && !text.contains("old side figures"),
+            "{text}"
+        );
+        assert!(text.contains("old accuracy figures"), "{text}");
+        assert!(
+            text.contains("| Memory target | **met** | new memory |"),
+            "{text}"
+        );
+        assert!(!text.contains("old memory"), "{text}");
+        assert!(
+            text.contains("| Accuracy target | **met** | old accuracy |"),
+            "{text}"
+        );
+        assert!(text.contains("- Machine: old box"), "{text}");
+    }
 }
