@@ -558,26 +558,28 @@ async fn metrics_track_the_backlog() {
     let h = Delivery::from_config(webhook_config(&cap, dir.path()));
     h.enqueue(&firing("a", "owa"));
     h.enqueue(&resolved("a", "owa"));
-    tokio::time::sleep(Duration::from_millis(2500)).await;
-    let scrape = h.scrape();
-    assert!(scrape.contains("mailpulse_outbox_pending 2"), "{scrape}");
-    let age: f64 = scrape
-        .lines()
-        .find_map(|l| l.strip_prefix("mailpulse_outbox_oldest_pending_age_seconds "))
-        .unwrap()
-        .parse()
-        .unwrap();
-    assert!(age >= 1.0, "{age}");
+    let age = |scrape: &str| -> f64 {
+        scrape
+            .lines()
+            .find_map(|l| l.strip_prefix("mailpulse_outbox_oldest_pending_age_seconds "))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0.0)
+    };
+    // Both wait while the receiver refuses, and the oldest one ages.
+    let scrape = h
+        .wait_scrape(WAIT, "two pending, the oldest a second old", |s| {
+            s.contains("mailpulse_outbox_pending 2") && age(s) >= 1.0
+        })
+        .await;
     assert!(scrape.contains("mailpulse_notification_duration_seconds_count{receiver=\"hook\"}"));
     cap.default_reply(Reply::status(200));
     cap.wait_accepted(2, WAIT).await;
-    tokio::time::sleep(Duration::from_millis(1500)).await;
-    let scrape = h.scrape();
-    assert!(scrape.contains("mailpulse_outbox_pending 0"), "{scrape}");
-    assert!(
-        scrape.contains("mailpulse_outbox_oldest_pending_age_seconds 0"),
-        "{scrape}"
-    );
+    let scrape = h
+        .wait_scrape(WAIT, "the backlog drained", |s| {
+            s.contains("mailpulse_outbox_pending 0")
+                && s.contains("mailpulse_outbox_oldest_pending_age_seconds 0")
+        })
+        .await;
     assert!(
         scrape.contains("mailpulse_notifications_total{receiver=\"hook\",result=\"delivered\"} 2")
     );

@@ -111,6 +111,29 @@ impl Delivery {
         String::from_utf8(out).unwrap()
     }
 
+    /// Waits until a scrape satisfies `cond` (the gauges follow the store at
+    /// each housekeeping tick, a second apart); panics with the last scrape
+    /// after `limit`.
+    pub async fn wait_scrape(
+        &self,
+        limit: std::time::Duration,
+        what: &str,
+        cond: impl Fn(&str) -> bool,
+    ) -> String {
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            let scrape = self.scrape();
+            if cond(&scrape) {
+                return scrape;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "timed out waiting for {what}:\n{scrape}"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    }
+
     /// Whether the loop is still running.
     pub fn is_running(&self) -> bool {
         !self.task.is_finished()
