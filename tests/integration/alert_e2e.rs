@@ -12,7 +12,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 use support::alertmanager::Alertmanager;
-use support::{incidents, metric, write_file, Agent, HttpServer, Reply};
+use support::{incidents, write_file, Agent, HttpServer, Reply};
 
 /// Probe interval of the test target.
 const INTERVAL: Duration = Duration::from_millis(100);
