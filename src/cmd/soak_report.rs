@@ -126,7 +126,7 @@ pub async fn run(
         .collect();
     let servers = [ServerRun {
         server,
-        phases: stats,
+        phases: stats.into_iter().map(Into::into).collect(),
     }];
     let report = report(&Input {
         run: &run.name,
