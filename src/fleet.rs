@@ -71,9 +71,15 @@ pub fn agent_url(text: &str) -> anyhow::Result<Url> {
     Ok(url)
 }
 
+/// `/api/v1/<path>` of the agent at `base`; a `?query` in `path` is kept
+/// as the URL's query.
 fn endpoint(base: &Url, path: &str) -> Url {
+    let (path, query) = match path.split_once('?') {
+        Some((p, q)) => (p, Some(q)),
+        None => (path, None),
+    };
     let mut url = base.clone();
-    url.set_query(None);
+    url.set_query(query);
     url.set_fragment(None);
     if let Ok(mut segments) = url.path_segments_mut() {
         segments
@@ -84,8 +90,9 @@ fn endpoint(base: &Url, path: &str) -> Url {
     url
 }
 
-/// Sends `method` `/api/v1/<path>` with `body` (JSON) to every agent at
-/// once, as `credentials`; one outcome per agent, in the given order.
+/// Sends `method` `/api/v1/<path>` (`path` may end in `?query`) with
+/// `body` (JSON) to every agent at once, as `credentials`; one outcome per
+/// agent, in the given order.
 pub async fn send_all(
     agents: &[Url],
     method: Method,
@@ -532,6 +539,10 @@ mod tests {
         assert_eq!(
             endpoint(&prefixed, "soak/runs").as_str(),
             "https://proxy.example.org/cas01/api/v1/soak/runs"
+        );
+        assert_eq!(
+            endpoint(&base, "incidents?run=a+b&limit=5").as_str(),
+            "http://127.0.0.1:9717/api/v1/incidents?run=a+b&limit=5"
         );
         assert!(agent_url("ftp://x").is_err());
     }

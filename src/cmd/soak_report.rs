@@ -40,7 +40,8 @@ pub enum ReportFormat {
 }
 
 impl ReportFormat {
-    fn format(self) -> Format {
+    /// The renderer's format.
+    pub fn format(self) -> Format {
         match self {
             ReportFormat::Text => Format::Text,
             ReportFormat::Markdown => Format::Markdown,
