@@ -194,6 +194,11 @@ pub async fn run(
             outbound_origin(fleet.prometheus)
         ),
     );
+    report.notes.push(
+        "phase windows are as exact as the scrape interval: probes between a boundary and \
+         the next scrape count in the phase that scrape ends"
+            .to_string(),
+    );
     if !differing.is_empty() {
         report.notes.push(format!(
             "these agents have another timeline for the run (or none): {}",
@@ -237,8 +242,8 @@ pub async fn run(
 }
 
 fn outbound_origin(text: &str) -> String {
-    url::Url::parse(text)
-        .map(|u| crate::outbound::origin(&u))
+    Prometheus::new(text)
+        .map(|p| p.origin())
         .unwrap_or_else(|_| terminal_text(text).into_owned())
 }
 
