@@ -34,7 +34,8 @@ pub struct Args {
     /// (repeatable): http(s)://HOST:PORT.
     #[arg(long = "agent", value_name = "URL", global = true)]
     pub agents: Vec<String>,
-    /// Act on every agent this Prometheus scrapes (its targets API).
+    /// Act on every agent this Prometheus scrapes (its targets API); with
+    /// `report`, the fleet-wide report from its data and the agents'.
     #[arg(long, value_name = "URL", global = true)]
     pub prometheus: Option<String>,
     /// With --prometheus: only the targets of this job.
