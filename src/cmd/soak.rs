@@ -156,6 +156,12 @@ pub async fn run(args: &Args) -> anyhow::Result<ExitCode> {
     } = &args.command
     {
         if let Some(prometheus) = &args.prometheus {
+            if !args.agents.is_empty() {
+                anyhow::bail!(
+                    "soak report --prometheus reads the agents Prometheus scrapes; \
+                     --agent is for marks and lists"
+                );
+            }
             let config = ConfigSource::new(args.config.clone()).load()?;
             let credentials = credentials(args)?;
             let fleet = super::soak_fleet_report::Fleet {

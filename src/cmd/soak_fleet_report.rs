@@ -195,8 +195,8 @@ pub async fn run(
         ),
     );
     report.notes.push(
-        "phase windows are as exact as the scrape interval: probes between a boundary and \
-         the next scrape count in the phase that scrape ends"
+        "each phase is measured from the scrapes within it: probes between its start and its \
+         first scrape are not in its percentiles (Prometheus extrapolates the counts over them)"
             .to_string(),
     );
     if !differing.is_empty() {

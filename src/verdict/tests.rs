@@ -245,13 +245,20 @@ fn no_objectives_pass_and_a_clean_run_passes() {
 
 #[test]
 fn every_format_carries_the_verdict_and_escapes_names() {
-    let r = make("owa<script>alert(1)</script>");
+    let mut r = make("owa<script>alert(1)</script>");
+    r.notes.push("not read: <b>cas02</b>".into());
     let text = render(&r, Format::Text);
     assert!(
         text.starts_with("Soak run \"go-live-1\": FAIL: 3 of 5"),
         "{text}"
     );
     assert!(text.contains("Phases:\n  phase      start"), "{text}");
+    assert_eq!(
+        text.lines().nth(1),
+        Some("  (percentiles from the agents' own sketches, within 0.5% of exact)"),
+        "the error statement under the verdict: {text}"
+    );
+    assert!(text.contains("  (not read: <b>cas02</b>)\n\n"), "{text}");
     let md = render(&r, Format::Markdown);
     assert!(md.contains("**FAIL: 3 of 5"), "{md}");
     assert!(
@@ -259,6 +266,7 @@ fn every_format_carries_the_verdict_and_escapes_names() {
         "{md}"
     );
     assert!(!md.contains("<script>"));
+    assert!(md.contains("_not read: &lt;b&gt;cas02&lt;/b&gt;_"), "{md}");
     let json: serde_json::Value = serde_json::from_str(&render(&r, Format::Json)).unwrap();
     assert_eq!(json["verdict"]["pass"], false);
     assert_eq!(json["slos"][0]["pass"], false);
@@ -267,6 +275,8 @@ fn every_format_carries_the_verdict_and_escapes_names() {
     assert!(html.starts_with("<!DOCTYPE html>\n<html lang=\"en\">"));
     assert!(!html.contains("<script"), "no script, and the name escaped");
     assert!(html.contains("owa&lt;script&gt;alert(1)&lt;/script&gt;"));
+    assert!(html.contains("<p class=\"note\">not read: &lt;b&gt;cas02&lt;/b&gt;</p>"));
+    assert_eq!(json["notes"].as_array().map(Vec::len), Some(2));
     assert_eq!(html.matches("<h1>").count(), 1);
     assert_eq!(html.matches("class=\"band").count(), 3);
     assert_eq!(html.matches("class=\"incident\"").count(), 1);

@@ -463,6 +463,18 @@ async fn the_fleet_report_agrees_with_the_local_one_and_fails_phase_2_alone() {
     );
     assert!(stdout.contains("  (percentiles from Prometheus native histograms"));
 
+    // A report is read through Prometheus, not from agents named one by one.
+    let out = mailpulse(strings(&[
+        "soak", "report", "golive", "--agent", &gone_url, "--config", &cfg1,
+    ]))
+    .await;
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("--agent is for marks and lists"),
+        "{}",
+        text(&out.stderr)
+    );
+
     // An agent that cannot be read: named, in the report, exit 1.
     drop(cas02);
     let out = mailpulse(fleet_args("json")).await;
