@@ -188,6 +188,8 @@ struct ActiveTarget {
     scrape_url: String,
     #[serde(default)]
     labels: std::collections::BTreeMap<String, String>,
+    #[serde(rename = "scrapeInterval", default)]
+    scrape_interval: Option<String>,
 }
 
 /// The agents Prometheus at `prometheus` scrapes (its active targets, those
@@ -207,6 +209,8 @@ pub struct Scraped {
     pub url: Url,
     /// Its `instance` label in Prometheus (what queries answer).
     pub instance: String,
+    /// How often Prometheus scrapes it, when Prometheus says.
+    pub scrape_interval: Option<Duration>,
 }
 
 /// As [`discover`], with each agent's `instance` label.
@@ -265,7 +269,15 @@ pub async fn discover_instances(
                 .get("instance")
                 .cloned()
                 .unwrap_or_else(|| outbound::origin(&u));
-            Some(Scraped { url: u, instance })
+            let scrape_interval = t
+                .scrape_interval
+                .as_deref()
+                .and_then(|d| crate::config::duration::parse_duration(d).ok());
+            Some(Scraped {
+                url: u,
+                instance,
+                scrape_interval,
+            })
         })
         .collect();
     agents.sort_by(|a, b| a.url.as_str().cmp(b.url.as_str()));

@@ -160,9 +160,17 @@ pub async fn run(
     let q = Queries {
         job: job.as_deref(),
     };
+    // A phase's window reaches back to the last scrape before it began, so
+    // each probe counts in the phase of the scrape that reported it.
+    let lookback = agents
+        .iter()
+        .filter_map(|a| a.scrape_interval)
+        .max()
+        .and_then(|d| chrono::Duration::from_std(d).ok())
+        .unwrap_or_else(chrono::Duration::zero);
     for (k, phase) in phases.iter().enumerate() {
         let phase_end = phase.end.unwrap_or(end);
-        let window = window_of(phase_end - phase.start);
+        let window = window_of(phase_end - phase.start + lookback);
         let at = seconds(phase_end);
         let found = phase_figures(&prometheus, &q, &window, at, &percents).await?;
         for (instance, figures) in found {
@@ -195,8 +203,8 @@ pub async fn run(
         ),
     );
     report.notes.push(
-        "each phase is measured from the scrapes within it: probes between its start and its \
-         first scrape are not in its percentiles (Prometheus extrapolates the counts over them)"
+        "each probe counts in the phase of the scrape that reported it: up to one scrape \
+         interval off at each phase boundary"
             .to_string(),
     );
     if !differing.is_empty() {
