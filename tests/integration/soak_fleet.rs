@@ -463,6 +463,23 @@ async fn the_fleet_report_agrees_with_the_local_one_and_fails_phase_2_alone() {
     );
     assert!(stdout.contains("  (percentiles from Prometheus native histograms"));
 
+    // HTML, to a file: the same banner, bands and spans as the local one.
+    let html = dir.path().join("fleet.html");
+    let mut args = fleet_args("html");
+    args.extend(strings(&["--output", html.to_str().unwrap()]));
+    let out = mailpulse(args).await;
+    assert_eq!(out.status.code(), Some(3));
+    assert!(
+        text(&out.stdout).contains(": FAIL: 1 of 2"),
+        "{}",
+        text(&out.stdout)
+    );
+    let page = std::fs::read_to_string(&html).unwrap();
+    assert_eq!(page.matches("<svg").count(), 2, "a chart per server");
+    assert_eq!(page.matches("class=\"band").count(), 6, "three bands each");
+    assert!(page.matches("class=\"incident\"").count() >= 2);
+    assert!(page.contains("<p class=\"note\">percentiles from Prometheus native histograms"));
+
     // A report is read through Prometheus, not from agents named one by one.
     let out = mailpulse(strings(&[
         "soak", "report", "golive", "--agent", &gone_url, "--config", &cfg1,
