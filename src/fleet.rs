@@ -71,9 +71,15 @@ pub fn agent_url(text: &str) -> anyhow::Result<Url> {
     Ok(url)
 }
 
+/// `/api/v1/<path>` of the agent at `base`; a `?query` in `path` is kept
+/// as the URL's query.
 fn endpoint(base: &Url, path: &str) -> Url {
+    let (path, query) = match path.split_once('?') {
+        Some((p, q)) => (p, Some(q)),
+        None => (path, None),
+    };
     let mut url = base.clone();
-    url.set_query(None);
+    url.set_query(query);
     url.set_fragment(None);
     if let Ok(mut segments) = url.path_segments_mut() {
         segments
@@ -84,8 +90,9 @@ fn endpoint(base: &Url, path: &str) -> Url {
     url
 }
 
-/// Sends `method` `/api/v1/<path>` with `body` (JSON) to every agent at
-/// once, as `credentials`; one outcome per agent, in the given order.
+/// Sends `method` `/api/v1/<path>` (`path` may end in `?query`) with
+/// `body` (JSON) to every agent at once, as `credentials`; one outcome per
+/// agent, in the given order.
 pub async fn send_all(
     agents: &[Url],
     method: Method,
@@ -181,11 +188,36 @@ struct ActiveTarget {
     scrape_url: String,
     #[serde(default)]
     labels: std::collections::BTreeMap<String, String>,
+    #[serde(rename = "scrapeInterval", default)]
+    scrape_interval: Option<String>,
 }
 
 /// The agents Prometheus at `prometheus` scrapes (its active targets, those
 /// of job `job` when given): each scrape URL's origin, once, sorted.
 pub async fn discover(prometheus: &str, job: Option<&str>) -> anyhow::Result<Vec<Url>> {
+    Ok(discover_instances(prometheus, job)
+        .await?
+        .into_iter()
+        .map(|a| a.url)
+        .collect())
+}
+
+/// An agent Prometheus scrapes.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Scraped {
+    /// Its origin (the scrape URL without path and query).
+    pub url: Url,
+    /// Its `instance` label in Prometheus (what queries answer).
+    pub instance: String,
+    /// How often Prometheus scrapes it, when Prometheus says.
+    pub scrape_interval: Option<Duration>,
+}
+
+/// As [`discover`], with each agent's `instance` label.
+pub async fn discover_instances(
+    prometheus: &str,
+    job: Option<&str>,
+) -> anyhow::Result<Vec<Scraped>> {
     let mut url =
         Url::parse(prometheus).with_context(|| format!("invalid Prometheus URL {prometheus:?}"))?;
     if !matches!(url.scheme(), "http" | "https") {
@@ -223,7 +255,7 @@ pub async fn discover(prometheus: &str, job: Option<&str>) -> anyhow::Result<Vec
     }
     let parsed: TargetsAnswer =
         serde_json::from_slice(&answer.body).context("cannot read prometheus's targets answer")?;
-    let mut agents: Vec<Url> = parsed
+    let mut agents: Vec<Scraped> = parsed
         .data
         .active
         .into_iter()
@@ -232,11 +264,24 @@ pub async fn discover(prometheus: &str, job: Option<&str>) -> anyhow::Result<Vec
             let mut u = Url::parse(&t.scrape_url).ok()?;
             u.set_path("/");
             u.set_query(None);
-            Some(u)
+            let instance = t
+                .labels
+                .get("instance")
+                .cloned()
+                .unwrap_or_else(|| outbound::origin(&u));
+            let scrape_interval = t
+                .scrape_interval
+                .as_deref()
+                .and_then(|d| crate::config::duration::parse_duration(d).ok());
+            Some(Scraped {
+                url: u,
+                instance,
+                scrape_interval,
+            })
         })
         .collect();
-    agents.sort_by(|a, b| a.as_str().cmp(b.as_str()));
-    agents.dedup();
+    agents.sort_by(|a, b| a.url.as_str().cmp(b.url.as_str()));
+    agents.dedup_by(|a, b| a.url == b.url);
     if agents.is_empty() {
         bail!(
             "prometheus {} has no active targets{}",
@@ -311,16 +356,46 @@ impl Prometheus {
     /// Runs `promql` as an instant query evaluated at `at` (Unix seconds),
     /// bounded by [`QUERY_TIMEOUT`]; the vector it answers.
     pub async fn query(&self, promql: &str, at: f64) -> anyhow::Result<Vec<Series>> {
+        let (status, body) = self
+            .get("query", &[("query", promql), ("time", &format!("{at:.3}"))])
+            .await?;
+        parse_vector(status, &body)
+    }
+
+    /// Runs `promql` as a range query from `start` to `end` (Unix seconds)
+    /// every `step` seconds, bounded by [`QUERY_TIMEOUT`]; the matrix it
+    /// answers.
+    pub async fn query_range(
+        &self,
+        promql: &str,
+        start: f64,
+        end: f64,
+        step: f64,
+    ) -> anyhow::Result<Vec<RangeSeries>> {
+        let (status, body) = self
+            .get(
+                "query_range",
+                &[
+                    ("query", promql),
+                    ("start", &format!("{start:.3}")),
+                    ("end", &format!("{end:.3}")),
+                    ("step", &format!("{step:.3}")),
+                ],
+            )
+            .await?;
+        parse_matrix(status, &body)
+    }
+
+    /// `GET /api/v1/<api>?<params>`: the answer's status and body.
+    async fn get(&self, api: &str, params: &[(&str, &str)]) -> anyhow::Result<(u16, Vec<u8>)> {
         let mut url = self.url.clone();
         url.set_query(None);
         url.set_fragment(None);
         url.path_segments_mut()
             .map_err(|()| anyhow!("invalid Prometheus URL"))?
             .pop_if_empty()
-            .extend(["api", "v1", "query"]);
-        url.query_pairs_mut()
-            .append_pair("query", promql)
-            .append_pair("time", &format!("{at:.3}"));
+            .extend(["api", "v1", api]);
+        url.query_pairs_mut().extend_pairs(params);
         let limits = BodyLimits {
             success: QUERY_MAX_BODY,
             error: 4096,
@@ -346,8 +421,17 @@ impl Prometheus {
         if answer.cut {
             bail!("cannot read the prometheus answer: longer than {QUERY_MAX_BODY} bytes");
         }
-        parse_vector(answer.status, &answer.body)
+        Ok((answer.status, answer.body))
     }
+}
+
+/// One series of a range query's answer.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RangeSeries {
+    /// Its labels.
+    pub labels: std::collections::BTreeMap<String, String>,
+    /// Its points: (Unix seconds, value), in time order.
+    pub points: Vec<(f64, f64)>,
 }
 
 #[derive(Deserialize)]
@@ -362,7 +446,7 @@ struct QueryData {
     #[serde(rename = "resultType")]
     result_type: String,
     #[serde(default)]
-    result: Vec<VectorItem>,
+    result: serde_json::Value,
 }
 
 #[derive(Deserialize)]
@@ -372,8 +456,16 @@ struct VectorItem {
     value: (f64, String),
 }
 
-/// The series of an instant query's answer (`status` and body).
-fn parse_vector(status: u16, body: &[u8]) -> anyhow::Result<Vec<Series>> {
+#[derive(Deserialize)]
+struct MatrixItem {
+    #[serde(default)]
+    metric: std::collections::BTreeMap<String, String>,
+    #[serde(default)]
+    values: Vec<(f64, String)>,
+}
+
+/// A query answer's data of `expected` type (`status` and body).
+fn parse_data(status: u16, body: &[u8], expected: &str) -> anyhow::Result<serde_json::Value> {
     let parsed = serde_json::from_slice::<QueryAnswer>(body);
     if !(200..300).contains(&status) {
         let detail = parsed.ok().and_then(|a| a.error);
@@ -392,21 +484,53 @@ fn parse_vector(status: u16, body: &[u8]) -> anyhow::Result<Vec<Series>> {
     let data = answer
         .data
         .ok_or_else(|| anyhow!("prometheus answer has no data"))?;
-    if data.result_type != "vector" {
+    if data.result_type != expected {
         bail!(
-            "prometheus answered a {}, expected a vector",
+            "prometheus answered a {}, expected a {expected}",
             data.result_type
         );
     }
-    data.result
+    Ok(match data.result {
+        serde_json::Value::Null => serde_json::Value::Array(Vec::new()),
+        result => result,
+    })
+}
+
+fn number(text: &str) -> anyhow::Result<f64> {
+    text.parse::<f64>()
+        .map_err(|_| anyhow!("invalid value {text:?} in the prometheus answer"))
+}
+
+/// The series of an instant query's answer (`status` and body).
+fn parse_vector(status: u16, body: &[u8]) -> anyhow::Result<Vec<Series>> {
+    let items: Vec<VectorItem> = serde_json::from_value(parse_data(status, body, "vector")?)
+        .context("invalid prometheus answer")?;
+    items
         .into_iter()
         .map(|item| {
-            let value = item.value.1.parse::<f64>().map_err(|_| {
-                anyhow!("invalid value {:?} in the prometheus answer", item.value.1)
-            })?;
             Ok(Series {
                 labels: item.metric,
-                value,
+                value: number(&item.value.1)?,
+            })
+        })
+        .collect()
+}
+
+/// The series of a range query's answer (`status` and body).
+fn parse_matrix(status: u16, body: &[u8]) -> anyhow::Result<Vec<RangeSeries>> {
+    let items: Vec<MatrixItem> = serde_json::from_value(parse_data(status, body, "matrix")?)
+        .context("invalid prometheus answer")?;
+    items
+        .into_iter()
+        .map(|item| {
+            let points = item
+                .values
+                .iter()
+                .map(|(at, v)| Ok((*at, number(v)?)))
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            Ok(RangeSeries {
+                labels: item.metric,
+                points,
             })
         })
         .collect()
@@ -427,6 +551,10 @@ mod tests {
         assert_eq!(
             endpoint(&prefixed, "soak/runs").as_str(),
             "https://proxy.example.org/cas01/api/v1/soak/runs"
+        );
+        assert_eq!(
+            endpoint(&base, "incidents?run=a+b&limit=5").as_str(),
+            "http://127.0.0.1:9717/api/v1/incidents?run=a+b&limit=5"
         );
         assert!(agent_url("ftp://x").is_err());
     }
@@ -455,6 +583,24 @@ mod tests {
             .unwrap_err()
             .to_string()
             .ends_with("status 502"));
+    }
+
+    #[test]
+    fn range_query_answers_are_read_as_series_of_points() {
+        let body = br#"{"status":"success","data":{"resultType":"matrix","result":[
+            {"metric":{"target":"owa","instance":"cas01"},"values":[[1764000000,"0.25"],[1764000001.5,"NaN"]]}]}}"#;
+        let series = parse_matrix(200, body).unwrap();
+        assert_eq!(series.len(), 1);
+        assert_eq!(series[0].labels["target"], "owa");
+        assert_eq!(series[0].points[0], (1764000000.0, 0.25));
+        assert!(series[0].points[1].1.is_nan());
+        let vector = br#"{"status":"success","data":{"resultType":"vector","result":[]}}"#;
+        assert!(parse_matrix(200, vector)
+            .unwrap_err()
+            .to_string()
+            .contains("expected a matrix"));
+        let empty = br#"{"status":"success","data":{"resultType":"matrix"}}"#;
+        assert!(parse_matrix(200, empty).unwrap().is_empty());
     }
 
     #[test]

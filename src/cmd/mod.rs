@@ -25,6 +25,7 @@ pub mod replay;
 pub mod run;
 pub mod silence;
 pub mod soak;
+pub mod soak_fleet_report;
 pub mod soak_report;
 pub mod status;
 pub mod test_alert;

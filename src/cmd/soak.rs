@@ -34,7 +34,8 @@ pub struct Args {
     /// (repeatable): http(s)://HOST:PORT.
     #[arg(long = "agent", value_name = "URL", global = true)]
     pub agents: Vec<String>,
-    /// Act on every agent this Prometheus scrapes (its targets API).
+    /// Act on every agent this Prometheus scrapes (its targets API); with
+    /// `report`, the fleet-wide report from its data and the agents'.
     #[arg(long, value_name = "URL", global = true)]
     pub prometheus: Option<String>,
     /// With --prometheus: only the targets of this job.
@@ -89,8 +90,9 @@ pub enum SoakCommand {
         #[arg(long, value_name = "TIME")]
         at: Option<String>,
     },
-    /// The end-of-run report of a run from this agent: phases, per-target
-    /// percentiles, incidents, host load and each `[[slo]]` objective with PASS or FAIL.
+    /// The end-of-run report of a run from this agent, or with
+    /// `--prometheus` from the whole fleet: phases, per-target percentiles,
+    /// incidents, host load and each `[[slo]]` objective with PASS or FAIL.
     /// Exit 0 when all pass, 3 when one fails.
     Report {
         /// The run's name (the newest run of that name).
@@ -147,6 +149,42 @@ impl SoakCommand {
 
 /// Runs `mailpulse soak ...`.
 pub async fn run(args: &Args) -> anyhow::Result<ExitCode> {
+    if let SoakCommand::Report {
+        name,
+        format,
+        output,
+    } = &args.command
+    {
+        if let Some(prometheus) = &args.prometheus {
+            if !args.agents.is_empty() {
+                anyhow::bail!(
+                    "soak report --prometheus reads the agents Prometheus scrapes; \
+                     --agent is for marks and lists"
+                );
+            }
+            let config = ConfigSource::new(args.config.clone()).load()?;
+            let credentials = credentials(args)?;
+            let fleet = super::soak_fleet_report::Fleet {
+                prometheus,
+                job: args.job.as_deref(),
+                credentials: credentials.as_ref(),
+            };
+            return super::soak_fleet_report::run(
+                &config,
+                &fleet,
+                name,
+                *format,
+                output.as_deref(),
+            )
+            .await;
+        }
+        if !args.agents.is_empty() {
+            anyhow::bail!(
+                "soak report reads a fleet through --prometheus URL (the agents it scrapes); \
+                 --agent is for marks and lists"
+            );
+        }
+    }
     if !args.agents.is_empty() || args.prometheus.is_some() {
         return fleet_run(args).await;
     }

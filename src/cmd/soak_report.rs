@@ -40,7 +40,8 @@ pub enum ReportFormat {
 }
 
 impl ReportFormat {
-    fn format(self) -> Format {
+    /// The renderer's format.
+    pub fn format(self) -> Format {
         match self {
             ReportFormat::Text => Format::Text,
             ReportFormat::Markdown => Format::Markdown,
@@ -126,7 +127,7 @@ pub async fn run(
         .collect();
     let servers = [ServerRun {
         server,
-        phases: stats,
+        phases: stats.into_iter().map(Into::into).collect(),
     }];
     let report = report(&Input {
         run: &run.name,

@@ -13,7 +13,7 @@ use super::json::{IncidentDetail, IncidentList, IncidentView, NotificationView, 
 use super::{html, id_of_key, Shared};
 use crate::alert::stored;
 use crate::clock::Clock;
-use crate::store::incidents::{self as history, IncidentRecord};
+use crate::store::incidents::{self as history, IncidentRecord, Selection};
 use crate::store::{outbox, Store};
 
 /// Incidents `/api/v1/incidents` returns when no `limit` is given.
@@ -82,13 +82,28 @@ pub struct Filter {
     pub target: Option<String>,
     /// Only incidents started at or after this time.
     pub since: Option<DateTime<Utc>>,
+    /// Only incidents started at or before this time.
+    pub until: Option<DateTime<Utc>>,
+    /// Only incidents opened during the soak run of this name.
+    pub run: Option<String>,
     /// At most this many (newest first).
     pub limit: usize,
 }
 
+/// A time parameter `key`: RFC 3339, or a duration such as `2h` back from `now`.
+fn time(key: &str, value: &str, now: DateTime<Utc>) -> Result<DateTime<Utc>, String> {
+    if let Ok(t) = DateTime::parse_from_rfc3339(value) {
+        return Ok(t.with_timezone(&Utc));
+    }
+    let back = crate::config::duration::parse_duration(value)
+        .map_err(|_| format!("{key}: expected an RFC 3339 time or a duration such as 2h"))?;
+    Ok(now - chrono::Duration::from_std(back).map_err(|_| format!("{key}: duration too long"))?)
+}
+
 impl Filter {
-    /// Reads `target`, `since` (RFC 3339, or a duration such as `2h` back
-    /// from `now`) and `limit` (1 to [`MAX_LIMIT`]) from a query string.
+    /// Reads `target`, `since` and `until` (RFC 3339, or a duration such as
+    /// `2h` back from `now`; the incident's start), `run` (a soak run's name)
+    /// and `limit` (1 to [`MAX_LIMIT`]) from a query string.
     pub fn parse(query: Option<&str>, now: DateTime<Utc>) -> Result<Filter, String> {
         let mut f = Filter {
             limit: DEFAULT_LIMIT,
@@ -97,21 +112,9 @@ impl Filter {
         for (key, value) in url::form_urlencoded::parse(query.unwrap_or("").as_bytes()) {
             match key.as_ref() {
                 "target" => f.target = Some(value.into_owned()),
-                "since" => {
-                    let since = match DateTime::parse_from_rfc3339(&value) {
-                        Ok(t) => t.with_timezone(&Utc),
-                        Err(_) => {
-                            let back =
-                                crate::config::duration::parse_duration(&value).map_err(|_| {
-                                    "since: expected an RFC 3339 time or a duration such as 2h"
-                                        .to_string()
-                                })?;
-                            now - chrono::Duration::from_std(back)
-                                .map_err(|_| "since: duration too long".to_string())?
-                        }
-                    };
-                    f.since = Some(since);
-                }
+                "since" => f.since = Some(time("since", &value, now)?),
+                "until" => f.until = Some(time("until", &value, now)?),
+                "run" => f.run = Some(value.into_owned()),
                 "limit" => {
                     f.limit = value
                         .parse::<usize>()
@@ -154,7 +157,10 @@ impl Pages {
                 let board = self.board.snapshot();
                 let view = StatusView::new(&board, now);
                 let recent = self
-                    .select(None, None, PAGE_INCIDENTS + view.open_incidents.len())
+                    .select(
+                        &Selection::default(),
+                        PAGE_INCIDENTS + view.open_incidents.len(),
+                    )
                     .unwrap_or_default();
                 let recent: Vec<IncidentView> = recent
                     .iter()
@@ -168,11 +174,13 @@ impl Pages {
                     Ok(f) => f,
                     Err(e) => return Reply::error(400, &e),
                 };
-                match self.select(
-                    filter.target.as_deref(),
-                    filter.since.map(|t| t.timestamp_micros()),
-                    filter.limit,
-                ) {
+                let which = Selection {
+                    target: filter.target.as_deref(),
+                    since_micros: filter.since.map(|t| t.timestamp_micros()),
+                    until_micros: filter.until.map(|t| t.timestamp_micros()),
+                    run: filter.run.as_deref(),
+                };
+                match self.select(&which, filter.limit) {
                     Ok(records) => Reply::json(
                         200,
                         &IncidentList {
@@ -206,16 +214,11 @@ impl Pages {
         }
     }
 
-    fn select(
-        &self,
-        target: Option<&str>,
-        since: Option<i64>,
-        limit: usize,
-    ) -> Result<Vec<IncidentRecord>, String> {
+    fn select(&self, which: &Selection<'_>, limit: usize) -> Result<Vec<IncidentRecord>, String> {
         let Some(store) = &self.store else {
             return Ok(Vec::new());
         };
-        history::select(store, target, since, limit)
+        history::select(store, which, limit)
             .map_err(|e| format!("cannot read the incident history: {e}"))
     }
 
@@ -311,5 +314,16 @@ mod tests {
         assert!(Filter::parse(Some("limit=1001"), now).is_err());
         assert!(Filter::parse(Some("limit=0"), now).is_err());
         assert!(Filter::parse(Some("since=soon"), now).is_err());
+        let f = Filter::parse(
+            Some("run=golive+12&since=2026-12-03T06:00:00Z&until=1h"),
+            now,
+        )
+        .unwrap();
+        assert_eq!(f.run.as_deref(), Some("golive 12"));
+        assert_eq!(f.until, Some(now - chrono::Duration::hours(1)));
+        assert!(f.since < f.until);
+        assert!(Filter::parse(Some("until=later"), now)
+            .unwrap_err()
+            .starts_with("until: "));
     }
 }

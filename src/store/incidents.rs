@@ -148,13 +148,24 @@ pub fn history(store: &Store, limit: usize) -> Result<Vec<IncidentRecord>, Store
     })
 }
 
-/// The incident history, newest first: of `target` only when given, started
-/// at or after `since` (microseconds since the epoch) when given, at most
+/// Which incidents [`select`] reads; every `None` matches all.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Selection<'a> {
+    /// Only this target's.
+    pub target: Option<&'a str>,
+    /// Only those started at or after this time (microseconds since the epoch).
+    pub since_micros: Option<i64>,
+    /// Only those started at or before this time (microseconds since the epoch).
+    pub until_micros: Option<i64>,
+    /// Only those opened during the soak run of this name.
+    pub run: Option<&'a str>,
+}
+
+/// The incident history, newest first: those `which` selects, at most
 /// `limit` entries.
 pub fn select(
     store: &Store,
-    target: Option<&str>,
-    since_micros: Option<i64>,
+    which: &Selection<'_>,
     limit: usize,
 ) -> Result<Vec<IncidentRecord>, StoreError> {
     store.read(|tx| {
@@ -164,16 +175,33 @@ pub fn select(
             Err(e) => return Err(e.into()),
         };
         let mut out = Vec::new();
-        let from = since_micros.unwrap_or(i64::MIN);
-        for entry in table.range((from, "")..)?.rev() {
+        let from = which.since_micros.unwrap_or(i64::MIN);
+        let to = which.until_micros.unwrap_or(i64::MAX);
+        if from > to {
+            return Ok(out);
+        }
+        let upper = match to.checked_add(1) {
+            Some(after) => std::ops::Bound::Excluded((after, "")),
+            None => std::ops::Bound::Unbounded,
+        };
+        for entry in table
+            .range::<(i64, &str)>((std::ops::Bound::Included((from, "")), upper))?
+            .rev()
+        {
             if out.len() >= limit {
                 break;
             }
             let (k, v) = entry?;
-            if target.is_some_and(|t| t != k.value().1) {
+            if which.target.is_some_and(|t| t != k.value().1) {
                 continue;
             }
             if let Ok(record) = serde_json::from_slice::<IncidentRecord>(v.value()) {
+                if which
+                    .run
+                    .is_some_and(|r| record.incident.run.as_deref() != Some(r))
+                {
+                    continue;
+                }
                 out.push(record);
             }
         }

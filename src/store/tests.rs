@@ -497,3 +497,55 @@ fn a_command_reports_a_damaged_file_without_moving_it() {
     assert!(dir.path().join(FILE_NAME).exists());
     assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
 }
+
+#[test]
+fn the_history_is_selected_by_start_window_target_and_soak_run() {
+    use super::incidents::{save, select, Batch, Selection};
+    let store = Store::in_memory().unwrap();
+    let mut during = incident(100);
+    during.run = Some("golive".into());
+    let mut other = incident(200);
+    other.run = Some("rehearsal".into());
+    let before = incident(0);
+    let after = incident(300);
+    let batch = Batch {
+        detectors: Vec::new(),
+        incidents: vec![
+            ("owa", &before),
+            ("owa", &during),
+            ("imap", &other),
+            ("owa", &after),
+        ],
+    };
+    save(&store, &batch).unwrap();
+    let starts = |which: Selection<'_>| -> Vec<(String, i64)> {
+        select(&store, &which, 100)
+            .unwrap()
+            .into_iter()
+            .map(|r| (r.target, r.incident.started_at.timestamp() - 1_800_000_000))
+            .collect()
+    };
+    let micros = |s: i64| t(s).timestamp_micros();
+    assert_eq!(starts(Selection::default()).len(), 4);
+    assert_eq!(
+        starts(Selection {
+            since_micros: Some(micros(100)),
+            until_micros: Some(micros(200)),
+            ..Selection::default()
+        }),
+        [("imap".to_string(), 200), ("owa".to_string(), 100)]
+    );
+    assert_eq!(
+        starts(Selection {
+            run: Some("golive"),
+            ..Selection::default()
+        }),
+        [("owa".to_string(), 100)]
+    );
+    assert!(starts(Selection {
+        since_micros: Some(micros(201)),
+        until_micros: Some(micros(299)),
+        ..Selection::default()
+    })
+    .is_empty());
+}

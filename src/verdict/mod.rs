@@ -4,9 +4,13 @@
 //! phase the probes, success share, p50/p95/p99 of the total and of the
 //! slowest step with the ratio to the first phase, the incidents, the host
 //! load per phase, each objective measured with PASS or FAIL, and a one-line
-//! verdict. [`render`] writes it as text, Markdown, JSON or one
-//! self-contained HTML file. Pure: data in, data and text out.
+//! verdict. The figures come from an agent ([`stats`]) or from Prometheus
+//! ([`figures::QueriedTarget`], the fleet report); the report states how
+//! exact each source's percentiles are. [`render`] writes it as text,
+//! Markdown, JSON or one self-contained HTML file. Pure: data in, data and
+//! text out.
 
+pub mod figures;
 pub mod render;
 pub mod stats;
 
@@ -16,7 +20,8 @@ use serde::Serialize;
 use crate::config::alerting::Glob;
 use crate::config::slo::{Objective, Slo};
 use crate::human::{self, Style};
-use stats::{HostPeaks, PhaseStats, Point};
+use figures::{PhaseFigures, Source, TargetFigures};
+use stats::{HostPeaks, Point};
 
 /// One phase of a run, as marked.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -62,14 +67,15 @@ impl RunIncident {
     }
 }
 
-/// What one server (agent) kept of a run: its stats for each phase, in the
-/// run's phase order.
+/// What is known of one server (agent) in a run: its figures for each
+/// phase, in the run's phase order (kept by the agent, or read from
+/// Prometheus).
 #[derive(Debug, Clone)]
 pub struct ServerRun {
     /// The agent's instance.
     pub server: String,
     /// One per phase of the run, same order; a phase it missed is empty.
-    pub phases: Vec<PhaseStats>,
+    pub phases: Vec<PhaseFigures>,
 }
 
 /// Everything a report is made from.
@@ -98,16 +104,6 @@ pub struct Percentiles {
     pub p95: f64,
     /// 99th percentile.
     pub p99: f64,
-}
-
-impl Percentiles {
-    fn of(s: &crate::sketch::Sketch) -> Option<Percentiles> {
-        Some(Percentiles {
-            p50: s.quantile(0.50)?,
-            p95: s.quantile(0.95)?,
-            p99: s.quantile(0.99)?,
-        })
-    }
 }
 
 /// One server, target and phase.
@@ -216,9 +212,15 @@ pub struct Report {
     pub slos: Vec<SloResult>,
     /// Latency over time per server and target.
     pub timelines: Vec<TargetTimeline>,
+    /// How exact the figures are (one line per source of percentiles), and
+    /// what the maker of the report adds (agents it could not read).
+    pub notes: Vec<String>,
     /// When the run ended (or the report was made, while it runs).
     pub end: DateTime<Utc>,
 }
+
+/// The step name of the whole probe.
+const TOTAL: &str = "total";
 
 fn matches(globs: &[Glob], name: &str) -> bool {
     globs.is_empty() || globs.iter().any(|g| g.matches(name))
@@ -229,6 +231,7 @@ pub fn report(input: &Input<'_>) -> Report {
     let mut targets = Vec::new();
     let mut host = Vec::new();
     let mut timelines = Vec::new();
+    let mut sources = std::collections::BTreeSet::new();
     for server in input.servers {
         let mut names: Vec<&String> = server
             .phases
@@ -242,24 +245,26 @@ pub fn report(input: &Input<'_>) -> Report {
                 .phases
                 .first()
                 .and_then(|p| p.targets.get(name))
-                .and_then(|t| t.total.quantile(0.95));
+                .and_then(|t| t.quantile(TOTAL, 0.95));
             let mut points = Vec::new();
             for (phase, stats) in input.phases.iter().zip(&server.phases) {
                 let Some(t) = stats.targets.get(name) else {
                     continue;
                 };
-                points.extend(t.timeline.points.iter().copied());
-                let total = Percentiles::of(&t.total);
+                points.extend(t.points().iter().copied());
+                let total = t.percentiles(TOTAL);
                 let slowest = t.slowest_step();
+                sources.extend(t.source(TOTAL).filter(|_| total.is_some()));
+                sources.extend(slowest.as_deref().and_then(|s| t.source(s)));
                 targets.push(TargetRow {
                     server: server.server.clone(),
                     target: name.clone(),
                     phase: phase.name.clone(),
-                    probes: t.probes,
+                    probes: t.probes(),
                     success_percent: t.success_percent(),
                     total,
-                    slowest_step: slowest.map(|(k, _)| k.to_string()),
-                    slowest: slowest.and_then(|(_, s)| Percentiles::of(s)),
+                    slowest: slowest.as_deref().and_then(|s| t.percentiles(s)),
+                    slowest_step: slowest,
                     p95_vs_first: match (total, first) {
                         (Some(t), Some(f)) if f > 0.0 => Some(t.p95 / f),
                         _ => None,
@@ -294,6 +299,10 @@ pub fn report(input: &Input<'_>) -> Report {
         host,
         slos,
         timelines,
+        notes: sources
+            .into_iter()
+            .map(|s: Source| s.statement().to_string())
+            .collect(),
         end: input.end,
     }
 }
@@ -308,12 +317,16 @@ fn evaluate(input: &Input<'_>, slo: &Slo) -> SloResult {
             cmp,
             limit,
         } => per_target_phase(input, slo, &mut checks, |t| {
-            let v = t.step(step.as_str())?.quantile(quantile)?;
+            let v = t.quantile(step.as_str(), quantile)?;
             Some((v, seconds(v), cmp.holds(v, limit.as_secs_f64())))
         }),
         Objective::Success { cmp, percent } => per_target_phase(input, slo, &mut checks, |t| {
             let v = t.success_percent()?;
-            Some((v, format!("{v:.3}% of {}", t.probes), cmp.holds(v, percent)))
+            Some((
+                v,
+                format!("{v:.3}% of {}", t.probes()),
+                cmp.holds(v, percent),
+            ))
         }),
         Objective::MaxIncident(max) => {
             for i in input.incidents {
@@ -381,7 +394,7 @@ fn per_target_phase(
     input: &Input<'_>,
     slo: &Slo,
     checks: &mut Vec<SloCheck>,
-    measure: impl Fn(&stats::TargetStats) -> Option<(f64, String, bool)>,
+    measure: impl Fn(&TargetFigures) -> Option<(f64, String, bool)>,
 ) {
     for server in input.servers {
         for (phase, stats) in input.phases.iter().zip(&server.phases) {

@@ -232,13 +232,20 @@ fn text(r: &Report, markdown: bool) -> String {
             md(&r.run),
             md(&r.verdict.line)
         );
+        for note in &r.notes {
+            let _ = writeln!(out, "_{}_\n", md(note));
+        }
     } else {
         let _ = writeln!(
             out,
-            "Soak run {:?}: {}\n",
+            "Soak run {:?}: {}",
             terminal_text(&r.run),
             terminal_text(&r.verdict.line)
         );
+        for note in &r.notes {
+            let _ = writeln!(out, "  ({})", terminal_text(note));
+        }
+        out.push('\n');
     }
     for (title, header, rows) in sections(r) {
         if markdown {
@@ -321,6 +328,9 @@ fn html(r: &Report) -> String {
         state = if r.verdict.pass { "PASS" } else { "FAIL" },
         line = esc(&r.verdict.line),
     );
+    for note in &r.notes {
+        let _ = writeln!(out, "<p class=\"note\">{}</p>", esc(note));
+    }
     let _ = writeln!(out, "<h2>Latency over the run</h2>");
     for t in &r.timelines {
         chart(&mut out, r, t);

@@ -65,7 +65,7 @@ fn run(target: &str) -> (Vec<RunPhase>, Vec<ServerRun>, Vec<RunIncident>) {
         phases,
         vec![ServerRun {
             server: "cas01".into(),
-            phases: stats,
+            phases: stats.into_iter().map(Into::into).collect(),
         }],
         incidents,
     )
@@ -180,6 +180,10 @@ fn the_plateau_fails_its_latency_objective_and_the_other_phases_pass() {
 
 #[test]
 fn each_phase_has_its_percentiles_and_its_ratio_to_the_first() {
+    assert_eq!(
+        make("owa").notes,
+        ["percentiles from the agents' own sketches, within 0.5% of exact"]
+    );
     let r = make("owa");
     assert_eq!(r.targets.len(), 3);
     let plateau = &r.targets[1];
@@ -241,13 +245,20 @@ fn no_objectives_pass_and_a_clean_run_passes() {
 
 #[test]
 fn every_format_carries_the_verdict_and_escapes_names() {
-    let r = make("owa<script>alert(1)</script>");
+    let mut r = make("owa<script>alert(1)</script>");
+    r.notes.push("not read: <b>cas02</b>".into());
     let text = render(&r, Format::Text);
     assert!(
         text.starts_with("Soak run \"go-live-1\": FAIL: 3 of 5"),
         "{text}"
     );
     assert!(text.contains("Phases:\n  phase      start"), "{text}");
+    assert_eq!(
+        text.lines().nth(1),
+        Some("  (percentiles from the agents' own sketches, within 0.5% of exact)"),
+        "the error statement under the verdict: {text}"
+    );
+    assert!(text.contains("  (not read: <b>cas02</b>)\n\n"), "{text}");
     let md = render(&r, Format::Markdown);
     assert!(md.contains("**FAIL: 3 of 5"), "{md}");
     assert!(
@@ -255,6 +266,7 @@ fn every_format_carries_the_verdict_and_escapes_names() {
         "{md}"
     );
     assert!(!md.contains("<script>"));
+    assert!(md.contains("_not read: &lt;b&gt;cas02&lt;/b&gt;_"), "{md}");
     let json: serde_json::Value = serde_json::from_str(&render(&r, Format::Json)).unwrap();
     assert_eq!(json["verdict"]["pass"], false);
     assert_eq!(json["slos"][0]["pass"], false);
@@ -263,6 +275,8 @@ fn every_format_carries_the_verdict_and_escapes_names() {
     assert!(html.starts_with("<!DOCTYPE html>\n<html lang=\"en\">"));
     assert!(!html.contains("<script"), "no script, and the name escaped");
     assert!(html.contains("owa&lt;script&gt;alert(1)&lt;/script&gt;"));
+    assert!(html.contains("<p class=\"note\">not read: &lt;b&gt;cas02&lt;/b&gt;</p>"));
+    assert_eq!(json["notes"].as_array().map(Vec::len), Some(2));
     assert_eq!(html.matches("<h1>").count(), 1);
     assert_eq!(html.matches("class=\"band").count(), 3);
     assert_eq!(html.matches("class=\"incident\"").count(), 1);

@@ -41,6 +41,7 @@ mod replay;
 mod rules;
 mod scrape_flood;
 mod soak;
+mod soak_fleet;
 mod soak_report;
 mod status_page;
 mod store_faults;
