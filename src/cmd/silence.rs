@@ -82,7 +82,7 @@ pub enum SilenceCommand {
 }
 
 /// The user running the command: `$SUDO_USER` (who ran sudo), else `$USER`.
-fn login_name() -> Option<String> {
+pub(super) fn login_name() -> Option<String> {
     std::env::var("SUDO_USER")
         .or_else(|_| std::env::var("USER"))
         .ok()
