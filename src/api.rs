@@ -9,7 +9,10 @@
 //! the caller's stamp, so every agent of a fleet gets the same one), and
 //! `GET soak/runs`; `POST windows/open`, `windows/extend`, `windows/close`
 //! (change windows, by name, bodies as [`OpenBody`] and [`NameBody`]) and
-//! `GET windows`.
+//! `GET windows`; `POST silences/add`, `silences/extend`, `silences/remove`
+//! (bodies as [`SilenceAddBody`] and [`SilenceChangeBody`]; a silence is
+//! named by its `id`, or, the same on every agent of a fleet, by the time
+//! it was added, `added_at`) and `GET silences`.
 
 use std::time::Duration;
 
@@ -22,6 +25,7 @@ use crate::config::alerting::{
     DEFAULT_WINDOW_MAX_DOWN, DEFAULT_WINDOW_MAX_INCIDENT, DEFAULT_WINDOW_TOLERANCE,
 };
 use crate::config::duration::parse_duration;
+use crate::store::outbox::{self, ExtendRefused, Silence};
 use crate::store::windows::{self, ChangeWindow, WindowError, WindowSource};
 
 use crate::metrics::server::{Api, ApiAnswer};
@@ -185,7 +189,201 @@ pub fn open_window(b: OpenBody, user: &str) -> Result<ChangeWindow, String> {
     })
 }
 
+/// The body of `POST silences/add`: what `mailpulse silence add` sends.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SilenceAddBody {
+    /// Target name pattern; default every target (`*`).
+    #[serde(default)]
+    pub target: Option<String>,
+    /// How long (`"2h"`).
+    #[serde(rename = "for")]
+    pub duration: String,
+    /// Why.
+    pub reason: String,
+    /// When it starts (RFC 3339); default `at`.
+    #[serde(default)]
+    pub start: Option<String>,
+    /// Who adds it; default the API user.
+    #[serde(default)]
+    pub by: Option<String>,
+    /// When it is added (RFC 3339, the caller's stamp, which then names it
+    /// on every agent); default now.
+    #[serde(default)]
+    pub at: Option<String>,
+}
+
+/// The body of `POST silences/extend` and `silences/remove`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SilenceChangeBody {
+    /// The silence's id on this agent.
+    #[serde(default)]
+    pub id: Option<u64>,
+    /// Or when it was added (RFC 3339): the same on every agent of a fleet.
+    #[serde(default)]
+    pub added_at: Option<String>,
+    /// `extend`: how much longer (`"1h"`); `remove`: who removes it.
+    #[serde(default)]
+    pub by: Option<String>,
+    /// `extend`: who extends it; default the API user.
+    #[serde(default)]
+    pub who: Option<String>,
+    /// When (RFC 3339, the caller's stamp); default now.
+    #[serde(default)]
+    pub at: Option<String>,
+}
+
+/// A required RFC 3339 time.
+fn time(key: &str, t: &str) -> Result<DateTime<Utc>, String> {
+    DateTime::parse_from_rfc3339(t)
+        .map(|t| t.with_timezone(&Utc))
+        .map_err(|_| format!("invalid {key} {t:?} (expected RFC 3339)"))
+}
+
+/// The id of the silence `id` or `added_at` names; `None` when no silence
+/// has it (or the body names none).
+fn silence_id(store: &Store, b: &SilenceChangeBody) -> Result<Result<u64, String>, String> {
+    match (b.id, &b.added_at) {
+        (Some(id), None) => Ok(Ok(id)),
+        (None, Some(added)) => {
+            let added = time("added_at", added)?;
+            let all = outbox::silences(store).map_err(|e| e.to_string())?;
+            Ok(all
+                .iter()
+                .find(|s| s.created_at == added)
+                .map(|s| s.id)
+                .ok_or_else(|| {
+                    format!(
+                        "no silence added at {}",
+                        added.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+                    )
+                }))
+        }
+        _ => Err("name the silence by id or by added_at (one of them)".into()),
+    }
+}
+
+/// A name the audit keeps, or why not.
+fn who(key: &str, name: Option<String>, user: &str) -> Result<String, String> {
+    match name {
+        Some(n) if n.trim().is_empty() => Err(format!("{key} must not be empty")),
+        Some(n) if n.chars().any(crate::config::is_hidden_char) => Err(format!(
+            "{key} must not contain control, bidirectional or invisible characters"
+        )),
+        Some(n) => Ok(n),
+        None => Ok(user.to_string()),
+    }
+}
+
 impl AgentApi {
+    /// `POST silences/<action>`.
+    fn silence(&self, action: &str, bytes: &[u8], user: &str) -> ApiAnswer {
+        let answer = |s: Silence| {
+            tracing::info!(user, action, silence = s.id, target = %s.target, ends_at = %s.ends_at, "silence through the API");
+            (StatusCode::OK, json!({ "silence": s }).to_string())
+        };
+        match action {
+            "add" => {
+                let b = match body::<SilenceAddBody>(bytes) {
+                    Ok(b) => b,
+                    Err(e) => return error(StatusCode::BAD_REQUEST, e),
+                };
+                let add = || -> Result<Silence, String> {
+                    let created_at = at_or_now(b.at.as_deref())?;
+                    let starts_at = match &b.start {
+                        Some(t) => time("start", t)?,
+                        None => created_at,
+                    };
+                    let length = chrono::Duration::from_std(duration("for", &b.duration)?)
+                        .map_err(|_| "for is too long".to_string())?;
+                    if b.reason.trim().is_empty() {
+                        return Err("reason must not be empty".into());
+                    }
+                    Ok(Silence {
+                        id: 0,
+                        target: b.target.clone().unwrap_or_else(|| "*".into()),
+                        starts_at,
+                        ends_at: starts_at + length,
+                        reason: b.reason.clone(),
+                        created_at,
+                        created_by: Some(who("by", b.by.clone(), user)?),
+                        removed_at: None,
+                        removed_by: None,
+                        extensions: Vec::new(),
+                    })
+                };
+                let mut silence = match add() {
+                    Ok(s) => s,
+                    Err(e) => return error(StatusCode::BAD_REQUEST, e),
+                };
+                match outbox::add_silence(&self.store, &silence) {
+                    Ok(id) => {
+                        silence.id = id;
+                        answer(silence)
+                    }
+                    Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e),
+                }
+            }
+            _ => {
+                let b = match body::<SilenceChangeBody>(bytes) {
+                    Ok(b) => b,
+                    Err(e) => return error(StatusCode::BAD_REQUEST, e),
+                };
+                let id = match silence_id(&self.store, &b) {
+                    Ok(Ok(id)) => id,
+                    Ok(Err(e)) => return error(StatusCode::NOT_FOUND, e),
+                    Err(e) => return error(StatusCode::BAD_REQUEST, e),
+                };
+                let at = match at_or_now(b.at.as_deref()) {
+                    Ok(at) => at,
+                    Err(e) => return error(StatusCode::BAD_REQUEST, e),
+                };
+                if action == "extend" {
+                    let by =
+                        b.by.as_deref()
+                            .ok_or_else(|| "extend needs by, a duration".to_string())
+                            .and_then(|t| duration("by", t))
+                            .and_then(|d| {
+                                chrono::Duration::from_std(d).map_err(|_| "by is too long".into())
+                            });
+                    let (by, who) = match (by, who("who", b.who, user)) {
+                        (Ok(by), Ok(who)) => (by, who),
+                        (Err(e), _) | (_, Err(e)) => return error(StatusCode::BAD_REQUEST, e),
+                    };
+                    match outbox::extend_silence(&self.store, id, by, at, Some(who)) {
+                        Ok(Ok(s)) => answer(s),
+                        Ok(Err(e @ ExtendRefused::Missing(_))) => error(StatusCode::NOT_FOUND, e),
+                        Ok(Err(e @ ExtendRefused::Ended(_))) => error(StatusCode::CONFLICT, e),
+                        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e),
+                    }
+                } else {
+                    if b.who.is_some() {
+                        return error(StatusCode::BAD_REQUEST, "remove takes by (who), not who");
+                    }
+                    let by = match who("by", b.by, user) {
+                        Ok(by) => by,
+                        Err(e) => return error(StatusCode::BAD_REQUEST, e),
+                    };
+                    let removed = outbox::remove_silence(&self.store, id, at, Some(by));
+                    let found = outbox::silences(&self.store)
+                        .map(|all| all.into_iter().find(|s| s.id == id));
+                    match (removed, found) {
+                        (Ok(true), Ok(Some(s))) => answer(s),
+                        (Ok(false), Ok(Some(_))) => error(
+                            StatusCode::CONFLICT,
+                            format!("silence {id} was removed already"),
+                        ),
+                        (Ok(_), Ok(None)) => {
+                            error(StatusCode::NOT_FOUND, format!("no silence with id {id}"))
+                        }
+                        (Err(e), _) | (_, Err(e)) => error(StatusCode::INTERNAL_SERVER_ERROR, e),
+                    }
+                }
+            }
+        }
+    }
+
     /// `POST windows/<action>`.
     fn window(&self, action: &str, bytes: &[u8], user: &str) -> ApiAnswer {
         let result = match action {
@@ -223,6 +421,13 @@ impl AgentApi {
 impl Api for AgentApi {
     fn read(&self, path: &str) -> Option<ApiAnswer> {
         match path {
+            "silences" => Some(match outbox::silences(&self.store) {
+                Ok(all) => (
+                    StatusCode::OK,
+                    serde_json::to_string(&all).expect("silences serialize"),
+                ),
+                Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e),
+            }),
             "windows" => Some(match windows::windows(&self.store) {
                 Ok(all) => (
                     StatusCode::OK,
@@ -242,6 +447,10 @@ impl Api for AgentApi {
     }
 
     fn write(&self, path: &str, body: &[u8], user: &str) -> Option<ApiAnswer> {
+        if let Some(action) = path.strip_prefix("silences/") {
+            return matches!(action, "add" | "extend" | "remove")
+                .then(|| self.silence(action, body, user));
+        }
         if let Some(action) = path.strip_prefix("windows/") {
             return matches!(action, "open" | "extend" | "close")
                 .then(|| self.window(action, body, user));

@@ -77,8 +77,8 @@ pub enum WindowCommand {
         /// What the window is for (shown in `window list` and the summary).
         #[arg(long, value_name = "TEXT")]
         note: Option<String>,
-        /// Who opens it; default $SUDO_USER, else $USER (through the API:
-        /// the API user).
+        /// Who opens it; default $SUDO_USER, else $USER (else, through the
+        /// API, the API user).
         #[arg(long = "by", value_name = "WHO")]
         by: Option<String>,
     },
@@ -120,7 +120,7 @@ pub async fn run(args: &Args) -> anyhow::Result<ExitCode> {
     let store = tokio::task::spawn_blocking(move || Store::open(&state_dir)).await??;
     match &args.command {
         WindowCommand::Open { .. } => {
-            let window = open_window(&args.command, now, false)?;
+            let window = open_window(&args.command, now)?;
             warn_unmatched(&file, &window.targets);
             let w = tokio::task::spawn_blocking(move || windows::open(&store, window))
                 .await?
@@ -173,13 +173,9 @@ fn warn_unmatched(file: &AlertingFile, patterns: &[String]) {
     }
 }
 
-/// The window `window open` asks for, opening at `now` (its author the
-/// login name, or, through the API, the API user unless `--by` is given).
-fn open_window(
-    command: &WindowCommand,
-    now: DateTime<Utc>,
-    fleet: bool,
-) -> anyhow::Result<ChangeWindow> {
+/// The window `window open` asks for, opening at `now` (its author `--by`,
+/// else the login name; through the API, else the API user).
+fn open_window(command: &WindowCommand, now: DateTime<Utc>) -> anyhow::Result<ChangeWindow> {
     let WindowCommand::Open {
         name,
         duration,
@@ -207,7 +203,6 @@ fn open_window(
     let by = match by {
         Some(b) if b.trim().is_empty() => bail!("--by must not be empty"),
         Some(b) => Some(b.clone()),
-        None if fleet => None,
         None => super::silence::login_name(),
     };
     Ok(ChangeWindow {
@@ -259,7 +254,7 @@ async fn fleet_run(args: &Args, now: DateTime<Utc>) -> anyhow::Result<ExitCode> 
     };
     match &args.command {
         WindowCommand::Open { .. } => {
-            let body = open_body(&open_window(&args.command, now, true)?);
+            let body = open_body(&open_window(&args.command, now)?);
             args.fleet
                 .send_and_report(post, "windows/open", Some(&body), change(opened))
                 .await

@@ -594,3 +594,185 @@ async fn a_fleet_window_reaches_every_agent_and_survives_a_kill_9() {
     assert_eq!(rows[0]["note"], "batch 7");
     assert_eq!(rows[0]["agent"], agent1.as_str());
 }
+
+/// Issue 18: silences fleet-wide like windows. The silence API refuses no
+/// credentials (401) and a read-only user (403); `silence add --agent ...`
+/// stamps one time for all agents, which then names the silence on each of
+/// them for `extend` and `remove`; the audit (who added, extended, removed)
+/// is kept on every agent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn silences_are_added_extended_and_removed_fleet_wide() {
+    use support::in_process::InProcessAgent;
+
+    let dir = tempfile::tempdir().unwrap();
+    let reader = bcrypt::hash("read-pw", 4).unwrap();
+    let writer = bcrypt::hash("write-pw", 4).unwrap();
+    let mut agents = Vec::new();
+    for name in ["a", "b"] {
+        let cfg = write_file(
+            dir.path(),
+            &format!("{name}.toml"),
+            &format!(
+                "[agent]\nlisten = \"127.0.0.1:9\"\nstate_dir = \"{}\"\n[host]\nenabled = false\n\
+                 [agent.web]\nbasic_auth_users = {{ prom = \"{reader}\" }}\n\
+                 [agent.api]\nwrite_users = {{ ops = \"{writer}\" }}\n",
+                dir.path().join(name).display()
+            ),
+        );
+        agents.push(InProcessAgent::start(&cfg).await);
+    }
+    let addrs: Vec<SocketAddr> = agents.iter().map(|a| a.addr).collect();
+    let add = r#"{"target":"owa*","for":"1h","reason":"batch"}"#;
+    for (auth, want) in [(None, 401), (Some(("prom", "read-pw")), 403)] {
+        let (code, body) = request(addrs[0], "POST", "/api/v1/silences/add", auth, add).await;
+        assert_eq!(code, want, "{auth:?}: {body}");
+    }
+    let stored = |addr: SocketAddr| async move {
+        let (code, body) = request(
+            addr,
+            "GET",
+            "/api/v1/silences",
+            Some(("prom", "read-pw")),
+            "",
+        )
+        .await;
+        assert_eq!(code, 200, "{body}");
+        serde_json::from_str::<Vec<Value>>(&body).unwrap()
+    };
+    assert!(
+        stored(addrs[0]).await.is_empty(),
+        "a refused add stores nothing"
+    );
+
+    let silence = |args: &[&str]| {
+        let mut cmd = std::process::Command::new(support::bin());
+        cmd.arg("silence").args(args);
+        for a in &addrs {
+            cmd.args(["--agent", &format!("http://{a}")]);
+        }
+        cmd.env("MAILPULSE_API_USER", "ops")
+            .env("MAILPULSE_API_PASSWORD", "write-pw");
+        async move {
+            tokio::task::spawn_blocking(move || cmd.output().unwrap())
+                .await
+                .unwrap()
+        }
+    };
+    let out = silence(&[
+        "add", "--target", "owa*", "--for", "1h", "--reason", "batch 7", "--by", "alice",
+    ])
+    .await;
+    assert!(
+        out.status.success(),
+        "{}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    let lines = text(&out.stdout);
+    for a in &addrs {
+        assert!(
+            lines.contains(&format!("http://{a}: silence 1 added: owa* until ")),
+            "{lines}"
+        );
+    }
+    let added = lines
+        .lines()
+        .find_map(|l| l.strip_prefix("added at "))
+        .and_then(|l| l.split(' ').next())
+        .unwrap_or_else(|| panic!("no stamp: {lines}"))
+        .to_string();
+
+    // Another silence on one agent only: the ids now differ, the stamp not.
+    let (code, body) = request(
+        addrs[1],
+        "POST",
+        "/api/v1/silences/add",
+        Some(("ops", "write-pw")),
+        add,
+    )
+    .await;
+    assert_eq!(code, 200, "{body}");
+
+    let out = silence(&["extend", &added, "--by", "30m"]).await;
+    assert!(
+        out.status.success(),
+        "{}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    assert_eq!(
+        text(&out.stdout)
+            .matches(": silence 1 extended: owa* until ")
+            .count(),
+        2,
+        "{}",
+        text(&out.stdout)
+    );
+    let out = silence(&["remove", &added, "--by", "carol"]).await;
+    assert!(
+        out.status.success(),
+        "{}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    let out = silence(&["remove", &added, "--by", "carol"]).await;
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "a second removal is refused on each agent"
+    );
+    assert_eq!(
+        text(&out.stdout).matches("FAILED: ").count(),
+        2,
+        "{}",
+        text(&out.stdout)
+    );
+    let out = silence(&["extend", "2020-01-01T00:00:00Z", "--by", "1h"]).await;
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stdout).contains("no silence added at 2020-01-01T00:00:00Z"),
+        "{}",
+        text(&out.stdout)
+    );
+
+    for a in &addrs {
+        let all = stored(*a).await;
+        let s = all
+            .iter()
+            .find(|s| s["created_at"] == added.as_str())
+            .unwrap();
+        assert_eq!(s["created_by"], "alice");
+        assert_eq!(s["removed_by"], "carol");
+        assert_eq!(s["extensions"].as_array().unwrap().len(), 1);
+        assert!(s["removed_at"].is_string());
+    }
+    // Reads take the read credentials, as /metrics does.
+    let mut list = std::process::Command::new(support::bin());
+    list.args(["silence", "list", "--all"]);
+    for a in &addrs {
+        list.args(["--agent", &format!("http://{a}")]);
+    }
+    list.env("MAILPULSE_API_USER", "prom")
+        .env("MAILPULSE_API_PASSWORD", "read-pw");
+    let out = tokio::task::spawn_blocking(move || list.output().unwrap())
+        .await
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    let listed = text(&out.stdout);
+    assert_eq!(
+        listed
+            .matches("removed  batch 7 (by alice; extended at ")
+            .count(),
+        2,
+        "{listed}"
+    );
+    assert!(listed.contains("removed at "), "{listed}");
+    for a in agents {
+        a.stop().unwrap();
+    }
+}
