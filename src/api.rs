@@ -519,4 +519,123 @@ mod tests {
         assert!(body.contains("\"name\":\"r\""), "{body}");
         assert!(api.write("other", b"", "ops").is_none());
     }
+
+    #[test]
+    fn window_requests_are_checked_and_refusals_say_why() {
+        let api = AgentApi::new(Store::in_memory().unwrap(), 20);
+        let open = br#"{"name":"b1","for":"2h","at":"2026-12-05T22:00:00Z","max_down":"2m"}"#;
+        let (status, body) = api.write("windows/open", open, "ops").unwrap();
+        assert_eq!(status, StatusCode::OK, "{body}");
+        let v: Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(v["window"]["ends_at"], "2026-12-06T00:00:00Z");
+        assert_eq!(v["window"]["by"], "ops");
+        assert_eq!(v["window"]["tolerance"], 10.0);
+        assert_eq!(v["window"]["max_down"]["secs"], 120);
+        for (path, body, want) in [
+            ("windows/open", &open[..], StatusCode::CONFLICT),
+            (
+                "windows/open",
+                br#"{"name":"x","for":"0s"}"#,
+                StatusCode::BAD_REQUEST,
+            ),
+            (
+                "windows/open",
+                br#"{"name":"x","for":"1h","colour":"red"}"#,
+                StatusCode::BAD_REQUEST,
+            ),
+            (
+                "windows/open",
+                br#"{"name":"a\u202eb","for":"1h"}"#,
+                StatusCode::BAD_REQUEST,
+            ),
+            (
+                "windows/open",
+                br#"{"name":"x","for":"1h","tolerance":1}"#,
+                StatusCode::BAD_REQUEST,
+            ),
+            (
+                "windows/extend",
+                br#"{"name":"b1"}"#,
+                StatusCode::BAD_REQUEST,
+            ),
+            (
+                "windows/extend",
+                br#"{"name":"nope","by":"1h"}"#,
+                StatusCode::CONFLICT,
+            ),
+            ("windows/close", br#"{"name":"nope"}"#, StatusCode::CONFLICT),
+        ] {
+            let (status, answer) = api.write(path, body, "ops").unwrap();
+            assert_eq!(
+                status,
+                want,
+                "{path} {}: {answer}",
+                String::from_utf8_lossy(body)
+            );
+            assert!(answer.contains("\"error\""), "{answer}");
+        }
+        assert!(api.write("windows/report", b"", "ops").is_none());
+        let (status, body) = api.read("windows").unwrap();
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(serde_json::from_str::<Vec<Value>>(&body).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn silences_are_named_by_id_or_by_when_they_were_added() {
+        let api = AgentApi::new(Store::in_memory().unwrap(), 20);
+        let add = br#"{"target":"owa*","for":"1h","reason":"moves","at":"2026-12-05T22:00:00Z"}"#;
+        let (status, body) = api.write("silences/add", add, "ops").unwrap();
+        assert_eq!(status, StatusCode::OK, "{body}");
+        let (status, body) = api
+            .write(
+                "silences/extend",
+                br#"{"added_at":"2026-12-05T22:00:00Z","by":"30m","at":"2026-12-05T22:10:00Z"}"#,
+                "ops",
+            )
+            .unwrap();
+        assert_eq!(status, StatusCode::OK, "{body}");
+        let v: Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(v["silence"]["ends_at"], "2026-12-05T23:30:00Z");
+        assert_eq!(v["silence"]["extensions"][0]["by"], "ops");
+        let remove = br#"{"id":1,"by":"carol","at":"2026-12-05T22:20:00Z"}"#;
+        let (status, body) = api.write("silences/remove", remove, "ops").unwrap();
+        assert_eq!(status, StatusCode::OK, "{body}");
+        for (path, body, want) in [
+            ("silences/remove", &remove[..], StatusCode::CONFLICT),
+            (
+                "silences/extend",
+                br#"{"id":1,"by":"1h"}"#,
+                StatusCode::CONFLICT,
+            ),
+            (
+                "silences/extend",
+                br#"{"id":9,"by":"1h"}"#,
+                StatusCode::NOT_FOUND,
+            ),
+            (
+                "silences/remove",
+                br#"{"added_at":"2020-01-01T00:00:00Z"}"#,
+                StatusCode::NOT_FOUND,
+            ),
+            ("silences/remove", br#"{}"#, StatusCode::BAD_REQUEST),
+            (
+                "silences/add",
+                br#"{"for":"1h","reason":" "}"#,
+                StatusCode::BAD_REQUEST,
+            ),
+        ] {
+            let (status, answer) = api.write(path, body, "ops").unwrap();
+            assert_eq!(
+                status,
+                want,
+                "{path} {}: {answer}",
+                String::from_utf8_lossy(body)
+            );
+        }
+        let (_, body) = api.read("silences").unwrap();
+        let all: Vec<Value> = serde_json::from_str(&body).unwrap();
+        assert_eq!(all.len(), 1);
+        assert_eq!(all[0]["removed_by"], "carol");
+        assert_eq!(all[0]["created_by"], "ops");
+    }
 }
