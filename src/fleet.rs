@@ -6,8 +6,8 @@
 //! (`mailpulse status --prometheus`).
 //!
 //! Generic on purpose: [`send_all`] takes a method, a path under the
-//! agents' `/api/v1/` and a JSON body, so every fleet command (soak marks
-//! now, change windows later) shares it. Requests go through `outbound`
+//! agents' `/api/v1/` and a JSON body, so every fleet command (soak marks,
+//! change windows, silences) shares it. Requests go through `outbound`
 //! (no redirect followed, so credentials reach only the agent named),
 //! concurrently, each bounded by [`AGENT_TIMEOUT`]. Messages name origins
 //! only, never a password.

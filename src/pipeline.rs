@@ -143,6 +143,8 @@ struct Backlog {
     /// The change windows open when the store was last read (every
     /// [`SOAK_POLL`]); kept when a read fails.
     windows: Vec<ChangeWindow>,
+    /// Whether `mailpulse_window_active` has been set since start-up.
+    windows_shown: bool,
 }
 
 /// How often the figures of the soak phase in progress are saved (and when
@@ -295,12 +297,47 @@ impl Pipeline {
 
     /// Reads the change windows open now (`mailpulse window`, the API and
     /// `[[window]]` write them from elsewhere, so there is no event to wait
-    /// for). A store that cannot be read keeps the last known windows.
+    /// for), first storing the occurrence of each `[[window]]` open now
+    /// that the store does not hold yet (so a planned window is then a
+    /// stored one like any other), and shows them in
+    /// `mailpulse_window_active`. A store that cannot be read keeps the last
+    /// known windows.
     fn poll_windows(&mut self, backlog: &mut Backlog) {
         let now = self.clock.now();
-        if let Ok(open) = tokio::task::block_in_place(|| windows::open_at(&self.store, now)) {
-            backlog.windows = open;
+        let store = &self.store;
+        let planned = &self.alerting.config.windows;
+        let read = tokio::task::block_in_place(|| {
+            let mut all = windows::windows(store)?;
+            for w in planned {
+                let Some((start, end)) = w.occurrence_at(now) else {
+                    continue;
+                };
+                if all.iter().any(|s| s.name == w.name && s.starts_at == start) {
+                    continue;
+                }
+                match windows::ensure_occurrence(store, w.change_window(start, end)) {
+                    Ok(stored) => {
+                        tracing::info!(window = %w.name, starts_at = %start, ends_at = %end, "planned change window opened");
+                        all.push(stored);
+                    }
+                    Err(e) => {
+                        tracing::warn!(window = %w.name, error = %e, "cannot store the planned change window; trying again shortly")
+                    }
+                }
+            }
+            Ok::<_, crate::store::StoreError>(all)
+        });
+        let Ok(all) = read else {
+            return;
+        };
+        let open: Vec<ChangeWindow> = all.into_iter().filter(|w| w.is_open_at(now)).collect();
+        if open != backlog.windows || !backlog.windows_shown {
+            self.metrics
+                .window
+                .set_open(open.iter().map(|w| w.name.as_str()));
+            backlog.windows_shown = true;
         }
+        backlog.windows = open;
     }
 
     /// Queues the phase boundaries of the newest run for the `grafana`

@@ -15,7 +15,8 @@ use serde_json::{json, Value};
 
 use crate::alert::render;
 use crate::config::alerting::{
-    zone_name, MaintenanceWindow, ReceiverAuth, ReceiverSpec, SmtpAuth, SmtpTls, WindowSchedule,
+    zone_name, Glob, MaintenanceWindow, PlannedWindow, ReceiverAuth, ReceiverSpec, SmtpAuth,
+    SmtpTls, TimeZone, WindowSchedule,
 };
 use crate::config::{Config, HttpAuth, ProbeSpec};
 use crate::detect::SlowdownSettings;
@@ -402,6 +403,12 @@ fn alerting_summary(c: &Config, out: &mut String) {
     for w in &a.maintenance {
         let _ = writeln!(out, "  {}", maintenance_window(w));
     }
+    if !a.windows.is_empty() {
+        let _ = writeln!(out, "change windows: {}", a.windows.len());
+        for w in &a.windows {
+            let _ = writeln!(out, "  {}", planned_window(w));
+        }
+    }
 }
 
 /// Detector settings as the summary shows them: `factor 3, min_delta 100ms,
@@ -532,16 +539,39 @@ fn receiver_text(spec: &ReceiverSpec) -> String {
 /// `check-config` show it: `"patch": all targets, every Sun 02:00 UTC for
 /// 2h`.
 pub fn maintenance_window(w: &MaintenanceWindow) -> String {
-    let targets = if w.targets.is_empty() {
+    format!(
+        "{:?}: {}",
+        w.name,
+        schedule_text(&w.targets, &w.schedule, &w.time_zone)
+    )
+}
+
+/// A planned change window (`[[window]]`) in one line, as `check-config`
+/// shows it: `"batch": owa*, every Sat 22:00 Europe/London for 6h;
+/// tolerance 10x, down 5m, incident 30m`.
+pub fn planned_window(w: &PlannedWindow) -> String {
+    format!(
+        "{:?}: {}; tolerance {}x, down {}, incident {}",
+        w.name,
+        schedule_text(&w.targets, &w.schedule, &w.time_zone),
+        w.tolerance,
+        human::duration(w.max_down, Style::Config),
+        human::duration(w.max_incident, Style::Config)
+    )
+}
+
+/// `TARGETS, WHEN` of a window's patterns and schedule.
+fn schedule_text(targets: &[Glob], schedule: &WindowSchedule, zone: &TimeZone) -> String {
+    let targets = if targets.is_empty() {
         "all targets".to_string()
     } else {
-        w.targets
+        targets
             .iter()
             .map(|g| terminal_text(&g.0))
             .collect::<Vec<_>>()
             .join(", ")
     };
-    let when = match &w.schedule {
+    let when = match schedule {
         WindowSchedule::Once { start, end } => {
             format!("{} to {}", render::rfc3339(*start), render::rfc3339(*end))
         }
@@ -552,17 +582,17 @@ pub fn maintenance_window(w: &MaintenanceWindow) -> String {
         } => format!(
             "every {weekday} {} {} for {}",
             at.format("%H:%M"),
-            zone_name(&w.time_zone),
+            zone_name(zone),
             human::duration(*duration, Style::Spaced)
         ),
         WindowSchedule::Daily { at, duration } => format!(
             "every day {} {} for {}",
             at.format("%H:%M"),
-            zone_name(&w.time_zone),
+            zone_name(zone),
             human::duration(*duration, Style::Spaced)
         ),
     };
-    format!("{:?}: {targets}, {when}", w.name)
+    format!("{targets}, {when}")
 }
 
 /// One recorded incident as a JSON object: the nine fields of `replay`
@@ -686,6 +716,20 @@ pub fn table(header: &[&str], rows: &[Vec<String>], width: Width) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_planned_window_shows_its_schedule_and_tolerance() {
+        let c = crate::config::alerting::parse(
+            "[[window]]\nname = \"batch\"\ntargets = [\"owa*\"]\nweekly = \"Sat 22:00\"\nduration = \"6h\"\ntime_zone = \"Europe/London\"\nmax_down = \"2m\"\n",
+            std::path::Path::new(""),
+            "agent.example",
+        )
+        .unwrap();
+        assert_eq!(
+            planned_window(&c.windows[0]),
+            "\"batch\": owa*, every Sat 22:00 Europe/London for 6h; tolerance 10x, down 2m, incident 30m"
+        );
+    }
 
     #[test]
     fn a_maintenance_window_names_its_time_zone() {

@@ -1,5 +1,8 @@
-//! Maintenance windows at work: whether a [`MaintenanceWindow`] is open at
-//! a given time and holds pages of a target. `config` holds the validated
+//! Maintenance and change windows at work: whether a [`MaintenanceWindow`]
+//! is open at a given time and holds pages of a target, which occurrence of
+//! a planned change window ([`PlannedWindow`], `[[window]]`) is open at a
+//! given time (pure, [`occurrence_at`]; the daemon stores it), and whether a
+//! stored change window covers a target. `config` holds the validated
 //! schedule as data; evaluating it against the clock is alerting's business,
 //! so it lives here (an inherent impl on the configuration type). A
 //! recurring window starts at a local time of its zone, so "Sat 22:00
@@ -10,8 +13,10 @@ use std::time::Duration;
 
 use chrono::{DateTime, Datelike, NaiveDate, NaiveTime, Utc};
 
-use crate::config::alerting::{local_instant, Glob, MaintenanceWindow, TimeZone, WindowSchedule};
-use crate::store::windows::ChangeWindow;
+use crate::config::alerting::{
+    local_instant, Glob, MaintenanceWindow, PlannedWindow, TimeZone, WindowSchedule,
+};
+use crate::store::windows::{ChangeWindow, WindowSource};
 
 impl MaintenanceWindow {
     /// Whether the window holds pages of `target` at `at`.
@@ -22,31 +27,95 @@ impl MaintenanceWindow {
 
     /// Whether the window is open at `at`.
     pub fn open_at(&self, at: DateTime<Utc>) -> bool {
-        let zone = &self.time_zone;
-        match &self.schedule {
-            WindowSchedule::Once { start, end } => *start <= at && at < *end,
-            WindowSchedule::Weekly {
-                weekday,
-                at: time,
-                duration,
-            } => {
-                // The latest start at or before `at`: this week's or last week's.
-                let Some(day) = local_date(zone, at) else {
-                    return false;
-                };
-                let back =
-                    (7 + day.weekday().num_days_from_monday() - weekday.num_days_from_monday()) % 7;
-                let day = day - chrono::Days::new(u64::from(back));
-                open_since_latest(zone, day, *time, 7, at, *duration)
-            }
-            WindowSchedule::Daily { at: time, duration } => {
-                let Some(day) = local_date(zone, at) else {
-                    return false;
-                };
-                open_since_latest(zone, day, *time, 1, at, *duration)
-            }
+        occurrence_at(&self.schedule, &self.time_zone, at).is_some()
+    }
+}
+
+impl PlannedWindow {
+    /// The occurrence open at `at` (its start and end), if any.
+    pub fn occurrence_at(&self, at: DateTime<Utc>) -> Option<(DateTime<Utc>, DateTime<Utc>)> {
+        occurrence_at(&self.schedule, &self.time_zone, at)
+    }
+
+    /// The next occurrence that starts after `at`, if any.
+    pub fn next_occurrence(&self, at: DateTime<Utc>) -> Option<(DateTime<Utc>, DateTime<Utc>)> {
+        next_occurrence(&self.schedule, &self.time_zone, at)
+    }
+
+    /// The change window of the occurrence from `start` to `end`, as the
+    /// daemon stores it (`store::windows::ensure_occurrence`).
+    pub fn change_window(&self, start: DateTime<Utc>, end: DateTime<Utc>) -> ChangeWindow {
+        ChangeWindow {
+            id: 0,
+            name: self.name.clone(),
+            source: WindowSource::Config,
+            starts_at: start,
+            ends_at: end,
+            closed_at: None,
+            targets: self.targets.iter().map(|g| g.0.clone()).collect(),
+            tolerance: self.tolerance,
+            max_down: self.max_down,
+            max_incident: self.max_incident,
+            note: self.note.clone(),
+            by: None,
+            summary_sent_at: None,
         }
     }
+}
+
+/// The occurrence of `schedule` (local times of `zone`) open at `at`: its
+/// start and (exclusive) end. A recurring occurrence starts at the local
+/// time on its day and lasts its duration of elapsed time.
+pub fn occurrence_at(
+    schedule: &WindowSchedule,
+    zone: &TimeZone,
+    at: DateTime<Utc>,
+) -> Option<(DateTime<Utc>, DateTime<Utc>)> {
+    match schedule {
+        WindowSchedule::Once { start, end } => {
+            (*start <= at && at < *end).then_some((*start, *end))
+        }
+        WindowSchedule::Weekly {
+            weekday,
+            at: time,
+            duration,
+        } => {
+            // The latest start at or before `at`: this week's or last week's.
+            let day = local_date(zone, at)?;
+            let back =
+                (7 + day.weekday().num_days_from_monday() - weekday.num_days_from_monday()) % 7;
+            let day = day - chrono::Days::new(u64::from(back));
+            latest_occurrence(zone, day, *time, 7, at, *duration)
+        }
+        WindowSchedule::Daily { at: time, duration } => {
+            let day = local_date(zone, at)?;
+            latest_occurrence(zone, day, *time, 1, at, *duration)
+        }
+    }
+}
+
+/// The first occurrence of `schedule` that starts after `at`, if any.
+pub fn next_occurrence(
+    schedule: &WindowSchedule,
+    zone: &TimeZone,
+    at: DateTime<Utc>,
+) -> Option<(DateTime<Utc>, DateTime<Utc>)> {
+    let (weekday, time, duration) = match schedule {
+        WindowSchedule::Once { start, end } => return (*start > at).then_some((*start, *end)),
+        WindowSchedule::Weekly {
+            weekday,
+            at,
+            duration,
+        } => (Some(*weekday), *at, *duration),
+        WindowSchedule::Daily { at, duration } => (None, *at, *duration),
+    };
+    let today = local_date(zone, at)?;
+    (0..=8u64)
+        .filter_map(|d| today.checked_add_days(chrono::Days::new(d)))
+        .filter(|day| weekday.is_none_or(|w| day.weekday() == w))
+        .filter_map(|day| local_instant(zone, day.and_time(time)))
+        .find(|start| *start > at)
+        .map(|start| (start, start + to_chrono(duration)))
 }
 
 /// Whether the change window `window` covers `target` at `at`: open then,
@@ -60,24 +129,26 @@ pub fn change_window_covers(window: &ChangeWindow, target: &str, at: DateTime<Ut
                 .any(|p| Glob(p.clone()).matches(target)))
 }
 
-/// Whether a recurring window that starts at `time` on `day` (local), or
-/// `period_days` earlier if that start is still ahead of `at`, is open at `at`.
-fn open_since_latest(
+/// The occurrence of a recurring window that starts at `time` on `day`
+/// (local), or `period_days` earlier if that start is still ahead of `at`,
+/// when it is open at `at`.
+fn latest_occurrence(
     zone: &TimeZone,
     day: NaiveDate,
     time: NaiveTime,
     period_days: u64,
     at: DateTime<Utc>,
     duration: Duration,
-) -> bool {
+) -> Option<(DateTime<Utc>, DateTime<Utc>)> {
     let start = |day: NaiveDate| local_instant(zone, day.and_time(time));
     let latest = match start(day) {
         Some(s) if s <= at => Some(s),
         _ => day
             .checked_sub_days(chrono::Days::new(period_days))
             .and_then(start),
-    };
-    latest.is_some_and(|s| s <= at && at < s + to_chrono(duration))
+    }?;
+    let end = latest + to_chrono(duration);
+    (latest <= at && at < end).then_some((latest, end))
 }
 
 /// The local calendar date of `at` in `zone`.
@@ -328,5 +399,183 @@ mod time_zones {
             err.contains("maintenance[0].time_zone: unknown time zone \"Europe/Lundon\""),
             "{err}"
         );
+    }
+}
+
+/// The occurrence of a planned change window open at a given instant (start
+/// and end, what the daemon stores), across daylight-saving changes: both
+/// of Europe/London's in 2026 (01:00 UTC on 29 March and 25 October) and
+/// America/New_York's autumn one (06:00 UTC on 1 November), for one-off,
+/// daily and weekly schedules. The clock is the caller's.
+#[cfg(test)]
+mod planned_occurrences {
+    use std::path::Path;
+
+    use super::*;
+
+    fn windows(text: &str) -> Vec<PlannedWindow> {
+        crate::config::alerting::parse(text, Path::new(""), "agent.example")
+            .unwrap()
+            .windows
+    }
+
+    fn at(text: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(text)
+            .unwrap()
+            .with_timezone(&Utc)
+    }
+
+    /// Asserts the occurrence open from `start` to `end` is found at its
+    /// first and last second and in between, and is not open just outside.
+    fn occurs(w: &PlannedWindow, start: &str, end: &str) {
+        let (s, e) = (at(start), at(end));
+        let second = chrono::Duration::seconds(1);
+        for t in [s, s + (e - s) / 2, e - second] {
+            assert_eq!(w.occurrence_at(t), Some((s, e)), "{} at {t}", w.name);
+        }
+        assert_ne!(w.occurrence_at(s - second), Some((s, e)), "{}", w.name);
+        assert_ne!(
+            w.occurrence_at(e),
+            Some((s, e)),
+            "{} still open at {end}",
+            w.name
+        );
+        assert_eq!(
+            w.next_occurrence(s - second).map(|o| o.0),
+            Some(s),
+            "{}: next before {start}",
+            w.name
+        );
+    }
+
+    #[test]
+    fn weekly_sat_22_london_across_both_changes() {
+        let w = &windows(
+            r#"
+            [[window]]
+            name = "batch"
+            weekly = "Sat 22:00"
+            duration = "6h"
+            time_zone = "Europe/London"
+            "#,
+        )[0];
+        // October: 24th summer time (UTC+1), 31st winter time; the night of
+        // the change is an hour longer on the clocks, not in elapsed time.
+        occurs(w, "2026-10-24T21:00:00Z", "2026-10-25T03:00:00Z");
+        occurs(w, "2026-10-31T22:00:00Z", "2026-11-01T04:00:00Z");
+        // March: 28th winter time, 4 April summer time.
+        occurs(w, "2026-03-28T22:00:00Z", "2026-03-29T04:00:00Z");
+        occurs(w, "2026-04-04T21:00:00Z", "2026-04-05T03:00:00Z");
+        assert_eq!(w.occurrence_at(at("2026-10-27T12:00:00Z")), None);
+        assert_eq!(
+            w.next_occurrence(at("2026-10-27T12:00:00Z")),
+            Some((at("2026-10-31T22:00:00Z"), at("2026-11-01T04:00:00Z")))
+        );
+    }
+
+    #[test]
+    fn daily_0130_london_through_the_gap_and_the_fold() {
+        let w = &windows(
+            r#"
+            [[window]]
+            name = "nightly"
+            daily = "01:30"
+            duration = "1h"
+            time_zone = "Europe/London"
+            "#,
+        )[0];
+        occurs(w, "2026-03-28T01:30:00Z", "2026-03-28T02:30:00Z");
+        // 01:30 does not exist on 29 March: 02:30 BST, 01:30 UTC.
+        occurs(w, "2026-03-29T01:30:00Z", "2026-03-29T02:30:00Z");
+        occurs(w, "2026-03-30T00:30:00Z", "2026-03-30T01:30:00Z");
+        // 01:30 happens twice on 25 October: the first (BST).
+        occurs(w, "2026-10-25T00:30:00Z", "2026-10-25T01:30:00Z");
+        occurs(w, "2026-10-26T01:30:00Z", "2026-10-26T02:30:00Z");
+    }
+
+    #[test]
+    fn weekly_and_daily_new_york_autumn_change() {
+        let ws = windows(
+            r#"
+            [[window]]
+            name = "sunday"
+            weekly = "Sun 01:30"
+            duration = "2h"
+            time_zone = "America/New_York"
+            [[window]]
+            name = "evening"
+            daily = "20:00"
+            duration = "8h"
+            time_zone = "America/New_York"
+            "#,
+        );
+        // Sun 1 November: 01:30 happens twice; the first is EDT (05:30 UTC).
+        occurs(&ws[0], "2026-10-25T05:30:00Z", "2026-10-25T07:30:00Z");
+        occurs(&ws[0], "2026-11-01T05:30:00Z", "2026-11-01T07:30:00Z");
+        occurs(&ws[0], "2026-11-08T06:30:00Z", "2026-11-08T08:30:00Z");
+        // 20:00 EDT on 31 October runs through the change: 8h elapsed.
+        occurs(&ws[1], "2026-11-01T00:00:00Z", "2026-11-01T08:00:00Z");
+        occurs(&ws[1], "2026-11-02T01:00:00Z", "2026-11-02T09:00:00Z");
+    }
+
+    #[test]
+    fn one_off_local_times_on_change_nights() {
+        let ws = windows(
+            r#"
+            [[window]]
+            name = "london autumn"
+            start = "2026-10-25T00:30"
+            end = "2026-10-25T03:00"
+            time_zone = "Europe/London"
+            [[window]]
+            name = "london spring"
+            start = "2026-03-29T00:30"
+            end = "2026-03-29T03:00"
+            time_zone = "Europe/London"
+            [[window]]
+            name = "new york autumn"
+            start = "2026-11-01T00:00"
+            end = "2026-11-01T03:00"
+            time_zone = "America/New_York"
+            "#,
+        );
+        // 00:30 BST (23:30 UTC the day before) to 03:00 GMT.
+        occurs(&ws[0], "2026-10-24T23:30:00Z", "2026-10-25T03:00:00Z");
+        // 00:30 GMT to 03:00 BST: an hour and a half elapsed.
+        occurs(&ws[1], "2026-03-29T00:30:00Z", "2026-03-29T02:00:00Z");
+        // 00:00 EDT to 03:00 EST: four hours elapsed.
+        occurs(&ws[2], "2026-11-01T04:00:00Z", "2026-11-01T08:00:00Z");
+        assert_eq!(ws[2].next_occurrence(at("2026-11-01T05:00:00Z")), None);
+    }
+
+    #[test]
+    fn an_occurrence_is_a_configured_change_window() {
+        let w = &windows(
+            r#"
+            [[window]]
+            name = "batch"
+            targets = ["owa*"]
+            daily = "22:00"
+            duration = "2h"
+            tolerance = 4
+            note = "moves"
+            "#,
+        )[0];
+        let (s, e) = w.occurrence_at(at("2026-12-05T23:00:00Z")).unwrap();
+        let c = w.change_window(s, e);
+        assert_eq!(c.source, WindowSource::Config);
+        assert_eq!((c.starts_at, c.ends_at), (s, e));
+        assert!(change_window_covers(
+            &c,
+            "owa-1",
+            at("2026-12-05T23:00:00Z")
+        ));
+        assert!(!change_window_covers(
+            &c,
+            "smtp",
+            at("2026-12-05T23:00:00Z")
+        ));
+        assert_eq!(c.tolerance, 4.0);
+        assert_eq!(c.note.as_deref(), Some("moves"));
     }
 }

@@ -16,6 +16,7 @@ use crate::config::alerting::AlertingFile;
 use crate::config::{self, Config};
 
 pub mod check_config;
+pub mod fleet_args;
 pub mod generate_docs;
 pub mod hash_password;
 pub mod incidents;
@@ -29,6 +30,7 @@ pub mod soak_fleet_report;
 pub mod soak_report;
 pub mod status;
 pub mod test_alert;
+pub mod window;
 
 /// mailpulse: probes mail and web-access services step by step, collects host
 /// load, exports it all to Prometheus, and runs as a systemd service.
@@ -75,6 +77,11 @@ pub enum Command {
     /// baseline`, `soak phase plateau`, `soak end`, `soak list`. Incidents
     /// opened during a run carry its name and phase.
     Soak(soak::Args),
+    /// Change windows for migration weekends: `window open NAME --for 4h
+    /// --targets 'owa*'`, `window extend NAME --by 1h`, `window close NAME`,
+    /// `window list`. Expected trouble is recorded and held; trouble beyond
+    /// the window's tolerance pages at once.
+    Window(window::Args),
     /// The whole fleet at a glance, from Prometheus: every agent's targets
     /// and their state (ok, slow, down), slowest first, open incidents with
     /// their age. `--watch` redraws until Ctrl-C.
@@ -97,6 +104,7 @@ pub async fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Silence(args) => silence::run(&args).await,
         Command::Soak(args) => soak::run(&args).await,
         Command::Status(args) => status::run(&args).await,
+        Command::Window(args) => window::run(&args).await,
         Command::GenerateDocs(args) => generate_docs::run(&args),
     }?;
     // A reader that left early is a normal end; a failed write is not.

@@ -11,9 +11,9 @@ use std::process::ExitCode;
 use chrono::{DateTime, Utc};
 use clap::Subcommand;
 
+use super::fleet_args::FleetArgs;
 use super::{out, parse_time, ConfigSource};
 use crate::alert::render;
-use crate::config::secret::Secret;
 use crate::fleet;
 use crate::report::terminal_text;
 use crate::store::soak::{self, Mark, Run};
@@ -30,30 +30,10 @@ pub struct Args {
     /// built-in default.
     #[arg(short, long, value_name = "FILE", global = true)]
     pub config: Option<PathBuf>,
-    /// Act on this agent through its API instead of on the local store
-    /// (repeatable): http(s)://HOST:PORT.
-    #[arg(long = "agent", value_name = "URL", global = true)]
-    pub agents: Vec<String>,
-    /// Act on every agent this Prometheus scrapes (its targets API); with
-    /// `report`, the fleet-wide report from its data and the agents'.
-    #[arg(long, value_name = "URL", global = true)]
-    pub prometheus: Option<String>,
-    /// With --prometheus: only the targets of this job.
-    #[arg(long, value_name = "JOB", global = true)]
-    pub job: Option<String>,
-    /// The agents' API user (`[agent.api] write_users`); default
-    /// $MAILPULSE_API_USER.
-    #[arg(long, value_name = "USER", global = true)]
-    pub user: Option<String>,
-    /// A file holding that user's password; default $MAILPULSE_API_PASSWORD.
-    #[arg(long, value_name = "FILE", global = true)]
-    pub password_file: Option<PathBuf>,
+    /// Where to act: the local store, or agents through their API.
+    #[command(flatten)]
+    pub fleet: FleetArgs,
 }
-
-/// The environment variable of the API user.
-pub const USER_ENV: &str = "MAILPULSE_API_USER";
-/// The environment variable of the API password.
-pub const PASSWORD_ENV: &str = "MAILPULSE_API_PASSWORD";
 
 /// The soak subcommands.
 #[derive(Debug, Subcommand)]
@@ -155,18 +135,18 @@ pub async fn run(args: &Args) -> anyhow::Result<ExitCode> {
         output,
     } = &args.command
     {
-        if let Some(prometheus) = &args.prometheus {
-            if !args.agents.is_empty() {
+        if let Some(prometheus) = &args.fleet.prometheus {
+            if !args.fleet.agents.is_empty() {
                 anyhow::bail!(
                     "soak report --prometheus reads the agents Prometheus scrapes; \
                      --agent is for marks and lists"
                 );
             }
             let config = ConfigSource::new(args.config.clone()).load()?;
-            let credentials = credentials(args)?;
+            let credentials = args.fleet.credentials()?;
             let fleet = super::soak_fleet_report::Fleet {
                 prometheus,
-                job: args.job.as_deref(),
+                job: args.fleet.job.as_deref(),
                 credentials: credentials.as_ref(),
             };
             return super::soak_fleet_report::run(
@@ -178,19 +158,17 @@ pub async fn run(args: &Args) -> anyhow::Result<ExitCode> {
             )
             .await;
         }
-        if !args.agents.is_empty() {
+        if !args.fleet.agents.is_empty() {
             anyhow::bail!(
                 "soak report reads a fleet through --prometheus URL (the agents it scrapes); \
                  --agent is for marks and lists"
             );
         }
     }
-    if !args.agents.is_empty() || args.prometheus.is_some() {
+    if args.fleet.is_fleet() {
         return fleet_run(args).await;
     }
-    if args.job.is_some() {
-        anyhow::bail!("--job needs --prometheus");
-    }
+    args.fleet.check_local()?;
     let config = ConfigSource::new(args.config.clone()).load()?;
     let keep = config.soak.keep_runs;
     let state_dir = config.agent.state_dir.clone();
@@ -221,42 +199,12 @@ pub async fn run(args: &Args) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// The API credentials from the flags or the environment; `None` when no
-/// user is given.
-fn credentials(args: &Args) -> anyhow::Result<Option<fleet::Credentials>> {
-    let user = args.user.clone().or_else(|| std::env::var(USER_ENV).ok());
-    let Some(user) = user.filter(|u| !u.is_empty()) else {
-        return Ok(None);
-    };
-    let password = match &args.password_file {
-        Some(path) => Secret::from_file(path)
-            .map_err(|e| anyhow::anyhow!("cannot read --password-file {}: {e}", path.display()))?,
-        None => match std::env::var(PASSWORD_ENV) {
-            Ok(p) => Secret::new(p),
-            Err(_) => anyhow::bail!(
-                "the API user {user:?} needs a password: --password-file FILE or ${PASSWORD_ENV}"
-            ),
-        },
-    };
-    Ok(Some(fleet::Credentials { user, password }))
-}
-
 /// `soak ...` on every agent named with `--agent` or found through
 /// `--prometheus`: the mark stamped once, here; a line per agent; exit 1
 /// when any agent did not take it.
 async fn fleet_run(args: &Args) -> anyhow::Result<ExitCode> {
-    let mut agents = args
-        .agents
-        .iter()
-        .map(|a| fleet::agent_url(a))
-        .collect::<anyhow::Result<Vec<_>>>()?;
-    if let Some(prometheus) = &args.prometheus {
-        agents.extend(fleet::discover(prometheus, args.job.as_deref()).await?);
-    } else if args.job.is_some() {
-        anyhow::bail!("--job needs --prometheus");
-    }
-    agents.dedup();
-    let credentials = credentials(args)?;
+    let agents = args.fleet.agents().await?;
+    let credentials = args.fleet.credentials()?;
     let now = Utc::now();
     let (outcomes, mark) = match args.command.mark(now)? {
         Some((mark, at)) => {

@@ -1,6 +1,6 @@
 //! Alert delivery configuration as the agent runs on it: the validated
-//! `[alerting]` table, `[[receiver]]`, `[[route]]` and `[[maintenance]]`
-//! ([`AlertingConfig`]), with their defaults.
+//! `[alerting]` table, `[[receiver]]`, `[[route]]`, `[[maintenance]]` and
+//! `[[window]]` ([`AlertingConfig`]), with their defaults.
 //!
 //! This is data only. The raw tables are in `raw.rs`, their validation in
 //! `validate/` (the same path and the same located errors as the rest of the
@@ -68,6 +68,8 @@ pub struct AlertingConfig {
     pub routes: Vec<Route>,
     /// Configured maintenance windows.
     pub maintenance: Vec<MaintenanceWindow>,
+    /// Planned change windows (`[[window]]`), names unique.
+    pub windows: Vec<PlannedWindow>,
 }
 
 impl Default for AlertingConfig {
@@ -82,6 +84,7 @@ impl Default for AlertingConfig {
             receivers: Vec::new(),
             routes: Vec::new(),
             maintenance: Vec::new(),
+            windows: Vec::new(),
         }
     }
 }
@@ -261,6 +264,30 @@ pub struct MaintenanceWindow {
     /// `time_zone`: the zone whose local time a recurring schedule names
     /// (default UTC); one-off times are already instants.
     pub time_zone: TimeZone,
+}
+
+/// One planned change window (`[[window]]`): when it opens (the schedule
+/// keys of `[[maintenance]]`) and what it tolerates. The daemon stores each
+/// occurrence as it opens, so it is then a change window like one opened
+/// with `mailpulse window open`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PlannedWindow {
+    /// Its name, unique among `[[window]]`s.
+    pub name: String,
+    /// Target name patterns it covers; empty covers every target.
+    pub targets: Vec<Glob>,
+    /// When it is open.
+    pub schedule: WindowSchedule,
+    /// The zone whose local time the schedule names (default UTC).
+    pub time_zone: TimeZone,
+    /// Latency at or above this many times the baseline is beyond tolerance.
+    pub tolerance: f64,
+    /// Down for longer than this is beyond tolerance.
+    pub max_down: Duration,
+    /// Open for longer than this is beyond tolerance.
+    pub max_incident: Duration,
+    /// What it is for.
+    pub note: Option<String>,
 }
 
 /// The instant a local date and time of `zone` names. In a gap (clocks going

@@ -47,6 +47,8 @@ pub struct RawConfig {
     pub routes: Vec<RawRoute>,
     #[serde(default)]
     pub maintenance: Vec<RawMaintenance>,
+    #[serde(default, rename = "window")]
+    pub windows: Vec<RawWindow>,
     #[serde(default, rename = "slo")]
     pub slos: Vec<RawSlo>,
 }
@@ -226,6 +228,9 @@ pub struct RawAlertingFile {
     /// `[[maintenance]]`
     #[serde(default)]
     pub maintenance: Vec<RawMaintenance>,
+    /// `[[window]]`
+    #[serde(default, rename = "window")]
+    pub windows: Vec<RawWindow>,
     /// `[[target]]`, read as any TOML (for the names only): a target being
     /// edited never stops an alert command.
     #[serde(default, rename = "target")]
@@ -387,6 +392,38 @@ pub struct RawMaintenance {
     pub duration: Option<HumanDuration>,
     /// IANA time zone of local times (`"Europe/London"`); default UTC.
     pub time_zone: Option<String>,
+}
+
+/// `[[window]]`: a planned change window (one-off or recurring, with the
+/// schedule keys of `[[maintenance]]`), which holds expected trouble and
+/// pages what goes beyond its tolerance.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawWindow {
+    /// Its name (required; unique among `[[window]]`s).
+    pub name: Option<String>,
+    /// Target name patterns; default every target.
+    pub targets: Option<Vec<String>>,
+    /// One-off start, RFC 3339 or local `YYYY-MM-DDTHH:MM[:SS]`.
+    pub start: Option<String>,
+    /// One-off end, RFC 3339 or local `YYYY-MM-DDTHH:MM[:SS]`.
+    pub end: Option<String>,
+    /// Recurring weekly start, `"Sat 22:00"` (local).
+    pub weekly: Option<String>,
+    /// Recurring daily start, `"02:00"` (local).
+    pub daily: Option<String>,
+    /// Length of a recurring window.
+    pub duration: Option<HumanDuration>,
+    /// IANA time zone of local times; default UTC.
+    pub time_zone: Option<String>,
+    /// Latency at or above this many times the baseline pages at once.
+    pub tolerance: Option<f64>,
+    /// Down for longer than this pages at once.
+    pub max_down: Option<HumanDuration>,
+    /// Open for longer than this pages at once.
+    pub max_incident: Option<HumanDuration>,
+    /// What the window is for, shown in `window list` and its summary.
+    pub note: Option<String>,
 }
 
 /// `[[slo]]`: one objective of a soak run.

@@ -23,6 +23,7 @@ mod table;
 pub mod targets;
 pub mod text;
 pub mod web;
+pub mod window;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -59,6 +60,8 @@ pub struct Metrics {
     pub web: web::WebMetrics,
     /// The soak-test run and phase in progress.
     pub soak: soak::SoakMetrics,
+    /// Change windows open, and their incidents' outcomes.
+    pub window: window::WindowMetrics,
     /// Size of the last page, so the next one is written without regrowing.
     last_size: AtomicUsize,
     /// The buffer of the last page, back from the HTTP layer (see [`Metrics::page`]).
@@ -76,6 +79,7 @@ impl Metrics {
         let alert = alert::AlertMetrics::register(&registry)?;
         let web = web::WebMetrics::register(&registry)?;
         let soak = soak::SoakMetrics::register(&registry)?;
+        let window = window::WindowMetrics::register(&registry)?;
         Ok(Metrics {
             registry,
             probe,
@@ -85,6 +89,7 @@ impl Metrics {
             alert,
             web,
             soak,
+            window,
             last_size: AtomicUsize::new(16 * 1024),
             spare_page: Arc::default(),
         })

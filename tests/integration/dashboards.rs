@@ -48,7 +48,8 @@ fn missing_tools() -> Option<String> {
 }
 
 /// A scrape of an agent that has been through a slow incident, with an HTTPS
-/// target, host collection, a webhook receiver and a soak run in progress.
+/// target, host collection, a webhook receiver, a soak run in progress and
+/// a change window open.
 async fn live_scrape(dir: &Path) -> String {
     use std::time::Duration;
     use support::{write_file, Agent, HttpServer, Reply};
@@ -118,6 +119,29 @@ async fn live_scrape(dir: &Path) -> String {
             &[("run", "golive"), ("phase", "baseline")],
             has,
             "the soak phase",
+        )
+        .await;
+    // A change window open, so the window metrics exist.
+    let out = support::mailpulse(&[
+        "window",
+        "open",
+        "batch-01",
+        "--for",
+        "1h",
+        "--config",
+        cfg.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    agent
+        .wait_metric(
+            "mailpulse_window_active",
+            &[("window", "batch-01")],
+            has,
+            "the change window",
         )
         .await;
     agent.scrape().await
@@ -306,6 +330,65 @@ fn soak_phase_bands_follow_the_selected_run() {
         "tests": [{"interval": "1m", "input_series": input, "promql_expr_test": tests}],
     });
     promtool_test(&promtool, &file);
+}
+
+/// Issue 18: both dashboards draw each change window as one band while any
+/// agent reports it open (`mailpulse_window_active`), from its opening to
+/// its end, two windows side by side.
+#[test]
+fn change_window_bands_run_while_a_window_is_open() {
+    let Some(promtool) = support::promtool() else {
+        return;
+    };
+    for file in [
+        "dashboards/mailpulse-soak-test.json",
+        "dashboards/mailpulse-fleet-overview.json",
+    ] {
+        let expr = annotation_expr(file, "Change windows");
+        let series = |from: u32, to: u32| -> String {
+            (0..=30)
+                .map(|m| match m {
+                    m if m < from => "_",
+                    m if m < to => "1",
+                    _ => "stale",
+                })
+                .collect::<Vec<_>>()
+                .join(" ")
+        };
+        let active = |instance: &str, window: &str| {
+            format!(
+                r#"mailpulse_window_active{{job="mailpulse", instance="{instance}", window="{window}"}}"#
+            )
+        };
+        let input = serde_json::json!([
+            {"series": active("cas01", "batch-1"), "values": series(2, 10)},
+            {"series": active("cas02", "batch-1"), "values": series(2, 10)},
+            {"series": active("cas01", "batch-2"), "values": series(8, 20)},
+        ]);
+        let expected: [(u32, &[&str]); 5] = [
+            (1, &[]),
+            (5, &["batch-1"]),
+            (9, &["batch-1", "batch-2"]),
+            (15, &["batch-2"]),
+            (21, &[]),
+        ];
+        let tests: Vec<serde_json::Value> = expected
+            .iter()
+            .map(|(minute, windows)| {
+                let samples: Vec<serde_json::Value> = windows
+                    .iter()
+                    .map(|w| serde_json::json!({"labels": format!(r#"{{window="{w}"}}"#), "value": 1}))
+                    .collect();
+                serde_json::json!({"expr": expr, "eval_time": format!("{minute}m"), "exp_samples": samples})
+            })
+            .collect();
+        let cases = serde_json::json!({
+            "rule_files": [],
+            "evaluation_interval": "1m",
+            "tests": [{"interval": "1m", "input_series": input, "promql_expr_test": tests}],
+        });
+        promtool_test(&promtool, &cases);
+    }
 }
 
 /// Runs `promtool test rules` on `file` (a unit-test file, JSON being YAML)

@@ -51,7 +51,7 @@ const MAY_USE: &[(&str, &[&str])] = &[
     ("config", &["detect::SlowdownSettings", "human", "sample", "service::logging::LogFormat"]),
     // The detector is pure (see PURE): samples in, events out.
     ("detect", &["sample"]),
-    // Fleet fan-out (soak marks, later change windows): one authenticated
+    // Fleet fan-out (soak marks, change windows, silences): one authenticated
     // request to many agents, through the one outbound client.
     ("fleet", &["config", "outbound"]),
     ("health", &[]),

@@ -1,6 +1,6 @@
 //! The alerting part of a file: the `[alerting]` table, `[[receiver]]`
-//! (each through [`super::receiver`]), `[[route]]` and `[[maintenance]]`
-//! (through [`super::maintenance`]), checked together because routes name
+//! (each through [`super::receiver`]), `[[route]]`, `[[maintenance]]`
+//! (through [`super::maintenance`]) and `[[window]]` (`super::window`), checked together because routes name
 //! receivers. The daemon's loader runs this inside the whole file's
 //! validation; `load_alerting` (the alert commands) runs it alone.
 
@@ -129,6 +129,7 @@ pub(super) fn build_alerting(
             config.maintenance.push(w);
         }
     }
+    config.windows = super::window::build_windows(c, raw.windows);
     config
 }
 

@@ -1,7 +1,8 @@
 //! `[[maintenance]]`: a one-off window (`start`, `end`) or a recurring one
 //! (`weekly` or `daily` with `duration`), in the local time of its IANA
 //! `time_zone` (default UTC), which is looked up once here in the system's
-//! time zone database. Whether a window is open at a given time is
+//! time zone database. [`build_schedule`] reads those keys for
+//! `[[window]]` too. Whether a window is open at a given time is
 //! `alert/window.rs`'s business.
 
 use chrono::{DateTime, NaiveDateTime, NaiveTime, Utc, Weekday};
@@ -9,6 +10,16 @@ use chrono::{DateTime, NaiveDateTime, NaiveTime, Utc, Weekday};
 use super::*;
 use crate::config::alerting::{local_instant, Glob, MaintenanceWindow, TimeZone, WindowSchedule};
 use crate::config::raw::RawMaintenance;
+
+/// The schedule keys `[[maintenance]]` and `[[window]]` share.
+pub(super) struct ScheduleKeys {
+    pub start: Option<String>,
+    pub end: Option<String>,
+    pub weekly: Option<String>,
+    pub daily: Option<String>,
+    pub duration: Option<HumanDuration>,
+    pub time_zone: Option<String>,
+}
 
 pub(super) fn build_window(
     c: &mut Checker<'_>,
@@ -26,6 +37,29 @@ pub(super) fn build_window(
         .into_iter()
         .map(Glob)
         .collect();
+    let keys = ScheduleKeys {
+        start: m.start,
+        end: m.end,
+        weekly: m.weekly,
+        daily: m.daily,
+        duration: m.duration,
+        time_zone: m.time_zone,
+    };
+    let (schedule, time_zone) = build_schedule(c, path, keys)?;
+    Some(MaintenanceWindow {
+        name,
+        targets,
+        schedule,
+        time_zone,
+    })
+}
+
+/// Reads a window's schedule and zone, reporting at `path`'s keys.
+pub(super) fn build_schedule(
+    c: &mut Checker<'_>,
+    path: &KeyPath,
+    m: ScheduleKeys,
+) -> Option<(WindowSchedule, TimeZone)> {
     let key = |k: &str| path.key(k);
     let time_zone = match m.time_zone.as_deref() {
         None => TimeZone::UTC,
@@ -121,12 +155,7 @@ pub(super) fn build_window(
             return None;
         }
     };
-    Some(MaintenanceWindow {
-        name,
-        targets,
-        schedule,
-        time_zone,
-    })
+    Some((schedule, time_zone))
 }
 
 fn window_duration(

@@ -10,7 +10,8 @@
 //! `target.rs` (the keys every target has, then per kind: `http.rs`, and
 //! `mail.rs` for tcp, smtp, imap, pop3 and mailflow, whose endpoints
 //! `connect.rs` reads), `soak.rs`, `alerting.rs` (with `receiver.rs`, which hands each
-//! kind to `config/receivers/`, and `maintenance.rs`); `files.rs` reads
+//! kind to `config/receivers/`, `maintenance.rs` and `window.rs`, which shares
+//! its schedule keys); `files.rs` reads
 //! every secret, certificate and key file. `[slowdown]` is `config/slowdown.rs`.
 //!
 //! [`parse`] validates a whole file; [`parse_alerting`] only what the alert
@@ -35,6 +36,7 @@ mod slo;
 mod soak;
 mod target;
 mod web;
+mod window;
 
 use super::raw::{RawAlertingFile, RawConfig};
 use super::*;
@@ -386,6 +388,7 @@ fn build(c: &mut Checker<'_>, raw: RawConfig, base: &Path, path: Option<&Path>) 
         receivers: raw.receivers,
         routes: raw.routes,
         maintenance: raw.maintenance,
+        windows: raw.windows,
         targets: None,
     };
     let errors_before = c.errors.len();
