@@ -34,7 +34,7 @@ pub const MIN_BAD_SHARE: f64 = 0.1;
 /// ```toml
 /// [slowdown]            # defaults for every target
 /// factor = 3.0          # slow at 3x the learned baseline or more ...
-/// min_delta = "100ms"   # ... and at least this much above it
+/// min_delta = "10ms"    # ... and at least this much above it
 /// for = "1m"            # bad samples must persist this long to open an incident
 /// recover_for = "2m"    # healthy samples must persist this long to close it
 /// # threshold = "2s"    # optional absolute limit

@@ -180,13 +180,25 @@ fn a_step_below_factor_or_min_delta_is_not_slow() {
     let mut s = Series::every(10);
     s.ok(WARM, 200).ok(100, 550);
     assert_eq!(run(&s.obs), vec![]);
-    // 4x a 20 ms baseline is only 60 ms more: under `min_delta`.
+    // 4x a 2 ms baseline is only 6 ms more: under the default `min_delta`
+    // (10 ms); 4x a 4 ms baseline is 12 ms more, slow.
     let mut s = Series::every(10);
-    s.ok(WARM, 20).ok(100, 80);
+    s.ok(WARM, 2).ok(100, 8);
     assert_eq!(run(&s.obs), vec![]);
     let mut s = Series::every(10);
-    s.ok(WARM, 20).ok(100, 120);
+    s.ok(WARM, 4).ok(100, 16);
     assert_eq!(run(&s.obs).len(), 1);
+    // A larger `min_delta`: 4x a 20 ms baseline is only 60 ms more.
+    let settings = SlowdownSettings {
+        min_delta: ms(100),
+        ..SlowdownSettings::default()
+    };
+    let mut s = Series::every(10);
+    s.ok(WARM, 20).ok(100, 80);
+    assert_eq!(run_with(settings.clone(), &s.obs).0, vec![]);
+    let mut s = Series::every(10);
+    s.ok(WARM, 20).ok(100, 120);
+    assert_eq!(run_with(settings, &s.obs).0.len(), 1);
 }
 
 #[test]
@@ -1099,12 +1111,20 @@ fn recovery_needs_latency_back_near_the_baseline() {
     };
     let (incidents, _, _) = run_with(settings, &s.obs);
     assert_eq!(incidents[0].recovered_at, Some(s.obs[WARM + 30].at));
-    // With a 5 ms baseline, half `min_delta` above it is back.
+    // With a 5 ms baseline, half `min_delta` above it is back (a
+    // `min_delta` of 100 ms: 80 ms is neither slow nor back, 50 ms is back).
+    let settings = SlowdownSettings {
+        min_delta: ms(100),
+        ..SlowdownSettings::default()
+    };
     let mut s = Series::every(10);
     s.ok(WARM, 5).ok(30, 400).ok(30, 80);
     let recovered = s.now();
     s.ok(30, 50);
-    assert_eq!(run(&s.obs)[0].recovered_at, Some(recovered));
+    assert_eq!(
+        run_with(settings, &s.obs).0[0].recovered_at,
+        Some(recovered)
+    );
 }
 
 #[test]
