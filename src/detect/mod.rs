@@ -228,8 +228,8 @@ pub struct SlowdownSettings {
     pub recover_factor: Option<f64>,
 }
 
-/// The default `relearn_after`: six hours.
-pub const DEFAULT_RELEARN_AFTER: Duration = Duration::from_secs(6 * 3600);
+/// The default `relearn_after`: a day.
+pub const DEFAULT_RELEARN_AFTER: Duration = Duration::from_secs(24 * 3600);
 
 /// The default `bad_share`: a bad run goes on while half its samples are bad.
 pub const DEFAULT_BAD_SHARE: f64 = 0.5;
@@ -251,7 +251,7 @@ impl SlowdownSettings {
 
 impl Default for SlowdownSettings {
     /// `factor = 3.0`, `min_delta = "10ms"`, `for = "1m"`,
-    /// `recover_for = "2m"`, no threshold, `relearn_after = "6h"`,
+    /// `recover_for = "2m"`, no threshold, `relearn_after = "24h"`,
     /// `bad_share = 0.5`, a learned baseline, `recover_factor` the square
     /// root of `factor`.
     fn default() -> Self {

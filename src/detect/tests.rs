@@ -138,7 +138,7 @@ fn sustained_3x_step_opens_with_start_at_its_first_sample() {
     // Issue 16: "A level shift that has held steadily for `relearn_after`
     // [...] is accepted as the new normal: the incident closes with a
     // distinct outcome". At 5 min and hourly probes these 100 slow samples
-    // last 8 h and 100 h, longer than the default six hours, so this test of
+    // last 8 h and 100 h, the latter longer than the default day, so this test of
     // onsets and recoveries holds the shift for less than `relearn_after`.
     let settings = SlowdownSettings {
         relearn_after: Duration::from_secs(200 * 3600),
@@ -834,15 +834,16 @@ fn a_level_shift_held_for_relearn_after_becomes_the_new_baseline() {
         let mut s = Series::every(step);
         s.ok(WARM * 3, 200);
         let start = s.now();
-        let samples = (7 * 3600 / step) as usize;
+        let samples = ((DEFAULT_RELEARN_AFTER.as_secs() + 3600) / step) as usize;
         s.ok(samples, 800);
         let (incidents, events, d) = run_with(SlowdownSettings::default(), &s.obs);
         assert_eq!(incidents.len(), 1, "step {step}s: {incidents:#?}");
         let i = &incidents[0];
         assert_eq!(i.started_at, start, "step {step}s");
         assert_eq!(i.outcome, Some(Outcome::NewBaseline), "step {step}s");
-        // Open until the level has held for six hours, then closed at once.
-        let accepted = start + Duration::from_secs(6 * 3600);
+        // Open until the level has held for `relearn_after` (a day by
+        // default), then closed at once.
+        let accepted = start + DEFAULT_RELEARN_AFTER;
         assert_eq!(i.closed_at, Some(accepted), "step {step}s");
         assert_eq!(i.recovered_at, Some(accepted), "step {step}s");
         assert_eq!(i.baseline_at_onset, Some(ms(200)), "step {step}s");
