@@ -134,6 +134,59 @@ fn main() -> anyhow::Result<()> {
         }
         return Ok(());
     }
+    if let Ok(trace) = std::env::var("DETECTOR_BENCH_TRACE") {
+        // Debugging aid: `series,from,to[,settings]` prints every row of one
+        // series between two `MM-DD HH:MM` times with the detector's baseline.
+        let mut parts = trace.splitn(4, ',');
+        let (name, from, to) = (
+            parts.next().unwrap_or_default(),
+            parts.next().unwrap_or_default(),
+            parts.next().unwrap_or_default(),
+        );
+        let settings = sweep_settings(parts.next().unwrap_or_default())?;
+        for s in series.iter().filter(|s| s.name == name) {
+            let mut d = mailpulse::detect::Detector::new(settings.clone());
+            for o in &s.observations {
+                let when = o.at.format("%m-%d %H:%M").to_string();
+                let before = d.baseline();
+                let avg = d.learned_baseline().average();
+                let verdict = d.classify(o.latency);
+                let event = d.observe(o);
+                if when.as_str() >= from && when.as_str() <= to {
+                    println!(
+                        "{when} {:>10} base {:>10} avg {:>10} {:?} {:?} frozen={} {}",
+                        o.latency.map_or("-".into(), |l| ms(l.as_secs_f64())),
+                        before.map_or("-".into(), |b| ms(b.as_secs_f64())),
+                        avg.map_or("-".into(), |b| ms(b.as_secs_f64())),
+                        verdict,
+                        d.state(),
+                        d.learned_baseline().is_frozen(),
+                        event.map_or(String::new(), |e| format!(
+                            "{} {}",
+                            match e {
+                                mailpulse::detect::DetectEvent::Opened(_) => "OPENED",
+                                mailpulse::detect::DetectEvent::Escalated(_) => "ESCALATED",
+                                mailpulse::detect::DetectEvent::Closed(_) => "CLOSED",
+                            },
+                            e.incident().started_at.format("%m-%d %H:%M")
+                        )),
+                    );
+                }
+            }
+        }
+        return Ok(());
+    }
+    if let Ok(candidates) = std::env::var("DETECTOR_BENCH_SWEEP") {
+        // Tuning aid: the issue 16 table for each `;`-separated candidate
+        // of `key=value` settings over the defaults (`factor=2.5,min_delta=10ms`).
+        for candidate in candidates.split(';') {
+            let settings = sweep_settings(candidate)?;
+            let scores: Vec<Score> = series.iter().map(|s| score(s, &settings)).collect();
+            println!("## {candidate}\n");
+            println!("{}", issue16(&series, &scores, &settings, true));
+        }
+        return Ok(());
+    }
     let defaults = SlowdownSettings::default();
     let started = tokio::time::Instant::now();
     let scores: Vec<Score> = series.iter().map(|s| score(s, &defaults)).collect();
@@ -160,18 +213,16 @@ fn main() -> anyhow::Result<()> {
     .collect();
     let issue16_sensitivity: Vec<(&str, SlowdownSettings, Vec<Score>)> = [
         (
-            "`factor = 2.5`, `min_delta = \"10ms\"` (the issue's 2.5x, small backends)",
+            "`factor = 2.5` (the issue's 2.5x)",
             SlowdownSettings {
                 factor: 2.5,
-                min_delta: Duration::from_millis(10),
                 ..SlowdownSettings::default()
             },
         ),
         (
-            "`factor = 2.5`, `min_delta = \"0s\"`",
+            "`relearn_after = \"6h\"` (the default before issue 16's figures)",
             SlowdownSettings {
-                factor: 2.5,
-                min_delta: Duration::ZERO,
+                relearn_after: Duration::from_secs(6 * 3600),
                 ..SlowdownSettings::default()
             },
         ),
@@ -1390,7 +1441,18 @@ fn issue16(series: &[Series], scores: &[Score], settings: &SlowdownSettings, ful
                 .is_some_and(|i| within(j, j.event.start, Some(i.started_at)))
         })
         .count();
+    // The labelled end is the run's last labelled row, as the labelled
+    // onset is its first (the labels pad one normal row on each side).
     let recovered = sustained
+        .iter()
+        .filter(|j| {
+            j.hit
+                .as_ref()
+                .is_some_and(|i| within(j, j.event.end, i.recovered_at))
+        })
+        .count();
+    // The reading used before: against the first unlabelled row after it.
+    let recovered_after = sustained
         .iter()
         .filter(|j| {
             j.hit.as_ref().is_some_and(|i| {
@@ -1421,7 +1483,7 @@ fn issue16(series: &[Series], scores: &[Score], settings: &SlowdownSettings, ful
 | target | wanted | measured |\n|---|---|---|\n\
 | MSFT latency: labelled sustained rises (>= {} consecutive rows at >= {}x the median of the unlabelled rows of the {} h before) caught | >= 90% | **{}/{} ({:.0}%)** |\n\
 | ... started within one sample of the labelled onset | >= 90% | **{}/{} ({:.0}%)** |\n\
-| ... recovered within one sample of the labelled end | >= 90% | **{}/{} ({:.0}%)** |\n\
+| ... recovered within one sample of the labelled end (its last labelled row) | >= 90% | **{}/{} ({:.0}%)** |\n\
 | false incidents per day, MSFT latency + quiet series (`service-unavailable`, NAB files without labels) | <= 0.05 | **{:.3}** ({} in {:.0} days) |\n\
 | synthetic soak, in-scope events caught | 100% | **{}/{}** |\n\n",
         ISSUE16_MIN_ROWS,
@@ -1444,7 +1506,10 @@ fn issue16(series: &[Series], scores: &[Score], settings: &SlowdownSettings, ful
     );
     let _ = writeln!(
         out,
-        "(Synthetic soak false alarms: {:.2}/day.)\n",
+        "(Recovered within one sample of the first unlabelled row after the run instead: {}/{}. \
+Synthetic soak false alarms: {:.2}/day.)\n",
+        recovered_after,
+        sustained.len(),
         soak.false_alarms as f64 / soak.days.max(1e-9)
     );
     if !full {
@@ -1454,7 +1519,8 @@ fn issue16(series: &[Series], scores: &[Score], settings: &SlowdownSettings, ful
         "Every labelled MSFT latency run with at least two consecutive rows at 2.5x (two-row runs are \
 shown for completeness; an hourly series needs three bad samples before anything opens, so they are \
 not counted as sustained). Ratios are of the two-day reference; `-` is a missing row; the baseline is \
-the detector's before the first labelled row.\n\n\
+the detector's before the first labelled row; start and recovery are the incident's `started_at` and \
+`recovered_at` minus the first and the last labelled row.\n\n\
 | series | labelled | rows at 2.5x in a row | reference | baseline | ratios | incident | start | recovery | verdict |\n\
 |---|---|---|---|---|---|---|---|---|---|\n",
     );
@@ -1462,10 +1528,7 @@ the detector's before the first labelled row.\n\n\
         let (incident, start, rec, verdict) = match &j.hit {
             Some(i) => {
                 let start_ok = within(j, j.event.start, Some(i.started_at));
-                let rec_ok = j
-                    .event
-                    .recovery
-                    .is_some_and(|r| within(j, r, i.recovered_at));
+                let rec_ok = within(j, j.event.end, i.recovered_at);
                 (
                     format!(
                         "{} {}-{} ({})",
@@ -1476,10 +1539,8 @@ the detector's before the first labelled row.\n\n\
                         i.outcome.map_or("open", |o| o.as_str()),
                     ),
                     dur(secs(j.event.start, i.started_at)),
-                    match (j.event.recovery, i.recovered_at) {
-                        (Some(t), Some(r)) => dur(secs(t, r)),
-                        _ => "-".into(),
-                    },
+                    i.recovered_at
+                        .map_or("-".into(), |r| dur(secs(j.event.end, r))),
                     match (start_ok, rec_ok) {
                         (true, true) => "ok".to_string(),
                         (false, true) => "start off".to_string(),
@@ -1616,24 +1677,41 @@ fn miss_reason(j: &Sustained, d: &SlowdownSettings) -> String {
 /// What the issue 16 figures mean, whatever they are.
 const ISSUE16_DISCUSSION: &str = "\
 **Reading these figures.** The issue asks for 90% of the labelled MSFT rises of 2.5x or more at the
-*default* settings, and the defaults judge a sample slow at 3x the baseline *and* 100 ms above it.
-The per-event table gives each miss its reason. At the defaults most misses are rises that no rule
-with these defaults can flag: backends of 3-70 ms whose whole rise stays under 100 ms above the
-baseline (`under min_delta`), or rises that peak between 2.5x and 3x. Meeting the target at the
-defaults would mean changing what the defaults are, which this benchmark does not do; the runs below
-show what lower settings give on the same data. With `factor = 2.5` and `min_delta = \"10ms\"` the
-false incidents do not rise on these series, and about half of the rises are caught; what is still
-missed there is (a) gradual rises on hourly data (1.3x, 1.6x, 1.8x, ... an hour apart): at one sample
-an hour, a rise of about 1.2x an hour is as fast as the busy-day drift the baseline must follow (an
-office-hours day, 2.5x over twelve hours, must raise nothing), so the baseline rises with them;
-(b) rises that hold 4x for 17-21 hours: they are caught, but close as `new_baseline` after
-`relearn_after` (6 h), long before the labelled end, which scores as a recovery miss; (c) short rises
-the day after such a new baseline, while the baseline was still coming back down from it. Start and recovery times of the
-rises caught at the defaults are within one sample of the labels. The MSFT labels pad one normal row
-on each side of a run, so a start one hour after the first labelled row is the true onset.
+*default* settings. Two default changes of issue 16 come from this table. `min_delta` went from
+100 ms to 10 ms: every rise missed before was a 3-70 ms back end whose whole rise stayed under 100 ms
+above its baseline; that doubled what is caught, 5 to 10 of 20, with one more false incident in 714
+days and the synthetic soak unchanged. `relearn_after` went from 6 h to a day: three caught rises
+that held 4-14x for 17-21 hours (`outbound-08` 07-12, `outbound-15` and `-18` 06-20) had closed as
+`new_baseline` after 6 h, hours before their labelled end; now they recover at it, for one more
+false incident (on `outbound-02`; the run with `relearn_after = \"6h\"` below shows the difference). Start and recovery are judged against the first
+and the last labelled row, the issue's \"labelled onset\" and \"labelled end\" (the labels pad one normal
+row on each side, so a start one hour after the first labelled row is the true onset, and
+`recovered_at`, the first normal sample, lands on the last labelled row); until issue 16 the bench
+compared recovery with the first unlabelled row after the run, one hour later, and that figure is shown
+beside it. **The target is not met.** What the per-event table still misses, by cause:
+(a) *gradual rises on hourly data* (`outbound-05` 07-12, `outbound-11` 07-05, `outbound-19` 06-20,
+`outbound-20` 06-27 missed; `outbound-15` and `-18` 06-20 caught 11-13 hours late; 1.3x, 1.6x,
+1.8x ... an hour apart): their early rows are healthy and the baseline learns them (at one sample an
+hour its twelve-sample memory is half a day), so the later 3x rows are under 3x of it; a baseline that
+refused such rises would also refuse an office-hours day at coarse cadences, which must raise nothing.
+Even when caught, their labelled onset is the first 1.3x row, hours before any rule at 2.5-3x could
+call a row slow, so `started_at` would still be off unless it were back-dated to where the climb
+began, which issue 16's ramp behaviour (`started_at` where latency crosses `factor` times the
+pre-ramp level, pinned by a test) rules out;
+(b) *rises under 3x of the detector's baseline* (`outbound-15` and `-18` 06-19 peak there;
+`outbound-21` 07-04 steps to 2.8x of it, and its baseline then learns those rows): only
+`factor = 2.5` flags them, and that default makes an office-hours day of 2.5x with 20% jitter an
+incident at five-minute probes (the `an_office_hours_day_raises_nothing` test), so it stays a
+per-target override;
+(c) *rises whose data starts before their label* (`outbound-15` and `-18` 06-21: 3x from 06:00,
+labelled from 08:00): the incident starts two samples before the labelled onset, which the scoring
+(an incident starting inside the run or one sample before it) counts as a miss;
+(d) *recoveries through a slow tail* (`outbound-03` 07-01: 2.0x, 1.7x, 1.9x after the labelled end):
+the incident recovers only under `sqrt(factor)` = 1.7x the onset baseline, hours after the label ends;
+(e) `outbound-02`, a series of zeros with multi-second spikes: its labelled three-row rise comes
+after false incidents there moved the baseline (a spiky series asks for more bad samples in a row).
 
 ";
-
 /// The headline figures and the discussion, computed from the default run.
 fn headline(series: &[Series], scores: &[Score], factor_two: &[Score]) -> String {
     let pick_from = |scores: &[Score], f: &dyn Fn(&Series) -> bool| {
@@ -1723,8 +1801,9 @@ the detection delay is exactly `for`; at 60 s and hourly it is three samples (th
 hourly data is detected two hours after onset. Ramps are reported from the moment they cross 3x,\n\
 up to two minutes after their first sample: that is the start error shown for `web-10s-dips`.\n\n\
 **Where it misses, by design.** Rises under 3x are not slowdowns under the defaults: the moderate\n\
-2.5x scenario, both NAB `rds_cpu_utilization` rises (6 to 15, 2.5x) and most MSFT labelled rises\n\
-(1.5-4x of 5-70 ms backends, i.e. under `min_delta`) are missed. The sensitivity runs show the price\n\
+2.5x scenario, both NAB `rds_cpu_utilization` rises (6 to 15, 2.5x) and the MSFT labelled rises\n\
+that stay under 3x of the detector's baseline are missed (the 3-70 ms back ends that triple are\n\
+caught since `min_delta` is 10 ms). The sensitivity runs show the price\n\
 of catching them globally: `factor = 2` finds {}/{} MSFT rises but raises false alarms on the synthetic\n\
 soak from {:.2} to {:.2} a day, so it belongs in a per-target override, not in the defaults. The MSFT\n\
 labels pad one normal row before and after each run, which is where the 1 h start error and the -1 h\n\
@@ -1732,7 +1811,7 @@ recovery error on that data come from.\n\n\
 **Where it misses, honestly.**\n\
 - *Level shifts* (issue 16). The baseline is frozen during an incident, so a series that moves to a\n  \
   new level for good used to keep its incident open to the end of the series. Now a slow level held\n  \
-  for `relearn_after` (6 h) closes the incident as `new_baseline` and the baseline moves there (see\n  \
+  for `relearn_after` (a day) closes the incident as `new_baseline` and the baseline moves there (see\n  \
   the outcome column of the false-alarm tables: most long incidents on the NAB AWS series end so).\n\
 - *Intermittent degradations* (issue 16). With 30 s probes `recover_for = 2m` is five samples, and in\n  \
   a 40 minute degradation where 40% of probes are still fast, five fast probes in a row happen by\n  \
@@ -1804,3 +1883,38 @@ const METHODOLOGY: &str = "## Method
   first sample after the event. Every synthetic event (outages included) counts under *rises*: all of
   them are to be caught, except those out of scope (the 2.5x scenario).
 ";
+
+/// The settings of one `DETECTOR_BENCH_SWEEP` candidate: `key=value` pairs
+/// over the defaults, durations as `10ms`, `60s`, `6h`.
+fn sweep_settings(candidate: &str) -> anyhow::Result<SlowdownSettings> {
+    fn duration(v: &str) -> anyhow::Result<Duration> {
+        let split = v.find(|c: char| c.is_ascii_alphabetic()).unwrap_or(v.len());
+        let (n, unit) = v.split_at(split);
+        let n: f64 = n.parse()?;
+        let scale = match unit {
+            "ms" => 1e-3,
+            "s" | "" => 1.0,
+            "m" => 60.0,
+            "h" => 3600.0,
+            _ => anyhow::bail!("unknown unit in {v}"),
+        };
+        Ok(Duration::from_secs_f64(n * scale))
+    }
+    let mut s = SlowdownSettings::default();
+    for pair in candidate.split(',').filter(|p| !p.trim().is_empty()) {
+        let (k, v) = pair
+            .split_once('=')
+            .ok_or_else(|| anyhow::anyhow!("not key=value: {pair}"))?;
+        match k.trim() {
+            "factor" => s.factor = v.parse()?,
+            "min_delta" => s.min_delta = duration(v)?,
+            "for" => s.for_ = duration(v)?,
+            "recover_for" => s.recover_for = duration(v)?,
+            "relearn_after" => s.relearn_after = duration(v)?,
+            "bad_share" => s.bad_share = v.parse()?,
+            "recover_factor" => s.recover_factor = Some(v.parse()?),
+            other => anyhow::bail!("unknown key {other}"),
+        }
+    }
+    Ok(s)
+}

@@ -411,7 +411,7 @@ fn alerting_summary(c: &Config, out: &mut String) {
     }
 }
 
-/// Detector settings as the summary shows them: `factor 3, min_delta 100ms,
+/// Detector settings as the summary shows them: `factor 3, min_delta 10ms,
 /// for 1m, recover_for 2m` and the threshold when there is one.
 fn slowdown_text(s: &SlowdownSettings) -> String {
     let mut text = format!(

@@ -34,11 +34,11 @@ pub const MIN_BAD_SHARE: f64 = 0.1;
 /// ```toml
 /// [slowdown]            # defaults for every target
 /// factor = 3.0          # slow at 3x the learned baseline or more ...
-/// min_delta = "100ms"   # ... and at least this much above it
+/// min_delta = "10ms"    # ... and at least this much above it
 /// for = "1m"            # bad samples must persist this long to open an incident
 /// recover_for = "2m"    # healthy samples must persist this long to close it
 /// # threshold = "2s"    # optional absolute limit
-/// relearn_after = "6h"  # a slow level held this long is the new normal
+/// relearn_after = "24h" # a slow level held this long is the new normal
 /// bad_share = 0.5       # a bad run goes on while this share of its probes is bad
 /// # baseline = "80ms"   # pin the baseline instead of learning it
 /// # recover_factor = 1.7 # recovered under this many times the baseline (default sqrt(factor))

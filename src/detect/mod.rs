@@ -195,7 +195,9 @@ pub struct SlowdownSettings {
     /// A sample is slow at `factor` times the baseline or more (with `min_delta`).
     pub factor: f64,
     /// ... and only when it is also at least this much above the baseline,
-    /// so that jitter on a 5 ms baseline is not an incident.
+    /// so that jitter of a few milliseconds on a 1 ms baseline is not an
+    /// incident (the default, 10 ms, still lets a 5 ms back end that
+    /// triples be slow: real back ends of 3-70 ms do that).
     pub min_delta: Duration,
     /// Bad samples must persist this long (and [`MIN_RUN_SAMPLES`]) to open an incident.
     #[serde(rename = "for")]
@@ -226,8 +228,8 @@ pub struct SlowdownSettings {
     pub recover_factor: Option<f64>,
 }
 
-/// The default `relearn_after`: six hours.
-pub const DEFAULT_RELEARN_AFTER: Duration = Duration::from_secs(6 * 3600);
+/// The default `relearn_after`: a day.
+pub const DEFAULT_RELEARN_AFTER: Duration = Duration::from_secs(24 * 3600);
 
 /// The default `bad_share`: a bad run goes on while half its samples are bad.
 pub const DEFAULT_BAD_SHARE: f64 = 0.5;
@@ -248,14 +250,14 @@ impl SlowdownSettings {
 }
 
 impl Default for SlowdownSettings {
-    /// `factor = 3.0`, `min_delta = "100ms"`, `for = "1m"`,
-    /// `recover_for = "2m"`, no threshold, `relearn_after = "6h"`,
+    /// `factor = 3.0`, `min_delta = "10ms"`, `for = "1m"`,
+    /// `recover_for = "2m"`, no threshold, `relearn_after = "24h"`,
     /// `bad_share = 0.5`, a learned baseline, `recover_factor` the square
     /// root of `factor`.
     fn default() -> Self {
         SlowdownSettings {
             factor: 3.0,
-            min_delta: Duration::from_millis(100),
+            min_delta: Duration::from_millis(10),
             for_: Duration::from_secs(60),
             recover_for: Duration::from_secs(120),
             threshold: None,

@@ -138,7 +138,7 @@ fn sustained_3x_step_opens_with_start_at_its_first_sample() {
     // Issue 16: "A level shift that has held steadily for `relearn_after`
     // [...] is accepted as the new normal: the incident closes with a
     // distinct outcome". At 5 min and hourly probes these 100 slow samples
-    // last 8 h and 100 h, longer than the default six hours, so this test of
+    // last 8 h and 100 h, the latter longer than the default day, so this test of
     // onsets and recoveries holds the shift for less than `relearn_after`.
     let settings = SlowdownSettings {
         relearn_after: Duration::from_secs(200 * 3600),
@@ -180,13 +180,25 @@ fn a_step_below_factor_or_min_delta_is_not_slow() {
     let mut s = Series::every(10);
     s.ok(WARM, 200).ok(100, 550);
     assert_eq!(run(&s.obs), vec![]);
-    // 4x a 20 ms baseline is only 60 ms more: under `min_delta`.
+    // 4x a 2 ms baseline is only 6 ms more: under the default `min_delta`
+    // (10 ms); 4x a 4 ms baseline is 12 ms more, slow.
     let mut s = Series::every(10);
-    s.ok(WARM, 20).ok(100, 80);
+    s.ok(WARM, 2).ok(100, 8);
     assert_eq!(run(&s.obs), vec![]);
     let mut s = Series::every(10);
-    s.ok(WARM, 20).ok(100, 120);
+    s.ok(WARM, 4).ok(100, 16);
     assert_eq!(run(&s.obs).len(), 1);
+    // A larger `min_delta`: 4x a 20 ms baseline is only 60 ms more.
+    let settings = SlowdownSettings {
+        min_delta: ms(100),
+        ..SlowdownSettings::default()
+    };
+    let mut s = Series::every(10);
+    s.ok(WARM, 20).ok(100, 80);
+    assert_eq!(run_with(settings.clone(), &s.obs).0, vec![]);
+    let mut s = Series::every(10);
+    s.ok(WARM, 20).ok(100, 120);
+    assert_eq!(run_with(settings, &s.obs).0.len(), 1);
 }
 
 #[test]
@@ -822,15 +834,16 @@ fn a_level_shift_held_for_relearn_after_becomes_the_new_baseline() {
         let mut s = Series::every(step);
         s.ok(WARM * 3, 200);
         let start = s.now();
-        let samples = (7 * 3600 / step) as usize;
+        let samples = ((DEFAULT_RELEARN_AFTER.as_secs() + 3600) / step) as usize;
         s.ok(samples, 800);
         let (incidents, events, d) = run_with(SlowdownSettings::default(), &s.obs);
         assert_eq!(incidents.len(), 1, "step {step}s: {incidents:#?}");
         let i = &incidents[0];
         assert_eq!(i.started_at, start, "step {step}s");
         assert_eq!(i.outcome, Some(Outcome::NewBaseline), "step {step}s");
-        // Open until the level has held for six hours, then closed at once.
-        let accepted = start + Duration::from_secs(6 * 3600);
+        // Open until the level has held for `relearn_after` (a day by
+        // default), then closed at once.
+        let accepted = start + DEFAULT_RELEARN_AFTER;
         assert_eq!(i.closed_at, Some(accepted), "step {step}s");
         assert_eq!(i.recovered_at, Some(accepted), "step {step}s");
         assert_eq!(i.baseline_at_onset, Some(ms(200)), "step {step}s");
@@ -1099,12 +1112,20 @@ fn recovery_needs_latency_back_near_the_baseline() {
     };
     let (incidents, _, _) = run_with(settings, &s.obs);
     assert_eq!(incidents[0].recovered_at, Some(s.obs[WARM + 30].at));
-    // With a 5 ms baseline, half `min_delta` above it is back.
+    // With a 5 ms baseline, half `min_delta` above it is back (a
+    // `min_delta` of 100 ms: 80 ms is neither slow nor back, 50 ms is back).
+    let settings = SlowdownSettings {
+        min_delta: ms(100),
+        ..SlowdownSettings::default()
+    };
     let mut s = Series::every(10);
     s.ok(WARM, 5).ok(30, 400).ok(30, 80);
     let recovered = s.now();
     s.ok(30, 50);
-    assert_eq!(run(&s.obs)[0].recovered_at, Some(recovered));
+    assert_eq!(
+        run_with(settings, &s.obs).0[0].recovered_at,
+        Some(recovered)
+    );
 }
 
 #[test]

@@ -477,7 +477,7 @@ fn check_config_summarises_alerting_and_overrides_without_secrets() {
          targets: 2\n  \
            owa              http     every 30s    timeout 10s    GET https://owa.example.org/owa/\n  \
            mx               tcp      every 30s    timeout 10s    127.0.0.1:25 tls none\n\
-         slowdown: factor 3, min_delta 100ms, for 2m, recover_for 2m\n  \
+         slowdown: factor 3, min_delta 10ms, for 2m, recover_for 2m\n  \
            owa              overrides for 5m, threshold 2s\n\
          receivers: 6\n  \
            pager            pagerduty    https://events.pagerduty.com, routing key from {d}/pd.key, timeout 10s\n  \
