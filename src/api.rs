@@ -530,7 +530,7 @@ mod tests {
         assert_eq!(v["window"]["ends_at"], "2026-12-06T00:00:00Z");
         assert_eq!(v["window"]["by"], "ops");
         assert_eq!(v["window"]["tolerance"], 10.0);
-        assert_eq!(v["window"]["max_down"]["secs"], 120);
+        assert_eq!(v["window"]["max_down_seconds"], 120.0);
         for (path, body, want) in [
             ("windows/open", &open[..], StatusCode::CONFLICT),
             (

@@ -59,9 +59,12 @@ pub struct ChangeWindow {
     pub targets: Vec<String>,
     /// Latency at or above this many times the baseline is beyond tolerance.
     pub tolerance: f64,
-    /// Down for longer than this is beyond tolerance.
+    /// Down for longer than this is beyond tolerance (`max_down_seconds`
+    /// in JSON, as `window list --json` shows it).
+    #[serde(rename = "max_down_seconds", with = "seconds")]
     pub max_down: Duration,
-    /// Open for longer than this is beyond tolerance.
+    /// Open for longer than this is beyond tolerance (`max_incident_seconds`).
+    #[serde(rename = "max_incident_seconds", with = "seconds")]
     pub max_incident: Duration,
     /// What the operator wrote about it.
     #[serde(default)]
@@ -113,6 +116,22 @@ impl WindowError {
     /// Whether the request itself was wrong (as opposed to the store failing).
     pub fn is_refusal(&self) -> bool {
         !matches!(self, WindowError::Store(_))
+    }
+}
+
+/// A duration as a number of seconds in JSON (the API and the store).
+mod seconds {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_f64(d.as_secs_f64())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        let secs = f64::deserialize(d)?;
+        Duration::try_from_secs_f64(secs).map_err(serde::de::Error::custom)
     }
 }
 
@@ -435,6 +454,15 @@ mod tests {
             "a close sticks"
         );
         assert_eq!(windows(&store).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn durations_are_seconds_in_json() {
+        let w = window("b1", "2026-12-05T22:00:00Z", "2026-12-06T02:00:00Z");
+        let json = serde_json::to_value(&w).unwrap();
+        assert_eq!(json["max_down_seconds"], 300.0);
+        assert_eq!(json["max_incident_seconds"], 1800.0);
+        assert_eq!(serde_json::from_value::<ChangeWindow>(json).unwrap(), w);
     }
 
     #[test]
