@@ -22,10 +22,12 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use chrono::{DateTime, Utc};
+
 use tokio::sync::mpsc;
 
 use crate::alert::pending::{DropReason, Pending};
-use crate::alert::{self, AlertEvent, Alerting, HostLoad, IncidentContext};
+use crate::alert::{self, AlertEvent, Alerting, Enqueued, HostLoad, IncidentContext};
 use crate::clock::{Clock, JumpWatch, Stamp};
 use crate::config::Target;
 use crate::detect::DetectEvent;
@@ -141,8 +143,11 @@ struct Backlog {
     /// reload, so new receivers get them).
     annotated: Option<Run>,
     /// The change windows open when the store was last read (every
-    /// [`SOAK_POLL`]); kept when a read fails.
+    /// [`SOAK_POLL`], and when an incident opens); kept when a read fails.
     windows: Vec<ChangeWindow>,
+    /// Each target's incident (by its start) already paged beyond a change
+    /// window's tolerance, so it is paged so once.
+    beyond: HashMap<String, DateTime<Utc>>,
 }
 
 /// How often the figures of the soak phase in progress are saved (and when
@@ -527,7 +532,7 @@ impl Pipeline {
                 .kinds
                 .insert(sample.target.clone(), sample.kind.as_str().to_string());
         }
-        let (event, saved, state, baseline, open_since) = {
+        let (event, saved, state, baseline, open_since, fresh_windows) = {
             let incidents = &mut self.incidents;
             // Only a sample that opens, escalates or closes an incident writes
             // to the store; the rest stay on this worker (block_in_place hands
@@ -535,9 +540,21 @@ impl Pipeline {
             let mut event = incidents.detect(sample);
             let store = &self.store;
             let known = &backlog.soak;
+            let now = self.clock.now();
+            let mut fresh_windows = None;
+            let known_windows = &backlog.windows;
             let error = event.as_mut().and_then(|e| {
                 tokio::task::block_in_place(|| {
                     if let DetectEvent::Opened(i) = e {
+                        // The store, not the last poll: a window opened a
+                        // second ago covers the incident (and holds its page).
+                        let open =
+                            windows::open_at(store, now).unwrap_or_else(|_| known_windows.clone());
+                        if let Some(w) = alert::covering_window(&open, &sample.target, now) {
+                            incidents.mark_window(&sample.target, &w.name);
+                            i.window = Some(w.name.clone());
+                        }
+                        fresh_windows = Some(open);
                         // The store, not the last poll: a phase marked a
                         // second ago counts.
                         let run = soak::active_run(store).unwrap_or_else(|_| known.clone());
@@ -576,12 +593,41 @@ impl Pipeline {
                     },
                 )
             });
-            (event, error.is_none(), state, baseline, open_since)
+            (
+                event,
+                error.is_none(),
+                state,
+                baseline,
+                open_since,
+                fresh_windows,
+            )
         };
+        if let Some(open) = fresh_windows {
+            backlog.windows = open;
+        }
         self.metrics
             .detect
             .record_state(&sample.target, state, baseline, open_since);
-        let Some(event) = event else { return };
+        let beyond = self.beyond_tolerance(backlog, sample);
+        let Some(event) = event else {
+            if let Some((window, why)) = beyond {
+                // Beyond tolerance between events: the incident as it is now.
+                let Some(incident) = self
+                    .incidents
+                    .detector(&sample.target)
+                    .and_then(|d| d.open_incident())
+                    .cloned()
+                else {
+                    return;
+                };
+                let mut alert = AlertEvent::from_incident(&incident, self.context(sample));
+                alert.beyond_tolerance = Some(why);
+                alert.window = Some(window);
+                let started_at = incident.started_at;
+                self.queue_beyond(backlog, alert, started_at);
+            }
+            return;
+        };
         self.metrics.detect.record_event(&sample.target, &event);
         let incident = event.incident();
         match &event {
@@ -601,12 +647,40 @@ impl Pipeline {
                 "incident closed"
             ),
         }
-        let alerting = &self.alerting;
-        let ctx = IncidentContext {
+        let mut alert = AlertEvent::from_incident(incident, self.context(sample));
+        match (&event, beyond) {
+            (DetectEvent::Closed(_), _) => {
+                backlog.beyond.remove(&sample.target);
+            }
+            (_, Some((window, why))) => {
+                // Opened or escalated beyond tolerance: this page goes out.
+                alert.beyond_tolerance = Some(why);
+                alert.window = Some(window);
+                let started_at = incident.started_at;
+                self.queue_beyond(backlog, alert, started_at);
+                return;
+            }
+            _ => {}
+        }
+        let opened = matches!(event, DetectEvent::Opened(_));
+        if let Some(Enqueued::Held(by)) = self.queue(backlog, alert, saved) {
+            if let Some(window) = by.strip_prefix("window ").filter(|_| opened) {
+                self.metrics.alert.count_window_incident(window, "held");
+            }
+        }
+    }
+
+    /// What an alert of `sample`'s target carries besides its incident.
+    fn context(&self, sample: &Sample) -> IncidentContext {
+        IncidentContext {
             instance: self.instance.clone(),
             target: sample.target.clone(),
             probe_kind: sample.kind.as_str().to_string(),
-            severity: alerting.config.severity_for(&sample.target).to_string(),
+            severity: self
+                .alerting
+                .config
+                .severity_for(&sample.target)
+                .to_string(),
             current_latency_seconds: sample
                 .success()
                 .then(|| sample.phase(Phase::Total).map(|d| d.as_secs_f64()))
@@ -616,18 +690,63 @@ impl Pipeline {
                 .as_ref()
                 .map(|f| format!("{}: {}", f.reason, f.message)),
             host: self.host_load.clone(),
-        };
-        let alert = AlertEvent::from_incident(incident, ctx);
+        }
+    }
+
+    /// Whether `sample`'s target has an open incident, covered by an open
+    /// change window, that went beyond the window's tolerance with this
+    /// sample and was not paged so yet: the window's name and why.
+    fn beyond_tolerance(&self, backlog: &Backlog, sample: &Sample) -> Option<(String, String)> {
+        if backlog.windows.is_empty() {
+            return None;
+        }
+        let d = self.incidents.detector(&sample.target)?;
+        let i = d.open_incident()?;
+        if backlog.beyond.get(&sample.target) == Some(&i.started_at) {
+            return None;
+        }
+        let w = alert::covering_window(&backlog.windows, &sample.target, self.clock.now())?;
+        let latency = sample
+            .success()
+            .then(|| sample.phase(Phase::Total))
+            .flatten();
+        let why = alert::beyond_tolerance(w, i, d.baseline(), latency, sample.started_at)?;
+        Some((w.name.clone(), why))
+    }
+
+    /// Queues a page beyond a change window's tolerance, once per incident,
+    /// and counts it when it goes out.
+    fn queue_beyond(
+        &mut self,
+        backlog: &mut Backlog,
+        alert: AlertEvent,
+        started_at: DateTime<Utc>,
+    ) {
+        backlog.beyond.insert(alert.target.clone(), started_at);
+        let window = alert.window.clone().unwrap_or_default();
+        let outcome = self.queue(backlog, alert, true);
+        if matches!(outcome, Some(Enqueued::Queued(_)) | None) {
+            self.metrics
+                .alert
+                .count_window_incident(&window, "beyond_tolerance");
+        }
+    }
+
+    /// Queues an alert: straight to the outbox when its incident is saved
+    /// (`saved`) and nothing older waits, with what [`alert::enqueue`] did;
+    /// otherwise behind what waits in memory, in order (`None`).
+    fn queue(&mut self, backlog: &mut Backlog, alert: AlertEvent, saved: bool) -> Option<Enqueued> {
+        let alerting = &self.alerting;
         let now = self.clock.now();
         // Straight to the outbox when the incident is saved and nothing older
         // waits; otherwise behind what waits, in order.
         if saved && backlog.pending.is_empty() {
             match tokio::task::block_in_place(|| alert::enqueue(&self.store, alerting, &alert, now))
             {
-                Ok(_) => return,
+                Ok(outcome) => return Some(outcome),
                 Err(e) => {
                     self.metrics.agent.store_errors.inc();
-                    tracing::error!(target = %sample.target, error = %e, "cannot queue an alert; keeping it in memory until the store takes it");
+                    tracing::error!(target = %alert.target, error = %e, "cannot queue an alert; keeping it in memory until the store takes it");
                 }
             }
         }
@@ -651,6 +770,7 @@ impl Pipeline {
             "alert waiting in memory for the state store"
         );
         self.report(backlog);
+        None
     }
 }
 

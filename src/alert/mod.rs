@@ -65,10 +65,10 @@ pub use event::{incident_key, AlertEvent, AlertStatus, Held, HostLoad, IncidentC
 pub use housekeeping::HOUSEKEEPING_INTERVAL;
 pub use receiver::{BoxFuture, DeliveryError, Receiver};
 pub use reconcile::{reconcile, resolve_recovered};
-pub use routing::silenced_by;
+pub use routing::{covering_window, held_by, silenced_by, window_hold};
 pub use soak::{enqueue_phase_marks, phase_events, phase_key};
 pub use stored::open_incidents;
-pub use window::change_window_covers;
+pub use window::{beyond_tolerance, change_window_covers};
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

@@ -38,10 +38,18 @@ pub fn title(e: &AlertEvent) -> String {
         AlertStatus::Resolved => format!("{} recovered", e.target),
     };
     if e.test {
-        format!("TEST: {core}")
-    } else {
-        core
+        return format!("TEST: {core}");
     }
+    match beyond(e) {
+        Some((window, _)) => format!("{core}: beyond tolerance of window {window}"),
+        None => core,
+    }
+}
+
+/// The window and why, for a firing page beyond a change window's tolerance.
+fn beyond(e: &AlertEvent) -> Option<(&str, &str)> {
+    let why = e.beyond_tolerance.as_deref()?;
+    (e.status == AlertStatus::Firing).then(|| (e.window.as_deref().unwrap_or_default(), why))
 }
 
 /// The one-sentence summary, e.g. `owa slow since 02:14:05Z: latency 3.8 s
@@ -49,10 +57,20 @@ pub fn title(e: &AlertEvent) -> String {
 /// `owa recovered at 02:24:08Z after 10m 3s (detected 61 s after onset, peak 6.2 s)` or
 /// `owa has a new baseline of 800 ms, was 180 ms (4.4x): slow since 02:14:05Z, held for relearn_after, accepted at 08:14:05Z`.
 pub fn summary(e: &AlertEvent) -> String {
-    let text = match e.status {
+    let mut text = match e.status {
         AlertStatus::Firing => firing_sentence(e),
         AlertStatus::Resolved => recovery_sentence(e),
     };
+    if let Some((window, why)) = beyond(e) {
+        text = format!("beyond tolerance of window {window}: {why}; {text}");
+    }
+    if let (Some(h), AlertStatus::Firing, false) = (&e.held, e.status, e.reminder) {
+        text.push_str(&format!(
+            " (held by {} since {})",
+            h.by,
+            clock_time(h.since)
+        ));
+    }
     if e.test {
         format!("[TEST] {text} (test notification from mailpulse test-alert; no action needed)")
     } else {
@@ -198,6 +216,12 @@ pub fn facts(e: &AlertEvent) -> Vec<(&'static str, String)> {
         let phase = e.phase.as_deref().map(|p| format!(", phase {p}"));
         f.push(("Soak run", format!("{run}{}", phase.unwrap_or_default())));
     }
+    if let Some(w) = &e.window {
+        f.push(("Change window", w.clone()));
+    }
+    if let Some(why) = &e.beyond_tolerance {
+        f.push(("Beyond tolerance", why.clone()));
+    }
     f.push((
         "Probes",
         format!("{} slow, {} failed", e.slow_count, e.failed_count),
@@ -215,9 +239,14 @@ pub fn facts(e: &AlertEvent) -> Vec<(&'static str, String)> {
         f.push((
             "Held",
             format!(
-                "by {} since {} (paged when it ended)",
+                "by {} since {} ({})",
                 h.by,
-                rfc3339(h.since)
+                rfc3339(h.since),
+                if e.beyond_tolerance.is_some() {
+                    "paged beyond tolerance"
+                } else {
+                    "paged when it ended"
+                }
             ),
         ));
     }
@@ -293,6 +322,12 @@ pub fn annotations(e: &AlertEvent) -> BTreeMap<String, String> {
     }
     if let Some(p) = &e.phase {
         put("phase", p.clone());
+    }
+    if let Some(w) = &e.window {
+        put("window", w.clone());
+    }
+    if let Some(why) = &e.beyond_tolerance {
+        put("beyond_tolerance", why.clone());
     }
     put("slow_count", e.slow_count.to_string());
     put("failed_count", e.failed_count.to_string());

@@ -1,5 +1,6 @@
 //! Maintenance windows at work: whether a [`MaintenanceWindow`] is open at
-//! a given time and holds pages of a target. `config` holds the validated
+//! a given time and holds pages of a target; whether a change window covers
+//! a target, and when an incident is beyond its tolerance. `config` holds the validated
 //! schedule as data; evaluating it against the clock is alerting's business,
 //! so it lives here (an inherent impl on the configuration type). A
 //! recurring window starts at a local time of its zone, so "Sat 22:00
@@ -11,6 +12,8 @@ use std::time::Duration;
 use chrono::{DateTime, Datelike, NaiveDate, NaiveTime, Utc};
 
 use crate::config::alerting::{local_instant, Glob, MaintenanceWindow, TimeZone, WindowSchedule};
+use crate::detect::Incident;
+use crate::human::{self, Style};
 use crate::store::windows::ChangeWindow;
 
 impl MaintenanceWindow {
@@ -58,6 +61,61 @@ pub fn change_window_covers(window: &ChangeWindow, target: &str, at: DateTime<Ut
                 .targets
                 .iter()
                 .any(|p| Glob(p.clone()).matches(target)))
+}
+
+/// Why `incident` (of a target `window` covers) is beyond the window's
+/// tolerance at `at`, in words, or `None` while it is within it: the
+/// latency `latency` at or above `tolerance` x the baseline (the
+/// incident's at onset, else `baseline`), down for longer than `max_down`
+/// (since it went down), or open for longer than `max_incident`.
+pub fn beyond_tolerance(
+    window: &ChangeWindow,
+    incident: &Incident,
+    baseline: Option<Duration>,
+    latency: Option<Duration>,
+    at: DateTime<Utc>,
+) -> Option<String> {
+    let since = |t: DateTime<Utc>| (at - t).to_std().unwrap_or_default();
+    if let (Some(latency), Some(base)) = (latency, incident.baseline_at_onset.or(baseline)) {
+        let ratio = latency.as_secs_f64() / base.as_secs_f64();
+        if !base.is_zero() && ratio >= window.tolerance {
+            return Some(format!(
+                "latency {} is {} the {} baseline (tolerance {}x)",
+                human::duration(latency, Style::Latency),
+                factor(ratio),
+                human::duration(base, Style::Latency),
+                window.tolerance
+            ));
+        }
+    }
+    if incident.kind.as_str() == "down" {
+        let down = since(incident.escalated_at.unwrap_or(incident.started_at));
+        if down > window.max_down {
+            return Some(format!(
+                "down for {} (max_down {})",
+                human::duration(down, Style::Spaced),
+                human::duration(window.max_down, Style::Config)
+            ));
+        }
+    }
+    let open = since(incident.started_at);
+    if open > window.max_incident {
+        return Some(format!(
+            "open for {} (max_incident {})",
+            human::duration(open, Style::Spaced),
+            human::duration(window.max_incident, Style::Config)
+        ));
+    }
+    None
+}
+
+/// A ratio as a factor: `21x`, `4.5x`.
+fn factor(r: f64) -> String {
+    if r >= 10.0 {
+        format!("{r:.0}x")
+    } else {
+        format!("{r:.1}x")
+    }
 }
 
 /// Whether a recurring window that starts at `time` on `day` (local), or

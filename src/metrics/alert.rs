@@ -1,6 +1,7 @@
 //! Alert delivery metric families: notification outcomes per receiver, the
 //! outbox backlog, how long receivers take to answer, pages held by windows
-//! (in all and per target), and stored alerts that do not decode.
+//! (in all and per target), stored alerts that do not decode, and the
+//! incidents change windows held or paged beyond their tolerance.
 //!
 //! This module only defines and records; the delivery loop in `alert` decides
 //! what happened and calls the functions here.
@@ -66,6 +67,7 @@ pub struct AlertMetrics {
     /// The same per target; a target with none held has no series.
     held_by_target: IntGaugeVec,
     bad_payloads: IntCounter,
+    window_incidents: IntCounterVec,
 }
 
 impl AlertMetrics {
@@ -131,6 +133,16 @@ impl AlertMetrics {
                     "Alerts in the state store (queued, held or open) that did not decode, each counted once; they were skipped or dropped, and logged with their key.",
                 )?,
             )?,
+            window_incidents: register(
+                reg,
+                IntCounterVec::new(
+                    Opts::new(
+                        "mailpulse_window_incidents_total",
+                        "Incidents of targets a change window covers, by outcome: held (the page held by the window) or beyond_tolerance (paged at once, beyond the window's tolerance).",
+                    ),
+                    &["window", "outcome"],
+                )?,
+            )?,
         })
     }
 
@@ -179,6 +191,21 @@ impl AlertMetrics {
         for gone in shown.iter().filter(|t| !per_target.contains_key(*t)) {
             let _ = self.held_by_target.remove_label_values(&[gone.as_str()]);
         }
+    }
+
+    /// Counts an incident of `window`'s targets with `outcome` (`held` or
+    /// `beyond_tolerance`).
+    pub fn count_window_incident(&self, window: &str, outcome: &str) {
+        self.window_incidents
+            .with_label_values(&[window, outcome])
+            .inc();
+    }
+
+    /// The count of `window`'s incidents with `outcome` (tests).
+    pub fn window_incidents(&self, window: &str, outcome: &str) -> u64 {
+        self.window_incidents
+            .with_label_values(&[window, outcome])
+            .get()
     }
 
     /// Raises the bad-payload counter to `total`, the count kept where alerts
