@@ -1001,6 +1001,221 @@ mod tests {
         assert_eq!(alert.host.and_then(|h| h.load1), Some(1.5));
     }
 
+    /// Issue 18: a pipeline on an injected clock reading `start`, with a
+    /// change window `batch1` open around it over `owa*` (tolerance 10x,
+    /// `max_down` and `max_incident` as given).
+    fn windowed(
+        store: &Store,
+        start: DateTime<Utc>,
+        max_down: Duration,
+        max_incident: Duration,
+    ) -> (Pipeline, Backlog) {
+        let mut p = pipeline(store);
+        p.clock = TokioClock::starting_at(start);
+        windows::open(
+            store,
+            ChangeWindow {
+                id: 0,
+                name: "batch1".into(),
+                source: windows::WindowSource::Command,
+                starts_at: start - WallDuration::hours(1),
+                ends_at: start + WallDuration::hours(1),
+                closed_at: None,
+                targets: vec!["owa*".into()],
+                tolerance: 10.0,
+                max_down,
+                max_incident,
+                note: None,
+                by: None,
+                summary_sent_at: None,
+            },
+        )
+        .unwrap();
+        let mut b = Backlog {
+            kinds: p.kinds.clone(),
+            ..Backlog::default()
+        };
+        p.settle(&mut b);
+        p.poll_windows(&mut b);
+        assert_eq!(b.windows.len(), 1);
+        (p, b)
+    }
+
+    fn outbox_events(store: &Store) -> Vec<AlertEvent> {
+        let mut rows = outbox::all_rows(store).unwrap();
+        rows.sort_by_key(|e| e.id);
+        rows.iter()
+            .map(|e| serde_json::from_str(&e.payload).unwrap())
+            .collect()
+    }
+
+    fn held_events(store: &Store) -> Vec<AlertEvent> {
+        alert::stored::held(store)
+            .unwrap()
+            .into_iter()
+            .filter_map(|h| h.event)
+            .collect()
+    }
+
+    fn failed(at: DateTime<Utc>) -> Sample {
+        let mut s = Sample::http_ok(at, at, 0);
+        s.phases.clear();
+        s.failure = Some(crate::sample::Failure {
+            reason: crate::sample::FailureReason::Connect,
+            phase: Phase::Connect,
+            message: "connection refused".into(),
+        });
+        s
+    }
+
+    const HOUR: Duration = Duration::from_secs(3600);
+
+    /// Inside a window a 3x slowdown is detected, tagged and recorded, its
+    /// page held (`window batch1`, counted `held`); a 20x latency then
+    /// pages at once, once, marked beyond tolerance and saying since when
+    /// it was held.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+    async fn a_window_holds_a_blip_and_pages_once_beyond_tolerance() {
+        let store = Store::in_memory().unwrap();
+        let mut at = DateTime::from_timestamp(1_800_000_000, 0).unwrap();
+        let (mut p, mut b) = windowed(&store, at, HOUR, HOUR);
+        feed(&mut p, &mut b, &mut at, 60, 100);
+        feed(&mut p, &mut b, &mut at, 20, 300);
+        let open = p
+            .incidents
+            .detector("owa")
+            .unwrap()
+            .open_incident()
+            .unwrap();
+        assert_eq!(open.window.as_deref(), Some("batch1"));
+        assert!(outbox_events(&store).is_empty(), "held, not sent");
+        let held = held_events(&store);
+        assert_eq!(held.len(), 1);
+        assert_eq!(held[0].window.as_deref(), Some("batch1"));
+        assert_eq!(held[0].held.as_ref().unwrap().by, "window batch1");
+        let metrics = p.metrics.clone();
+        let count = |o| metrics.alert.window_incidents("batch1", o);
+        assert_eq!((count("held"), count("beyond_tolerance")), (1, 0));
+
+        feed(&mut p, &mut b, &mut at, 5, 2000);
+        let sent = outbox_events(&store);
+        assert_eq!(sent.len(), 1, "{sent:#?}");
+        let page = &sent[0];
+        assert_eq!(page.status, AlertStatus::Firing);
+        assert_eq!(page.window.as_deref(), Some("batch1"));
+        let why = page.beyond_tolerance.as_deref().unwrap();
+        assert!(
+            why.starts_with("latency 2.0 s is 20x the 100 ms baseline (tolerance 10x)"),
+            "{why}"
+        );
+        assert_eq!(page.held.as_ref().unwrap().by, "window batch1");
+        assert_eq!(page.current_latency_seconds, Some(2.0));
+        assert!(held_events(&store).is_empty(), "the held page went out");
+        assert_eq!((count("held"), count("beyond_tolerance")), (1, 1));
+        // Still beyond, still open: nothing more.
+        feed(&mut p, &mut b, &mut at, 20, 2500);
+        assert_eq!(outbox_events(&store).len(), 1);
+        assert_eq!(count("beyond_tolerance"), 1);
+        // The record carries the window once it closes.
+        feed(&mut p, &mut b, &mut at, 40, 100);
+        let records = history::history(&store, 10).unwrap();
+        assert_eq!(records[0].incident.window.as_deref(), Some("batch1"));
+    }
+
+    /// Down longer than `max_down`, or open longer than `max_incident`,
+    /// pages at once (on the sample that crosses the limit).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+    async fn down_past_max_down_and_open_past_max_incident_page() {
+        let store = Store::in_memory().unwrap();
+        let mut at = DateTime::from_timestamp(1_800_000_000, 0).unwrap();
+        let (mut p, mut b) = windowed(&store, at, Duration::from_secs(2), HOUR);
+        feed(&mut p, &mut b, &mut at, 60, 100);
+        let mut down_at = None;
+        for _ in 0..60 {
+            p.handle(&mut b, &failed(at));
+            if down_at.is_none() && !held_events(&store).is_empty() {
+                down_at = Some(at);
+            }
+            at += WallDuration::milliseconds(100);
+            if !outbox_events(&store).is_empty() {
+                break;
+            }
+        }
+        let sent = outbox_events(&store);
+        assert_eq!(sent.len(), 1);
+        assert_eq!(sent[0].incident_kind, "down");
+        let why = sent[0].beyond_tolerance.as_deref().unwrap();
+        assert!(why.starts_with("down for 2"), "{why}");
+        assert!(why.ends_with("(max_down 2s)"), "{why}");
+        let paged_at = at - WallDuration::milliseconds(100);
+        let started = sent[0].started_at;
+        assert!(down_at.is_some());
+        assert!(paged_at - started > WallDuration::seconds(2));
+        assert!(paged_at - started <= WallDuration::milliseconds(2100));
+
+        let store = Store::in_memory().unwrap();
+        let mut at = DateTime::from_timestamp(1_800_000_000, 0).unwrap();
+        let (mut p, mut b) = windowed(&store, at, HOUR, Duration::from_secs(3));
+        feed(&mut p, &mut b, &mut at, 60, 100);
+        feed(&mut p, &mut b, &mut at, 30, 300);
+        assert!(
+            outbox_events(&store).is_empty(),
+            "3 s open: within max_incident"
+        );
+        feed(&mut p, &mut b, &mut at, 2, 300);
+        let sent = outbox_events(&store);
+        assert_eq!(sent.len(), 1);
+        let why = sent[0].beyond_tolerance.as_deref().unwrap();
+        assert!(why.ends_with("(max_incident 3s)"), "{why}");
+        assert_eq!(
+            p.metrics
+                .alert
+                .window_incidents("batch1", "beyond_tolerance"),
+            1
+        );
+    }
+
+    /// When the window closes, the held page of an incident still open
+    /// goes out `recover_for` (1 s here) later, saying by which window and
+    /// since when; an incident that recovers within that grace never pages.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+    async fn a_held_page_is_released_after_the_grace_unless_it_recovers() {
+        for recovers in [false, true] {
+            let store = Store::in_memory().unwrap();
+            let mut at = DateTime::from_timestamp(1_800_000_000, 0).unwrap();
+            let (mut p, mut b) = windowed(&store, at, HOUR, HOUR);
+            feed(&mut p, &mut b, &mut at, 60, 100);
+            feed(&mut p, &mut b, &mut at, 20, 300);
+            let since = held_events(&store)[0].held.as_ref().unwrap().since;
+            let closed = p.clock.now();
+            windows::close(&store, "batch1", closed).unwrap();
+            let alerting = p.alerting.clone();
+            let second = WallDuration::seconds(1);
+            alert::release_held(&store, &alerting, closed).unwrap();
+            alert::release_held(&store, &alerting, closed + second / 2).unwrap();
+            assert!(outbox_events(&store).is_empty(), "within the grace");
+            if recovers {
+                feed(&mut p, &mut b, &mut at, 40, 100);
+                assert!(held_events(&store).is_empty(), "the resolve took it");
+            } else {
+                feed(&mut p, &mut b, &mut at, 5, 300);
+            }
+            alert::release_held(&store, &alerting, closed + second).unwrap();
+            let sent = outbox_events(&store);
+            if recovers {
+                assert!(sent.is_empty(), "{sent:#?}");
+                continue;
+            }
+            assert_eq!(sent.len(), 1, "{sent:#?}");
+            let held = sent[0].held.as_ref().unwrap();
+            assert_eq!(held.by, "window batch1");
+            assert_eq!(held.since, since);
+            assert_eq!(held.ended_at, Some(closed));
+            assert_eq!(sent[0].beyond_tolerance, None);
+            assert!(held_events(&store).is_empty());
+        }
+    }
+
     fn stamped(stamp: Stamp, ms: u64) -> Sample {
         Sample::http_ok(stamp.wall, stamp.steady, ms)
     }

@@ -265,6 +265,14 @@ mod tests {
     use crate::alert::tests::sample_event;
 
     #[test]
+    fn a_window_incident_is_tagged_with_its_window() {
+        let mut e = sample_event();
+        assert!(!tags(&e, &[]).iter().any(|t| t.starts_with("window:")));
+        e.window = Some("batch1".into());
+        assert!(tags(&e, &[]).contains(&"window:batch1".to_string()));
+    }
+
+    #[test]
     fn point_at_onset_then_region() {
         let mut e = sample_event();
         let c = create_payload(&e, &["soak".into()], Some("abc"), Some(2));

@@ -86,7 +86,11 @@ pub(super) async fn housekeeping(
 /// grace), with the incident's current figures from its saved detector
 /// state. An incident that closed meanwhile is not paged (its resolve takes
 /// the held page); one held again before the grace is over waits again.
-fn release_held(store: &Store, alerting: &Alerting, now: DateTime<Utc>) -> Result<(), StoreError> {
+pub fn release_held(
+    store: &Store,
+    alerting: &Alerting,
+    now: DateTime<Utc>,
+) -> Result<(), StoreError> {
     let held = stored::held(store)?;
     if held.is_empty() {
         return Ok(());
@@ -229,6 +233,81 @@ fn send_reminders(
 mod tests {
     use super::*;
     use crate::config::alerting::AlertingConfig;
+
+    fn at(s: u32) -> DateTime<Utc> {
+        DateTime::from_timestamp(1_800_000_000 + i64::from(s), 0).unwrap()
+    }
+
+    fn incident(started_at: DateTime<Utc>) -> Incident {
+        serde_json::from_value(serde_json::json!({
+            "kind": "slow", "started_at": started_at, "detected_at": started_at,
+            "recovered_at": null, "closed_at": null, "peak_latency": null,
+            "baseline_at_onset": null, "worst_phase": null,
+            "slow_count": 3, "failed_count": 0
+        }))
+        .unwrap()
+    }
+
+    /// A held page waits while held, then `recover_for` after its hold
+    /// ended (noted once, kept across looks), and never for an incident
+    /// that closed (or another one of the target).
+    #[test]
+    fn a_held_page_goes_out_recover_for_after_its_hold_ended() {
+        let grace = Duration::from_secs(30);
+        let open = incident(at(0));
+        let saved = Some((Some(&open), grace));
+        let mut mark = Held {
+            by: "window batch1".into(),
+            since: at(10),
+            ended_at: None,
+        };
+        assert_eq!(
+            release_decision(&mark, true, saved, at(0), at(20)),
+            Release::Wait
+        );
+        assert_eq!(
+            release_decision(&mark, false, saved, at(0), at(100)),
+            Release::Mark(Some(at(100)))
+        );
+        mark.ended_at = Some(at(100));
+        assert_eq!(
+            release_decision(&mark, false, saved, at(0), at(129)),
+            Release::Wait
+        );
+        assert_eq!(
+            release_decision(&mark, false, saved, at(0), at(130)),
+            Release::Now
+        );
+        // Held again inside the grace: the end is forgotten.
+        assert_eq!(
+            release_decision(&mark, true, saved, at(0), at(110)),
+            Release::Mark(None)
+        );
+        // Recovered (no open incident), or a newer incident: never paged here.
+        let over = Some((None, grace));
+        assert_eq!(
+            release_decision(&mark, false, over, at(0), at(500)),
+            Release::Wait
+        );
+        let newer = incident(at(300));
+        let other = Some((Some(&newer), grace));
+        assert_eq!(
+            release_decision(&mark, false, other, at(0), at(500)),
+            Release::Wait
+        );
+        // No saved detector (a target removed): no grace, as before.
+        mark.ended_at = None;
+        assert_eq!(
+            release_decision(&mark, false, None, at(0), at(100)),
+            Release::Now
+        );
+        // A zero grace pages at once.
+        let zero = Some((Some(&open), Duration::ZERO));
+        assert_eq!(
+            release_decision(&mark, false, zero, at(0), at(100)),
+            Release::Now
+        );
+    }
 
     #[tokio::test]
     async fn a_held_page_that_does_not_decode_is_dropped_and_counted() {

@@ -62,7 +62,7 @@ pub use delivery::{
 };
 pub use enqueue::{enqueue, Enqueued};
 pub use event::{incident_key, AlertEvent, AlertStatus, Held, HostLoad, IncidentContext};
-pub use housekeeping::HOUSEKEEPING_INTERVAL;
+pub use housekeeping::{release_held, HOUSEKEEPING_INTERVAL};
 pub use receiver::{BoxFuture, DeliveryError, Receiver};
 pub use reconcile::{reconcile, resolve_recovered};
 pub use routing::{covering_window, held_by, silenced_by, window_hold};

@@ -554,6 +554,47 @@ Incident: 3f2a9c0d11e4b7a2";
         assert_eq!(description(&e), expect);
     }
 
+    /// Issue 18: a page beyond a change window's tolerance says so in its
+    /// title, summary, facts and annotations; a released page says by what
+    /// and since when it was held; a page of a window's incident names it.
+    #[test]
+    fn window_pages_say_beyond_tolerance_and_held() {
+        let mut e = sample_event();
+        e.window = Some("batch1".into());
+        assert_eq!(title(&e), "owa slow");
+        assert_eq!(
+            annotations(&e).get("window").map(String::as_str),
+            Some("batch1")
+        );
+        assert!(!annotations(&e).contains_key("beyond_tolerance"));
+        e.beyond_tolerance =
+            Some("latency 3.8 s is 21x the 180 ms baseline (tolerance 10x)".into());
+        e.held = Some(crate::alert::Held {
+            by: "window batch1".into(),
+            since: e.detected_at,
+            ended_at: None,
+        });
+        assert_eq!(title(&e), "owa slow: beyond tolerance of window batch1");
+        assert_eq!(
+            summary(&e),
+            "beyond tolerance of window batch1: latency 3.8 s is 21x the 180 ms baseline (tolerance 10x); \
+             owa slow since 02:14:05Z: latency 3.8 s against a 180 ms baseline (21x), CPU 97%, 4,120 TCP established \
+             (held by window batch1 since 02:15:06Z)"
+        );
+        let a = annotations(&e);
+        assert_eq!(a["beyond_tolerance"], e.beyond_tolerance.clone().unwrap());
+        assert_eq!(a["held_by"], "window batch1");
+        let d = description(&e);
+        assert!(d.contains("\nChange window: batch1\n"), "{d}");
+        assert!(d.contains("\nBeyond tolerance: latency 3.8 s"), "{d}");
+        assert!(d.contains("(paged beyond tolerance)"), "{d}");
+        // The resolve of that incident is an ordinary recovery.
+        e.status = AlertStatus::Resolved;
+        e.recovered_at = Some(e.started_at + chrono::Duration::seconds(603));
+        assert_eq!(title(&e), "owa recovered");
+        assert!(summary(&e).starts_with("owa recovered at"));
+    }
+
     /// Issue 17: an incident opened during a soak-test run names the run
     /// and phase in its labels, annotations and facts; others do not.
     #[test]

@@ -205,6 +205,98 @@ mod tests {
     }
 }
 
+/// When an incident is beyond a change window's tolerance (pure, on
+/// explicit instants).
+#[cfg(test)]
+mod tolerance {
+    use super::*;
+    use crate::store::windows::WindowSource;
+
+    fn at(s: i64) -> DateTime<Utc> {
+        DateTime::from_timestamp(1_800_000_000 + s, 0).unwrap()
+    }
+
+    fn window() -> ChangeWindow {
+        ChangeWindow {
+            id: 1,
+            name: "batch1".into(),
+            source: WindowSource::Command,
+            starts_at: at(-3600),
+            ends_at: at(3600),
+            closed_at: None,
+            targets: vec!["owa*".into()],
+            tolerance: 10.0,
+            max_down: Duration::from_secs(300),
+            max_incident: Duration::from_secs(1800),
+            note: None,
+            by: None,
+            summary_sent_at: None,
+        }
+    }
+
+    fn incident(kind: &str, escalated_at: Option<DateTime<Utc>>) -> Incident {
+        serde_json::from_value(serde_json::json!({
+            "kind": kind, "started_at": at(0), "detected_at": at(60),
+            "recovered_at": null, "closed_at": null, "peak_latency": null,
+            "baseline_at_onset": {"secs": 0, "nanos": 180_000_000}, "worst_phase": null,
+            "slow_count": 3, "failed_count": 0, "escalated_at": escalated_at
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn covers_by_pattern_while_open() {
+        let w = window();
+        assert!(change_window_covers(&w, "owa-1", at(0)));
+        assert!(!change_window_covers(&w, "smtp", at(0)));
+        assert!(!change_window_covers(&w, "owa-1", at(3600)));
+    }
+
+    #[test]
+    fn latency_at_or_above_tolerance_times_the_baseline() {
+        let (w, i) = (window(), incident("slow", None));
+        let ms = Duration::from_millis;
+        assert_eq!(beyond_tolerance(&w, &i, None, Some(ms(1799)), at(60)), None);
+        assert_eq!(
+            beyond_tolerance(&w, &i, None, Some(ms(1800)), at(60)).as_deref(),
+            Some("latency 1.8 s is 10x the 180 ms baseline (tolerance 10x)")
+        );
+        // 3x is a blip the window expects; no latency (a failure) says nothing.
+        assert_eq!(beyond_tolerance(&w, &i, None, Some(ms(540)), at(60)), None);
+        assert_eq!(beyond_tolerance(&w, &i, None, None, at(60)), None);
+    }
+
+    #[test]
+    fn down_longer_than_max_down_since_it_went_down() {
+        let w = window();
+        let down = incident("down", None);
+        assert_eq!(beyond_tolerance(&w, &down, None, None, at(300)), None);
+        assert_eq!(
+            beyond_tolerance(&w, &down, None, None, at(301)).as_deref(),
+            Some("down for 5m 1s (max_down 5m)")
+        );
+        // Slow first, down from 10 minutes in: counted from the escalation.
+        let escalated = incident("down", Some(at(600)));
+        assert_eq!(beyond_tolerance(&w, &escalated, None, None, at(900)), None);
+        assert!(beyond_tolerance(&w, &escalated, None, None, at(901)).is_some());
+        // A slow incident is never "down for long".
+        assert_eq!(
+            beyond_tolerance(&w, &incident("slow", None), None, None, at(901)),
+            None
+        );
+    }
+
+    #[test]
+    fn open_longer_than_max_incident() {
+        let (w, i) = (window(), incident("slow", None));
+        assert_eq!(beyond_tolerance(&w, &i, None, None, at(1800)), None);
+        assert_eq!(
+            beyond_tolerance(&w, &i, None, None, at(1801)).as_deref(),
+            Some("open for 30m 1s (max_incident 30m)")
+        );
+    }
+}
+
 /// Windows in local time across daylight-saving changes, on explicit
 /// instants (the clock is the caller's): Europe/London's March and October
 /// changes of 2026 (01:00 UTC on 29 March and 25 October) and
