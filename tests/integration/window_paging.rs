@@ -21,9 +21,9 @@ use support::{incidents, metric, write_file, Agent, HttpServer, Reply};
 use tokio::time::Instant;
 
 /// Probe interval of the test target.
-const INTERVAL: Duration = Duration::from_millis(200);
+const INTERVAL: Duration = Duration::from_millis(500);
 /// The target's normal latency.
-const BASE: Duration = Duration::from_millis(8);
+const BASE: Duration = Duration::from_millis(20);
 /// The window's `max_down`.
 const MAX_DOWN: Duration = Duration::from_secs(3);
 /// The detector's `recover_for`: the grace of a release.
@@ -38,7 +38,7 @@ fn config(port: u16, state: &std::path::Path, url: &str, receivers: &str) -> Str
         "[agent]\nlisten = \"127.0.0.1:{port}\"\ninstance = \"cas01\"\nstate_dir = \"{}\"\n[host]\nenabled = false\n\
          [slowdown]\nfactor = 2.0\nmin_delta = \"10ms\"\nfor = \"500ms\"\nrecover_for = \"1s\"\n\
          [alerting]\nmax_backoff = \"1s\"\n\
-         [[target]]\nname = \"owa\"\nkind = \"http\"\nurl = \"{url}\"\ninterval = \"200ms\"\ntimeout = \"200ms\"\n{receivers}",
+         [[target]]\nname = \"owa\"\nkind = \"http\"\nurl = \"{url}\"\ninterval = \"500ms\"\ntimeout = \"500ms\"\n{receivers}",
         state.display()
     )
 }
@@ -79,6 +79,19 @@ async fn inside_a_window_blips_are_held_and_real_trouble_pages() {
     );
     let agent = Agent::start(&cfg, ([127, 0, 0, 1], port).into(), &[]).await;
     agent.wait_baseline("owa").await;
+    // Slowdowns are multiples of the baseline learned (the server's delay
+    // plus what a busy machine adds), the 20x one within the timeout.
+    let baseline = agent
+        .metric("mailpulse_target_baseline_seconds", &[("target", "owa")])
+        .await
+        .unwrap();
+    let baseline = Duration::from_secs_f64(baseline);
+    assert!(
+        baseline < INTERVAL / 12,
+        "a baseline of {baseline:?} leaves no room for 20x"
+    );
+    let blip = baseline * 3;
+    let beyond = (baseline * 20).min(INTERVAL * 9 / 10);
 
     // The window, written to the store as `mailpulse window open` does.
     let store = Store::open(&state).unwrap();
@@ -114,7 +127,7 @@ async fn inside_a_window_blips_are_held_and_real_trouble_pages() {
 
     // 1. A 3x slowdown: detected, recorded, held; it recovers unseen.
     let slowed = Utc::now();
-    server.route("/owa", served(BASE * 3));
+    server.route("/owa", served(blip));
     agent
         .wait_metric("mailpulse_alerts_held", &[], held, "the 3x page held")
         .await;
@@ -143,7 +156,7 @@ async fn inside_a_window_blips_are_held_and_real_trouble_pages() {
 
     // 2. A 20x slowdown pages at once, marked beyond tolerance.
     let slowed = Utc::now();
-    server.route("/owa", served(BASE * 20));
+    server.route("/owa", served(beyond));
     let sent = hook.wait_accepted(1, Duration::from_secs(20)).await;
     let page = sent[0].json();
     let a = &page["alerts"][0];
@@ -197,7 +210,9 @@ async fn inside_a_window_blips_are_held_and_real_trouble_pages() {
         "held until then"
     );
     assert!(
-        after >= MAX_DOWN && after <= MAX_DOWN + INTERVAL + SLACK,
+        // One interval to the first failing probe, one to the probe that
+        // finds it down for longer than max_down.
+        after >= MAX_DOWN && after <= MAX_DOWN + INTERVAL * 2 + SLACK,
         "paged {after:?} after the target went down"
     );
     server.route("/owa", served(BASE));
@@ -205,7 +220,7 @@ async fn inside_a_window_blips_are_held_and_real_trouble_pages() {
     assert_eq!(sent[3].json()["status"], "resolved");
 
     // 4. Still open when the window closes: paged recover_for later.
-    server.route("/owa", served(BASE * 3));
+    server.route("/owa", served(blip));
     agent
         .wait_metric("mailpulse_alerts_held", &[], held, "the last 3x page held")
         .await;
