@@ -624,7 +624,7 @@ impl Pipeline {
                 alert.beyond_tolerance = Some(why);
                 alert.window = Some(window);
                 let started_at = incident.started_at;
-                self.queue_beyond(backlog, alert, started_at);
+                self.queue_beyond(backlog, alert, started_at, true);
             }
             return;
         };
@@ -657,7 +657,7 @@ impl Pipeline {
                 alert.beyond_tolerance = Some(why);
                 alert.window = Some(window);
                 let started_at = incident.started_at;
-                self.queue_beyond(backlog, alert, started_at);
+                self.queue_beyond(backlog, alert, started_at, saved);
                 return;
             }
             _ => {}
@@ -714,17 +714,19 @@ impl Pipeline {
         Some((w.name.clone(), why))
     }
 
-    /// Queues a page beyond a change window's tolerance, once per incident,
-    /// and counts it when it goes out.
+    /// Queues a page beyond a change window's tolerance (its incident
+    /// `saved` or not, as for [`Pipeline::queue`]), once per incident, and
+    /// counts it when it goes out.
     fn queue_beyond(
         &mut self,
         backlog: &mut Backlog,
         alert: AlertEvent,
         started_at: DateTime<Utc>,
+        saved: bool,
     ) {
         backlog.beyond.insert(alert.target.clone(), started_at);
         let window = alert.window.clone().unwrap_or_default();
-        let outcome = self.queue(backlog, alert, true);
+        let outcome = self.queue(backlog, alert, saved);
         if matches!(outcome, Some(Enqueued::Queued(_)) | None) {
             self.metrics
                 .alert

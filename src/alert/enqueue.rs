@@ -17,8 +17,9 @@ use crate::store::{Store, StoreError};
 pub enum Enqueued {
     /// Written to the outbox for these receivers.
     Queued(Vec<String>),
-    /// Held by a maintenance window or silence (named); it pages when the
-    /// window ends if the incident is still open.
+    /// Held by a maintenance window, silence or change window (named as
+    /// [`Held::by`] names it); it pages after the window ends if the
+    /// incident is still open.
     Held(String),
     /// A resolve of an incident whose page was held all along: nothing is sent.
     Suppressed,
@@ -62,13 +63,13 @@ pub fn enqueue(
     let key = event.incident_key.as_str();
     match &outcome {
         Enqueued::Held(reason) if !event.reminder => {
-            tracing::info!(target = %event.target, incident = key, held_by = %reason, "page held by maintenance")
+            tracing::info!(target = %event.target, incident = key, held_by = %reason, "page held")
         }
         Enqueued::Queued(_) if event.beyond_tolerance.is_some() => {
             tracing::warn!(target = %event.target, incident = key, window = event.window.as_deref().unwrap_or_default(), why = event.beyond_tolerance.as_deref().unwrap_or_default(), "beyond the change window's tolerance; paging now")
         }
         Enqueued::Suppressed => {
-            tracing::info!(target = %event.target, incident = key, "incident ended inside a maintenance window; nothing paged")
+            tracing::info!(target = %event.target, incident = key, "incident ended while its page was held; nothing paged")
         }
         Enqueued::Unrouted => {
             tracing::warn!(target = %event.target, incident = key, "alert matched no route; nothing sent")

@@ -62,7 +62,7 @@ pub struct AlertMetrics {
     pub outbox_pending: IntGauge,
     /// Age of the oldest waiting notification, 0 when none waits.
     pub outbox_oldest_age: Gauge,
-    /// Incidents whose page is held by a maintenance window or silence.
+    /// Incidents whose page is held by a maintenance window, silence or change window.
     pub held: IntGauge,
     /// The same per target; a target with none held has no series.
     held_by_target: IntGaugeVec,
@@ -113,7 +113,7 @@ impl AlertMetrics {
                 reg,
                 IntGauge::new(
                     "mailpulse_alerts_held",
-                    "Open incidents whose page is held by a maintenance window or silence.",
+                    "Open incidents whose page is held by a maintenance window, silence or change window.",
                 )?,
             )?,
             held_by_target: register(
@@ -121,7 +121,7 @@ impl AlertMetrics {
                 IntGaugeVec::new(
                     Opts::new(
                         "mailpulse_alerts_held_by_target",
-                        "Open incidents of the target whose page is held by a maintenance window or silence; no series while none is.",
+                        "Open incidents of the target whose page is held by a maintenance window, silence or change window; no series while none is.",
                     ),
                     &["target"],
                 )?,
