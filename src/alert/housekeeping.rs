@@ -309,6 +309,28 @@ mod tests {
         );
     }
 
+    /// The released page carries the incident as it is now, not as it was
+    /// when its page was held.
+    #[test]
+    fn a_released_page_takes_the_incidents_current_figures() {
+        let mut event = crate::alert::tests::sample_event();
+        let mut v = serde_json::to_value(incident(event.started_at)).unwrap();
+        v["kind"] = "down".into();
+        let mut now: Incident = serde_json::from_value(v).unwrap();
+        now.slow_count = 40;
+        now.failed_count = 12;
+        now.peak_latency = Some(Duration::from_millis(9100));
+        refresh(&mut event, &now);
+        assert_eq!(event.incident_kind, "down");
+        assert_eq!((event.slow_count, event.failed_count), (40, 12));
+        assert_eq!(event.peak_latency_seconds, Some(9.1));
+        assert_eq!(
+            event.worst_phase.as_deref(),
+            Some("first_byte"),
+            "kept when unknown now"
+        );
+    }
+
     #[tokio::test]
     async fn a_held_page_that_does_not_decode_is_dropped_and_counted() {
         let store = Store::in_memory().unwrap();
