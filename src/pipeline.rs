@@ -1012,6 +1012,17 @@ mod tests {
         max_down: Duration,
         max_incident: Duration,
     ) -> (Pipeline, Backlog) {
+        windowed_over(store, start, max_down, max_incident, "owa*")
+    }
+
+    /// [`windowed`] with the window over `pattern`.
+    fn windowed_over(
+        store: &Store,
+        start: DateTime<Utc>,
+        max_down: Duration,
+        max_incident: Duration,
+        pattern: &str,
+    ) -> (Pipeline, Backlog) {
         let mut p = pipeline(store);
         p.clock = TokioClock::starting_at(start);
         windows::open(
@@ -1023,7 +1034,7 @@ mod tests {
                 starts_at: start - WallDuration::hours(1),
                 ends_at: start + WallDuration::hours(1),
                 closed_at: None,
-                targets: vec!["owa*".into()],
+                targets: vec![pattern.into()],
                 tolerance: 10.0,
                 max_down,
                 max_incident,
@@ -1122,6 +1133,58 @@ mod tests {
         feed(&mut p, &mut b, &mut at, 40, 100);
         let records = history::history(&store, 10).unwrap();
         assert_eq!(records[0].incident.window.as_deref(), Some("batch1"));
+    }
+
+    /// A window over other targets neither tags nor holds; a silence still
+    /// holds a page beyond a window's tolerance.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+    async fn only_covered_targets_are_held_and_silences_still_hold() {
+        let store = Store::in_memory().unwrap();
+        let mut at = DateTime::from_timestamp(1_800_000_000, 0).unwrap();
+        let (mut p, mut b) = windowed_over(&store, at, HOUR, HOUR, "smtp*");
+        feed(&mut p, &mut b, &mut at, 60, 100);
+        feed(&mut p, &mut b, &mut at, 20, 300);
+        let sent = outbox_events(&store);
+        assert_eq!(sent.len(), 1, "paged as usual");
+        assert_eq!(
+            (sent[0].window.as_deref(), sent[0].held.as_ref()),
+            (None, None)
+        );
+        assert_eq!(p.metrics.alert.window_incidents("batch1", "held"), 0);
+
+        let store = Store::in_memory().unwrap();
+        let mut at = DateTime::from_timestamp(1_800_000_000, 0).unwrap();
+        let (mut p, mut b) = windowed(&store, at, HOUR, HOUR);
+        let now = p.clock.now();
+        outbox::add_silence(
+            &store,
+            &outbox::Silence {
+                id: 0,
+                target: "owa".into(),
+                starts_at: now - WallDuration::hours(1),
+                ends_at: now + WallDuration::hours(1),
+                reason: "patching".into(),
+                created_at: now,
+                created_by: None,
+                removed_at: None,
+                removed_by: None,
+                extensions: Vec::new(),
+            },
+        )
+        .unwrap();
+        feed(&mut p, &mut b, &mut at, 60, 100);
+        feed(&mut p, &mut b, &mut at, 20, 2000);
+        assert!(outbox_events(&store).is_empty(), "the silence holds it");
+        let held = held_events(&store);
+        assert_eq!(held.len(), 1);
+        assert!(held[0].held.as_ref().unwrap().by.starts_with("silence "));
+        assert!(held[0].beyond_tolerance.is_some(), "kept for its release");
+        assert_eq!(
+            p.metrics
+                .alert
+                .window_incidents("batch1", "beyond_tolerance"),
+            0
+        );
     }
 
     /// Down longer than `max_down`, or open longer than `max_incident`,
