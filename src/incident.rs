@@ -249,6 +249,15 @@ impl Incidents {
         }
     }
 
+    /// Notes on `target`'s open incident the change window covering it;
+    /// saved with the detector.
+    pub fn mark_window(&mut self, target: &str, window: &str) {
+        if let Some(t) = self.tracked.get_mut(target) {
+            t.detector.mark_open_window(window);
+            t.dirty = true;
+        }
+    }
+
     /// The detector of a target.
     pub fn detector(&self, target: &str) -> Option<&Detector> {
         self.tracked.get(target).map(|t| &t.detector)

@@ -22,16 +22,19 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use chrono::{DateTime, Utc};
+
 use tokio::sync::mpsc;
 
 use crate::alert::pending::{DropReason, Pending};
-use crate::alert::{self, AlertEvent, Alerting, HostLoad, IncidentContext};
+use crate::alert::{self, AlertEvent, Alerting, Enqueued, HostLoad, IncidentContext};
 use crate::clock::{Clock, JumpWatch, Stamp};
 use crate::config::Target;
 use crate::detect::DetectEvent;
 use crate::health::{Condition, Health};
 use crate::incident::Incidents;
 use crate::metrics::soak::ActivePhase;
+use crate::metrics::window::WindowOutcome;
 use crate::metrics::Metrics;
 use crate::sample::host::{HostSnapshot, TcpState};
 use crate::sample::{Phase, Sample};
@@ -141,10 +144,13 @@ struct Backlog {
     /// reload, so new receivers get them).
     annotated: Option<Run>,
     /// The change windows open when the store was last read (every
-    /// [`SOAK_POLL`]); kept when a read fails.
+    /// [`SOAK_POLL`], and when an incident opens); kept when a read fails.
     windows: Vec<ChangeWindow>,
     /// Whether `mailpulse_window_active` has been set since start-up.
     windows_shown: bool,
+    /// Each target's incident (by its start) already paged beyond a change
+    /// window's tolerance, so it is paged so once.
+    beyond: HashMap<String, DateTime<Utc>>,
 }
 
 /// How often the figures of the soak phase in progress are saved (and when
@@ -564,7 +570,7 @@ impl Pipeline {
                 .kinds
                 .insert(sample.target.clone(), sample.kind.as_str().to_string());
         }
-        let (event, saved, state, baseline, open_since) = {
+        let (event, saved, state, baseline, open_since, fresh_windows) = {
             let incidents = &mut self.incidents;
             // Only a sample that opens, escalates or closes an incident writes
             // to the store; the rest stay on this worker (block_in_place hands
@@ -572,9 +578,21 @@ impl Pipeline {
             let mut event = incidents.detect(sample);
             let store = &self.store;
             let known = &backlog.soak;
+            let now = self.clock.now();
+            let mut fresh_windows = None;
+            let known_windows = &backlog.windows;
             let error = event.as_mut().and_then(|e| {
                 tokio::task::block_in_place(|| {
                     if let DetectEvent::Opened(i) = e {
+                        // The store, not the last poll: a window opened a
+                        // second ago covers the incident (and holds its page).
+                        let open =
+                            windows::open_at(store, now).unwrap_or_else(|_| known_windows.clone());
+                        if let Some(w) = alert::covering_window(&open, &sample.target, now) {
+                            incidents.mark_window(&sample.target, &w.name);
+                            i.window = Some(w.name.clone());
+                        }
+                        fresh_windows = Some(open);
                         // The store, not the last poll: a phase marked a
                         // second ago counts.
                         let run = soak::active_run(store).unwrap_or_else(|_| known.clone());
@@ -613,12 +631,41 @@ impl Pipeline {
                     },
                 )
             });
-            (event, error.is_none(), state, baseline, open_since)
+            (
+                event,
+                error.is_none(),
+                state,
+                baseline,
+                open_since,
+                fresh_windows,
+            )
         };
+        if let Some(open) = fresh_windows {
+            backlog.windows = open;
+        }
         self.metrics
             .detect
             .record_state(&sample.target, state, baseline, open_since);
-        let Some(event) = event else { return };
+        let beyond = self.beyond_tolerance(backlog, sample);
+        let Some(event) = event else {
+            if let Some((window, why)) = beyond {
+                // Beyond tolerance between events: the incident as it is now.
+                let Some(incident) = self
+                    .incidents
+                    .detector(&sample.target)
+                    .and_then(|d| d.open_incident())
+                    .cloned()
+                else {
+                    return;
+                };
+                let mut alert = AlertEvent::from_incident(&incident, self.context(sample));
+                alert.beyond_tolerance = Some(why);
+                alert.window = Some(window);
+                let started_at = incident.started_at;
+                self.queue_beyond(backlog, alert, started_at, true);
+            }
+            return;
+        };
         self.metrics.detect.record_event(&sample.target, &event);
         let incident = event.incident();
         match &event {
@@ -638,12 +685,40 @@ impl Pipeline {
                 "incident closed"
             ),
         }
-        let alerting = &self.alerting;
-        let ctx = IncidentContext {
+        let mut alert = AlertEvent::from_incident(incident, self.context(sample));
+        match (&event, beyond) {
+            (DetectEvent::Closed(_), _) => {
+                backlog.beyond.remove(&sample.target);
+            }
+            (_, Some((window, why))) => {
+                // Opened or escalated beyond tolerance: this page goes out.
+                alert.beyond_tolerance = Some(why);
+                alert.window = Some(window);
+                let started_at = incident.started_at;
+                self.queue_beyond(backlog, alert, started_at, saved);
+                return;
+            }
+            _ => {}
+        }
+        let opened = matches!(event, DetectEvent::Opened(_));
+        if let Some(Enqueued::Held(by)) = self.queue(backlog, alert, saved) {
+            if let Some(window) = by.strip_prefix("window ").filter(|_| opened) {
+                self.metrics.window.count(window, WindowOutcome::Held);
+            }
+        }
+    }
+
+    /// What an alert of `sample`'s target carries besides its incident.
+    fn context(&self, sample: &Sample) -> IncidentContext {
+        IncidentContext {
             instance: self.instance.clone(),
             target: sample.target.clone(),
             probe_kind: sample.kind.as_str().to_string(),
-            severity: alerting.config.severity_for(&sample.target).to_string(),
+            severity: self
+                .alerting
+                .config
+                .severity_for(&sample.target)
+                .to_string(),
             current_latency_seconds: sample
                 .success()
                 .then(|| sample.phase(Phase::Total).map(|d| d.as_secs_f64()))
@@ -653,18 +728,65 @@ impl Pipeline {
                 .as_ref()
                 .map(|f| format!("{}: {}", f.reason, f.message)),
             host: self.host_load.clone(),
-        };
-        let alert = AlertEvent::from_incident(incident, ctx);
+        }
+    }
+
+    /// Whether `sample`'s target has an open incident, covered by an open
+    /// change window, that went beyond the window's tolerance with this
+    /// sample and was not paged so yet: the window's name and why.
+    fn beyond_tolerance(&self, backlog: &Backlog, sample: &Sample) -> Option<(String, String)> {
+        if backlog.windows.is_empty() {
+            return None;
+        }
+        let d = self.incidents.detector(&sample.target)?;
+        let i = d.open_incident()?;
+        if backlog.beyond.get(&sample.target) == Some(&i.started_at) {
+            return None;
+        }
+        let w = alert::covering_window(&backlog.windows, &sample.target, self.clock.now())?;
+        let latency = sample
+            .success()
+            .then(|| sample.phase(Phase::Total))
+            .flatten();
+        let why = alert::beyond_tolerance(w, i, d.baseline(), latency, sample.started_at)?;
+        Some((w.name.clone(), why))
+    }
+
+    /// Queues a page beyond a change window's tolerance (its incident
+    /// `saved` or not, as for [`Pipeline::queue`]), once per incident, and
+    /// counts it when it goes out.
+    fn queue_beyond(
+        &mut self,
+        backlog: &mut Backlog,
+        alert: AlertEvent,
+        started_at: DateTime<Utc>,
+        saved: bool,
+    ) {
+        backlog.beyond.insert(alert.target.clone(), started_at);
+        let window = alert.window.clone().unwrap_or_default();
+        let outcome = self.queue(backlog, alert, saved);
+        if matches!(outcome, Some(Enqueued::Queued(_)) | None) {
+            self.metrics
+                .window
+                .count(&window, WindowOutcome::BeyondTolerance);
+        }
+    }
+
+    /// Queues an alert: straight to the outbox when its incident is saved
+    /// (`saved`) and nothing older waits, with what [`alert::enqueue`] did;
+    /// otherwise behind what waits in memory, in order (`None`).
+    fn queue(&mut self, backlog: &mut Backlog, alert: AlertEvent, saved: bool) -> Option<Enqueued> {
+        let alerting = &self.alerting;
         let now = self.clock.now();
         // Straight to the outbox when the incident is saved and nothing older
         // waits; otherwise behind what waits, in order.
         if saved && backlog.pending.is_empty() {
             match tokio::task::block_in_place(|| alert::enqueue(&self.store, alerting, &alert, now))
             {
-                Ok(_) => return,
+                Ok(outcome) => return Some(outcome),
                 Err(e) => {
                     self.metrics.agent.store_errors.inc();
-                    tracing::error!(target = %sample.target, error = %e, "cannot queue an alert; keeping it in memory until the store takes it");
+                    tracing::error!(target = %alert.target, error = %e, "cannot queue an alert; keeping it in memory until the store takes it");
                 }
             }
         }
@@ -688,6 +810,7 @@ impl Pipeline {
             "alert waiting in memory for the state store"
         );
         self.report(backlog);
+        None
     }
 }
 
@@ -916,6 +1039,296 @@ mod tests {
         let alert: AlertEvent = serde_json::from_str(&rows[0].payload).unwrap();
         assert_eq!(alert.status, AlertStatus::Firing);
         assert_eq!(alert.host.and_then(|h| h.load1), Some(1.5));
+    }
+
+    /// Issue 18: a pipeline on an injected clock reading `start`, with a
+    /// change window `batch1` open around it over `owa*` (tolerance 10x,
+    /// `max_down` and `max_incident` as given).
+    fn windowed(
+        store: &Store,
+        start: DateTime<Utc>,
+        max_down: Duration,
+        max_incident: Duration,
+    ) -> (Pipeline, Backlog) {
+        windowed_over(store, start, max_down, max_incident, "owa*")
+    }
+
+    /// [`windowed`] with the window over `pattern`.
+    fn windowed_over(
+        store: &Store,
+        start: DateTime<Utc>,
+        max_down: Duration,
+        max_incident: Duration,
+        pattern: &str,
+    ) -> (Pipeline, Backlog) {
+        let mut p = pipeline(store);
+        p.clock = TokioClock::starting_at(start);
+        windows::open(
+            store,
+            ChangeWindow {
+                id: 0,
+                name: "batch1".into(),
+                source: windows::WindowSource::Command,
+                starts_at: start - WallDuration::hours(1),
+                ends_at: start + WallDuration::hours(1),
+                closed_at: None,
+                targets: vec![pattern.into()],
+                tolerance: 10.0,
+                max_down,
+                max_incident,
+                note: None,
+                by: None,
+                summary_sent_at: None,
+            },
+        )
+        .unwrap();
+        let mut b = Backlog {
+            kinds: p.kinds.clone(),
+            ..Backlog::default()
+        };
+        p.settle(&mut b);
+        p.poll_windows(&mut b);
+        assert_eq!(b.windows.len(), 1);
+        (p, b)
+    }
+
+    fn outbox_events(store: &Store) -> Vec<AlertEvent> {
+        let mut rows = outbox::all_rows(store).unwrap();
+        rows.sort_by_key(|e| e.id);
+        rows.iter()
+            .map(|e| serde_json::from_str(&e.payload).unwrap())
+            .collect()
+    }
+
+    fn held_events(store: &Store) -> Vec<AlertEvent> {
+        alert::stored::held(store)
+            .unwrap()
+            .into_iter()
+            .filter_map(|h| h.event)
+            .collect()
+    }
+
+    fn failed(at: DateTime<Utc>) -> Sample {
+        let mut s = Sample::http_ok(at, at, 0);
+        s.phases.clear();
+        s.failure = Some(crate::sample::Failure {
+            reason: crate::sample::FailureReason::Connect,
+            phase: Phase::Connect,
+            message: "connection refused".into(),
+        });
+        s
+    }
+
+    const HOUR: Duration = Duration::from_secs(3600);
+
+    /// Inside a window a 3x slowdown is detected, tagged and recorded, its
+    /// page held (`window batch1`, counted `held`); a 20x latency then
+    /// pages at once, once, marked beyond tolerance and saying since when
+    /// it was held.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+    async fn a_window_holds_a_blip_and_pages_once_beyond_tolerance() {
+        let store = Store::in_memory().unwrap();
+        let mut at = DateTime::from_timestamp(1_800_000_000, 0).unwrap();
+        let (mut p, mut b) = windowed(&store, at, HOUR, HOUR);
+        feed(&mut p, &mut b, &mut at, 60, 100);
+        feed(&mut p, &mut b, &mut at, 20, 300);
+        let open = p
+            .incidents
+            .detector("owa")
+            .unwrap()
+            .open_incident()
+            .unwrap();
+        assert_eq!(open.window.as_deref(), Some("batch1"));
+        assert!(outbox_events(&store).is_empty(), "held, not sent");
+        let held = held_events(&store);
+        assert_eq!(held.len(), 1);
+        assert_eq!(held[0].window.as_deref(), Some("batch1"));
+        assert_eq!(held[0].held.as_ref().unwrap().by, "window batch1");
+        let metrics = p.metrics.clone();
+        let count = |o| metrics.window.incidents("batch1", o);
+        assert_eq!(
+            (
+                count(WindowOutcome::Held),
+                count(WindowOutcome::BeyondTolerance)
+            ),
+            (1, 0)
+        );
+
+        feed(&mut p, &mut b, &mut at, 5, 2000);
+        let sent = outbox_events(&store);
+        assert_eq!(sent.len(), 1, "{sent:#?}");
+        let page = &sent[0];
+        assert_eq!(page.status, AlertStatus::Firing);
+        assert_eq!(page.window.as_deref(), Some("batch1"));
+        let why = page.beyond_tolerance.as_deref().unwrap();
+        assert!(
+            why.starts_with("latency 2.0 s is 20x the 100 ms baseline (tolerance 10x)"),
+            "{why}"
+        );
+        assert_eq!(page.held.as_ref().unwrap().by, "window batch1");
+        assert_eq!(page.current_latency_seconds, Some(2.0));
+        assert!(held_events(&store).is_empty(), "the held page went out");
+        assert_eq!(
+            (
+                count(WindowOutcome::Held),
+                count(WindowOutcome::BeyondTolerance)
+            ),
+            (1, 1)
+        );
+        // Still beyond, still open: nothing more.
+        feed(&mut p, &mut b, &mut at, 20, 2500);
+        assert_eq!(outbox_events(&store).len(), 1);
+        assert_eq!(count(WindowOutcome::BeyondTolerance), 1);
+        // The record carries the window once it closes.
+        feed(&mut p, &mut b, &mut at, 40, 100);
+        let records = history::history(&store, 10).unwrap();
+        assert_eq!(records[0].incident.window.as_deref(), Some("batch1"));
+    }
+
+    /// A window over other targets neither tags nor holds; a silence still
+    /// holds a page beyond a window's tolerance.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+    async fn only_covered_targets_are_held_and_silences_still_hold() {
+        let store = Store::in_memory().unwrap();
+        let mut at = DateTime::from_timestamp(1_800_000_000, 0).unwrap();
+        let (mut p, mut b) = windowed_over(&store, at, HOUR, HOUR, "smtp*");
+        feed(&mut p, &mut b, &mut at, 60, 100);
+        feed(&mut p, &mut b, &mut at, 20, 300);
+        let sent = outbox_events(&store);
+        assert_eq!(sent.len(), 1, "paged as usual");
+        assert_eq!(
+            (sent[0].window.as_deref(), sent[0].held.as_ref()),
+            (None, None)
+        );
+        assert_eq!(p.metrics.window.incidents("batch1", WindowOutcome::Held), 0);
+
+        let store = Store::in_memory().unwrap();
+        let mut at = DateTime::from_timestamp(1_800_000_000, 0).unwrap();
+        let (mut p, mut b) = windowed(&store, at, HOUR, HOUR);
+        let now = p.clock.now();
+        outbox::add_silence(
+            &store,
+            &outbox::Silence {
+                id: 0,
+                target: "owa".into(),
+                starts_at: now - WallDuration::hours(1),
+                ends_at: now + WallDuration::hours(1),
+                reason: "patching".into(),
+                created_at: now,
+                created_by: None,
+                removed_at: None,
+                removed_by: None,
+                extensions: Vec::new(),
+            },
+        )
+        .unwrap();
+        feed(&mut p, &mut b, &mut at, 60, 100);
+        feed(&mut p, &mut b, &mut at, 20, 2000);
+        assert!(outbox_events(&store).is_empty(), "the silence holds it");
+        let held = held_events(&store);
+        assert_eq!(held.len(), 1);
+        assert!(held[0].held.as_ref().unwrap().by.starts_with("silence "));
+        assert!(held[0].beyond_tolerance.is_some(), "kept for its release");
+        assert_eq!(
+            p.metrics
+                .window
+                .incidents("batch1", WindowOutcome::BeyondTolerance),
+            0
+        );
+    }
+
+    /// Down longer than `max_down`, or open longer than `max_incident`,
+    /// pages at once (on the sample that crosses the limit).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+    async fn down_past_max_down_and_open_past_max_incident_page() {
+        let store = Store::in_memory().unwrap();
+        let mut at = DateTime::from_timestamp(1_800_000_000, 0).unwrap();
+        let (mut p, mut b) = windowed(&store, at, Duration::from_secs(2), HOUR);
+        feed(&mut p, &mut b, &mut at, 60, 100);
+        let mut down_at = None;
+        for _ in 0..60 {
+            p.handle(&mut b, &failed(at));
+            if down_at.is_none() && !held_events(&store).is_empty() {
+                down_at = Some(at);
+            }
+            at += WallDuration::milliseconds(100);
+            if !outbox_events(&store).is_empty() {
+                break;
+            }
+        }
+        let sent = outbox_events(&store);
+        assert_eq!(sent.len(), 1);
+        assert_eq!(sent[0].incident_kind, "down");
+        let why = sent[0].beyond_tolerance.as_deref().unwrap();
+        assert!(why.starts_with("down for 2"), "{why}");
+        assert!(why.ends_with("(max_down 2s)"), "{why}");
+        let paged_at = at - WallDuration::milliseconds(100);
+        let started = sent[0].started_at;
+        assert!(down_at.is_some());
+        assert!(paged_at - started > WallDuration::seconds(2));
+        assert!(paged_at - started <= WallDuration::milliseconds(2100));
+
+        let store = Store::in_memory().unwrap();
+        let mut at = DateTime::from_timestamp(1_800_000_000, 0).unwrap();
+        let (mut p, mut b) = windowed(&store, at, HOUR, Duration::from_secs(3));
+        feed(&mut p, &mut b, &mut at, 60, 100);
+        feed(&mut p, &mut b, &mut at, 30, 300);
+        assert!(
+            outbox_events(&store).is_empty(),
+            "3 s open: within max_incident"
+        );
+        feed(&mut p, &mut b, &mut at, 2, 300);
+        let sent = outbox_events(&store);
+        assert_eq!(sent.len(), 1);
+        let why = sent[0].beyond_tolerance.as_deref().unwrap();
+        assert!(why.ends_with("(max_incident 3s)"), "{why}");
+        assert_eq!(
+            p.metrics
+                .window
+                .incidents("batch1", WindowOutcome::BeyondTolerance),
+            1
+        );
+    }
+
+    /// When the window closes, the held page of an incident still open
+    /// goes out `recover_for` (1 s here) later, saying by which window and
+    /// since when; an incident that recovers within that grace never pages.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+    async fn a_held_page_is_released_after_the_grace_unless_it_recovers() {
+        for recovers in [false, true] {
+            let store = Store::in_memory().unwrap();
+            let mut at = DateTime::from_timestamp(1_800_000_000, 0).unwrap();
+            let (mut p, mut b) = windowed(&store, at, HOUR, HOUR);
+            feed(&mut p, &mut b, &mut at, 60, 100);
+            feed(&mut p, &mut b, &mut at, 20, 300);
+            let since = held_events(&store)[0].held.as_ref().unwrap().since;
+            let closed = p.clock.now();
+            windows::close(&store, "batch1", closed).unwrap();
+            let alerting = p.alerting.clone();
+            let second = WallDuration::seconds(1);
+            alert::release_held(&store, &alerting, closed).unwrap();
+            alert::release_held(&store, &alerting, closed + second / 2).unwrap();
+            assert!(outbox_events(&store).is_empty(), "within the grace");
+            if recovers {
+                feed(&mut p, &mut b, &mut at, 40, 100);
+                assert!(held_events(&store).is_empty(), "the resolve took it");
+            } else {
+                feed(&mut p, &mut b, &mut at, 5, 300);
+            }
+            alert::release_held(&store, &alerting, closed + second).unwrap();
+            let sent = outbox_events(&store);
+            if recovers {
+                assert!(sent.is_empty(), "{sent:#?}");
+                continue;
+            }
+            assert_eq!(sent.len(), 1, "{sent:#?}");
+            let held = sent[0].held.as_ref().unwrap();
+            assert_eq!(held.by, "window batch1");
+            assert_eq!(held.since, since);
+            assert_eq!(held.ended_at, Some(closed));
+            assert_eq!(sent[0].beyond_tolerance, None);
+            assert!(held_events(&store).is_empty());
+        }
     }
 
     fn stamped(stamp: Stamp, ms: u64) -> Sample {

@@ -598,7 +598,8 @@ fn schedule_text(targets: &[Glob], schedule: &WindowSchedule, zone: &TimeZone) -
 /// One recorded incident as a JSON object: the nine fields of `replay`
 /// followed by the worst phase, the slow, failed and healthy probe counts,
 /// `escalated_at`, `earlier_burst_at`, the `outcome` (`recovered`,
-/// `new_baseline`, null while open) and `new_baseline_seconds`.
+/// `new_baseline`, null while open), `new_baseline_seconds`, the soak `run`
+/// and `phase`, and the change `window` that covered it (null outside one).
 pub fn incident_json(r: &crate::store::incidents::IncidentRecord) -> Value {
     let i = &r.incident;
     let mut v = serde_json::to_value(crate::replay::IncidentLine::new(&r.target, i))
@@ -618,6 +619,7 @@ pub fn incident_json(r: &crate::store::incidents::IncidentRecord) -> Value {
         );
         map.insert("run".into(), json!(i.run));
         map.insert("phase".into(), json!(i.run_phase));
+        map.insert("window".into(), json!(i.window));
     }
     v
 }
@@ -638,6 +640,7 @@ pub fn incident_table(records: &[crate::store::incidents::IncidentRecord]) -> St
         "FAILED",
         "RUN",
         "PHASE",
+        "WINDOW",
     ];
     let time = |t: DateTime<Utc>| t.format("%Y-%m-%d %H:%M:%SZ").to_string();
     let secs = |s: f64| human::duration(Duration::from_secs_f64(s.max(0.0)), Style::Spaced);
@@ -667,6 +670,9 @@ pub fn incident_table(records: &[crate::store::incidents::IncidentRecord]) -> St
                 i.run_phase
                     .as_deref()
                     .map_or("-".to_string(), |p| terminal_text(p).into_owned()),
+                i.window
+                    .as_deref()
+                    .map_or("-".to_string(), |w| terminal_text(w).into_owned()),
             ]
         })
         .collect();
@@ -859,13 +865,14 @@ mod tests {
             "worst_phase": "first\u{1b}[31m_byte",
             "slow_count": 3,
             "failed_count": 0,
+            "window": "batch\u{1b}[2J1",
         }))
         .unwrap();
         let record = crate::store::incidents::IncidentRecord {
             target: "owa\u{1b}]0;pwned\u{7}\u{202e}".into(),
             incident,
         };
-        let table = incident_table(&[record]);
+        let table = incident_table(std::slice::from_ref(&record));
         assert!(
             !table.contains('\u{1b}') && !table.contains('\u{202e}'),
             "{table:?}"
@@ -875,5 +882,12 @@ mod tests {
             "{table}"
         );
         assert!(table.contains("first\\u{1b}[31m_byte"), "{table}");
+        assert!(
+            table.lines().next().unwrap().ends_with("  WINDOW"),
+            "{table}"
+        );
+        assert!(table.contains("batch\\u{1b}[2J1"), "{table}");
+        let json = incident_json(&record);
+        assert_eq!(json["window"], "batch\u{1b}[2J1");
     }
 }

@@ -4,7 +4,7 @@
 
 use chrono::{DateTime, Utc};
 
-use super::routing::{route_and_push, silenced_by};
+use super::routing::{held_by, route_and_push};
 #[cfg(doc)]
 use super::run_delivery;
 use super::stored;
@@ -17,8 +17,9 @@ use crate::store::{Store, StoreError};
 pub enum Enqueued {
     /// Written to the outbox for these receivers.
     Queued(Vec<String>),
-    /// Held by a maintenance window or silence (named); it pages when the
-    /// window ends if the incident is still open.
+    /// Held by a maintenance window, silence or change window (named as
+    /// [`Held::by`] names it); it pages after the window ends if the
+    /// incident is still open.
     Held(String),
     /// A resolve of an incident whose page was held all along: nothing is sent.
     Suppressed,
@@ -31,7 +32,9 @@ pub enum Enqueued {
 
 /// Accepts an event for delivery: writes it to the outbox for every receiver
 /// it is routed to, in one durable commit, before anything is sent (or holds
-/// it during a maintenance window). Blocking (one fsync): call it from a
+/// it during a maintenance window, silence or change window; an event
+/// marked `beyond_tolerance` goes through a change window, and releases its
+/// incident's held page). Blocking (one fsync): call it from a
 /// blocking context or accept a few milliseconds.
 ///
 /// Incident bookkeeping happens here too: a firing event opens the incident
@@ -45,11 +48,13 @@ pub fn enqueue(
     event: &AlertEvent,
     now: DateTime<Utc>,
 ) -> Result<Enqueued, StoreError> {
+    // A page beyond a change window's tolerance goes out through the
+    // window (a maintenance window or silence still holds it).
     let hold = if event.test {
         None
     } else {
-        let silences = outbox::silences(store)?;
-        silenced_by(&alerting.config, &silences, &event.target, now)
+        let windows_too = event.beyond_tolerance.is_none();
+        held_by(store, &alerting.config, &event.target, now, windows_too)?
     };
     let payload = stored::encode(event);
     // Decide and write in one transaction, so a resolve racing with a
@@ -58,10 +63,13 @@ pub fn enqueue(
     let key = event.incident_key.as_str();
     match &outcome {
         Enqueued::Held(reason) if !event.reminder => {
-            tracing::info!(target = %event.target, incident = key, held_by = %reason, "page held by maintenance")
+            tracing::info!(target = %event.target, incident = key, held_by = %reason, "page held")
+        }
+        Enqueued::Queued(_) if event.beyond_tolerance.is_some() => {
+            tracing::warn!(target = %event.target, incident = key, window = event.window.as_deref().unwrap_or_default(), why = event.beyond_tolerance.as_deref().unwrap_or_default(), "beyond the change window's tolerance; paging now")
         }
         Enqueued::Suppressed => {
-            tracing::info!(target = %event.target, incident = key, "incident ended inside a maintenance window; nothing paged")
+            tracing::info!(target = %event.target, incident = key, "incident ended while its page was held; nothing paged")
         }
         Enqueued::Unrouted => {
             tracing::warn!(target = %event.target, incident = key, "alert matched no route; nothing sent")
@@ -108,10 +116,25 @@ fn enqueue_tx(
             let before = outbox::take_held(tx, key)?
                 .and_then(|p| stored::decode("held", key, &p).ok())
                 .and_then(|e| e.held);
+            if event.beyond_tolerance.is_some() && hold.is_none() {
+                // Beyond the window's tolerance: the held page goes out now,
+                // saying since when it was held.
+                let released = AlertEvent {
+                    held: before,
+                    ..event.clone()
+                };
+                let payload = stored::encode(&released);
+                let names = route_and_push(tx, alerting, &released, &payload, now)?;
+                if names.is_empty() {
+                    return Ok(Enqueued::Unrouted);
+                }
+                return Ok(Enqueued::Queued(names));
+            }
             let reason = hold.unwrap_or_else(|| "held".into());
             let held = before.unwrap_or_else(|| Held {
                 by: reason.clone(),
                 since: now,
+                ended_at: None,
             });
             outbox::hold(tx, key, &held_payload(event, held))?;
             return Ok(Enqueued::Held(reason));
@@ -132,6 +155,7 @@ fn enqueue_tx(
                 let held = Held {
                     by: reason.clone(),
                     since: now,
+                    ended_at: None,
                 };
                 outbox::hold(tx, key, &held_payload(event, held))?;
                 return Ok(Enqueued::Held(reason));

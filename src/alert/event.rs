@@ -133,6 +133,11 @@ pub struct Held {
     pub by: String,
     /// When the page was first held.
     pub since: DateTime<Utc>,
+    /// When what held it ended (the page goes out the target's
+    /// `recover_for` later, if the incident is still open); `None` while
+    /// it holds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ended_at: Option<DateTime<Utc>>,
 }
 
 /// The stable key of an incident: 16 hex digits of a 64-bit FNV-1a hash of
@@ -216,7 +221,7 @@ impl AlertEvent {
             run: incident.run.clone(),
             phase: incident.run_phase.clone(),
             soak_phase: false,
-            window: None,
+            window: incident.window.clone(),
             beyond_tolerance: None,
         }
     }

@@ -81,7 +81,8 @@ impl GrafanaReceiver {
     }
 }
 
-/// The tags of an incident's annotation; a soak phase's are `mailpulse`,
+/// The tags of an incident's annotation (with `window:NAME` for one a
+/// change window covered); a soak phase's are `mailpulse`,
 /// `soak`, `run:NAME` and `phase:NAME`. The receiver's own tags follow.
 pub fn tags(e: &AlertEvent, extra: &[String]) -> Vec<String> {
     if e.soak_phase {
@@ -100,6 +101,9 @@ pub fn tags(e: &AlertEvent, extra: &[String]) -> Vec<String> {
     ];
     if e.test {
         t.push("test".into());
+    }
+    if let Some(w) = &e.window {
+        t.push(format!("window:{w}"));
     }
     if let Some(run) = &e.run {
         t.push("soak".into());
@@ -259,6 +263,14 @@ impl Receiver for GrafanaReceiver {
 mod tests {
     use super::*;
     use crate::alert::tests::sample_event;
+
+    #[test]
+    fn a_window_incident_is_tagged_with_its_window() {
+        let mut e = sample_event();
+        assert!(!tags(&e, &[]).iter().any(|t| t.starts_with("window:")));
+        e.window = Some("batch1".into());
+        assert!(tags(&e, &[]).contains(&"window:batch1".to_string()));
+    }
 
     #[test]
     fn point_at_onset_then_region() {

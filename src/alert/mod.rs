@@ -62,13 +62,13 @@ pub use delivery::{
 };
 pub use enqueue::{enqueue, Enqueued};
 pub use event::{incident_key, AlertEvent, AlertStatus, Held, HostLoad, IncidentContext};
-pub use housekeeping::HOUSEKEEPING_INTERVAL;
+pub use housekeeping::{release_held, HOUSEKEEPING_INTERVAL};
 pub use receiver::{BoxFuture, DeliveryError, Receiver};
 pub use reconcile::{reconcile, resolve_recovered};
-pub use routing::silenced_by;
+pub use routing::{covering_window, held_by, silenced_by, window_hold};
 pub use soak::{enqueue_phase_marks, phase_events, phase_key};
 pub use stored::open_incidents;
-pub use window::change_window_covers;
+pub use window::{beyond_tolerance, change_window_covers};
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

@@ -38,10 +38,18 @@ pub fn title(e: &AlertEvent) -> String {
         AlertStatus::Resolved => format!("{} recovered", e.target),
     };
     if e.test {
-        format!("TEST: {core}")
-    } else {
-        core
+        return format!("TEST: {core}");
     }
+    match beyond(e) {
+        Some((window, _)) => format!("{core}: beyond tolerance of window {window}"),
+        None => core,
+    }
+}
+
+/// The window and why, for a firing page beyond a change window's tolerance.
+fn beyond(e: &AlertEvent) -> Option<(&str, &str)> {
+    let why = e.beyond_tolerance.as_deref()?;
+    (e.status == AlertStatus::Firing).then(|| (e.window.as_deref().unwrap_or_default(), why))
 }
 
 /// The one-sentence summary, e.g. `owa slow since 02:14:05Z: latency 3.8 s
@@ -49,10 +57,20 @@ pub fn title(e: &AlertEvent) -> String {
 /// `owa recovered at 02:24:08Z after 10m 3s (detected 61 s after onset, peak 6.2 s)` or
 /// `owa has a new baseline of 800 ms, was 180 ms (4.4x): slow since 02:14:05Z, held for relearn_after, accepted at 08:14:05Z`.
 pub fn summary(e: &AlertEvent) -> String {
-    let text = match e.status {
+    let mut text = match e.status {
         AlertStatus::Firing => firing_sentence(e),
         AlertStatus::Resolved => recovery_sentence(e),
     };
+    if let Some((window, why)) = beyond(e) {
+        text = format!("beyond tolerance of window {window}: {why}; {text}");
+    }
+    if let (Some(h), AlertStatus::Firing, false) = (&e.held, e.status, e.reminder) {
+        text.push_str(&format!(
+            " (held by {} since {})",
+            h.by,
+            clock_time(h.since)
+        ));
+    }
     if e.test {
         format!("[TEST] {text} (test notification from mailpulse test-alert; no action needed)")
     } else {
@@ -198,6 +216,12 @@ pub fn facts(e: &AlertEvent) -> Vec<(&'static str, String)> {
         let phase = e.phase.as_deref().map(|p| format!(", phase {p}"));
         f.push(("Soak run", format!("{run}{}", phase.unwrap_or_default())));
     }
+    if let Some(w) = &e.window {
+        f.push(("Change window", w.clone()));
+    }
+    if let Some(why) = &e.beyond_tolerance {
+        f.push(("Beyond tolerance", why.clone()));
+    }
     f.push((
         "Probes",
         format!("{} slow, {} failed", e.slow_count, e.failed_count),
@@ -215,9 +239,14 @@ pub fn facts(e: &AlertEvent) -> Vec<(&'static str, String)> {
         f.push((
             "Held",
             format!(
-                "by {} since {} (paged when it ended)",
+                "by {} since {} ({})",
                 h.by,
-                rfc3339(h.since)
+                rfc3339(h.since),
+                if e.beyond_tolerance.is_some() {
+                    "paged beyond tolerance"
+                } else {
+                    "paged when it ended"
+                }
             ),
         ));
     }
@@ -293,6 +322,12 @@ pub fn annotations(e: &AlertEvent) -> BTreeMap<String, String> {
     }
     if let Some(p) = &e.phase {
         put("phase", p.clone());
+    }
+    if let Some(w) = &e.window {
+        put("window", w.clone());
+    }
+    if let Some(why) = &e.beyond_tolerance {
+        put("beyond_tolerance", why.clone());
     }
     put("slow_count", e.slow_count.to_string());
     put("failed_count", e.failed_count.to_string());
@@ -517,6 +552,46 @@ Probes: 12 slow, 0 failed
 Host: CPU 97%, load 12.3, 1.2 GiB memory available, 4,120 TCP established
 Incident: 3f2a9c0d11e4b7a2";
         assert_eq!(description(&e), expect);
+    }
+
+    /// Issue 18: a page beyond a change window's tolerance says so in its
+    /// title, summary, facts and annotations; a released page says by what
+    /// and since when it was held; a page of a window's incident names it.
+    #[test]
+    fn window_pages_say_beyond_tolerance_and_held() {
+        let mut e = sample_event();
+        e.window = Some("batch1".into());
+        assert_eq!(title(&e), "owa slow");
+        assert_eq!(
+            annotations(&e).get("window").map(String::as_str),
+            Some("batch1")
+        );
+        assert!(!annotations(&e).contains_key("beyond_tolerance"));
+        e.beyond_tolerance =
+            Some("latency 3.8 s is 21x the 180 ms baseline (tolerance 10x)".into());
+        e.held = serde_json::from_value(serde_json::json!({
+            "by": "window batch1", "since": e.detected_at
+        }))
+        .unwrap();
+        assert_eq!(title(&e), "owa slow: beyond tolerance of window batch1");
+        assert_eq!(
+            summary(&e),
+            "beyond tolerance of window batch1: latency 3.8 s is 21x the 180 ms baseline (tolerance 10x); \
+             owa slow since 02:14:05Z: latency 3.8 s against a 180 ms baseline (21x), CPU 97%, 4,120 TCP established \
+             (held by window batch1 since 02:15:06Z)"
+        );
+        let a = annotations(&e);
+        assert_eq!(a["beyond_tolerance"], e.beyond_tolerance.clone().unwrap());
+        assert_eq!(a["held_by"], "window batch1");
+        let d = description(&e);
+        assert!(d.contains("\nChange window: batch1\n"), "{d}");
+        assert!(d.contains("\nBeyond tolerance: latency 3.8 s"), "{d}");
+        assert!(d.contains("(paged beyond tolerance)"), "{d}");
+        // The resolve of that incident is an ordinary recovery.
+        e.status = AlertStatus::Resolved;
+        e.recovered_at = Some(e.started_at + chrono::Duration::seconds(603));
+        assert_eq!(title(&e), "owa recovered");
+        assert!(summary(&e).starts_with("owa recovered at"));
     }
 
     /// Issue 17: an incident opened during a soak-test run names the run

@@ -7,9 +7,12 @@
 use chrono::{DateTime, Utc};
 
 use super::stored;
+use super::window::change_window_covers;
 use super::{AlertEvent, AlertStatus, Alerting};
 use crate::config::alerting::{AlertingConfig, Glob};
 use crate::store::outbox::{self, OpenRecord, Silence};
+use crate::store::windows::{self, ChangeWindow};
+use crate::store::{Store, StoreError};
 
 impl Alerting {
     /// The receivers an alert goes to, before `send_resolved` and reminder
@@ -59,6 +62,44 @@ pub fn silenced_by(
         .iter()
         .find(|s| s.starts_at <= now && now < s.ends_at && Glob(s.target.clone()).matches(target))
         .map(|s| format!("silence {} ({})", s.id, s.reason))
+}
+
+/// The change window that covers `target` at `now` (the first opened), if any.
+pub fn covering_window<'a>(
+    windows: &'a [ChangeWindow],
+    target: &str,
+    now: DateTime<Utc>,
+) -> Option<&'a ChangeWindow> {
+    windows
+        .iter()
+        .find(|w| change_window_covers(w, target, now))
+}
+
+/// How a change window names itself as what holds a page: `window NAME`.
+pub fn window_hold(name: &str) -> String {
+    format!("window {name}")
+}
+
+/// What holds pages of `target` at `now`, by name: a maintenance window or
+/// silence ([`silenced_by`]), else, unless `windows_too` is false (a page
+/// beyond a window's tolerance), a change window open in the store
+/// (`window NAME`).
+pub fn held_by(
+    store: &Store,
+    config: &AlertingConfig,
+    target: &str,
+    now: DateTime<Utc>,
+    windows_too: bool,
+) -> Result<Option<String>, StoreError> {
+    let silences = outbox::silences(store)?;
+    if let Some(by) = silenced_by(config, &silences, target, now) {
+        return Ok(Some(by));
+    }
+    if !windows_too {
+        return Ok(None);
+    }
+    let open = windows::open_at(store, now)?;
+    Ok(covering_window(&open, target, now).map(|w| window_hold(&w.name)))
 }
 
 /// Writes the outbox entries of `event` and the open-incident record, inside

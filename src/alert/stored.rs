@@ -99,7 +99,7 @@ pub fn open_incidents(store: &Store) -> Result<Vec<AlertEvent>, StoreError> {
         .collect())
 }
 
-/// A page held by a maintenance window or silence, as stored.
+/// A page held by a maintenance window, silence or change window, as stored.
 #[derive(Debug)]
 pub struct HeldPage {
     /// The incident key.

@@ -1,8 +1,9 @@
 //! Maintenance and change windows at work: whether a [`MaintenanceWindow`]
 //! is open at a given time and holds pages of a target, which occurrence of
 //! a planned change window ([`PlannedWindow`], `[[window]]`) is open at a
-//! given time (pure, [`occurrence_at`]; the daemon stores it), and whether a
-//! stored change window covers a target. `config` holds the validated
+//! given time (pure, [`occurrence_at`]; the daemon stores it), whether a
+//! stored change window covers a target, and when an incident is beyond its
+//! tolerance. `config` holds the validated
 //! schedule as data; evaluating it against the clock is alerting's business,
 //! so it lives here (an inherent impl on the configuration type). A
 //! recurring window starts at a local time of its zone, so "Sat 22:00
@@ -16,6 +17,8 @@ use chrono::{DateTime, Datelike, NaiveDate, NaiveTime, Utc};
 use crate::config::alerting::{
     local_instant, Glob, MaintenanceWindow, PlannedWindow, TimeZone, WindowSchedule,
 };
+use crate::detect::Incident;
+use crate::human::{self, Style};
 use crate::store::windows::{ChangeWindow, WindowSource};
 
 impl MaintenanceWindow {
@@ -129,6 +132,61 @@ pub fn change_window_covers(window: &ChangeWindow, target: &str, at: DateTime<Ut
                 .any(|p| Glob(p.clone()).matches(target)))
 }
 
+/// Why `incident` (of a target `window` covers) is beyond the window's
+/// tolerance at `at`, in words, or `None` while it is within it: the
+/// latency `latency` at or above `tolerance` x the baseline (the
+/// incident's at onset, else `baseline`), down for longer than `max_down`
+/// (since it went down), or open for longer than `max_incident`.
+pub fn beyond_tolerance(
+    window: &ChangeWindow,
+    incident: &Incident,
+    baseline: Option<Duration>,
+    latency: Option<Duration>,
+    at: DateTime<Utc>,
+) -> Option<String> {
+    let since = |t: DateTime<Utc>| (at - t).to_std().unwrap_or_default();
+    if let (Some(latency), Some(base)) = (latency, incident.baseline_at_onset.or(baseline)) {
+        let ratio = latency.as_secs_f64() / base.as_secs_f64();
+        if !base.is_zero() && ratio >= window.tolerance {
+            return Some(format!(
+                "latency {} is {} the {} baseline (tolerance {}x)",
+                human::duration(latency, Style::Latency),
+                factor(ratio),
+                human::duration(base, Style::Latency),
+                window.tolerance
+            ));
+        }
+    }
+    if incident.kind.as_str() == "down" {
+        let down = since(incident.escalated_at.unwrap_or(incident.started_at));
+        if down > window.max_down {
+            return Some(format!(
+                "down for {} (max_down {})",
+                human::duration(down, Style::Spaced),
+                human::duration(window.max_down, Style::Config)
+            ));
+        }
+    }
+    let open = since(incident.started_at);
+    if open > window.max_incident {
+        return Some(format!(
+            "open for {} (max_incident {})",
+            human::duration(open, Style::Spaced),
+            human::duration(window.max_incident, Style::Config)
+        ));
+    }
+    None
+}
+
+/// A ratio as a factor: `21x`, `4.5x`.
+fn factor(r: f64) -> String {
+    if r >= 10.0 {
+        format!("{r:.0}x")
+    } else {
+        format!("{r:.1}x")
+    }
+}
+
 /// The occurrence of a recurring window that starts at `time` on `day`
 /// (local), or `period_days` earlier if that start is still ahead of `at`,
 /// when it is open at `at`.
@@ -215,6 +273,98 @@ mod tests {
         let once = &c.maintenance[2];
         assert!(once.covers("x", at("2026-12-01T10:30:00Z")));
         assert!(!once.covers("x", at("2026-12-01T11:00:00Z")));
+    }
+}
+
+/// When an incident is beyond a change window's tolerance (pure, on
+/// explicit instants).
+#[cfg(test)]
+mod tolerance {
+    use super::*;
+    use crate::store::windows::WindowSource;
+
+    fn at(s: i64) -> DateTime<Utc> {
+        DateTime::from_timestamp(1_800_000_000 + s, 0).unwrap()
+    }
+
+    fn window() -> ChangeWindow {
+        ChangeWindow {
+            id: 1,
+            name: "batch1".into(),
+            source: WindowSource::Command,
+            starts_at: at(-3600),
+            ends_at: at(3600),
+            closed_at: None,
+            targets: vec!["owa*".into()],
+            tolerance: 10.0,
+            max_down: Duration::from_secs(300),
+            max_incident: Duration::from_secs(1800),
+            note: None,
+            by: None,
+            summary_sent_at: None,
+        }
+    }
+
+    fn incident(kind: &str, escalated_at: Option<DateTime<Utc>>) -> Incident {
+        serde_json::from_value(serde_json::json!({
+            "kind": kind, "started_at": at(0), "detected_at": at(60),
+            "recovered_at": null, "closed_at": null, "peak_latency": null,
+            "baseline_at_onset": {"secs": 0, "nanos": 180_000_000}, "worst_phase": null,
+            "slow_count": 3, "failed_count": 0, "escalated_at": escalated_at
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn covers_by_pattern_while_open() {
+        let w = window();
+        assert!(change_window_covers(&w, "owa-1", at(0)));
+        assert!(!change_window_covers(&w, "smtp", at(0)));
+        assert!(!change_window_covers(&w, "owa-1", at(3600)));
+    }
+
+    #[test]
+    fn latency_at_or_above_tolerance_times_the_baseline() {
+        let (w, i) = (window(), incident("slow", None));
+        let ms = Duration::from_millis;
+        assert_eq!(beyond_tolerance(&w, &i, None, Some(ms(1799)), at(60)), None);
+        assert_eq!(
+            beyond_tolerance(&w, &i, None, Some(ms(1800)), at(60)).as_deref(),
+            Some("latency 1.8 s is 10x the 180 ms baseline (tolerance 10x)")
+        );
+        // 3x is a blip the window expects; no latency (a failure) says nothing.
+        assert_eq!(beyond_tolerance(&w, &i, None, Some(ms(540)), at(60)), None);
+        assert_eq!(beyond_tolerance(&w, &i, None, None, at(60)), None);
+    }
+
+    #[test]
+    fn down_longer_than_max_down_since_it_went_down() {
+        let w = window();
+        let down = incident("down", None);
+        assert_eq!(beyond_tolerance(&w, &down, None, None, at(300)), None);
+        assert_eq!(
+            beyond_tolerance(&w, &down, None, None, at(301)).as_deref(),
+            Some("down for 5m 1s (max_down 5m)")
+        );
+        // Slow first, down from 10 minutes in: counted from the escalation.
+        let escalated = incident("down", Some(at(600)));
+        assert_eq!(beyond_tolerance(&w, &escalated, None, None, at(900)), None);
+        assert!(beyond_tolerance(&w, &escalated, None, None, at(901)).is_some());
+        // A slow incident is never "down for long".
+        assert_eq!(
+            beyond_tolerance(&w, &incident("slow", None), None, None, at(901)),
+            None
+        );
+    }
+
+    #[test]
+    fn open_longer_than_max_incident() {
+        let (w, i) = (window(), incident("slow", None));
+        assert_eq!(beyond_tolerance(&w, &i, None, None, at(1800)), None);
+        assert_eq!(
+            beyond_tolerance(&w, &i, None, None, at(1801)).as_deref(),
+            Some("open for 30m 1s (max_incident 30m)")
+        );
     }
 }
 

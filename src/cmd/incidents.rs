@@ -102,6 +102,7 @@ fn record_of(v: &serde_json::Value) -> anyhow::Result<IncidentRecord> {
         "outcome": v["outcome"],
         "run": v["run"],
         "run_phase": v["phase"],
+        "window": v["window"],
     });
     Ok(IncidentRecord {
         target: v["target"]

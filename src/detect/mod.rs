@@ -457,6 +457,10 @@ pub struct Incident {
     /// That run's phase at the incident's start (or when it opened).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub run_phase: Option<String>,
+    /// The change window that covered the target when it opened, if any
+    /// (noted by the incident layer, like the soak run).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub window: Option<String>,
 }
 
 impl Incident {
@@ -481,6 +485,7 @@ impl Incident {
             new_baseline: None,
             run: None,
             run_phase: None,
+            window: None,
         }
     }
 
@@ -810,6 +815,14 @@ impl Detector {
         if let Some(i) = self.incident.as_mut() {
             i.run = Some(run.to_string());
             i.run_phase = phase.map(str::to_string);
+        }
+    }
+
+    /// Notes the change window that covers the open incident's target (the
+    /// incident layer knows the windows; the detector only keeps the name).
+    pub fn mark_open_window(&mut self, window: &str) {
+        if let Some(i) = self.incident.as_mut() {
+            i.window = Some(window.to_string());
         }
     }
 

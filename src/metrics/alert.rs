@@ -1,6 +1,7 @@
 //! Alert delivery metric families: notification outcomes per receiver, the
 //! outbox backlog, how long receivers take to answer, pages held by windows
-//! (in all and per target), and stored alerts that do not decode.
+//! (in all and per target), stored alerts that do not decode, and the
+//! incidents change windows held or paged beyond their tolerance.
 //!
 //! This module only defines and records; the delivery loop in `alert` decides
 //! what happened and calls the functions here.
@@ -61,7 +62,7 @@ pub struct AlertMetrics {
     pub outbox_pending: IntGauge,
     /// Age of the oldest waiting notification, 0 when none waits.
     pub outbox_oldest_age: Gauge,
-    /// Incidents whose page is held by a maintenance window or silence.
+    /// Incidents whose page is held by a maintenance window, silence or change window.
     pub held: IntGauge,
     /// The same per target; a target with none held has no series.
     held_by_target: IntGaugeVec,
@@ -111,7 +112,7 @@ impl AlertMetrics {
                 reg,
                 IntGauge::new(
                     "mailpulse_alerts_held",
-                    "Open incidents whose page is held by a maintenance window or silence.",
+                    "Open incidents whose page is held by a maintenance window, silence or change window.",
                 )?,
             )?,
             held_by_target: register(
@@ -119,7 +120,7 @@ impl AlertMetrics {
                 IntGaugeVec::new(
                     Opts::new(
                         "mailpulse_alerts_held_by_target",
-                        "Open incidents of the target whose page is held by a maintenance window or silence; no series while none is.",
+                        "Open incidents of the target whose page is held by a maintenance window, silence or change window; no series while none is.",
                     ),
                     &["target"],
                 )?,

@@ -60,7 +60,7 @@ impl WindowMetrics {
                 IntCounterVec::new(
                     Opts::new(
                         "mailpulse_window_incidents_total",
-                        "Incidents of targets a change window covers, by outcome: held, or beyond_tolerance (paged at once).",
+                        "Incidents of targets a change window covers, by outcome: held (the page held by the window) or beyond_tolerance (paged at once, beyond the window's tolerance).",
                     ),
                     &["window", "outcome"],
                 )?,
@@ -84,6 +84,13 @@ impl WindowMetrics {
         self.incidents
             .with_label_values(&[window, outcome.as_str()])
             .inc();
+    }
+
+    /// The count of `window`'s incidents with `outcome` (tests).
+    pub fn incidents(&self, window: &str, outcome: WindowOutcome) -> u64 {
+        self.incidents
+            .with_label_values(&[window, outcome.as_str()])
+            .get()
     }
 }
 

@@ -219,12 +219,15 @@ fn incidents_table(out: &mut String, caption: &str, incidents: &[&IncidentView])
         out.push_str("<p>No incidents.</p></section>");
         return;
     }
-    // The soak run column shows only when some row has a run (the
-    // change-window column will do the same once records carry windows).
+    // The soak run and change window columns show only when some row has one.
     let soak = incidents.iter().any(|i| i.run.is_some());
+    let windows = incidents.iter().any(|i| i.window.is_some());
     out.push_str("<table><thead><tr><th scope=\"col\">Target</th><th scope=\"col\">State</th><th scope=\"col\">Started</th><th scope=\"col\">Detected</th><th scope=\"col\">Recovered</th><th scope=\"col\">Duration</th><th scope=\"col\">Peak</th><th scope=\"col\">Baseline</th><th scope=\"col\">Worst step</th>");
     if soak {
         out.push_str("<th scope=\"col\">Soak run / phase</th>");
+    }
+    if windows {
+        out.push_str("<th scope=\"col\">Change window</th>");
     }
     out.push_str("</tr></thead><tbody>");
     for i in incidents {
@@ -264,6 +267,13 @@ fn incidents_table(out: &mut String, caption: &str, incidents: &[&IncidentView])
                 (Some(run), None) => write!(out, "<td>{}</td>", escape(run)),
                 _ => write!(out, "<td>–</td>"),
             };
+        }
+        if windows {
+            let _ = write!(
+                out,
+                "<td>{}</td>",
+                escape(i.window.as_deref().unwrap_or("–"))
+            );
         }
         out.push_str("</tr>");
     }
@@ -721,6 +731,33 @@ mod tests {
             (json["run"].as_str(), json["phase"].as_str()),
             (Some("golive<1>"), Some("plateau"))
         );
+        assert_inert(&page);
+    }
+
+    /// Issue 18: incidents a change window covered name it in a column of
+    /// their own (escaped) and in the JSON; without any, no column.
+    #[test]
+    fn change_windows_get_a_column_when_an_incident_has_one() {
+        let b = board();
+        let view = StatusView::new(&b, at(100));
+        let plain = vec![IncidentView::new("owa", &incident(10, Some(20)), at(100))];
+        assert!(!status_page(&view, &plain).contains("Change window"));
+        assert!(serde_json::to_value(&plain[0]).unwrap()["window"].is_null());
+        let mut during = incident(30, Some(40));
+        during.window = Some("batch<1>".into());
+        let rows = vec![
+            IncidentView::new("owa", &during, at(100)),
+            IncidentView::new("owa", &incident(10, Some(20)), at(100)),
+        ];
+        let page = status_page(&view, &rows);
+        assert!(
+            page.contains("<th scope=\"col\">Change window</th>"),
+            "{page}"
+        );
+        assert!(page.contains("<td>batch&lt;1&gt;</td></tr>"), "{page}");
+        assert!(page.contains("<td>–</td></tr>"), "{page}");
+        let json = serde_json::to_value(&rows[0]).unwrap();
+        assert_eq!(json["window"], "batch<1>");
         assert_inert(&page);
     }
 

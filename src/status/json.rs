@@ -233,9 +233,9 @@ pub struct IncidentView {
     pub run: Option<String>,
     /// That run's phase; `null` outside runs.
     pub phase: Option<String>,
-    // Hook for the change-window column (#windows): once incident records
-    // carry their window, it becomes an optional field here and the tables
-    // show its column when any row has one, as they do for the soak run.
+    /// The change window that covered the target when it opened; `null`
+    /// outside windows.
+    pub window: Option<String>,
 }
 
 impl IncidentView {
@@ -260,6 +260,7 @@ impl IncidentView {
             outcome: i.outcome.map(|o| o.as_str()),
             run: i.run.clone(),
             phase: i.run_phase.clone(),
+            window: i.window.clone(),
         }
     }
 }

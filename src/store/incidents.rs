@@ -109,6 +109,28 @@ pub fn load_detectors(store: &Store) -> Result<HashMap<String, Detector>, StoreE
     })
 }
 
+/// What the saved detector state of `target` says now: its open incident
+/// (`None` when none is open) and its `recover_for`; `None` when no state
+/// of the target is stored (or it does not read).
+pub fn saved_open_incident(
+    store: &Store,
+    target: &str,
+) -> Result<Option<(Option<Incident>, std::time::Duration)>, StoreError> {
+    store.read(|tx| {
+        let table = match tx.open_table(DETECTORS) {
+            Ok(t) => t,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
+            Err(e) => return Err(e.into()),
+        };
+        let Some(v) = table.get(target)? else {
+            return Ok(None);
+        };
+        Ok(serde_json::from_slice::<Detector>(v.value())
+            .ok()
+            .map(|d| (d.open_incident().cloned(), d.settings().recover_for)))
+    })
+}
+
 /// Removes the stored detector state of targets not in `keep`.
 pub fn forget_detectors_except(store: &Store, keep: &[&str]) -> Result<(), StoreError> {
     store.write(|tx| {

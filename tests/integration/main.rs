@@ -49,3 +49,4 @@ mod tidy;
 mod web;
 mod web_limits;
 mod window;
+mod window_paging;
