@@ -86,6 +86,9 @@ const MAY_USE: &[(&str, &[&str])] = &[
     ("verdict", &["config", "human", "report::table", "report::terminal_text", "report::Width", "sample", "sketch"]),
     // The store keeps bytes: it knows nothing of alerts, probes or metrics.
     ("store", &["detect"]),
+    // Change-window figures, summary and its renderings (see PURE): the
+    // window, its incidents and the figures in, the summary out.
+    ("window", &["detect", "human", "sketch", "store::incidents", "store::windows"]),
 ];
 
 /// Submodules only their own top-level module may use.
@@ -104,6 +107,7 @@ const PURE: &[&str] = &[
     "status::json",
     "status::html",
     "verdict",
+    "window",
 ];
 
 /// What a [`PURE`] module may not name.
