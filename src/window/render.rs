@@ -152,7 +152,6 @@ pub fn text(s: &WindowSummary) -> String {
         let what = if s.in_progress {
             "Open now"
         } else {
-            "imap: 1 incident, degraded 10m, worst peak -; p95 50 ms inside vs - the hour before (200 probes, 4 failed)",
             "Still open at the end (paging normally now)"
         };
         let list: Vec<String> = s
