@@ -165,7 +165,7 @@ impl Agent {
         if new.alerting != self.config.alerting {
             match Alerting::new(new.alerting.clone(), &self.store, self.clock.clone()) {
                 Ok(a) => {
-                    self.alerting = Arc::new(a);
+                    self.alerting = Arc::new(a.with_instance(&new.agent.instance));
                     alerting = Some(self.alerting.clone());
                     self.start_delivery();
                 }
@@ -298,7 +298,8 @@ impl Daemon {
             }
         };
         let alerting = Alerting::new(config.alerting.clone(), &store, clock.clone())
-            .map_err(|e| anyhow::anyhow!("alerting: {e}"))?;
+            .map_err(|e| anyhow::anyhow!("alerting: {e}"))?
+            .with_instance(&config.agent.instance);
         // The pipeline reconciles the outbox with the incidents before it takes
         // its first sample (and again whenever the store moves to another file).
         let kinds: HashMap<String, String> = config

@@ -116,7 +116,10 @@ pub fn text(s: &WindowSummary) -> String {
         "Covers: {covers}; tolerance {}x, max_down {}, max_incident {}",
         s.tolerance,
         human::duration(Duration::from_secs_f64(s.max_down_seconds), Style::Config),
-        human::duration(Duration::from_secs_f64(s.max_incident_seconds), Style::Config)
+        human::duration(
+            Duration::from_secs_f64(s.max_incident_seconds),
+            Style::Config
+        )
     );
     for t in &s.targets {
         let _ = writeln!(out);
@@ -233,7 +236,10 @@ pub fn html(s: &WindowSummary) -> String {
     };
     row("Window", &s.window);
     row("Agent", &s.instance);
-    row("Span", &format!("{} to {}", stamp(s.starts_at), stamp(s.ends_at)));
+    row(
+        "Span",
+        &format!("{} to {}", stamp(s.starts_at), stamp(s.ends_at)),
+    );
     if let Some(note) = &s.note {
         row("Note", note);
     }
@@ -254,7 +260,10 @@ pub fn html(s: &WindowSummary) -> String {
             "{}x, max_down {}, max_incident {}",
             s.tolerance,
             human::duration(Duration::from_secs_f64(s.max_down_seconds), Style::Config),
-            human::duration(Duration::from_secs_f64(s.max_incident_seconds), Style::Config)
+            human::duration(
+                Duration::from_secs_f64(s.max_incident_seconds),
+                Style::Config
+            )
         ),
     );
     out.push_str("</table>");

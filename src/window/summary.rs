@@ -343,17 +343,41 @@ pub(crate) mod tests {
         }
         let incidents = [
             // Before the window, over before it: left out.
-            incident("owa", "slow", "2026-12-05T21:00:00Z", Some("2026-12-05T21:10:00Z"), 900),
+            incident(
+                "owa",
+                "slow",
+                "2026-12-05T21:00:00Z",
+                Some("2026-12-05T21:10:00Z"),
+                900,
+            ),
             // A held 3x slowdown.
-            incident("owa", "slow", "2026-12-05T22:14:05Z", Some("2026-12-05T22:24:08Z"), 600),
+            incident(
+                "owa",
+                "slow",
+                "2026-12-05T22:14:05Z",
+                Some("2026-12-05T22:24:08Z"),
+                600,
+            ),
             // A 20x slowdown: beyond tolerance.
-            incident("owa", "slow", "2026-12-05T23:00:00Z", Some("2026-12-05T23:02:00Z"), 4000),
+            incident(
+                "owa",
+                "slow",
+                "2026-12-05T23:00:00Z",
+                Some("2026-12-05T23:02:00Z"),
+                4000,
+            ),
             // Down from 00:50, still open at the close.
             incident("imap", "down", "2026-12-06T00:50:00Z", None, 0),
             // After the window: left out.
             incident("imap", "slow", "2026-12-06T01:30:00Z", None, 500),
         ];
-        build(&window(), "cas01", &incidents, &figures, at("2026-12-06T01:00:05Z"))
+        build(
+            &window(),
+            "cas01",
+            &incidents,
+            &figures,
+            at("2026-12-06T01:00:05Z"),
+        )
     }
 
     #[test]
@@ -401,7 +425,13 @@ pub(crate) mod tests {
     fn a_window_in_progress_is_summarised_up_to_now() {
         let mut w = window();
         w.closed_at = None;
-        let s = build(&w, "cas01", &[], &WindowFigures::default(), at("2026-12-05T23:00:00Z"));
+        let s = build(
+            &w,
+            "cas01",
+            &[],
+            &WindowFigures::default(),
+            at("2026-12-05T23:00:00Z"),
+        );
         assert!(s.in_progress && !s.closed_early);
         assert_eq!(s.ends_at, at("2026-12-05T23:00:00Z"));
         assert!(s.targets.is_empty() && s.still_open.is_empty());
@@ -410,12 +440,24 @@ pub(crate) mod tests {
     #[test]
     fn an_incident_open_longer_than_max_incident_is_beyond_tolerance() {
         let w = window();
-        let r = incident("owa", "slow", "2026-12-05T22:00:00Z", Some("2026-12-05T22:40:00Z"), 500);
+        let r = incident(
+            "owa",
+            "slow",
+            "2026-12-05T22:00:00Z",
+            Some("2026-12-05T22:40:00Z"),
+            500,
+        );
         assert_eq!(
             beyond_tolerance(&w, &r.incident, w.end()).as_deref(),
             Some("open for 40m, max_incident 30m")
         );
-        let r = incident("owa", "slow", "2026-12-05T22:00:00Z", Some("2026-12-05T22:20:00Z"), 500);
+        let r = incident(
+            "owa",
+            "slow",
+            "2026-12-05T22:00:00Z",
+            Some("2026-12-05T22:20:00Z"),
+            500,
+        );
         assert_eq!(beyond_tolerance(&w, &r.incident, w.end()), None);
     }
 }

@@ -9,7 +9,7 @@ use std::collections::HashSet;
 use super::maintenance::build_window;
 use super::receiver::build_receiver;
 use super::*;
-use crate::config::alerting::{AlertingConfig, Glob, Route, SEVERITIES};
+use crate::config::alerting::{AlertingConfig, Glob, Route, EVENTS, SEVERITIES};
 use crate::config::duration::parse_duration;
 use crate::config::raw::RawAlertingFile;
 
@@ -114,11 +114,27 @@ pub(super) fn build_alerting(
                 );
             }
         }
+        if let Some(e) = &r.event {
+            if !EVENTS.contains(&e.as_str()) {
+                c.error_at(
+                    &path.key("event"),
+                    format!("unknown event {e:?} (expected \"incident\" or \"window_summary\")"),
+                );
+            } else if e == "window_summary"
+                && (r.kind.is_some() || r.incident.is_some() || r.severity.is_some())
+            {
+                c.error_at(
+                    &path.key("event"),
+                    "a window summary has no kind, incident or severity: with those matchers this route never matches",
+                );
+            }
+        }
         config.routes.push(Route {
             target: r.target.map(Glob),
             kind: r.kind,
             incident: r.incident,
             severity: r.severity,
+            event: r.event,
             receivers,
             continue_matching: r.continue_matching.unwrap_or(false),
         });
