@@ -190,6 +190,11 @@ pub(crate) mod tests {
     use super::*;
     use chrono::{DateTime, Utc};
 
+    /// A change-window summary event (`window::summary`'s sample).
+    pub(crate) fn sample_summary_event() -> AlertEvent {
+        summary_event(crate::window::summary::tests::sample())
+    }
+
     /// The incident of the example sentences.
     pub(crate) fn sample_event() -> AlertEvent {
         let at = |s: &str| DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc);

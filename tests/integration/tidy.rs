@@ -30,11 +30,12 @@ use std::process::Command;
 const MAY_USE: &[(&str, &[&str])] = &[
     // Alerting sends; it never probes or collects (it shares only the TLS
     // client setup of probe::tls).
-    ("alert", &["clock", "config", "detect::Incident", "human", "metrics", "outbound", "probe::tls", "report", "store"]),
+    // It queues and renders change-window summaries (window builds them).
+    ("alert", &["clock", "config", "detect::Incident", "human", "metrics", "outbound", "probe::tls", "report", "store", "window"]),
     // The repair after a crash reads the incident layer's open incidents.
     ("alert::reconcile", &["alert", "clock", "config", "detect::Incident", "human", "incident::Incidents", "metrics", "probe::tls", "report", "store"]),
     // Message text is pure (see PURE): the alert model, nothing else.
-    ("alert::render", &["alert::AlertEvent", "alert::AlertStatus", "alert::HostLoad", "alert::tests", "human"]),
+    ("alert::render", &["alert::AlertEvent", "alert::AlertStatus", "alert::HostLoad", "alert::tests", "human", "window::render"]),
     // The supervisor: the only module that knows them all.
     // The agent's API: what its endpoints mean (the listener authenticates).
     ("api", &["config", "metrics::server", "store"]),
