@@ -67,7 +67,7 @@ const MAY_USE: &[(&str, &[&str])] = &[
     // The one outbound HTTP client (receivers, replay): the agent's TLS
     // setup, nothing else.
     ("outbound", &["config", "probe::tls"]),
-    ("pipeline", &["alert", "clock", "config", "detect", "health", "incident", "metrics", "sample", "status", "store", "verdict"]),
+    ("pipeline", &["alert", "clock", "config", "detect", "health", "incident", "metrics", "sample", "status", "store", "verdict", "window"]),
     // Probes return data: no metrics, detection, incidents or alerts.
     ("probe", &["clock", "config", "sample"]),
     ("replay", &["config", "detect", "human", "outbound"]),
