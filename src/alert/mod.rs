@@ -111,8 +111,11 @@ pub struct Alerting {
     pub config: AlertingConfig,
     receivers: BTreeMap<String, Arc<dyn Receiver>>,
     /// The agent's instance name, for what the delivery loop queues itself
-    /// (window summaries); empty unless [`Alerting::with_instance`] set it.
+    /// (window summaries); empty unless [`Alerting::with_agent`] set it.
     pub instance: String,
+    /// The configured targets' names, for the targets a window summary
+    /// covers; empty unless [`Alerting::with_agent`] set them.
+    pub targets: Vec<String>,
 }
 
 impl Alerting {
@@ -136,6 +139,7 @@ impl Alerting {
             config,
             receivers,
             instance: String::new(),
+            targets: Vec::new(),
         })
     }
 
@@ -150,12 +154,15 @@ impl Alerting {
             config,
             receivers,
             instance: String::new(),
+            targets: Vec::new(),
         }
     }
 
-    /// Names the agent whose alerting this is (window summaries carry it).
-    pub fn with_instance(mut self, instance: &str) -> Alerting {
+    /// Names the agent whose alerting this is and its targets (window
+    /// summaries carry the name and list every target a window covers).
+    pub fn with_agent(mut self, instance: &str, targets: Vec<String>) -> Alerting {
         self.instance = instance.to_string();
+        self.targets = targets;
         self
     }
 

@@ -30,10 +30,12 @@ pub const SUMMARY_DELAY: Duration = Duration::from_secs(5);
 const LOOK_BACK: chrono::Duration = chrono::Duration::days(7);
 
 /// Builds the summary of `window` as of `now` from the store: the incidents
-/// of the targets its patterns cover, and the figures saved for it.
+/// of the targets its patterns cover, the figures saved for it, and every
+/// one of `targets` (the configured ones) it covers.
 pub fn window_summary(
     store: &Store,
     instance: &str,
+    targets: &[String],
     window: &ChangeWindow,
     now: DateTime<Utc>,
 ) -> Result<WindowSummary, StoreError> {
@@ -60,7 +62,16 @@ pub fn window_summary(
         }),
         None => WindowFigures::default(),
     };
-    Ok(window::build(window, instance, &records, &figures, now))
+    let covered: Vec<String> = targets
+        .iter()
+        .filter(|t| {
+            window.targets.is_empty() || window.targets.iter().any(|p| Glob(p.clone()).matches(t))
+        })
+        .cloned()
+        .collect();
+    Ok(window::build(
+        window, instance, &covered, &records, &figures, now,
+    ))
 }
 
 /// The event that carries `summary` to the receivers: kind
@@ -116,7 +127,7 @@ pub fn queue_window_summaries(
     let due = windows::due_summaries(store, now - delay)?;
     let mut queued = 0;
     for w in due {
-        let summary = window_summary(store, &alerting.instance, &w, now)?;
+        let summary = window_summary(store, &alerting.instance, &alerting.targets, &w, now)?;
         let event = summary_event(summary);
         let payload = stored::encode(&event);
         let names = alerting.route(&event);
@@ -200,7 +211,7 @@ mod tests {
                 std::sync::Arc::new(Fake("hook")),
             ],
         )
-        .with_instance("cas01");
+        .with_agent("cas01", vec!["owa".into(), "smtp".into()]);
         let w = windows::open(
             &store,
             ChangeWindow {

@@ -28,6 +28,7 @@ pub mod soak;
 pub mod soak_report;
 pub mod status;
 pub mod test_alert;
+pub mod window_report;
 
 /// mailpulse: probes mail and web-access services step by step, collects host
 /// load, exports it all to Prometheus, and runs as a systemd service.
@@ -81,6 +82,10 @@ pub enum Command {
     /// Write the manual pages and shell completions (for packaging).
     #[command(hide = true)]
     GenerateDocs(generate_docs::Args),
+    /// The summary of a change window (`mailpulse window report` once the
+    /// `window` command takes it; hidden until then).
+    #[command(hide = true)]
+    WindowReport(window_report::Standalone),
 }
 
 /// Runs one subcommand; the exit code it asks for, or the error to print.
@@ -97,6 +102,7 @@ pub async fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Soak(args) => soak::run(&args).await,
         Command::Status(args) => status::run(&args).await,
         Command::GenerateDocs(args) => generate_docs::run(&args),
+        Command::WindowReport(args) => window_report::run_standalone(&args).await,
     }?;
     // A reader that left early is a normal end; a failed write is not.
     out::finish().map_err(|e| anyhow::anyhow!("cannot write to standard output: {e}"))?;

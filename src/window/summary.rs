@@ -170,13 +170,15 @@ pub fn beyond_tolerance(
 }
 
 /// Builds the summary of `window` as of `now` (its end once ended; `now`
-/// while it is open, for a report in progress). `incidents` are the records
-/// of the targets it covers (the caller matches its patterns); those that
-/// do not overlap it are left out. `figures` are what the pipeline gathered
-/// inside it.
+/// while it is open, for a report in progress). `covered` are the
+/// configured targets it covers and `incidents` the records of the targets
+/// it covers (the caller matches its patterns); those that do not overlap
+/// it are left out. `figures` are what the pipeline gathered inside it.
+/// Every target of the three is listed.
 pub fn build(
     window: &ChangeWindow,
     instance: &str,
+    covered: &[String],
     incidents: &[IncidentRecord],
     figures: &WindowFigures,
     now: DateTime<Utc>,
@@ -190,7 +192,7 @@ pub fn build(
     };
     let mut by_target: std::collections::BTreeMap<String, Vec<&IncidentRecord>> =
         std::collections::BTreeMap::new();
-    for name in figures.targets.keys() {
+    for name in figures.targets.keys().chain(covered) {
         by_target.entry(name.clone()).or_default();
     }
     for r in incidents {
@@ -374,6 +376,7 @@ pub(crate) mod tests {
         build(
             &window(),
             "cas01",
+            &["owa-ext".to_string()],
             &incidents,
             &figures,
             at("2026-12-06T01:00:05Z"),
@@ -387,7 +390,9 @@ pub(crate) mod tests {
         assert_eq!(s.ends_at, at("2026-12-06T01:00:00Z"));
         assert_eq!((s.incident_count, s.held, s.beyond_tolerance), (3, 1, 2));
         let names: Vec<_> = s.targets.iter().map(|t| t.target.as_str()).collect();
-        assert_eq!(names, ["imap", "owa"]);
+        assert_eq!(names, ["imap", "owa", "owa-ext"]);
+        assert_eq!(s.targets[2].incident_count, 0);
+        assert_eq!(s.targets[2].probes, 0);
         let owa = &s.targets[1];
         assert_eq!(owa.incident_count, 2);
         assert_eq!(owa.incidents[0].outcome, "held");
@@ -428,6 +433,7 @@ pub(crate) mod tests {
         let s = build(
             &w,
             "cas01",
+            &[],
             &[],
             &WindowFigures::default(),
             at("2026-12-05T23:00:00Z"),

@@ -47,3 +47,4 @@ mod store_faults;
 mod tidy;
 mod web;
 mod web_limits;
+mod window_summary;

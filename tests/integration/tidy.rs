@@ -42,7 +42,7 @@ const MAY_USE: &[(&str, &[&str])] = &[
     ("app", &["alert", "api", "clock", "collect", "config", "health", "incident", "metrics", "pipeline", "probe", "report", "sample", "schedule", "service", "status", "store"]),
     // The commands: each parses its arguments, calls into the library and
     // prints. Only `run` starts the daemon.
-    ("cmd", &["alert", "clock", "config", "detect", "fleet", "human", "probe", "replay", "report", "sample", "service::logging", "store", "verdict"]),
+    ("cmd", &["alert", "clock", "config", "detect", "fleet", "human", "probe", "replay", "report", "sample", "service::logging", "store", "verdict", "window"]),
     ("cmd::run", &["app", "cmd", "config", "human", "metrics", "service"]),
     ("clock", &[]),
     // Collectors return data: no metrics, probes, detection or alerts.
