@@ -154,7 +154,17 @@ async fn the_summary_goes_out_once_with_the_timings_and_after_downtime_too() {
         .unwrap()
         .contains("owa: 1 incident, degraded"));
 
-    // kill -9 and a window that expires while the agent is down.
+    // kill -9 once the delivery is recorded (a kill between the sink's
+    // answer and that commit sends it again: at least once, by design), and
+    // a window that expires while the agent is down.
+    agent
+        .wait_metric(
+            "mailpulse_outbox_pending",
+            &[],
+            |v| v == Some(0.0),
+            "the summary's delivery to be recorded",
+        )
+        .await;
     agent.signal("KILL");
     agent.wait_exit(Duration::from_secs(10)).await;
     let now = Utc::now();
