@@ -331,6 +331,7 @@ mod tests {
             "  slow from 2026-12-05 22:14:05Z, detected 22:14:35Z, recovered 22:24:08Z; 10m 3s degraded, peak 600 ms; held",
             "  slow from 2026-12-05 23:00:00Z, detected 23:00:30Z, recovered 23:02:00Z; 2m degraded, peak 4.0 s; beyond tolerance (latency 20x the baseline, tolerance 10x)",
             "imap: 1 incident, degraded 10m, worst peak -; p95 50 ms inside vs - the hour before (200 probes, 4 failed)",
+            "owa-ext: 0 incidents; no probes inside the window",
             "Still open at the end (paging normally now): imap (down since 2026-12-06 00:50:00Z)",
         ];
         for line in expected {

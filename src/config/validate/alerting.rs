@@ -286,6 +286,9 @@ mod tests {
         assert_eq!(mail.tls, SmtpTls::StartTls);
         assert_eq!(mail.hello, "agent.example");
         assert!(c.routes[0].continue_matching);
+        assert_eq!(c.routes[0].event, None);
+        let c = parse("[[receiver]]\nname = \"h\"\nkind = \"webhook\"\nurl = \"http://h/\"\n[[route]]\nevent = \"window_summary\"\nreceivers = [\"h\"]").unwrap();
+        assert_eq!(c.routes[0].event.as_deref(), Some("window_summary"));
     }
 
     #[test]
@@ -319,6 +322,17 @@ mod tests {
             "[[route]]\nreceivers = [\"nope\"]",
             "route[0].receivers[0]",
             "no receiver named \"nope\" (receivers: none)",
+        );
+        let hook = "[[receiver]]\nname = \"h\"\nkind = \"webhook\"\nurl = \"http://h/\"\n";
+        check_err(
+            &format!("{hook}[[route]]\nevent = \"summary\"\nreceivers = [\"h\"]"),
+            "route[0].event",
+            "unknown event \"summary\" (expected \"incident\" or \"window_summary\")",
+        );
+        check_err(
+            &format!("{hook}[[route]]\nevent = \"window_summary\"\nseverity = \"critical\"\nreceivers = [\"h\"]"),
+            "route[0].event",
+            "a window summary has no kind, incident or severity: with those matchers this route never matches",
         );
         check_err(
             "[alerting]\nrepeat_interval = \"4 hours\"",
