@@ -264,5 +264,8 @@ mod tests {
         );
         assert_eq!(s.targets[0].p95_before_seconds, Some(0.1));
         assert_eq!(e.incident_kind, "window_summary");
+        // No incident: the status page's delivery log leaves it out.
+        let now = at("2026-12-05T23:01:00Z");
+        assert!(super::super::delivery::sent_row(&rows[0], "delivered", now, None).is_none());
     }
 }
