@@ -5,7 +5,8 @@
 //! it is not sent again, and a window that expired while the agent was
 //! stopped is summarised on start-up. `window report` (for now the hidden
 //! `window-report`) prints the same summary as JSON, and its HTML page
-//! opens in headless Chromium.
+//! opens in headless Chromium. A real Alertmanager takes a summary as an
+//! info alert that ends by itself.
 
 use crate::support;
 
@@ -229,4 +230,64 @@ async fn the_summary_goes_out_once_with_the_timings_and_after_downtime_too() {
     let out = report(&cfg, &["nosuchwindow"]);
     assert_eq!(out.status.code(), Some(1));
     assert!(text(&out.stderr).contains("no change window named \"nosuchwindow\""));
+}
+
+/// A window summary at a real Alertmanager (Debian's
+/// `prometheus-alertmanager`): an info alert `MailpulseWindowSummary` with
+/// the window's label and the summary's text, which ends by itself.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_real_alertmanager_takes_the_summary_as_an_info_alert() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(am) = support::alertmanager::Alertmanager::start_or_skip(dir.path()).await else {
+        return;
+    };
+    let config = mailpulse::config::alerting::parse(
+        &format!(
+            "[[receiver]]\nname = \"am\"\nkind = \"alertmanager\"\nurl = \"http://{}\"\n\
+             [[route]]\nevent = \"window_summary\"\nreceivers = [\"am\"]\n",
+            am.addr
+        ),
+        dir.path(),
+        "agent.test",
+    )
+    .unwrap();
+    let d = support::delivery::Delivery::open(config, &dir.path().join("state"));
+    let now = Utc::now();
+    windows::open(
+        &d.store,
+        window(
+            "batch-7",
+            now - chrono::Duration::minutes(30),
+            now - chrono::Duration::seconds(10),
+        ),
+    )
+    .unwrap();
+    let alert = support::wait_until(
+        "the summary at alertmanager",
+        Duration::from_secs(20),
+        || async {
+            let (status, body) = support::get(am.addr, "/api/v2/alerts").await?;
+            assert_eq!(status, 200, "{body}");
+            let list: Value = serde_json::from_str(&body).ok()?;
+            list.as_array()?
+                .iter()
+                .find(|a| a["labels"]["window"] == "batch-7")
+                .cloned()
+        },
+    )
+    .await;
+    assert_eq!(
+        alert["labels"]["alertname"], "MailpulseWindowSummary",
+        "{alert:#}"
+    );
+    assert_eq!(alert["labels"]["severity"], "info");
+    assert_eq!(alert["status"]["state"], "active");
+    assert!(alert["annotations"]["summary"]
+        .as_str()
+        .unwrap()
+        .starts_with("Change window \"batch-7\" ended on "));
+    let ends_at: DateTime<Utc> = alert["endsAt"].as_str().unwrap().parse().unwrap();
+    let ahead = (ends_at - Utc::now()).num_seconds();
+    assert!((200..=300).contains(&ahead), "ends in {ahead} s");
+    d.stop().await;
 }
