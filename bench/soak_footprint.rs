@@ -2,7 +2,10 @@
 //! close its percentiles are to the exact ones: one HTTP target (connect,
 //! TLS, first byte, transfer and total) probed every 10 s for one hour, and
 //! for a whole day with latencies spread over 20x, then the same for 50
-//! targets. Prints a Markdown table for bench/RESULTS.md.
+//! targets. Then what the daemon keeps per target of a change window
+//! (`window::WindowFigures`: a sketch of the latencies inside and the p95 of
+//! the hour before) for a 4-hour and a 24-hour window, in memory and as the
+//! JSON it saves. Prints Markdown tables for bench/RESULTS.md.
 //!
 //! Run: `cargo run --release --example soak_footprint`.
 
@@ -11,6 +14,7 @@ use std::time::Duration;
 use chrono::DateTime;
 use mailpulse::sample::{Phase, ProbeKind, Sample};
 use mailpulse::verdict::stats::PhaseStats;
+use mailpulse::window::WindowFigures;
 
 /// A successful probe of `target` at `at` (Unix seconds) of `ms` in all.
 fn sample(target: &str, at: i64, ms: f64) -> Sample {
@@ -81,6 +85,29 @@ fn main() {
             "| {name} | {probes} | {} | {:.3}% |",
             p.heap_bytes() / targets,
             worst * 100.0
+        );
+    }
+    println!();
+    println!("| change window | probes per target | heap bytes per target | saved JSON bytes per target | p95 error |");
+    println!("|---|---|---|---|---|");
+    for (name, probes, base, spread) in [
+        ("4 h, 150-190 ms", 1_440i64, 150.0, 190.0 / 150.0),
+        ("24 h, 100 ms-2 s", 8_640, 100.0, 20.0),
+    ] {
+        let mut figures = WindowFigures::default();
+        let mut values = Vec::new();
+        for k in 0..probes {
+            let s = latency(k, base, spread) / 1e3;
+            values.push(s);
+            figures.observe("owa", Some(s), || (Some(0.15), 240));
+        }
+        let want = exact(&mut values, 0.95);
+        let got = figures.targets["owa"].inside_p95_seconds().unwrap();
+        println!(
+            "| {name} | {probes} | {} | {} | {:.3}% |",
+            figures.heap_bytes(),
+            serde_json::to_vec(&figures).unwrap().len(),
+            ((got - want) / want).abs() * 100.0
         );
     }
 }

@@ -165,7 +165,7 @@ impl Agent {
         if new.alerting != self.config.alerting {
             match Alerting::new(new.alerting.clone(), &self.store, self.clock.clone()) {
                 Ok(a) => {
-                    self.alerting = Arc::new(a);
+                    self.alerting = Arc::new(a.with_agent(&new.agent.instance, target_names(&new)));
                     alerting = Some(self.alerting.clone());
                     self.start_delivery();
                 }
@@ -298,7 +298,8 @@ impl Daemon {
             }
         };
         let alerting = Alerting::new(config.alerting.clone(), &store, clock.clone())
-            .map_err(|e| anyhow::anyhow!("alerting: {e}"))?;
+            .map_err(|e| anyhow::anyhow!("alerting: {e}"))?
+            .with_agent(&config.agent.instance, target_names(&config));
         // The pipeline reconciles the outbox with the incidents before it takes
         // its first sample (and again whenever the store moves to another file).
         let kinds: HashMap<String, String> = config
@@ -461,4 +462,9 @@ fn open_store(config: &Config, metrics: &Metrics) -> Store {
         metrics.agent.store_errors.inc();
     }
     store
+}
+
+/// The configured targets' names, for the alerting (window summaries).
+fn target_names(config: &Config) -> Vec<String> {
+    config.targets.iter().map(|t| t.name.clone()).collect()
 }

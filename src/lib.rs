@@ -34,3 +34,4 @@ pub mod sketch;
 pub mod status;
 pub mod store;
 pub mod verdict;
+pub mod window;

@@ -43,8 +43,9 @@ use crate::status::Shared;
 use crate::store::soak::{self, Run};
 use crate::store::soak_stats;
 use crate::store::windows::{self, ChangeWindow};
-use crate::store::Store;
+use crate::store::{window_stats, Store};
 use crate::verdict::stats::PhaseStats;
+use crate::window::WindowFigures;
 
 /// How often detector states changed since the last save are written (and
 /// what waits in memory for the store, and the store's condition reported).
@@ -151,6 +152,66 @@ struct Backlog {
     /// Each target's incident (by its start) already paged beyond a change
     /// window's tolerance, so it is paged so once.
     beyond: HashMap<String, DateTime<Utc>>,
+    /// The figures gathered inside each open change window, by window id.
+    window_figures: HashMap<u64, WindowRecorder>,
+}
+
+/// The figures of one change window as the pipeline gathers them; saved at
+/// most [`PHASE_SAVE`] apart, when the window ends and at shutdown.
+#[derive(Debug)]
+struct WindowRecorder {
+    /// The window's id.
+    id: u64,
+    /// What was gathered, including what was saved before a restart.
+    figures: WindowFigures,
+    /// Whether something was gathered since the last save.
+    dirty: bool,
+    /// When the figures were last saved.
+    saved_at: tokio::time::Instant,
+}
+
+impl WindowRecorder {
+    /// Saves the figures if something changed; logs a failure (the next
+    /// save tries again).
+    fn save(&mut self, store: &Store) {
+        if !self.dirty {
+            return;
+        }
+        let bytes = serde_json::to_vec(&self.figures).expect("window figures serialize");
+        match tokio::task::block_in_place(|| window_stats::save(store, self.id, &bytes)) {
+            Ok(()) => {
+                self.dirty = false;
+                self.saved_at = tokio::time::Instant::now();
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot save a change window's figures; trying again later")
+            }
+        }
+    }
+}
+
+/// The p95 latency of `target`'s successful probes in the hour before
+/// `start`, from the status board's latest probes, and how many there were.
+fn hour_before(
+    board: &crate::status::board::Board,
+    target: &str,
+    start: chrono::DateTime<chrono::Utc>,
+) -> (Option<f64>, u32) {
+    let Some(t) = board.targets.get(target) else {
+        return (None, 0);
+    };
+    let (from, to) = (
+        (start - chrono::Duration::hours(1)).timestamp_millis(),
+        start.timestamp_millis(),
+    );
+    let mut latencies: Vec<f64> = t
+        .recent()
+        .filter(|p| from <= p.at_ms && p.at_ms < to)
+        .filter_map(|p| p.latency())
+        .map(|d| d.as_secs_f64())
+        .collect();
+    let n = latencies.len() as u32;
+    (crate::window::p95(&mut latencies), n)
 }
 
 /// How often the figures of the soak phase in progress are saved (and when
@@ -273,6 +334,9 @@ impl Pipeline {
         if let Some(r) = &mut backlog.phase {
             r.save(&self.store);
         }
+        for r in backlog.window_figures.values_mut() {
+            r.save(&self.store);
+        }
         if !backlog.pending.is_empty() {
             tracing::error!(
                 alerts = backlog.pending.len(),
@@ -344,6 +408,74 @@ impl Pipeline {
             backlog.windows_shown = true;
         }
         backlog.windows = open;
+        self.follow_windows(backlog);
+    }
+
+    /// Keeps a figures recorder for each open change window: starts one from
+    /// what the store has of it (a restart goes on where it stopped), saves
+    /// each at most [`PHASE_SAVE`] apart, and saves and drops the recorders
+    /// of windows that ended (their summary reads the figures from the store).
+    fn follow_windows(&mut self, backlog: &mut Backlog) {
+        let open: Vec<u64> = backlog.windows.iter().map(|w| w.id).collect();
+        let ended: Vec<u64> = backlog
+            .window_figures
+            .keys()
+            .filter(|id| !open.contains(id))
+            .copied()
+            .collect();
+        for id in ended {
+            if let Some(mut r) = backlog.window_figures.remove(&id) {
+                r.save(&self.store);
+            }
+        }
+        for id in open {
+            if let Some(r) = backlog.window_figures.get_mut(&id) {
+                if r.saved_at.elapsed() >= PHASE_SAVE {
+                    r.save(&self.store);
+                }
+                continue;
+            }
+            let Ok(stored) = tokio::task::block_in_place(|| window_stats::load(&self.store, id))
+            else {
+                continue;
+            };
+            let figures = stored
+                .and_then(|bytes| serde_json::from_slice(&bytes).ok())
+                .unwrap_or_default();
+            backlog.window_figures.insert(
+                id,
+                WindowRecorder {
+                    id,
+                    figures,
+                    dirty: false,
+                    saved_at: tokio::time::Instant::now(),
+                },
+            );
+        }
+    }
+
+    /// Counts a sample in the figures of every open change window that
+    /// covers its target.
+    fn record_in_windows(&self, backlog: &mut Backlog, sample: &Sample) {
+        for w in &backlog.windows {
+            if !alert::change_window_covers(w, &sample.target, sample.started_at) {
+                continue;
+            }
+            let Some(r) = backlog.window_figures.get_mut(&w.id) else {
+                continue;
+            };
+            let latency = sample
+                .phase(Phase::Total)
+                .filter(|_| sample.success())
+                .map(|d| d.as_secs_f64());
+            let status = &self.status;
+            r.figures.observe(&sample.target, latency, || {
+                let mut before = (None, 0);
+                status.update(|board| before = hour_before(board, &sample.target, w.starts_at));
+                before
+            });
+            r.dirty = true;
+        }
     }
 
     /// Queues the phase boundaries of the newest run for the `grafana`
@@ -560,6 +692,7 @@ impl Pipeline {
             r.stats.observe(sample);
             r.dirty = true;
         }
+        self.record_in_windows(backlog, sample);
         // A store that failed (disk full) shows as not durable until it recovers.
         self.metrics
             .agent

@@ -377,6 +377,7 @@ fn alerting_summary(c: &Config, out: &mut String) {
             ("kind", &route.kind),
             ("incident", &route.incident),
             ("severity", &route.severity),
+            ("event", &route.event),
         ] {
             if let Some(v) = value {
                 matchers.push(format!("{key} {v}"));

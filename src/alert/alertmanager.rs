@@ -112,10 +112,15 @@ impl AlertmanagerReceiver {
     }
 }
 
+/// How long after it is sent a window summary's alert ends.
+pub const SUMMARY_ENDS_AFTER: chrono::Duration = chrono::Duration::minutes(5);
+
 /// One API v2 alert. Firing: `endsAt` a few resend intervals ahead; resolved:
 /// the recovery time. The labels are the common ones plus the incident's key.
 pub fn alert(e: &AlertEvent, now: DateTime<Utc>, resend: Duration, generator_url: &str) -> Value {
     let ends_at = match e.status {
+        // A window summary: an info alert that ends by itself shortly.
+        _ if e.summary().is_some() => now + SUMMARY_ENDS_AFTER,
         AlertStatus::Firing => {
             now + chrono::Duration::from_std(resend * ENDS_AT_INTERVALS)
                 .unwrap_or(chrono::Duration::minutes(4))
@@ -153,7 +158,7 @@ impl Receiver for AlertmanagerReceiver {
         Box::pin(async move {
             let now = self.clock.now();
             self.post(event, now).await?;
-            if !event.test {
+            if !event.test && event.summary().is_none() {
                 let resend_until = (event.status == AlertStatus::Resolved)
                     .then(|| now + chrono::Duration::from_std(RESOLVED_RESEND).unwrap_or_default());
                 self.remember(Active {
@@ -220,6 +225,21 @@ impl Receiver for AlertmanagerReceiver {
 mod tests {
     use super::*;
     use crate::alert::tests::sample_event;
+
+    #[test]
+    fn a_window_summary_is_an_info_alert_that_ends_soon() {
+        let e = crate::alert::tests::sample_summary_event();
+        let now: DateTime<Utc> = "2026-12-06T01:00:10Z".parse().unwrap();
+        let a = alert(&e, now, Duration::from_secs(60), "");
+        assert_eq!(a["labels"]["alertname"], "MailpulseWindowSummary");
+        assert_eq!(a["labels"]["severity"], "info");
+        assert_eq!(a["labels"]["window"], "batch-1");
+        assert_eq!(a["endsAt"], "2026-12-06T01:05:10Z");
+        assert!(a["annotations"]["description"]
+            .as_str()
+            .unwrap()
+            .contains("owa: 2 incidents"));
+    }
 
     #[test]
     fn firing_ends_four_intervals_ahead_and_resolved_at_recovery() {

@@ -487,7 +487,8 @@ async fn attempt(
 
 /// The delivery-log row of a notification leaving the queue with `outcome`
 /// at `now` (`None` for test notifications, soak phase marks, which have
-/// no target, and undecodable payloads).
+/// no target, change-window summaries, which have no incident, and
+/// undecodable payloads).
 pub(crate) fn sent_row(
     entry: &OutboxEntry,
     outcome: &str,
@@ -496,7 +497,7 @@ pub(crate) fn sent_row(
 ) -> Option<(String, i64, outbox::Sent)> {
     let event = stored::queued(entry)
         .ok()
-        .filter(|e| !e.test && !e.soak_phase)?;
+        .filter(|e| !e.test && !e.soak_phase && e.summary().is_none())?;
     let sent = outbox::Sent {
         id: entry.id,
         receiver: entry.receiver.clone(),

@@ -732,4 +732,17 @@ mod tests {
         assert!(m.contains("Subject: =?UTF-8?B?"), "{m}");
         assert!(m.contains("Content-Transfer-Encoding: base64"));
     }
+
+    #[test]
+    fn a_window_summary_is_its_text() {
+        let e = crate::alert::tests::sample_summary_event();
+        assert_eq!(
+            subject(&e),
+            "[mailpulse] Change window \"batch-1\" ended on cas01: 3 incidents (1 held, 2 beyond tolerance), 1 still open (info)"
+        );
+        let m =
+            String::from_utf8(message(&spec(25, SmtpTls::None, false), &e, e.detected_at)).unwrap();
+        assert!(m.contains("owa: 2 incidents, degraded 12m 3s"), "{m}");
+        assert!(m.contains("Still open at the end"), "{m}");
+    }
 }

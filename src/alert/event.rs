@@ -8,6 +8,8 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use crate::window::WindowSummary;
+
 #[cfg(doc)]
 use super::enqueue;
 #[cfg(doc)]
@@ -122,6 +124,19 @@ pub struct AlertEvent {
     /// since when. Pages that were never held leave it out.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub held: Option<Held>,
+    /// Not an incident but the summary of a change window that ended
+    /// (`incident_kind` `window_summary`): queued by the delivery loop's
+    /// housekeeping for the receivers the routes pick, and rendered by
+    /// each receiver as a summary ([`alert::window_summary`](super::window_summary)).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub window_summary: Option<Box<WindowSummary>>,
+}
+
+impl AlertEvent {
+    /// The change-window summary this event carries, if it is one.
+    pub fn summary(&self) -> Option<&WindowSummary> {
+        self.window_summary.as_deref()
+    }
 }
 
 /// Why and since when a page was held, carried by the page released when
@@ -223,6 +238,7 @@ impl AlertEvent {
             soak_phase: false,
             window: incident.window.clone(),
             beyond_tolerance: None,
+            window_summary: None,
         }
     }
 }

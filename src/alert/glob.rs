@@ -31,10 +31,26 @@ impl Glob {
 impl Route {
     /// Whether an alert with these properties matches.
     pub fn matches(&self, target: &str, kind: &str, incident: &str, severity: &str) -> bool {
-        self.target.as_ref().is_none_or(|g| g.matches(target))
+        self.event.as_deref().is_none_or(|e| e == "incident")
+            && self.target.as_ref().is_none_or(|g| g.matches(target))
             && self.kind.as_deref().is_none_or(|k| k == kind)
             && self.incident.as_deref().is_none_or(|k| k == incident)
             && self.severity.as_deref().is_none_or(|s| s == severity)
+    }
+
+    /// Whether a change-window summary over `targets` (the targets it
+    /// covered) matches: `event` unset or `window_summary`, no `kind`,
+    /// `incident` or `severity` matcher (a summary has none), and `target`
+    /// unset or matching any of `targets`.
+    pub fn matches_summary<'a>(&self, mut targets: impl Iterator<Item = &'a str>) -> bool {
+        self.event.as_deref().is_none_or(|e| e == "window_summary")
+            && self.kind.is_none()
+            && self.incident.is_none()
+            && self.severity.is_none()
+            && self
+                .target
+                .as_ref()
+                .is_none_or(|g| targets.any(|t| g.matches(t)))
     }
 }
 

@@ -85,6 +85,15 @@ impl GrafanaReceiver {
 /// change window covered); a soak phase's are `mailpulse`,
 /// `soak`, `run:NAME` and `phase:NAME`. The receiver's own tags follow.
 pub fn tags(e: &AlertEvent, extra: &[String]) -> Vec<String> {
+    if let Some(s) = e.summary() {
+        let mut t = vec![
+            "mailpulse".to_string(),
+            "window".to_string(),
+            format!("window:{}", s.window),
+        ];
+        t.extend(extra.iter().cloned());
+        return t;
+    }
     if e.soak_phase {
         let mut t = vec!["mailpulse".to_string(), "soak".to_string()];
         t.extend(e.run.iter().map(|r| format!("run:{r}")));
@@ -119,6 +128,9 @@ pub fn tags(e: &AlertEvent, extra: &[String]) -> Vec<String> {
 /// The annotation's text: the incident's summary, or the soak phase and
 /// its run.
 fn text(e: &AlertEvent) -> String {
+    if e.summary().is_some() {
+        return render::description(e);
+    }
     if e.soak_phase {
         return format!(
             "soak run {}: phase {}",
@@ -270,6 +282,20 @@ mod tests {
         assert!(!tags(&e, &[]).iter().any(|t| t.starts_with("window:")));
         e.window = Some("batch1".into());
         assert!(tags(&e, &[]).contains(&"window:batch1".to_string()));
+    }
+
+    #[test]
+    fn a_window_summary_is_a_region_over_the_window() {
+        let e = crate::alert::tests::sample_summary_event();
+        let p = create_payload(&e, &["ops".to_string()], None, None);
+        assert_eq!(
+            p["tags"],
+            json!(["mailpulse", "window", "window:batch-1", "ops"])
+        );
+        let s = e.summary().unwrap();
+        assert_eq!(p["time"], s.starts_at.timestamp_millis());
+        assert_eq!(p["timeEnd"], s.ends_at.timestamp_millis());
+        assert!(p["text"].as_str().unwrap().contains("owa: 2 incidents"));
     }
 
     #[test]

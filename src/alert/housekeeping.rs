@@ -1,7 +1,8 @@
 //! The delivery loop's periodic upkeep, every [`HOUSEKEEPING_INTERVAL`]:
 //! expiry of notifications past `max_age`, release of pages held by windows
-//! that ended, `repeat_interval` reminders, the outbox gauges, and the count
-//! of stored alerts that do not decode.
+//! that ended, the summaries of change windows that ended, `repeat_interval`
+//! reminders, the outbox gauges, and the count of stored alerts that do not
+//! decode.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -10,6 +11,7 @@ use chrono::{DateTime, Utc};
 
 use super::routing::{held_by, route_and_push};
 use super::stored::{self, HeldPage};
+use super::summary::queue_window_summaries;
 use super::{blocking, enqueue, AlertEvent, Alerting, Enqueued, Held};
 use crate::detect::Incident;
 use crate::metrics::alert::{AlertMetrics, NotificationResult};
@@ -52,6 +54,10 @@ pub(super) async fn housekeeping(
             }
         }
         Err(e) => tracing::error!(error = %e, "cannot expire old notifications"),
+    }
+    let a = alerting.clone();
+    if let Err(e) = blocking(store, move |s| queue_window_summaries(s, &a, now)).await {
+        tracing::error!(error = %e, "cannot queue the summaries of change windows that ended");
     }
     let a = alerting.clone();
     let result = blocking(store, move |s| {

@@ -27,7 +27,9 @@
 //! reminders); `pending.rs` alerts waiting in memory for the store. One
 //! receiver kind per file beside them, sharing `http.rs`, `render.rs` and
 //! `redact.rs`; `soak.rs` queues soak-test phase boundaries for the
-//! `grafana` receivers; `registry.rs` maps each kind to its receiver; `glob.rs`
+//! `grafana` receivers; `summary.rs` builds the summary of a change window
+//! that ended and queues it for the receivers the routes pick (once, in the
+//! commit that marks it sent); `registry.rs` maps each kind to its receiver; `glob.rs`
 //! matches target patterns and `window.rs` says whether a maintenance window
 //! is open.
 
@@ -52,6 +54,7 @@ mod routing;
 pub mod slack;
 mod soak;
 pub mod stored;
+mod summary;
 pub mod teams;
 pub mod webhook;
 mod window;
@@ -68,6 +71,7 @@ pub use reconcile::{reconcile, resolve_recovered};
 pub use routing::{covering_window, held_by, silenced_by, window_hold};
 pub use soak::{enqueue_phase_marks, phase_events, phase_key};
 pub use stored::open_incidents;
+pub use summary::{queue_window_summaries, summary_event, window_summary, SUMMARY_DELAY};
 pub use window::{beyond_tolerance, change_window_covers};
 
 use std::collections::BTreeMap;
@@ -106,6 +110,12 @@ pub struct Alerting {
     /// The configuration routing, windows and backoff follow.
     pub config: AlertingConfig,
     receivers: BTreeMap<String, Arc<dyn Receiver>>,
+    /// The agent's instance name, for what the delivery loop queues itself
+    /// (window summaries); empty unless [`Alerting::with_agent`] set it.
+    pub instance: String,
+    /// The configured targets' names, for the targets a window summary
+    /// covers; empty unless [`Alerting::with_agent`] set them.
+    pub targets: Vec<String>,
 }
 
 impl Alerting {
@@ -125,7 +135,12 @@ impl Alerting {
             let r = build_receiver(rc, &ctx).map_err(|e| format!("receiver {:?}: {e}", rc.name))?;
             receivers.insert(rc.name.clone(), r);
         }
-        Ok(Alerting { config, receivers })
+        Ok(Alerting {
+            config,
+            receivers,
+            instance: String::new(),
+            targets: Vec::new(),
+        })
     }
 
     /// Uses the given receivers instead of building them (tests, embedding).
@@ -135,7 +150,20 @@ impl Alerting {
             .into_iter()
             .map(|r| (r.name().to_string(), r))
             .collect();
-        Alerting { config, receivers }
+        Alerting {
+            config,
+            receivers,
+            instance: String::new(),
+            targets: Vec::new(),
+        }
+    }
+
+    /// Names the agent whose alerting this is and its targets (window
+    /// summaries carry the name and list every target a window covers).
+    pub fn with_agent(mut self, instance: &str, targets: Vec<String>) -> Alerting {
+        self.instance = instance.to_string();
+        self.targets = targets;
+        self
     }
 
     /// A receiver by name.
@@ -168,6 +196,11 @@ pub(crate) async fn blocking<T: Send + 'static>(
 pub(crate) mod tests {
     use super::*;
     use chrono::{DateTime, Utc};
+
+    /// A change-window summary event (`window::summary`'s sample).
+    pub(crate) fn sample_summary_event() -> AlertEvent {
+        summary_event(crate::window::summary::tests::sample())
+    }
 
     /// The incident of the example sentences.
     pub(crate) fn sample_event() -> AlertEvent {
@@ -205,6 +238,7 @@ pub(crate) mod tests {
             soak_phase: false,
             window: None,
             beyond_tolerance: None,
+            window_summary: None,
         }
     }
 }

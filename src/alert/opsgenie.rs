@@ -81,12 +81,19 @@ pub fn create_payload(e: &AlertEvent, extra_tags: &[String]) -> Value {
     let mut details = render::annotations(e);
     details.remove("summary");
     details.remove("description");
-    let mut tags = vec![
-        "mailpulse".to_string(),
-        e.target.clone(),
-        e.probe_kind.clone(),
-        e.incident_kind.clone(),
-    ];
+    let mut tags = match e.summary() {
+        Some(s) => vec![
+            "mailpulse".to_string(),
+            "window".to_string(),
+            format!("window:{}", s.window),
+        ],
+        None => vec![
+            "mailpulse".to_string(),
+            e.target.clone(),
+            e.probe_kind.clone(),
+            e.incident_kind.clone(),
+        ],
+    };
     if e.test {
         tags.push("test".into());
     }
@@ -99,7 +106,7 @@ pub fn create_payload(e: &AlertEvent, extra_tags: &[String]) -> Value {
         "details": details,
         "entity": e.target,
         "source": e.instance,
-        "priority": if e.test { "P5" } else { priority(&e.severity) },
+        "priority": if e.test || e.summary().is_some() { "P5" } else { priority(&e.severity) },
     })
 }
 
@@ -132,6 +139,14 @@ impl Receiver for OpsgenieReceiver {
                 format!("GenieKey {}", self.api_key.expose().trim()),
             )];
             match event.status {
+                // A window summary is an informational alert, left open for
+                // someone to read and close.
+                _ if event.summary().is_some() => {
+                    let url = self.url(&["v2", "alerts"], None);
+                    self.client
+                        .post_json(&url, &auth, &create_payload(event, &self.tags))
+                        .await?;
+                }
                 AlertStatus::Firing => {
                     let url = self.url(&["v2", "alerts"], None);
                     self.client
@@ -157,6 +172,18 @@ impl Receiver for OpsgenieReceiver {
 mod tests {
     use super::*;
     use crate::alert::tests::sample_event;
+
+    #[test]
+    fn a_window_summary_is_an_informational_alert() {
+        let e = crate::alert::tests::sample_summary_event();
+        let p = create_payload(&e, &[]);
+        assert_eq!(p["priority"], "P5");
+        assert_eq!(p["tags"], json!(["mailpulse", "window", "window:batch-1"]));
+        assert!(p["description"]
+            .as_str()
+            .unwrap()
+            .contains("Still open at the end"));
+    }
 
     #[test]
     fn create_and_close_bodies() {

@@ -53,7 +53,7 @@ pub fn dedup_key(e: &AlertEvent) -> String {
 
 /// The Events API v2 body for one event.
 pub fn payload(routing_key: &str, e: &AlertEvent, external_url: Option<&str>) -> Value {
-    if e.status == AlertStatus::Resolved {
+    if e.status == AlertStatus::Resolved && e.summary().is_none() {
         return json!({
             "routing_key": routing_key,
             "dedup_key": dedup_key(e),
@@ -62,7 +62,11 @@ pub fn payload(routing_key: &str, e: &AlertEvent, external_url: Option<&str>) ->
     }
     let mut details = render::annotations(e);
     details.remove("summary");
-    let severity = if e.test { "info" } else { e.severity.as_str() };
+    let severity = if e.test || e.summary().is_some() {
+        "info"
+    } else {
+        e.severity.as_str()
+    };
     let mut body = json!({
         "routing_key": routing_key,
         "event_action": "trigger",
@@ -111,12 +115,18 @@ impl Receiver for PagerDutyReceiver {
 
     fn send<'a>(&'a self, event: &'a AlertEvent) -> BoxFuture<'a, Result<(), DeliveryError>> {
         Box::pin(async move {
-            let body = payload(
-                self.routing_key.expose().trim(),
-                event,
-                self.external_url.as_deref(),
-            );
+            let key = self.routing_key.expose();
+            let body = payload(key.trim(), event, self.external_url.as_deref());
             self.client.post_json(&self.url, &[], &body).await?;
+            if event.summary().is_some() {
+                // A window summary is an info alert that resolves itself.
+                let resolve = json!({
+                    "routing_key": key.trim(),
+                    "dedup_key": dedup_key(event),
+                    "event_action": "resolve",
+                });
+                self.client.post_json(&self.url, &[], &resolve).await?;
+            }
             Ok(())
         })
     }
@@ -149,6 +159,23 @@ mod tests {
             r,
             json!({"routing_key": "R0UTING", "dedup_key": "3f2a9c0d11e4b7a2", "event_action": "resolve"})
         );
+    }
+
+    #[test]
+    fn a_window_summary_triggers_an_info_alert() {
+        let e = crate::alert::tests::sample_summary_event();
+        let t = payload("R0UTING", &e, None);
+        assert_eq!(t["event_action"], "trigger");
+        assert_eq!(t["payload"]["severity"], "info");
+        assert_eq!(t["payload"]["class"], "window_summary");
+        assert!(t["payload"]["summary"]
+            .as_str()
+            .unwrap()
+            .starts_with("Change window"));
+        assert!(t["payload"]["custom_details"]["description"]
+            .as_str()
+            .unwrap()
+            .contains("owa: 2 incidents"));
     }
 
     #[test]

@@ -4,7 +4,8 @@
 //! Pure functions of an [`AlertEvent`]: no IO, no clock, no configuration
 //! beyond what the event carries. Receivers shape these strings into their
 //! payloads; they never compose sentences of their own, so every channel says
-//! the same thing.
+//! the same thing. A change-window summary's text is the window module's
+//! (`window::render`): its title, and its text as the description.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -13,9 +14,13 @@ use chrono::{DateTime, SecondsFormat, Utc};
 
 use super::{AlertEvent, AlertStatus, HostLoad};
 use crate::human::{self, Style};
+use crate::window::render as window_text;
 
 /// The `alertname` label: one name per incident kind.
 pub fn alertname(e: &AlertEvent) -> String {
+    if e.summary().is_some() {
+        return "MailpulseWindowSummary".into();
+    }
     if e.test {
         return "MailpulseTest".into();
     }
@@ -29,6 +34,9 @@ pub fn alertname(e: &AlertEvent) -> String {
 /// A short headline: `owa slow`, `owa recovered`, `owa new baseline`,
 /// `TEST: owa slow`.
 pub fn title(e: &AlertEvent) -> String {
+    if let Some(s) = e.summary() {
+        return window_text::title(s);
+    }
     let core = match e.status {
         AlertStatus::Firing if e.reminder => format!("{} still {}", e.target, e.incident_kind),
         AlertStatus::Firing => format!("{} {}", e.target, e.incident_kind),
@@ -57,6 +65,9 @@ fn beyond(e: &AlertEvent) -> Option<(&str, &str)> {
 /// `owa recovered at 02:24:08Z after 10m 3s (detected 61 s after onset, peak 6.2 s)` or
 /// `owa has a new baseline of 800 ms, was 180 ms (4.4x): slow since 02:14:05Z, held for relearn_after, accepted at 08:14:05Z`.
 pub fn summary(e: &AlertEvent) -> String {
+    if let Some(s) = e.summary() {
+        return window_text::title(s);
+    }
     let mut text = match e.status {
         AlertStatus::Firing => firing_sentence(e),
         AlertStatus::Resolved => recovery_sentence(e),
@@ -166,6 +177,9 @@ fn recovery_sentence(e: &AlertEvent) -> String {
 
 /// Several lines with every detail of the incident, for bodies and descriptions.
 pub fn description(e: &AlertEvent) -> String {
+    if let Some(s) = e.summary() {
+        return window_text::text(s);
+    }
     let mut lines = vec![summary(e), String::new()];
     for (name, value) in facts(e) {
         lines.push(format!("{name}: {value}"));
@@ -259,6 +273,14 @@ pub fn facts(e: &AlertEvent) -> Vec<(&'static str, String)> {
 /// `phase` for an incident opened during a soak-test run (fixed when it
 /// opens, so the identity stays the same until it resolves).
 pub fn labels(e: &AlertEvent) -> BTreeMap<String, String> {
+    if let Some(s) = e.summary() {
+        return BTreeMap::from([
+            ("alertname".to_string(), alertname(e)),
+            ("instance".to_string(), e.instance.clone()),
+            ("severity".to_string(), e.severity.clone()),
+            ("window".to_string(), s.window.clone()),
+        ]);
+    }
     let mut labels = BTreeMap::from([
         ("alertname".to_string(), alertname(e)),
         ("target".to_string(), e.target.clone()),
@@ -281,6 +303,14 @@ pub fn annotations(e: &AlertEvent) -> BTreeMap<String, String> {
     let mut put = |k: &str, v: String| {
         a.insert(k.to_string(), v);
     };
+    if let Some(s) = e.summary() {
+        put("summary", window_text::title(s));
+        put("description", window_text::text(s));
+        put("window", s.window.clone());
+        put("window_start", rfc3339(s.starts_at));
+        put("window_end", rfc3339(s.ends_at));
+        return a;
+    }
     put("summary", summary(e));
     if let Some(h) = &e.held {
         put("held_by", h.by.clone());

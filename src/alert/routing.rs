@@ -27,7 +27,11 @@ impl Alerting {
         }
         let mut out: Vec<String> = Vec::new();
         for route in &self.config.routes {
-            if route.matches(&e.target, &e.probe_kind, &e.incident_kind, &e.severity) {
+            let matches = match e.summary() {
+                Some(s) => route.matches_summary(s.targets.iter().map(|t| t.target.as_str())),
+                None => route.matches(&e.target, &e.probe_kind, &e.incident_kind, &e.severity),
+            };
+            if matches {
                 for r in &route.receivers {
                     if !out.contains(r) && self.receivers.contains_key(r) {
                         out.push(r.clone());

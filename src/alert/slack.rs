@@ -58,6 +58,15 @@ fn headline(e: &AlertEvent) -> String {
 
 /// The webhook body for one event.
 pub fn payload(e: &AlertEvent) -> Value {
+    if e.summary().is_some() {
+        return json!({
+            "text": render::title(e),
+            "blocks": [
+                {"type": "header", "text": {"type": "plain_text", "text": truncate(&format!("🗒 {}", render::title(e)), MAX_HEADER), "emoji": true}},
+                {"type": "section", "text": {"type": "mrkdwn", "text": truncate(&format!("```{}```", escape(&render::description(e))), MAX_SECTION)}},
+            ],
+        });
+    }
     let fields: Vec<Value> = render::facts(e)
         .into_iter()
         .filter(|(name, _)| !matches!(*name, "Incident" | "Instance"))
@@ -102,6 +111,18 @@ impl Receiver for SlackReceiver {
 mod tests {
     use super::*;
     use crate::alert::tests::sample_event;
+
+    #[test]
+    fn a_window_summary_is_its_text() {
+        let p = payload(&crate::alert::tests::sample_summary_event());
+        assert!(p["text"]
+            .as_str()
+            .unwrap()
+            .starts_with("Change window \"batch-1\" ended"));
+        let section = p["blocks"][1]["text"]["text"].as_str().unwrap();
+        assert!(section.contains("&lt;batch 1&gt;"), "{section}");
+        assert!(section.contains("beyond tolerance"));
+    }
 
     #[test]
     fn blocks_carry_the_summary_and_facts() {

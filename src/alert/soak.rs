@@ -71,6 +71,7 @@ pub fn phase_events(instance: &str, run: &Run) -> Vec<AlertEvent> {
             soak_phase: true,
             window: None,
             beyond_tolerance: None,
+            window_summary: None,
         })
         .collect()
 }

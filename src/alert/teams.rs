@@ -33,6 +33,25 @@ impl TeamsReceiver {
 
 /// The Workflows body for one event: a message with one Adaptive Card.
 pub fn payload(e: &AlertEvent) -> Value {
+    if e.summary().is_some() {
+        return json!({
+            "type": "message",
+            "attachments": [{
+                "contentType": "application/vnd.microsoft.card.adaptive",
+                "contentUrl": null,
+                "content": {
+                    "$schema": "http://adaptivecards.io/schemas/adaptive-card.json",
+                    "type": "AdaptiveCard",
+                    "version": "1.2",
+                    "body": [
+                        {"type": "TextBlock", "text": render::title(e), "weight": "Bolder", "size": "Medium", "wrap": true, "style": "heading", "color": "Accent"},
+                        {"type": "TextBlock", "text": render::description(e), "wrap": true, "fontType": "Monospace"},
+                    ],
+                    "msteams": {"width": "full"},
+                },
+            }],
+        });
+    }
     let color = match (e.test, e.status) {
         (true, _) => "Accent",
         (false, AlertStatus::Firing) => "Attention",
@@ -85,6 +104,20 @@ impl Receiver for TeamsReceiver {
 mod tests {
     use super::*;
     use crate::alert::tests::sample_event;
+
+    #[test]
+    fn a_window_summary_is_a_card_of_its_text() {
+        let p = payload(&crate::alert::tests::sample_summary_event());
+        let body = &p["attachments"][0]["content"]["body"];
+        assert!(body[0]["text"]
+            .as_str()
+            .unwrap()
+            .starts_with("Change window"));
+        assert!(body[1]["text"]
+            .as_str()
+            .unwrap()
+            .contains("owa: 2 incidents"));
+    }
 
     #[test]
     fn an_adaptive_card_in_a_message() {

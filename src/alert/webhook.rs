@@ -2,7 +2,9 @@
 //! one alert per message, so every existing Alertmanager webhook consumer
 //! (chat relays, ticket bridges) works unchanged. Extras ride in annotations;
 //! the incident key is also sent as an `X-Alert-Id` header for consumers that
-//! want to deduplicate.
+//! want to deduplicate. A change-window summary is a body of its own:
+//! `event: "window_summary"`, its `title`, `text` and the structured
+//! `summary`, and no alerts.
 
 use serde_json::{json, Value};
 
@@ -78,6 +80,19 @@ pub fn fingerprint(labels: &std::collections::BTreeMap<String, String>) -> Strin
 
 /// The webhook body for one event.
 pub fn payload(receiver: &str, e: &AlertEvent, external_url: &str) -> Value {
+    if let Some(s) = e.summary() {
+        return json!({
+            "version": "4",
+            "event": "window_summary",
+            "status": "resolved",
+            "receiver": receiver,
+            "externalURL": external_url,
+            "title": render::title(e),
+            "text": render::description(e),
+            "summary": s,
+            "alerts": [],
+        });
+    }
     let labels = render::labels(e);
     let annotations = render::annotations(e);
     let ends_at = match (e.status, e.recovered_at) {
@@ -115,6 +130,23 @@ pub fn payload(receiver: &str, e: &AlertEvent, external_url: &str) -> Value {
 mod tests {
     use super::*;
     use crate::alert::tests::sample_event;
+
+    #[test]
+    fn a_window_summary_is_its_own_body() {
+        let e = crate::alert::tests::sample_summary_event();
+        let p = payload("hook", &e, "");
+        assert_eq!(p["event"], "window_summary");
+        assert_eq!(p["summary"]["window"], "batch-1");
+        assert_eq!(
+            p["summary"]["targets"][1]["incidents"][1]["outcome"],
+            "beyond_tolerance"
+        );
+        assert!(p["text"]
+            .as_str()
+            .unwrap()
+            .contains("Still open at the end"));
+        assert_eq!(p["alerts"], json!([]));
+    }
 
     #[test]
     fn firing_and_resolved_shapes() {

@@ -31,6 +31,7 @@ pub mod soak_report;
 pub mod status;
 pub mod test_alert;
 pub mod window;
+pub mod window_report;
 
 /// mailpulse: probes mail and web-access services step by step, collects host
 /// load, exports it all to Prometheus, and runs as a systemd service.

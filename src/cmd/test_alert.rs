@@ -61,6 +61,7 @@ fn test_event(instance: &str, severity: &str, now: DateTime<Utc>) -> AlertEvent 
         soak_phase: false,
         window: None,
         beyond_tolerance: None,
+        window_summary: None,
     }
 }
 

@@ -105,10 +105,19 @@ pub enum WindowCommand {
         #[arg(long)]
         all: bool,
     },
+    /// The summary of the newest window NAME from this agent's store: the
+    /// one its receivers got when it ended, or the window so far while open.
+    Report(super::window_report::Args),
 }
 
 /// Runs `mailpulse window ...`.
 pub async fn run(args: &Args) -> anyhow::Result<ExitCode> {
+    if let WindowCommand::Report(report) = &args.command {
+        if args.fleet.is_fleet() {
+            bail!("window report reads this agent's store; run it on each agent (--agent and --prometheus are for open, extend, close and list)");
+        }
+        return super::window_report::run(report, &ConfigSource::new(args.config.clone())).await;
+    }
     // Whole seconds: windows are listed and compared by humans.
     let now = Utc::now().trunc_subsecs(0);
     if args.fleet.is_fleet() {
@@ -148,6 +157,7 @@ pub async fn run(args: &Args) -> anyhow::Result<ExitCode> {
             let stored = tokio::task::spawn_blocking(move || windows::windows(&store)).await??;
             print_list(&stored, Some(&file), now, *json, *all);
         }
+        WindowCommand::Report(_) => unreachable!("reports are answered above"),
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -295,6 +305,7 @@ async fn fleet_run(args: &Args, now: DateTime<Utc>) -> anyhow::Result<ExitCode> 
                 })
                 .await
         }
+        WindowCommand::Report(_) => unreachable!("reports are answered before the fleet"),
     }
 }
 

@@ -205,6 +205,10 @@ impl fmt::Display for Glob {
     }
 }
 
+/// The values of a route's `event` matcher: incident alerts, and the
+/// summaries of change windows that ended.
+pub const EVENTS: [&str; 2] = ["incident", "window_summary"];
+
 /// One `[[route]]`. Unset matchers match anything.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Route {
@@ -216,6 +220,9 @@ pub struct Route {
     pub incident: Option<String>,
     /// Severity.
     pub severity: Option<String>,
+    /// What it routes: `incident` or `window_summary` ([`EVENTS`]); `None`
+    /// routes both.
+    pub event: Option<String>,
     /// Receivers alerts matching this route go to.
     pub receivers: Vec<String>,
     /// Whether later routes are tried after this one matched.

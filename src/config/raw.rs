@@ -365,6 +365,8 @@ pub struct RawRoute {
     pub incident: Option<String>,
     /// Severity; default any.
     pub severity: Option<String>,
+    /// What is routed: `incident` or `window_summary`; default both.
+    pub event: Option<String>,
     /// Receivers, by name.
     pub receivers: Option<Vec<String>>,
     /// Keep matching later routes after this one matched (default false).

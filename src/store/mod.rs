@@ -47,6 +47,7 @@ pub mod soak_stats;
 #[cfg(test)]
 mod tests;
 mod unwind;
+pub mod window_stats;
 pub mod windows;
 
 use std::path::{Path, PathBuf};

@@ -50,3 +50,4 @@ mod web;
 mod web_limits;
 mod window;
 mod window_paging;
+mod window_summary;

@@ -30,18 +30,19 @@ use std::process::Command;
 const MAY_USE: &[(&str, &[&str])] = &[
     // Alerting sends; it never probes or collects (it shares only the TLS
     // client setup of probe::tls).
-    ("alert", &["clock", "config", "detect::Incident", "human", "metrics", "outbound", "probe::tls", "report", "store"]),
+    // It queues and renders change-window summaries (window builds them).
+    ("alert", &["clock", "config", "detect::Incident", "human", "metrics", "outbound", "probe::tls", "report", "store", "window"]),
     // The repair after a crash reads the incident layer's open incidents.
     ("alert::reconcile", &["alert", "clock", "config", "detect::Incident", "human", "incident::Incidents", "metrics", "probe::tls", "report", "store"]),
     // Message text is pure (see PURE): the alert model, nothing else.
-    ("alert::render", &["alert::AlertEvent", "alert::AlertStatus", "alert::HostLoad", "alert::tests", "human"]),
+    ("alert::render", &["alert::AlertEvent", "alert::AlertStatus", "alert::HostLoad", "alert::tests", "human", "window::render"]),
     // The supervisor: the only module that knows them all.
     // The agent's API: what its endpoints mean (the listener authenticates).
     ("api", &["config", "metrics::server", "store"]),
     ("app", &["alert", "api", "clock", "collect", "config", "health", "incident", "metrics", "pipeline", "probe", "report", "sample", "schedule", "service", "status", "store"]),
     // The commands: each parses its arguments, calls into the library and
     // prints. Only `run` starts the daemon.
-    ("cmd", &["alert", "clock", "config", "detect", "fleet", "human", "probe", "replay", "report", "sample", "service::logging", "store", "verdict"]),
+    ("cmd", &["alert", "clock", "config", "detect", "fleet", "human", "probe", "replay", "report", "sample", "service::logging", "store", "verdict", "window"]),
     ("cmd::run", &["app", "cmd", "config", "human", "metrics", "service"]),
     ("clock", &[]),
     // Collectors return data: no metrics, probes, detection or alerts.
@@ -66,7 +67,7 @@ const MAY_USE: &[(&str, &[&str])] = &[
     // The one outbound HTTP client (receivers, replay): the agent's TLS
     // setup, nothing else.
     ("outbound", &["config", "probe::tls"]),
-    ("pipeline", &["alert", "clock", "config", "detect", "health", "incident", "metrics", "sample", "status", "store", "verdict"]),
+    ("pipeline", &["alert", "clock", "config", "detect", "health", "incident", "metrics", "sample", "status", "store", "verdict", "window"]),
     // Probes return data: no metrics, detection, incidents or alerts.
     ("probe", &["clock", "config", "sample"]),
     ("replay", &["config", "detect", "human", "outbound"]),
@@ -86,6 +87,9 @@ const MAY_USE: &[(&str, &[&str])] = &[
     ("verdict", &["config", "human", "report::table", "report::terminal_text", "report::Width", "sample", "sketch"]),
     // The store keeps bytes: it knows nothing of alerts, probes or metrics.
     ("store", &["detect"]),
+    // Change-window figures, summary and its renderings (see PURE): the
+    // window, its incidents and the figures in, the summary out.
+    ("window", &["detect", "human", "sketch", "store::incidents", "store::windows"]),
 ];
 
 /// Submodules only their own top-level module may use.
@@ -104,6 +108,7 @@ const PURE: &[&str] = &[
     "status::json",
     "status::html",
     "verdict",
+    "window",
 ];
 
 /// What a [`PURE`] module may not name.

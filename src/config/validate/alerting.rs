@@ -9,7 +9,7 @@ use std::collections::HashSet;
 use super::maintenance::build_window;
 use super::receiver::build_receiver;
 use super::*;
-use crate::config::alerting::{AlertingConfig, Glob, Route, SEVERITIES};
+use crate::config::alerting::{AlertingConfig, Glob, Route, EVENTS, SEVERITIES};
 use crate::config::duration::parse_duration;
 use crate::config::raw::RawAlertingFile;
 
@@ -114,11 +114,27 @@ pub(super) fn build_alerting(
                 );
             }
         }
+        if let Some(e) = &r.event {
+            if !EVENTS.contains(&e.as_str()) {
+                c.error_at(
+                    &path.key("event"),
+                    format!("unknown event {e:?} (expected \"incident\" or \"window_summary\")"),
+                );
+            } else if e == "window_summary"
+                && (r.kind.is_some() || r.incident.is_some() || r.severity.is_some())
+            {
+                c.error_at(
+                    &path.key("event"),
+                    "a window summary has no kind, incident or severity: with those matchers this route never matches",
+                );
+            }
+        }
         config.routes.push(Route {
             target: r.target.map(Glob),
             kind: r.kind,
             incident: r.incident,
             severity: r.severity,
+            event: r.event,
             receivers,
             continue_matching: r.continue_matching.unwrap_or(false),
         });
@@ -271,6 +287,9 @@ mod tests {
         assert_eq!(mail.tls, SmtpTls::StartTls);
         assert_eq!(mail.hello, "agent.example");
         assert!(c.routes[0].continue_matching);
+        assert_eq!(c.routes[0].event, None);
+        let c = parse("[[receiver]]\nname = \"h\"\nkind = \"webhook\"\nurl = \"http://h/\"\n[[route]]\nevent = \"window_summary\"\nreceivers = [\"h\"]").unwrap();
+        assert_eq!(c.routes[0].event.as_deref(), Some("window_summary"));
     }
 
     #[test]
@@ -304,6 +323,17 @@ mod tests {
             "[[route]]\nreceivers = [\"nope\"]",
             "route[0].receivers[0]",
             "no receiver named \"nope\" (receivers: none)",
+        );
+        let hook = "[[receiver]]\nname = \"h\"\nkind = \"webhook\"\nurl = \"http://h/\"\n";
+        check_err(
+            &format!("{hook}[[route]]\nevent = \"summary\"\nreceivers = [\"h\"]"),
+            "route[0].event",
+            "unknown event \"summary\" (expected \"incident\" or \"window_summary\")",
+        );
+        check_err(
+            &format!("{hook}[[route]]\nevent = \"window_summary\"\nseverity = \"critical\"\nreceivers = [\"h\"]"),
+            "route[0].event",
+            "a window summary has no kind, incident or severity: with those matchers this route never matches",
         );
         check_err(
             "[alerting]\nrepeat_interval = \"4 hours\"",

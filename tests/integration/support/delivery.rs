@@ -178,6 +178,7 @@ pub fn slow(key: &str, started: DateTime<Utc>) -> AlertEvent {
         soak_phase: false,
         window: None,
         beyond_tolerance: None,
+        window_summary: None,
     }
 }
 
