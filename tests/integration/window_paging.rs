@@ -4,9 +4,11 @@
 //! the test sets. A 3x slowdown is recorded and held, never sent; a 20x
 //! slowdown pages at once, marked beyond tolerance; a down target pages
 //! after `max_down`; an incident still open when the window closes pages
-//! `recover_for` later, saying it was held and by which window. Timings are
-//! checked within one probe interval (plus the delivery loop's tick) of
-//! the injected ones.
+//! `recover_for` later, saying it was held and by which window. The window
+//! summary then reaches the sink once, listing the four incidents with
+//! their outcomes and the one still open at the close, and Alertmanager
+//! takes it as `MailpulseWindowSummary`. Timings are checked within one
+//! probe interval (plus the delivery loop's tick) of the injected ones.
 
 use crate::support;
 
@@ -50,6 +52,28 @@ fn time(v: &Value) -> DateTime<Utc> {
         .unwrap_or_else(|| panic!("not a time: {v}"))
         .parse()
         .unwrap()
+}
+
+/// Asserts the summary's time `got` is within one probe interval (plus
+/// [`SLACK`]) after `injected`, or at most [`SLACK`] before it (a probe
+/// under way when the test made the change).
+fn near(what: &str, got: &Value, injected: DateTime<Utc>) -> DateTime<Utc> {
+    let got = time(got);
+    let off = (got - injected).num_milliseconds();
+    let (early, late) = (
+        SLACK.as_millis() as i64,
+        (INTERVAL + SLACK).as_millis() as i64,
+    );
+    assert!(
+        (-early..=late).contains(&off),
+        "{what}: {got} is {off} ms from the injected {injected}"
+    );
+    got
+}
+
+/// Whether a request the sink took is a window summary.
+fn is_summary(c: &support::http::Captured) -> bool {
+    c.json()["event"] == "window_summary"
 }
 
 fn served(delay: Duration) -> Reply {
@@ -134,6 +158,8 @@ async fn inside_a_window_blips_are_held_and_real_trouble_pages() {
         .wait_metric("mailpulse_alerts_held", &[], held, "the 3x page held")
         .await;
     agent.wait_degraded("owa", true, "the 3x incident").await;
+    let blip_seen = Utc::now();
+    let blip_fixed = Utc::now();
     server.route("/owa", served(BASE));
     // At this cadence a recovery takes several clean probes: up to 30 s.
     support::wait_until("its resolve to take it", RECOVERY, || async {
@@ -143,6 +169,7 @@ async fn inside_a_window_blips_are_held_and_real_trouble_pages() {
     let history = incidents(&cfg);
     assert_eq!(history.len(), 1, "{history:#?}");
     assert_eq!(history[0]["window"], "batch1");
+    let blip_at = slowed;
     let lag = (time(&history[0]["started_at"]) - slowed).to_std().unwrap();
     assert!(
         lag <= INTERVAL + SLACK,
@@ -157,6 +184,8 @@ async fn inside_a_window_blips_are_held_and_real_trouble_pages() {
     let slowed = Utc::now();
     server.route("/owa", served(beyond));
     let sent = hook.wait_accepted(1, Duration::from_secs(20)).await;
+    let beyond_seen = Utc::now();
+    let beyond_at = slowed;
     let page = sent[0].json();
     let a = &page["alerts"][0];
     assert_eq!(a["status"], "firing", "{page:#}");
@@ -187,14 +216,17 @@ async fn inside_a_window_blips_are_held_and_real_trouble_pages() {
     )
     .await;
     assert_eq!(listed["annotations"]["window"], "batch1");
+    let beyond_fixed = Utc::now();
     server.route("/owa", served(BASE));
     let sent = hook.wait_accepted(2, RECOVERY).await;
     assert_eq!(sent[1].json()["status"], "resolved");
 
     // 3. Down: held, then paged once down for longer than max_down.
     let down = Instant::now();
+    let down_at = Utc::now();
     server.route("/owa", Reply::status(503));
     let sent = hook.wait_accepted(3, Duration::from_secs(20)).await;
+    let down_seen = Utc::now();
     let after = sent[2].at - down;
     let a = &sent[2].json()["alerts"][0];
     assert_eq!(a["status"], "firing");
@@ -214,18 +246,33 @@ async fn inside_a_window_blips_are_held_and_real_trouble_pages() {
         after >= MAX_DOWN && after <= MAX_DOWN + INTERVAL * 2 + SLACK,
         "paged {after:?} after the target went down"
     );
+    let down_fixed = Utc::now();
     server.route("/owa", served(BASE));
     let sent = hook.wait_accepted(4, RECOVERY).await;
     assert_eq!(sent[3].json()["status"], "resolved");
 
-    // 4. Still open when the window closes: paged recover_for later.
+    // 4. Still open when the window closes: paged recover_for later; the
+    // summary follows SUMMARY_DELAY (5 s) after the close.
+    let last_at = Utc::now();
     server.route("/owa", served(blip));
     agent
         .wait_metric("mailpulse_alerts_held", &[], held, "the last 3x page held")
         .await;
+    let last_seen = Utc::now();
     let closed = Instant::now();
-    windows::close(&store, "batch1", Utc::now()).unwrap();
-    let sent = hook.wait_accepted(5, Duration::from_secs(20)).await;
+    let closed_at = Utc::now();
+    windows::close(&store, "batch1", closed_at).unwrap();
+    let alerts = || -> Vec<support::http::Captured> {
+        hook.accepted()
+            .into_iter()
+            .filter(|c| !is_summary(c))
+            .collect()
+    };
+    let sent = support::wait_until("the release", Duration::from_secs(20), || async {
+        let sent = alerts();
+        (sent.len() >= 5).then_some(sent)
+    })
+    .await;
     let after = sent[4].at - closed;
     let a = &sent[4].json()["alerts"][0];
     assert_eq!(a["status"], "firing");
@@ -237,7 +284,128 @@ async fn inside_a_window_blips_are_held_and_real_trouble_pages() {
         "released {after:?} after the window closed"
     );
     server.route("/owa", served(BASE));
-    hook.wait_accepted(6, RECOVERY).await;
+    support::wait_until("the last resolve", RECOVERY, || async {
+        alerts().len() >= 6
+    })
+    .await;
+
+    // 5. The summary, once, at the sink and at Alertmanager.
+    let got = support::wait_until("the window summary", Duration::from_secs(30), || async {
+        hook.accepted().into_iter().find(is_summary)
+    })
+    .await;
+    let body = got.json();
+    let s = &body["summary"];
+    assert_eq!(s["window"], "batch1", "{body:#}");
+    assert_eq!(s["note"], "mailbox moves");
+    assert_eq!(s["closed_early"], true);
+    near("the window's end", &s["ends_at"], closed_at);
+    assert_eq!(s["incident_count"], 4, "{s:#}");
+    assert_eq!(s["held"], 2, "{s:#}");
+    assert_eq!(s["beyond_tolerance"], 2, "{s:#}");
+    let owa = &s["targets"][0];
+    assert_eq!(s["targets"].as_array().unwrap().len(), 1, "{s:#}");
+    assert_eq!(owa["target"], "owa", "{s:#}");
+    assert_eq!(owa["incident_count"], 4, "{s:#}");
+    let lines = owa["incidents"].as_array().unwrap();
+    assert_eq!(lines.len(), 4, "{s:#}");
+    // Kind, outcome, injected onset, when the test saw it detected (held or
+    // paged), injected recovery (none: open at the close).
+    let injected = [
+        ("slow", "held", blip_at, blip_seen, Some(blip_fixed)),
+        (
+            "slow",
+            "beyond_tolerance",
+            beyond_at,
+            beyond_seen,
+            Some(beyond_fixed),
+        ),
+        (
+            "down",
+            "beyond_tolerance",
+            down_at,
+            down_seen,
+            Some(down_fixed),
+        ),
+        ("slow", "held", last_at, last_seen, None),
+    ];
+    for (n, (line, (kind, outcome, onset, seen, fixed))) in lines.iter().zip(injected).enumerate() {
+        let what = format!("incident {n} ({kind}, {outcome})");
+        assert_eq!(line["kind"], kind, "{what}: {line:#}");
+        assert_eq!(line["outcome"], outcome, "{what}: {line:#}");
+        let started = near(&format!("{what}: onset"), &line["started_at"], onset);
+        let detected = time(&line["detected_at"]);
+        assert!(
+            started <= detected && detected <= seen,
+            "{what}: detected {detected}, started {started}, seen {seen}"
+        );
+        let detect_ms = (detected - started).num_milliseconds();
+        eprintln!(
+            "{what}: onset +{} ms, detected +{detect_ms} ms after onset, recovered {}",
+            (started - onset).num_milliseconds(),
+            line["recovered_at"]
+        );
+        match fixed {
+            Some(fixed) => {
+                near(&format!("{what}: recovery"), &line["recovered_at"], fixed);
+                assert_eq!(line["open_at_end"], false, "{what}: {line:#}");
+            }
+            None => {
+                assert_eq!(line["open_at_end"], true, "{what}: {line:#}");
+                if let Some(r) = line["recovered_at"].as_str() {
+                    let r: DateTime<Utc> = r.parse().unwrap();
+                    assert!(r > closed_at, "{what}: recovered {r} before the close");
+                }
+            }
+        }
+        assert_eq!(
+            line["beyond_tolerance"].is_string(),
+            outcome == "beyond_tolerance",
+            "{what}: {line:#}"
+        );
+    }
+    let open = s["still_open"].as_array().unwrap();
+    assert_eq!(open.len(), 1, "{s:#}");
+    assert_eq!(open[0]["target"], "owa");
+    assert_eq!(open[0]["kind"], "slow");
+    assert_eq!(open[0]["started_at"], lines[3]["started_at"]);
+    eprintln!("summary text: {}", body["text"]);
+    let listed = support::wait_until(
+        "the summary at alertmanager",
+        Duration::from_secs(15),
+        || async {
+            let (status, body) = support::get(am.addr, "/api/v2/alerts").await?;
+            assert_eq!(status, 200, "{body}");
+            let list: Value = serde_json::from_str(&body).ok()?;
+            list.as_array()?
+                .iter()
+                .find(|a| a["labels"]["alertname"] == "MailpulseWindowSummary")
+                .cloned()
+        },
+    )
+    .await;
+    assert_eq!(listed["labels"]["window"], "batch1", "{listed:#}");
+    // Housekeeping looks at ended windows every second: once the outbox is
+    // empty, a few more probes' worth of it queue no second summary.
+    agent
+        .wait_metric(
+            "mailpulse_outbox_pending",
+            &[],
+            |v| v == Some(0.0),
+            "the deliveries to be recorded",
+        )
+        .await;
+    let probes = agent.probes("owa", "total").await;
+    agent
+        .wait_metric(
+            "mailpulse_probe_duration_seconds_count",
+            &[("target", "owa"), ("phase", "total")],
+            |v| v.unwrap_or(0.0) >= probes + 6.0,
+            "three more seconds of probes",
+        )
+        .await;
+    let summaries = hook.accepted().into_iter().filter(is_summary).count();
+    assert_eq!(summaries, 1, "the summary arrived once");
 
     let scrape = agent.scrape().await;
     assert_eq!(count(&scrape, "held"), Some(3.0), "{scrape}");
