@@ -28,6 +28,8 @@ const INTERVAL: Duration = Duration::from_millis(500);
 const BASE: Duration = Duration::from_millis(20);
 /// The window's `max_down`.
 const MAX_DOWN: Duration = Duration::from_secs(3);
+/// The detector's `for`: how long a slowdown lasts before it is detected.
+const FOR: Duration = Duration::from_millis(500);
 /// The detector's `recover_for`: the grace of a release.
 const RECOVER_FOR: Duration = Duration::from_secs(1);
 /// How often the delivery loop looks at held pages.
@@ -340,17 +342,20 @@ async fn inside_a_window_blips_are_held_and_real_trouble_pages() {
             "{what}: detected {detected}, started {started}, seen {seen}"
         );
         let detect_ms = (detected - started).num_milliseconds();
-        eprintln!(
-            "{what}: onset +{} ms, detected +{detect_ms} ms after onset, recovered {}",
-            (started - onset).num_milliseconds(),
-            line["recovered_at"]
+        assert!(
+            (FOR.as_millis()..=(FOR + INTERVAL + SLACK).as_millis()).contains(&(detect_ms as u128)),
+            "{what}: detected {detect_ms} ms after its onset (for {FOR:?})"
         );
+        let onset_ms = (started - onset).num_milliseconds();
         match fixed {
             Some(fixed) => {
-                near(&format!("{what}: recovery"), &line["recovered_at"], fixed);
+                let r = near(&format!("{what}: recovery"), &line["recovered_at"], fixed);
+                let recovery_ms = (r - fixed).num_milliseconds();
+                eprintln!("{what}: onset +{onset_ms} ms, detected +{detect_ms} ms after it, recovered +{recovery_ms} ms");
                 assert_eq!(line["open_at_end"], false, "{what}: {line:#}");
             }
             None => {
+                eprintln!("{what}: onset +{onset_ms} ms, detected +{detect_ms} ms after it, open at the close");
                 assert_eq!(line["open_at_end"], true, "{what}: {line:#}");
                 if let Some(r) = line["recovered_at"].as_str() {
                     let r: DateTime<Utc> = r.parse().unwrap();
@@ -369,7 +374,19 @@ async fn inside_a_window_blips_are_held_and_real_trouble_pages() {
     assert_eq!(open[0]["target"], "owa");
     assert_eq!(open[0]["kind"], "slow");
     assert_eq!(open[0]["started_at"], lines[3]["started_at"]);
-    eprintln!("summary text: {}", body["text"]);
+    let reasons = (
+        lines[1]["beyond_tolerance"].as_str(),
+        lines[2]["beyond_tolerance"].as_str(),
+    );
+    assert!(
+        reasons.0.unwrap().contains("tolerance 10x") && reasons.1.unwrap().contains("max_down 3s"),
+        "{reasons:?}"
+    );
+    let text = body["text"].as_str().unwrap();
+    assert!(
+        text.contains("4 incidents (2 held, 2 beyond tolerance), 1 still open"),
+        "{text}"
+    );
     let listed = support::wait_until(
         "the summary at alertmanager",
         Duration::from_secs(15),
