@@ -3,7 +3,9 @@
 //! `/api/v1/windows` endpoints and their authentication, a `[[window]]`
 //! occurrence stored by the daemon, and a fleet found through a real
 //! Prometheus where one agent killed with `kill -9` mid-window still has
-//! its window after a restart. [`Fleet`] is that set-up, kept reusable.
+//! its window after a restart and, when the window is closed fleet-wide,
+//! sends its summary (once, as every other agent does) to a webhook sink.
+//! [`Fleet`] is that set-up, kept reusable.
 
 use crate::support;
 
@@ -496,13 +498,27 @@ impl Fleet {
 
 /// Issue 18: `window open --prometheus` reaches both agents with one stamp;
 /// one agent killed with `kill -9` mid-window has the window after its
-/// restart (listed through its API, and exported as active).
+/// restart (listed through its API, and exported as active); `window close
+/// --prometheus` ends it on both, and each agent, the restarted one
+/// included, sends its summary to the webhook sink exactly once, naming the
+/// window and its own instance.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_fleet_window_reaches_every_agent_and_survives_a_kill_9() {
     if !support::prometheus::available() {
         return;
     }
-    let mut fleet = Fleet::start(2, "").await;
+    // Each agent probes a healthy `owa` (covered by the window, and its
+    // probe count tells the time) and sends summaries to one webhook sink.
+    let site = support::HttpServer::start().await;
+    site.route("/owa", support::Reply::ok("ok"));
+    let sink = support::HttpServer::receiver().await;
+    let extra = format!(
+        "{}[alerting]\n[[receiver]]\nname = \"hook\"\nkind = \"webhook\"\nurl = \"{}\"\n\
+         [[route]]\nevent = \"window_summary\"\nreceivers = [\"hook\"]\n",
+        support::http_target("owa", &site.url("/owa"), "200ms", "190ms"),
+        sink.url("/hook")
+    );
+    let mut fleet = Fleet::start(2, &extra).await;
     let url = fleet.prometheus_url();
     let out = fleet
         .window(&[
@@ -593,6 +609,66 @@ async fn a_fleet_window_reaches_every_agent_and_survives_a_kill_9() {
     assert_eq!(rows[0]["state"], "open");
     assert_eq!(rows[0]["note"], "batch 7");
     assert_eq!(rows[0]["agent"], agent1.as_str());
+    assert!(
+        sink.accepted().is_empty(),
+        "no summary while the window is open"
+    );
+
+    // The window ends fleet-wide: every agent sends its summary.
+    let out = fleet
+        .window(&["close", "batch-07", "--prometheus", &url])
+        .await;
+    assert!(
+        out.status.success(),
+        "{}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    let lines = text(&out.stdout);
+    for a in &fleet.addrs {
+        assert!(
+            lines.contains(&format!("http://{a}: window batch-07 closed at ")),
+            "{lines}"
+        );
+    }
+    let got = sink.wait_accepted(2, Duration::from_secs(30)).await;
+    let mut instances = Vec::new();
+    for r in &got {
+        let body = r.json();
+        assert_eq!(r.path, "/hook");
+        assert_eq!(body["event"], "window_summary", "{body:#}");
+        let s = &body["summary"];
+        assert_eq!(s["window"], "batch-07", "{s:#}");
+        assert_eq!(s["note"], "batch 7", "{s:#}");
+        assert_eq!(s["closed_early"], true, "{s:#}");
+        assert_eq!(s["targets"][0]["target"], "owa", "{s:#}");
+        instances.push(s["instance"].as_str().unwrap().to_string());
+    }
+    instances.sort();
+    assert_eq!(instances, ["agent0", "agent1"], "one summary per agent");
+    // Exactly once: with both deliveries recorded, a few more seconds of
+    // housekeeping (every second; 15 probes of 200 ms) send nothing more.
+    for i in 0..2 {
+        let agent = fleet.agent(i);
+        agent
+            .wait_metric(
+                "mailpulse_outbox_pending",
+                &[],
+                |v| v == Some(0.0),
+                "the summary's delivery to be recorded",
+            )
+            .await;
+        let now = agent.probes("owa", "total").await;
+        agent
+            .wait_metric(
+                "mailpulse_probe_duration_seconds_count",
+                &[("target", "owa"), ("phase", "total")],
+                |v| v.unwrap_or(0.0) >= now + 15.0,
+                "more probes",
+            )
+            .await;
+    }
+    assert_eq!(sink.accepted().len(), 2, "no summary sent twice");
 }
 
 /// Issue 18: silences fleet-wide like windows. The silence API refuses no
