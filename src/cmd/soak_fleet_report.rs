@@ -102,16 +102,7 @@ pub async fn run(
         );
     };
     let end = run.ended_at.unwrap_or_else(Utc::now);
-    let phases: Vec<RunPhase> = run
-        .phases
-        .iter()
-        .map(|p| RunPhase {
-            name: p.name.clone(),
-            start: p.started_at,
-            end: p.ended_at,
-            note: p.note.clone(),
-        })
-        .collect();
+    let phases = super::soak_report::run_phases(&run);
 
     // Each agent's incidents of the run.
     let query: String = url::form_urlencoded::Serializer::new(String::new())

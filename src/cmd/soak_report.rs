@@ -82,16 +82,7 @@ pub async fn run(
         );
     };
     let end = run.ended_at.unwrap_or_else(Utc::now);
-    let phases: Vec<RunPhase> = run
-        .phases
-        .iter()
-        .map(|p| RunPhase {
-            name: p.name.clone(),
-            start: p.started_at,
-            end: p.ended_at,
-            note: p.note.clone(),
-        })
-        .collect();
+    let phases = run_phases(&run);
     let mut stats = vec![PhaseStats::default(); phases.len()];
     for (index, bytes) in rows {
         if let Some(slot) = stats.get_mut(index as usize) {
@@ -155,4 +146,17 @@ pub async fn run(
     } else {
         ExitCode::from(FAILED)
     })
+}
+
+/// A stored run's phases as the report's timeline.
+pub(super) fn run_phases(run: &crate::store::soak::Run) -> Vec<RunPhase> {
+    run.phases
+        .iter()
+        .map(|p| RunPhase {
+            name: p.name.clone(),
+            start: p.started_at,
+            end: p.ended_at,
+            note: p.note.clone(),
+        })
+        .collect()
 }

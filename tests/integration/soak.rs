@@ -259,37 +259,6 @@ async fn the_daemon_exports_the_phase_and_incidents_carry_it() {
     assert_eq!(text(&before.stdout), "");
 }
 
-/// A raw HTTP/1.1 request to `addr`: the status and the body.
-async fn request(
-    addr: std::net::SocketAddr,
-    method: &str,
-    path: &str,
-    auth: Option<(&str, &str)>,
-    body: &str,
-) -> (u16, String) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let mut req = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n",
-        body.len()
-    );
-    if let Some((user, password)) = auth {
-        req.push_str(&format!(
-            "Authorization: {}\r\n",
-            support::basic_auth(user, password)
-        ));
-    }
-    req.push_str("\r\n");
-    req.push_str(body);
-    stream.write_all(req.as_bytes()).await.unwrap();
-    let mut out = Vec::new();
-    stream.read_to_end(&mut out).await.unwrap();
-    let text = String::from_utf8_lossy(&out).into_owned();
-    let (head, body) = text.split_once("\r\n\r\n").unwrap();
-    let status = head.split_whitespace().nth(1).unwrap().parse().unwrap();
-    (status, body.to_string())
-}
-
 /// Issue 17: the write API refuses no credentials (401), a wrong password
 /// (401) and a read-only user (403), each changing nothing; a writer marks
 /// runs; reads follow the `/metrics` rules.
@@ -315,7 +284,7 @@ async fn the_write_api_takes_writers_only() {
     let addr = agent.addr;
     let start = r#"{"name":"golive","phase":"baseline","at":"2026-12-05T10:00:00Z"}"#;
     let runs_now = || async {
-        let (code, body) = request(
+        let (code, body) = support::api_request(
             addr,
             "GET",
             "/api/v1/soak/runs",
@@ -331,21 +300,22 @@ async fn the_write_api_takes_writers_only() {
         (Some(("ops", "wrong")), 401),
         (Some(("prom", "read-pw")), 403),
     ] {
-        let (code, body) = request(addr, "POST", "/api/v1/soak/start", auth, start).await;
+        let (code, body) =
+            support::api_request(addr, "POST", "/api/v1/soak/start", auth, start).await;
         assert_eq!(code, want, "{auth:?}: {body}");
         assert!(runs_now().await.is_empty(), "{auth:?} changed nothing");
     }
     // Reads need the read credentials, as /metrics does.
-    let (code, _) = request(addr, "GET", "/api/v1/soak/runs", None, "").await;
+    let (code, _) = support::api_request(addr, "GET", "/api/v1/soak/runs", None, "").await;
     assert_eq!(code, 401);
 
     let ops = Some(("ops", "write-pw"));
-    let (code, body) = request(addr, "POST", "/api/v1/soak/start", ops, start).await;
+    let (code, body) = support::api_request(addr, "POST", "/api/v1/soak/start", ops, start).await;
     assert_eq!(code, 200, "{body}");
-    let (code, body) = request(addr, "POST", "/api/v1/soak/start", ops, start).await;
+    let (code, body) = support::api_request(addr, "POST", "/api/v1/soak/start", ops, start).await;
     assert_eq!(code, 409, "{body}");
     assert!(body.contains("still active"), "{body}");
-    let (code, body) = request(
+    let (code, body) = support::api_request(
         addr,
         "POST",
         "/api/v1/soak/phase",

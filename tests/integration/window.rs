@@ -181,37 +181,6 @@ fn windows_open_extend_close_and_refusals_exit_1_with_the_reason() {
     assert!(table.contains("planned"), "{table}");
 }
 
-/// A raw HTTP/1.1 request to `addr`: the status and the body.
-async fn request(
-    addr: SocketAddr,
-    method: &str,
-    path: &str,
-    auth: Option<(&str, &str)>,
-    body: &str,
-) -> (u16, String) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let mut req = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n",
-        body.len()
-    );
-    if let Some((user, password)) = auth {
-        req.push_str(&format!(
-            "Authorization: {}\r\n",
-            support::basic_auth(user, password)
-        ));
-    }
-    req.push_str("\r\n");
-    req.push_str(body);
-    stream.write_all(req.as_bytes()).await.unwrap();
-    let mut out = Vec::new();
-    stream.read_to_end(&mut out).await.unwrap();
-    let text = String::from_utf8_lossy(&out).into_owned();
-    let (head, body) = text.split_once("\r\n\r\n").unwrap();
-    let status = head.split_whitespace().nth(1).unwrap().parse().unwrap();
-    (status, body.to_string())
-}
-
 /// The API: no credentials or a wrong password 401, a read-only user 403
 /// (each changing nothing), a writer 200; the window shows in
 /// `mailpulse_window_active` within the daemon's poll, and goes away when
@@ -236,9 +205,13 @@ async fn the_window_api_takes_writers_only_and_the_daemon_exports_open_windows()
     let agent = InProcessAgent::start(&cfg).await;
     let addr = agent.addr;
     let prom = Some(("prom", "read-pw"));
-    let scrape = || async { request(addr, "GET", "/metrics", prom, "").await.1 };
+    let scrape = || async {
+        support::api_request(addr, "GET", "/metrics", prom, "")
+            .await
+            .1
+    };
     let list = || async {
-        let (code, body) = request(addr, "GET", "/api/v1/windows", prom, "").await;
+        let (code, body) = support::api_request(addr, "GET", "/api/v1/windows", prom, "").await;
         assert_eq!(code, 200, "{body}");
         serde_json::from_str::<Vec<Value>>(&body).unwrap()
     };
@@ -248,15 +221,16 @@ async fn the_window_api_takes_writers_only_and_the_daemon_exports_open_windows()
         (Some(("ops", "wrong")), 401),
         (Some(("prom", "read-pw")), 403),
     ] {
-        let (code, body) = request(addr, "POST", "/api/v1/windows/open", auth, open).await;
+        let (code, body) =
+            support::api_request(addr, "POST", "/api/v1/windows/open", auth, open).await;
         assert_eq!(code, want, "{auth:?}: {body}");
         assert!(list().await.is_empty(), "{auth:?} changed nothing");
     }
-    let (code, _) = request(addr, "GET", "/api/v1/windows", None, "").await;
+    let (code, _) = support::api_request(addr, "GET", "/api/v1/windows", None, "").await;
     assert_eq!(code, 401, "reads need the read credentials");
 
     let ops = Some(("ops", "write-pw"));
-    let (code, body) = request(addr, "POST", "/api/v1/windows/open", ops, open).await;
+    let (code, body) = support::api_request(addr, "POST", "/api/v1/windows/open", ops, open).await;
     assert_eq!(code, 200, "{body}");
     let w: Value = serde_json::from_str(&body).unwrap();
     assert_eq!(w["window"]["name"], "batch 1");
@@ -264,10 +238,10 @@ async fn the_window_api_takes_writers_only_and_the_daemon_exports_open_windows()
         w["window"]["by"], "ops",
         "the API user is the default author"
     );
-    let (code, body) = request(addr, "POST", "/api/v1/windows/open", ops, open).await;
+    let (code, body) = support::api_request(addr, "POST", "/api/v1/windows/open", ops, open).await;
     assert_eq!(code, 409, "{body}");
     assert!(body.contains("already open"), "{body}");
-    let (code, body) = request(
+    let (code, body) = support::api_request(
         addr,
         "POST",
         "/api/v1/windows/open",
@@ -276,7 +250,7 @@ async fn the_window_api_takes_writers_only_and_the_daemon_exports_open_windows()
     )
     .await;
     assert_eq!(code, 400, "{body}");
-    let (code, body) = request(
+    let (code, body) = support::api_request(
         addr,
         "POST",
         "/api/v1/windows/extend",
@@ -299,7 +273,7 @@ async fn the_window_api_takes_writers_only_and_the_daemon_exports_open_windows()
             "the open window in the metrics",
         )
         .await;
-    let (code, body) = request(
+    let (code, body) = support::api_request(
         addr,
         "POST",
         "/api/v1/windows/close",
@@ -319,7 +293,7 @@ async fn the_window_api_takes_writers_only_and_the_daemon_exports_open_windows()
             "the closed window to leave the metrics",
         )
         .await;
-    let (code, body) = request(
+    let (code, body) = support::api_request(
         addr,
         "POST",
         "/api/v1/windows/close",
@@ -700,11 +674,12 @@ async fn silences_are_added_extended_and_removed_fleet_wide() {
     let addrs: Vec<SocketAddr> = agents.iter().map(|a| a.addr).collect();
     let add = r#"{"target":"owa*","for":"1h","reason":"batch"}"#;
     for (auth, want) in [(None, 401), (Some(("prom", "read-pw")), 403)] {
-        let (code, body) = request(addrs[0], "POST", "/api/v1/silences/add", auth, add).await;
+        let (code, body) =
+            support::api_request(addrs[0], "POST", "/api/v1/silences/add", auth, add).await;
         assert_eq!(code, want, "{auth:?}: {body}");
     }
     let stored = |addr: SocketAddr| async move {
-        let (code, body) = request(
+        let (code, body) = support::api_request(
             addr,
             "GET",
             "/api/v1/silences",
@@ -759,7 +734,7 @@ async fn silences_are_added_extended_and_removed_fleet_wide() {
         .to_string();
 
     // Another silence on one agent only: the ids now differ, the stamp not.
-    let (code, body) = request(
+    let (code, body) = support::api_request(
         addrs[1],
         "POST",
         "/api/v1/silences/add",

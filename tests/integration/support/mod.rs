@@ -31,7 +31,7 @@ use std::sync::{PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::Duration;
 
 pub use agent::Agent;
-pub use http::{basic_auth, get, get_on, HttpServer, Reply};
+pub use http::{api_request, basic_auth, get, get_on, HttpServer, Reply};
 pub use scrape::{metric, promtool, promtool_check};
 
 /// How often [`wait_until`] polls.
