@@ -16,7 +16,10 @@
 //! incident within [`RESOLVED_RESEND`] of the first had the first one's labels,
 //! so the re-posted resolve of the first and the re-posted firing of the second
 //! overwrote each other in Alertmanager and the pager flapped between
-//! "resolved" and "firing".
+//! "resolved" and "firing". An escalation from slow to down changes the
+//! `alertname`, so its update also ends the slow alert at once ([`ended`]);
+//! left alone, that one would resolve by itself minutes later while the
+//! incident was down.
 
 use std::time::Duration;
 
@@ -87,7 +90,29 @@ impl AlertmanagerReceiver {
     }
 
     async fn post(&self, e: &AlertEvent, now: DateTime<Utc>) -> Result<(), DeliveryError> {
-        let body = Value::Array(vec![alert(e, now, self.resend, &self.generator_url)]);
+        self.post_all(vec![alert(e, now, self.resend, &self.generator_url)])
+            .await
+    }
+
+    /// The alert this receiver last posted for `e`'s incident, when `e` is
+    /// a firing update under another `alertname` (slow escalated to down):
+    /// that one must end now, or Alertmanager would keep it until its
+    /// `endsAt` and then report it resolved while the incident is down.
+    async fn superseded(&self, e: &AlertEvent) -> Option<AlertEvent> {
+        if e.status != AlertStatus::Firing || e.test || e.summary().is_some() {
+            return None;
+        }
+        let (name, key) = (self.name.clone(), e.incident_key.clone());
+        let bytes = blocking(&self.store, move |s| outbox::get_state(s, &name, &key))
+            .await
+            .ok()
+            .flatten()?;
+        let before = serde_json::from_slice::<Active>(&bytes).ok()?.event;
+        (render::alertname(&before) != render::alertname(e)).then_some(before)
+    }
+
+    async fn post_all(&self, alerts: Vec<Value>) -> Result<(), DeliveryError> {
+        let body = Value::Array(alerts);
         let headers: Vec<(&str, String)> = self
             .auth
             .iter()
@@ -141,6 +166,15 @@ pub fn alert(e: &AlertEvent, now: DateTime<Utc>, resend: Duration, generator_url
     v
 }
 
+/// An alert posted before, as it was, but ending at `now`: how an update
+/// under another `alertname` (an escalation from slow to down) retires the
+/// alert it replaces, as Prometheus does when a rule's labels change.
+pub fn ended(e: &AlertEvent, now: DateTime<Utc>, generator_url: &str) -> Value {
+    let mut v = alert(e, now, Duration::ZERO, generator_url);
+    v["endsAt"] = json!(render::rfc3339(now));
+    v
+}
+
 impl Receiver for AlertmanagerReceiver {
     fn name(&self) -> &str {
         &self.name
@@ -157,7 +191,12 @@ impl Receiver for AlertmanagerReceiver {
     fn send<'a>(&'a self, event: &'a AlertEvent) -> BoxFuture<'a, Result<(), DeliveryError>> {
         Box::pin(async move {
             let now = self.clock.now();
-            self.post(event, now).await?;
+            let mut alerts = Vec::with_capacity(2);
+            if let Some(before) = self.superseded(event).await {
+                alerts.push(ended(&before, now, &self.generator_url));
+            }
+            alerts.push(alert(event, now, self.resend, &self.generator_url));
+            self.post_all(alerts).await?;
             if !event.test && event.summary().is_none() {
                 let resend_until = (event.status == AlertStatus::Resolved)
                     .then(|| now + chrono::Duration::from_std(RESOLVED_RESEND).unwrap_or_default());

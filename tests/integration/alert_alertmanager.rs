@@ -2,7 +2,8 @@
 //! `prometheus-alertmanager`) on 127.0.0.1: a firing incident becomes an
 //! active alert, stays fresh through re-posts, and disappears once resolved;
 //! a target's second incident soon after its first is a second alert, which
-//! the first one's re-posted resolve leaves firing.
+//! the first one's re-posted resolve leaves firing; an escalation from slow
+//! to down ends the slow alert as it posts the down one.
 //!
 //! Without the binary the test skips with a message, unless `CI` is set, in
 //! which case it fails: CI must exercise the real peer (`support::alertmanager`).
@@ -170,4 +171,74 @@ async fn a_second_incident_of_a_target_is_a_second_alert_the_old_resolve_leaves_
         alert::render::rfc3339(second.started_at)[..19]
     );
     assert_eq!(listed[0]["labels"][INCIDENT_LABEL], "second", "{listed:#?}");
+}
+
+/// An escalation from slow to down is posted under another `alertname`
+/// (`MailpulseDown`): the same post ends the `MailpulseSlow` alert of that
+/// incident at once. Before, the slow alert stayed active until its
+/// `endsAt` (four resend intervals) and Alertmanager then reported it
+/// resolved while the incident was down.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_escalation_to_down_ends_the_slow_alert_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(am) = Alertmanager::start_or_skip(dir.path()).await else {
+        return;
+    };
+    let config = parse(
+        &format!(
+            "[[receiver]]\nname = \"am\"\nkind = \"alertmanager\"\nurl = \"http://{}\"\nresend_interval = \"1m\"\n",
+            am.addr
+        ),
+        dir.path(),
+        "agent.test",
+    )
+    .unwrap();
+    let ReceiverSpec::Alertmanager(spec) = &config.receivers[0].spec else {
+        panic!("not an alertmanager receiver");
+    };
+    let clock = TokioClock::starting_at(Utc::now());
+    let ctx = ReceiverContext {
+        store: Store::open(&dir.path().join("state")).unwrap(),
+        clock: clock.clone(),
+        external_url: None,
+    };
+    let receiver = AlertmanagerReceiver::new(&config.receivers[0], spec, &ctx).unwrap();
+
+    let now = clock.now();
+    let slow = AlertEvent {
+        target: "owa".into(),
+        detected_at: now - chrono::Duration::seconds(60),
+        ..delivery::slow("esc", now - chrono::Duration::seconds(90))
+    };
+    receiver.send(&slow).await.unwrap();
+    let listed = am.alerts("owa").await.unwrap();
+    assert_eq!(listed.len(), 1, "{listed:#?}");
+    assert_eq!(listed[0]["labels"]["alertname"], "MailpulseSlow");
+
+    // The clock stays at the real time: Alertmanager takes an alert as
+    // ended once its `endsAt` has passed on its own clock.
+    let down = AlertEvent {
+        incident_kind: "down".into(),
+        ..slow.clone()
+    };
+    receiver.send(&down).await.unwrap();
+    let listed = am.alerts("owa").await.unwrap();
+    let names: Vec<&str> = listed
+        .iter()
+        .map(|a| a["labels"]["alertname"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        ["MailpulseDown"],
+        "the slow alert must end with the escalation: {listed:#?}"
+    );
+    assert_eq!(listed[0]["labels"][INCIDENT_LABEL], "esc");
+
+    // A re-post of the open incident is the down alert alone.
+    receiver
+        .refresh(clock.now() + chrono::Duration::seconds(65))
+        .await;
+    let listed = am.alerts("owa").await.unwrap();
+    assert_eq!(listed.len(), 1, "{listed:#?}");
+    assert_eq!(listed[0]["labels"]["alertname"], "MailpulseDown");
 }
