@@ -10,6 +10,7 @@
 
 use crate::support;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
@@ -33,6 +34,34 @@ where
         format!("alertmanager log:\n{text}")
     };
     support::wait_until_or(what, Duration::from_secs(20), log, cond).await
+}
+
+/// An `alertmanager` receiver (resend every minute) for `am`, driven
+/// directly on a clock the test steps, its state stored under `dir`.
+fn receiver_for(
+    am: &Alertmanager,
+    dir: &std::path::Path,
+) -> (AlertmanagerReceiver, Arc<TokioClock>) {
+    let config = parse(
+        &format!(
+            "[[receiver]]\nname = \"am\"\nkind = \"alertmanager\"\nurl = \"http://{}\"\nresend_interval = \"1m\"\n",
+            am.addr
+        ),
+        dir,
+        "agent.test",
+    )
+    .unwrap();
+    let ReceiverSpec::Alertmanager(spec) = &config.receivers[0].spec else {
+        panic!("not an alertmanager receiver");
+    };
+    let clock = TokioClock::starting_at(Utc::now());
+    let ctx = ReceiverContext {
+        store: Store::open(&dir.join("state")).unwrap(),
+        clock: clock.clone(),
+        external_url: None,
+    };
+    let receiver = AlertmanagerReceiver::new(&config.receivers[0], spec, &ctx).unwrap();
+    (receiver, clock)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -111,25 +140,7 @@ async fn a_second_incident_of_a_target_is_a_second_alert_the_old_resolve_leaves_
     let Some(am) = Alertmanager::start_or_skip(dir.path()).await else {
         return;
     };
-    let config = parse(
-        &format!(
-            "[[receiver]]\nname = \"am\"\nkind = \"alertmanager\"\nurl = \"http://{}\"\nresend_interval = \"1m\"\n",
-            am.addr
-        ),
-        dir.path(),
-        "agent.test",
-    )
-    .unwrap();
-    let ReceiverSpec::Alertmanager(spec) = &config.receivers[0].spec else {
-        panic!("not an alertmanager receiver");
-    };
-    let clock = TokioClock::starting_at(Utc::now());
-    let ctx = ReceiverContext {
-        store: Store::open(&dir.path().join("state")).unwrap(),
-        clock: clock.clone(),
-        external_url: None,
-    };
-    let receiver = AlertmanagerReceiver::new(&config.receivers[0], spec, &ctx).unwrap();
+    let (receiver, clock) = receiver_for(&am, dir.path());
 
     let now = clock.now();
     let first = AlertEvent {
@@ -184,25 +195,7 @@ async fn an_escalation_to_down_ends_the_slow_alert_at_once() {
     let Some(am) = Alertmanager::start_or_skip(dir.path()).await else {
         return;
     };
-    let config = parse(
-        &format!(
-            "[[receiver]]\nname = \"am\"\nkind = \"alertmanager\"\nurl = \"http://{}\"\nresend_interval = \"1m\"\n",
-            am.addr
-        ),
-        dir.path(),
-        "agent.test",
-    )
-    .unwrap();
-    let ReceiverSpec::Alertmanager(spec) = &config.receivers[0].spec else {
-        panic!("not an alertmanager receiver");
-    };
-    let clock = TokioClock::starting_at(Utc::now());
-    let ctx = ReceiverContext {
-        store: Store::open(&dir.path().join("state")).unwrap(),
-        clock: clock.clone(),
-        external_url: None,
-    };
-    let receiver = AlertmanagerReceiver::new(&config.receivers[0], spec, &ctx).unwrap();
+    let (receiver, clock) = receiver_for(&am, dir.path());
 
     let now = clock.now();
     let slow = AlertEvent {
