@@ -19,6 +19,7 @@ pub mod config;
 pub mod detect;
 pub mod fleet;
 pub mod health;
+pub mod html;
 pub mod human;
 pub mod incident;
 pub mod metrics;

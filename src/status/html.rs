@@ -5,36 +5,17 @@
 //! No external assets (styles inline, charts as inline SVG), no script: the
 //! page refreshes itself (`<meta http-equiv="refresh">`). Every piece of
 //! outside text (target names, errors, server replies, receiver names) goes
-//! through [`escape`]. State is shown as text as well as colour.
+//! through [`crate::html::escape`]. State is shown as text as well as colour.
 
 use std::fmt::Write as _;
 use std::time::Duration;
 
 use super::json::{IncidentDetail, IncidentView, SampleView, StatusView, StepView, TargetView};
+use crate::html::escape;
 use crate::human::{self, Style};
 
 /// Seconds between the page's own refreshes.
 pub const REFRESH_SECONDS: u32 = 5;
-
-/// `text` with the five HTML-significant characters escaped, safe in element
-/// content and in quoted attribute values.
-pub fn escape(text: &str) -> std::borrow::Cow<'_, str> {
-    if !text.contains(['<', '>', '&', '"', '\'']) {
-        return std::borrow::Cow::Borrowed(text);
-    }
-    let mut out = String::with_capacity(text.len() + 16);
-    for ch in text.chars() {
-        match ch {
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '&' => out.push_str("&amp;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    std::borrow::Cow::Owned(out)
-}
 
 const STYLE: &str = "body{font-family:system-ui,sans-serif;margin:1rem 2rem;color:#1a1a1a;background:#fff}\
 h1{font-size:1.5rem;margin:.2rem 0}h2{font-size:1.2rem;margin-top:1.5rem}\
@@ -666,12 +647,6 @@ mod tests {
         assert!(page.contains("last reload rejected at"), "{page}");
         assert!(page.contains("bad &lt;b&gt;"), "{page}");
         assert_inert(&page);
-    }
-
-    #[test]
-    fn escape_covers_markup_and_attribute_quotes() {
-        assert_eq!(escape("a<b>&\"c'"), "a&lt;b&gt;&amp;&quot;c&#39;");
-        assert!(matches!(escape("plain"), std::borrow::Cow::Borrowed(_)));
     }
 
     #[test]

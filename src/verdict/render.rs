@@ -10,6 +10,7 @@ use std::fmt::Write as _;
 use chrono::{DateTime, Utc};
 
 use super::{seconds, Percentiles, Report, TargetTimeline};
+use crate::html::escape;
 use crate::report::{table, terminal_text, Width};
 
 /// The output formats.
@@ -290,22 +291,6 @@ fn md(text: &str) -> String {
         .replace(['\n', '\r'], " ")
 }
 
-/// HTML-escaped text.
-pub fn esc(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for ch in text.chars() {
-        match ch {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
-
 const STYLE: &str = "body{font-family:system-ui,sans-serif;margin:1.5em;color:#222}\
 table{border-collapse:collapse;margin:.5em 0 1.5em}th,td{border:1px solid #ccc;padding:.25em .5em;text-align:left;font-variant-numeric:tabular-nums}\
 th{background:#f2f2f2}.verdict{padding:.75em 1em;font-size:1.3em;font-weight:bold;border-radius:4px}\
@@ -324,35 +309,35 @@ fn html(r: &Report) -> String {
          <meta name=\"viewport\" content=\"width=device-width\">\
          <title>Soak run {run}: {state}</title><style>{STYLE}</style></head><body>\n\
          <h1>Soak run {run}</h1>\n<p class=\"verdict {class}\" id=\"verdict\">{line}</p>\n",
-        run = esc(&r.run),
+        run = escape(&r.run),
         state = if r.verdict.pass { "PASS" } else { "FAIL" },
-        line = esc(&r.verdict.line),
+        line = escape(&r.verdict.line),
     );
     for note in &r.notes {
-        let _ = writeln!(out, "<p class=\"note\">{}</p>", esc(note));
+        let _ = writeln!(out, "<p class=\"note\">{}</p>", escape(note));
     }
     let _ = writeln!(out, "<h2>Latency over the run</h2>");
     for t in &r.timelines {
         chart(&mut out, r, t);
     }
     for (title, header, rows) in sections(r) {
-        let _ = writeln!(out, "<h2>{}</h2>", esc(title));
+        let _ = writeln!(out, "<h2>{}</h2>", escape(title));
         if rows.is_empty() {
             out.push_str("<p>(none)</p>\n");
             continue;
         }
         out.push_str("<table><thead><tr>");
         for h in &header {
-            let _ = write!(out, "<th scope=\"col\">{}</th>", esc(h));
+            let _ = write!(out, "<th scope=\"col\">{}</th>", escape(h));
         }
         out.push_str("</tr></thead><tbody>\n");
         for row in rows {
             out.push_str("<tr>");
             for (k, cell) in row.iter().enumerate() {
                 if title == "Objectives" && k == 0 {
-                    let _ = write!(out, "<td class=\"{0}\">{0}</td>", esc(cell));
+                    let _ = write!(out, "<td class=\"{0}\">{0}</td>", escape(cell));
                 } else {
-                    let _ = write!(out, "<td>{}</td>", esc(cell));
+                    let _ = write!(out, "<td>{}</td>", escape(cell));
                 }
             }
             out.push_str("</tr>\n");
@@ -362,7 +347,7 @@ fn html(r: &Report) -> String {
     let _ = writeln!(
         out,
         "<p><small>Made by mailpulse at the end of the run ({}).</small></p></body></html>",
-        esc(&time(r.end))
+        escape(&time(r.end))
     );
     out
 }
@@ -392,9 +377,9 @@ fn chart(out: &mut String, r: &Report, t: &TargetTimeline) {
         out,
         "<figure><figcaption>{} on {}</figcaption>\
          <svg role=\"img\" aria-label=\"latency of {} over the run\" width=\"{W}\" height=\"{H}\" viewBox=\"0 0 {W} {H}\" class=\"chart\">",
-        esc(&t.target),
-        esc(&t.server),
-        esc(&t.target)
+        escape(&t.target),
+        escape(&t.server),
+        escape(&t.target)
     );
     for (k, p) in r.phases.iter().enumerate() {
         let x0 = x(p.start.timestamp() as f64);
@@ -404,12 +389,12 @@ fn chart(out: &mut String, r: &Report, t: &TargetTimeline) {
             "<rect class=\"band{}\" data-phase=\"{}\" x=\"{x0:.1}\" y=\"0\" width=\"{:.1}\" height=\"{:.1}\"><title>phase {}</title></rect>\
              <text class=\"axis\" x=\"{:.1}\" y=\"12\">{}</text>",
             if k % 2 == 1 { " odd" } else { "" },
-            esc(&p.name),
+            escape(&p.name),
             (x1 - x0).max(0.5),
             H - BOTTOM,
-            esc(&p.name),
+            escape(&p.name),
             x0 + 3.0,
-            esc(&p.name)
+            escape(&p.name)
         );
     }
     for i in r
@@ -422,11 +407,11 @@ fn chart(out: &mut String, r: &Report, t: &TargetTimeline) {
         let _ = write!(
             out,
             "<rect class=\"incident\" data-incident=\"{}\" x=\"{x0:.1}\" y=\"0\" width=\"{:.1}\" height=\"{:.1}\"><title>{} incident from {}</title></rect>",
-            esc(&i.kind),
+            escape(&i.kind),
             (x1 - x0).max(1.0),
             H - BOTTOM,
-            esc(&i.kind),
-            esc(&time(i.started_at))
+            escape(&i.kind),
+            escape(&time(i.started_at))
         );
     }
     let path: Vec<String> = t
@@ -449,13 +434,13 @@ fn chart(out: &mut String, r: &Report, t: &TargetTimeline) {
         "<text class=\"axis\" x=\"2\" y=\"{:.1}\">{}</text><text class=\"axis\" x=\"2\" y=\"{:.1}\">0</text>\
          <text class=\"axis\" x=\"{LEFT}\" y=\"{:.1}\">{}</text><text class=\"axis\" x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"end\">{}</text></svg></figure>",
         y(top / 1.15) + 4.0,
-        esc(&seconds(top / 1.15)),
+        escape(&seconds(top / 1.15)),
         H - BOTTOM,
         H - 5.0,
-        esc(&time(r.phases[0].start)),
+        escape(&time(r.phases[0].start)),
         W - 5.0,
         H - 5.0,
-        esc(&time(r.end))
+        escape(&time(r.end))
     );
     out.push('\n');
 }

@@ -10,6 +10,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 
 use super::summary::{IncidentLine, TargetSummary, WindowSummary};
+use crate::html::escape;
 use crate::human::{self, Style};
 
 fn stamp(t: DateTime<Utc>) -> String {
@@ -163,22 +164,6 @@ pub fn text(s: &WindowSummary) -> String {
             .map(|o| format!("{} ({} since {})", o.target, o.kind, stamp(o.started_at)))
             .collect();
         let _ = writeln!(out, "{what}: {}", list.join(", "));
-    }
-    out
-}
-
-/// Escapes text for HTML content and attribute values.
-pub fn escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '&' => out.push_str("&amp;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
     }
     out
 }

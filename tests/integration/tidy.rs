@@ -56,6 +56,9 @@ const MAY_USE: &[(&str, &[&str])] = &[
     // request to many agents, through the one outbound client.
     ("fleet", &["config", "outbound"]),
     ("health", &[]),
+    // The one HTML escaper, shared by every rendered page (see PURE): it
+    // depends on nothing.
+    ("html", &[]),
     // The one human duration formatter: pure, depends on nothing.
     ("human", &[]),
     ("incident", &["config", "detect", "sample", "store"]),
@@ -79,17 +82,17 @@ const MAY_USE: &[(&str, &[&str])] = &[
     ("service", &["health"]),
     // The status page and API: the board the pipeline keeps, the incident
     // history and the outbox's notifications (decoded by alert::stored).
-    ("status", &["alert::stored", "clock", "config", "detect", "human", "sample", "store"]),
+    ("status", &["alert::stored", "clock", "config", "detect", "html", "human", "sample", "store"]),
     // The quantile sketch is pure arithmetic (see PURE): values in, quantiles out.
     ("sketch", &[]),
     // The soak verdict: phase figures, objectives and incidents in, report
     // out (see PURE); tables and terminal escaping are report's.
-    ("verdict", &["config", "human", "report::table", "report::terminal_text", "report::Width", "sample", "sketch"]),
+    ("verdict", &["config", "html", "human", "report::table", "report::terminal_text", "report::Width", "sample", "sketch"]),
     // The store keeps bytes: it knows nothing of alerts, probes or metrics.
     ("store", &["detect"]),
     // Change-window figures, summary and its renderings (see PURE): the
     // window, its incidents and the figures in, the summary out.
-    ("window", &["detect", "human", "sketch", "store::incidents", "store::windows"]),
+    ("window", &["detect", "html", "human", "sketch", "store::incidents", "store::windows"]),
 ];
 
 /// Submodules only their own top-level module may use.
@@ -102,6 +105,7 @@ const PRIVATE: &[&str] = &[
 const PURE: &[&str] = &[
     "detect",
     "alert::render",
+    "html",
     "human",
     "sketch",
     "status::board",
