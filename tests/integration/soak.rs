@@ -7,6 +7,7 @@ use std::path::Path;
 use std::process::Output;
 
 use serde_json::Value;
+use support::fleet::{self, Fleet};
 use support::write_file;
 
 fn soak(config: &Path, args: &[&str]) -> Output {
@@ -334,48 +335,17 @@ async fn the_write_api_takes_writers_only() {
 /// does not take it gets its own line and the command exits 1.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_fleet_mark_reaches_every_agent_and_reports_the_unreachable_one() {
-    use support::in_process::InProcessAgent;
-
-    let writer = bcrypt::hash("write-pw", 4).unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let mut agents = Vec::new();
-    for name in ["a", "b"] {
-        let cfg = write_file(
-            dir.path(),
-            &format!("{name}.toml"),
-            &format!(
-                "[agent]\nlisten = \"127.0.0.1:9\"\nstate_dir = \"{}\"\n[host]\nenabled = false\n\
-                 [agent.api]\nwrite_users = {{ ops = \"{writer}\" }}\n",
-                dir.path().join(name).display()
-            ),
-        );
-        agents.push(InProcessAgent::start(&cfg).await);
-    }
+    let fleet = Fleet::start(2, "").await;
     // Nothing listens there.
-    let gone = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let gone_addr = gone.local_addr().unwrap();
-    drop(gone);
-    let urls: Vec<String> = agents
-        .iter()
-        .map(|a| format!("http://{}", a.addr))
-        .collect();
-    let fleet = move |args: &[&str], with_gone: bool| {
-        let mut cmd = std::process::Command::new(support::bin());
-        cmd.arg("soak").args(args);
-        for u in &urls {
-            cmd.args(["--agent", u]);
-        }
+    let gone_addr = fleet::closed_addr();
+    let mark = |args: &[&str], with_gone: bool| {
+        let mut cmd = fleet.to_every_agent(&[&["soak"], args].concat());
         if with_gone {
             cmd.args(["--agent", &format!("http://{gone_addr}")]);
         }
-        cmd.env("MAILPULSE_API_USER", "ops")
-            .env("MAILPULSE_API_PASSWORD", "write-pw");
         cmd
     };
-    let mut start = fleet(&["start", "golive", "--phase", "baseline"], false);
-    let out = tokio::task::spawn_blocking(move || start.output().unwrap())
-        .await
-        .unwrap();
+    let out = fleet::output(mark(&["start", "golive", "--phase", "baseline"], false)).await;
     assert!(
         out.status.success(),
         "{}{}",
@@ -397,10 +367,7 @@ async fn a_fleet_mark_reaches_every_agent_and_reports_the_unreachable_one() {
         .collect();
     assert_eq!(stamps.len(), 1, "{lines}");
 
-    let mut phase = fleet(&["phase", "plateau"], true);
-    let out = tokio::task::spawn_blocking(move || phase.output().unwrap())
-        .await
-        .unwrap();
+    let out = fleet::output(mark(&["phase", "plateau"], true)).await;
     assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
     let lines = text(&out.stdout);
     assert_eq!(lines.lines().count(), 3, "{lines}");
@@ -421,11 +388,9 @@ async fn a_fleet_mark_reaches_every_agent_and_reports_the_unreachable_one() {
     assert!(text(&out.stderr).contains("1 of 3 agent(s) failed"));
 
     // Without credentials the agents refuse, agent by agent.
-    let mut end = fleet(&["end"], false);
+    let mut end = mark(&["end"], false);
     end.env_remove("MAILPULSE_API_USER");
-    let out = tokio::task::spawn_blocking(move || end.output().unwrap())
-        .await
-        .unwrap();
+    let out = fleet::output(end).await;
     assert_eq!(out.status.code(), Some(1));
     assert_eq!(
         text(&out.stdout)
@@ -436,63 +401,7 @@ async fn a_fleet_mark_reaches_every_agent_and_reports_the_unreachable_one() {
         "{}",
         text(&out.stdout)
     );
-    for a in agents {
-        a.stop().unwrap();
-    }
-}
-
-/// A real Prometheus (Debian's) scraping `jobs`, stopped by its PID on drop.
-struct Prometheus {
-    child: std::process::Child,
-    addr: std::net::SocketAddr,
-}
-
-impl Drop for Prometheus {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Prometheus {
-    async fn start(dir: &Path, jobs: &[(&str, Vec<std::net::SocketAddr>)]) -> Prometheus {
-        let scrape: String = jobs
-            .iter()
-            .map(|(job, addrs)| {
-                let list: Vec<String> = addrs.iter().map(|a| format!("\"{a}\"")).collect();
-                format!(
-                    "  - job_name: {job}\n    static_configs:\n      - targets: [{}]\n",
-                    list.join(", ")
-                )
-            })
-            .collect();
-        let config = write_file(
-            dir,
-            "prometheus.yml",
-            &format!("global:\n  scrape_interval: 1s\nscrape_configs:\n{scrape}"),
-        );
-        let addr: std::net::SocketAddr = ([127, 0, 0, 1], support::free_port()).into();
-        let log = dir.join("prometheus.log");
-        let child = std::process::Command::new("/usr/bin/prometheus")
-            .arg(format!("--config.file={}", config.display()))
-            .arg(format!(
-                "--storage.tsdb.path={}",
-                dir.join("tsdb").display()
-            ))
-            .arg(format!("--web.listen-address={addr}"))
-            .stdin(std::process::Stdio::null())
-            .stdout(std::process::Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .unwrap();
-        let p = Prometheus { child, addr };
-        assert!(
-            support::answers(addr, "/-/ready", std::time::Duration::from_secs(20)).await,
-            "prometheus did not start:\n{}",
-            std::fs::read_to_string(&log).unwrap_or_default()
-        );
-        p
-    }
+    fleet.stop().await;
 }
 
 /// Issue 17: `--prometheus URL --job JOB` finds the agents in a real
@@ -500,71 +409,21 @@ impl Prometheus {
 /// out, and without `--job` they are tried too (and fail, exit 1).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn agents_are_found_through_prometheus() {
-    use support::in_process::InProcessAgent;
-
-    let writer = bcrypt::hash("write-pw", 4).unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let mut agents = Vec::new();
-    for name in ["a", "b"] {
-        let cfg = write_file(
-            dir.path(),
-            &format!("{name}.toml"),
-            &format!(
-                "[agent]\nlisten = \"127.0.0.1:9\"\nstate_dir = \"{}\"\n[host]\nenabled = false\n\
-                 [agent.api]\nwrite_users = {{ ops = \"{writer}\" }}\n",
-                dir.path().join(name).display()
-            ),
-        );
-        agents.push(InProcessAgent::start(&cfg).await);
+    if !support::prometheus::available() {
+        return;
     }
-    let gone = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let gone_addr = gone.local_addr().unwrap();
-    drop(gone);
-    let prom = Prometheus::start(
-        dir.path(),
-        &[
-            ("mailpulse", agents.iter().map(|a| a.addr).collect()),
-            ("other", vec![gone_addr]),
-        ],
-    )
-    .await;
-    let url = format!("http://{}", prom.addr);
-    // Service discovery hands Prometheus its static targets just after ready.
-    let prom_addr = prom.addr;
-    support::wait_until(
-        "prometheus to list the three targets",
-        std::time::Duration::from_secs(20),
-        || async move {
-            support::get(prom_addr, "/api/v1/targets?state=active")
-                .await
-                .is_some_and(|(code, body)| {
-                    code == 200 && body.matches("\"scrapeUrl\"").count() == 3
-                })
-        },
-    )
-    .await;
-    let run = move |args: Vec<String>| async move {
-        tokio::task::spawn_blocking(move || {
-            std::process::Command::new(support::bin())
-                .arg("soak")
-                .args(&args)
-                .env("MAILPULSE_API_USER", "ops")
-                .env("MAILPULSE_API_PASSWORD", "write-pw")
-                .output()
-                .unwrap()
-        })
-        .await
-        .unwrap()
-    };
-    let args = |more: &[&str]| -> Vec<String> { more.iter().map(|s| s.to_string()).collect() };
-    let out = run(args(&[
+    let gone_addr = fleet::closed_addr();
+    let fleet = Fleet::start(2, "").await.scraped(&[gone_addr]).await;
+    let url = fleet.prometheus_url();
+    let run = |args: &[&str]| fleet.run(&[&["soak"], args].concat());
+    let out = run(&[
         "start",
         "golive",
         "--prometheus",
         &url,
         "--job",
         "mailpulse",
-    ]))
+    ])
     .await;
     assert!(
         out.status.success(),
@@ -573,14 +432,14 @@ async fn agents_are_found_through_prometheus() {
         text(&out.stderr)
     );
     let lines = text(&out.stdout);
-    for a in &agents {
+    for a in &fleet.addrs {
         assert!(
-            lines.contains(&format!("http://{}: soak run golive started at ", a.addr)),
+            lines.contains(&format!("http://{a}: soak run golive started at ")),
             "{lines}"
         );
     }
     assert_eq!(lines.lines().count(), 2, "{lines}");
-    let out = run(args(&["end", "--prometheus", &url])).await;
+    let out = run(&["end", "--prometheus", &url]).await;
     assert_eq!(out.status.code(), Some(1), "{}", text(&out.stdout));
     let lines = text(&out.stdout);
     assert_eq!(lines.lines().count(), 3, "{lines}");
@@ -588,10 +447,7 @@ async fn agents_are_found_through_prometheus() {
         lines.contains(&format!("http://{gone_addr}: FAILED: ")),
         "{lines}"
     );
-    drop(prom);
-    for a in agents {
-        a.stop().unwrap();
-    }
+    fleet.stop().await;
 }
 
 /// Issue 17: phase boundaries reach the `grafana` receivers through the

@@ -5,18 +5,18 @@
 //! Prometheus where one agent killed with `kill -9` mid-window still has
 //! its window after a restart and, when the window is closed fleet-wide,
 //! sends its summary (once, as every other agent does) to a webhook sink.
-//! [`Fleet`] is that set-up, kept reusable.
+//! The fleet is `support::fleet::Fleet`.
 
 use crate::support;
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Output;
 use std::time::Duration;
 
 use serde_json::Value;
-use support::prometheus::Prometheus;
-use support::{write_file, Agent};
+use support::fleet::{output, Fleet};
+use support::write_file;
 
 fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
@@ -352,124 +352,6 @@ async fn the_daemon_stores_the_planned_occurrence_open_now() {
     agent.stop().unwrap();
 }
 
-/// Agents (the real binary, each with the write API) scraped by a real
-/// Prometheus: the set-up of the fleet window tests, reusable (`extra` is
-/// more configuration for every agent, e.g. targets and receivers).
-pub struct Fleet {
-    /// The test's directory (kept until the fleet is dropped).
-    #[allow(
-        dead_code,
-        reason = "held for its lifetime; tests extending the set-up read it"
-    )]
-    pub dir: tempfile::TempDir,
-    /// Each agent's configuration file.
-    pub configs: Vec<PathBuf>,
-    /// Each agent's address.
-    pub addrs: Vec<SocketAddr>,
-    /// The running agents (`None` once killed).
-    pub agents: Vec<Option<Agent>>,
-    /// Prometheus, scraping them all as job `mailpulse`.
-    pub prometheus: Prometheus,
-}
-
-impl Fleet {
-    /// Starts `n` agents and a Prometheus that lists them all.
-    pub async fn start(n: usize, extra: &str) -> Fleet {
-        let dir = tempfile::tempdir().unwrap();
-        let writer = bcrypt::hash("write-pw", 4).unwrap();
-        let mut configs = Vec::new();
-        let mut addrs = Vec::new();
-        let mut agents = Vec::new();
-        for i in 0..n {
-            let addr: SocketAddr = ([127, 0, 0, 1], support::free_port()).into();
-            let cfg = write_file(
-                dir.path(),
-                &format!("agent{i}.toml"),
-                &format!(
-                    "[agent]\nlisten = \"{addr}\"\ninstance = \"agent{i}\"\nstate_dir = \"{}\"\n\
-                     [host]\nenabled = false\n\
-                     [agent.api]\nwrite_users = {{ ops = \"{writer}\" }}\n{extra}",
-                    dir.path().join(format!("state{i}")).display()
-                ),
-            );
-            agents.push(Some(Agent::start(&cfg, addr, &[]).await));
-            configs.push(cfg);
-            addrs.push(addr);
-        }
-        let list: Vec<String> = addrs.iter().map(|a| format!("\"{a}\"")).collect();
-        let prometheus = Prometheus::start(
-            dir.path(),
-            &format!(
-                "global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: mailpulse\n    \
-                 static_configs:\n      - targets: [{}]\n",
-                list.join(", ")
-            ),
-            &[],
-        )
-        .await;
-        let prom = prometheus.addr;
-        support::wait_until(
-            "prometheus to list every agent",
-            Duration::from_secs(20),
-            || async move {
-                support::get(prom, "/api/v1/targets?state=active")
-                    .await
-                    .is_some_and(|(code, body)| {
-                        code == 200 && body.matches("\"scrapeUrl\"").count() == n
-                    })
-            },
-        )
-        .await;
-        Fleet {
-            dir,
-            configs,
-            addrs,
-            agents,
-            prometheus,
-        }
-    }
-
-    /// `mailpulse window ARGS` with the API credentials (run off the
-    /// runtime's threads).
-    pub async fn window(&self, args: &[&str]) -> Output {
-        let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
-        tokio::task::spawn_blocking(move || {
-            std::process::Command::new(support::bin())
-                .arg("window")
-                .args(&args)
-                .env("MAILPULSE_API_USER", "ops")
-                .env("MAILPULSE_API_PASSWORD", "write-pw")
-                .output()
-                .unwrap()
-        })
-        .await
-        .unwrap()
-    }
-
-    /// Prometheus's URL, for `--prometheus`.
-    pub fn prometheus_url(&self) -> String {
-        format!("http://{}", self.prometheus.addr)
-    }
-
-    /// Kills agent `i` with SIGKILL (no chance to save anything).
-    pub fn kill_9(&mut self, i: usize) {
-        let mut agent = self.agents[i].take().expect("agent running");
-        agent.child.kill().unwrap();
-        agent.child.wait().unwrap();
-    }
-
-    /// Starts agent `i` again on its configuration, address and store.
-    pub async fn restart(&mut self, i: usize) {
-        assert!(self.agents[i].is_none(), "agent {i} still runs");
-        self.agents[i] = Some(Agent::start(&self.configs[i], self.addrs[i], &[]).await);
-    }
-
-    /// Agent `i`, running.
-    pub fn agent(&self, i: usize) -> &Agent {
-        self.agents[i].as_ref().expect("agent running")
-    }
-}
-
 /// Issue 18: `window open --prometheus` reaches both agents with one stamp;
 /// one agent killed with `kill -9` mid-window has the window after its
 /// restart (listed through its API, and exported as active); `window close
@@ -492,10 +374,11 @@ async fn a_fleet_window_reaches_every_agent_and_survives_a_kill_9() {
         support::http_target("owa", &site.url("/owa"), "200ms", "190ms"),
         sink.url("/hook")
     );
-    let mut fleet = Fleet::start(2, &extra).await;
+    let mut fleet = Fleet::start(2, &extra).await.scraped(&[]).await;
     let url = fleet.prometheus_url();
     let out = fleet
-        .window(&[
+        .run(&[
+            "window",
             "open",
             "batch-07",
             "--for",
@@ -544,7 +427,15 @@ async fn a_fleet_window_reaches_every_agent_and_survives_a_kill_9() {
     fleet.kill_9(1);
     // The fleet change that agent misses is reported agent by agent.
     let out = fleet
-        .window(&["extend", "batch-07", "--by", "30m", "--prometheus", &url])
+        .run(&[
+            "window",
+            "extend",
+            "batch-07",
+            "--by",
+            "30m",
+            "--prometheus",
+            &url,
+        ])
         .await;
     assert_eq!(out.status.code(), Some(1), "{}", text(&out.stdout));
     let lines = text(&out.stdout);
@@ -572,7 +463,9 @@ async fn a_fleet_window_reaches_every_agent_and_survives_a_kill_9() {
         )
         .await;
     let agent1 = format!("http://{}", fleet.addrs[1]);
-    let out = fleet.window(&["list", "--json", "--agent", &agent1]).await;
+    let out = fleet
+        .run(&["window", "list", "--json", "--agent", &agent1])
+        .await;
     assert!(out.status.success(), "{}", text(&out.stderr));
     let rows: Vec<Value> = text(&out.stdout)
         .lines()
@@ -590,7 +483,7 @@ async fn a_fleet_window_reaches_every_agent_and_survives_a_kill_9() {
 
     // The window ends fleet-wide: every agent sends its summary.
     let out = fleet
-        .window(&["close", "batch-07", "--prometheus", &url])
+        .run(&["window", "close", "batch-07", "--prometheus", &url])
         .await;
     assert!(
         out.status.success(),
@@ -652,26 +545,13 @@ async fn a_fleet_window_reaches_every_agent_and_survives_a_kill_9() {
 /// is kept on every agent.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn silences_are_added_extended_and_removed_fleet_wide() {
-    use support::in_process::InProcessAgent;
-
-    let dir = tempfile::tempdir().unwrap();
     let reader = bcrypt::hash("read-pw", 4).unwrap();
-    let writer = bcrypt::hash("write-pw", 4).unwrap();
-    let mut agents = Vec::new();
-    for name in ["a", "b"] {
-        let cfg = write_file(
-            dir.path(),
-            &format!("{name}.toml"),
-            &format!(
-                "[agent]\nlisten = \"127.0.0.1:9\"\nstate_dir = \"{}\"\n[host]\nenabled = false\n\
-                 [agent.web]\nbasic_auth_users = {{ prom = \"{reader}\" }}\n\
-                 [agent.api]\nwrite_users = {{ ops = \"{writer}\" }}\n",
-                dir.path().join(name).display()
-            ),
-        );
-        agents.push(InProcessAgent::start(&cfg).await);
-    }
-    let addrs: Vec<SocketAddr> = agents.iter().map(|a| a.addr).collect();
+    let fleet = Fleet::start(
+        2,
+        &format!("[agent.web]\nbasic_auth_users = {{ prom = \"{reader}\" }}\n"),
+    )
+    .await;
+    let addrs = fleet.addrs.clone();
     let add = r#"{"target":"owa*","for":"1h","reason":"batch"}"#;
     for (auth, want) in [(None, 401), (Some(("prom", "read-pw")), 403)] {
         let (code, body) =
@@ -695,20 +575,7 @@ async fn silences_are_added_extended_and_removed_fleet_wide() {
         "a refused add stores nothing"
     );
 
-    let silence = |args: &[&str]| {
-        let mut cmd = std::process::Command::new(support::bin());
-        cmd.arg("silence").args(args);
-        for a in &addrs {
-            cmd.args(["--agent", &format!("http://{a}")]);
-        }
-        cmd.env("MAILPULSE_API_USER", "ops")
-            .env("MAILPULSE_API_PASSWORD", "write-pw");
-        async move {
-            tokio::task::spawn_blocking(move || cmd.output().unwrap())
-                .await
-                .unwrap()
-        }
-    };
+    let silence = |args: &[&str]| output(fleet.to_every_agent(&[&["silence"], args].concat()));
     let out = silence(&[
         "add", "--target", "owa*", "--for", "1h", "--reason", "batch 7", "--by", "alice",
     ])
@@ -798,16 +665,10 @@ async fn silences_are_added_extended_and_removed_fleet_wide() {
         assert!(s["removed_at"].is_string());
     }
     // Reads take the read credentials, as /metrics does.
-    let mut list = std::process::Command::new(support::bin());
-    list.args(["silence", "list", "--all"]);
-    for a in &addrs {
-        list.args(["--agent", &format!("http://{a}")]);
-    }
+    let mut list = fleet.to_every_agent(&["silence", "list", "--all"]);
     list.env("MAILPULSE_API_USER", "prom")
         .env("MAILPULSE_API_PASSWORD", "read-pw");
-    let out = tokio::task::spawn_blocking(move || list.output().unwrap())
-        .await
-        .unwrap();
+    let out = output(list).await;
     assert!(
         out.status.success(),
         "{}{}",
@@ -823,7 +684,5 @@ async fn silences_are_added_extended_and_removed_fleet_wide() {
         "{listed}"
     );
     assert!(listed.contains("removed at "), "{listed}");
-    for a in agents {
-        a.stop().unwrap();
-    }
+    fleet.stop().await;
 }

@@ -4,7 +4,8 @@
 //! ([`HttpServer`], probe target and alert receiver), misbehaving peers,
 //! throwaway TLS certificates, the one polling wait ([`wait_until`]), the
 //! one scrape reader ([`metric`], [`promtool_check`]), real Alertmanager and
-//! delivery-loop harnesses, and readers of a process's `/proc` entries.
+//! delivery-loop harnesses, a fleet of agents scraped by a real Prometheus
+//! ([`fleet::Fleet`]), and readers of a process's `/proc` entries.
 //! Every server binds 127.0.0.1 (127.0.0.2 and up stand for other hosts).
 #![allow(dead_code)]
 
@@ -12,6 +13,7 @@ pub mod agent;
 pub mod alertmanager;
 pub mod chromium;
 pub mod delivery;
+pub mod fleet;
 pub mod http;
 pub mod in_process;
 pub mod owa;
