@@ -140,7 +140,7 @@ fn main() {
     shared.update(|b| *b = board.clone());
 
     let (mut copy, mut page_t, mut json_t) = (vec![], vec![], vec![]);
-    let (mut page_len, mut json_len) = (0, 0);
+    let (mut page_len, mut json_len, mut pretty_len) = (0, 0, 0);
     for _ in 0..RENDERS {
         let t = Instant::now();
         let snapshot = shared.snapshot();
@@ -151,9 +151,11 @@ fn main() {
         page_t.push(t.elapsed());
         page_len = page.len();
         let t = Instant::now();
-        let json = serde_json::to_string_pretty(&StatusView::new(&snapshot, now)).unwrap();
+        let view = StatusView::new(&snapshot, now);
+        let json = serde_json::to_string(&view).unwrap();
         json_t.push(t.elapsed());
         json_len = json.len();
+        pretty_len = serde_json::to_string_pretty(&view).unwrap().len();
     }
     for v in [&mut copy, &mut page_t, &mut json_t] {
         v.sort();
@@ -188,8 +190,12 @@ fn main() {
         ms(percentile(&json_t, 0.99))
     );
     println!(
-        "| `/api/v1/status` size | {:.1} KiB |",
+        "| `/api/v1/status` size (compact, the default) | {:.1} KiB |",
         json_len as f64 / 1024.0
+    );
+    println!(
+        "| `/api/v1/status?pretty` size | {:.1} KiB |",
+        pretty_len as f64 / 1024.0
     );
     println!(
         "| memory per target, by the structure (`Board::bytes_per_target`) | {:.1} KiB |",

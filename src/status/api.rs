@@ -47,7 +47,17 @@ impl Reply {
     }
 
     fn json(status: u16, value: &impl serde::Serialize) -> Reply {
-        let mut body = serde_json::to_string_pretty(value).unwrap_or_else(|_| "{}".into());
+        Reply::json_as(status, value, true)
+    }
+
+    /// `value` as JSON, indented when `pretty`, else on one line.
+    fn json_as(status: u16, value: &impl serde::Serialize, pretty: bool) -> Reply {
+        let body = if pretty {
+            serde_json::to_string_pretty(value)
+        } else {
+            serde_json::to_string(value)
+        };
+        let mut body = body.unwrap_or_else(|_| "{}".into());
         body.push('\n');
         Reply {
             status,
@@ -88,6 +98,22 @@ pub struct Filter {
     pub run: Option<String>,
     /// At most this many (newest first).
     pub limit: usize,
+}
+
+/// Whether the query asks for indented JSON: `pretty` with no value, `1`
+/// or `true`; `0` or `false` (or no `pretty` at all) is one line.
+pub fn pretty(query: Option<&str>) -> Result<bool, String> {
+    let mut pretty = false;
+    for (key, value) in url::form_urlencoded::parse(query.unwrap_or("").as_bytes()) {
+        if key == "pretty" {
+            pretty = match value.as_ref() {
+                "" | "1" | "true" => true,
+                "0" | "false" => false,
+                _ => return Err("pretty: expected 1, true, 0 or false, or no value".into()),
+            };
+        }
+    }
+    Ok(pretty)
 }
 
 /// A time parameter `key`: RFC 3339, or a duration such as `2h` back from `now`.
@@ -168,7 +194,12 @@ impl Pages {
                     .collect();
                 Reply::html(200, html::status_page(&view, &recent))
             }
-            "/api/v1/status" => Reply::json(200, &StatusView::new(&self.board.snapshot(), now)),
+            "/api/v1/status" => match pretty(query) {
+                Ok(pretty) => {
+                    Reply::json_as(200, &StatusView::new(&self.board.snapshot(), now), pretty)
+                }
+                Err(e) => Reply::error(400, &e),
+            },
             "/api/v1/incidents" => {
                 let filter = match Filter::parse(query, now) {
                     Ok(f) => f,
@@ -298,6 +329,46 @@ fn notifications(store: &Store, record: &IncidentRecord) -> Result<Vec<Notificat
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `/api/v1/status` is one line of JSON unless `pretty` asks for it
+    /// indented; both carry the same data, and a bad `pretty` is a 400.
+    #[test]
+    fn status_json_is_compact_unless_pretty_is_asked() {
+        let clock = crate::clock::system();
+        let pages = Pages::new(Shared::new("cas<01>", clock.now()), None, clock);
+        let compact = pages.answer("/api/v1/status", None);
+        assert_eq!(compact.status, 200);
+        assert_eq!(compact.content_type, JSON);
+        assert_eq!(compact.body.lines().count(), 1, "{}", compact.body);
+        assert!(compact.body.starts_with("{\"instance\":\"cas<01>\","));
+        assert!(compact.body.ends_with("}\n"));
+        let data = |r: &Reply| {
+            let mut v: serde_json::Value = serde_json::from_str(&r.body).unwrap();
+            for moving in ["uptime_seconds", "generated_at"] {
+                v[moving] = serde_json::Value::Null;
+            }
+            v
+        };
+        for query in ["pretty", "pretty=1", "pretty=true", "limit=5&pretty"] {
+            let indented = pages.answer("/api/v1/status", Some(query));
+            assert_eq!(indented.status, 200, "{query}");
+            assert!(
+                indented
+                    .body
+                    .starts_with("{\n  \"instance\": \"cas<01>\",\n"),
+                "{query}: {}",
+                indented.body
+            );
+            assert_eq!(data(&indented), data(&compact), "{query}");
+        }
+        for query in ["pretty=0", "pretty=false", "other=1"] {
+            let body = pages.answer("/api/v1/status", Some(query)).body;
+            assert_eq!(body.lines().count(), 1, "{query}: {body}");
+        }
+        let bad = pages.answer("/api/v1/status", Some("pretty=yes"));
+        assert_eq!(bad.status, 400);
+        assert!(bad.body.contains("pretty: expected"), "{}", bad.body);
+    }
 
     #[test]
     fn filters_read_targets_times_durations_and_bounded_limits() {

@@ -310,6 +310,39 @@ async fn the_incident_api_filters_and_refuses_bad_parameters() {
     agent.stop().unwrap();
 }
 
+/// `/api/v1/status` through the agent's listener: one line of JSON by
+/// default, indented with `?pretty` or `?pretty=1`, the same data either way.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_json_is_compact_by_default_and_pretty_on_request() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_file(
+        dir.path(),
+        "c.toml",
+        &format!(
+            "[agent]\ninstance = \"cas01\"\nstate_dir = \"{}\"\n[host]\nenabled = false\n",
+            dir.path().join("state").display()
+        ),
+    );
+    let agent = started(&cfg).await;
+    let (status, compact) = support::get(agent.addr, "/api/v1/status").await.unwrap();
+    assert_eq!(status, 200, "{compact}");
+    assert_eq!(compact.lines().count(), 1, "{compact}");
+    assert!(compact.starts_with("{\"instance\":\"cas01\","), "{compact}");
+    let compact: Value = serde_json::from_str(&compact).unwrap();
+    for path in ["/api/v1/status?pretty", "/api/v1/status?pretty=1"] {
+        let (status, body) = support::get(agent.addr, path).await.unwrap();
+        assert_eq!(status, 200, "{path}: {body}");
+        assert!(
+            body.starts_with("{\n  \"instance\": \"cas01\",\n"),
+            "{path}: {body}"
+        );
+        let pretty: Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(pretty["instance"], compact["instance"], "{path}");
+        assert_eq!(pretty["started_at"], compact["started_at"], "{path}");
+    }
+    agent.stop().unwrap();
+}
+
 /// The status routes sit behind the same basic authentication as
 /// `/metrics`: refused without credentials, served with them.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
