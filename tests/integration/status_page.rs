@@ -56,6 +56,18 @@ fn config(dir: &std::path::Path, url: &str, hook: &str, smtp: u16) -> std::path:
     )
 }
 
+/// An agent `cas01` without host collection, with `more` configuration.
+fn quiet_config(dir: &std::path::Path, more: &str) -> std::path::PathBuf {
+    write_file(
+        dir,
+        "c.toml",
+        &format!(
+            "[agent]\ninstance = \"cas01\"\nstate_dir = \"{}\"\n[host]\nenabled = false\n{more}",
+            dir.join("state").display()
+        ),
+    )
+}
+
 /// The agent on `cfg`, once its status routes answer (they wait for the
 /// store, which opens after the listener).
 async fn started(cfg: &std::path::Path) -> InProcessAgent {
@@ -279,14 +291,9 @@ async fn the_incident_api_filters_and_refuses_bad_parameters() {
     let server = HttpServer::start().await;
     server.route("/owa", Reply::ok("ok"));
     let dir = tempfile::tempdir().unwrap();
-    let cfg = write_file(
+    let cfg = quiet_config(
         dir.path(),
-        "c.toml",
-        &format!(
-            "[agent]\nstate_dir = \"{}\"\n[host]\nenabled = false\n{}",
-            dir.path().join("state").display(),
-            support::http_target("owa", &server.url("/owa"), "100ms", "90ms")
-        ),
+        &support::http_target("owa", &server.url("/owa"), "100ms", "90ms"),
     );
     let agent = started(&cfg).await;
     let list = json(&agent, "/api/v1/incidents?since=1h&target=owa").await;
@@ -315,14 +322,7 @@ async fn the_incident_api_filters_and_refuses_bad_parameters() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn status_json_is_compact_by_default_and_pretty_on_request() {
     let dir = tempfile::tempdir().unwrap();
-    let cfg = write_file(
-        dir.path(),
-        "c.toml",
-        &format!(
-            "[agent]\ninstance = \"cas01\"\nstate_dir = \"{}\"\n[host]\nenabled = false\n",
-            dir.path().join("state").display()
-        ),
-    );
+    let cfg = quiet_config(dir.path(), "");
     let agent = started(&cfg).await;
     let (status, compact) = support::get(agent.addr, "/api/v1/status").await.unwrap();
     assert_eq!(status, 200, "{compact}");
@@ -349,13 +349,9 @@ async fn status_json_is_compact_by_default_and_pretty_on_request() {
 async fn the_status_routes_need_the_same_credentials_as_metrics() {
     let dir = tempfile::tempdir().unwrap();
     let hash = bcrypt::hash("pw", 4).unwrap();
-    let cfg = write_file(
+    let cfg = quiet_config(
         dir.path(),
-        "c.toml",
-        &format!(
-            "[agent]\nstate_dir = \"{}\"\n[host]\nenabled = false\n[agent.web]\nbasic_auth_users = {{ ops = \"{hash}\" }}\n",
-            dir.path().join("state").display()
-        ),
+        &format!("[agent.web]\nbasic_auth_users = {{ ops = \"{hash}\" }}\n"),
     );
     let agent = InProcessAgent::spawn(&cfg);
     let good = support::basic_auth("ops", "pw");
