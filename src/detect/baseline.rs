@@ -47,6 +47,23 @@
 //! back down to it, or until the rise has held for `thaw_after` (the
 //! detector passes `relearn_after`), when it is accepted as the new normal.
 //! Falls are followed at once: a faster target is never a false alarm.
+//!
+//! # The day's reference
+//!
+//! A rise slower than [`MAX_DRIFT_PER_HOUR`] is followed by the limited
+//! average too, and real slowdowns climb that slowly (a back end going from
+//! 1.3x to 3x of its usual latency over six hours, an hour at a time). So the
+//! judged baseline is also never above the *day's reference*: the median of
+//! the geometric means of the last [`REFERENCE_HOURS`] hours of learned
+//! samples (an hour's mean is taken when the hour of learning is complete).
+//! A median over a day moves only once most of the day was at a new level,
+//! so a climb of a few hours is judged against the level before it, while a
+//! level that holds for half a day becomes the reference by itself. The
+//! reference only lowers the baseline, and it keeps a daily cycle's peaks:
+//! it is the two days' median or, if higher, the highest of the three hours
+//! of learning around the same time a day earlier, so the average may follow a rise that happened yesterday at this
+//! hour too, while a climb that did not is judged against the two days'
+//! median. A fall is followed at once by the average.
 
 use std::time::Duration;
 
@@ -82,6 +99,20 @@ pub const FREEZE_GAP: f64 = 1.25;
 /// or below it, so twenty in a row happen about once in a million samples).
 pub const FREEZE_SAMPLES: u32 = 20;
 
+/// The reference is the median of this many hourly means of learning.
+pub const REFERENCE_HOURS: usize = 48;
+
+/// Hours of learning in a day, for the daily cycle.
+const DAY_HOURS: usize = 24;
+
+/// The hours either side of this time a day ago that the reference also
+/// accepts as the daily cycle's normal (a busy hour comes a little earlier
+/// or later from day to day).
+const SEASON_SLACK_HOURS: usize = 1;
+
+/// One hour of learning, in microseconds of the time axis.
+const HOUR_US: u64 = 3_600_000_000;
+
 /// A robust moving estimate of typical latency in log space.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Baseline {
@@ -105,6 +136,64 @@ pub struct Baseline {
     /// Samples learned since the last one at or below the judged baseline.
     #[serde(default)]
     rising: u32,
+    /// The last [`REFERENCE_HOURS`] hours of learning.
+    #[serde(default)]
+    hours: Hours,
+}
+
+/// Hourly means of log-latency, the newest last.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+struct Hours {
+    /// The means of the complete hours (fixed point, oldest first).
+    means: Vec<i64>,
+    /// The current hour's running mean (fixed point), its samples, and the
+    /// microseconds it spans so far.
+    mean: i64,
+    samples: u32,
+    us: u64,
+}
+
+impl Hours {
+    /// Adds a sample `x` (fixed point) `elapsed` after the previous one,
+    /// keeping at most `keep` complete hours.
+    fn add(&mut self, x: i64, elapsed: Duration, keep: usize) {
+        self.samples = self.samples.saturating_add(1);
+        self.mean += (x - self.mean) / i64::from(self.samples);
+        self.us = self
+            .us
+            .saturating_add(u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX));
+        if self.us >= HOUR_US {
+            self.means.push(self.mean);
+            if self.means.len() > keep {
+                self.means.remove(0);
+            }
+            *self = Hours {
+                means: std::mem::take(&mut self.means),
+                ..Hours::default()
+            };
+        }
+    }
+
+    /// The median of the complete hours' means.
+    fn median(&self) -> Option<i64> {
+        let mut means = self.means.clone();
+        means.sort_unstable();
+        let n = means.len();
+        match n {
+            0 => None,
+            _ if n % 2 == 1 => Some(means[n / 2]),
+            _ => Some(means[n / 2 - 1] / 2 + means[n / 2] / 2),
+        }
+    }
+
+    /// The highest mean of the complete hours around this time a day ago
+    /// (the hour in progress is number `len`; a day earlier is `len - 24`).
+    fn a_day_ago(&self) -> Option<i64> {
+        let n = self.means.len();
+        let from = n.checked_sub(DAY_HOURS + SEASON_SLACK_HOURS)?;
+        let to = (n + SEASON_SLACK_HOURS + 1 - DAY_HOURS).min(n);
+        self.means[from..to].iter().copied().max()
+    }
 }
 
 impl Baseline {
@@ -122,6 +211,11 @@ impl Baseline {
     ) {
         let latency = latency.max(LATENCY_FLOOR);
         self.learned += 1;
+        self.hours.add(
+            to_fixed(latency.as_secs_f64().ln()),
+            elapsed,
+            REFERENCE_HOURS,
+        );
         match self.level {
             None => {
                 self.warmup
@@ -188,6 +282,15 @@ impl Baseline {
         }
     }
 
+    /// The reference: the median of the last [`REFERENCE_HOURS`] hours of
+    /// learning, or the highest hour of learning around this time a day
+    /// earlier, if higher (a daily cycle's peak is its own normal).
+    pub fn reference(&self) -> Option<Duration> {
+        let median = self.hours.median()?;
+        let yesterday = self.hours.a_day_ago();
+        Some(from_fixed(yesterday.map_or(median, |y| y.max(median))))
+    }
+
     /// Sets the average and the judged baseline to `level` (fixed point).
     fn reset(&mut self, level: i64) {
         self.level = Some(level);
@@ -201,12 +304,22 @@ impl Baseline {
     /// new normal), keeping the count of learned samples.
     pub fn set(&mut self, latency: Duration) {
         self.warmup = Vec::new();
-        self.reset(to_fixed(latency.max(LATENCY_FLOOR).as_secs_f64().ln()));
+        let level = to_fixed(latency.max(LATENCY_FLOOR).as_secs_f64().ln());
+        self.reset(level);
+        self.hours = Hours {
+            means: vec![level],
+            ..Hours::default()
+        };
     }
 
-    /// The baseline slowness is judged by, once warmed up.
+    /// The baseline slowness is judged by, once warmed up: the limited
+    /// average, never above the reference.
     pub fn value(&self) -> Option<Duration> {
-        self.limited.or(self.level).map(from_fixed)
+        let limited = self.limited.or(self.level).map(from_fixed)?;
+        Some(match self.reference() {
+            Some(reference) => limited.min(reference),
+            None => limited,
+        })
     }
 
     /// The moving average itself, which follows rises the baseline does not.

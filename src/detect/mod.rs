@@ -42,8 +42,16 @@
 //! the floor asks for three bad hours. Spikes and two-sample bursts therefore
 //! never open an incident, at any cadence. On a spiky target the floor rises
 //! (up to eight samples) with the background rate of bad samples, so that a
-//! run is unlikely to be chance (see [`background`]). `started_at` is the
-//! first bad sample of the run, `detected_at` the sample that confirmed it.
+//! run is unlikely to be chance (see [`background`]). `detected_at` is the
+//! sample that confirmed it. `started_at` is the onset of the rise: the first
+//! bad sample of the burst, or earlier when the samples just before it were
+//! already out of the normal band (not back near the baseline as recovery
+//! judges it: `recover_factor` times it) without a break, a *lead* (a ramp
+//! or a climb over hours leaves the band before it becomes slow; the lead
+//! tolerates one sample back in the band per [`RECOVERY_HEALTHY_PER_BAD`]
+//! out of it). An incident thus spans from where latency left the normal
+//! band to where it came back, and `baseline_at_onset` is the baseline when
+//! it left.
 //!
 //! # Closing: hysteresis
 //!
@@ -105,8 +113,12 @@
 //! [`baseline::MAX_DRIFT_PER_HOUR`], and falls back to the level before a
 //! rise that outpaces that, so a ramp (80 ms to 640 ms over an hour) is
 //! judged against its starting level while a busy day's drift is followed.
-//! Until it is warm, only failures and the absolute threshold can open an
-//! incident. A pinned `baseline` replaces the learned one altogether.
+//! It is never above the median of the last two days' hours of learning
+//! (or the same time of day a day earlier, if higher), so a climb slower
+//! than drift (1.3x, 1.6x, 1.8x ... an hour apart) is judged against the
+//! level before it too. Until it is warm, only failures and the
+//! absolute threshold can open an incident. A pinned `baseline` replaces
+//! the learned one altogether.
 //!
 //! # Gaps and time
 //!
@@ -410,7 +422,8 @@ impl Outcome {
 pub struct Incident {
     /// `slow` or `down`.
     pub kind: IncidentKind,
-    /// The first bad sample of the run that opened it.
+    /// The onset: the first bad sample of the burst that opened it, or where
+    /// latency left the normal band just before it (see the module docs).
     pub started_at: DateTime<Utc>,
     /// The sample that confirmed it.
     pub detected_at: DateTime<Utc>,
@@ -640,6 +653,22 @@ struct Pending {
     /// Healthy samples since the latest bad one.
     #[serde(default)]
     healthy_streak: u32,
+    /// The rise that led into the current burst: the samples out of the
+    /// normal band just before it, if any (see [`Lead`]).
+    #[serde(default)]
+    lead: Option<Lead>,
+}
+
+/// A stretch of samples out of the normal band (not back near the baseline,
+/// as recovery judges it) outside incidents: where a rise began before any
+/// of its samples were slow. It tolerates one sample back in the band per
+/// [`RECOVERY_HEALTHY_PER_BAD`] out of it, like a recovery run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct Lead {
+    /// The samples out of the band (and those back in it).
+    run: Run,
+    /// The baseline when it began: the level before the rise.
+    baseline: Option<Duration>,
 }
 
 /// How much of an open incident (outside its current recovery run) was
@@ -741,6 +770,9 @@ pub struct Detector {
     /// The level the open slow incident holds, which may become the new baseline.
     #[serde(default)]
     shift: Option<Shift>,
+    /// The stretch out of the normal band going on, while no incident is open.
+    #[serde(default)]
+    lead: Option<Lead>,
 }
 
 impl Detector {
@@ -760,6 +792,7 @@ impl Detector {
             down_run: None,
             mix: Mix::default(),
             shift: None,
+            lead: None,
         }
     }
 
@@ -906,6 +939,7 @@ impl Detector {
                 self.drop_pending();
                 self.drop_recovery();
                 self.down_run = None;
+                self.lead = None;
                 self.cadence.record(interval);
                 // How far the baseline may rise is not known either.
                 interval = Duration::ZERO;
@@ -915,10 +949,34 @@ impl Detector {
         }
         self.last_at = Some(at);
         let verdict = self.classify(obs.latency);
+        if self.incident.is_none() {
+            self.track_lead(at, obs.latency);
+        }
         if self.incident.is_some() {
             self.observe_during_incident(at, obs, verdict)
         } else {
             self.observe_outside_incident(at, wall_offset, interval, obs, verdict)
+        }
+    }
+
+    /// Follows the stretch of samples out of the normal band (see [`Lead`]).
+    fn track_lead(&mut self, at: DateTime<Utc>, latency: Option<Duration>) {
+        let baseline = self.baseline();
+        if !self.is_recovered(latency, baseline) {
+            match &mut self.lead {
+                Some(lead) => lead.run.extend(at),
+                None => {
+                    self.lead = Some(Lead {
+                        run: Run::new(at),
+                        baseline,
+                    })
+                }
+            }
+        } else if let Some(lead) = &mut self.lead {
+            lead.run.other += 1;
+            if lead.run.other * RECOVERY_HEALTHY_PER_BAD > lead.run.matching {
+                self.lead = None;
+            }
         }
     }
 
@@ -1011,6 +1069,7 @@ impl Detector {
                     p.draft = Incident::draft(shift(at, p.wall_offset_us), baseline);
                     p.draft.earlier_burst_at = Some(earlier);
                     p.burst = Some(Run::new(at));
+                    p.lead = self.lead.clone();
                 } else if let Some(b) = &mut p.burst {
                     b.extend(at);
                 }
@@ -1023,6 +1082,7 @@ impl Detector {
                 wall_offset_us,
                 burst: None,
                 healthy_streak: 0,
+                lead: self.lead.clone(),
             }),
         };
         pending.draft.record(obs, verdict);
@@ -1036,8 +1096,21 @@ impl Detector {
         let Pending {
             mut draft,
             wall_offset_us,
+            lead,
             ..
         } = self.pending.take()?;
+        self.lead = None;
+        if let Some(lead) =
+            lead.filter(|l| shift(l.run.first_at, wall_offset_us) < draft.started_at)
+        {
+            // The rise left the normal band before its first slow sample:
+            // that is its onset, and its samples until then were healthy.
+            // The snapshot ends with the burst's first sample.
+            let lead_in = (lead.run.matching + lead.run.other).saturating_sub(1);
+            draft.started_at = shift(lead.run.first_at, wall_offset_us);
+            draft.healthy_count = draft.healthy_count.saturating_add(lead_in);
+            draft.baseline_at_onset = lead.baseline.or(draft.baseline_at_onset);
+        }
         draft.detected_at = shift(at, wall_offset_us);
         self.incident_wall_offset_us = wall_offset_us;
         draft.kind = if mostly_failures {
