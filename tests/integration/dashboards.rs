@@ -83,9 +83,9 @@ async fn live_scrape(dir: &Path) -> String {
     server.route("/owa", Reply::ok("ok"));
     agent
         .wait_metric(
-            "mailpulse_last_incident_duration_seconds",
+            "mailpulse_incident_recovered_timestamp_seconds",
             &[("target", "owa")],
-            has,
+            |v| v.is_some_and(|t| t > 0.0),
             "the incident to close",
         )
         .await;
