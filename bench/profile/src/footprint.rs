@@ -1,7 +1,9 @@
 //! The footprint of the probe latency histograms (issue 16): bytes per
 //! scrape in each format, series per target, render time, and the error of
 //! the p50/p95/p99 a Prometheus `histogram_quantile` reads from the native
-//! and from the classic buckets, for latencies from 1 ms to 30 s.
+//! and from the classic buckets, for latencies from 1 ms to 30 s; and the
+//! series of a plain HTTP and of an HTTPS target, before and after an
+//! incident (the fleet budget: at most 40 per HTTP target).
 
 use std::io::Write as _;
 use std::time::{Duration, Instant};
@@ -9,27 +11,42 @@ use std::time::{Duration, Instant};
 use mailpulse::config::DEFAULT_LATENCY_BUCKETS;
 use mailpulse::metrics::histogram::{native_bound, native_index};
 use mailpulse::metrics::{Format, Metrics};
-use mailpulse::sample::{FailureReason, Phase, ProbeKind, Sample};
+use mailpulse::detect::{DetectEvent, IncidentKind, State};
+use mailpulse::sample::{FailureReason, Phase, ProbeKind, Sample, TlsInfo};
 
 const TARGETS: usize = 50;
 
 fn sample(target: &str, total: f64) -> Sample {
+    sample_of(target, total, false)
+}
+
+/// A successful HTTP probe; with `tls`, an HTTPS one (a `tls` step, the
+/// connection's version and cipher, the certificate's expiry).
+fn sample_of(target: &str, total: f64, tls: bool) -> Sample {
     let s = |v: f64| Duration::from_secs_f64(v);
+    let mut phases = vec![
+        (Phase::Dns, s(total * 0.01)),
+        (Phase::Connect, s(total * 0.04)),
+        (Phase::FirstByte, s(total * 0.85)),
+        (Phase::Transfer, s(total * 0.10)),
+        (Phase::Total, s(total)),
+    ];
+    if tls {
+        phases.insert(2, (Phase::Tls, s(total * 0.05)));
+    }
     Sample {
         target: target.to_string(),
         kind: ProbeKind::Http,
         started_at: chrono::DateTime::UNIX_EPOCH,
         steady_at: chrono::DateTime::UNIX_EPOCH,
-        phases: vec![
-            (Phase::Dns, s(total * 0.01)),
-            (Phase::Connect, s(total * 0.04)),
-            (Phase::FirstByte, s(total * 0.85)),
-            (Phase::Transfer, s(total * 0.10)),
-            (Phase::Total, s(total)),
-        ],
+        phases,
         failure: None,
         status: Some(200),
-        tls: None,
+        tls: tls.then(|| TlsInfo {
+            version: "TLSv1.3".into(),
+            cipher: "TLS13_AES_256_GCM_SHA384".into(),
+            earliest_expiry: Some(1_800_000_000),
+        }),
         schedule_lag: Duration::ZERO,
         notes: Vec::new(),
         messages: None,
@@ -82,11 +99,99 @@ fn agent(phase_histograms: bool) -> Metrics {
         }
         m.detect.record_state(
             &name,
-            mailpulse::detect::State::Healthy,
+            State::Healthy,
             Some(Duration::from_millis(170)),
+            None,
         );
     }
     m
+}
+
+/// A closed incident of `kind` that lasted `seconds`.
+fn incident(kind: IncidentKind, seconds: i64) -> mailpulse::detect::Incident {
+    let start = chrono::DateTime::from_timestamp(1_700_000_000, 0).unwrap();
+    let end = start + chrono::Duration::seconds(seconds);
+    serde_json::from_value(serde_json::json!({
+        "kind": kind,
+        "started_at": start,
+        "detected_at": start,
+        "recovered_at": end,
+        "closed_at": end,
+        "peak_latency": null,
+        "baseline_at_onset": null,
+        "worst_phase": null,
+        "slow_count": 0,
+        "failed_count": 0,
+    }))
+    .unwrap()
+}
+
+/// The series of each kind of target in a text scrape, as Prometheus
+/// stores them: (plain HTTP, HTTPS) x (before, after a closed incident of
+/// each kind), and how many of them are histogram series (which native
+/// histograms store as one series per histogram).
+fn series_by_target(phase_histograms: bool) -> (Vec<(&'static str, usize, usize)>, usize) {
+    let m = Metrics::new("series").unwrap();
+    m.probe
+        .configure_histograms(DEFAULT_LATENCY_BUCKETS, phase_histograms);
+    let targets = [
+        ("http", false, false),
+        ("https", true, false),
+        ("http-incident", false, true),
+        ("https-incident", true, true),
+    ];
+    let mut x = 0x2545_f491_4f6c_dd1d;
+    for (name, tls, incident_) in targets {
+        let mut reasons = vec![
+            FailureReason::Dns,
+            FailureReason::Connect,
+            FailureReason::Timeout,
+            FailureReason::Status,
+            FailureReason::Protocol,
+        ];
+        if tls {
+            reasons.push(FailureReason::Tls);
+        }
+        m.probe.add_target(name, ProbeKind::Http, &reasons);
+        m.detect.add_target(name);
+        for _ in 0..100 {
+            m.probe
+                .record(&sample_of(name, 0.150 + 0.040 * uniform(&mut x), tls));
+        }
+        let baseline = Some(Duration::from_millis(170));
+        m.detect.record_state(name, State::Healthy, baseline, None);
+        if incident_ {
+            for (kind, seconds) in [(IncidentKind::Slow, 600), (IncidentKind::Down, 120)] {
+                let i = incident(kind, seconds);
+                m.detect
+                    .record_event(name, &DetectEvent::Opened(i.clone()));
+                m.detect.record_state(name, State::Degraded, baseline, Some(i.started_at));
+                m.detect.record_event(name, &DetectEvent::Closed(i));
+                m.detect.record_state(name, State::Healthy, baseline, None);
+            }
+        }
+    }
+    let page = String::from_utf8(m.encode_as(Format::Text)).unwrap();
+    let rows = targets
+        .iter()
+        .map(|(name, _, _)| {
+            let label = format!("target=\"{name}\"");
+            let lines: Vec<&str> = page
+                .lines()
+                .filter(|l| !l.starts_with('#') && l.contains(&label))
+                .collect();
+            let histogram = lines
+                .iter()
+                .filter(|l| l.starts_with("mailpulse_probe_duration_seconds"))
+                .count();
+            (*name, lines.len(), histogram)
+        })
+        .collect();
+    let agent_wide = page
+        .lines()
+        .filter(|l| l.starts_with("mailpulse_incident_duration_seconds"))
+        .count();
+    (rows, agent_wide)
 }
 
 /// Prints the footprint tables.
@@ -120,6 +225,24 @@ pub fn report() {
             micros(200, || m.encode_as(Format::Protobuf).len()),
         );
     }
+
+    println!("\n### Series per target, as Prometheus stores them (budget: 40 per HTTP target)\n");
+    println!("A text scrape (classic buckets); with native histograms each latency histogram is one series. \"After an incident\": one slow and one down incident closed.\n");
+    println!("| target | default | default, native histograms | `phase_histograms = true` |");
+    println!("|---|---:|---:|---:|");
+    let (default, agent_wide) = series_by_target(false);
+    let (every_step, _) = series_by_target(true);
+    let per_histogram = default[0].2;
+    for ((name, n, h), (_, all, _)) in default.iter().zip(&every_step) {
+        let label = match *name {
+            "http" => "plain HTTP",
+            "https" => "HTTPS",
+            "http-incident" => "plain HTTP, after an incident",
+            _ => "HTTPS, after an incident",
+        };
+        println!("| {label} | {n} | {} | {all} |", n - h + h / per_histogram);
+    }
+    println!("\nThe incident duration histogram has no series per target: {agent_wide} series for the whole agent (one histogram per kind).");
 
     println!("\n### Quantile error, native (schema 5) and classic (default `latency_buckets`) buckets\n");
     println!("What `histogram_quantile` reads (linear inside the bucket holding the rank, as Prometheus 2.42 does for both kinds) against the exact quantile of 10,000 latencies uniform over [a, 1.3a]; the worst of p50, p95 and p99.\n");
