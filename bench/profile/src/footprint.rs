@@ -9,9 +9,9 @@ use std::io::Write as _;
 use std::time::{Duration, Instant};
 
 use mailpulse::config::DEFAULT_LATENCY_BUCKETS;
+use mailpulse::detect::{DetectEvent, IncidentKind, State};
 use mailpulse::metrics::histogram::{native_bound, native_index};
 use mailpulse::metrics::{Format, Metrics};
-use mailpulse::detect::{DetectEvent, IncidentKind, State};
 use mailpulse::sample::{FailureReason, Phase, ProbeKind, Sample, TlsInfo};
 
 const TARGETS: usize = 50;
@@ -95,7 +95,8 @@ fn agent(phase_histograms: bool) -> Metrics {
         m.probe.add_target(&name, ProbeKind::Http, &reasons);
         m.detect.add_target(&name);
         for _ in 0..1000 {
-            m.probe.record(&sample(&name, 0.150 + 0.040 * uniform(&mut x)));
+            m.probe
+                .record(&sample(&name, 0.150 + 0.040 * uniform(&mut x)));
         }
         m.detect.record_state(
             &name,
@@ -163,9 +164,9 @@ fn series_by_target(phase_histograms: bool) -> (Vec<(&'static str, usize, usize)
         if incident_ {
             for (kind, seconds) in [(IncidentKind::Slow, 600), (IncidentKind::Down, 120)] {
                 let i = incident(kind, seconds);
+                m.detect.record_event(name, &DetectEvent::Opened(i.clone()));
                 m.detect
-                    .record_event(name, &DetectEvent::Opened(i.clone()));
-                m.detect.record_state(name, State::Degraded, baseline, Some(i.started_at));
+                    .record_state(name, State::Degraded, baseline, Some(i.started_at));
                 m.detect.record_event(name, &DetectEvent::Closed(i));
                 m.detect.record_state(name, State::Healthy, baseline, None);
             }
@@ -244,7 +245,9 @@ pub fn report() {
     }
     println!("\nThe incident duration histogram has no series per target: {agent_wide} series for the whole agent (one histogram per kind).");
 
-    println!("\n### Quantile error, native (schema 5) and classic (default `latency_buckets`) buckets\n");
+    println!(
+        "\n### Quantile error, native (schema 5) and classic (default `latency_buckets`) buckets\n"
+    );
     println!("What `histogram_quantile` reads (linear inside the bucket holding the rank, as Prometheus 2.42 does for both kinds) against the exact quantile of 10,000 latencies uniform over [a, 1.3a]; the worst of p50, p95 and p99.\n");
     println!("| latencies | worst native error | worst classic error |");
     println!("|---|---:|---:|");
@@ -272,7 +275,11 @@ pub fn report() {
             classic * 100.0
         );
     }
-    println!("| worst | {:.2}% | {:.1}% |", worst.0 * 100.0, worst.1 * 100.0);
+    println!(
+        "| worst | {:.2}% | {:.1}% |",
+        worst.0 * 100.0,
+        worst.1 * 100.0
+    );
 }
 
 /// Linear interpolation inside the bucket that holds rank `q * count`.
@@ -304,7 +311,10 @@ fn classic_quantile(sorted: &[f64], q: f64) -> f64 {
     let mut lower = 0.0;
     let mut buckets = Vec::new();
     for upper in DEFAULT_LATENCY_BUCKETS {
-        let n = sorted.iter().filter(|v| **v > lower && **v <= *upper).count() as u64;
+        let n = sorted
+            .iter()
+            .filter(|v| **v > lower && **v <= *upper)
+            .count() as u64;
         buckets.push((lower, *upper, n));
         lower = *upper;
     }
