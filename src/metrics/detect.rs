@@ -3,18 +3,18 @@
 //!
 //! The per-target families (`mailpulse_target_degraded`, `_down`,
 //! `_baseline_seconds`, `mailpulse_incidents_total`,
-//! `mailpulse_incidents_closed_total`, `mailpulse_incident_closed_seconds_total`
-//! and the two incident timestamps the dashboards draw incident bands from)
-//! are kept outside the `prometheus` registry, like the probe families: every
-//! probe updates them, and through the registry every scrape copied each
-//! series and its labels. Their text is the crate's, byte for byte (see the
-//! tests). The two closed-incident counters start at zero, so a mean duration
-//! over a time range counts a target's first incident too; the latest
-//! incident's duration is its recovery minus its onset. The incident duration
-//! histogram, which only closed incidents feed, stays in the registry and is
-//! labelled by `kind` only: its buckets cost 15 series per kind for the whole
-//! agent, none per target (the fleet budget, README "Series per target").
-//!
+//! `mailpulse_incidents_closed_total`, `mailpulse_incident_closed_seconds_total`,
+//! `mailpulse_last_incident_duration_seconds` and the two incident timestamps
+//! the dashboards draw incident bands from) are kept outside the
+//! `prometheus` registry, like the probe families: every probe updates them,
+//! and through the registry every scrape copied each series and its labels.
+//! Their text is the crate's, byte for byte (see the tests). The incident
+//! duration histogram, which only closed incidents feed, stays in the registry
+//! and has series only for the kinds a target's incidents ended as (9 series
+//! each: 6 buckets, `+Inf`, sum and count); the two closed-incident counters
+//! start at zero, so a mean duration over a time range counts a target's
+//! first incident too.
+
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
@@ -25,10 +25,11 @@ use super::table::{lock, write_rows, FamilyDef, SeriesTable};
 use super::Format;
 use crate::detect::{DetectEvent, IncidentKind, State};
 
-/// Buckets for incident durations, 30 s to a day.
-const INCIDENT_BUCKETS: &[f64] = &[
-    30.0, 60.0, 120.0, 300.0, 600.0, 900.0, 1800.0, 3600.0, 7200.0, 14400.0, 43200.0, 86400.0,
-];
+/// Buckets for incident durations, 1 min to a day. An incident lasts at
+/// least about its `for` (1 min by default), so there is no bound below a
+/// minute; six bounds keep a target's cost after an incident at 9 series per
+/// kind (README, "Series per target").
+const INCIDENT_BUCKETS: &[f64] = &[60.0, 300.0, 900.0, 3600.0, 14400.0, 86400.0];
 
 /// Incident kinds in the order of their `kind` labels, and of their counters' slots.
 const KINDS: [IncidentKind; 2] = [IncidentKind::Down, IncidentKind::Slow];
@@ -45,6 +46,7 @@ struct Series {
     closed: [Option<u64>; KINDS.len()],
     /// Total duration of the closed incidents, seconds, by slot of [`KINDS`].
     closed_seconds: [Option<f64>; KINDS.len()],
+    last_duration: Option<f64>,
     /// Onset of the open incident, or of the latest one once it closed.
     started: Option<f64>,
     /// Recovery of the latest incident; 0 while it is open.
@@ -59,13 +61,14 @@ enum Family {
     Started,
     Closed,
     Incidents,
+    LastDuration,
     Baseline,
     Degraded,
     Down,
 }
 
 /// The families, in the order the page lists them (by name).
-const FAMILIES: [FamilyDef<Family>; 8] = [
+const FAMILIES: [FamilyDef<Family>; 9] = [
     FamilyDef {
         family: Family::ClosedSeconds,
         name: "mailpulse_incident_closed_seconds_total",
@@ -102,6 +105,13 @@ const FAMILIES: [FamilyDef<Family>; 8] = [
         labels: &["kind", "target"],
     },
     FamilyDef {
+        family: Family::LastDuration,
+        name: "mailpulse_last_incident_duration_seconds",
+        help: "Duration of the target's most recent closed incident.",
+        kind: "gauge",
+        labels: &["target"],
+    },
+    FamilyDef {
         family: Family::Baseline,
         name: "mailpulse_target_baseline_seconds",
         help: "The latency the detector learned as normal for the target.",
@@ -132,9 +142,8 @@ pub struct DetectMetrics {
 }
 
 impl DetectMetrics {
-    /// Registers the incident duration histogram (labelled `kind`, not
-    /// `target`) on `reg`; the other families are written by
-    /// [`DetectMetrics::encode`].
+    /// Registers the incident duration histogram on `reg`; the other
+    /// families are written by [`DetectMetrics::encode`].
     pub fn register(reg: &Registry) -> prometheus::Result<Self> {
         Ok(DetectMetrics {
             duration: register(
@@ -145,7 +154,7 @@ impl DetectMetrics {
                         "Duration of closed incidents, from the first bad sample to the first healthy one.",
                     )
                     .buckets(INCIDENT_BUCKETS.to_vec()),
-                    &["kind"],
+                    &["target", "kind"],
                 )?,
             )?,
             targets: Arc::default(),
@@ -198,12 +207,13 @@ impl DetectMetrics {
             DetectEvent::Closed(i) => {
                 if let Some(d) = i.duration_seconds() {
                     self.duration
-                        .with_label_values(&[i.kind.as_str()])
+                        .with_label_values(&[target, i.kind.as_str()])
                         .observe(d);
                     let slot = kind_slot(i.kind);
                     self.targets.with(target, Series::default, |s| {
                         s.started = Some(seconds(i.started_at));
                         s.recovered = i.recovered_at.or(i.closed_at).map(seconds);
+                        s.last_duration = Some(d);
                         s.closed[slot] = Some(s.closed[slot].unwrap_or(0) + 1);
                         s.closed_seconds[slot] = Some(s.closed_seconds[slot].unwrap_or(0.0) + d);
                     });
@@ -228,6 +238,9 @@ impl DetectMetrics {
     /// Removes every series of a target that is no longer configured.
     pub fn remove_target(&self, target: &str) {
         self.targets.remove(target);
+        for kind in KINDS {
+            let _ = self.duration.remove_label_values(&[target, kind.as_str()]);
+        }
     }
 
     /// Writes the family `name` (one of [`DetectMetrics::names`]) in the
@@ -261,6 +274,7 @@ impl DetectMetrics {
                 for (target, s) in map.iter() {
                     let s = lock(s);
                     let value = match def.family {
+                        Family::LastDuration => s.last_duration,
                         Family::Baseline => s.baseline,
                         Family::Degraded => s.degraded.map(flag),
                         Family::Down => s.down.map(flag),
@@ -309,6 +323,7 @@ mod tests {
         incidents: IntCounterVec,
         closed: IntCounterVec,
         closed_seconds: CounterVec,
+        last: GaugeVec,
         baseline: GaugeVec,
         started: GaugeVec,
         recovered: GaugeVec,
@@ -337,6 +352,8 @@ mod tests {
                     &["target", "kind"],
                 )
                 .unwrap(),
+                last: GaugeVec::new(opts("mailpulse_last_incident_duration_seconds"), target)
+                    .unwrap(),
                 baseline: GaugeVec::new(opts("mailpulse_target_baseline_seconds"), target).unwrap(),
                 started: GaugeVec::new(
                     opts("mailpulse_incident_started_timestamp_seconds"),
@@ -359,6 +376,7 @@ mod tests {
                 .reg
                 .register(Box::new(oracle.incidents.clone()))
                 .unwrap();
+            oracle.reg.register(Box::new(oracle.last.clone())).unwrap();
             oracle
                 .reg
                 .register(Box::new(oracle.closed.clone()))
@@ -485,6 +503,7 @@ mod tests {
                     // The latest incident's onset and recovery, for the bands.
                     oracle.started.with_label_values(&[t]).set(0.0);
                     oracle.recovered.with_label_values(&[t]).set(d);
+                    oracle.last.with_label_values(&[t]).set(d);
                     oracle.closed.with_label_values(&[t, i.kind.as_str()]).inc();
                     oracle
                         .closed_seconds
@@ -495,7 +514,7 @@ mod tests {
         }
         assert_eq!(ours(&m), oracle.text());
         // The closed incident's duration went to the registry's histogram,
-        // by kind only: no series per target.
+        // labelled by its target and the kind it ended as.
         let families = reg.gather();
         let histogram = families
             .iter()
@@ -511,10 +530,25 @@ mod tests {
                     .collect()
             })
             .collect();
-        assert_eq!(series, [vec![("kind", "slow")]]);
+        assert_eq!(series, [vec![("kind", "slow"), ("target", "a-imap")]]);
+        let h = histogram.get_metric()[0].get_histogram();
+        assert_eq!((h.get_sample_count(), h.get_sample_sum()), (1, 610.0));
+        // 610 s falls in the 15 min bucket, not the 5 min one.
+        let counts: Vec<(f64, u64)> = h
+            .get_bucket()
+            .iter()
+            .map(|b| (b.upper_bound(), b.cumulative_count()))
+            .collect();
         assert_eq!(
-            histogram.get_metric()[0].get_histogram().get_sample_sum(),
-            610.0
+            counts,
+            [
+                (60.0, 0),
+                (300.0, 0),
+                (900.0, 1),
+                (3600.0, 1),
+                (14400.0, 1),
+                (86400.0, 1)
+            ]
         );
 
         // A baseline that is no longer known disappears; a removed target's series too.

@@ -83,9 +83,9 @@ async fn live_scrape(dir: &Path) -> String {
     server.route("/owa", Reply::ok("ok"));
     agent
         .wait_metric(
-            "mailpulse_incident_recovered_timestamp_seconds",
+            "mailpulse_last_incident_duration_seconds",
             &[("target", "owa")],
-            |v| v.is_some_and(|t| t > 0.0),
+            has,
             "the incident to close",
         )
         .await;
