@@ -74,9 +74,11 @@ pub const DEFAULT_HOST_INTERVAL: Duration = Duration::from_secs(15);
 /// Default `agent.memory_trim`: how often unused code and heap pages go back.
 pub const DEFAULT_MEMORY_TRIM: Duration = Duration::from_secs(600);
 /// Default `agent.latency_buckets`: the upper bounds, in seconds, of the
-/// classic probe latency histogram's buckets, 1 ms to 30 s.
+/// classic probe latency histogram's buckets, 1 ms to 10 s. The histogram
+/// counts successful probes, which end within their timeout (10 s unless
+/// set), so a bound above it would always equal `+Inf`: a series for nothing.
 pub const DEFAULT_LATENCY_BUCKETS: &[f64] = &[
-    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 ];
 /// Most `agent.latency_buckets` accepted: each is one series per target.
 pub const MAX_LATENCY_BUCKETS: usize = 40;

@@ -10,9 +10,10 @@
 //! and through the registry every scrape copied each series and its labels.
 //! Their text is the crate's, byte for byte (see the tests). The incident
 //! duration histogram, which only closed incidents feed, stays in the registry
-//! and has series only for targets that had one (30 series a target at zero);
-//! the two closed-incident counters start at zero, so a mean duration over a
-//! time range counts a target's first incident too.
+//! and has series only for the kinds a target's incidents ended as (9 series
+//! each: 6 buckets, `+Inf`, sum and count); the two closed-incident counters
+//! start at zero, so a mean duration over a time range counts a target's
+//! first incident too.
 
 use std::sync::Arc;
 
@@ -24,10 +25,11 @@ use super::table::{lock, write_rows, FamilyDef, SeriesTable};
 use super::Format;
 use crate::detect::{DetectEvent, IncidentKind, State};
 
-/// Buckets for incident durations, 30 s to a day.
-const INCIDENT_BUCKETS: &[f64] = &[
-    30.0, 60.0, 120.0, 300.0, 600.0, 900.0, 1800.0, 3600.0, 7200.0, 14400.0, 43200.0, 86400.0,
-];
+/// Buckets for incident durations, 1 min to a day. An incident lasts at
+/// least about its `for` (1 min by default), so there is no bound below a
+/// minute; six bounds keep a target's cost after an incident at 9 series per
+/// kind (README, "Series per target").
+const INCIDENT_BUCKETS: &[f64] = &[60.0, 300.0, 900.0, 3600.0, 14400.0, 86400.0];
 
 /// Incident kinds in the order of their `kind` labels, and of their counters' slots.
 const KINDS: [IncidentKind; 2] = [IncidentKind::Down, IncidentKind::Slow];
@@ -511,11 +513,43 @@ mod tests {
             }
         }
         assert_eq!(ours(&m), oracle.text());
-        // The closed incident's duration went to the registry's histogram.
-        assert!(reg
-            .gather()
+        // The closed incident's duration went to the registry's histogram,
+        // labelled by its target and the kind it ended as.
+        let families = reg.gather();
+        let histogram = families
             .iter()
-            .any(|f| f.name() == "mailpulse_incident_duration_seconds"));
+            .find(|f| f.name() == "mailpulse_incident_duration_seconds")
+            .expect("the incident duration histogram");
+        let series: Vec<Vec<(&str, &str)>> = histogram
+            .get_metric()
+            .iter()
+            .map(|m| {
+                m.get_label()
+                    .iter()
+                    .map(|l| (l.name(), l.value()))
+                    .collect()
+            })
+            .collect();
+        assert_eq!(series, [vec![("kind", "slow"), ("target", "a-imap")]]);
+        let h = histogram.get_metric()[0].get_histogram();
+        assert_eq!((h.get_sample_count(), h.get_sample_sum()), (1, 610.0));
+        // 610 s falls in the 15 min bucket, not the 5 min one.
+        let counts: Vec<(f64, u64)> = h
+            .get_bucket()
+            .iter()
+            .map(|b| (b.upper_bound(), b.cumulative_count()))
+            .collect();
+        assert_eq!(
+            counts,
+            [
+                (60.0, 0),
+                (300.0, 0),
+                (900.0, 1),
+                (3600.0, 1),
+                (14400.0, 1),
+                (86400.0, 1)
+            ]
+        );
 
         // A baseline that is no longer known disappears; a removed target's series too.
         m.record_state("owa", State::Healthy, None, None);

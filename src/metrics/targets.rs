@@ -1,8 +1,11 @@
 //! The per-target probe families other than the phase histograms, kept
 //! outside the `prometheus` registry and written straight into the page:
 //! `mailpulse_probe_success`, `_last_duration_seconds`, `_failures_total`,
-//! `_http_status_code`, `_mailbox_messages`, `_tls_info` and
-//! `mailpulse_tls_cert_expiry_timestamp_seconds`.
+//! `_http_status_code`, `_mailbox_messages` and
+//! `mailpulse_tls_cert_expiry_timestamp_seconds`, which also carries the
+//! latest TLS connection's `version` and `cipher` as labels: one series per
+//! TLS target rather than an expiry gauge and an info gauge (the fleet
+//! budget, README "Series per target").
 //!
 //! Through the registry, every scrape copied each of these series into
 //! protobuf structures, cloning every label name and value (about 800 series
@@ -71,12 +74,11 @@ enum Family {
     LastDuration,
     Mailbox,
     Success,
-    TlsInfo,
     CertExpiry,
 }
 
 /// The families, in the order the page lists them (by name).
-const FAMILIES: [FamilyDef<Family>; 7] = [
+const FAMILIES: [FamilyDef<Family>; 6] = [
     FamilyDef {
         family: Family::Failures,
         name: "mailpulse_probe_failures_total",
@@ -113,19 +115,11 @@ const FAMILIES: [FamilyDef<Family>; 7] = [
         labels: &["kind", "target"],
     },
     FamilyDef {
-        family: Family::TlsInfo,
-        name: "mailpulse_probe_tls_info",
-        help: "TLS version and cipher of the latest probe's connection.",
-        kind: "gauge",
-        labels: &["cipher", "target", "version"],
-    },
-    FamilyDef {
         family: Family::CertExpiry,
         name: "mailpulse_tls_cert_expiry_timestamp_seconds",
-        help:
-            "Earliest notAfter of the certificate chain the target presented, as a Unix timestamp.",
+        help: "Earliest notAfter of the certificate chain the target presented, as a Unix timestamp; labelled with the latest connection's TLS version and cipher.",
         kind: "gauge",
-        labels: &["target"],
+        labels: &["cipher", "target", "version"],
     },
 ];
 
@@ -213,8 +207,9 @@ impl TargetFamilies {
             return;
         };
         let map = self.targets.sorted();
-        // TLS version and cipher live under each target's lock: copied out.
-        let mut tls: Vec<(String, &str, String)> = Vec::new();
+        // TLS version and cipher live under each target's lock: copied out,
+        // with the certificate's expiry.
+        let mut tls: Vec<(String, &str, String, f64)> = Vec::new();
         // The sort key (ranks of the label values before `target`), the label
         // values in label-name order (unused slots empty), and the value. The
         // map lists targets sorted, and the stable sort keeps them so.
@@ -257,22 +252,21 @@ impl TargetFamilies {
                         rows.push(((kr, 0), [k, target, ""], f64::from(u8::from(ok))));
                     }
                 }
-                Family::TlsInfo => {
-                    if let Some((version, cipher)) = &s.tls {
-                        tls.push((cipher.clone(), target, version.clone()));
-                    }
-                }
                 Family::CertExpiry => {
-                    if let Some(t) = s.cert_expiry {
-                        rows.push(((0, 0), [target, "", ""], t));
+                    if let (Some((version, cipher)), Some(t)) = (&s.tls, s.cert_expiry) {
+                        tls.push((cipher.clone(), target, version.clone(), t));
                     }
                 }
             }
         }
         // Ordered by cipher, then target (one series per target).
         tls.sort_by(|a, b| a.0.cmp(&b.0));
-        rows.extend(tls.iter().map(|(cipher, target, version)| {
-            ((0, 0), [cipher.as_str(), *target, version.as_str()], 1.0)
+        rows.extend(tls.iter().map(|(cipher, target, version, expiry)| {
+            (
+                (0, 0),
+                [cipher.as_str(), *target, version.as_str()],
+                *expiry,
+            )
         }));
         rows.sort_by_key(|r| r.0);
         write_rows(
@@ -311,7 +305,6 @@ mod tests {
         status: IntGaugeVec,
         messages: IntGaugeVec,
         cert: GaugeVec,
-        tls: IntGaugeVec,
     }
 
     impl Oracle {
@@ -343,11 +336,6 @@ mod tests {
                 cert: reg!(
                     GaugeVec,
                     "mailpulse_tls_cert_expiry_timestamp_seconds",
-                    &["target"]
-                ),
-                tls: reg!(
-                    IntGaugeVec,
-                    "mailpulse_probe_tls_info",
                     &["target", "version", "cipher"]
                 ),
                 reg,
@@ -374,11 +362,10 @@ mod tests {
             }
             if let Some(tls) = &s.tls {
                 if let Some(e) = tls.earliest_expiry {
-                    self.cert.with_label_values(&[t]).set(e as f64);
+                    self.cert
+                        .with_label_values(&[t, tls.version.as_str(), tls.cipher.as_str()])
+                        .set(e as f64);
                 }
-                self.tls
-                    .with_label_values(&[t, tls.version.as_str(), tls.cipher.as_str()])
-                    .set(1);
             }
             if let Some(m) = s.messages {
                 self.messages.with_label_values(&[t]).set(m as i64);
@@ -490,5 +477,44 @@ mod tests {
         assert!(!text.contains("kind=\"http\""), "{text}");
         assert!(text.contains("mailpulse_probe_success{kind=\"tcp\",target=\"t\"} 1\n"));
         assert!(text.contains("mailpulse_probe_http_status_code{target=\"t\"} 200\n"));
+    }
+
+    #[test]
+    fn a_tls_target_has_one_series_labelled_by_its_latest_connection() {
+        let f = TargetFamilies::new();
+        let tls = |version: &str, cipher: &str, expiry: Option<i64>| {
+            let mut s = sample("owa", ProbeKind::Http, 5.0);
+            s.tls = Some(TlsInfo {
+                version: version.into(),
+                cipher: cipher.into(),
+                earliest_expiry: expiry,
+            });
+            s
+        };
+        f.record(&tls(
+            "TLSv1.2",
+            "TLS12_ECDHE_RSA_WITH_AES_128_GCM_SHA256",
+            Some(1_700_000_000),
+        ));
+        f.record(&tls(
+            "TLSv1.3",
+            "TLS13_AES_256_GCM_SHA384",
+            Some(1_800_000_000),
+        ));
+        let text = ours(&f);
+        let expiry: Vec<&str> = text
+            .lines()
+            .filter(|l| l.starts_with("mailpulse_tls_cert_expiry_timestamp_seconds{"))
+            .collect();
+        assert_eq!(
+            expiry,
+            ["mailpulse_tls_cert_expiry_timestamp_seconds{cipher=\"TLS13_AES_256_GCM_SHA384\",target=\"owa\",version=\"TLSv1.3\"} 1800000000"]
+        );
+        assert!(!text.contains("tls_info"), "{text}");
+        // A connection whose chain gave no expiry keeps the one known.
+        f.record(&tls("TLSv1.3", "TLS13_AES_128_GCM_SHA256", None));
+        assert!(ours(&f).contains(
+            "mailpulse_tls_cert_expiry_timestamp_seconds{cipher=\"TLS13_AES_128_GCM_SHA256\",target=\"owa\",version=\"TLSv1.3\"} 1800000000\n"
+        ));
     }
 }
