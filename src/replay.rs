@@ -342,7 +342,8 @@ pub struct IncidentLine {
     pub target: String,
     /// `slow` or `down`.
     pub kind: String,
-    /// The first bad sample of the run that opened it.
+    /// The onset: the first bad sample of the burst that opened it, or where
+    /// latency left the normal band just before it.
     pub started_at: String,
     /// The sample that confirmed it.
     pub detected_at: String,

@@ -73,7 +73,8 @@ pub struct AlertEvent {
     pub incident_kind: String,
     /// `critical`, `error`, `warning` or `info`; see [`AlertingConfig::severity_for`].
     pub severity: String,
-    /// Onset of the incident (first bad sample).
+    /// Onset of the incident (where latency left the normal band, at the
+    /// latest its first bad sample).
     pub started_at: DateTime<Utc>,
     /// When the detector declared it.
     pub detected_at: DateTime<Utc>,

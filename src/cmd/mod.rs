@@ -64,7 +64,7 @@ pub enum Command {
     /// incidents it would have raised.
     Replay(replay::Args),
     /// Show the incidents the agent recorded, newest first: when each began
-    /// (the first bad sample), when it was detected, when it recovered, how
+    /// (the onset of the rise), when it was detected, when it recovered, how
     /// long it lasted and how bad it got. Reads the state store; works while
     /// the daemon runs.
     Incidents(incidents::Args),

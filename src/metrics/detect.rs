@@ -86,7 +86,7 @@ const FAMILIES: [FamilyDef<Family>; 9] = [
     FamilyDef {
         family: Family::Started,
         name: "mailpulse_incident_started_timestamp_seconds",
-        help: "Onset (first bad sample) of the target's open incident, or of its latest one once closed.",
+        help: "Onset (where latency left the normal band, at the latest its first bad sample) of the target's open incident, or of its latest one once closed.",
         kind: "gauge",
         labels: &["target"],
     },
@@ -151,7 +151,7 @@ impl DetectMetrics {
                 HistogramVec::new(
                     HistogramOpts::new(
                         "mailpulse_incident_duration_seconds",
-                        "Duration of closed incidents, from the first bad sample to the first healthy one.",
+                        "Duration of closed incidents, from the onset to the first recovered sample.",
                     )
                     .buckets(INCIDENT_BUCKETS.to_vec()),
                     &["target", "kind"],
