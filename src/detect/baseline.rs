@@ -151,6 +151,11 @@ struct Hours {
     mean: i64,
     samples: u32,
     us: u64,
+    /// The reference the complete hours give ([`Baseline::reference`]), kept so
+    /// that judging a sample does not sort the hours again: it changes only
+    /// when an hour completes.
+    #[serde(default)]
+    reference: Option<i64>,
 }
 
 impl Hours {
@@ -167,11 +172,22 @@ impl Hours {
             if self.means.len() > keep {
                 self.means.remove(0);
             }
-            *self = Hours {
-                means: std::mem::take(&mut self.means),
-                ..Hours::default()
-            };
+            *self = Hours::of(std::mem::take(&mut self.means));
         }
+    }
+
+    /// Complete hours with these means and no hour in progress.
+    fn of(means: Vec<i64>) -> Hours {
+        let mut hours = Hours {
+            means,
+            ..Hours::default()
+        };
+        hours.reference = hours.median().map(|median| {
+            hours
+                .a_day_ago()
+                .map_or(median, |yesterday| yesterday.max(median))
+        });
+        hours
     }
 
     /// The median of the complete hours' means.
@@ -286,9 +302,7 @@ impl Baseline {
     /// learning, or the highest hour of learning around this time a day
     /// earlier, if higher (a daily cycle's peak is its own normal).
     pub fn reference(&self) -> Option<Duration> {
-        let median = self.hours.median()?;
-        let yesterday = self.hours.a_day_ago();
-        Some(from_fixed(yesterday.map_or(median, |y| y.max(median))))
+        self.hours.reference.map(from_fixed)
     }
 
     /// Sets the average and the judged baseline to `level` (fixed point).
@@ -306,10 +320,7 @@ impl Baseline {
         self.warmup = Vec::new();
         let level = to_fixed(latency.max(LATENCY_FLOOR).as_secs_f64().ln());
         self.reset(level);
-        self.hours = Hours {
-            means: vec![level],
-            ..Hours::default()
-        };
+        self.hours = Hours::of(vec![level]);
     }
 
     /// The baseline slowness is judged by, once warmed up: the limited

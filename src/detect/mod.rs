@@ -617,6 +617,13 @@ impl Run {
         self.last_at = at;
     }
 
+    /// Whether the other kind is more than one sample per
+    /// [`RECOVERY_HEALTHY_PER_BAD`] matching ones (a recovery run or a lead
+    /// then ends).
+    fn too_mixed(&self) -> bool {
+        self.other * RECOVERY_HEALTHY_PER_BAD > self.matching
+    }
+
     /// Whether the matching samples persisted for `span` and number `samples`.
     fn holds(&self, span: Duration, samples: u32) -> bool {
         let covered = (self.last_at - self.first_at).to_std().unwrap_or_default();
@@ -974,7 +981,7 @@ impl Detector {
             }
         } else if let Some(lead) = &mut self.lead {
             lead.run.other += 1;
-            if lead.run.other * RECOVERY_HEALTHY_PER_BAD > lead.run.matching {
+            if lead.run.too_mixed() {
                 self.lead = None;
             }
         }
@@ -1170,7 +1177,7 @@ impl Detector {
                     r.other += 1;
                     // Until it has the samples chance would rarely give, a
                     // recovery run must be clean.
-                    if r.matching < required || r.other * RECOVERY_HEALTHY_PER_BAD > r.matching {
+                    if r.matching < required || r.too_mixed() {
                         self.drop_recovery();
                     }
                 }
